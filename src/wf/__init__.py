@@ -1,0 +1,36 @@
+"""wf: durable workflows for Python, in the spirit of Cloudflare Workflows.
+
+A user's workflow module imports from here; importing ``wf`` loads only the engine's model and
+step API (never the server, CLI or terminal-rendering libraries).
+"""
+
+from wf.engine.bindings import Env as Env
+from wf.engine.bindings import WorkflowBinding as WorkflowBinding
+from wf.engine.bindings import WorkflowInstance as WorkflowInstance
+from wf.engine.entrypoint import WorkflowEntrypoint as WorkflowEntrypoint
+from wf.engine.model import RetryConfig as RetryConfig
+from wf.engine.model import StepConfig as StepConfig
+from wf.engine.model import StepContext as StepContext
+from wf.engine.model import WorkflowEvent as WorkflowEvent
+from wf.engine.model import WorkflowStepEvent as WorkflowStepEvent
+from wf.engine.step import WorkflowStep as WorkflowStep
+from wf.errors import NonRetryableError as NonRetryableError
+from wf.errors import StepError as StepError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Env",
+    "NonRetryableError",
+    "RetryConfig",
+    "StepConfig",
+    "StepContext",
+    "StepError",
+    "WorkflowBinding",
+    "WorkflowEntrypoint",
+    "WorkflowEvent",
+    "WorkflowInstance",
+    "WorkflowStep",
+    "WorkflowStepEvent",
+    "__version__",
+]

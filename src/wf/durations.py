@@ -1,0 +1,102 @@
+"""Durations as users write them ("90 seconds", 3.5, timedelta) and as wf shows them."""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import timedelta
+
+from wf.errors import ValidationError
+
+Duration = timedelta | int | float | str
+
+_SECOND = 1.0
+_UNITS: dict[str, float] = {
+    "ms": 0.001,
+    "millisecond": 0.001,
+    "s": _SECOND,
+    "sec": _SECOND,
+    "second": _SECOND,
+    "m": 60.0,
+    "min": 60.0,
+    "minute": 60.0,
+    "h": 3600.0,
+    "hr": 3600.0,
+    "hour": 3600.0,
+    "d": 86400.0,
+    "day": 86400.0,
+    "w": 7 * 86400.0,
+    "week": 7 * 86400.0,
+    # Cloudflare's parser (itty-time) counts a month as 30 days and a year as 365.25.
+    "month": 30 * 86400.0,
+    "y": 365.25 * 86400.0,
+    "year": 365.25 * 86400.0,
+}
+_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*$")
+
+
+def _unit_seconds(word: str) -> float | None:
+    word = word.lower()
+    if word in _UNITS:
+        return _UNITS[word]
+    if word.endswith("s") and word[:-1] in _UNITS and len(word) > 2:
+        return _UNITS[word[:-1]]
+    return None
+
+
+def to_seconds(value: object, what: str = "duration") -> float:
+    """Turn a duration into seconds; raise ``ValidationError`` naming ``what`` if it is not one.
+
+    Numbers are seconds (not Cloudflare's milliseconds: this is Python). A bare numeric string is
+    refused because it is ambiguous between the two.
+    """
+    if isinstance(value, bool):
+        raise ValidationError(f"{what} must be a duration, got {value!r}")
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _PATTERN.match(value)
+        if not match:
+            raise ValidationError(
+                f'{what} "{value}" is not a duration; write a number and a unit, e.g. "30 seconds"'
+            )
+        unit = _unit_seconds(match.group(2))
+        if unit is None:
+            raise ValidationError(
+                f'{what} "{value}" has an unknown unit "{match.group(2)}"; use milliseconds, '
+                "seconds, minutes, hours, days, weeks, months or years"
+            )
+        seconds = float(match.group(1)) * unit
+    else:
+        raise ValidationError(
+            f"{what} must be a timedelta, a number of seconds or a string such as "
+            f'"5 minutes", got {type(value).__name__}'
+        )
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValidationError(f"{what} must be a finite, non-negative duration, got {value!r}")
+    return seconds
+
+
+_HUMAN_UNITS = (
+    ("year", 365.25 * 86400.0),
+    ("day", 86400.0),
+    ("hour", 3600.0),
+    ("minute", 60.0),
+    ("second", 1.0),
+)
+
+
+def format_duration(seconds: float) -> str:
+    """A short human form: '10 seconds', '1 minute', '1.5 hours', '250 milliseconds'."""
+    if seconds < 1:
+        ms = round(seconds * 1000, 3)
+        text = f"{ms:g}"
+        return f"{text} millisecond" if text == "1" else f"{text} milliseconds"
+    for unit, size in _HUMAN_UNITS:
+        if seconds >= size:
+            amount = round(seconds / size, 2)
+            text = f"{amount:g}"
+            return f"{text} {unit}" if text == "1" else f"{text} {unit}s"
+    raise AssertionError("unreachable")  # pragma: no cover

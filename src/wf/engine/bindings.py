@@ -1,0 +1,79 @@
+"""``env``: the bindings a workflow (or any other code) uses to start and steer instances."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from wf.engine.model import Trigger
+
+if TYPE_CHECKING:
+    from wf.engine.engine import Engine
+
+
+class Env:
+    """One attribute per workflow binding (``env.PURCHASE``), plus ``[vars]`` and secrets."""
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self.__dict__.update(values)
+
+    def __getattr__(self, name: str) -> Any:
+        known = ", ".join(sorted(self.__dict__)) or "nothing"
+        raise AttributeError(f"env has no binding or var named {name!r}; it has {known}")
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __repr__(self) -> str:
+        return f"Env({', '.join(sorted(self.__dict__))})"
+
+
+class WorkflowInstance:
+    """A handle on one instance; every method goes to the engine (and its store)."""
+
+    def __init__(self, engine: Engine, workflow: str, instance_id: str) -> None:
+        self._engine = engine
+        self.workflow_name = workflow
+        self.id = instance_id
+
+    async def status(self) -> dict[str, Any]:
+        """``{"status": ..., "error": {"name", "message"} | None, "output": ...}``."""
+        return await self._engine.status(self.workflow_name, self.id)
+
+    async def pause(self) -> None:
+        await self._engine.pause(self.workflow_name, self.id)
+
+    async def resume(self) -> None:
+        await self._engine.resume(self.workflow_name, self.id)
+
+    async def terminate(self) -> None:
+        await self._engine.terminate(self.workflow_name, self.id, Trigger.BINDING.value)
+
+    async def restart(self) -> None:
+        await self._engine.restart(self.workflow_name, self.id)
+
+    async def send_event(self, type: str, payload: Any = None) -> None:
+        await self._engine.send_event(self.workflow_name, self.id, type, payload)
+
+    def __repr__(self) -> str:
+        return f"WorkflowInstance({self.workflow_name!r}, {self.id!r})"
+
+
+class WorkflowBinding:
+    """``env.MY_WORKFLOW``: create and get instances of one workflow."""
+
+    def __init__(self, engine: Engine, workflow: str) -> None:
+        self._engine = engine
+        self.workflow_name = workflow
+
+    async def create(self, id: str | None = None, params: Any = None) -> WorkflowInstance:
+        return await self._engine.create(self.workflow_name, id, params, Trigger.BINDING.value)
+
+    async def create_batch(self, items: Sequence[Mapping[str, Any]]) -> list[WorkflowInstance]:
+        return await self._engine.create_batch(self.workflow_name, items, Trigger.BINDING.value)
+
+    async def get(self, id: str) -> WorkflowInstance:
+        return await self._engine.get(self.workflow_name, id)
+
+    def __repr__(self) -> str:
+        return f"WorkflowBinding({self.workflow_name!r})"

@@ -1,0 +1,105 @@
+"""Step configuration: parse what users write, fill Cloudflare's defaults, compute backoff."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+from wf.durations import format_duration, to_seconds
+from wf.engine.model import ResolvedConfig, StepConfig
+from wf.errors import ValidationError
+
+DEFAULT_LIMIT = 5
+DEFAULT_DELAY = 10.0
+DEFAULT_BACKOFF = "exponential"
+DEFAULT_TIMEOUT = 600.0
+MAX_RETRIES = 10_000
+BACKOFFS = ("constant", "linear", "exponential")
+
+DEFAULT = ResolvedConfig(DEFAULT_LIMIT, DEFAULT_DELAY, DEFAULT_BACKOFF, DEFAULT_TIMEOUT)
+
+_CONFIG_KEYS = {"retries", "timeout"}
+_RETRY_KEYS = {"limit", "delay", "backoff"}
+
+
+def _as_mapping(value: object, what: str, kind: str) -> Mapping[str, Any]:
+    if isinstance(value, Mapping):
+        return value
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    raise ValidationError(f"{what} must be a dict or a {kind}, got {type(value).__name__}")
+
+
+def resolve(step_name: str, config: object = None, **overrides: Any) -> ResolvedConfig:
+    """Merge a user's config (dict, StepConfig or keywords) over the defaults, validating it.
+
+    A partial ``retries`` keeps the defaults for the keys it leaves out, as Cloudflare merges it.
+    """
+    where = f'step "{step_name}"'
+    raw: dict[str, Any] = {}
+    if config is not None:
+        if isinstance(config, StepConfig):
+            raw = {"retries": config.retries, "timeout": config.timeout}
+            if config.retries is None:
+                del raw["retries"]
+        else:
+            raw = dict(_as_mapping(config, f"config of {where}", "StepConfig"))
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    unknown = set(raw) - _CONFIG_KEYS
+    if unknown:
+        raise ValidationError(
+            f"config of {where} has unknown key {sorted(unknown)[0]!r}; expected retries, timeout"
+        )
+    limit, delay, backoff = DEFAULT_LIMIT, DEFAULT_DELAY, DEFAULT_BACKOFF
+    retries = raw.get("retries")
+    if retries is not None:
+        retry_map = dict(_as_mapping(retries, f"retries of {where}", "RetryConfig"))
+        unknown = set(retry_map) - _RETRY_KEYS
+        if unknown:
+            raise ValidationError(
+                f"retries of {where} has unknown key {sorted(unknown)[0]!r}; "
+                "expected limit, delay, backoff"
+            )
+        limit = retry_map.get("limit", limit)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_RETRIES:
+            raise ValidationError(
+                f"retries.limit of {where} must be an integer from 0 to {MAX_RETRIES}, "
+                f"got {limit!r}"
+            )
+        if "delay" in retry_map:
+            delay = to_seconds(retry_map["delay"], f"retries.delay of {where}")
+        backoff = retry_map.get("backoff", backoff)
+        if backoff not in BACKOFFS:
+            raise ValidationError(
+                f"retries.backoff of {where} must be constant, linear or exponential, "
+                f"got {backoff!r}"
+            )
+    timeout = DEFAULT_TIMEOUT
+    if "timeout" in raw:
+        timeout = to_seconds(raw["timeout"], f"timeout of {where}")
+        if timeout <= 0:
+            raise ValidationError(f"timeout of {where} must be more than zero")
+    return ResolvedConfig(limit, delay, backoff, timeout)
+
+
+def retry_delay(config: ResolvedConfig, attempts_made: int) -> float:
+    """Seconds to wait before the next attempt, after ``attempts_made`` (≥ 1) failed ones."""
+    n = max(1, attempts_made)
+    if config.backoff == "constant":
+        return config.delay
+    if config.backoff == "linear":
+        return config.delay * n
+    return float(config.delay * 2 ** (n - 1))
+
+
+def to_json(config: ResolvedConfig) -> dict[str, Any]:
+    """The config as instance details show it, durations in words."""
+    return {
+        "retries": {
+            "limit": config.limit,
+            "delay": format_duration(config.delay),
+            "backoff": config.backoff,
+        },
+        "timeout": format_duration(config.timeout),
+    }

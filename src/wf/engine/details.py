@@ -1,0 +1,93 @@
+"""Instances as JSON, in Cloudflare's shapes (``status()`` and the instance details)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from wf.engine import codec
+from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState
+
+
+def iso(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    stamp = datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+def status_of(row: InstanceRow) -> dict[str, Any]:
+    return {
+        "status": row.status.value,
+        "error": row.error,
+        "output": codec.decode(row.output),
+    }
+
+
+def _success(state: StepState) -> bool | None:
+    return None if state is StepState.RUNNING else state is StepState.SUCCEEDED
+
+
+def _step(record: StepRecord) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "type": record.kind.cloudflare_type,
+        "name": record.display_name,
+        "start": iso(record.started),
+        "end": iso(record.ended),
+    }
+    if record.kind is StepKind.DO:
+        base.update(
+            success=_success(record.state),
+            output=codec.decode(record.output),
+            error=record.error,
+            config=record.config,
+            attempts=[
+                {
+                    "start": iso(a.started),
+                    "end": iso(a.ended),
+                    "success": a.success,
+                    "error": a.error,
+                }
+                for a in record.attempts
+            ],
+        )
+        if record.state is StepState.RUNNING and record.wake_at is not None:
+            base["retries_at"] = iso(record.wake_at)
+    elif record.kind is StepKind.SLEEP:
+        base["finished"] = record.state is StepState.SUCCEEDED
+        if record.state is StepState.RUNNING:
+            base["wake_at"] = iso(record.wake_at)
+    else:
+        base.update(
+            finished=record.state is not StepState.RUNNING,
+            error=record.error,
+            output=codec.decode(record.output),
+            event_type=record.event_type,
+        )
+        if record.state is StepState.RUNNING:
+            base["timeout_at"] = iso(record.wake_at)
+    return base
+
+
+def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
+    steps = [_step(s) for s in history.steps]
+    step_count = len(steps)
+    if row.status is Status.TERMINATED:
+        steps.append({"type": "termination", "trigger": {"source": row.termination or "api"}})
+    return {
+        "id": row.id,
+        "workflow": row.workflow,
+        "status": row.status.value,
+        "params": codec.decode(row.params),
+        "trigger": {"source": row.trigger},
+        "versionId": row.version_id,
+        "created": iso(row.created),
+        "queued": iso(row.queued),
+        "start": iso(row.started),
+        "end": iso(row.ended),
+        "success": (None if not row.status.finished else row.status is Status.COMPLETE),
+        "error": row.error,
+        "output": codec.decode(row.output),
+        "step_count": step_count,
+        "steps": steps,
+    }

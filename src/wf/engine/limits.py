@@ -1,0 +1,60 @@
+"""Limits on what users send: ids, names, payload sizes (DESIGN §1, Cloudflare's defaults)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from wf.errors import ValidationError
+
+ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    id_length: int = 100
+    workflow_name_length: int = 64
+    step_name_length: int = 256
+    payload_bytes: int = MIB
+    step_output_bytes: int = MIB
+    steps: int = 10_000
+    sleep_seconds: float = 365 * 86400.0
+    event_timeout_min: float = 1.0
+    event_timeout_max: float = 365 * 86400.0
+    batch_size: int = 100
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def check_identifier(value: object, what: str, max_length: int) -> str:
+    """Ids, workflow names and event types share Cloudflare's pattern."""
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValidationError(f"{what} must not be empty")
+    if len(value) > max_length:
+        raise ValidationError(f"{what} is {len(value)} characters long; the limit is {max_length}")
+    if not ID_PATTERN.match(value):
+        raise ValidationError(
+            f'{what} "{value}" may only contain letters, digits, "-" and "_", '
+            'and must not start with "-"'
+        )
+    return value
+
+
+def check_step_name(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
+    if not isinstance(value, str):
+        raise ValidationError(f"step name must be a string, got {type(value).__name__}")
+    if not value:
+        raise ValidationError("step name must not be empty")
+    if len(value) > limits.step_name_length:
+        raise ValidationError(
+            f'step name "{value[:40]}..." is {len(value)} characters long; '
+            f"the limit is {limits.step_name_length}"
+        )
+    if _CONTROL.search(value):
+        raise ValidationError(f"step name {value!r} contains a control character")
+    return value

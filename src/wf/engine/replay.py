@@ -1,0 +1,112 @@
+"""Replay decisions, pure: given what was recorded for a step, what happens next.
+
+``run()`` is replayed from the top on every life. Each step call gets an identity (name, count):
+the count is how many calls with that name came before in this run, whatever their kind, so that
+a recorded step met by a call of another kind is noticed instead of silently mixing histories.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from wf.engine.config import retry_delay
+from wf.engine.model import ErrorInfo, ResolvedConfig, StepKind, StepRecord, StepState
+from wf.errors import NonDeterminismError, StepLimitExceeded
+
+INTERRUPTED: ErrorInfo = {
+    "name": "WorkflowInternalError",
+    "message": "the attempt was interrupted: the engine stopped while it ran",
+}
+
+
+class Identities:
+    """Hands out step identities in call order and checks them against the recorded history."""
+
+    def __init__(self, recorded: dict[tuple[str, int], StepRecord], step_limit: int) -> None:
+        self._recorded = recorded
+        self._counts: Counter[str] = Counter()
+        self._limited_steps = 0
+        self._step_limit = step_limit
+
+    def next(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
+        self._counts[name] += 1
+        count = self._counts[name]
+        if kind is not StepKind.SLEEP:  # sleeps do not count toward the limit, as on Cloudflare
+            self._limited_steps += 1
+            if self._limited_steps > self._step_limit:
+                raise StepLimitExceeded(
+                    f"The limit of {self._step_limit} steps has been reached. This limit can be "
+                    "changed in your wf.toml (limits.steps)."
+                )
+        record = self._recorded.get((name, count))
+        if record is not None and record.kind is not kind:
+            raise NonDeterminismError(
+                f'step "{name}-{count}" was recorded as {_describe(record.kind)} but this run '
+                f"calls {_describe(kind)} there; run() must make the same step calls in the same "
+                "order on every replay (restart the instance to run the new code from scratch)"
+            )
+        return count, record
+
+
+def _describe(kind: StepKind) -> str:
+    return {"do": "step.do", "sleep": "step.sleep", "wait": "step.wait_for_event"}[kind.value]
+
+
+@dataclass(frozen=True)
+class Cached:
+    output: str | None
+
+
+@dataclass(frozen=True)
+class CachedError:
+    error: ErrorInfo
+    attempts: int
+
+
+@dataclass(frozen=True)
+class CloseInterrupted:
+    """The last attempt started but never ended: the process died during it."""
+
+    number: int
+
+
+@dataclass(frozen=True)
+class WaitRetry:
+    until: float
+
+
+@dataclass(frozen=True)
+class Attempt:
+    number: int
+
+
+@dataclass(frozen=True)
+class GiveUp:
+    error: ErrorInfo
+    attempts: int
+
+
+DoPlan = Cached | CachedError | CloseInterrupted | WaitRetry | Attempt | GiveUp
+
+
+def plan_do(record: StepRecord | None, config: ResolvedConfig, now: float) -> DoPlan:
+    """What ``step.do`` does next for this step."""
+    if record is None or not record.attempts:
+        return Attempt(1)
+    if record.state is StepState.SUCCEEDED:
+        return Cached(record.output)
+    attempts = record.attempts
+    last = attempts[-1]
+    if record.state is StepState.FAILED:
+        return CachedError(record.error or last.error or INTERRUPTED, len(attempts))
+    if last.ended is None:
+        return CloseInterrupted(last.number)
+    if record.non_retryable or len(attempts) > config.limit:
+        return GiveUp(last.error or INTERRUPTED, len(attempts))
+    retry_at = record.wake_at
+    if retry_at is None:
+        retry_at = last.ended + retry_delay(config, len(attempts))
+    if retry_at > now:
+        return WaitRetry(retry_at)
+    return Attempt(last.number + 1)

@@ -1,0 +1,374 @@
+"""One life of one instance: drive ``run()`` from the top, replay, wait in memory or hibernate.
+
+A life begins when this process claims the instance and ends when ``run()`` returns or raises, or
+when the life gives up memory: it hibernates (every pending step is a wait longer than the horizon),
+reaches a requested pause, loses its claim (terminate, restart) or the engine stops. Ending a life
+cancels the ``run()`` task; the next life replays ``run()`` against what was recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from wf.engine import codec
+from wf.engine.clock import Clock
+from wf.engine.limits import Limits
+from wf.engine.model import (
+    Claim,
+    History,
+    Status,
+    StepKind,
+    StepRecord,
+    WorkflowEvent,
+    to_datetime,
+)
+from wf.engine.replay import Identities
+from wf.engine.store.base import Store
+from wf.engine.threads import ElasticThreadPool
+from wf.errors import EngineSignal, StepError, StoreError
+
+if TYPE_CHECKING:
+    from wf.engine.engine import WorkflowSpec
+    from wf.engine.scheduler import Slots
+
+T = TypeVar("T")
+log = logging.getLogger("wf.engine")
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something that happened to an instance, for whoever shows progress (the dev server)."""
+
+    kind: str  # started, step_done, attempt_failed, step_failed, sleeping, waiting_event, ...
+    workflow: str
+    instance_id: str
+    step: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class Host(Protocol):
+    """What a life needs from the engine that runs it."""
+
+    store: Store
+    clock: Clock
+    slots: Slots
+    threads: ElasticThreadPool
+    env: Any
+    hibernate_after: float
+    limits: Limits
+
+    def emit(self, notice: Notice) -> None: ...
+
+
+class Wait:
+    """One pending wait of a life: a timer, and for ``wait_for_event`` an event type too."""
+
+    __slots__ = ("_wakeup", "event_seen", "event_type", "life", "until")
+
+    def __init__(self, life: Life, until: float, event_type: str | None) -> None:
+        self.life = life
+        self.until = until
+        self.event_type = event_type
+        self.event_seen = False
+        self._wakeup: asyncio.Future[None] | None = None
+
+    def notify(self) -> None:
+        self.event_seen = True
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+
+    async def sleep(self) -> str:
+        """Wait until the timer fires ("timer") or an event of the type arrives ("event")."""
+        life = self.life
+        life.check_alive()
+        if not self.event_seen and self.until > life.clock.now():
+            self._wakeup = asyncio.get_running_loop().create_future()
+            timer = asyncio.ensure_future(life.clock.sleep_until(self.until))
+            life.waits.add(self)
+            life.poke()
+            try:
+                await asyncio.wait({timer, self._wakeup}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                life.waits.discard(self)
+                timer.cancel()
+                self._wakeup = None
+                life.poke()
+            life.check_alive()
+            await life.take_slot()
+        if self.event_seen:
+            self.event_seen = False
+            return "event"
+        return "timer"
+
+
+class Life:
+    def __init__(self, host: Host, claim: Claim, spec: WorkflowSpec, history: History) -> None:
+        self.host = host
+        self.store = host.store
+        self.clock = host.clock
+        self.row = claim.row
+        self.pk = claim.row.pk
+        self.epoch = claim.epoch
+        self.spec = spec
+        self.identities = Identities(history.by_key(), spec.step_limit)
+        self.running_ops = 0
+        self.parked = 0
+        self.waits: set[Wait] = set()
+        self.event_waits: set[Wait] = set()
+        self.holds_slot = True
+        self.shown = Status.RUNNING
+        self.pause_requested = False
+        self.ending: str | None = None
+        self.final_write: Any = None
+        self.poison: EngineSignal | None = None
+        self.task: asyncio.Task[Any] | None = None
+        self.op_tasks: set[asyncio.Task[Any]] = set()
+        self._unpark: asyncio.Future[None] | None = None
+        self._poke_pending = False
+
+    # ---- helpers for step.py -----------------------------------------------------------------
+    def now(self) -> float:
+        return self.clock.now()
+
+    def emit(self, kind: str, step: str | None = None, **detail: Any) -> None:
+        self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail))
+
+    def identify(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
+        self.check_alive()
+        if self.poison is not None:
+            raise self.poison
+        try:
+            return self.identities.next(name, kind)
+        except EngineSignal as signal:
+            self.poison = signal
+            raise
+
+    def check_alive(self) -> None:
+        if self.ending is not None:
+            raise asyncio.CancelledError()
+
+    async def commit(self, pending: Any) -> Any:
+        """Await a write; a fenced write (the claim is gone) or a store failure ends this life."""
+        try:
+            result = await pending
+        except StoreError as exc:
+            log.error("instance %s/%s: %s", self.row.workflow, self.row.id, exc)
+            self.end("store-failure")
+            raise asyncio.CancelledError() from None
+        if result is False:
+            self.end("fenced")
+            raise asyncio.CancelledError()
+        return result
+
+    @contextlib.asynccontextmanager
+    async def active(self) -> AsyncIterator[None]:
+        """Run new step work: waits at a requested pause, holds a concurrency slot."""
+        self.check_alive()
+        while self.pause_requested:
+            self.parked += 1
+            if self._unpark is None or self._unpark.done():
+                self._unpark = asyncio.get_running_loop().create_future()
+            unpark = self._unpark
+            self.poke()
+            try:
+                await unpark
+            finally:
+                self.parked -= 1
+            self.check_alive()
+        await self.take_slot()
+        self.running_ops += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self.op_tasks.add(task)
+        try:
+            yield
+        finally:
+            self.running_ops -= 1
+            if task is not None:
+                self.op_tasks.discard(task)
+            self.poke()
+
+    @contextlib.contextmanager
+    def waiter(self, until: float, event_type: str | None = None) -> Iterator[Wait]:
+        wait = Wait(self, until, event_type)
+        if event_type is not None:
+            self.event_waits.add(wait)
+        try:
+            yield wait
+        finally:
+            self.event_waits.discard(wait)
+
+    async def take_slot(self) -> None:
+        if not self.holds_slot:
+            await self.host.slots.acquire()
+            self.holds_slot = True
+            if self.ending is not None:
+                return
+        if self.shown is Status.WAITING:
+            self.shown = Status.RUNNING
+            # Not awaited: the writer keeps writes in order, and a lost flip is harmless.
+            self.store.set_status(self.pk, self.epoch, Status.RUNNING, self.now())
+
+    # ---- control from the engine -------------------------------------------------------------
+    def notify_event(self, event_type: str) -> None:
+        for wait in list(self.event_waits):
+            if wait.event_type == event_type:
+                wait.notify()
+
+    def request_pause(self) -> None:
+        if not self.pause_requested:
+            self.pause_requested = True
+            self.poke()
+
+    def cancel_pause(self) -> None:
+        self.pause_requested = False
+        if self._unpark is not None and not self._unpark.done():
+            self._unpark.set_result(None)
+
+    # ---- deciding what to do when idle -------------------------------------------------------
+    def poke(self) -> None:
+        """Reconsider soon: after user code resumed by the last change has had its turn."""
+        if self._poke_pending or self.ending is not None:
+            return
+        self._poke_pending = True
+        asyncio.get_running_loop().call_soon(self._settle, 3)
+
+    def _settle(self, hops: int) -> None:
+        if hops > 0:
+            asyncio.get_running_loop().call_soon(self._settle, hops - 1)
+            return
+        self._poke_pending = False
+        self._reconsider()
+
+    def _reconsider(self) -> None:
+        if self.ending is not None or self.running_ops:
+            return
+        if self.pause_requested and (self.waits or self.parked):
+            self.end("pause")
+            return
+        if not self.waits:
+            return
+        earliest = min(w.until for w in self.waits)
+        if earliest - self.now() > self.host.hibernate_after:
+            self.end("hibernate", wake_at=earliest)
+            return
+        # A short wait: stay in memory, but give the slot back and show the instance waiting.
+        if self.holds_slot:
+            self.holds_slot = False
+            self.host.slots.release()
+        if self.shown is Status.RUNNING:
+            self.shown = Status.WAITING
+            self.store.set_status(self.pk, self.epoch, Status.WAITING, self.now(), earliest)
+
+    def end(self, reason: str, wake_at: float | None = None) -> None:
+        """End this life now: write what the reason needs, then cancel ``run()``."""
+        if self.ending is not None:
+            return
+        self.ending = reason
+        now = self.now()
+        if reason == "hibernate":
+            types = [w.event_type for w in self.waits if w.event_type is not None]
+            self.final_write = self.store.hibernate(self.pk, self.epoch, wake_at, now, types)
+            self.emit("hibernated", wake_at=wake_at)
+        elif reason == "pause":
+            self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
+            self.emit("paused")
+        elif reason == "stop":
+            self.final_write = self.store.release(self.pk, self.epoch, now)
+        if self._unpark is not None and not self._unpark.done():
+            self._unpark.set_result(None)
+        if self.task is not None:
+            self.task.cancel()
+        for task in self.op_tasks:
+            task.cancel()
+
+
+async def run_life(host: Host, claim: Claim, spec: WorkflowSpec, lives: dict[int, Life]) -> None:
+    """Run one life of a claimed instance to its end, and write how it ended."""
+    row = claim.row
+    history = History() if claim.fresh else await host.store.load_history(row.pk)
+    life = Life(host, claim, spec, history)
+    lives[row.pk] = life
+    started = time.monotonic()
+    try:
+        from wf.engine.step import WorkflowStep
+
+        try:
+            entry = spec.cls(None, host.env)
+            event = WorkflowEvent(
+                payload=codec.decode(row.params),
+                timestamp=to_datetime(row.created),
+                instance_id=row.id,
+                workflow_name=row.workflow,
+            )
+            coro = entry.run(event, WorkflowStep(life))
+        except Exception as exc:
+            await _finish(life, None, exc)
+            return
+        if claim.fresh:
+            life.emit("started")
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        life.task = task
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            life.end("stop")
+            await asyncio.wait({task})
+            raise
+        finally:
+            if life.final_write is not None:
+                with contextlib.suppress(StoreError):
+                    await life.final_write
+        if life.ending is not None:
+            return
+        await _finish(life, task, None)
+    finally:
+        for op in life.op_tasks:
+            op.cancel()
+        if lives.get(row.pk) is life:
+            del lives[row.pk]
+        if life.holds_slot:
+            life.holds_slot = False
+            host.slots.release()
+        log.debug("life of %s/%s took %.3fs", row.workflow, row.id, time.monotonic() - started)
+
+
+async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseException | None) -> None:
+    """``run()`` is over: record its output, or its error as ``{name, message}``."""
+    life.ending = "finished"
+    output: str | None = None
+    error: dict[str, str] | None = None
+    exc: BaseException | None = early
+    if task is not None:
+        if task.cancelled():
+            exc = asyncio.CancelledError("run() was cancelled")
+        else:
+            exc = task.exception()
+    if life.poison is not None:
+        exc = life.poison
+    if exc is None and task is not None:
+        try:
+            output = codec.encode(task.result())
+        except codec.NotSerialisable as problem:
+            error = {"name": "TypeError", "message": f"the value run() returned: {problem}"}
+    elif isinstance(exc, (StepError, EngineSignal)):
+        error = {"name": exc.error_name, "message": exc.message}
+    elif exc is not None:
+        error = {"name": type(exc).__name__, "message": str(exc)}
+    status = Status.ERRORED if error else Status.COMPLETE
+    ok = False
+    try:
+        ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)
+    except StoreError as problem:
+        log.error("instance %s/%s: %s", life.row.workflow, life.row.id, problem)
+    if ok:
+        if error:
+            life.emit("errored", error=error)
+        else:
+            life.emit("completed", output=output)

@@ -1,0 +1,225 @@
+"""Which instances run when: the concurrency limit, timers, leases, retention, recovery on start."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from wf.engine.model import Claim
+from wf.engine.runner import Life, run_life
+from wf.errors import StoreError
+
+if TYPE_CHECKING:
+    from wf.engine.engine import Engine, WorkflowSpec
+
+log = logging.getLogger("wf.engine")
+
+CLAIM_BATCH = 256
+
+
+class Slots:
+    """The concurrency limit. Lives coming back from a wait get a free slot before new instances
+    (Cloudflare gives instances waking from sleep priority over queued ones)."""
+
+    def __init__(self, limit: int, on_free: Callable[[], None]) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._on_free = on_free
+
+    def reserve(self, wanted: int) -> int:
+        """Take up to ``wanted`` slots for new lives, if no waking life is waiting for one."""
+        if self._waiters:
+            return 0
+        granted = max(0, min(wanted, self.limit - self.used))
+        self.used += granted
+        return granted
+
+    def unreserve(self, count: int) -> None:
+        self.used -= count
+
+    async def acquire(self) -> None:
+        if self.used < self.limit and not self._waiters:
+            self.used += 1
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # the slot was handed over just as we were cancelled
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(future)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # handed over: ``used`` stays the same
+                return
+        self.used -= 1
+        self._on_free()
+
+
+class Scheduler:
+    """Claims ready instances while there are free slots and runs a life for each."""
+
+    def __init__(self, engine: Engine, specs: Mapping[str, WorkflowSpec]) -> None:
+        self.engine = engine
+        self.specs = specs
+        self.owner = f"{uuid.uuid4()}"
+        self.lives: dict[int, Life] = {}
+        self._life_tasks: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping = False
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        store = self.engine.store
+        # Recovery: claims held by dead processes are freed, so their instances run again here.
+        released = await store.release_dead_claims(self.engine.clock.now())
+        if released:
+            log.info("recovered %d instance(s) left running by a previous process", released)
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="wf scheduler"),
+            asyncio.create_task(self._lease_loop(), name="wf leases"),
+            asyncio.create_task(self._retention_loop(), name="wf retention"),
+        ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for life in list(self.lives.values()):
+            life.end("stop")
+        if self._life_tasks:
+            await asyncio.gather(*self._life_tasks, return_exceptions=True)
+
+    def poke(self) -> None:
+        """Look for work now. Safe to call from any thread."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wakeup.set()
+        else:
+            loop.call_soon_threadsafe(self._wakeup.set)
+
+    def on_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the engine's loop (now, if we are on it)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            fn()
+        else:
+            loop.call_soon_threadsafe(fn)
+
+    @property
+    def running_lives(self) -> int:
+        return len(self.lives)
+
+    # ---- the loops ----------------------------------------------------------------------------
+    async def _claim_loop(self) -> None:
+        engine = self.engine
+        slots = engine.slots
+        names = list(self.specs)
+        while not self._stopping:
+            self._wakeup.clear()
+            wanted = slots.reserve(CLAIM_BATCH)
+            claims: list[Claim] = []
+            if wanted:
+                try:
+                    claims = await engine.store.claim_ready(
+                        self.owner, engine.clock.now(), wanted, names, engine.settings.lease
+                    )
+                except StoreError as exc:
+                    log.error("cannot claim instances: %s", exc)
+                finally:
+                    slots.unreserve(wanted - len(claims))
+                for claim in claims:
+                    self._start(claim)
+                if claims and len(claims) == wanted:
+                    continue
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
+            if wanted:
+                with contextlib.suppress(StoreError):
+                    wake_at = await engine.store.next_wake_at(names)
+                    if wake_at is not None:
+                        waiters.append(asyncio.ensure_future(engine.clock.sleep_until(wake_at)))
+            try:
+                await asyncio.wait(
+                    waiters,
+                    timeout=engine.settings.poll_interval,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    def _start(self, claim: Claim) -> None:
+        spec = self.specs[claim.row.workflow]
+        task = asyncio.create_task(
+            run_life(self.engine, claim, spec, self.lives),
+            name=f"wf life {claim.row.workflow}/{claim.row.id}",
+        )
+        self._life_tasks.add(task)
+        task.add_done_callback(self._life_done)
+
+    def _life_done(self, task: asyncio.Task[None]) -> None:
+        self._life_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a life ended with an engine error", exc_info=task.exception())
+        self.poke()
+
+    async def _lease_loop(self) -> None:
+        """Renew this process's leases; a life whose claim was taken away (by another process
+        terminating or restarting it) ends, and a pause asked for elsewhere is honoured."""
+        engine = self.engine
+        interval = max(0.05, engine.settings.lease / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                held = await engine.store.renew_leases(self.owner, engine.settings.lease)
+            except StoreError as exc:
+                log.error("cannot renew leases: %s", exc)
+                continue
+            for pk, life in list(self.lives.items()):
+                status_epoch = held.get(pk)
+                if status_epoch is None or status_epoch[1] != life.epoch:
+                    if life.ending is None:
+                        life.end("fenced")
+                elif status_epoch[0].value == "waitingForPause":
+                    life.request_pause()
+
+    async def _retention_loop(self) -> None:
+        engine = self.engine
+        while True:
+            try:
+                before = engine.clock.now() - engine.settings.retention_seconds
+                purged = await engine.store.purge_finished(before)
+                if purged:
+                    log.info("purged %d finished instance(s) past retention", purged)
+            except StoreError as exc:
+                log.error("cannot purge old instances: %s", exc)
+            await asyncio.sleep(3600)

@@ -1,0 +1,399 @@
+"""``WorkflowStep``: the durable steps ``run()`` is made of, over the store.
+
+Every call first gets its identity (name, count) and looks it up in the recorded history: a
+recorded outcome is returned (or re-raised) without running anything; otherwise the step runs and
+its outcome is committed before the call returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from wf.durations import Duration, format_duration, to_seconds
+from wf.engine import codec, config
+from wf.engine.limits import check_identifier, check_step_name
+from wf.engine.model import (
+    AttemptRecord,
+    ErrorInfo,
+    ResolvedConfig,
+    StepContext,
+    StepKind,
+    StepRecord,
+    StepState,
+    WorkflowStepEvent,
+    to_datetime,
+)
+from wf.engine.replay import (
+    INTERRUPTED,
+    Attempt,
+    Cached,
+    CachedError,
+    CloseInterrupted,
+    GiveUp,
+    WaitRetry,
+    plan_do,
+)
+from wf.errors import NonRetryableError, StepError, ValidationError
+
+if TYPE_CHECKING:
+    from wf.engine.runner import Life
+
+
+class _AttemptTimedOut(Exception):
+    pass
+
+
+class WorkflowStep:
+    """The second argument of ``run()``."""
+
+    __slots__ = ("_life",)
+
+    def __init__(self, life: Life) -> None:
+        self._life = life
+
+    async def do(
+        self,
+        name: str,
+        *args: Any,
+        retries: Any = None,
+        timeout: Duration | None = None,
+    ) -> Any:
+        """Run ``callback`` as a durable step: ``do(name, callback)`` or
+        ``do(name, config, callback)``; ``retries=`` / ``timeout=`` may be given as keywords.
+
+        Returns the callback's result as decoded from its stored JSON form, on the first run and
+        on every replay alike. Raises ``StepError`` once the step failed for good.
+        """
+        life = self._life
+        check_step_name(name, life.host.limits)
+        config_arg, callback = _split_do_args(name, args)
+        resolved = config.resolve(name, config_arg, retries=retries, timeout=timeout)
+        count, record = life.identify(name, StepKind.DO)
+        while True:
+            plan = plan_do(record, resolved, life.now())
+            if isinstance(plan, Cached):
+                return codec.decode(plan.output)
+            if isinstance(plan, CachedError):
+                raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+            assert record is not None or isinstance(plan, Attempt)
+            if isinstance(plan, CloseInterrupted):
+                assert record is not None
+                _close_interrupted(life, record)
+            elif isinstance(plan, GiveUp):
+                assert record is not None
+                record.state, record.error, record.ended = StepState.FAILED, plan.error, life.now()
+                await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
+                life.emit("step_failed", record.display_name, error=plan.error)
+                raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+            elif isinstance(plan, WaitRetry):
+                with life.waiter(plan.until) as wait:
+                    await wait.sleep()
+            else:
+                record = await _attempt(life, name, count, record, plan.number, resolved, callback)
+
+    async def sleep(self, name: str, duration: Duration) -> None:
+        """Sleep durably: survives restarts, and an instance sleeping longer than about a second
+        leaves memory until its timer fires."""
+        life = self._life
+        check_step_name(name, life.host.limits)
+        seconds = to_seconds(duration, f'duration of sleep "{name}"')
+        _check_max_sleep(life, name, seconds)
+        count, record = life.identify(name, StepKind.SLEEP)
+        now = life.now()
+        if record is None:
+            record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
+            record.duration = seconds
+            life.store.start_step(life.pk, life.epoch, record)
+        elif record.state is StepState.SUCCEEDED:
+            return
+        elif record.duration is not None and not math.isclose(record.duration, seconds):
+            # The code now asks for another duration (an edit and a reload): sleep anew from now.
+            record.wake_at, record.duration, record.started = now + seconds, seconds, now
+            life.store.update_step_timer(life.pk, life.epoch, record, started=now)
+        await _finish_sleep(life, record)
+
+    async def sleep_until(self, name: str, when: datetime | float) -> None:
+        """Sleep until an aware ``datetime`` (or epoch seconds); a past time returns at once."""
+        life = self._life
+        check_step_name(name, life.host.limits)
+        target = _to_epoch(when, name)
+        count, record = life.identify(name, StepKind.SLEEP)
+        now = life.now()
+        if record is None:
+            _check_max_sleep(life, name, target - now)
+            record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
+            life.store.start_step(life.pk, life.epoch, record)
+        elif record.state is StepState.SUCCEEDED:
+            return
+        await _finish_sleep(life, record)
+
+    async def wait_for_event(
+        self, name: str, *, type: str, timeout: Duration = "24 hours"
+    ) -> WorkflowStepEvent:
+        """Wait for ``send_event(type, payload)``. Events sent earlier are buffered, oldest first.
+        Raises ``StepError`` (``WorkflowTimeoutError``) when ``timeout`` passes first."""
+        life = self._life
+        limits = life.host.limits
+        check_step_name(name, limits)
+        check_identifier(type, "event type", limits.id_length)
+        seconds = to_seconds(timeout, f'timeout of wait "{name}"')
+        if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
+            raise ValidationError(
+                f'timeout of wait "{name}" must be between 1 second and 365 days, '
+                f"got {format_duration(seconds)}"
+            )
+        count, record = life.identify(name, StepKind.WAIT)
+        if record is None:
+            now = life.now()
+            record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
+            record.event_type, record.duration = type, seconds
+            life.store.start_step(life.pk, life.epoch, record)
+            life.emit("waiting_event", record.display_name, event_type=type, until=record.wake_at)
+        if record.state is StepState.SUCCEEDED:
+            return _received(record)
+        if record.state is StepState.FAILED:
+            error = record.error or _event_timeout(record)
+            raise StepError(name, error["name"], error["message"], 1)
+        deadline = record.wake_at if record.wake_at is not None else life.now()
+        with life.waiter(deadline, type) as wait:
+            while True:
+                event = await life.commit(
+                    life.store.consume_event(life.pk, life.epoch, record, life.now())
+                )
+                if event is not None:
+                    record.state, record.output = StepState.SUCCEEDED, event.payload
+                    record.event_time = event.received
+                    life.emit("event_received", record.display_name, event_type=type)
+                    return _received(record)
+                woke = await wait.sleep()
+                if woke == "timer" and life.now() >= deadline:
+                    break
+        # One last look: an event may have come in just as the timer fired.
+        event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+        if event is not None:
+            record.state, record.output, record.event_time = (
+                StepState.SUCCEEDED,
+                event.payload,
+                event.received,
+            )
+            return _received(record)
+        error = _event_timeout(record)
+        record.state, record.error, record.ended = StepState.FAILED, error, life.now()
+        await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
+        life.emit("step_failed", record.display_name, error=error)
+        raise StepError(name, error["name"], error["message"], 1)
+
+
+def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
+    if len(args) == 1:
+        config_arg, callback = None, args[0]
+    elif len(args) == 2:
+        config_arg, callback = args
+    else:
+        raise ValidationError(
+            f'step.do("{name}", ...) takes a callback, or a config and a callback; '
+            f"got {len(args)} arguments after the name"
+        )
+    if not callable(callback):
+        raise ValidationError(
+            f'step.do("{name}", ...): the callback must be callable, got {type(callback).__name__}'
+        )
+    return config_arg, callback
+
+
+def _close_interrupted(life: Life, record: StepRecord) -> None:
+    """The last attempt started and never ended: count it as failed, retry at once."""
+    attempt = record.attempts[-1]
+    now = life.now()
+    attempt.ended, attempt.success, attempt.error = now, False, dict(INTERRUPTED)
+    record.wake_at = now  # the engine's crash says nothing about the dependency: no backoff
+    life.store.end_attempt(life.pk, life.epoch, record, attempt)
+    life.emit("attempt_failed", record.display_name, attempt=attempt.number, error=attempt.error)
+
+
+async def _attempt(
+    life: Life,
+    name: str,
+    count: int,
+    record: StepRecord | None,
+    number: int,
+    resolved: ResolvedConfig,
+    callback: Callable[..., Any],
+) -> StepRecord:
+    """Run one attempt; its start is durable before the body runs, its outcome before we return."""
+    async with life.active():
+        now = life.now()
+        if record is None:
+            record = StepRecord(name, count, StepKind.DO, now, config=config.to_json(resolved))
+            life.store.start_step(life.pk, life.epoch, record)
+        else:
+            record.config = config.to_json(resolved)
+        attempt = AttemptRecord(number, now)
+        record.attempts.append(attempt)
+        await life.commit(life.store.start_attempt(life.pk, life.epoch, record, attempt))
+        context = StepContext(name, count, number, resolved.as_step_config())
+        error: ErrorInfo | None = None
+        non_retryable = False
+        text: str | None = None
+        try:
+            value = await _run_callback(life, callback, context, resolved.timeout)
+            text = _encode_output(life, record, value)
+        except NonRetryableError as exc:
+            error, non_retryable = {"name": exc.name, "message": exc.message}, True
+        except _StepOutputProblem as exc:
+            error, non_retryable = {"name": "StepOutputError", "message": str(exc)}, True
+        except _AttemptTimedOut:
+            error = {
+                "name": "WorkflowTimeoutError",
+                "message": f"attempt {number} timed out after {format_duration(resolved.timeout)}",
+            }
+        except Exception as exc:
+            error = {"name": type(exc).__name__, "message": str(exc)}
+        now = life.now()
+        attempt.ended, attempt.success, attempt.error = now, error is None, error
+        if error is None:
+            record.state, record.output, record.ended = StepState.SUCCEEDED, text, now
+            await life.commit(
+                life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
+            )
+            life.emit(
+                "step_done", record.display_name, attempt=number, ms=(now - record.started) * 1000
+            )
+            return record
+        record.non_retryable = non_retryable
+        if non_retryable or number > resolved.limit:
+            record.state, record.error, record.ended = StepState.FAILED, error, now
+            await life.commit(
+                life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
+            )
+            life.emit("step_failed", record.display_name, attempt=number, error=error)
+            raise StepError(name, error["name"], error["message"], number)
+        delay = config.retry_delay(resolved, number)
+        record.wake_at = now + delay
+        life.store.end_attempt(life.pk, life.epoch, record, attempt)
+        life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
+        return record
+
+
+class _StepOutputProblem(Exception):
+    pass
+
+
+def _encode_output(life: Life, record: StepRecord, value: Any) -> str:
+    try:
+        text = codec.encode(value)
+    except codec.NotSerialisable as exc:
+        raise _StepOutputProblem(f'step "{record.display_name}" returned {exc}') from None
+    size = codec.encoded_size(text)
+    limit = life.host.limits.step_output_bytes
+    if size > limit:
+        raise _StepOutputProblem(
+            f'step "{record.display_name}" returned {size} bytes of JSON; the limit is {limit}'
+        )
+    return text
+
+
+async def _run_callback(
+    life: Life, callback: Callable[..., Any], context: StepContext, timeout: float
+) -> Any:
+    """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
+    sync one runs in a worker thread and is abandoned (a thread cannot be killed)."""
+    args = (context,) if _takes_context(callback) else ()
+    body = asyncio.ensure_future(_invoke(life, callback, args))
+    timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
+    try:
+        done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        timer.cancel()
+        if not body.done():
+            body.cancel()
+    if body not in done:
+        raise _AttemptTimedOut()
+    return body.result()
+
+
+async def _invoke(life: Life, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
+    if _is_async(callback):
+        return await callback(*args)
+    result = await asyncio.wrap_future(life.host.threads.submit(functools.partial(callback, *args)))
+    if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
+        result = await result
+    return result
+
+
+def _is_async(callback: Callable[..., Any]) -> bool:
+    return inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
+        getattr(callback, "__call__", None)  # noqa: B004 - an async __call__ counts
+    )
+
+
+def _takes_context(callback: Callable[..., Any]) -> bool:
+    try:
+        signature = inspect.signature(callback)
+    except (TypeError, ValueError):
+        return False
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            return True
+        if (
+            parameter.kind
+            in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            and parameter.default is inspect.Parameter.empty
+        ):
+            return True
+    return False
+
+
+async def _finish_sleep(life: Life, record: StepRecord) -> None:
+    assert record.wake_at is not None
+    if record.wake_at > life.now():
+        life.emit("sleeping", record.display_name, until=record.wake_at)
+        with life.waiter(record.wake_at) as wait:
+            await wait.sleep()
+    record.state, record.ended = StepState.SUCCEEDED, life.now()
+    life.store.end_step(life.pk, life.epoch, record, record.state)
+
+
+def _check_max_sleep(life: Life, name: str, seconds: float) -> None:
+    limit = life.host.limits.sleep_seconds
+    if seconds > limit:
+        raise ValidationError(
+            f'sleep "{name}" is {format_duration(seconds)} long; the limit is '
+            f"{format_duration(limit)}"
+        )
+
+
+def _to_epoch(when: object, name: str) -> float:
+    if isinstance(when, datetime):
+        if when.tzinfo is None or when.utcoffset() is None:
+            raise ValidationError(
+                f'sleep_until("{name}", ...) needs an aware datetime (with a timezone); '
+                "use datetime.now(timezone.utc) rather than datetime.now()"
+            )
+        return when.timestamp()
+    if isinstance(when, (int, float)) and not isinstance(when, bool) and math.isfinite(when):
+        return float(when)
+    raise ValidationError(
+        f'sleep_until("{name}", ...) takes an aware datetime or epoch seconds, '
+        f"got {type(when).__name__}"
+    )
+
+
+def _received(record: StepRecord) -> WorkflowStepEvent:
+    assert record.event_type is not None
+    received = record.event_time if record.event_time is not None else record.started
+    return WorkflowStepEvent(record.event_type, codec.decode(record.output), to_datetime(received))
+
+
+def _event_timeout(record: StepRecord) -> ErrorInfo:
+    waited = format_duration(record.duration) if record.duration else "its timeout"
+    return {
+        "name": "WorkflowTimeoutError",
+        "message": f'waited {waited} for an event of type "{record.event_type}"',
+    }

@@ -1,0 +1,180 @@
+"""The ``Store`` protocol: everything the engine needs from a database.
+
+It is shaped for several worker processes sharing one database (PostgreSQL later): an instance
+is run only by the process that *claimed* it, the claim carries a lease that its holder renews,
+and a claim whose lease lapsed is taken over. Every write a runner makes carries the ``epoch`` it
+got with its claim; the store refuses (returns ``False``) a write whose epoch is stale, so a
+runner that lost its claim (terminated, restarted, taken over) can never mix its writes into
+someone else's run.
+
+Writes a runner makes return a :class:`PendingWrite`: they are applied in the order they were
+submitted by this process; awaiting one waits until it is durable (committed). Not awaiting one is
+allowed where durability is not needed before going on (a status flip, a sleep's start).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Generator, Sequence
+from typing import Any, Protocol
+
+from wf.engine.model import (
+    AttemptRecord,
+    Claim,
+    ErrorInfo,
+    EventRecord,
+    History,
+    InstanceRow,
+    NewInstance,
+    Status,
+    StepRecord,
+    StepState,
+)
+
+
+class PendingWrite(Protocol):
+    """**Protocol:** a submitted write; ``await`` it to wait for durability and get its result."""
+
+    def __await__(self) -> Generator[Any, None, bool]: ...
+
+
+class Store(Protocol):
+    """**Protocol:** the engine's view of a database. See the module docstring for the rules."""
+
+    durable_path: str
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    # ---- instances --------------------------------------------------------------------------
+    async def create_instances(
+        self, new: Sequence[NewInstance], *, skip_existing: bool
+    ) -> list[InstanceRow]:
+        """Insert and commit; raise ``InstanceAlreadyExists`` unless ``skip_existing``."""
+        ...
+
+    async def get_instance(self, workflow: str, instance_id: str) -> InstanceRow | None: ...
+
+    async def latest_instance(self, workflow: str) -> InstanceRow | None: ...
+
+    async def list_instances(
+        self,
+        workflow: str,
+        *,
+        status: Status | None,
+        offset: int,
+        limit: int,
+        newest_first: bool,
+    ) -> tuple[list[InstanceRow], int]: ...
+
+    async def count_statuses(self, workflow: str) -> dict[str, int]: ...
+
+    async def load_history(self, pk: int) -> History: ...
+
+    async def delete_workflow(self, workflow: str, now: float) -> int: ...
+
+    # ---- claims and timers ------------------------------------------------------------------
+    async def claim_ready(
+        self, owner: str, now: float, limit: int, workflows: Sequence[str], lease: float
+    ) -> list[Claim]:
+        """Claim up to ``limit`` ready instances of ``workflows``: woken or recovered ones first,
+        then queued ones, oldest first. Leases last ``lease`` seconds of wall-clock time."""
+        ...
+
+    async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
+        """The earliest timer of an unclaimed waiting instance of ``workflows``."""
+        ...
+
+    async def renew_leases(self, owner: str, lease: float) -> dict[int, tuple[Status, int]]:
+        """Extend this owner's leases; return what it still holds: pk → (status, epoch)."""
+        ...
+
+    async def release_dead_claims(self, now: float) -> int:
+        """Free the claims of processes known to be dead, or whose lease has lapsed."""
+        ...
+
+    async def purge_finished(self, before: float) -> int: ...
+
+    # ---- controls (from the API or a binding) -----------------------------------------------
+    async def pause(self, pk: int, now: float) -> InstanceRow: ...
+
+    async def resume(self, pk: int, now: float) -> InstanceRow: ...
+
+    async def terminate(self, pk: int, now: float, source: str) -> InstanceRow: ...
+
+    async def restart(self, pk: int, now: float) -> InstanceRow: ...
+
+    async def send_event(
+        self, pk: int, event_type: str, payload: str, now: float
+    ) -> tuple[InstanceRow, EventRecord]: ...
+
+    # ---- a runner's writes, fenced by (pk, epoch) -------------------------------------------
+    def set_status(
+        self, pk: int, epoch: int, status: Status, now: float, wake_at: float | None = None
+    ) -> PendingWrite:
+        """Flip between running and waiting; never overrides a pause or a finish."""
+        ...
+
+    def start_step(self, pk: int, epoch: int, step: StepRecord) -> PendingWrite: ...
+
+    def update_step_timer(
+        self, pk: int, epoch: int, step: StepRecord, *, started: float | None = None
+    ) -> PendingWrite:
+        """Store a step's ``wake_at`` (and ``duration``, and a new start when given)."""
+        ...
+
+    def start_attempt(
+        self, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord
+    ) -> PendingWrite: ...
+
+    def end_attempt(
+        self,
+        pk: int,
+        epoch: int,
+        step: StepRecord,
+        attempt: AttemptRecord,
+        finish: StepState | None = None,
+    ) -> PendingWrite:
+        """Record an attempt's end with the step's next ``wake_at`` (retry time); with ``finish``,
+        end the step too (``step.output`` / ``step.error``, ``step.ended``), in the same commit."""
+        ...
+
+    def end_step(self, pk: int, epoch: int, step: StepRecord, state: StepState) -> PendingWrite:
+        """Finish a step with the ``output`` / ``error`` / ``ended`` set on ``step``."""
+        ...
+
+    def consume_event(
+        self, pk: int, epoch: int, step: StepRecord, now: float
+    ) -> Awaitable[EventRecord | None]:
+        """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it."""
+        ...
+
+    def hibernate(
+        self,
+        pk: int,
+        epoch: int,
+        wake_at: float | None,
+        now: float,
+        event_types: Sequence[str] = (),
+    ) -> PendingWrite:
+        """Give up the claim; the instance waits (``wake_at``) with nothing in memory. If an event
+        of one of ``event_types`` is already buffered, it wakes at once instead."""
+        ...
+
+    def release(self, pk: int, epoch: int, now: float) -> PendingWrite:
+        """Give up the claim without changing the status (the process is stopping)."""
+        ...
+
+    def reach_pause(self, pk: int, epoch: int, now: float) -> PendingWrite:
+        """``waitingForPause`` becomes ``paused`` at a step boundary; the claim is given up."""
+        ...
+
+    def finish(
+        self,
+        pk: int,
+        epoch: int,
+        status: Status,
+        now: float,
+        output: str | None,
+        error: ErrorInfo | None,
+    ) -> PendingWrite: ...

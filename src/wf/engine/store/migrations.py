@@ -1,0 +1,109 @@
+"""The SQLite schema as numbered, append-only migrations. ``PRAGMA user_version`` is the number."""
+
+from __future__ import annotations
+
+import sqlite3
+
+# "wf\0\1": tells a wf database from any other SQLite file.
+APPLICATION_ID = 0x77660001
+
+MIGRATIONS: list[str] = [
+    # 1: instances, their steps and attempts, and buffered events.
+    """
+    CREATE TABLE instances (
+        pk INTEGER PRIMARY KEY,
+        workflow TEXT NOT NULL,
+        id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        params TEXT NOT NULL,
+        trigger TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        created REAL NOT NULL,
+        queued REAL NOT NULL,
+        modified REAL NOT NULL,
+        started REAL,
+        ended REAL,
+        output TEXT,
+        error TEXT,
+        termination TEXT,
+        wake_at REAL,
+        paused_at REAL,
+        owner TEXT,
+        lease_until REAL,
+        epoch INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (workflow, id)
+    );
+    CREATE INDEX instances_ready ON instances (status, wake_at);
+    CREATE INDEX instances_queue ON instances (status, queued);
+    CREATE INDEX instances_listing ON instances (workflow, created);
+    CREATE INDEX instances_ended ON instances (ended) WHERE ended IS NOT NULL;
+    CREATE INDEX instances_owner ON instances (owner) WHERE owner IS NOT NULL;
+
+    CREATE TABLE steps (
+        instance INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        output TEXT,
+        error TEXT,
+        config TEXT,
+        wake_at REAL,
+        duration REAL,
+        event_type TEXT,
+        event_time REAL,
+        non_retryable INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (instance, name, count)
+    );
+
+    CREATE TABLE attempts (
+        instance INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        success INTEGER,
+        error TEXT,
+        PRIMARY KEY (instance, name, count, number)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        instance INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        received REAL NOT NULL,
+        consumed_name TEXT,
+        consumed_count INTEGER
+    );
+    CREATE INDEX events_by_instance ON events (instance, type, seq);
+    """,
+]
+
+LATEST = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database (new or older) to ``LATEST`` in one transaction."""
+    current = conn.execute("PRAGMA user_version").fetchone()[0]
+    if current >= LATEST:
+        return
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        for number in range(current, LATEST):
+            for statement in _statements(MIGRATIONS[number]):
+                conn.execute(statement)
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {LATEST}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]

@@ -1,0 +1,101 @@
+"""Opening an SQLite file safely: one live wf process at a time, never touching a foreign file."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from pathlib import Path
+
+from wf.engine.store.migrations import APPLICATION_ID, LATEST
+from wf.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew
+
+DURABILITY_MODES = ("fsync", "os")
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``<db>.lock``, held for the store's life; the kernel frees it when
+    the process dies, so a lock left by a killed process never blocks a restart."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_pid(fd)
+            os.close(fd)
+            who = f" (pid {holder})" if holder else ""
+            raise StoreLocked(
+                f"{self.path.with_suffix('')} is in use by another wf process{who}; stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def _read_pid(fd: int) -> str:
+    try:
+        return os.pread(fd, 32, 0).decode().strip()
+    except OSError:
+        return ""
+
+
+def verify(path: Path) -> None:
+    """Refuse a file that is not a wf database, is damaged, or was written by a newer wf.
+
+    Reads only: a refused file is left exactly as it was.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise StoreCorrupt(f"{path} cannot be opened as a database: {exc}") from None
+    try:
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"{path} is not a wf database or is damaged ({exc})") from None
+    finally:
+        conn.close()
+    if app_id != APPLICATION_ID and (tables or version):
+        raise StoreCorrupt(
+            f"{path} is an SQLite database, but not one of wf's; refusing to touch it"
+        )
+    if version > LATEST:
+        raise StoreTooNew(
+            f"{path} has schema version {version}, newer than this wf understands ({LATEST}); "
+            "upgrade wf"
+        )
+
+
+def connect(path: Path, durability: str) -> sqlite3.Connection:
+    """A connection in WAL mode, autocommit (transactions are explicit), with the given durability.
+
+    ``fsync``: every commit is on disk before it returns. ``os``: a commit is handed to the OS,
+    which survives the process dying but not the machine losing power.
+    """
+    if durability not in DURABILITY_MODES:
+        raise StoreError(f'durability must be "fsync" or "os", got {durability!r}')
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'fsync' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.DatabaseError as exc:
+        raise StoreCorrupt(f"{path} is not a wf database or is damaged ({exc})") from None
+    return conn
