@@ -22,7 +22,10 @@ MAX_BATCH = 1024
 
 
 class Pending(Generic[T]):
-    """A submitted write. Awaiting it (on any event loop) waits for its commit."""
+    """A submitted write. Awaiting it (on any event loop) waits for its commit.
+
+    Cancelling the awaiting task does not cancel the write: once submitted, it is applied.
+    """
 
     __slots__ = ("future",)
 
@@ -30,10 +33,29 @@ class Pending(Generic[T]):
         self.future = future
 
     def __await__(self) -> Generator[Any, None, T]:
-        return asyncio.wrap_future(self.future).__await__()
+        return self._wait().__await__()
+
+    async def _wait(self) -> T:
+        if self.future.done():
+            return self.future.result()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+
+        def wake(_: concurrent.futures.Future[T]) -> None:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(_set_done, waiter)
+
+        self.future.add_done_callback(wake)
+        await waiter
+        return self.future.result()
 
     def result(self, timeout: float | None = None) -> T:
         return self.future.result(timeout)
+
+
+def _set_done(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class _Job:

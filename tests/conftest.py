@@ -1,0 +1,117 @@
+"""Shared fixtures: engines on real SQLite files in a temporary folder."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
+from wf.engine.clock import Clock
+from wf.engine.store.sqlite import SqliteStore
+
+FINISHED = ("complete", "errored", "terminated")
+
+
+class Harness:
+    """Builds engines on one database file; every engine it started is stopped at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.engines: list[Engine] = []
+        self.notices: list[Notice] = []
+
+    async def start(
+        self,
+        workflows: Sequence[WorkflowSpec],
+        *,
+        clock: Clock | None = None,
+        vars: dict[str, Any] | None = None,
+        durability: str = "os",
+        **settings: Any,
+    ) -> Engine:
+        settings.setdefault("poll_interval", 0.2)
+        engine = Engine(
+            SqliteStore(self.path, durability=durability),
+            workflows,
+            clock=clock,
+            vars=vars,
+            settings=EngineSettings(**settings),
+            on_notice=self.notices.append,
+        )
+        await engine.start()
+        self.engines.append(engine)
+        return engine
+
+    async def stop(self, engine: Engine) -> None:
+        await engine.stop()
+        self.engines.remove(engine)
+
+    async def close(self) -> None:
+        for engine in list(self.engines):
+            await self.stop(engine)
+
+    def kinds(self, instance_id: str) -> list[str]:
+        return [n.kind for n in self.notices if n.instance_id == instance_id]
+
+
+@pytest.fixture
+async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+    h = Harness(tmp_path / "wf.db")
+    try:
+        yield h
+    finally:
+        await h.close()
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+async def wait_for(
+    predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.01
+) -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if asyncio.iscoroutine(result):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+async def wait_status(
+    engine: Engine,
+    workflow: str,
+    instance_id: str,
+    statuses: str | Sequence[str] = FINISHED,
+    timeout: float = 10.0,
+) -> dict[str, Any]:
+    wanted = (statuses,) if isinstance(statuses, str) else tuple(statuses)
+    last: dict[str, Any] = {}
+
+    async def check() -> bool:
+        nonlocal last
+        last = await engine.status(workflow, instance_id)
+        return last["status"] in wanted
+
+    try:
+        await wait_for(check, timeout)
+    except AssertionError:
+        raise AssertionError(f"status stayed {last} (wanted {wanted})") from None
+    return last
+
+
+async def settle(clock: ManualClock | None = None, rounds: int = 5) -> None:
+    """Let the engine run until it has nothing to do but wait (for real I/O, a few ms)."""
+    for _ in range(rounds):
+        await asyncio.sleep(0.01)

@@ -1,0 +1,260 @@
+"""step.do: results, retries, timeouts, NonRetryableError, caught failures, loops and gather."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from tests.conftest import Harness, wait_status
+from wf import NonRetryableError, StepConfig, StepContext, StepError, WorkflowEntrypoint
+from wf.engine import ManualClock, WorkflowSpec
+
+
+def spec(cls: type[WorkflowEntrypoint], name: str = "wf") -> list[WorkflowSpec]:
+    return [WorkflowSpec(name, cls, "WF")]
+
+
+async def test_returns_the_decoded_stored_form(harness: Harness) -> None:
+    seen: list[Any] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            value = await step.do("tuple", lambda: {"pair": (1, 2), 3: "int key"})
+            seen.append(value)
+            return value
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status == {"status": "complete", "error": None, "output": {"pair": [1, 2], "3": "int key"}}
+    assert seen == [{"pair": [1, 2], "3": "int key"}]
+
+
+async def test_retries_count_attempts_and_pass_context(harness: Harness) -> None:
+    contexts: list[StepContext] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def flaky(ctx: StepContext) -> int:
+                contexts.append(ctx)
+                if ctx.attempt < 3:
+                    raise ConnectionError(f"down {ctx.attempt}")
+                return ctx.attempt
+
+            return await step.do("flaky", {"retries": {"limit": 4, "delay": 0.01}}, flaky)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    assert (await wait_status(engine, "wf", inst.id))["output"] == 3
+    assert [c.attempt for c in contexts] == [1, 2, 3]
+    assert {(c.step_name, c.count) for c in contexts} == {("flaky", 1)}
+    assert contexts[0].config.retries is not None
+    details = await engine.details("wf", inst.id)
+    attempts = details["steps"][0]["attempts"]
+    assert [a["success"] for a in attempts] == [False, False, True]
+    assert attempts[0]["error"] == {"name": "ConnectionError", "message": "down 1"}
+    assert details["steps"][0]["config"]["retries"] == {
+        "limit": 4,
+        "delay": "10 milliseconds",
+        "backoff": "exponential",
+    }
+
+
+async def test_exhausted_retries_error_the_instance(harness: Harness) -> None:
+    calls = 0
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def always() -> None:
+                nonlocal calls
+                calls += 1
+                raise RuntimeError("nope")
+
+            await step.do("doomed", {"retries": {"limit": 2, "delay": 0, "backoff": "constant"}}, always)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["status"] == "errored"
+    assert status["error"] == {"name": "RuntimeError", "message": "nope"}
+    assert calls == 3  # limit 2 retries = 3 attempts
+
+
+async def test_non_retryable_error_skips_remaining_attempts(harness: Harness) -> None:
+    calls = 0
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def refuse() -> None:
+                nonlocal calls
+                calls += 1
+                raise NonRetryableError("card declined", "PaymentError")
+
+            await step.do("charge", refuse)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["error"] == {"name": "PaymentError", "message": "card declined"}
+    assert calls == 1
+
+
+async def test_caught_step_error_lets_the_run_continue(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            try:
+                await step.do("bad", {"retries": {"limit": 0, "delay": 0}}, lambda: 1 / 0)
+            except StepError as exc:
+                caught = [exc.step_name, exc.error_name, exc.message, exc.attempts]
+            after = await step.do("after", lambda: "ok")
+            return {"caught": caught, "after": after}
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["output"] == {
+        "caught": ["bad", "ZeroDivisionError", "division by zero", 1],
+        "after": "ok",
+    }
+
+
+async def test_same_name_in_a_loop_gets_counted_identities(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            total = 0
+            for i in range(5):
+                total += await step.do("add", lambda i=i: i)
+            return total
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    assert (await wait_status(engine, "wf", inst.id))["output"] == 10
+    names = [s["name"] for s in (await engine.details("wf", inst.id))["steps"]]
+    assert names == ["add-1", "add-2", "add-3", "add-4", "add-5"]
+
+
+async def test_parallel_steps_under_gather(harness: Harness) -> None:
+    running = 0
+    peak = 0
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def body(i: int) -> int:
+                nonlocal running, peak
+                running += 1
+                peak = max(peak, running)
+                await asyncio.sleep(0.05)
+                running -= 1
+                return i * i
+
+            return await asyncio.gather(
+                *(step.do(f"square {i}", lambda i=i: body(i)) for i in range(4))
+            )
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    assert (await wait_status(engine, "wf", inst.id))["output"] == [0, 1, 4, 9]
+    assert peak == 4
+
+
+async def test_async_callback_is_cancelled_on_timeout(harness: Harness) -> None:
+    cancelled = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow(ctx: StepContext) -> str:
+                if ctx.attempt == 1:
+                    try:
+                        await asyncio.sleep(30)
+                    except asyncio.CancelledError:
+                        cancelled.set()
+                        raise
+                return "second attempt"
+
+            return await step.do("slow", {"timeout": 0.1, "retries": {"limit": 1, "delay": 0}}, slow)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["output"] == "second attempt"
+    assert cancelled.is_set()
+    attempt = (await engine.details("wf", inst.id))["steps"][0]["attempts"][0]
+    assert attempt["success"] is False
+    assert attempt["error"]["name"] == "WorkflowTimeoutError"
+
+
+async def test_sync_callback_is_abandoned_on_timeout(harness: Harness) -> None:
+    release = threading.Event()
+    finished = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def stuck() -> str:
+                release.wait(10)
+                finished.set()
+                return "late"
+
+            await step.do("stuck", StepConfig(retries={"limit": 0, "delay": 0}, timeout=0.1), stuck)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    started = time.monotonic()
+    status = await wait_status(engine, "wf", inst.id)
+    assert time.monotonic() - started < 5
+    assert status["error"]["name"] == "WorkflowTimeoutError"
+    assert not finished.is_set()  # the thread is still stuck: abandoned, not awaited
+    release.set()
+
+
+async def test_unserialisable_result_fails_naming_step_and_type(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("make set", lambda: {"tags": {1, 2}})
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["error"]["name"] == "StepOutputError"
+    assert "make set-1" in status["error"]["message"]
+    assert "set" in status["error"]["message"].split("make set-1")[1]
+
+
+async def test_oversized_result_fails_naming_the_size(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("big", lambda: "x" * (1024 * 1024))
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["error"]["name"] == "StepOutputError"
+    assert "1048578 bytes" in status["error"]["message"]
+
+
+async def test_retry_delays_follow_backoff_on_a_manual_clock(
+    harness: Harness, clock: ManualClock
+) -> None:
+    attempts_at: list[float] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def flaky(ctx: StepContext) -> int:
+                attempts_at.append(clock.now())
+                if ctx.attempt < 4:
+                    raise ValueError("again")
+                return ctx.attempt
+
+            return await step.do("flaky", flaky)  # defaults: 10 s, exponential
+
+    engine = await harness.start(spec(Flow), clock=clock)
+    inst = await engine.create("wf")
+    for _ in range(200):
+        await asyncio.sleep(0.01)
+        if (await engine.status("wf", inst.id))["status"] == "complete":
+            break
+        if clock.next_wake is not None:
+            clock.set(clock.next_wake)
+    gaps = [round(b - a, 3) for a, b in zip(attempts_at, attempts_at[1:])]
+    assert gaps == [10.0, 20.0, 40.0]
