@@ -1,0 +1,219 @@
+"""pause, resume, terminate, restart: Cloudflare's transitions, with wf's real waiting state."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from tests.conftest import Harness, wait_for, wait_status
+from wf import WorkflowEntrypoint
+from wf.engine import ManualClock, WorkflowSpec
+from wf.errors import InvalidTransition
+
+
+def spec(cls: type[WorkflowEntrypoint]) -> list[WorkflowSpec]:
+    return [WorkflowSpec("wf", cls, "WF")]
+
+
+async def test_pause_waits_for_the_running_attempt_then_pauses(harness: Harness) -> None:
+    release = threading.Event()
+    ran: list[str] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10) and ran.append("slow"))
+            await step.do("next", lambda: ran.append("next"))
+            return ran
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id, "running")
+    await wait_for(lambda: engine.scheduler.lives and _running_ops(engine) == 1)
+    await inst.pause()
+    assert (await inst.status())["status"] == "waitingForPause"
+    release.set()
+    await wait_status(engine, "wf", inst.id, "paused")
+    assert ran == ["slow"]  # the attempt in flight finished; no new step started
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == ["slow", "next"]
+
+
+def _running_ops(engine) -> int:
+    return sum(life.running_ops for life in engine.scheduler.lives.values())
+
+
+async def test_pause_interrupts_a_sleep_and_resume_keeps_the_remaining_time(
+    harness: Harness, clock: ManualClock
+) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.sleep("an hour", "1 hour")
+            return "rested"
+
+    engine = await harness.start(spec(Flow), clock=clock)
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id, "waiting")
+    clock.advance(1200)  # 20 minutes in
+    await inst.pause()
+    await wait_status(engine, "wf", inst.id, "paused")
+    clock.advance(5 * 3600)  # paused for five hours: the sleep must not have ended
+    await asyncio.sleep(0.1)
+    assert (await inst.status())["status"] == "paused"
+    await inst.resume()
+    await wait_status(engine, "wf", inst.id, "waiting")
+    clock.advance(2400 - 1)
+    await asyncio.sleep(0.1)
+    assert (await inst.status())["status"] == "waiting"
+    clock.advance(1)
+    assert (await wait_status(engine, "wf", inst.id))["output"] == "rested"
+
+
+async def test_pause_of_an_in_memory_wait_is_immediate(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.sleep("short", 0.5)
+            return "ok"
+
+    engine = await harness.start(spec(Flow), hibernate_after=10)
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id, "waiting")
+    await inst.pause()
+    await wait_status(engine, "wf", inst.id, "paused", timeout=0.4)
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == "ok"
+
+
+async def test_resume_during_waiting_for_pause_cancels_the_pause(harness: Harness) -> None:
+    release = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10))
+            return await step.do("after", lambda: "went on")
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.pause()
+    assert (await inst.status())["status"] == "waitingForPause"
+    await inst.resume()
+    assert (await inst.status())["status"] == "running"
+    release.set()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == "went on"
+
+
+async def test_pause_and_resume_of_a_queued_instance(harness: Harness) -> None:
+    gate = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("work", lambda: gate.wait(10) and event.instance_id)
+
+    engine = await harness.start(spec(Flow), concurrency=1)
+    first = await engine.create("wf", "first")
+    second = await engine.create("wf", "second")
+    await wait_status(engine, "wf", "first", "running")
+    assert (await second.status())["status"] == "queued"
+    await second.pause()
+    assert (await second.status())["status"] == "paused"
+    gate.set()
+    await wait_status(engine, "wf", "first")
+    await asyncio.sleep(0.1)
+    assert (await second.status())["status"] == "paused"
+    await second.resume()
+    assert (await wait_status(engine, "wf", "second"))["output"] == "second"
+    assert (await first.status())["output"] == "first"
+
+
+async def test_terminate_stops_a_running_instance_for_good(harness: Harness) -> None:
+    release = threading.Event()
+    after: list[str] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10))
+            await step.do("never", lambda: after.append("ran"))
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.terminate()
+    status = await inst.status()
+    assert status["status"] == "terminated"
+    release.set()
+    await asyncio.sleep(0.2)
+    assert after == []
+    assert (await inst.status())["status"] == "terminated"
+    details = await engine.details("wf", inst.id)
+    assert details["steps"][-1] == {"type": "termination", "trigger": {"source": "binding"}}
+    assert details["success"] is False
+
+
+async def test_terminate_a_hibernating_instance(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.sleep("long", "1 day")
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id, "waiting")
+    await engine.terminate("wf", inst.id)
+    assert (await inst.status())["status"] == "terminated"
+
+
+async def test_terminate_a_finished_instance_is_an_error(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return 1
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id)
+    with pytest.raises(InvalidTransition, match="already complete"):
+        await inst.terminate()
+    with pytest.raises(InvalidTransition):
+        await inst.pause()
+    with pytest.raises(InvalidTransition):
+        await inst.send_event("late", {})
+
+
+async def test_restart_wipes_the_step_cache_and_keeps_the_params(harness: Harness) -> None:
+    calls: list[int] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            n = await step.do("count", lambda: calls.append(1) or len(calls))
+            return {"n": n, "params": event.payload}
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf", params={"cart": 7})
+    assert (await wait_status(engine, "wf", inst.id))["output"] == {"n": 1, "params": {"cart": 7}}
+    await inst.restart()
+    await wait_for(lambda: len(calls) == 2)
+    assert (await wait_status(engine, "wf", inst.id))["output"] == {"n": 2, "params": {"cart": 7}}
+
+
+async def test_restart_of_a_running_instance_cancels_its_life(harness: Harness) -> None:
+    release = threading.Event()
+    starts: list[int] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def body() -> int:
+                starts.append(1)
+                if len(starts) == 1:
+                    await asyncio.sleep(30)
+                return len(starts)
+
+            return await step.do("body", body)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: starts)
+    await inst.restart()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == 2
+    details = await engine.details("wf", inst.id)
+    assert len(details["steps"]) == 1 and len(details["steps"][0]["attempts"]) == 1
+    release.set()
