@@ -23,7 +23,11 @@ async def test_pause_waits_for_the_running_attempt_then_pauses(harness: Harness)
 
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            await step.do("slow", lambda: release.wait(10) and ran.append("slow"))
+            def slow() -> None:
+                release.wait(10)
+                ran.append("slow")
+
+            await step.do("slow", slow)
             await step.do("next", lambda: ran.append("next"))
             return ran
 
@@ -184,7 +188,11 @@ async def test_restart_wipes_the_step_cache_and_keeps_the_params(harness: Harnes
 
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            n = await step.do("count", lambda: calls.append(1) or len(calls))
+            def count() -> int:
+                calls.append(1)
+                return len(calls)
+
+            n = await step.do("count", count)
             return {"n": n, "params": event.payload}
 
     engine = await harness.start(spec(Flow))

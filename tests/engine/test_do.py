@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 import time
 from typing import Any
@@ -28,7 +29,11 @@ async def test_returns_the_decoded_stored_form(harness: Harness) -> None:
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
     status = await wait_status(engine, "wf", inst.id)
-    assert status == {"status": "complete", "error": None, "output": {"pair": [1, 2], "3": "int key"}}
+    assert status == {
+        "status": "complete",
+        "error": None,
+        "output": {"pair": [1, 2], "3": "int key"},
+    }
     assert seen == [{"pair": [1, 2], "3": "int key"}]
 
 
@@ -72,7 +77,9 @@ async def test_exhausted_retries_error_the_instance(harness: Harness) -> None:
                 calls += 1
                 raise RuntimeError("nope")
 
-            await step.do("doomed", {"retries": {"limit": 2, "delay": 0, "backoff": "constant"}}, always)
+            await step.do(
+                "doomed", {"retries": {"limit": 2, "delay": 0, "backoff": "constant"}}, always
+            )
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
@@ -173,7 +180,9 @@ async def test_async_callback_is_cancelled_on_timeout(harness: Harness) -> None:
                         raise
                 return "second attempt"
 
-            return await step.do("slow", {"timeout": 0.1, "retries": {"limit": 1, "delay": 0}}, slow)
+            return await step.do(
+                "slow", {"timeout": 0.1, "retries": {"limit": 1, "delay": 0}}, slow
+            )
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
@@ -256,5 +265,5 @@ async def test_retry_delays_follow_backoff_on_a_manual_clock(
             break
         if clock.next_wake is not None:
             clock.set(clock.next_wake)
-    gaps = [round(b - a, 3) for a, b in zip(attempts_at, attempts_at[1:])]
+    gaps = [round(b - a, 3) for a, b in itertools.pairwise(attempts_at)]
     assert gaps == [10.0, 20.0, 40.0]

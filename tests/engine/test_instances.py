@@ -57,7 +57,7 @@ async def test_bad_ids_are_refused(harness: Harness, bad_id: str) -> None:
     engine = await harness.start(SPECS)
     with pytest.raises(ValidationError, match="instance id"):
         await engine.create("echo", bad_id)
-    rows, total = await engine.list_instances("echo")
+    _rows, total = await engine.list_instances("echo")
     assert total == 0
 
 
@@ -109,7 +109,7 @@ async def test_bindings_work_inside_run_and_record_their_trigger(harness: Harnes
 
         async def _start_child(self, parent_id: str) -> str:
             child = await self.env.ECHO.create(id=f"child-of-{parent_id}", params={"p": 1})
-            return child.id
+            return str(child.id)
 
     engine = await harness.start(
         [*SPECS, WorkflowSpec("parent", Parent, "PARENT")], vars={"GREETING": "hi"}

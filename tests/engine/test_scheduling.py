@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 
 from tests.conftest import Harness, wait_for, wait_status
@@ -86,7 +87,12 @@ async def test_recovery_on_start_continues_every_kind_of_instance(
         async def run(self, event, step):
             kind = event.payload["kind"]
             if kind == "running":
-                await step.do("blocked", lambda: calls.append("attempt") or gate.wait(10))
+
+                def blocked() -> bool:
+                    calls.append("attempt")
+                    return gate.wait(10)
+
+                await step.do("blocked", blocked)
             if kind == "waiting":
                 await step.sleep("nap", "10 minutes")
             return kind
@@ -143,10 +149,8 @@ async def test_swallowing_the_non_determinism_error_does_not_help(harness: Harne
             if version[0] == "v1":
                 await step.do("x", lambda: 1)
             else:
-                try:
+                with contextlib.suppress(BaseException):
                     await step.sleep("x", 1)
-                except BaseException:
-                    pass
                 await step.do("y", lambda: 2)
             await step.sleep("wait", "1 day")
 

@@ -21,7 +21,6 @@ from wf.engine.clock import Clock
 from wf.engine.limits import Limits
 from wf.engine.model import (
     Claim,
-    History,
     Status,
     StepKind,
     StepRecord,
@@ -108,7 +107,7 @@ class Wait:
 
 
 class Life:
-    def __init__(self, host: Host, claim: Claim, spec: WorkflowSpec, history: History) -> None:
+    def __init__(self, host: Host, claim: Claim, spec: WorkflowSpec, generation: int) -> None:
         self.host = host
         self.store = host.store
         self.clock = host.clock
@@ -116,7 +115,8 @@ class Life:
         self.pk = claim.row.pk
         self.epoch = claim.epoch
         self.spec = spec
-        self.identities = Identities(history.by_key(), spec.step_limit)
+        self.generation = generation  # which claim round of this process made it
+        self.identities = Identities({}, spec.step_limit)
         self.running_ops = 0
         self.parked = 0
         self.waits: set[Wait] = set()
@@ -131,6 +131,10 @@ class Life:
         self.op_tasks: set[asyncio.Task[Any]] = set()
         self._unpark: asyncio.Future[None] | None = None
         self._poke_pending = False
+
+    @property
+    def has_ended(self) -> bool:
+        return self.ending is not None
 
     # ---- helpers for step.py -----------------------------------------------------------------
     def now(self) -> float:
@@ -289,15 +293,28 @@ class Life:
             task.cancel()
 
 
-async def run_life(host: Host, claim: Claim, spec: WorkflowSpec, lives: dict[int, Life]) -> None:
+async def run_life(
+    host: Host, claim: Claim, spec: WorkflowSpec, lives: dict[int, Life], generation: int
+) -> None:
     """Run one life of a claimed instance to its end, and write how it ended."""
     row = claim.row
-    history = History() if claim.fresh else await host.store.load_history(row.pk)
-    life = Life(host, claim, spec, history)
+    # Registered before the history is read, so a control arriving meanwhile finds the life.
+    life = Life(host, claim, spec, generation)
     lives[row.pk] = life
     started = time.monotonic()
     try:
         from wf.engine.step import WorkflowStep
+
+        if not claim.fresh:
+            try:
+                history = await host.store.load_history(row.pk)
+            except StoreError as exc:
+                log.error("instance %s/%s: %s", row.workflow, row.id, exc)
+                life.end("stop")
+                return
+            life.identities = Identities(history.by_key(), spec.step_limit)
+        if life.ending is not None:
+            return
 
         try:
             entry = spec.cls(None, host.env)
@@ -325,7 +342,7 @@ async def run_life(host: Host, claim: Claim, spec: WorkflowSpec, lives: dict[int
             if life.final_write is not None:
                 with contextlib.suppress(StoreError):
                     await life.final_write
-        if life.ending is not None:
+        if life.has_ended:
             return
         await _finish(life, task, None)
     finally:

@@ -82,6 +82,7 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -157,6 +158,7 @@ class Scheduler:
                     log.error("cannot claim instances: %s", exc)
                 finally:
                     slots.unreserve(wanted - len(claims))
+                self._generation += 1
                 for claim in claims:
                     self._start(claim)
                 if claims and len(claims) == wanted:
@@ -180,7 +182,7 @@ class Scheduler:
     def _start(self, claim: Claim) -> None:
         spec = self.specs[claim.row.workflow]
         task = asyncio.create_task(
-            run_life(self.engine, claim, spec, self.lives),
+            run_life(self.engine, claim, spec, self.lives, self._generation),
             name=f"wf life {claim.row.workflow}/{claim.row.id}",
         )
         self._life_tasks.add(task)
@@ -199,12 +201,15 @@ class Scheduler:
         interval = max(0.05, engine.settings.lease / 3)
         while True:
             await asyncio.sleep(interval)
+            generation = self._generation  # lives claimed later are newer than this renewal
             try:
                 held = await engine.store.renew_leases(self.owner, engine.settings.lease)
             except StoreError as exc:
                 log.error("cannot renew leases: %s", exc)
                 continue
             for pk, life in list(self.lives.items()):
+                if life.generation > generation:
+                    continue
                 status_epoch = held.get(pk)
                 if status_epoch is None or status_epoch[1] != life.epoch:
                     if life.ending is None:
