@@ -1,0 +1,515 @@
+"""SqliteStore on real files: journal and durability, refusing files it must not touch, the
+process lock, group commit, fenced writes and instance creation."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+from collections.abc import AsyncIterator, Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wf.engine.model import AttemptRecord, NewInstance, Status, StepKind, StepRecord, StepState
+from wf.engine.store import migrations, open_store
+from wf.engine.store.sqlite import SqliteStore
+from wf.errors import (
+    InstanceAlreadyExists,
+    StoreCorrupt,
+    StoreError,
+    StoreLocked,
+    StoreTooNew,
+    WfError,
+)
+
+WF = "wf"
+
+
+def new(instance_id: str, params: str = "{}", workflow: str = WF) -> NewInstance:
+    return NewInstance(workflow, instance_id, params, "api", "v1", 1000.0)
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "wf.db", durability="os")
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+def sidecars(path: Path) -> set[str]:
+    """The files SQLite may create next to a database (the wf lock file is not one)."""
+    return {
+        p.name
+        for p in path.parent.iterdir()
+        if p.name in (f"{path.name}-wal", f"{path.name}-shm", f"{path.name}-journal")
+    }
+
+
+def fingerprint(path: Path) -> tuple[bytes, int, int]:
+    stat = path.stat()
+    return path.read_bytes(), stat.st_mtime_ns, stat.st_size
+
+
+def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every wf table, read through a connection of our own."""
+    with closing(sqlite3.connect(path)) as conn:
+        return {
+            table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2, 3").fetchall()
+            for table in ("instances", "steps", "attempts", "events")
+        }
+
+
+async def make_real_db(path: Path, instances: int = 300) -> None:
+    """A wf database with data in it, closed cleanly (no -wal left)."""
+    s = SqliteStore(path, durability="os")
+    await s.open()
+    try:
+        await s.create_instances(
+            [new(f"i{n}", params='{"pad":"' + "x" * 100 + '"}') for n in range(instances)],
+            skip_existing=False,
+        )
+    finally:
+        await s.close()
+    assert sidecars(path) == set()
+
+
+def bump_user_version(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+    assert sidecars(path) == set()
+
+
+def make_foreign_db(path: Path, *, wal: bool) -> None:
+    with closing(sqlite3.connect(path)) as conn:
+        if wal:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.executemany("INSERT INTO users (name) VALUES (?)", [("ann",), ("bob",)])
+        conn.commit()
+    assert sidecars(path) == set()
+
+
+async def refused(path: Path, error: type[StoreError]) -> str:
+    s = SqliteStore(path)
+    with pytest.raises(error) as info:
+        await s.open()
+    await s.close()
+    return str(info.value)
+
+
+# ---- journal and durability --------------------------------------------------------------------
+
+
+async def test_a_new_database_is_a_wf_database_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "wf.db"
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        await s.create_instances([new("a")], skip_existing=False)
+        assert f"{path.name}-wal" in sidecars(path)  # writes go to the write-ahead log
+        header = path.read_bytes()[:100]
+        assert header[18] == 2 and header[19] == 2  # file format versions 2: WAL
+    finally:
+        await s.close()
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == migrations.APPLICATION_ID
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == migrations.LATEST
+
+
+@pytest.mark.parametrize(("durability", "level"), [("fsync", 2), ("os", 1)])
+async def test_durability_sets_synchronous_on_the_writer_and_readers(
+    tmp_path: Path, durability: str, level: int
+) -> None:
+    s = SqliteStore(tmp_path / "wf.db", durability=durability)
+    await s.open()
+
+    def pragmas(conn: sqlite3.Connection) -> tuple[int, str]:
+        return (
+            conn.execute("PRAGMA synchronous").fetchone()[0],
+            conn.execute("PRAGMA journal_mode").fetchone()[0],
+        )
+
+    try:
+        # The writer thread's own connection: the one every commit goes through.
+        assert await s._write(pragmas) == (level, "wal")
+        assert await s._read(pragmas) == (level, "wal")
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("durability", ["paranoid", "FSYNC", "", "off"])
+async def test_an_unknown_durability_is_refused_before_touching_anything(
+    tmp_path: Path, durability: str
+) -> None:
+    path = tmp_path / "wf.db"
+    s = SqliteStore(path, durability=durability)
+    with pytest.raises(StoreError) as info:
+        await s.open()
+    assert repr(durability) in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(StoreError):
+        await open_store(path, durability=durability).open()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_a_database_reopens_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    await make_real_db(path, instances=3)
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        rows, total = await s.list_instances(
+            WF, status=None, offset=0, limit=10, newest_first=False
+        )
+        assert total == 3
+        assert sorted(r.id for r in rows) == ["i0", "i1", "i2"]
+    finally:
+        await s.close()
+
+
+# ---- files it must not touch -------------------------------------------------------------------
+
+
+async def test_a_newer_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("CREATE TABLE future (x)")
+        conn.execute(f"PRAGMA application_id = {migrations.APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {migrations.LATEST + 1}")
+        conn.commit()
+    before = fingerprint(path)
+    message = await refused(path, StoreTooNew)
+    assert str(path) in message
+    assert f"schema version {migrations.LATEST + 1}" in message
+    assert "upgrade wf" in message
+    assert fingerprint(path) == before
+    assert sidecars(path) == set()
+    # The failed open released the lock: the same refusal again, not StoreLocked.
+    await refused(path, StoreTooNew)
+    assert fingerprint(path) == before
+
+
+async def test_a_newer_wf_database_with_data_is_refused_and_left_untouched(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wf.db"
+    await make_real_db(path)
+    bump_user_version(path)
+    before = fingerprint(path)
+    await refused(path, StoreTooNew)
+    assert fingerprint(path) == before
+
+
+async def test_random_bytes_are_refused_as_corrupt_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    path.write_bytes(random.Random(7).randbytes(16384))
+    before = fingerprint(path)
+    message = await refused(path, StoreCorrupt)
+    assert str(path) in message
+    assert fingerprint(path) == before
+    assert sidecars(path) == set()
+
+
+@pytest.mark.parametrize("keep", [0.5, 4096, 2000, 100])
+async def test_a_truncated_database_is_refused_as_corrupt_and_left_untouched(
+    tmp_path: Path, keep: float
+) -> None:
+    path = tmp_path / "wf.db"
+    await make_real_db(path)
+    data = path.read_bytes()
+    cut = int(len(data) * keep) if keep < 1 else int(keep)
+    assert cut < len(data)
+    path.write_bytes(data[:cut])
+    before = fingerprint(path)
+    await refused(path, StoreCorrupt)
+    assert fingerprint(path) == before
+
+
+@pytest.mark.parametrize("wal", [False, True])
+async def test_another_applications_database_is_refused_and_left_untouched(
+    tmp_path: Path, wal: bool
+) -> None:
+    path = tmp_path / "app.db"
+    make_foreign_db(path, wal=wal)
+    before = fingerprint(path)
+    message = await refused(path, StoreCorrupt)
+    assert "not one of wf's" in message
+    assert fingerprint(path) == before
+    with closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT name FROM users ORDER BY id").fetchall() == [("ann",), ("bob",)]
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 0
+
+
+async def test_a_database_with_another_application_id_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA application_id = 1234")
+        conn.execute("PRAGMA user_version = 1")
+        conn.commit()
+    before = fingerprint(path)
+    await refused(path, StoreCorrupt)
+    assert fingerprint(path) == before
+
+
+def _too_new(path: Path) -> None:
+    asyncio.run(make_real_db(path))
+    bump_user_version(path)
+
+
+def _truncated(path: Path) -> None:
+    asyncio.run(make_real_db(path))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _foreign(path: Path) -> None:
+    make_foreign_db(path, wal=True)
+
+
+@pytest.mark.parametrize(
+    ("make", "error"),
+    [(_too_new, StoreTooNew), (_truncated, StoreCorrupt), (_foreign, StoreCorrupt)],
+    ids=["too-new", "truncated", "foreign"],
+)
+def test_refusing_a_wal_mode_file_creates_no_wal_or_shm_file(
+    tmp_path: Path, make: Callable[[Path], None], error: type[StoreError]
+) -> None:
+    # Left untouched means nothing new next to it either: a refused file should not gain
+    # -wal/-shm files that its real owner never wrote.
+    path = tmp_path / "db"
+    make(path)
+    assert sidecars(path) == set()
+    s = SqliteStore(path)
+    with pytest.raises(error):
+        s.open_sync()
+    s.close_sync()
+    assert sidecars(path) == set()
+
+
+# ---- the process lock --------------------------------------------------------------------------
+
+
+async def test_a_second_store_on_the_same_file_is_locked_out_until_the_first_closes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "wf.db"
+    first = SqliteStore(path)
+    second = SqliteStore(path)
+    await first.open()
+    try:
+        with pytest.raises(StoreLocked) as info:
+            await second.open()
+        message = str(info.value)
+        assert str(path) in message
+        assert f"pid {os.getpid()}" in message
+        # The refused store did not disturb the open one.
+        await first.create_instances([new("a")], skip_existing=False)
+        assert (await first.get_instance(WF, "a")) is not None
+        with pytest.raises(StoreLocked):
+            await SqliteStore(path, durability="os").open()
+    finally:
+        await first.close()
+    await second.open()
+    try:
+        row = await second.get_instance(WF, "a")
+        assert row is not None and row.id == "a"
+    finally:
+        await second.close()
+
+
+async def test_the_lock_is_free_again_after_each_close(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    for n in range(3):
+        s = SqliteStore(path)
+        await s.open()
+        await s.create_instances([new(f"i{n}")], skip_existing=False)
+        await s.close()
+    assert len(dump(path)["instances"]) == 3
+
+
+async def test_a_closed_store_refuses_reads_and_writes(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "wf.db")
+    await s.open()
+    await s.close()
+    await s.close()  # closing twice is harmless
+    with pytest.raises(StoreError, match="closed"):
+        await s.get_instance(WF, "a")
+    with pytest.raises(StoreError, match="closed"):
+        await s.create_instances([new("a")], skip_existing=False)
+
+
+# ---- group commit ------------------------------------------------------------------------------
+
+
+async def test_concurrent_writes_share_commits_and_are_all_durable(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    s = SqliteStore(path, durability="fsync")
+    await s.open()
+    try:
+        before = s.commits
+        results = await asyncio.gather(
+            *(s.create_instances([new(f"i{n}")], skip_existing=False) for n in range(200))
+        )
+        commits = s.commits - before
+        assert [[r.id for r in rows] for rows in results] == [[f"i{n}"] for n in range(200)]
+        assert len({rows[0].pk for rows in results}) == 200
+        assert 1 <= commits <= 40, commits  # far fewer commits than writes
+        # Every awaited write is committed: another connection sees all of them now.
+        assert len(dump(path)["instances"]) == 200
+    finally:
+        await s.close()
+    assert len(dump(path)["instances"]) == 200
+
+
+async def test_a_failing_write_does_not_spoil_the_others_in_its_commit(
+    store: SqliteStore,
+) -> None:
+    await store.create_instances([new("taken")], skip_existing=False)
+    ids = [f"i{n}" for n in range(50)]
+    ids.insert(25, "taken")
+    results = await asyncio.gather(
+        *(store.create_instances([new(i)], skip_existing=False) for i in ids),
+        return_exceptions=True,
+    )
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert len(failures) == 1 and isinstance(failures[0], InstanceAlreadyExists)
+    rows, total = await store.list_instances(
+        WF, status=None, offset=0, limit=100, newest_first=False
+    )
+    assert total == 51
+    assert {r.id for r in rows} == {"taken", *(f"i{n}" for n in range(50))}
+
+
+# ---- fenced writes -----------------------------------------------------------------------------
+
+
+async def _claimed(store: SqliteStore) -> tuple[int, int]:
+    [row] = await store.create_instances([new("a")], skip_existing=False)
+    [claim] = await store.claim_ready("me", 1000.0, 10, [WF], 30.0)
+    assert claim.row.pk == row.pk and claim.epoch == row.epoch + 1
+    return row.pk, claim.epoch
+
+
+async def _stale_writes(store: SqliteStore, pk: int, epoch: int) -> list[object]:
+    step = StepRecord("s", 1, StepKind.DO, 1001.0, wake_at=5000.0, duration=1.0)
+    attempt = AttemptRecord(1, 1001.0, 1002.0, False, {"name": "E", "message": "m"})
+    fresh = StepRecord("t", 1, StepKind.WAIT, 1001.0, event_type="go")
+    done = StepRecord("s", 1, StepKind.DO, 1001.0, state=StepState.SUCCEEDED, output='"x"')
+    done.ended = 1003.0
+    return [
+        await store.set_status(pk, epoch, Status.WAITING, 1001.0, wake_at=9999.0),
+        await store.start_step(pk, epoch, fresh),
+        await store.update_step_timer(pk, epoch, step, started=1001.5),
+        await store.start_attempt(pk, epoch, step, AttemptRecord(2, 1001.0)),
+        await store.end_attempt(pk, epoch, step, attempt, StepState.FAILED),
+        await store.end_step(pk, epoch, done, StepState.SUCCEEDED),
+        await store.consume_event(pk, epoch, fresh, 1004.0),
+        await store.hibernate(pk, epoch, 9999.0, 1005.0, ["go"]),
+        await store.reach_pause(pk, epoch, 1006.0),
+        await store.release(pk, epoch, 1007.0),
+        await store.finish(pk, epoch, Status.COMPLETE, 1008.0, '"out"', None),
+    ]
+
+
+async def test_writes_with_a_stale_epoch_return_false_and_change_nothing(
+    store: SqliteStore,
+) -> None:
+    pk, epoch = await _claimed(store)
+    # Some history for stale writes to try to change, written with the current epoch.
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_step(pk, epoch, step) is True
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0)) is True
+    await store.send_event(pk, "go", '{"n":1}', 1000.5)
+    await store.pause(pk, 1000.6)  # claimed: becomes waitingForPause
+    before = dump(store.path)
+    assert before["instances"] and before["steps"] and before["attempts"] and before["events"]
+
+    results = await _stale_writes(store, pk, epoch - 1)
+
+    assert results == [False] * 6 + [None] + [False] * 4
+    assert dump(store.path) == before
+    history = await store.load_history(pk)
+    assert [(s.name, s.state, len(s.attempts)) for s in history.steps] == [
+        ("s", StepState.RUNNING, 1)
+    ]
+    assert history.steps[0].attempts[0].ended is None
+
+
+async def test_the_current_epoch_writes(store: SqliteStore) -> None:
+    pk, epoch = await _claimed(store)
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_step(pk, epoch, step) is True
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0)) is True
+    step.state, step.output, step.ended = StepState.SUCCEEDED, '"ok"', 1001.0
+    attempt = AttemptRecord(1, 1000.0, 1001.0, True)
+    assert await store.end_attempt(pk, epoch, step, attempt, StepState.SUCCEEDED) is True
+    assert await store.finish(pk, epoch, Status.COMPLETE, 1002.0, '"done"', None) is True
+    row = await store.get_instance(WF, "a")
+    assert row is not None
+    assert (row.status, row.output, row.owner) == (Status.COMPLETE, '"done"', None)
+    [recorded] = (await store.load_history(pk)).steps
+    assert (recorded.state, recorded.output) == (StepState.SUCCEEDED, '"ok"')
+
+
+async def test_a_terminated_instance_fences_out_its_old_runner(store: SqliteStore) -> None:
+    pk, epoch = await _claimed(store)
+    terminated = await store.terminate(pk, 1001.0, "api")
+    assert terminated.epoch > epoch
+    before = dump(store.path)
+    assert await store.finish(pk, epoch, Status.COMPLETE, 1002.0, '"late"', None) is False
+    assert await store.start_step(pk, epoch, StepRecord("s", 1, StepKind.DO, 1002.0)) is False
+    assert dump(store.path) == before
+    row = await store.get_instance(WF, "a")
+    assert row is not None and row.status is Status.TERMINATED and row.output is None
+
+
+# ---- creating instances ------------------------------------------------------------------------
+
+
+async def test_a_duplicate_id_raises_and_writes_nothing(store: SqliteStore) -> None:
+    await store.create_instances([new("a", '{"v":1}')], skip_existing=False)
+    before = dump(store.path)
+    with pytest.raises(InstanceAlreadyExists) as info:
+        await store.create_instances([new("b"), new("a", '{"v":2}'), new("c")], skip_existing=False)
+    assert isinstance(info.value, WfError)
+    assert info.value.code == "instance.already_exists"
+    assert '"a"' in str(info.value) and f'"{WF}"' in str(info.value)
+    assert dump(store.path) == before
+    assert await store.get_instance(WF, "b") is None
+    assert await store.get_instance(WF, "c") is None
+
+
+async def test_a_batch_repeating_an_id_raises_and_writes_nothing(store: SqliteStore) -> None:
+    with pytest.raises(InstanceAlreadyExists):
+        await store.create_instances([new("d"), new("e"), new("d")], skip_existing=False)
+    assert dump(store.path)["instances"] == []
+
+
+async def test_skip_existing_skips_and_keeps_the_existing_instance(store: SqliteStore) -> None:
+    [first] = await store.create_instances([new("a", '{"v":1}')], skip_existing=False)
+    created = await store.create_instances(
+        [new("a", '{"v":2}'), new("b"), new("b", '{"v":3}'), new("c")], skip_existing=True
+    )
+    assert [r.id for r in created] == ["b", "c"]
+    assert all(r.status is Status.QUEUED for r in created)
+    a = await store.get_instance(WF, "a")
+    assert a == first
+    b = await store.get_instance(WF, "b")
+    assert b is not None and b.params == "{}"
+    assert await store.create_instances([new("a"), new("b")], skip_existing=True) == []
+
+
+async def test_the_same_id_in_another_workflow_is_another_instance(store: SqliteStore) -> None:
+    await store.create_instances([new("a")], skip_existing=False)
+    [other] = await store.create_instances([new("a", workflow="other")], skip_existing=False)
+    assert other.workflow == "other"
+    one = await store.get_instance(WF, "a")
+    assert one is not None and one.pk != other.pk
