@@ -83,14 +83,19 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
     return ResolvedConfig(limit, delay, backoff, timeout)
 
 
+MAX_RETRY_DELAY = 365 * 86400.0  # as long as the longest sleep: beyond that, a wait is a bug
+
+
 def retry_delay(config: ResolvedConfig, attempts_made: int) -> float:
     """Seconds to wait before the next attempt, after ``attempts_made`` (≥ 1) failed ones."""
     n = max(1, attempts_made)
     if config.backoff == "constant":
-        return config.delay
-    if config.backoff == "linear":
-        return config.delay * n
-    return float(config.delay * 2 ** (n - 1))
+        delay = config.delay
+    elif config.backoff == "linear":
+        delay = config.delay * n
+    else:
+        delay = config.delay * 2.0 ** min(n - 1, 64)
+    return min(delay, MAX_RETRY_DELAY)
 
 
 def to_json(config: ResolvedConfig) -> dict[str, Any]:

@@ -64,7 +64,12 @@ class EngineSettings:
         to_seconds(self.hibernate_after, "hibernate_after")
         for name in ("lease", "poll_interval"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise ValidationError(f"{name} must be a positive number of seconds, got {value!r}")
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from wf.errors import ValidationError
 
-ID_PATTERN = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9\-_]*$")
+ID_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9\-_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MIB = 1024 * 1024
 
@@ -37,7 +37,7 @@ def check_identifier(value: object, what: str, max_length: int) -> str:
         raise ValidationError(f"{what} must not be empty")
     if len(value) > max_length:
         raise ValidationError(f"{what} is {len(value)} characters long; the limit is {max_length}")
-    if not ID_PATTERN.match(value):
+    if not ID_PATTERN.fullmatch(value):
         raise ValidationError(
             f'{what} "{value}" may only contain letters, digits, "-" and "_", '
             'and must not start with "-"'

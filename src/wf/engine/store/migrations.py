@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
+from wf.errors import StoreTooNew
+
 # "wf\0\1": tells a wf database from any other SQLite file.
 APPLICATION_ID = 0x77660001
 
@@ -89,7 +91,12 @@ LATEST = len(MIGRATIONS)
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring a database (new or older) to ``LATEST`` in one transaction."""
     current = conn.execute("PRAGMA user_version").fetchone()[0]
-    if current >= LATEST:
+    if current > LATEST:
+        raise StoreTooNew(
+            f"the database has schema version {current}, newer than this wf understands "
+            f"({LATEST}); upgrade wf"
+        )
+    if current == LATEST:
         return
     conn.execute("BEGIN IMMEDIATE")
     try:

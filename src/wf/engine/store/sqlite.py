@@ -133,9 +133,9 @@ class SqliteStore:
         if self.durability not in sqlite_file.DURABILITY_MODES:
             raise StoreError(f'durability must be "fsync" or "os", got {self.durability!r}')
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        sqlite_file.verify(self.path)  # before the lock file: a refused file gets no sibling
         self._lock.acquire()
         try:
-            sqlite_file.verify(self.path)
             conn = self._connect()
             try:
                 migrate(conn)

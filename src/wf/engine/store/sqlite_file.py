@@ -60,7 +60,8 @@ def verify(path: Path) -> None:
     if not path.exists() or path.stat().st_size == 0:
         return
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        # immutable: no locks and no -wal/-shm files, so a refused file is not touched at all
+        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
     except sqlite3.Error as exc:
         raise StoreCorrupt(f"{path} cannot be opened as a database: {exc}") from None
     try:
