@@ -141,6 +141,7 @@ class Engine:
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs)
         self._on_notice = on_notice
+        self.observed = on_notice is not None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -169,6 +170,10 @@ class Engine:
                 self._on_notice(notice)
             except Exception:  # a broken observer must not break an instance
                 log.exception("notice observer failed")
+
+    def _notice(self, kind: str, workflow: str, instance_id: str, **detail: Any) -> None:
+        if self._on_notice is not None:
+            self.emit(Notice(kind, workflow, instance_id, None, detail))
 
     def _slot_freed(self) -> None:
         self.scheduler.poke()
@@ -204,6 +209,7 @@ class Engine:
         new = self._new(spec.name, id, params, trigger)
         await self.store.create_instances([new], skip_existing=False)
         self.scheduler.poke()
+        self._notice("queued", spec.name, new.id, trigger=trigger)
         return WorkflowInstance(self, spec.name, new.id)
 
     async def create_batch(
@@ -241,6 +247,8 @@ class Engine:
                 new.append(one)
         rows = await self.store.create_instances(new, skip_existing=True)
         self.scheduler.poke()
+        for row in rows:
+            self._notice("queued", spec.name, row.id, trigger=trigger)
         return [WorkflowInstance(self, spec.name, row.id) for row in rows]
 
     async def row(self, workflow: str, instance_id: str) -> InstanceRow:
@@ -297,6 +305,8 @@ class Engine:
         row = await self.store.pause(row.pk, self.clock.now())
         if row.status is Status.WAITING_FOR_PAUSE:
             self._with_life(row.pk, lambda life: life.request_pause())
+        else:
+            self._notice("paused", row.workflow, row.id)
         return row
 
     async def resume(self, workflow: str, instance_id: str) -> InstanceRow:
@@ -304,6 +314,7 @@ class Engine:
         row = await self.store.resume(row.pk, self.clock.now())
         self._with_life(row.pk, lambda life: life.cancel_pause())
         self.scheduler.poke()
+        self._notice("resumed", row.workflow, row.id)
         return row
 
     async def terminate(
@@ -312,6 +323,7 @@ class Engine:
         row = await self.row(workflow, instance_id)
         row = await self.store.terminate(row.pk, self.clock.now(), source)
         self._with_life(row.pk, lambda life: life.end("terminated"))
+        self._notice("terminated", row.workflow, row.id, source=source)
         return row
 
     async def restart(self, workflow: str, instance_id: str) -> InstanceRow:
@@ -319,6 +331,7 @@ class Engine:
         row = await self.store.restart(row.pk, self.clock.now())
         self._with_life(row.pk, lambda life: life.end("restarted"))
         self.scheduler.poke()
+        self._notice("restarted", row.workflow, row.id)
         return row
 
     async def send_event(
@@ -330,6 +343,7 @@ class Engine:
         row, _ = await self.store.send_event(row.pk, event_type, text, self.clock.now())
         self._with_life(row.pk, lambda life: life.notify_event(event_type))
         self.scheduler.poke()
+        self._notice("event_sent", row.workflow, row.id, event_type=event_type)
         return row
 
     def _with_life(self, pk: int, action: Callable[[Any], None]) -> None:

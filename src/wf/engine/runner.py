@@ -44,7 +44,10 @@ log = logging.getLogger("wf.engine")
 class Notice:
     """Something that happened to an instance, for whoever shows progress (the dev server)."""
 
-    kind: str  # started, step_done, attempt_failed, step_failed, sleeping, waiting_event, ...
+    # queued, started, step_done, attempt_failed, step_failed, sleeping, waiting_event,
+    # event_sent, event_received, hibernated, paused, resumed, terminated, restarted,
+    # completed, errored
+    kind: str
     workflow: str
     instance_id: str
     step: str | None = None
@@ -61,6 +64,7 @@ class Host(Protocol):
     env: Any
     hibernate_after: float
     limits: Limits
+    observed: bool  # whether anyone listens to notices (so they are not built for nobody)
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -141,7 +145,8 @@ class Life:
         return self.clock.now()
 
     def emit(self, kind: str, step: str | None = None, **detail: Any) -> None:
-        self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail))
+        if self.host.observed:
+            self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail))
 
     def identify(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
         self.check_alive()
