@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
 from tests.conftest import Harness, wait_status
@@ -178,3 +181,21 @@ async def test_an_exception_in_run_errors_the_instance(harness: Harness) -> None
         "error": {"name": "KeyError", "message": "'cartId'"},
         "output": None,
     }
+
+
+async def test_bindings_work_from_another_thread_and_event_loop(harness: Harness) -> None:
+    engine = await harness.start(SPECS)
+    results: list[object] = []
+
+    def other_program() -> None:
+        async def use_binding() -> None:
+            inst = await engine.env.ECHO.create(id="from-thread", params={"t": 1})
+            results.append(inst.id)
+
+        asyncio.run(use_binding())
+
+    thread = threading.Thread(target=other_program)
+    thread.start()
+    await asyncio.to_thread(thread.join, 10)
+    assert results == ["from-thread"]
+    assert (await wait_status(engine, "echo", "from-thread"))["output"]["payload"] == {"t": 1}
