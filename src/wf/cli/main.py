@@ -1,15 +1,40 @@
-"""Entry point of the ``wf`` command. The commands themselves arrive with issue 3."""
+"""The ``wf`` command: one Typer app, one module per command group."""
 
 from __future__ import annotations
 
-import sys
+import typer
 
-import wf
+from wf import __version__
+from wf.cli import dev, init, instances, trigger, workflows
+
+app = typer.Typer(
+    name="wf",
+    help="Durable workflows for Python, in the spirit of Cloudflare Workflows.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("init")(init.init)
+app.command("dev")(dev.dev)
+app.command("trigger")(trigger.trigger)
+app.add_typer(workflows.app, name="workflows")
+app.add_typer(instances.app, name="instances")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"wf {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """Durable workflows for Python, in the spirit of Cloudflare Workflows."""
 
 
 def main() -> None:
-    if sys.argv[1:] in (["--version"], ["version"]):
-        print(f"wf {wf.__version__}")
-        return
-    print("wf: the command line is not built yet; only `wf --version` works", file=sys.stderr)
-    sys.exit(2)
+    app()

@@ -1,0 +1,7 @@
+"""`wf workflows ...` (being built)."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(help="workflows commands", no_args_is_help=True)

@@ -1,0 +1,424 @@
+"""A wf project: find and validate ``wf.toml``, load the user's workflow module.
+
+Config is data (a frozen, picklable ``Project``); importing the user's code is a separate step
+(``load_workflows``), done in the process that runs the engine.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import sys
+import traceback
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from wf.durations import to_seconds
+from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
+from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.limits import DEFAULT_LIMITS, check_identifier
+from wf.engine.version import version_of_files
+from wf.errors import ValidationError, WfError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+CONFIG_NAME = "wf.toml"
+DEV_VARS_NAME = ".dev.vars"
+# Never part of a project's sources: state, environments, caches, VCS.
+IGNORED_DIRS = frozenset(
+    {".wf", ".git", ".hg", ".venv", "venv", "env", "__pycache__", "node_modules", "build", "dist"}
+)
+
+
+class ProjectError(WfError):
+    """wf.toml or the workflow module is wrong; the message names the file and what to fix."""
+
+    code = "project.invalid"
+
+
+class ModuleLoadError(ProjectError):
+    """The workflow module failed to import; ``location`` is ``file:line`` when known."""
+
+    code = "project.import_failed"
+
+    def __init__(self, message: str, location: str | None = None) -> None:
+        super().__init__(message)
+        self.location = location
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    name: str
+    binding: str
+    class_name: str
+    step_limit: int = DEFAULT_LIMITS.steps
+
+
+@dataclass(frozen=True)
+class DevConfig:
+    host: str = "127.0.0.1"
+    port: int = 8787
+    state_dir: str = ".wf"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    concurrency: int = 1000
+    retention: str | float = "30 days"
+    durability: str = "fsync"
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+    config_path: Path
+    name: str
+    main: Path
+    workflows: tuple[WorkflowConfig, ...]
+    vars: Mapping[str, Any] = field(default_factory=dict)
+    dev: DevConfig = DevConfig()
+    engine: EngineConfig = EngineConfig()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.root / self.dev.state_dir
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "wf.db"
+
+    @property
+    def main_label(self) -> str:
+        try:
+            return str(self.main.relative_to(self.root))
+        except ValueError:
+            return str(self.main)
+
+    def engine_settings(self) -> EngineSettings:
+        return EngineSettings(concurrency=self.engine.concurrency, retention=self.engine.retention)
+
+    def source_files(self) -> list[Path]:
+        """wf.toml and every Python file beside the main module (what a version is made of)."""
+        files = [self.config_path]
+        files.extend(_python_files(self.main.parent))
+        if self.main not in files:
+            files.append(self.main)
+        return files
+
+    def version_id(self) -> str:
+        return version_of_files(self.source_files(), self.root)
+
+
+def _python_files(folder: Path) -> Iterator[Path]:
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or path.name in IGNORED_DIRS:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            if any(path.glob("pyvenv.cfg")):
+                continue
+            yield from _python_files(path)
+        elif path.suffix == ".py" and path.is_file():
+            yield path
+
+
+def find_config(start: Path | None = None) -> Path | None:
+    """The nearest wf.toml in ``start`` or a parent folder."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        candidate = folder / CONFIG_NAME
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# ---- reading and validating wf.toml ---------------------------------------------------------
+
+_TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits")
+_DEV_KEYS = ("port", "host", "state_dir")
+_ENGINE_KEYS = ("concurrency", "retention", "durability")
+
+
+class _Checker:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.label = path.name
+
+    def fail(self, where: str, problem: str) -> ProjectError:
+        return ProjectError(
+            f"{self.label}: {where} {problem}" if where else f"{self.label}: {problem}"
+        )
+
+    def keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+        for key in table:
+            if key not in allowed:
+                hint = _suggest(key, allowed)
+                place = f"{where}.{key}" if where else key
+                raise self.fail(
+                    place, f"is not a known key{hint}; expected one of {', '.join(allowed)}"
+                )
+
+    def string(
+        self, table: Mapping[str, Any], key: str, where: str, required: bool = True
+    ) -> str | None:
+        place = f"{where}.{key}" if where else key
+        if key not in table:
+            if required:
+                raise self.fail(place, "is missing")
+            return None
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            raise self.fail(place, f"must be a non-empty string, got {_show(value)}")
+        return value
+
+    def integer(self, value: Any, place: str, low: int, high: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise self.fail(place, f"must be an integer from {low} to {high}, got {_show(value)}")
+        return value
+
+    def table(self, data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, f"must be a table ([{key}]), got {_show(value)}")
+        return value
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return f'"{value}"'
+    return f"{value!r} ({type(value).__name__})"
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def load_project(config_path: Path) -> Project:
+    """Read and validate wf.toml. Raises ``ProjectError`` naming the file, key and expectation."""
+    config_path = config_path.resolve()
+    check = _Checker(config_path)
+    try:
+        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ProjectError(f"{config_path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise check.fail("", "is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise check.fail("", f"is not valid TOML: {exc}") from None
+    check.keys(data, _TOP_KEYS, "")
+    root = config_path.parent
+    name = check.string(data, "name", "")
+    assert name is not None
+    main_text = check.string(data, "main", "")
+    assert main_text is not None
+    main = (root / main_text).resolve()
+    if main.suffix != ".py":
+        raise check.fail("main", f'must be the path of a Python file (.py), got "{main_text}"')
+    if not main.is_file():
+        raise check.fail("main", f'"{main_text}" does not exist (looked for {main})')
+
+    raw_workflows = data.get("workflows", [])
+    if not isinstance(raw_workflows, list) or not raw_workflows:
+        raise check.fail(
+            "", "needs at least one [[workflows]] entry with name, binding, class_name"
+        )
+    workflows: list[WorkflowConfig] = []
+    seen_names: set[str] = set()
+    seen_bindings: set[str] = set()
+    for index, entry in enumerate(raw_workflows):
+        where = f"workflows[{index}]"
+        if not isinstance(entry, dict):
+            raise check.fail(where, "must be a table with name, binding and class_name")
+        check.keys(entry, _WORKFLOW_KEYS, where)
+        wf_name = check.string(entry, "name", where)
+        binding = check.string(entry, "binding", where)
+        class_name = check.string(entry, "class_name", where)
+        assert wf_name is not None and binding is not None and class_name is not None
+        try:
+            check_identifier(wf_name, "name", DEFAULT_LIMITS.workflow_name_length)
+        except ValidationError as exc:
+            raise check.fail(f"{where}.name", f"is invalid: {exc}") from None
+        if not binding.isidentifier():
+            raise check.fail(f"{where}.binding", f'"{binding}" must be a valid Python identifier')
+        if not class_name.isidentifier():
+            raise check.fail(f"{where}.class_name", f'"{class_name}" must be a class name')
+        if wf_name in seen_names:
+            raise check.fail(f"{where}.name", f'"{wf_name}" is used by another workflow')
+        if binding in seen_bindings:
+            raise check.fail(f"{where}.binding", f'"{binding}" is used by another workflow')
+        seen_names.add(wf_name)
+        seen_bindings.add(binding)
+        step_limit = DEFAULT_LIMITS.steps
+        if "limits" in entry:
+            limits = entry["limits"]
+            if not isinstance(limits, dict):
+                raise check.fail(f"{where}.limits", "must be a table such as { steps = 10000 }")
+            check.keys(limits, ("steps",), f"{where}.limits")
+            if "steps" in limits:
+                step_limit = check.integer(
+                    limits["steps"], f"{where}.limits.steps", 1, MAX_STEP_LIMIT
+                )
+        workflows.append(WorkflowConfig(wf_name, binding, class_name, step_limit))
+
+    variables = dict(check.table(data, "vars"))
+    for key in variables:
+        if not key.isidentifier():
+            raise check.fail(f"vars.{key}", "must be a valid Python identifier")
+        if key in seen_bindings:
+            raise check.fail(f"vars.{key}", "has the same name as a workflow binding")
+
+    dev_table = check.table(data, "dev")
+    check.keys(dev_table, _DEV_KEYS, "dev")
+    dev = DevConfig(
+        host=check.string(dev_table, "host", "dev", required=False) or DevConfig.host,
+        port=check.integer(dev_table.get("port", DevConfig.port), "dev.port", 1, 65535),
+        state_dir=check.string(dev_table, "state_dir", "dev", required=False)
+        or DevConfig.state_dir,
+    )
+
+    engine_table = check.table(data, "engine")
+    check.keys(engine_table, _ENGINE_KEYS, "engine")
+    durability = engine_table.get("durability", EngineConfig.durability)
+    if durability not in ("fsync", "os"):
+        raise check.fail("engine.durability", f'must be "fsync" or "os", got {_show(durability)}')
+    retention = engine_table.get("retention", EngineConfig.retention)
+    try:
+        to_seconds(retention, "retention")
+    except ValidationError as exc:
+        raise check.fail("engine.retention", f"is invalid: {exc}") from None
+    engine = EngineConfig(
+        concurrency=check.integer(
+            engine_table.get("concurrency", EngineConfig.concurrency),
+            "engine.concurrency",
+            1,
+            1_000_000,
+        ),
+        retention=retention,
+        durability=durability,
+    )
+    return Project(
+        root=root,
+        config_path=config_path,
+        name=name,
+        main=main,
+        workflows=tuple(workflows),
+        vars=variables,
+        dev=dev,
+        engine=engine,
+    )
+
+
+def read_dev_vars(project: Project) -> dict[str, str]:
+    """Secrets for ``wf dev`` from ``.dev.vars`` beside wf.toml (dotenv syntax)."""
+    path = project.root / DEV_VARS_NAME
+    if not path.is_file():
+        return {}
+    return parse_dotenv(path.read_text(encoding="utf-8"), path.name)
+
+
+def parse_dotenv(text: str, label: str) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ProjectError(f"{label}:{number}: expected KEY=VALUE, got {raw.strip()!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            quote, value = value[0], value[1:-1]
+            if quote == '"':
+                value = value.replace("\\n", "\n").replace('\\"', '"')
+        elif " #" in value:
+            value = value.split(" #", 1)[0].rstrip()
+        values[key] = value
+    return values
+
+
+# ---- importing the user's module -------------------------------------------------------------
+
+
+def import_main(project: Project) -> ModuleType:
+    """Import the main module with its folder importable. Errors name the file and line."""
+    folder = str(project.main.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    module_name = project.main.stem
+    spec = importlib.util.spec_from_file_location(module_name, project.main)
+    if spec is None or spec.loader is None:
+        raise ModuleLoadError(f"{project.main_label}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as exc:
+        sys.modules.pop(module_name, None)
+        where = _relative(project, Path(exc.filename or project.main))
+        location = f"{where}:{exc.lineno}" if exc.lineno else where
+        raise ModuleLoadError(f"{location}: SyntaxError: {exc.msg}", location) from None
+    except BaseException as exc:
+        sys.modules.pop(module_name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        frame = _location_in_project(project, exc)
+        prefix = f"{frame}: " if frame else f"{project.main_label}: "
+        raise ModuleLoadError(f"{prefix}{type(exc).__name__}: {exc}", frame) from None
+    return module
+
+
+def _relative(project: Project, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(project.root))
+    except ValueError:
+        return str(path)
+
+
+def _location_in_project(project: Project, exc: BaseException) -> str | None:
+    """The innermost traceback frame that is in the project's own files."""
+    found = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        path = Path(frame.filename)
+        try:
+            path.resolve().relative_to(project.root)
+        except (ValueError, OSError):
+            continue
+        found = f"{_relative(project, path)}:{frame.lineno}"
+    return found
+
+
+def load_workflows(project: Project, module: ModuleType | None = None) -> list[WorkflowSpec]:
+    """Resolve every ``class_name`` in the main module into a ``WorkflowSpec``."""
+    module = module if module is not None else import_main(project)
+    classes = {
+        name: value
+        for name, value in vars(module).items()
+        if isinstance(value, type) and issubclass(value, WorkflowEntrypoint)
+    }
+    specs: list[WorkflowSpec] = []
+    for index, workflow in enumerate(project.workflows):
+        cls = getattr(module, workflow.class_name, None)
+        where = f"workflows[{index}].class_name"
+        if cls is None:
+            hint = _suggest(workflow.class_name, classes or vars(module))
+            raise ProjectError(
+                f'{CONFIG_NAME}: {where} "{workflow.class_name}" is not defined in '
+                f"{project.main_label}{hint}"
+            )
+        if not (isinstance(cls, type) and issubclass(cls, WorkflowEntrypoint)):
+            raise ProjectError(
+                f'{CONFIG_NAME}: {where} "{workflow.class_name}" in {project.main_label} is not a '
+                "subclass of wf.WorkflowEntrypoint"
+            )
+        specs.append(WorkflowSpec(workflow.name, cls, workflow.binding, workflow.step_limit))
+    return specs
