@@ -207,3 +207,31 @@ async def test_finished_instances_are_purged_after_retention(
 
     await wait_for(purged)
     assert (await engine.status("quick", "new"))["status"] == "complete"
+
+
+async def test_stop_with_grace_lets_running_attempts_finish(harness: Harness) -> None:
+    ran: list[str] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow() -> str:
+                await asyncio.sleep(0.3)
+                ran.append("slow")
+                return "slow done"
+
+            await step.do("slow", slow)
+            await step.do("next", lambda: ran.append("next"))
+            return "finished"
+
+    specs = [WorkflowSpec("flow", Flow)]
+    engine = await harness.start(specs)
+    inst = await engine.create("flow")
+    await wait_for(lambda: any(life.running_ops for life in engine.scheduler.lives.values()))
+    harness.engines.remove(engine)
+    await engine.stop(grace=5)
+    assert ran == ["slow"]  # the running attempt finished; the next step did not start
+    engine = await harness.start(specs)
+    assert (await wait_status(engine, "flow", inst.id))["output"] == "finished"
+    assert ran == ["slow", "next"]
+    attempts = (await engine.details("flow", inst.id))["steps"][0]["attempts"]
+    assert len(attempts) == 1 and attempts[0]["success"] is True

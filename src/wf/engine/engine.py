@@ -152,8 +152,11 @@ class Engine:
             await self.store.close()
             raise
 
-    async def stop(self) -> None:
-        await self.scheduler.stop()
+    async def stop(self, grace: float = 0.0) -> None:
+        """Stop running instances and close the store. With ``grace``, step attempts already
+        running get up to that many seconds to finish (no new one starts), so a reload does not
+        cut them short; whatever is still running then is interrupted and retried next start."""
+        await self.scheduler.stop(grace)
         await self.store.close()
 
     async def __aenter__(self) -> Engine:

@@ -34,7 +34,7 @@ from wf.errors import EngineSignal, StepError, StoreError
 
 if TYPE_CHECKING:
     from wf.engine.engine import WorkflowSpec
-    from wf.engine.scheduler import Slots
+    from wf.engine.scheduler import Scheduler, Slots
 
 T = TypeVar("T")
 log = logging.getLogger("wf.engine")
@@ -65,6 +65,7 @@ class Host(Protocol):
     hibernate_after: float
     limits: Limits
     observed: bool  # whether anyone listens to notices (so they are not built for nobody)
+    scheduler: Scheduler
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -179,7 +180,7 @@ class Life:
     async def active(self) -> AsyncIterator[None]:
         """Run new step work: waits at a requested pause, holds a concurrency slot."""
         self.check_alive()
-        while self.pause_requested:
+        while self.pause_requested or self.host.scheduler.draining:
             self.parked += 1
             if self._unpark is None or self._unpark.done():
                 self._unpark = asyncio.get_running_loop().create_future()

@@ -82,6 +82,7 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
+        self.draining = False  # stopping: no new step attempt may start
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -98,15 +99,25 @@ class Scheduler:
             asyncio.create_task(self._retention_loop(), name="wf retention"),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace: float = 0.0) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if grace > 0:
+            await self._drain(grace)
         for life in list(self.lives.values()):
             life.end("stop")
         if self._life_tasks:
             await asyncio.gather(*self._life_tasks, return_exceptions=True)
+
+    async def _drain(self, grace: float) -> None:
+        """Let running attempts finish (new ones wait at the gate) for up to ``grace`` seconds."""
+        self.draining = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while loop.time() < deadline and any(life.running_ops for life in self.lives.values()):
+            await asyncio.sleep(0.02)
 
     def poke(self) -> None:
         """Look for work now. Safe to call from any thread."""
