@@ -1,0 +1,50 @@
+"""Queued instances are durable: after a SIGKILL they all run in the next process."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.recovery.helpers import Child, children, poll, query, read_marks, runs_by_step
+
+pytestmark = pytest.mark.slow
+
+INSTANCES = 4
+
+
+def statuses(db: Path) -> Counter[str]:
+    return Counter(status for (status,) in query(db, "SELECT status FROM instances"))
+
+
+def test_queued_instances_all_run_after_sigkill_and_restart(tmp_path: Path) -> None:
+    db, marker = tmp_path / "wf.db", tmp_path / "marks.tsv"
+    args = ("queue", db, marker, "--instances", INSTANCES)  # concurrency 1
+    with children() as started:
+        first = Child(*args)
+        started.append(first)
+        poll(lambda: query(db, "SELECT 1 FROM attempts"), what="the first attempt")
+        assert first.kill() == -9
+        at_kill = statuses(db)
+        assert at_kill["queued"] >= INSTANCES - 1 and at_kill["running"] + at_kill["waiting"] <= 1
+
+        second = Child(*args)
+        started.append(second)
+        assert second.finish() == 0, second.describe()
+
+    rows = query(db, "SELECT id, status, output FROM instances ORDER BY id")
+    assert [(i, s) for i, s, _ in rows] == [(f"q{n}", "complete") for n in range(INSTANCES)]
+    runs = runs_by_step(read_marks(marker))
+    for n, (instance, _, output) in enumerate(rows):
+        body_runs = runs[(instance, "work-1")]
+        assert json.loads(output) == {"n": n, "work": body_runs[-1].token}
+        # Only the one running when the process died may have run its body twice.
+        assert len(body_runs) in ((1, 2) if n == 0 else (1,))
+    interrupted = query(
+        db,
+        "SELECT a.number, json_extract(a.error, '$.name') FROM attempts a "
+        "JOIN instances i ON i.pk = a.instance WHERE i.id = 'q0' ORDER BY a.number",
+    )
+    assert interrupted == [(1, "WorkflowInternalError"), (2, None)]
