@@ -1,0 +1,349 @@
+"""A small synchronous HTTP client to a wf server (``wf dev`` or ``wf serve``).
+
+Standard library only (``urllib``), so the CLI stays quick to start and ``import wf`` stays light.
+Every method returns the envelope's ``result`` (list methods also return ``result_info``) and
+raises ``ClientError`` with the server's one-line message, its error code and the HTTP status.
+
+    >>> client = Client("http://127.0.0.1:8787")
+    >>> client.create_instance("purchase", params={"sku": "a-1"})
+    {'id': '...', 'status': 'queued', 'version_id': '...', 'workflow': 'purchase'}
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import json
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from wf.errors import WfError
+
+DEFAULT_URL = "http://127.0.0.1:8787"
+DEFAULT_TIMEOUT = 30.0
+STATUSES = (
+    "queued",
+    "running",
+    "paused",
+    "errored",
+    "terminated",
+    "complete",
+    "waiting",
+    "waitingForPause",
+)
+ACTIONS = ("pause", "resume", "terminate", "restart")
+
+# Error codes of the REST contract (the envelope's ``errors[0].code``).
+INTERNAL = 10001
+BAD_REQUEST = 10002
+TOO_LARGE = 10003
+PROJECT_BROKEN = 10004
+FORBIDDEN = 10005
+UNAUTHORIZED = 10006
+NO_ROUTE = 10007
+WORKFLOW_NOT_FOUND = 10200
+INSTANCE_NOT_FOUND = 10400
+INSTANCE_EXISTS = 10405
+INVALID_TRANSITION = 10406
+
+
+class ClientError(WfError):
+    """The server refused a request, or could not be reached.
+
+    ``api_code`` is the envelope's error code (``10200`` workflow not found, ...) and
+    ``http_status`` the HTTP status; both are ``None`` when no answer came back.
+    """
+
+    code = "client.error"
+
+    def __init__(
+        self, message: str, api_code: int | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.api_code = api_code
+        self.http_status = http_status
+
+
+def normalise_url(url: str) -> str:
+    """``http://host:port`` without a trailing slash; refuse anything that is not http(s)."""
+    text = url.strip()
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f'the server URL must look like http://127.0.0.1:8787, got "{url}"')
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ClientError(f'the server URL "{url}" has an invalid port') from None
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _segment(value: str) -> str:
+    return urllib.parse.quote(value, safe="")
+
+
+class Client:
+    """Talks to the ``/api`` routes of one wf server."""
+
+    def __init__(
+        self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.url = normalise_url(url)
+        self.token = token or None
+        self.timeout = timeout
+        host = urllib.parse.urlsplit(self.url).hostname
+        handlers: list[urllib.request.BaseHandler] = []
+        if _is_loopback(host):
+            # A proxy configured in the environment must not intercept a local server.
+            handlers.append(urllib.request.ProxyHandler({}))
+        self._opener = urllib.request.build_opener(*handlers)
+
+    # ---- transport ----------------------------------------------------------------------------
+    def _headers(self) -> dict[str, str]:
+        headers = {"Accept": "application/json", "User-Agent": "wf-cli"}
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        return headers
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, Any] | None = None,
+        body: Any = None,
+        send_body: bool = False,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[Any, dict[str, Any] | None]:
+        """Send one request to ``/api<path>``; return ``(result, result_info)``."""
+        target = f"{self.url}/api{path}"
+        if query:
+            pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
+            if pairs:
+                target += "?" + urllib.parse.urlencode(pairs)
+        data: bytes | None = None
+        all_headers = self._headers()
+        if send_body:
+            data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            all_headers["Content-Type"] = "application/json"
+        all_headers.update(headers or {})
+        req = urllib.request.Request(target, data=data, method=method, headers=all_headers)
+        status, raw = self._send(req)
+        return self._unwrap(status, raw)
+
+    def _send(self, req: urllib.request.Request) -> tuple[int, bytes]:
+        """Send a request; any HTTP status is an answer, only transport failures raise."""
+        try:
+            with self._opener.open(req, timeout=self.timeout) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, error.read()
+        except urllib.error.URLError as error:
+            raise self._unreachable(error.reason) from None
+        except (OSError, http.client.HTTPException) as error:
+            raise self._unreachable(error) from None
+
+    def _unreachable(self, reason: object) -> ClientError:
+        if isinstance(reason, ConnectionRefusedError) or (
+            isinstance(reason, OSError) and reason.errno in (111, 61, 10061)
+        ):
+            return ClientError(f"no wf server at {self.url}; start one with wf dev")
+        if isinstance(reason, TimeoutError):
+            return ClientError(
+                f"the wf server at {self.url} did not answer within {self.timeout:g} seconds"
+            )
+        if isinstance(reason, socket.gaierror):
+            return ClientError(f"cannot reach a wf server at {self.url}: unknown host")
+        text = getattr(reason, "strerror", None) or str(reason) or type(reason).__name__
+        return ClientError(f"cannot reach a wf server at {self.url}: {text}")
+
+    def _unwrap(self, status: int, raw: bytes) -> tuple[Any, dict[str, Any] | None]:
+        try:
+            envelope = json.loads(raw.decode("utf-8")) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            envelope = None
+        if not isinstance(envelope, dict) or "success" not in envelope:
+            raise ClientError(
+                f"{self.url} answered HTTP {status} without a wf API response; is it a wf server?",
+                http_status=status,
+            )
+        if envelope.get("success") is True and 200 <= status < 300:
+            info = envelope.get("result_info")
+            return envelope.get("result"), info if isinstance(info, dict) else None
+        errors = envelope.get("errors")
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        if not isinstance(first, dict):
+            first = {}
+        message = first.get("message")
+        code = first.get("code")
+        if not isinstance(message, str) or not message:
+            message = f"the server refused the request (HTTP {status})"
+        return_code = code if isinstance(code, int) and not isinstance(code, bool) else None
+        raise ClientError(message, api_code=return_code, http_status=status)
+
+    def _get(self, path: str, **query: Any) -> Any:
+        return self.request("GET", path, query=query)[0]
+
+    # ---- server -------------------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._get("/health")
+        return result
+
+    def openapi(self) -> dict[str, Any]:
+        """The OpenAPI document (served bare, or inside an envelope)."""
+        req = urllib.request.Request(f"{self.url}/api/openapi.json", headers=self._headers())
+        status, raw = self._send(req)
+        if not 200 <= status < 300:
+            self._unwrap(status, raw)  # raises the server's error
+        try:
+            document = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = None
+        if isinstance(document, dict) and "success" in document and "result" in document:
+            document = document["result"]
+        if not isinstance(document, dict):
+            raise ClientError(f"{self.url} did not answer an OpenAPI document")
+        return document
+
+    # ---- workflows ----------------------------------------------------------------------------
+    def list_workflows(
+        self, page: int = 1, per_page: int = 25
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        result, info = self.request("GET", "/workflows", query={"page": page, "per_page": per_page})
+        return list(result or []), info or {}
+
+    def get_workflow(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(f"/workflows/{_segment(name)}")
+        return result
+
+    def delete_workflow(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/workflows/{_segment(name)}")[0]
+        return result
+
+    # ---- instances ----------------------------------------------------------------------------
+    def list_instances(
+        self,
+        name: str,
+        *,
+        status: str | None = None,
+        page: int = 1,
+        per_page: int = 25,
+        reverse: bool = False,
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        query: dict[str, Any] = {"status": status, "page": page, "per_page": per_page}
+        if reverse:
+            query["reverse"] = True
+        result, info = self.request("GET", f"/workflows/{_segment(name)}/instances", query=query)
+        return list(result or []), info or {}
+
+    def latest_instance_id(self, name: str) -> str:
+        """The id of the newest instance (what ``latest`` means on the command line)."""
+        instances, _ = self.list_instances(name, page=1, per_page=1)
+        if not instances:
+            raise ClientError(f'there are no instances in workflow "{name}"')
+        instance_id: str = instances[0]["id"]
+        return instance_id
+
+    def create_instance(
+        self,
+        name: str,
+        *,
+        id: str | None = None,
+        params: Any = None,
+        has_params: bool | None = None,
+        trigger: str | None = None,
+    ) -> dict[str, Any]:
+        """Queue a new instance. ``params`` is sent when not ``None`` (or when ``has_params``)."""
+        body: dict[str, Any] = {}
+        if id is not None:
+            body["id"] = id
+        if has_params or (has_params is None and params is not None):
+            body["params"] = params
+        headers = {"X-WF-Trigger": trigger} if trigger else None
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/workflows/{_segment(name)}/instances",
+            body=body,
+            send_body=True,
+            headers=headers,
+        )[0]
+        return result
+
+    def create_batch(
+        self, name: str, items: list[dict[str, Any]], *, trigger: str | None = None
+    ) -> list[dict[str, Any]]:
+        headers = {"X-WF-Trigger": trigger} if trigger else None
+        result: list[dict[str, Any]] = self.request(
+            "POST",
+            f"/workflows/{_segment(name)}/instances/batch",
+            body=items,
+            send_body=True,
+            headers=headers,
+        )[0]
+        return result
+
+    def get_instance(self, name: str, instance_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._get(
+            f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}"
+        )
+        return result
+
+    def change_status(
+        self, name: str, instance_id: str, action: str, *, trigger: str | None = None
+    ) -> dict[str, Any]:
+        """``action`` is pause, resume, terminate or restart; returns ``{status, timestamp}``.
+        ``trigger`` ("cli") is recorded as who terminated the instance."""
+        if action not in ACTIONS:
+            raise ClientError(f'"{action}" is not an action; use one of {", ".join(ACTIONS)}')
+        result: dict[str, Any] = self.request(
+            "PATCH",
+            f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/status",
+            body={"status": action},
+            send_body=True,
+            headers={"X-WF-Trigger": trigger} if trigger else None,
+        )[0]
+        return result
+
+    def pause(self, name: str, instance_id: str) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "pause")
+
+    def resume(self, name: str, instance_id: str) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "resume")
+
+    def terminate(self, name: str, instance_id: str) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "terminate")
+
+    def restart(self, name: str, instance_id: str) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "restart")
+
+    def send_event(
+        self, name: str, instance_id: str, event_type: str, payload: Any = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/events/"
+            f"{_segment(event_type)}",
+            body=payload,
+            send_body=True,
+        )[0]
+        return result
+
+
+def _query_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
