@@ -1,11 +1,45 @@
-"""`wf trigger` (being built)."""
+"""``wf trigger NAME [PARAMS_JSON] [--id ID]``: queue a new instance of a workflow."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
+from wf.cli.exit import exits, parse_json
+from wf.cli.options import JsonOption, TokenOption, UrlOption, make_client, print_json
 
-def trigger() -> None:
-    """Not built yet."""
-    typer.echo("wf trigger: not built yet", err=True)
-    raise typer.Exit(1)
+
+@exits
+def trigger(
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="Name of the workflow.", show_default=False)
+    ],
+    params: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="PARAMS_JSON",
+            help="Params as a JSON string; run() gets them as event.payload.",
+            show_default=False,
+        ),
+    ] = None,
+    instance_id: Annotated[
+        str | None,
+        typer.Option("--id", help="Custom instance id (default: a new UUID).", show_default=False),
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Trigger a workflow: queue a new instance with the given params."""
+    parsed = parse_json(params, "params", plural=True) if params is not None else None
+    client = make_client(url, token)
+    result = client.create_instance(
+        name, id=instance_id, params=parsed, has_params=params is not None, trigger="cli"
+    )
+    if json_output:
+        print_json(result)
+        return
+    new_id = result.get("id", instance_id or "?")
+    typer.echo(f'🚀 Workflow instance "{new_id}" has been queued successfully')
+    typer.echo(f"   wf instances describe {name} {new_id}")
