@@ -1,0 +1,522 @@
+"""The REST API (Cloudflare's paths and envelope) over a running engine.
+
+``create_app(state)`` serves ``/api/...`` over ``state.engine``; when the project failed to load
+(``state.engine is None``) every workflow route answers 503 with the load error, while
+``/api/health`` still answers so the supervisor and ``wf dev`` can tell "up but broken".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from wf.devserver import openapi
+from wf.devserver.envelope import (
+    BAD_REQUEST,
+    INTERNAL,
+    NO_ROUTE,
+    PROJECT_BROKEN,
+    TOO_LARGE,
+    ApiError,
+    error_response,
+    from_wf_error,
+    ok,
+)
+from wf.devserver.security import host_middleware, origin_middleware, token_middleware
+from wf.devserver.state import ServerState
+from wf.engine.details import iso
+from wf.engine.engine import Engine
+from wf.engine.limits import MIB
+from wf.engine.model import InstanceRow, Status
+from wf.errors import WfError
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
+
+log = logging.getLogger("wf.server")
+
+ENVELOPE_ALLOWANCE = 64 * 1024
+MAX_BODY = MIB + ENVELOPE_ALLOWANCE  # 1 MiB of params or payload, plus the JSON around it
+MAX_PER_PAGE = 1000
+MAX_PAGE = 1_000_000_000  # keeps offsets within SQLite's integers
+DEFAULT_PER_PAGE = 25
+TRIGGER_HEADER = "X-WF-Trigger"
+TRIGGERS = ("api", "cli")
+ACTIONS = ("pause", "resume", "terminate", "restart")
+
+STATE_KEY = web.AppKey("wf_state", ServerState)
+
+
+class _Empty:
+    """An empty request body (distinct from a JSON ``null``)."""
+
+
+EMPTY = _Empty()
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, BAD_REQUEST, message)
+
+
+def too_large(size: int | None = None) -> ApiError:
+    got = f" ({size} bytes)" if size is not None else ""
+    return ApiError(
+        413,
+        TOO_LARGE,
+        f"request body is too large{got}: the limit is {MAX_BODY} bytes "
+        f"(1 MiB of params or payload plus {ENVELOPE_ALLOWANCE // 1024} KiB of JSON around it)",
+    )
+
+
+# ---- errors as envelopes ---------------------------------------------------------------------
+
+
+def _from_http_exception(request: web.Request, exc: web.HTTPException) -> web.StreamResponse:
+    if exc.status == 404:
+        return error_response(
+            ApiError(
+                404,
+                NO_ROUTE,
+                f"no route {request.method} {request.path}; the routes are listed at "
+                "/api/openapi.json",
+            )
+        )
+    if exc.status == 405:
+        allowed = sorted(getattr(exc, "allowed_methods", ()) or ())
+        headers = {"Allow": ", ".join(allowed)} if allowed else None
+        return error_response(
+            ApiError(
+                405,
+                NO_ROUTE,
+                f"method {request.method} is not allowed on {request.path}; "
+                f"allowed: {', '.join(allowed) or 'none'}",
+                headers,
+            )
+        )
+    if exc.status == 413:
+        return error_response(too_large())
+    if exc.status < 400:
+        raise exc  # redirects and the like stay what they are
+    return error_response(
+        ApiError(exc.status, INTERNAL if exc.status >= 500 else BAD_REQUEST, exc.reason)
+    )
+
+
+@web.middleware
+async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure becomes one envelope; tracebacks go to the log, never to the client."""
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        return _from_http_exception(request, exc)
+    except WfError as exc:
+        error = from_wf_error(exc)
+        if error.status >= 500:
+            log.error("%s %s failed: %s", request.method, request.path, exc.message)
+        return error_response(error)
+    except Exception as exc:
+        log.exception("%s %s failed", request.method, request.path)
+        detail = str(exc) or "no detail"
+        return error_response(
+            ApiError(
+                500,
+                INTERNAL,
+                f"internal error while handling {request.method} {request.path}: "
+                f"{type(exc).__name__}: {detail} (details in the server log)",
+            )
+        )
+
+
+# ---- request helpers -------------------------------------------------------------------------
+
+
+def _state(request: web.Request) -> ServerState:
+    return request.app[STATE_KEY]
+
+
+def _engine(request: web.Request) -> Engine:
+    state = _state(request)
+    if state.engine is None:
+        raise ApiError(503, PROJECT_BROKEN, state.load_error or "the project failed to load")
+    return state.engine
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, ``EMPTY`` when there is none. Refuses oversized bodies before reading
+    them (Content-Length) or while reading them (chunked), and invalid JSON with its position."""
+    length = request.content_length
+    if length is not None and length > MAX_BODY:
+        raise too_large(length)
+    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    if not raw.strip():
+        return EMPTY
+    try:
+        text = raw.decode("utf-8-sig")  # RFC 8259 lets a parser ignore a byte order mark
+    except UnicodeDecodeError as exc:
+        raise bad_request(f"body is not UTF-8 text (invalid byte at offset {exc.start})") from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise bad_request(
+            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        ) from None
+    except ValueError as exc:  # NaN / Infinity
+        raise bad_request(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad_request("body is not usable JSON: it is nested too deeply") from None
+
+
+def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    text = raw.strip()
+    value = int(text) if text.isascii() and text.isdigit() and len(text) <= 12 else None
+    if value is None or not 1 <= value <= high:
+        shown = raw if value is None else value
+        raise bad_request(f'{name} must be an integer from 1 to {high}, got "{shown}"')
+    return value
+
+
+def _bool_param(request: web.Request, name: str, default: bool) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes", ""):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise bad_request(f'{name} must be true or false, got "{raw}"')
+
+
+def _paging(request: web.Request) -> tuple[int, int]:
+    page = _int_param(request, "page", 1, MAX_PAGE)
+    per_page = _int_param(request, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    return page, per_page
+
+
+def _result_info(page: int, per_page: int, count: int, total: int) -> dict[str, int]:
+    return {"page": page, "per_page": per_page, "count": count, "total_count": total}
+
+
+def _trigger(request: web.Request) -> str:
+    raw = request.headers.get(TRIGGER_HEADER)
+    if raw is None:
+        return "api"
+    value = raw.strip().lower()
+    if value not in TRIGGERS:
+        raise bad_request(f'{TRIGGER_HEADER} must be "api" or "cli", got "{raw}"')
+    return value
+
+
+def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
+    """``{"id"?, "params"?}`` with Cloudflare's ``instance_id`` accepted for ``id``."""
+    for key in body:
+        if key not in ("id", "instance_id", "params"):
+            raise bad_request(f'{where} has unknown key "{key}"; expected id and params')
+    if "id" in body and "instance_id" in body:
+        raise bad_request(f'{where} has both "id" and "instance_id"; give one')
+    item: dict[str, Any] = {}
+    instance_id = body.get("id", body.get("instance_id"))
+    if instance_id is not None:
+        item["id"] = instance_id
+    if "params" in body:
+        item["params"] = body["params"]
+    return item
+
+
+# ---- shapes ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _WorkflowInfo:
+    name: str
+    binding: str | None
+    class_name: str
+
+
+def _workflows(state: ServerState, engine: Engine) -> list[_WorkflowInfo]:
+    """The engine's workflows, in wf.toml's order, with their wf.toml binding and class."""
+    configs = {w.name: w for w in state.workflows}
+    found: list[_WorkflowInfo] = []
+    for name, spec in engine.specs.items():
+        config = configs.get(name)
+        if config is not None:
+            found.append(_WorkflowInfo(name, config.binding, config.class_name))
+        else:
+            found.append(_WorkflowInfo(name, spec.binding, spec.cls.__name__))
+    return found
+
+
+async def _instance_times(engine: Engine, name: str) -> tuple[str | None, str | None]:
+    """(oldest creation, latest modification) of a workflow's instances.
+
+    The store offers no aggregate for the latest modification, so this reads every instance.
+    """
+    created: float | None = None
+    modified: float | None = None
+    page = 1
+    while True:
+        rows, total = await engine.list_instances(name, page=page, per_page=MAX_PER_PAGE)
+        for row in rows:
+            created = row.created if created is None else min(created, row.created)
+            modified = row.modified if modified is None else max(modified, row.modified)
+        if not rows or page * MAX_PER_PAGE >= total:
+            break
+        page += 1
+    return iso(created), iso(modified)
+
+
+async def _workflow_json(state: ServerState, engine: Engine, info: _WorkflowInfo) -> dict[str, Any]:
+    counts = await engine.store.count_statuses(info.name)
+    created_on, modified_on = await _instance_times(engine, info.name)
+    return {
+        "name": info.name,
+        "binding": info.binding,
+        "class_name": info.class_name,
+        "script_name": state.project_name,
+        "version_id": _version(state, engine),
+        "created_on": created_on,
+        "modified_on": modified_on,
+        "instances": {s.value: counts.get(s.value, 0) for s in Status},
+    }
+
+
+def _version(state: ServerState, engine: Engine | None) -> str | None:
+    if state.version_id is not None:
+        return state.version_id
+    return engine.version_id if engine is not None else None
+
+
+def _summary(row: InstanceRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "status": row.status.value,
+        "version_id": row.version_id,
+        "workflow": row.workflow,
+        "created_on": iso(row.created),
+        "modified_on": iso(row.modified),
+        "trigger": row.trigger,
+    }
+
+
+def _created(engine: Engine, workflow: str, instance_id: str) -> dict[str, Any]:
+    return {
+        "id": instance_id,
+        "status": Status.QUEUED.value,
+        "version_id": engine.version_id,
+        "workflow": workflow,
+    }
+
+
+# ---- handlers --------------------------------------------------------------------------------
+
+
+async def health(request: web.Request) -> web.Response:
+    state = _state(request)
+    engine = state.engine
+    if engine is not None:
+        names = [w.name for w in _workflows(state, engine)]
+    else:
+        names = [w.name for w in state.workflows]
+    broken = engine is None or state.load_error is not None
+    return ok(
+        {
+            "status": "error" if broken else "ok",
+            "project": state.project_name,
+            "version_id": _version(state, engine),
+            "workflows": names,
+            "error": (state.load_error or "the project failed to load") if broken else None,
+        }
+    )
+
+
+async def openapi_document(request: web.Request) -> web.Response:
+    return web.Response(text=openapi.document_text(), content_type="application/json")
+
+
+async def list_workflows(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    state = _state(request)
+    page, per_page = _paging(request)
+    every = _workflows(state, engine)
+    chosen = every[(page - 1) * per_page : page * per_page]
+    result = [await _workflow_json(state, engine, info) for info in chosen]
+    return ok(result, result_info=_result_info(page, per_page, len(result), len(every)))
+
+
+async def get_workflow(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    state = _state(request)
+    spec = engine.spec(request.match_info["name"])
+    info = next(w for w in _workflows(state, engine) if w.name == spec.name)
+    return ok(await _workflow_json(state, engine, info))
+
+
+async def delete_workflow(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name = engine.spec(request.match_info["name"]).name
+    deleted = await engine.delete_workflow_instances(name)
+    log.info("deleted %d instance(s) of workflow %s", deleted, name)
+    return ok({"name": name, "deleted": deleted})
+
+
+async def list_instances(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name = request.match_info["name"]
+    page, per_page = _paging(request)
+    oldest_first = _bool_param(request, "reverse", False)
+    status = request.query.get("status")
+    rows, total = await engine.list_instances(
+        name,
+        status=status if status else None,
+        page=page,
+        per_page=per_page,
+        newest_first=not oldest_first,
+    )
+    result = [_summary(row) for row in rows]
+    return ok(result, result_info=_result_info(page, per_page, len(result), total))
+
+
+async def create_instance(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name = engine.spec(request.match_info["name"]).name
+    trigger = _trigger(request)
+    body = await read_json(request)
+    if body is EMPTY:
+        body = {}
+    if not isinstance(body, dict):
+        raise bad_request(
+            f'body must be a JSON object such as {{"id": "...", "params": {{}}}}, '
+            f"got {_json_type(body)}"
+        )
+    item = _instance_item(body, "body")
+    instance = await engine.create(name, item.get("id"), item.get("params"), trigger)
+    return ok(_created(engine, name, instance.id), status=201)
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name = engine.spec(request.match_info["name"]).name
+    trigger = _trigger(request)
+    body = await read_json(request)
+    if not isinstance(body, list):
+        got = "nothing" if body is EMPTY else _json_type(body)
+        raise bad_request(f'body must be a JSON array of {{"id", "params"}} objects, got {got}')
+    items: list[dict[str, Any]] = []
+    for index, entry in enumerate(body):
+        if not isinstance(entry, dict):
+            raise bad_request(
+                f"batch[{index}] must be an object with id and params, got {_json_type(entry)}"
+            )
+        items.append(_instance_item(entry, f"batch[{index}]"))
+    instances = await engine.create_batch(name, items, trigger)
+    return ok([_created(engine, name, i.id) for i in instances], status=201)
+
+
+async def get_instance(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    return ok(await engine.details(name, instance_id))
+
+
+async def change_status(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    trigger = _trigger(request)
+    body = await read_json(request)
+    usage = 'body must be {"status": "pause" | "resume" | "terminate" | "restart"}'
+    if not isinstance(body, dict):
+        got = "nothing" if body is EMPTY else _json_type(body)
+        raise bad_request(f"{usage}, got {got}")
+    for key in body:
+        if key not in ("status", "action"):
+            raise bad_request(f'body has unknown key "{key}"; {usage}')
+    if "status" in body and "action" in body:
+        raise bad_request(f'body has both "status" and "action"; give one ({usage})')
+    if "status" not in body and "action" not in body:
+        raise bad_request(usage)
+    action = body.get("status", body.get("action"))
+    if action not in ACTIONS:
+        shown = f'"{action}"' if isinstance(action, str) else _json_type(action)
+        raise bad_request(f"unknown status change {shown}; use one of {', '.join(ACTIONS)}")
+    if action == "pause":
+        row = await engine.pause(name, instance_id)
+    elif action == "resume":
+        row = await engine.resume(name, instance_id)
+    elif action == "terminate":
+        row = await engine.terminate(name, instance_id, trigger)
+    else:
+        row = await engine.restart(name, instance_id)
+    log.info("%s %s/%s → %s", action, name, instance_id, row.status.value)
+    return ok({"status": row.status.value, "timestamp": iso(engine.clock.now())})
+
+
+async def send_event(request: web.Request) -> web.Response:
+    engine = _engine(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    event_type = request.match_info["type"]
+    body = await read_json(request)
+    payload = None if body is EMPTY else body
+    row = await engine.send_event(name, instance_id, event_type, payload)
+    return ok({"type": event_type, "instance_id": row.id})
+
+
+# ---- the app ---------------------------------------------------------------------------------
+
+ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/api/health", health),
+    ("GET", "/api/openapi.json", openapi_document),
+    ("GET", "/api/workflows", list_workflows),
+    ("GET", "/api/workflows/{name}", get_workflow),
+    ("DELETE", "/api/workflows/{name}", delete_workflow),
+    ("GET", "/api/workflows/{name}/instances", list_instances),
+    ("POST", "/api/workflows/{name}/instances", create_instance),
+    ("POST", "/api/workflows/{name}/instances/batch", create_batch),
+    ("GET", "/api/workflows/{name}/instances/{id}", get_instance),
+    ("PATCH", "/api/workflows/{name}/instances/{id}/status", change_status),
+    ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
+)
+
+
+def create_app(state: ServerState) -> web.Application:
+    """The API over ``state.engine`` (already started by the caller, stopped by it too)."""
+    app = web.Application(
+        client_max_size=MAX_BODY,
+        middlewares=[
+            envelope_errors,
+            host_middleware(state),
+            origin_middleware(state),
+            token_middleware(state),
+        ],
+    )
+    app[STATE_KEY] = state
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    return app

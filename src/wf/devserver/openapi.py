@@ -1,0 +1,573 @@
+"""The OpenAPI 3.1 document of the REST API, served at ``/api/openapi.json``.
+
+A test walks the app's router and checks that every route is here and nothing else is.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from typing import Any
+
+from wf import __version__
+from wf.engine.limits import ID_PATTERN
+from wf.engine.model import Status
+
+Schema = dict[str, Any]
+
+STATUSES = [s.value for s in Status]
+ID_REGEX = f"^{ID_PATTERN.pattern}$"
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(schema: Schema) -> Schema:
+    return {"oneOf": [schema, {"type": "null"}]}
+
+
+ISO: Schema = {
+    "type": "string",
+    "format": "date-time",
+    "description": "ISO 8601 UTC, e.g. 2025-01-01T00:00:00.000Z",
+}
+ANY: Schema = {"description": "any JSON value"}
+
+
+def _object(
+    properties: dict[str, Schema], required: list[str] | None = None, **extra: Any
+) -> Schema:
+    schema: Schema = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    schema.update(extra)
+    return schema
+
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": _object(
+        {"code": {"type": "integer", "examples": [10200]}, "message": {"type": "string"}}
+    ),
+    "ResultInfo": _object(
+        {
+            "page": {"type": "integer", "minimum": 1},
+            "per_page": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "count": {"type": "integer", "description": "items on this page"},
+            "total_count": {"type": "integer", "description": "items on every page"},
+        }
+    ),
+    "Envelope": _object(
+        {
+            "success": {"type": "boolean"},
+            "errors": {"type": "array", "items": _ref("Error")},
+            "messages": {"type": "array", "items": {}},
+            "result": ANY,
+            "result_info": _ref("ResultInfo"),
+        },
+        required=["success", "errors", "messages", "result"],
+    ),
+    "ErrorEnvelope": {
+        "allOf": [
+            _ref("Envelope"),
+            _object(
+                {
+                    "success": {"const": False},
+                    "errors": {
+                        "type": "array",
+                        "items": _ref("Error"),
+                        "minItems": 1,
+                        "maxItems": 1,
+                    },
+                    "result": {"type": "null"},
+                }
+            ),
+        ]
+    },
+    "ErrorInfo": _object({"name": {"type": "string"}, "message": {"type": "string"}}),
+    "Health": _object(
+        {
+            "status": {"enum": ["ok", "error"]},
+            "project": {"type": "string"},
+            "version_id": _nullable({"type": "string"}),
+            "workflows": {"type": "array", "items": {"type": "string"}},
+            "error": _nullable(
+                {"type": "string", "description": "why the project failed to load (file and line)"}
+            ),
+        }
+    ),
+    "InstanceCounts": _object({s: {"type": "integer", "minimum": 0} for s in STATUSES}),
+    "Workflow": _object(
+        {
+            "name": {"type": "string"},
+            "binding": _nullable({"type": "string"}),
+            "class_name": {"type": "string"},
+            "script_name": {"type": "string", "description": "the project's name"},
+            "version_id": _nullable({"type": "string"}),
+            "created_on": _nullable(ISO | {"description": "oldest instance's creation"}),
+            "modified_on": _nullable(ISO | {"description": "latest instance modification"}),
+            "instances": _ref("InstanceCounts"),
+        }
+    ),
+    "DeletedWorkflow": _object({"name": {"type": "string"}, "deleted": {"type": "integer"}}),
+    "InstanceStatus": {"enum": STATUSES},
+    "Trigger": {"enum": ["api", "binding", "cli", "event", "cron", "unknown"]},
+    "InstanceSummary": _object(
+        {
+            "id": {"type": "string"},
+            "status": _ref("InstanceStatus"),
+            "version_id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "created_on": ISO,
+            "modified_on": ISO,
+            "trigger": _ref("Trigger"),
+        }
+    ),
+    "NewInstance": _object(
+        {
+            "id": {"type": "string", "pattern": ID_REGEX, "maxLength": 100},
+            "instance_id": {
+                "type": "string",
+                "pattern": ID_REGEX,
+                "maxLength": 100,
+                "description": "Cloudflare's name for id",
+            },
+            "params": ANY | {"description": "the instance's params (at most 1 MiB as JSON)"},
+        },
+        required=[],
+        additionalProperties=False,
+    ),
+    "CreatedInstance": _object(
+        {
+            "id": {"type": "string"},
+            "status": {"const": "queued"},
+            "version_id": {"type": "string"},
+            "workflow": {"type": "string"},
+        }
+    ),
+    "Attempt": _object(
+        {
+            "start": ISO,
+            "end": _nullable(ISO),
+            "success": _nullable({"type": "boolean"}),
+            "error": _nullable(_ref("ErrorInfo")),
+        }
+    ),
+    "StepDo": _object(
+        {
+            "type": {"const": "step"},
+            "name": {"type": "string", "description": "name-count"},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "success": _nullable({"type": "boolean"}),
+            "output": ANY,
+            "error": _nullable(_ref("ErrorInfo")),
+            "config": _nullable(
+                _object(
+                    {
+                        "retries": _object(
+                            {
+                                "limit": {"type": "integer"},
+                                "delay": {"type": ["number", "string"]},
+                                "backoff": {"enum": ["constant", "linear", "exponential"]},
+                            }
+                        ),
+                        "timeout": {"type": ["number", "string"]},
+                    }
+                )
+            ),
+            "attempts": {"type": "array", "items": _ref("Attempt")},
+            "retries_at": ISO | {"description": "when the next attempt starts"},
+        },
+        required=[
+            "type",
+            "name",
+            "start",
+            "end",
+            "success",
+            "output",
+            "error",
+            "config",
+            "attempts",
+        ],
+    ),
+    "StepSleep": _object(
+        {
+            "type": {"const": "sleep"},
+            "name": {"type": "string"},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "finished": {"type": "boolean"},
+            "wake_at": ISO,
+        },
+        required=["type", "name", "start", "end", "finished"],
+    ),
+    "StepWaitForEvent": _object(
+        {
+            "type": {"const": "waitForEvent"},
+            "name": {"type": "string"},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "finished": {"type": "boolean"},
+            "error": _nullable(_ref("ErrorInfo")),
+            "output": ANY,
+            "event_type": {"type": "string"},
+            "timeout_at": ISO,
+        },
+        required=["type", "name", "start", "end", "finished", "error", "output", "event_type"],
+    ),
+    "StepTermination": _object(
+        {"type": {"const": "termination"}, "trigger": _object({"source": _ref("Trigger")})}
+    ),
+    "Step": {
+        "oneOf": [
+            _ref("StepDo"),
+            _ref("StepSleep"),
+            _ref("StepWaitForEvent"),
+            _ref("StepTermination"),
+        ],
+        "discriminator": {
+            "propertyName": "type",
+            "mapping": {
+                "step": "#/components/schemas/StepDo",
+                "sleep": "#/components/schemas/StepSleep",
+                "waitForEvent": "#/components/schemas/StepWaitForEvent",
+                "termination": "#/components/schemas/StepTermination",
+            },
+        },
+    },
+    "InstanceDetails": _object(
+        {
+            "id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "status": _ref("InstanceStatus"),
+            "params": ANY,
+            "trigger": _object({"source": _ref("Trigger")}),
+            "versionId": {"type": "string"},
+            "created": ISO,
+            "queued": ISO,
+            "start": _nullable(ISO),
+            "end": _nullable(ISO),
+            "success": _nullable({"type": "boolean"}),
+            "error": _nullable(_ref("ErrorInfo")),
+            "output": ANY,
+            "step_count": {"type": "integer"},
+            "steps": {"type": "array", "items": _ref("Step")},
+        }
+    ),
+    "StatusChange": {
+        "type": "object",
+        "description": 'one of "status" or "action" (Cloudflare\'s local-dev name)',
+        "properties": {
+            "status": {"enum": ["pause", "resume", "terminate", "restart"]},
+            "action": {"enum": ["pause", "resume", "terminate", "restart"]},
+        },
+        "oneOf": [{"required": ["status"]}, {"required": ["action"]}],
+        "additionalProperties": False,
+    },
+    "StatusChanged": _object({"status": _ref("InstanceStatus"), "timestamp": ISO}),
+    "EventSent": _object({"type": {"type": "string"}, "instance_id": {"type": "string"}}),
+}
+
+
+def _ok(result: Schema, *, info: bool = False) -> Schema:
+    properties: dict[str, Schema] = {"success": {"const": True}, "result": result}
+    required = ["result"]
+    if info:
+        properties["result_info"] = _ref("ResultInfo")
+        required.append("result_info")
+    return {"allOf": [_ref("Envelope"), _object(properties, required=required)]}
+
+
+def _reply(description: str, result: Schema, *, info: bool = False) -> Schema:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": _ok(result, info=info)}},
+    }
+
+
+_ERRORS: dict[str, tuple[str, str]] = {
+    "BadRequest": ("400", "bad body or parameter (10002)"),
+    "Unauthorized": ("401", "missing or wrong API token (10006; only when the server has one)"),
+    "Forbidden": ("403", "Host header or cross-origin write refused (10005)"),
+    "NotFound": ("404", "workflow (10200) or instance (10400) not found"),
+    "Conflict": ("409", "instance already exists (10405) or invalid transition (10406)"),
+    "TooLarge": ("413", "body over 1 MiB plus a small allowance (10003)"),
+    "Internal": ("500", "internal error (10001)"),
+    "ProjectBroken": ("503", "the project failed to load (10004); message is the load error"),
+}
+
+
+def _error_responses() -> dict[str, Schema]:
+    return {
+        name: {
+            "description": description,
+            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+        }
+        for name, (_, description) in _ERRORS.items()
+    }
+
+
+def _errors(*names: str) -> dict[str, Schema]:
+    every = ("Unauthorized", "Forbidden", "Internal", *names)
+    return {
+        _ERRORS[n][0]: {"$ref": f"#/components/responses/{n}"}
+        for n in sorted(set(every), key=lambda n: _ERRORS[n][0])
+    }
+
+
+def _param(name: str) -> Schema:
+    return {"$ref": f"#/components/parameters/{name}"}
+
+
+_PARAMETERS: dict[str, Schema] = {
+    "name": {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "workflow name (from wf.toml)",
+        "schema": {"type": "string"},
+    },
+    "id": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "instance id",
+        "schema": {"type": "string"},
+    },
+    "type": {
+        "name": "type",
+        "in": "path",
+        "required": True,
+        "description": "event type (letters, digits, - and _)",
+        "schema": {"type": "string", "pattern": ID_REGEX, "maxLength": 100},
+    },
+    "page": {
+        "name": "page",
+        "in": "query",
+        "description": "page number, from 1",
+        "schema": {"type": "integer", "minimum": 1, "default": 1},
+    },
+    "per_page": {
+        "name": "per_page",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 25},
+    },
+    "status": {
+        "name": "status",
+        "in": "query",
+        "description": "only instances in this status",
+        "schema": _ref("InstanceStatus"),
+    },
+    "reverse": {
+        "name": "reverse",
+        "in": "query",
+        "description": "oldest first (the default is newest first)",
+        "schema": {"type": "boolean", "default": False},
+    },
+    "trigger": {
+        "name": "X-WF-Trigger",
+        "in": "header",
+        "description": "who asked: api (default) or cli; recorded as the trigger source",
+        "schema": {"enum": ["api", "cli"], "default": "api"},
+    },
+}
+
+_NAME = [_param("name")]
+_INSTANCE = [_param("name"), _param("id")]
+
+
+def _json_body(schema: Schema, description: str, required: bool = False) -> Schema:
+    return {
+        "description": description,
+        "required": required,
+        "content": {"application/json": {"schema": schema}},
+    }
+
+
+_PATHS: dict[str, dict[str, Schema]] = {
+    "/api/health": {
+        "get": {
+            "operationId": "health",
+            "summary": "Is the server up, and did the project load?",
+            "description": "200 even when the project failed to load (status error).",
+            "responses": {
+                "200": _reply("the server's state", _ref("Health")),
+                **_errors(),
+            },
+        }
+    },
+    "/api/openapi.json": {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This document (not wrapped in the envelope)",
+            "responses": {
+                "200": {
+                    "description": "the OpenAPI 3.1 document",
+                    "content": {"application/json": {"schema": {"type": "object"}}},
+                },
+                **_errors(),
+            },
+        }
+    },
+    "/api/workflows": {
+        "get": {
+            "operationId": "listWorkflows",
+            "summary": "The project's workflows",
+            "parameters": [_param("page"), _param("per_page")],
+            "responses": {
+                "200": _reply(
+                    "one page of workflows", {"type": "array", "items": _ref("Workflow")}, info=True
+                ),
+                **_errors("BadRequest", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}": {
+        "get": {
+            "operationId": "getWorkflow",
+            "summary": "One workflow with its instance counts",
+            "parameters": _NAME,
+            "responses": {
+                "200": _reply("the workflow", _ref("Workflow")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        },
+        "delete": {
+            "operationId": "deleteWorkflow",
+            "summary": "Delete every instance of a workflow (the workflow stays in wf.toml)",
+            "parameters": _NAME,
+            "responses": {
+                "200": _reply("how many instances were deleted", _ref("DeletedWorkflow")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        },
+    },
+    "/api/workflows/{name}/instances": {
+        "get": {
+            "operationId": "listInstances",
+            "summary": "A workflow's instances, newest first",
+            "parameters": [
+                *_NAME,
+                _param("status"),
+                _param("page"),
+                _param("per_page"),
+                _param("reverse"),
+            ],
+            "responses": {
+                "200": _reply(
+                    "one page of instances",
+                    {"type": "array", "items": _ref("InstanceSummary")},
+                    info=True,
+                ),
+                **_errors("BadRequest", "NotFound", "ProjectBroken"),
+            },
+        },
+        "post": {
+            "operationId": "createInstance",
+            "summary": "Create (queue) an instance",
+            "parameters": [*_NAME, _param("trigger")],
+            "requestBody": _json_body(_ref("NewInstance"), "id and params; an empty body is {}"),
+            "responses": {
+                "201": _reply("the instance was queued", _ref("CreatedInstance")),
+                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
+            },
+        },
+    },
+    "/api/workflows/{name}/instances/batch": {
+        "post": {
+            "operationId": "createInstances",
+            "summary": "Create up to 100 instances at once; existing ids are skipped",
+            "parameters": [*_NAME, _param("trigger")],
+            "requestBody": _json_body(
+                {"type": "array", "items": _ref("NewInstance"), "minItems": 1, "maxItems": 100},
+                "the instances to create",
+                required=True,
+            ),
+            "responses": {
+                "201": _reply(
+                    "the instances created (existing ids left out)",
+                    {"type": "array", "items": _ref("CreatedInstance")},
+                ),
+                **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}": {
+        "get": {
+            "operationId": "getInstance",
+            "summary": "An instance's details and steps (Cloudflare's shape)",
+            "parameters": _INSTANCE,
+            "responses": {
+                "200": _reply("the instance", _ref("InstanceDetails")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}/status": {
+        "patch": {
+            "operationId": "changeInstanceStatus",
+            "summary": "Pause, resume, terminate or restart an instance",
+            "parameters": [*_INSTANCE, _param("trigger")],
+            "requestBody": _json_body(_ref("StatusChange"), "what to do", required=True),
+            "responses": {
+                "200": _reply("the instance's new status", _ref("StatusChanged")),
+                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}/events/{type}": {
+        "post": {
+            "operationId": "sendEvent",
+            "summary": "Send an event to an instance (wakes its wait_for_event of that type)",
+            "parameters": [*_INSTANCE, _param("type")],
+            "requestBody": _json_body(ANY, "the event payload (any JSON; empty body = null)"),
+            "responses": {
+                "200": _reply("the event was stored", _ref("EventSent")),
+                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
+            },
+        }
+    },
+}
+
+
+@cache
+def _document() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "wf REST API",
+            "version": __version__,
+            "description": (
+                "Cloudflare Workflows' REST API, served locally by wf. Every response (but this "
+                "document) is Cloudflare's v4 envelope: {success, errors: [{code, message}], "
+                "messages, result, result_info?}."
+            ),
+        },
+        "servers": [{"url": "/"}],
+        "paths": _PATHS,
+        "components": {
+            "schemas": _SCHEMAS,
+            "parameters": _PARAMETERS,
+            "responses": _error_responses(),
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "only when the server was started with a token (wf serve)",
+                }
+            },
+        },
+        "security": [{}, {"bearer": []}],
+    }
+
+
+def document() -> dict[str, Any]:
+    """A fresh copy of the document (callers may change it)."""
+    return copy.deepcopy(_document())
+
+
+@cache
+def document_text() -> str:
+    """The document as JSON text, built once."""
+    return json.dumps(_document(), ensure_ascii=False, indent=1)
