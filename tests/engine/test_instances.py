@@ -199,3 +199,18 @@ async def test_bindings_work_from_another_thread_and_event_loop(harness: Harness
     await asyncio.to_thread(thread.join, 10)
     assert results == ["from-thread"]
     assert (await wait_status(engine, "echo", "from-thread"))["output"]["payload"] == {"t": 1}
+
+
+async def test_an_engine_can_start_again_after_stopping(harness: Harness) -> None:
+    engine = await harness.start(SPECS)
+    await engine.create("echo", "before")
+    await engine.stop()
+    await engine.start()
+    await engine.create("echo", "after")
+    assert (await wait_status(engine, "echo", "after"))["status"] == "complete"
+
+
+async def test_absurd_pages_are_refused(harness: Harness) -> None:
+    engine = await harness.start(SPECS)
+    with pytest.raises(ValidationError, match="page must be"):
+        await engine.list_instances("echo", page=10**24)

@@ -275,21 +275,8 @@ def _workflows(state: ServerState, engine: Engine) -> list[_WorkflowInfo]:
 
 
 async def _instance_times(engine: Engine, name: str) -> tuple[str | None, str | None]:
-    """(oldest creation, latest modification) of a workflow's instances.
-
-    The store offers no aggregate for the latest modification, so this reads every instance.
-    """
-    created: float | None = None
-    modified: float | None = None
-    page = 1
-    while True:
-        rows, total = await engine.list_instances(name, page=page, per_page=MAX_PER_PAGE)
-        for row in rows:
-            created = row.created if created is None else min(created, row.created)
-            modified = row.modified if modified is None else max(modified, row.modified)
-        if not rows or page * MAX_PER_PAGE >= total:
-            break
-        page += 1
+    """(oldest creation, latest modification) of a workflow's instances."""
+    created, modified = await engine.store.workflow_times(name)
     return iso(created), iso(modified)
 
 

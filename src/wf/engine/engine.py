@@ -292,8 +292,8 @@ class Engine:
             except ValueError:
                 names = ", ".join(s.value for s in Status)
                 raise ValidationError(f'unknown status "{status}"; use one of {names}') from None
-        if page < 1 or not 1 <= per_page <= 1000:
-            raise ValidationError("page must be ≥ 1 and per_page from 1 to 1000")
+        if not 1 <= page <= 1_000_000_000 or not 1 <= per_page <= 1000:
+            raise ValidationError("page must be from 1 to 1000000000 and per_page from 1 to 1000")
         return await self.store.list_instances(
             spec.name,
             status=wanted,

@@ -115,6 +115,7 @@ class SqliteStore:
         self.durable_path = str(self.path)
         self.durability = durability
         self._lock = sqlite_file.FileLock(self.path)
+        self._reader_count = readers
         self._writer = GroupCommitWriter(self._connect, self.path.name)
         self._readers = ThreadPoolExecutor(max_workers=readers, thread_name_prefix="wf-reader")
         self._local = threading.local()
@@ -130,6 +131,14 @@ class SqliteStore:
         await asyncio.to_thread(self.open_sync)
 
     def open_sync(self) -> None:
+        if self._open:
+            raise StoreError(f"{self.path} is already open")
+        if self._writer.used:  # opened and closed before: start afresh
+            self._writer = GroupCommitWriter(self._connect, self.path.name)
+            self._readers = ThreadPoolExecutor(
+                max_workers=self._reader_count, thread_name_prefix="wf-reader"
+            )
+            self._local = threading.local()
         if self.durability not in sqlite_file.DURABILITY_MODES:
             raise StoreError(f'durability must be "fsync" or "os", got {self.durability!r}')
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -300,6 +309,15 @@ class SqliteStore:
             ):
                 counts[status] = n
             return counts
+
+        return await self._read(read)
+
+    async def workflow_times(self, workflow: str) -> tuple[float | None, float | None]:
+        def read(conn: sqlite3.Connection) -> tuple[float | None, float | None]:
+            row = conn.execute(
+                "SELECT min(created), max(modified) FROM instances WHERE workflow = ?", (workflow,)
+            ).fetchone()
+            return (row[0], row[1]) if row else (None, None)
 
         return await self._read(read)
 

@@ -76,6 +76,10 @@ class GroupCommitWriter:
         self.commits = 0
         self.jobs = 0
 
+    @property
+    def used(self) -> bool:
+        return self._thread.ident is not None
+
     def start(self) -> None:
         self._thread.start()
         self._ready.result()
