@@ -88,6 +88,8 @@ class Scheduler:
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._stopping = self.draining = False
+        self._wakeup = asyncio.Event()
         store = self.engine.store
         # Recovery: claims held by dead processes are freed, so their instances run again here.
         released = await store.release_dead_claims(self.engine.clock.now())
