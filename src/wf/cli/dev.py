@@ -1,11 +1,55 @@
-"""`wf dev` (being built)."""
+"""``wf dev``: the hot-reloading local server."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated, Optional
+
 import typer
 
+from wf.errors import WfError
 
-def dev() -> None:
-    """Not built yet."""
-    typer.echo("wf dev: not built yet", err=True)
+
+def dev(
+    port: Annotated[
+        Optional[int], typer.Option("--port", help="Port to listen on (default: [dev].port, 8787).")
+    ] = None,
+    host: Annotated[
+        Optional[str],
+        typer.Option("--host", help="Address to bind (default: [dev].host, 127.0.0.1)."),
+    ] = None,
+) -> None:
+    """Run the project with hot reload: every change to a source or to wf.toml restarts the
+    server process, which recovers every instance and goes on serving on the same socket."""
+    from wf.devserver.supervisor import Supervisor, child_command
+    from wf.project import DevConfig, ProjectError, find_config, load_project
+
+    config = find_config()
+    if config is None:
+        _fail(f"no wf.toml in {Path.cwd()} or its parents; create a project with `wf init`")
+    assert config is not None
+    dev_config = DevConfig()
+    try:
+        dev_config = load_project(config).dev
+    except ProjectError:
+        pass  # the server starts anyway and shows the problem until wf.toml is fixed
+    if port is not None and not 0 <= port <= 65535:
+        _fail(f"--port must be from 0 to 65535, got {port}")
+    supervisor = Supervisor(
+        config_path=config,
+        host=host or dev_config.host,
+        port=dev_config.port if port is None else port,
+        state_dir=dev_config.state_dir,
+        child_command=child_command(),
+        say=lambda message: typer.echo(f"wf: {message}", err=True),
+    )
+    try:
+        code = supervisor.run()
+    except WfError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"wf: {message}", err=True)
     raise typer.Exit(1)

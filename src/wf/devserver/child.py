@@ -1,0 +1,194 @@
+"""One dev-server child: load the project, recover its instances, serve on the inherited socket.
+
+Every reload is a fresh child, so every reload exercises crash recovery. A project that fails to
+load still gets a child: it serves the load error (naming file and line) until the next change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from aiohttp import web
+
+from wf.devserver.state import ServerState
+from wf.engine.engine import Engine
+from wf.engine.runner import Notice
+from wf.engine.store.sqlite import SqliteStore
+from wf.errors import StoreLocked, WfError
+from wf.project import (
+    Project,
+    ProjectError,
+    load_project,
+    load_workflows,
+    read_dev_vars,
+)
+
+log = logging.getLogger("wf.server")
+
+LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
+STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
+
+
+@dataclass(frozen=True)
+class ChildOptions:
+    """What the supervisor tells a child (as JSON on its command line)."""
+
+    config_path: str
+    listen_fd: int
+    parent_fd: int  # read end of a pipe: EOF means the supervisor is gone
+    host: str
+    port: int
+    generation: int = 0
+    changes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ChildOptions:
+        return cls(**json.loads(text))
+
+
+class Reporter(Protocol):
+    """How a child talks to the terminal (the CLI renders it; the server stays rich-free)."""
+
+    def ready(self, state: ServerState, url: str, state_dir: str, first: bool) -> None: ...
+
+    def reloaded(self, changes: list[str]) -> None: ...
+
+    def notice(self, notice: Notice) -> None: ...
+
+    def error(self, message: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+
+@dataclass
+class _Loaded:
+    project: Project | None
+    state: ServerState
+    engine: Engine | None = None
+
+
+def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
+    config = Path(options.config_path)
+    base = ServerState(project_name=config.parent.name, bound_host=options.host, port=options.port)
+    try:
+        project = load_project(config)
+    except ProjectError as exc:
+        base.load_error = str(exc)
+        return _Loaded(None, base)
+    base.project_name = project.name
+    base.workflows = project.workflows
+    try:
+        specs = load_workflows(project)
+        secrets = read_dev_vars(project)
+        version_id = project.version_id()
+        engine = Engine(
+            SqliteStore(project.database, durability=project.engine.durability),
+            specs,
+            vars={**project.vars, **secrets},
+            settings=project.engine_settings(),
+            version_id=version_id,
+            on_notice=reporter.notice,
+        )
+    except WfError as exc:
+        base.load_error = str(exc)
+        return _Loaded(project, base)
+    base.version_id = version_id
+    return _Loaded(project, base, engine)
+
+
+async def _start_engine(engine: Engine, reporter: Reporter) -> str | None:
+    """Start the engine, waiting while the previous child still holds the database."""
+    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    while True:
+        try:
+            await engine.start()
+            return None
+        except StoreLocked as exc:
+            if time.monotonic() > deadline:
+                return str(exc)
+            await asyncio.sleep(0.02)
+        except WfError as exc:
+            return str(exc)
+
+
+def _watch_parent(fd: int, stop: Callable[[], None]) -> None:
+    """Stop when the supervisor dies (its end of the pipe closes), even by SIGKILL."""
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(fd, 1024)
+        except OSError:
+            data = b""
+        if not data:
+            loop.remove_reader(fd)
+            stop()
+
+    loop.add_reader(fd, readable)
+
+
+async def serve(options: ChildOptions, reporter: Reporter) -> int:
+    from wf.devserver.api import create_app
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    _watch_parent(options.parent_fd, stopping.set)
+
+    loaded = _load(options, reporter)
+    state = loaded.state
+    if loaded.engine is not None:
+        problem = await _start_engine(loaded.engine, reporter)
+        if problem is None:
+            state.engine = loaded.engine
+        else:
+            state.load_error = problem
+    if state.load_error:
+        reporter.error(state.load_error)
+
+    sock = socket.socket(fileno=options.listen_fd)
+    app = create_app(state)
+    app.on_response_prepare.append(_close_connections)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.SockSite(runner, sock, shutdown_timeout=5.0)
+    await site.start()
+    url = f"http://{_display_host(options.host)}:{options.port}"
+    state_dir = str(loaded.project.state_dir) if loaded.project else ""
+    if options.generation == 0 or not options.changes:
+        reporter.ready(state, url, state_dir, first=options.generation == 0)
+    else:
+        reporter.reloaded(options.changes)
+    try:
+        await stopping.wait()
+    finally:
+        await runner.cleanup()  # stop accepting; in-flight requests finish first
+        if state.engine is not None:
+            await state.engine.stop(grace=STOP_GRACE_SECONDS)
+    return 0
+
+
+async def _close_connections(request: web.Request, response: web.StreamResponse) -> None:
+    # No keep-alive: a reload must never leave a client holding a connection to a child that
+    # is going away. Each request is a new connection, queued by the kernel while children swap.
+    response.force_close()
+
+
+def _display_host(host: str) -> str:
+    if host in ("0.0.0.0", "::", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
