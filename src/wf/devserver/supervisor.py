@@ -121,6 +121,8 @@ class Supervisor:
         threading.Thread(target=self._stop_child, args=(child, pipe), daemon=True).start()
 
     def run(self) -> int:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         self._sock = bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
         child, pipe = self._spawn([])
