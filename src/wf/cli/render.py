@@ -283,8 +283,15 @@ def _status_style(details: dict[str, Any]) -> str:
 
 
 def _step_rows(
-    step: dict[str, Any], *, step_output: bool, limit: int, now: datetime, tz: tzinfo | None
+    step: dict[str, Any],
+    *,
+    step_output: bool,
+    limit: int,
+    now: datetime,
+    tz: tzinfo | None,
+    ended: bool = False,
 ) -> list[tuple[str, Text | str]]:
+    """A step's labelled values; an instance that ``ended`` waits for nothing any more."""
     kind = step.get("type")
     rows: list[tuple[str, Text | str]] = []
     if kind == "termination":
@@ -303,18 +310,18 @@ def _step_rows(
     if kind == "step":
         success = step.get("success")
         rows.append(("Success", success_label(success)))
-        retry_at = _retry_at(step) if success is None else None
+        retry_at = _retry_at(step) if success is None and not ended else None
         if retry_at is not None:
             rows.append(("Retries At", f"{format_date(retry_at, tz)} ({_relative(retry_at, now)})"))
     elif kind == "sleep":
         wake = parse_time(step.get("wake_at"))
-        if wake is not None and not step.get("finished"):
+        if wake is not None and not step.get("finished") and not ended:
             rows.append(("Wakes At", f"{format_date(wake, tz)} ({_relative(wake, now)})"))
     elif kind == "waitForEvent":
         if step.get("event_type"):
             rows.append(("Event Type", clean(step["event_type"])))
         deadline = parse_time(step.get("timeout_at"))
-        if deadline is not None and not step.get("finished"):
+        if deadline is not None and not step.get("finished") and not ended:
             rows.append(
                 ("Times Out At", f"{format_date(deadline, tz)} ({_relative(deadline, now)})")
             )
@@ -424,18 +431,22 @@ def describe_instance(
         Labelled(_instance_rows(details, shown_id, now, tz)),
         Text("Steps:", style="bold"),
     ]
+    # Steps left unfinished by an instance that ended stopped with it, not now.
+    ended = parse_time(details.get("end"))
+    horizon = ended or now
     for step in details.get("steps") or []:
-        parts.append(Text())
-        parts.append(
-            Labelled(
-                _step_rows(
-                    step, step_output=step_output, limit=truncate_output_limit, now=now, tz=tz
-                ),
-                indent=2,
-            )
+        rows = _step_rows(
+            step,
+            step_output=step_output,
+            limit=truncate_output_limit,
+            now=horizon,
+            tz=tz,
+            ended=ended is not None,
         )
+        parts.append(Text())
+        parts.append(Labelled(rows, indent=2))
         if step.get("type") == "step" and step.get("attempts"):
-            parts.append(_Indented(attempts_table(step["attempts"], now, tz), 2))
+            parts.append(_Indented(attempts_table(step["attempts"], horizon, tz), 2))
     if timeline:
         parts.append(Text())
         parts.append(Timeline(details, now=now, tz=tz))
@@ -626,10 +637,10 @@ class Timeline:
         begin, end = bounds
         ended = parse_time(self.details.get("end")) is not None
         total = (end - begin).total_seconds()
-        right = format_clock(end, self.tz, reference=begin) if ended else "now"
+        finish = format_clock(end, self.tz, reference=begin) if ended else "now"
         yield Text.assemble(
             ("Timeline:", "bold"),
-            f" {human_duration(total)}, {format_date(begin, self.tz)} → {right}",
+            f" {human_duration(total)}, {format_date(begin, self.tz)} → {finish}",
         )
         rows = self._rows(begin, end, ended)
         if not rows:
@@ -655,6 +666,7 @@ class Timeline:
         indent = " " * (label_w + 1)
         yield Text(indent + "├" + "─" * max(bar_w - 2, 0) + "┤", style="dim")
         left = format_clock(begin, self.tz)
+        right = f"+{short_duration(total)}" if ended else f"now (+{short_duration(total)})"
         gap = max(bar_w - len(left) - len(right), 1)
         yield Text(indent + left + " " * gap + right, style="dim")
         yield from _legend(used, options.max_width)
@@ -842,6 +854,10 @@ def _at(epoch: object, now: datetime) -> str:
     return _hhmmss(moment)
 
 
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) if "\n" in text or "\r" in text else text
+
+
 def _quoted(value: object) -> str:
     return f'"{clean(value)}"'
 
@@ -860,7 +876,7 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         " ",
     )
     name = _quoted(step) if step is not None else ""
-    error = error_text(detail["error"]) if detail.get("error") else ""
+    error = _one_line(error_text(detail["error"])) if detail.get("error") else ""
     if kind == "queued":
         source = detail.get("trigger")
         line.append("⌛ queued" + (f" via {clean(source)}" if source else ""), style="dim")
