@@ -464,3 +464,25 @@ def test_token(tmp_path) -> None:
         assert len(json.loads(out)) == 5
     finally:
         live.stop()
+
+
+def test_an_unexpected_error_is_one_line_without_traceback(monkeypatch) -> None:
+    import typer
+
+    from wf.cli.exit import exits
+
+    broken = typer.Typer()
+
+    @broken.command()
+    @exits
+    def boom() -> None:
+        raise RuntimeError("first line\nsecond line")
+
+    result = runner.invoke(broken, [])
+    assert failed(result) == (
+        "wf: internal error: RuntimeError: first line second line "
+        "(set WF_DEBUG=1 to see the traceback)"
+    )
+    monkeypatch.setenv("WF_DEBUG", "1")
+    result = runner.invoke(broken, [])
+    assert isinstance(result.exception, RuntimeError)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone, tzinfo
@@ -953,9 +954,21 @@ def print_error_line(message: str) -> None:
 # ---- printing -------------------------------------------------------------------------------
 
 
+_consoles: dict[tuple[bool, int], Console] = {}
+
+
 def _console(stderr: bool = False) -> Console:
-    # Made per call: sys.stdout may have been swapped since (typer's CliRunner does).
-    return Console(stderr=stderr, highlight=False, emoji=False, markup=False)
+    """A console on the current stdout (or stderr), made once per stream: the dev server prints
+    a line per notice, and a swapped ``sys.stdout`` (typer's CliRunner) gets its own."""
+    stream = sys.stderr if stderr else sys.stdout
+    key = (stderr, id(stream))
+    console = _consoles.get(key)
+    if console is None or console.file is not stream:
+        if len(_consoles) > 16:
+            _consoles.clear()
+        console = Console(file=stream, highlight=False, emoji=False, markup=False)
+        _consoles[key] = console
+    return console
 
 
 def show(*renderables: RenderableType) -> None:
