@@ -19,6 +19,9 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
+dev: $(STAMP)
+	cd examples/shop && ../../$(BIN)/wf dev
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -29,8 +32,10 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest -q
 
+# The benchmark suite (bench/README.md): installs DBOS (bench/.venv-dbos) and wrangler
+# (bench/cloudflare/node_modules) on first use. `make bench BENCH_ARGS=--quick` for a short run.
 bench: $(STAMP)
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -37,6 +37,7 @@ log = logging.getLogger("wf.server")
 
 LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
+ACCEPTED_GRACE_SECONDS = 0.3
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,12 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     try:
         await stopping.wait()
     finally:
-        await runner.cleanup()  # stop accepting; in-flight requests finish first
+        # Stop accepting (the next child takes new connections from the shared backlog), give
+        # connections accepted a moment ago time to send their request, then let every request
+        # in flight finish. Closing at once would drop a just-accepted, still-silent connection.
+        await site.stop()
+        await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
+        await runner.cleanup()
         if state.engine is not None:
             await state.engine.stop(grace=STOP_GRACE_SECONDS)
     return 0

@@ -1,0 +1,132 @@
+"""Run ``wf`` as a user runs it: real subprocesses, real HTTP over loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+WF = [sys.executable, "-m", "wf"]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wf(*args: str, cwd: Path, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    env.pop("WF_URL", None)
+    result = subprocess.run(
+        [*WF, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"wf {' '.join(args)} exited {result.returncode}: {result.stderr}")
+    return result
+
+
+def api(url: str, path: str, method: str = "GET", body: Any = None, timeout: float = 10) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url + path, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)["result"]
+    except urllib.error.HTTPError as exc:
+        return json.load(exc)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}: last saw {last!r}")
+
+
+class DevServer:
+    """``wf dev`` in its own session, so the test can kill it (and its child) as a group."""
+
+    def __init__(self, project: Path, port: int) -> None:
+        self.project = project
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = project / f"dev-{time.monotonic_ns()}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> DevServer:
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        with self.log.open("wb") as log:
+            self.process = subprocess.Popen(
+                [*WF, "dev", "--port", str(self.port)],
+                cwd=self.project,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env=env,
+            )
+        wait_until(self.healthy, what=f"wf dev on {self.url} ({self.output()})")
+        return self
+
+    def healthy(self) -> bool:
+        health = api(self.url, "/api/health", timeout=2)
+        return bool(health and health.get("status") == "ok")
+
+    def health(self) -> dict[str, Any]:
+        result: dict[str, Any] = api(self.url, "/api/health")
+        return result
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def signal(self, sig: int) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, sig)
+
+    def kill(self) -> None:
+        """SIGKILL the supervisor and its child at once, like a crash of the whole server."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.signal(signal.SIGINT)
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+
+@contextmanager
+def dev_server(project: Path, port: int | None = None) -> Iterator[DevServer]:
+    server = DevServer(project, port or free_port())
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+        server.kill()  # whatever is left of the group

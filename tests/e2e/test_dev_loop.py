@@ -1,0 +1,184 @@
+"""The whole loop as a user lives it: init, dev, trigger, send an event, edit and reload, crash."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.helpers import DevServer, api, dev_server, free_port, wait_until, wf
+
+pytestmark = pytest.mark.slow
+
+WORKFLOW = '''
+from wf import WorkflowEntrypoint
+
+VERSION = "v1"
+
+
+class MyWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        approval = await step.wait_for_event("approval", type="approval", timeout="1 hour")
+        await step.sleep("cool down", event.payload.get("cool", 0))
+        return {"version": VERSION, "approved": approval.payload}
+'''
+
+
+def status(url: str, instance_id: str) -> str:
+    details = api(url, f"/api/workflows/workflows-starter/instances/{instance_id}")
+    return str(details["status"])
+
+
+def step_names(url: str, instance_id: str) -> list[str]:
+    details = api(url, f"/api/workflows/workflows-starter/instances/{instance_id}")
+    return [s["name"] for s in details["steps"]]
+
+
+def test_init_dev_trigger_event_reload_crash_and_recover(tmp_path: Path) -> None:
+    created = wf("init", "proj", cwd=tmp_path)
+    project = tmp_path / "proj"
+    assert (project / "wf.toml").is_file(), created.stdout
+    (project / "workflows.py").write_text(WORKFLOW)
+    port = free_port()
+    server = DevServer(project, port).start()
+    try:
+        url = server.url
+        first_version = server.health()["version_id"]
+        triggered = wf(
+            "trigger", "workflows-starter", '{"cool": 6}', "--id", "first", "--url", url, cwd=project
+        )
+        assert '🚀 Workflow instance "first" has been queued successfully' in triggered.stdout
+        wait_until(lambda: status(url, "first") == "waiting", what="first waits for its event")
+
+        sent = wf(
+            "instances", "send-event", "workflows-starter", "first",
+            "--type", "approval", "--payload", '{"ok": true}', "--url", url, cwd=project,
+        )
+        assert '📤 The event with type "approval"' in sent.stdout
+        wait_until(lambda: "cool down-1" in step_names(url, "first"), what="first sleeps")
+
+        # Edit the module: the reload serves the new code.
+        (project / "workflows.py").write_text(WORKFLOW.replace('"v1"', '"v2"'))
+        wait_until(
+            lambda: server.health()["version_id"] not in (None, first_version),
+            what="the reload with the edited module",
+        )
+        wf("trigger", "workflows-starter", "--id", "second", "--url", url, cwd=project)
+        wf(
+            "instances", "send-event", "workflows-starter", "second", "--type", "approval",
+            "--url", url, cwd=project,
+        )
+        wait_until(lambda: status(url, "second") == "complete", what="second completes")
+        second = api(url, "/api/workflows/workflows-starter/instances/second")
+        assert second["output"] == {"version": "v2", "approved": {}}
+        assert status(url, "first") == "waiting"  # still in its six-second sleep
+
+        # Crash the whole server (supervisor and child) mid-sleep, then start it again.
+        server.kill()
+        server = DevServer(project, port).start()
+        wait_until(lambda: status(url, "first") == "complete", what="first completes after restart")
+        first = api(url, "/api/workflows/workflows-starter/instances/first")
+        assert first["output"] == {"version": "v2", "approved": {"ok": True}}
+        assert first["versionId"] == first_version  # it records the version it was created under
+        described = wf("instances", "describe", "workflows-starter", "first", "--url", url, cwd=project)
+        assert "Completed" in described.stdout and "cool down-1" in described.stdout
+    finally:
+        server.stop()
+        server.kill()
+
+
+def test_no_request_fails_while_the_server_reloads(tmp_path: Path) -> None:
+    wf("init", "proj", cwd=tmp_path)
+    project = tmp_path / "proj"
+    with dev_server(project) as server:
+        failures: list[str] = []
+        served = 0
+        stop = threading.Event()
+
+        def poll() -> None:
+            nonlocal served
+            while not stop.is_set():
+                try:
+                    with urllib.request.urlopen(
+                        server.url + "/api/workflows/workflows-starter/instances", timeout=30
+                    ) as response:
+                        json.load(response)
+                        served += 1
+                except (OSError, ValueError) as exc:
+                    failures.append(repr(exc))
+
+        pollers = [threading.Thread(target=poll) for _ in range(3)]
+        for poller in pollers:
+            poller.start()
+        try:
+            version = server.health()["version_id"]
+            for n in range(3):
+                time.sleep(0.5)
+                with (project / "workflows.py").open("a") as source:
+                    source.write(f"\n# edit {n}\n")
+                wait_until(lambda v=version: server.health()["version_id"] != v, what="reload")
+                version = server.health()["version_id"]
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            for poller in pollers:
+                poller.join(30)
+        assert failures == []
+        assert served > 50
+        assert server.output().count("reloaded after changes to workflows.py") >= 3
+
+
+def test_a_broken_module_keeps_the_server_up_until_it_is_fixed(tmp_path: Path) -> None:
+    wf("init", "proj", cwd=tmp_path)
+    project = tmp_path / "proj"
+    source = project / "workflows.py"
+    good = source.read_text()
+    with dev_server(project) as server:
+        lines = good.count("\n")
+        source.write_text(good + "\ndef broken(:\n")
+        wait_until(lambda: server.health()["status"] == "error", what="the broken module")
+        health = server.health()
+        assert health["error"] == f"workflows.py:{lines + 2}: SyntaxError: invalid syntax"
+        refused = api(server.url, "/api/workflows")
+        assert refused["errors"][0]["code"] == 10004
+        assert f"workflows.py:{lines + 2}" in refused["errors"][0]["message"]
+        listed = wf("workflows", "list", "--url", server.url, cwd=project, check=False)
+        assert listed.returncode == 1 and "SyntaxError" in listed.stderr
+        assert "Traceback" not in listed.stderr
+        source.write_text(good)
+        wait_until(server.healthy, what="the fixed module")
+        assert "SyntaxError" in server.output()
+
+
+def test_ctrl_c_stops_the_server_within_seconds(tmp_path: Path) -> None:
+    wf("init", "proj", cwd=tmp_path)
+    project = tmp_path / "proj"
+    server = DevServer(project, free_port()).start()
+    try:
+        started = time.monotonic()
+        server.signal(2)  # SIGINT to the process group, as a terminal's Ctrl-C does
+        assert server.process is not None
+        server.process.wait(10)
+        assert time.monotonic() - started < 8
+        with pytest.raises(urllib.error.URLError):
+            urllib.request.urlopen(server.url + "/api/health", timeout=2)
+    finally:
+        server.kill()
+
+
+def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
+    wf("init", "proj", cwd=tmp_path)
+    with dev_server(tmp_path / "proj") as server:
+        request = urllib.request.Request(
+            server.url + "/api/workflows", headers={"Host": "evil.example:8787"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 403
+        body = json.load(refused.value)
+        assert body["errors"][0]["code"] == 10005
