@@ -27,7 +27,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wf(*args: str, cwd: Path, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def wf(
+    *args: str, cwd: Path, check: bool = True, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
     env.pop("WF_URL", None)
     result = subprocess.run(

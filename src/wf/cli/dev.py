@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,10 +13,10 @@ from wf.errors import WfError
 
 def dev(
     port: Annotated[
-        Optional[int], typer.Option("--port", help="Port to listen on (default: [dev].port, 8787).")
+        int | None, typer.Option("--port", help="Port to listen on (default: [dev].port, 8787).")
     ] = None,
     host: Annotated[
-        Optional[str],
+        str | None,
         typer.Option("--host", help="Address to bind (default: [dev].host, 127.0.0.1)."),
     ] = None,
 ) -> None:
@@ -29,10 +30,9 @@ def dev(
         _fail(f"no wf.toml in {Path.cwd()} or its parents; create a project with `wf init`")
     assert config is not None
     dev_config = DevConfig()
-    try:
+    # A broken wf.toml does not stop the server: it starts and shows the problem until fixed.
+    with contextlib.suppress(ProjectError):
         dev_config = load_project(config).dev
-    except ProjectError:
-        pass  # the server starts anyway and shows the problem until wf.toml is fixed
     if port is not None and not 0 <= port <= 65535:
         _fail(f"--port must be from 0 to 65535, got {port}")
     supervisor = Supervisor(
