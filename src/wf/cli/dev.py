@@ -20,8 +20,11 @@ def dev(
         typer.Option("--host", help="Address to bind (default: [dev].host, 127.0.0.1)."),
     ] = None,
 ) -> None:
-    """Run the project with hot reload: every change to a source or to wf.toml restarts the
-    server process, which recovers every instance and goes on serving on the same socket."""
+    """Run the project locally with hot reload.
+
+    Every change to a source or to wf.toml starts a fresh server process, which recovers every
+    instance and goes on serving on the same socket.
+    """
     from wf.devserver.supervisor import Supervisor, child_command
     from wf.project import DevConfig, ProjectError, find_config, load_project
 

@@ -35,7 +35,9 @@ STATUSES = (
 )
 
 app = typer.Typer(
-    help="List, describe and control the instances of a workflow.", no_args_is_help=True
+    help="List, describe and control the instances of a workflow.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 NameArgument = Annotated[

@@ -12,6 +12,7 @@ app = typer.Typer(
     help="Durable workflows for Python, in the spirit of Cloudflare Workflows.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,  # plain help: quick to print, no stray "<bool>" beside flags
     pretty_exceptions_enable=False,
 )
 app.command("init")(init.init)

@@ -10,7 +10,9 @@ from wf.cli.exit import exits
 from wf.cli.options import JsonOption, TokenOption, UrlOption, make_client, print_json
 
 app = typer.Typer(
-    help="List, describe and clear the workflows of the project.", no_args_is_help=True
+    help="List, describe and clear the workflows of the project.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 NameArgument = Annotated[
