@@ -866,6 +866,9 @@ def _quoted(value: object) -> str:
 def notice_line(notice: Any, when: datetime | None = None) -> Text:
     """One engine notice (``wf.engine.runner.Notice``) as one styled line for ``wf dev``:
     ``12:01:02 purchase/abc123 ✓ step "send email-1" done in 42 ms``."""
+    at = getattr(notice, "at", None)
+    if when is None and isinstance(at, (int, float)) and math.isfinite(at):
+        when = datetime.fromtimestamp(at)
     now = (when or datetime.now()).astimezone()
     detail: dict[str, Any] = dict(getattr(notice, "detail", None) or {})
     kind = str(getattr(notice, "kind", "?"))

@@ -176,7 +176,7 @@ class Engine:
 
     def _notice(self, kind: str, workflow: str, instance_id: str, **detail: Any) -> None:
         if self._on_notice is not None:
-            self.emit(Notice(kind, workflow, instance_id, None, detail))
+            self.emit(Notice(kind, workflow, instance_id, None, detail, self.clock.now()))
 
     def _slot_freed(self) -> None:
         self.scheduler.poke()

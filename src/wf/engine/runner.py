@@ -52,6 +52,7 @@ class Notice:
     instance_id: str
     step: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    at: float | None = None  # when it happened (epoch seconds, engine clock)
 
 
 class Host(Protocol):
@@ -147,7 +148,7 @@ class Life:
 
     def emit(self, kind: str, step: str | None = None, **detail: Any) -> None:
         if self.host.observed:
-            self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail))
+            self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail, self.now()))
 
     def identify(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
         self.check_alive()
