@@ -21,13 +21,14 @@ from pathlib import Path
 from typing import Any
 
 from wf import (
+    InstanceNotFound,
+    InvalidTransition,
     NonRetryableError,
     StepError,
     WorkflowEntrypoint,
     WorkflowEvent,
     WorkflowStep,
 )
-from wf.errors import InstanceNotFound, InvalidTransition
 
 HERE = Path(__file__).resolve().parent
 CARTS = HERE / "carts.json"

@@ -14,18 +14,26 @@ from wf.engine.model import StepContext as StepContext
 from wf.engine.model import WorkflowEvent as WorkflowEvent
 from wf.engine.model import WorkflowStepEvent as WorkflowStepEvent
 from wf.engine.step import WorkflowStep as WorkflowStep
+from wf.errors import InstanceAlreadyExists as InstanceAlreadyExists
+from wf.errors import InstanceNotFound as InstanceNotFound
+from wf.errors import InvalidTransition as InvalidTransition
 from wf.errors import NonRetryableError as NonRetryableError
 from wf.errors import StepError as StepError
+from wf.errors import WfError as WfError
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Env",
+    "InstanceAlreadyExists",
+    "InstanceNotFound",
+    "InvalidTransition",
     "NonRetryableError",
     "RetryConfig",
     "StepConfig",
     "StepContext",
     "StepError",
+    "WfError",
     "WorkflowBinding",
     "WorkflowEntrypoint",
     "WorkflowEvent",
