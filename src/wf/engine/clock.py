@@ -69,6 +69,11 @@ class ManualClock:
             due = []
             while self._sleepers and self._sleepers[0][0] <= self._now:
                 due.append(heapq.heappop(self._sleepers))
+            if len(self._sleepers) > 64:
+                live = [s for s in self._sleepers if not s[3].done()]
+                if len(live) * 2 < len(self._sleepers):  # forget sleeps cancelled meanwhile
+                    heapq.heapify(live)
+                    self._sleepers = live
         for _, _, loop, future in due:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, future)

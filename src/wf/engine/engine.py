@@ -20,7 +20,7 @@ from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
 from wf.engine.runner import Notice
 from wf.engine.scheduler import Scheduler, Slots
 from wf.engine.store.base import Store
-from wf.engine.threads import ElasticThreadPool
+from wf.engine.threads import StepThreadPool
 from wf.engine.version import version_of_classes
 from wf.errors import InstanceNotFound, ValidationError, WorkflowNotFound
 
@@ -137,7 +137,7 @@ class Engine:
                 raise ValidationError(f'var "{key}" has the same name as a workflow binding')
         self.env = Env({**dict(vars or {}), **bindings})
         self.version_id = version_id or version_of_classes([s.cls for s in workflows])
-        self.threads = ElasticThreadPool()
+        self.threads = StepThreadPool()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs)
         self._on_notice = on_notice

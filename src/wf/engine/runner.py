@@ -29,7 +29,7 @@ from wf.engine.model import (
 )
 from wf.engine.replay import Identities
 from wf.engine.store.base import Store
-from wf.engine.threads import ElasticThreadPool
+from wf.engine.threads import StepThreadPool
 from wf.errors import EngineSignal, StepError, StoreError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class Host(Protocol):
     store: Store
     clock: Clock
     slots: Slots
-    threads: ElasticThreadPool
+    threads: StepThreadPool
     env: Any
     hibernate_after: float
     limits: Limits

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from wf.durations import Duration, format_duration, to_seconds
 from wf.engine import codec, config
+from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
     AttemptRecord,
@@ -306,11 +307,16 @@ async def _run_callback(
     sync one runs in a worker thread and is abandoned (a thread cannot be killed)."""
     args = (context,) if _takes_context(callback) else ()
     body = asyncio.ensure_future(_invoke(life, callback, args))
-    timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
     try:
-        done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
+        if isinstance(life.clock, SystemClock):  # the common case: no timer task needed
+            done, _ = await asyncio.wait({body}, timeout=timeout)
+        else:
+            timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
+            try:
+                done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
     finally:
-        timer.cancel()
         if not body.done():
             body.cancel()
     if body not in done:
@@ -321,7 +327,13 @@ async def _run_callback(
 async def _invoke(life: Life, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
     if _is_async(callback):
         return await callback(*args)
-    result = await asyncio.wrap_future(life.host.threads.submit(functools.partial(callback, *args)))
+    pool = life.host.threads
+    running = pool.submit(functools.partial(callback, *args))
+    try:
+        result = await asyncio.wrap_future(running)
+    except asyncio.CancelledError:
+        pool.abandon(running)  # timed out or the life ended: the thread is left to finish alone
+        raise
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
@@ -333,7 +345,25 @@ def _is_async(callback: Callable[..., Any]) -> bool:
     )
 
 
+_CONTEXT_CACHE: dict[tuple[object, int], bool] = {}
+
+
 def _takes_context(callback: Callable[..., Any]) -> bool:
+    """Whether the callback wants a ``StepContext``: it has a positional parameter without a
+    default. Cached per code object (lambdas are made afresh on every call; their code is not)."""
+    code = getattr(callback, "__code__", None)
+    if code is None or not inspect.isfunction(callback):
+        return _inspect_takes_context(callback)
+    key = (code, len(callback.__defaults__ or ()))
+    found = _CONTEXT_CACHE.get(key)
+    if found is None:
+        if len(_CONTEXT_CACHE) > 4096:
+            _CONTEXT_CACHE.clear()
+        found = _CONTEXT_CACHE[key] = _inspect_takes_context(callback)
+    return found
+
+
+def _inspect_takes_context(callback: Callable[..., Any]) -> bool:
     try:
         signature = inspect.signature(callback)
     except (TypeError, ValueError):

@@ -1,8 +1,9 @@
 """Worker threads for synchronous step callbacks.
 
-A callback that times out cannot be killed, only abandoned; a fixed-size pool would slowly fill with
-abandoned callbacks and stall every later step. This pool starts a thread whenever none is idle and
-lets idle ones exit after a while. Threads are daemons so an abandoned callback never holds up exit.
+A callback that times out cannot be killed, only abandoned. A fixed pool would slowly fill with
+abandoned callbacks and stall every later step, so an abandoned thread stops counting toward the
+limit: a new thread takes its place. Threads are daemons so an abandoned callback never holds up
+the process's exit, and idle ones go away after a while.
 """
 
 from __future__ import annotations
@@ -19,52 +20,103 @@ T = TypeVar("T")
 _IDLE_SECONDS = 30.0
 
 
-class ElasticThreadPool:
-    def __init__(self, name: str = "wf-step") -> None:
+class _Job:
+    __slots__ = ("abandoned", "finished", "fn", "future")
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn = fn
+        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.abandoned = False
+        self.finished = False
+
+
+class StepThreadPool:
+    def __init__(self, max_workers: int = 128, name: str = "wf-step") -> None:
+        self.max_workers = max_workers
         self._name = name
-        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future[Any]]] = (
-            queue.SimpleQueue()
-        )
+        self._backlog: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._handoff: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._workers = 0  # threads counted toward max_workers (abandoned ones are not)
         self._idle = 0
         self._started = 0
+        self._jobs: dict[concurrent.futures.Future[Any], _Job] = {}
+
+    @property
+    def workers(self) -> int:
+        return self._workers
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
         context = contextvars.copy_context()
-        job = (lambda: context.run(fn), future)
+        job = _Job(lambda: context.run(fn))
         with self._lock:
+            self._jobs[job.future] = job
             if self._idle > 0:
                 self._idle -= 1
-                self._jobs.put(job)
-                return future
-            self._started += 1
-            number = self._started
-        threading.Thread(
-            target=self._work, args=(job,), name=f"{self._name}-{number}", daemon=True
-        ).start()
-        return future
+                self._handoff.put(job)
+            elif self._workers < self.max_workers:
+                self._workers += 1
+                self._start(job)
+            else:
+                self._backlog.put(job)
+        return job.future
 
-    def _work(self, job: tuple[Callable[[], Any], concurrent.futures.Future[Any]]) -> None:
+    def abandon(self, future: concurrent.futures.Future[Any]) -> None:
+        """The callback behind ``future`` timed out: its thread no longer counts."""
+        with self._lock:
+            job = self._jobs.get(future)
+            if job is None or job.finished or job.abandoned:
+                return
+            if not future.running():  # still queued: it will simply never run
+                future.cancel()
+                return
+            job.abandoned = True
+            self._workers -= 1
+            if not self._backlog.empty() and self._workers < self.max_workers:
+                self._workers += 1
+                self._start(None)
+
+    def _start(self, job: _Job | None) -> None:
+        self._started += 1
+        threading.Thread(
+            target=self._work, args=(job,), name=f"{self._name}-{self._started}", daemon=True
+        ).start()
+
+    def _next(self) -> _Job | None:
+        """Called with the lock held: a backlog job, or None after marking this thread idle."""
+        try:
+            return self._backlog.get_nowait()
+        except queue.Empty:
+            self._idle += 1
+            return None
+
+    def _work(self, job: _Job | None) -> None:
         while True:
-            fn, future = job
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn()
-                except BaseException as exc:
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del fn, future, job
-            with self._lock:
-                self._idle += 1
-            try:
-                job = self._jobs.get(timeout=_IDLE_SECONDS)
-            except queue.Empty:
+            if job is None:
                 with self._lock:
-                    # A submitter may have counted on this thread just now; then a job is queued.
+                    job = self._next()
+                if job is None:
                     try:
-                        job = self._jobs.get_nowait()
+                        job = self._handoff.get(timeout=_IDLE_SECONDS)
                     except queue.Empty:
-                        self._idle -= 1
-                        return
+                        with self._lock:
+                            try:  # a submitter counted on this thread just now
+                                job = self._handoff.get_nowait()
+                            except queue.Empty:
+                                self._idle -= 1
+                                self._workers -= 1
+                                return
+            if job.future.set_running_or_notify_cancel():
+                try:
+                    result = job.fn()
+                except BaseException as exc:
+                    job.future.set_exception(exc)
+                else:
+                    job.future.set_result(result)
+            with self._lock:
+                job.finished = True
+                self._jobs.pop(job.future, None)
+                abandoned = job.abandoned
+            if abandoned:
+                return  # a replacement was started when this one was given up on
+            job = None

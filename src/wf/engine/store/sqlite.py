@@ -345,7 +345,9 @@ class SqliteStore:
         def write(conn: sqlite3.Connection) -> list[Claim]:
             real_now = time.time()  # leases are about live processes: always wall-clock time
             free = "(owner IS NULL OR lease_until < ?)"
-            mine = f"workflow IN ({in_names})"
+            # "+workflow": keep the planner on the status/wake_at indexes; the listing index would
+            # read every instance of the workflow, finished ones included, on every claim.
+            mine = f"+workflow IN ({in_names})"
             # An instance that was pausing when its process died has reached its boundary.
             conn.execute(
                 "UPDATE instances SET status = 'paused', paused_at = ?, modified = ?, "
@@ -389,7 +391,7 @@ class SqliteStore:
         def read(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
                 "SELECT min(wake_at) FROM instances WHERE status = 'waiting' AND owner IS NULL "
-                f"AND workflow IN ({in_names})",
+                f"AND +workflow IN ({in_names})",
                 names,
             ).fetchone()
             return None if row is None else row[0]

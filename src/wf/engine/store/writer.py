@@ -21,49 +21,98 @@ log = logging.getLogger("wf.store")
 MAX_BATCH = 1024
 
 
-class Pending(Generic[T]):
-    """A submitted write. Awaiting it (on any event loop) waits for its commit.
+_STATE = threading.Lock()  # guards every Pending's fields; held only for a few instructions
 
-    Cancelling the awaiting task does not cancel the write: once submitted, it is applied.
+
+class Pending(Generic[T]):
+    """A submitted write. Awaiting it (on any event loop, in any thread) waits for its commit.
+
+    Cancelling the awaiting task does not cancel the write: once submitted, it is applied. Lighter
+    than a ``concurrent.futures.Future``: the writer wakes each event loop once per commit, not
+    once per write.
     """
 
-    __slots__ = ("future",)
+    __slots__ = ("_done", "_error", "_event", "_result", "_waiters")
 
-    def __init__(self, future: concurrent.futures.Future[T]) -> None:
-        self.future = future
+    def __init__(self) -> None:
+        self._done = False
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
+        self._event: threading.Event | None = None
 
     def __await__(self) -> Generator[Any, None, T]:
         return self._wait().__await__()
 
     async def _wait(self) -> T:
-        if self.future.done():
-            return self.future.result()
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
+        if not self._done:
+            loop = asyncio.get_running_loop()
+            waiter: asyncio.Future[None] = loop.create_future()
+            if self._register(loop, waiter):
+                await waiter
+        return self._outcome()
 
-        def wake(_: concurrent.futures.Future[T]) -> None:
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(_set_done, waiter)
-
-        self.future.add_done_callback(wake)
-        await waiter
-        return self.future.result()
+    def _register(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> bool:
+        """Add a waiter unless the write is done already (the writer may have just settled it)."""
+        with _STATE:
+            if self._done:
+                return False
+            if self._waiters is None:
+                self._waiters = []
+            self._waiters.append((loop, waiter))
+            return True
 
     def result(self, timeout: float | None = None) -> T:
-        return self.future.result(timeout)
+        """Block the calling thread until the write is committed."""
+        with _STATE:
+            if not self._done and self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        if event is not None and not event.wait(timeout):
+            raise TimeoutError("the write was not committed in time")
+        return self._outcome()
+
+    def _outcome(self) -> T:
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]
 
 
-def _set_done(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_result(None)
+def _settle(
+    outcomes: list[tuple[Pending[Any], Any, BaseException | None]],
+) -> None:
+    """Record the outcomes, then wake each waiting event loop once for all of them."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    events: list[threading.Event] = []
+    with _STATE:
+        for pending, result, error in outcomes:
+            pending._result, pending._error, pending._done = result, error, True
+            if pending._waiters:
+                for loop, waiter in pending._waiters:
+                    by_loop.setdefault(loop, []).append(waiter)
+                pending._waiters = None
+            if pending._event is not None:
+                events.append(pending._event)
+    for loop, waiters in by_loop.items():
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed just now
+                loop.call_soon_threadsafe(_wake, waiters)
+    for event in events:
+        event.set()
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class _Job:
-    __slots__ = ("fn", "future")
+    __slots__ = ("fn", "pending")
 
     def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
         self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        self.pending: Pending[Any] = Pending()
 
 
 class GroupCommitWriter:
@@ -87,10 +136,10 @@ class GroupCommitWriter:
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Pending[T]:
         job = _Job(fn)
         if self._closed:
-            job.future.set_exception(StoreError("the store is closed"))
+            _settle([(job.pending, None, StoreError("the store is closed"))])
         else:
             self._queue.put(job)
-        return Pending(job.future)
+        return job.pending
 
     def close(self) -> None:
         if self._closed:
@@ -127,7 +176,7 @@ class GroupCommitWriter:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[tuple[_Job, Any, BaseException | None]] = []
+        outcomes: list[tuple[Pending[Any], Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -140,10 +189,13 @@ class GroupCommitWriter:
             except Exception as exc:
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
-                outcomes.append((job, None, exc))
+                if isinstance(exc, sqlite3.Error):
+                    log.error("write failed: %s", exc)
+                    exc = StoreError(f"database write failed: {exc}")
+                outcomes.append((job.pending, None, exc))
             else:
                 conn.execute("RELEASE job")
-                outcomes.append((job, result, None))
+                outcomes.append((job.pending, result, None))
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
@@ -153,17 +205,9 @@ class GroupCommitWriter:
             return
         self.commits += 1
         self.jobs += len(batch)
-        for job, result, error in outcomes:
-            if error is None:
-                job.future.set_result(result)
-            else:
-                if isinstance(error, sqlite3.Error):
-                    log.error("write failed: %s", error)
-                    error = StoreError(f"database write failed: {error}")
-                job.future.set_exception(error)
+        _settle(outcomes)
 
     @staticmethod
     def _fail(batch: list[_Job], error: BaseException) -> None:
         log.error("%s", error)
-        for job in batch:
-            job.future.set_exception(error)
+        _settle([(job.pending, None, error) for job in batch])
