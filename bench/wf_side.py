@@ -119,14 +119,14 @@ async def throughput(args: argparse.Namespace) -> dict[str, Any]:
         done.expect(10)
         await create_all(engine, "steps", 10, {"n": args.steps})
         await done.wait(60)
-        commits_before, jobs_before = store.commits, store._writer.jobs
+        commits_before, jobs_before = store.commits, store.jobs
         done.expect(args.instances)
         started = time.perf_counter()
         await create_all(engine, "steps", args.instances, {"n": args.steps})
         await done.wait(args.timeout)
         elapsed = time.perf_counter() - started
         commits = store.commits - commits_before
-        jobs = store._writer.jobs - jobs_before
+        jobs = store.jobs - jobs_before
         counts = await engine.store.count_statuses("steps")
     finally:
         await engine.stop()

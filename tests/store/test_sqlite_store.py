@@ -414,7 +414,7 @@ async def _stale_writes(store: SqliteStore, pk: int, epoch: int) -> list[object]
         await store.consume_event(pk, epoch, fresh, 1004.0),
         await store.hibernate(pk, epoch, 9999.0, 1005.0, ["go"]),
         await store.reach_pause(pk, epoch, 1006.0),
-        await store.release(pk, epoch, 1007.0),
+        await store.release(pk, epoch),
         await store.finish(pk, epoch, Status.COMPLETE, 1008.0, '"out"', None),
     ]
 
@@ -434,7 +434,7 @@ async def test_writes_with_a_stale_epoch_return_false_and_change_nothing(
 
     results = await _stale_writes(store, pk, epoch - 1)
 
-    assert results == [False] * 6 + [None] + [False] * 4
+    assert results == [False] * 11  # consume_event too: False means fenced, None no event
     assert dump(store.path) == before
     history = await store.load_history(pk)
     assert [(s.name, s.state, len(s.attempts)) for s in history.steps] == [

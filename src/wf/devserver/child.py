@@ -106,14 +106,18 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     except WfError as exc:
         base.load_error = str(exc)
         return _Loaded(project, base)
+    except Exception as exc:  # an unexpected problem still leaves a server that says what
+        base.load_error = f"{project.main_label}: {type(exc).__name__}: {exc}"
+        return _Loaded(project, base)
     base.version_id = version_id
     return _Loaded(project, base, engine)
 
 
-async def _start_engine(engine: Engine, reporter: Reporter) -> str | None:
-    """Start the engine, waiting while the previous child still holds the database."""
+async def _start_engine(engine: Engine, stopping: asyncio.Event) -> str | None:
+    """Start the engine, waiting while the previous child still holds the database. A child
+    told to stop meanwhile (a newer change superseded it) gives up instead of taking over."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
-    while True:
+    while not stopping.is_set():
         try:
             await engine.start()
             return None
@@ -123,6 +127,9 @@ async def _start_engine(engine: Engine, reporter: Reporter) -> str | None:
             await asyncio.sleep(0.02)
         except WfError as exc:
             return str(exc)
+        except Exception as exc:
+            return f"cannot start the engine: {type(exc).__name__}: {exc}"
+    return "stopped before the engine started"
 
 
 def _watch_parent(fd: int, stop: Callable[[], None]) -> None:
@@ -153,20 +160,24 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     loaded = _load(options, reporter)
     state = loaded.state
     if loaded.engine is not None:
-        problem = await _start_engine(loaded.engine, reporter)
+        problem = await _start_engine(loaded.engine, stopping)
         if problem is None:
             state.engine = loaded.engine
         else:
             state.load_error = problem
+    if stopping.is_set():  # superseded by a newer child before it could serve
+        if state.engine is not None:
+            await state.engine.stop()
+        return 0
     if state.load_error:
         reporter.error(state.load_error)
 
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
     app.on_response_prepare.append(_close_connections)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    site = web.SockSite(runner, sock, shutdown_timeout=5.0)
+    site = web.SockSite(runner, sock)
     await site.start()
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""

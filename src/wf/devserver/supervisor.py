@@ -82,6 +82,7 @@ class Supervisor:
         self.stop_event = threading.Event()
         self._sock: socket.socket | None = None
         self._generation = 0
+        self._retiring: list[threading.Thread] = []
 
     def _spawn(self, changes: list[str]) -> tuple[subprocess.Popen[bytes], int]:
         assert self._sock is not None
@@ -118,7 +119,9 @@ class Supervisor:
         """Stop an old child in the background while the new one starts."""
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-        threading.Thread(target=self._stop_child, args=(child, pipe), daemon=True).start()
+        reaper = threading.Thread(target=self._stop_child, args=(child, pipe), daemon=True)
+        reaper.start()
+        self._retiring = [t for t in self._retiring if t.is_alive()] + [reaper]
 
     def run(self) -> int:
         if threading.current_thread() is threading.main_thread():
@@ -161,6 +164,8 @@ class Supervisor:
             pass
         finally:
             self._stop_child(child, pipe)
+            for reaper in self._retiring:  # old children too: none may outlive wf dev
+                reaper.join(STOP_TIMEOUT + 5)
             self._sock.close()
         return 0
 

@@ -362,4 +362,4 @@ class Engine:
         for pk, life in list(self.scheduler.lives.items()):
             if life.row.workflow == spec.name:
                 self._with_life(pk, lambda life: life.end("terminated"))
-        return await self.store.delete_workflow(spec.name, self.clock.now())
+        return await self.store.delete_workflow(spec.name)

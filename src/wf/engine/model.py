@@ -26,7 +26,6 @@ class Status(str, enum.Enum):
 
 
 FINISHED = frozenset({Status.ERRORED, Status.TERMINATED, Status.COMPLETE})
-UNFINISHED = frozenset(set(Status) - FINISHED)
 
 
 class StepKind(str, enum.Enum):
@@ -125,6 +124,7 @@ class AttemptRecord:
     ended: float | None = None
     success: bool | None = None
     error: ErrorInfo | None = None
+    uncounted: bool = False  # cut short by a graceful stop: does not use up a retry
 
 
 @dataclass

@@ -102,11 +102,13 @@ def plan_do(record: StepRecord | None, config: ResolvedConfig, now: float) -> Do
         return CachedError(record.error or last.error or INTERRUPTED, len(attempts))
     if last.ended is None:
         return CloseInterrupted(last.number)
-    if record.non_retryable or len(attempts) > config.limit:
+    # Attempts cut short by a graceful stop (a reload) do not use up the retry limit.
+    counted = sum(1 for attempt in attempts if not attempt.uncounted)
+    if record.non_retryable or counted > config.limit:
         return GiveUp(last.error or INTERRUPTED, len(attempts))
     retry_at = record.wake_at
     if retry_at is None:
-        retry_at = last.ended + retry_delay(config, len(attempts))
+        retry_at = last.ended + retry_delay(config, max(1, counted))
     if retry_at > now:
         return WaitRetry(retry_at)
     return Attempt(last.number + 1)

@@ -4,6 +4,10 @@ A life begins when this process claims the instance and ends when ``run()`` retu
 when the life gives up memory: it hibernates (every pending step is a wait longer than the horizon),
 reaches a requested pause, loses its claim (terminate, restart) or the engine stops. Ending a life
 cancels the ``run()`` task; the next life replays ``run()`` against what was recorded.
+
+Every step call is a *branch* of the life while it runs. A branch is *busy* unless it sleeps in a
+wait (or is parked at a requested pause); the life hibernates only when no branch is busy, so a
+branch that is committing, waiting for a slot or running an attempt is never cut short.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -20,6 +23,7 @@ from wf.engine import codec
 from wf.engine.clock import Clock
 from wf.engine.limits import Limits
 from wf.engine.model import (
+    AttemptRecord,
     Claim,
     Status,
     StepKind,
@@ -38,6 +42,16 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("wf.engine")
+
+# Idleness is judged a moment after the last change, once user code resumed by that change (which
+# may be a few event-loop hops away, behind asyncio.gather) has entered its next step.
+SETTLE_SECONDS = 0.005
+
+STOPPED_ATTEMPT = {
+    "name": "WorkflowInternalError",
+    "message": "the attempt was cut short because the server stopped (a reload); it does not "
+    "count toward the retry limit",
+}
 
 
 @dataclass(frozen=True)
@@ -96,14 +110,15 @@ class Wait:
             self._wakeup = asyncio.get_running_loop().create_future()
             timer = asyncio.ensure_future(life.clock.sleep_until(self.until))
             life.waits.add(self)
+            life.busy -= 1
             life.poke()
             try:
                 await asyncio.wait({timer, self._wakeup}, return_when=asyncio.FIRST_COMPLETED)
             finally:
+                life.busy += 1
                 life.waits.discard(self)
                 timer.cancel()
                 self._wakeup = None
-                life.poke()
             life.check_alive()
             await life.take_slot()
         if self.event_seen:
@@ -112,21 +127,40 @@ class Wait:
         return "timer"
 
 
+class _Branch:
+    """``with life.branch():`` around one step call: the life is busy while it runs."""
+
+    __slots__ = ("life",)
+
+    def __init__(self, life: Life) -> None:
+        self.life = life
+
+    def __enter__(self) -> None:
+        self.life.busy += 1
+
+    def __exit__(self, *exc: object) -> None:
+        self.life.busy -= 1
+        self.life.poke()
+
+
 class Life:
     def __init__(self, host: Host, claim: Claim, spec: WorkflowSpec, generation: int) -> None:
         self.host = host
         self.store = host.store
         self.clock = host.clock
+        self.claim = claim
         self.row = claim.row
         self.pk = claim.row.pk
         self.epoch = claim.epoch
         self.spec = spec
         self.generation = generation  # which claim round of this process made it
         self.identities = Identities({}, spec.step_limit)
-        self.running_ops = 0
-        self.parked = 0
+        self.busy = 0  # branches doing something other than sleeping in a wait
+        self.running_ops = 0  # attempts in flight (what a graceful stop waits for)
+        self.parked = 0  # branches parked at a requested pause
         self.waits: set[Wait] = set()
         self.event_waits: set[Wait] = set()
+        self.attempts: dict[tuple[str, int], tuple[StepRecord, AttemptRecord]] = {}
         self.holds_slot = True
         self.shown = Status.RUNNING
         self.pause_requested = False
@@ -136,7 +170,7 @@ class Life:
         self.task: asyncio.Task[Any] | None = None
         self.op_tasks: set[asyncio.Task[Any]] = set()
         self._unpark: asyncio.Future[None] | None = None
-        self._poke_pending = False
+        self._poke: asyncio.TimerHandle | None = None
 
     @property
     def has_ended(self) -> bool:
@@ -149,6 +183,9 @@ class Life:
     def emit(self, kind: str, step: str | None = None, **detail: Any) -> None:
         if self.host.observed:
             self.host.emit(Notice(kind, self.row.workflow, self.row.id, step, detail, self.now()))
+
+    def branch(self) -> _Branch:
+        return _Branch(self)
 
     def identify(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
         self.check_alive()
@@ -179,10 +216,13 @@ class Life:
 
     @contextlib.asynccontextmanager
     async def active(self) -> AsyncIterator[None]:
-        """Run new step work: waits at a requested pause, holds a concurrency slot."""
+        """Run new step work: waits at a requested pause or a stop, holds a concurrency slot."""
         self.check_alive()
         while self.pause_requested or self.host.scheduler.draining:
-            self.parked += 1
+            pausing = self.pause_requested
+            if pausing:  # parked at a pause boundary: not busy, so the pause can happen
+                self.parked += 1
+                self.busy -= 1
             if self._unpark is None or self._unpark.done():
                 self._unpark = asyncio.get_running_loop().create_future()
             unpark = self._unpark
@@ -190,7 +230,9 @@ class Life:
             try:
                 await unpark
             finally:
-                self.parked -= 1
+                if pausing:
+                    self.parked -= 1
+                    self.busy += 1
             self.check_alive()
         await self.take_slot()
         self.running_ops += 1
@@ -203,7 +245,6 @@ class Life:
             self.running_ops -= 1
             if task is not None:
                 self.op_tasks.discard(task)
-            self.poke()
 
     @contextlib.contextmanager
     def waiter(self, until: float, event_type: str | None = None) -> Iterator[Wait]:
@@ -214,6 +255,15 @@ class Life:
             yield wait
         finally:
             self.event_waits.discard(wait)
+
+    @contextlib.contextmanager
+    def attempt_running(self, step: StepRecord, attempt: AttemptRecord) -> Iterator[None]:
+        """Remember an attempt in flight, so a graceful stop can record it as cut short."""
+        self.attempts[step.key] = (step, attempt)
+        try:
+            yield
+        finally:
+            self.attempts.pop(step.key, None)
 
     async def take_slot(self) -> None:
         if not self.holds_slot:
@@ -239,26 +289,21 @@ class Life:
 
     def cancel_pause(self) -> None:
         self.pause_requested = False
+        self._release_parked()
+
+    def _release_parked(self) -> None:
         if self._unpark is not None and not self._unpark.done():
             self._unpark.set_result(None)
 
     # ---- deciding what to do when idle -------------------------------------------------------
     def poke(self) -> None:
-        """Reconsider soon: after user code resumed by the last change has had its turn."""
-        if self._poke_pending or self.ending is not None:
-            return
-        self._poke_pending = True
-        asyncio.get_running_loop().call_soon(self._settle, 3)
-
-    def _settle(self, hops: int) -> None:
-        if hops > 0:
-            asyncio.get_running_loop().call_soon(self._settle, hops - 1)
-            return
-        self._poke_pending = False
-        self._reconsider()
+        """Reconsider in a moment (see ``SETTLE_SECONDS``)."""
+        if self._poke is None and self.ending is None:
+            self._poke = asyncio.get_running_loop().call_later(SETTLE_SECONDS, self._reconsider)
 
     def _reconsider(self) -> None:
-        if self.ending is not None or self.running_ops:
+        self._poke = None
+        if self.ending is not None or self.busy > 0:
             return
         if self.pause_requested and (self.waits or self.parked):
             self.end("pause")
@@ -284,45 +329,51 @@ class Life:
         self.ending = reason
         now = self.now()
         if reason == "hibernate":
-            types = [w.event_type for w in self.waits if w.event_type is not None]
+            types = [w.event_type for w in self.event_waits if w.event_type is not None]
             self.final_write = self.store.hibernate(self.pk, self.epoch, wake_at, now, types)
             self.emit("hibernated", wake_at=wake_at)
         elif reason == "pause":
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
             self.emit("paused")
-        elif reason == "stop":
-            self.final_write = self.store.release(self.pk, self.epoch, now)
-        if self._unpark is not None and not self._unpark.done():
-            self._unpark.set_result(None)
+        elif reason in ("stop", "store-failure"):
+            if reason == "stop":
+                self._record_stopped_attempts(now)
+            self.final_write = self.store.release(self.pk, self.epoch)
+        self._release_parked()
+        if self._poke is not None:
+            self._poke.cancel()
+            self._poke = None
         if self.task is not None:
             self.task.cancel()
         for task in self.op_tasks:
             task.cancel()
 
+    def _record_stopped_attempts(self, now: float) -> None:
+        """Attempts cut short by a graceful stop are recorded as such and not counted."""
+        for step, attempt in self.attempts.values():
+            attempt.ended, attempt.success = now, False
+            attempt.error, attempt.uncounted = dict(STOPPED_ATTEMPT), True
+            step.wake_at = now
+            self.store.end_attempt(self.pk, self.epoch, step, attempt)
+        self.attempts.clear()
 
-async def run_life(
-    host: Host, claim: Claim, spec: WorkflowSpec, lives: dict[int, Life], generation: int
-) -> None:
+
+async def run_life(host: Host, life: Life) -> None:
     """Run one life of a claimed instance to its end, and write how it ended."""
-    row = claim.row
-    # Registered before the history is read, so a control arriving meanwhile finds the life.
-    life = Life(host, claim, spec, generation)
-    lives[row.pk] = life
-    started = time.monotonic()
-    try:
-        from wf.engine.step import WorkflowStep
+    from wf.engine.step import WorkflowStep
 
-        if not claim.fresh:
+    row, spec = life.row, life.spec
+    try:
+        if not life.claim.fresh:
             try:
                 history = await host.store.load_history(row.pk)
             except StoreError as exc:
                 log.error("instance %s/%s: %s", row.workflow, row.id, exc)
-                life.end("stop")
+                life.end("store-failure")
                 return
             life.identities = Identities(history.by_key(), spec.step_limit)
-        if life.ending is not None:
+        if life.has_ended:
             return
-
         try:
             entry = spec.cls(None, host.env)
             event = WorkflowEvent(
@@ -335,7 +386,7 @@ async def run_life(
         except Exception as exc:
             await _finish(life, None, exc)
             return
-        if claim.fresh:
+        if life.claim.fresh:
             life.emit("started")
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         life.task = task
@@ -345,22 +396,19 @@ async def run_life(
             life.end("stop")
             await asyncio.wait({task})
             raise
-        finally:
-            if life.final_write is not None:
-                with contextlib.suppress(StoreError):
-                    await life.final_write
-        if life.has_ended:
-            return
-        await _finish(life, task, None)
+        if not life.has_ended:
+            await _finish(life, task, None)
     finally:
         for op in life.op_tasks:
             op.cancel()
-        if lives.get(row.pk) is life:
-            del lives[row.pk]
+        if life.final_write is not None:
+            with contextlib.suppress(StoreError):
+                await life.final_write
+        if host.scheduler.lives.get(row.pk) is life:
+            del host.scheduler.lives[row.pk]
         if life.holds_slot:
             life.holds_slot = False
             host.slots.release()
-        log.debug("life of %s/%s took %.3fs", row.workflow, row.id, time.monotonic() - started)
 
 
 async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseException | None) -> None:
@@ -386,11 +434,13 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
     elif exc is not None:
         error = {"name": type(exc).__name__, "message": str(exc)}
     status = Status.ERRORED if error else Status.COMPLETE
-    ok = False
     try:
         ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)
     except StoreError as problem:
         log.error("instance %s/%s: %s", life.row.workflow, life.row.id, problem)
+        # Give the claim back so the instance runs again (it replays to the same end).
+        life.final_write = life.store.release(life.pk, life.epoch)
+        return
     if ok:
         if error:
             life.emit("errored", error=error)

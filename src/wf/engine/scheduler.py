@@ -10,9 +10,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from wf.engine.model import Claim
+from wf.engine.model import Claim, Status
 from wf.engine.runner import Life, run_life
-from wf.errors import StoreError
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -41,7 +40,19 @@ class Slots:
         return granted
 
     def unreserve(self, count: int) -> None:
-        self.used -= count
+        """Give back reserved slots: to lives waiting for one first (without waking the claim
+        loop, which would only reserve them again)."""
+        for _ in range(count):
+            self._hand_over_or_free()
+
+    def _hand_over_or_free(self) -> bool:
+        while self._waiters:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)  # handed over: ``used`` stays the same
+                return False
+        self.used -= 1
+        return True
 
     async def acquire(self) -> None:
         if self.used < self.limit and not self._waiters:
@@ -60,13 +71,8 @@ class Slots:
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            future = self._waiters.popleft()
-            if not future.done():
-                future.set_result(None)  # handed over: ``used`` stays the same
-                return
-        self.used -= 1
-        self._on_free()
+        if self._hand_over_or_free():
+            self._on_free()
 
 
 class Scheduler:
@@ -92,7 +98,7 @@ class Scheduler:
         self._wakeup = asyncio.Event()
         store = self.engine.store
         # Recovery: claims held by dead processes are freed, so their instances run again here.
-        released = await store.release_dead_claims(self.engine.clock.now())
+        released = await store.release_dead_claims()
         if released:
             log.info("recovered %d instance(s) left running by a previous process", released)
         self._tasks = [
@@ -149,10 +155,6 @@ class Scheduler:
         else:
             loop.call_soon_threadsafe(fn)
 
-    @property
-    def running_lives(self) -> int:
-        return len(self.lives)
-
     # ---- the loops ----------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         engine = self.engine
@@ -162,26 +164,28 @@ class Scheduler:
             self._wakeup.clear()
             wanted = slots.reserve(CLAIM_BATCH)
             claims: list[Claim] = []
-            if wanted:
-                try:
-                    claims = await engine.store.claim_ready(
-                        self.owner, engine.clock.now(), wanted, names, engine.settings.lease
-                    )
-                except StoreError as exc:
-                    log.error("cannot claim instances: %s", exc)
-                finally:
-                    slots.unreserve(wanted - len(claims))
-                self._generation += 1
-                for claim in claims:
-                    self._start(claim)
-                if claims and len(claims) == wanted:
-                    continue
-            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
-            if wanted:
-                with contextlib.suppress(StoreError):
+            wake_at: float | None = None
+            try:
+                if wanted:
+                    try:
+                        claims = await engine.store.claim_ready(
+                            self.owner, engine.clock.now(), wanted, names, engine.settings.lease
+                        )
+                    finally:
+                        slots.unreserve(wanted - len(claims))
+                    self._generation += 1
+                    for claim in claims:
+                        self._start(claim)
+                    if claims and len(claims) == wanted:
+                        continue
                     wake_at = await engine.store.next_wake_at(names)
-                    if wake_at is not None:
-                        waiters.append(asyncio.ensure_future(engine.clock.sleep_until(wake_at)))
+            except Exception as exc:  # the loop must outlive any one bad round
+                log.error("cannot claim instances: %s", exc)
+                await asyncio.sleep(min(1.0, engine.settings.poll_interval))
+                continue
+            waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
+            if wake_at is not None:
+                waiters.append(asyncio.ensure_future(engine.clock.sleep_until(wake_at)))
             try:
                 await asyncio.wait(
                     waiters,
@@ -194,9 +198,11 @@ class Scheduler:
 
     def _start(self, claim: Claim) -> None:
         spec = self.specs[claim.row.workflow]
+        # Registered before its task runs, so a control arriving meanwhile finds the life.
+        life = Life(self.engine, claim, spec, self._generation)
+        self.lives[claim.row.pk] = life
         task = asyncio.create_task(
-            run_life(self.engine, claim, spec, self.lives, self._generation),
-            name=f"wf life {claim.row.workflow}/{claim.row.id}",
+            run_life(self.engine, life), name=f"wf life {claim.row.workflow}/{claim.row.id}"
         )
         self._life_tasks.add(task)
         task.add_done_callback(self._life_done)
@@ -208,8 +214,9 @@ class Scheduler:
         self.poke()
 
     async def _lease_loop(self) -> None:
-        """Renew this process's leases; a life whose claim was taken away (by another process
-        terminating or restarting it) ends, and a pause asked for elsewhere is honoured."""
+        """Renew this process's leases. A life whose claim was taken away (terminated or
+        restarted elsewhere) ends; a pause asked for elsewhere is honoured; a claim with no life
+        (its life ended without managing to give it back) is given back now."""
         engine = self.engine
         interval = max(0.05, engine.settings.lease / 3)
         while True:
@@ -217,18 +224,22 @@ class Scheduler:
             generation = self._generation  # lives claimed later are newer than this renewal
             try:
                 held = await engine.store.renew_leases(self.owner, engine.settings.lease)
-            except StoreError as exc:
+            except Exception as exc:
                 log.error("cannot renew leases: %s", exc)
                 continue
+            for pk, (status, epoch) in held.items():
+                life = self.lives.get(pk)
+                if life is None:
+                    if generation == self._generation:  # not claimed since the renewal
+                        engine.store.release(pk, epoch)
+                elif life.generation <= generation and status is Status.WAITING_FOR_PAUSE:
+                    life.request_pause()
             for pk, life in list(self.lives.items()):
                 if life.generation > generation:
                     continue
                 status_epoch = held.get(pk)
-                if status_epoch is None or status_epoch[1] != life.epoch:
-                    if life.ending is None:
-                        life.end("fenced")
-                elif status_epoch[0].value == "waitingForPause":
-                    life.request_pause()
+                if (status_epoch is None or status_epoch[1] != life.epoch) and not life.has_ended:
+                    life.end("fenced")
 
     async def _retention_loop(self) -> None:
         engine = self.engine
@@ -238,6 +249,6 @@ class Scheduler:
                 purged = await engine.store.purge_finished(before)
                 if purged:
                     log.info("purged %d finished instance(s) past retention", purged)
-            except StoreError as exc:
+            except Exception as exc:
                 log.error("cannot purge old instances: %s", exc)
             await asyncio.sleep(3600)

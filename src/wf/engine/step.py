@@ -8,6 +8,7 @@ its outcome is committed before the call returns.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import math
@@ -71,124 +72,144 @@ class WorkflowStep:
         Returns the callback's result as decoded from its stored JSON form, on the first run and
         on every replay alike. Raises ``StepError`` once the step failed for good.
         """
-        life = self._life
-        check_step_name(name, life.host.limits)
-        config_arg, callback = _split_do_args(name, args)
-        resolved = config.resolve(name, config_arg, retries=retries, timeout=timeout)
-        count, record = life.identify(name, StepKind.DO)
-        while True:
-            plan = plan_do(record, resolved, life.now())
-            if isinstance(plan, Cached):
-                return codec.decode(plan.output)
-            if isinstance(plan, CachedError):
-                raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
-            assert record is not None or isinstance(plan, Attempt)
-            if isinstance(plan, CloseInterrupted):
-                assert record is not None
-                _close_interrupted(life, record)
-            elif isinstance(plan, GiveUp):
-                assert record is not None
-                record.state, record.error, record.ended = StepState.FAILED, plan.error, life.now()
-                await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
-                life.emit("step_failed", record.display_name, error=plan.error)
-                raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
-            elif isinstance(plan, WaitRetry):
-                with life.waiter(plan.until) as wait:
-                    await wait.sleep()
-            else:
-                record = await _attempt(life, name, count, record, plan.number, resolved, callback)
+        with self._life.branch():
+            return await _do(self._life, name, args, retries, timeout)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Sleep durably: survives restarts, and an instance sleeping longer than about a second
         leaves memory until its timer fires."""
-        life = self._life
-        check_step_name(name, life.host.limits)
-        seconds = to_seconds(duration, f'duration of sleep "{name}"')
-        _check_max_sleep(life, name, seconds)
-        count, record = life.identify(name, StepKind.SLEEP)
-        now = life.now()
-        if record is None:
-            record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
-            record.duration = seconds
-            life.store.start_step(life.pk, life.epoch, record)
-        elif record.state is StepState.SUCCEEDED:
-            return
-        elif record.duration is not None and not math.isclose(record.duration, seconds):
-            # The code now asks for another duration (an edit and a reload): sleep anew from now.
-            record.wake_at, record.duration, record.started = now + seconds, seconds, now
-            life.store.update_step_timer(life.pk, life.epoch, record, started=now)
-        await _finish_sleep(life, record)
+        with self._life.branch():
+            return await _sleep(self._life, name, duration)
 
     async def sleep_until(self, name: str, when: datetime | float) -> None:
         """Sleep until an aware ``datetime`` (or epoch seconds); a past time returns at once."""
-        life = self._life
-        check_step_name(name, life.host.limits)
-        target = _to_epoch(when, name)
-        count, record = life.identify(name, StepKind.SLEEP)
-        now = life.now()
-        if record is None:
-            _check_max_sleep(life, name, target - now)
-            record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
-            life.store.start_step(life.pk, life.epoch, record)
-        elif record.state is StepState.SUCCEEDED:
-            return
-        await _finish_sleep(life, record)
+        with self._life.branch():
+            return await _sleep_until(self._life, name, when)
 
     async def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent:
         """Wait for ``send_event(type, payload)``. Events sent earlier are buffered, oldest first.
         Raises ``StepError`` (``WorkflowTimeoutError``) when ``timeout`` passes first."""
-        life = self._life
-        limits = life.host.limits
-        check_step_name(name, limits)
-        check_identifier(type, "event type", limits.id_length)
-        seconds = to_seconds(timeout, f'timeout of wait "{name}"')
-        if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
-            raise ValidationError(
-                f'timeout of wait "{name}" must be between 1 second and 365 days, '
-                f"got {format_duration(seconds)}"
-            )
-        count, record = life.identify(name, StepKind.WAIT)
-        if record is None:
-            now = life.now()
-            record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
-            record.event_type, record.duration = type, seconds
-            life.store.start_step(life.pk, life.epoch, record)
-            life.emit("waiting_event", record.display_name, event_type=type, until=record.wake_at)
-        if record.state is StepState.SUCCEEDED:
-            return _received(record)
-        if record.state is StepState.FAILED:
-            error = record.error or _event_timeout(record)
-            raise StepError(name, error["name"], error["message"], 1)
-        deadline = record.wake_at if record.wake_at is not None else life.now()
-        with life.waiter(deadline, type) as wait:
-            while True:
-                event = await life.commit(
-                    life.store.consume_event(life.pk, life.epoch, record, life.now())
-                )
-                if event is not None:
-                    record.state, record.output = StepState.SUCCEEDED, event.payload
-                    record.event_time = event.received
-                    life.emit("event_received", record.display_name, event_type=type)
-                    return _received(record)
-                woke = await wait.sleep()
-                if woke == "timer" and life.now() >= deadline:
-                    break
-        # One last look: an event may have come in just as the timer fired.
-        event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
-        if event is not None:
-            record.state, record.output, record.event_time = (
-                StepState.SUCCEEDED,
-                event.payload,
-                event.received,
-            )
-            return _received(record)
-        error = _event_timeout(record)
-        record.state, record.error, record.ended = StepState.FAILED, error, life.now()
-        await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
-        life.emit("step_failed", record.display_name, error=error)
+        with self._life.branch():
+            return await _wait_for_event(self._life, name, type, timeout)
+
+
+async def _do(
+    life: Life, name: str, args: tuple[Any, ...], retries: Any, timeout: Duration | None
+) -> Any:
+    check_step_name(name, life.host.limits)
+    config_arg, callback = _split_do_args(name, args)
+    resolved = config.resolve(name, config_arg, retries=retries, timeout=timeout)
+    count, record = life.identify(name, StepKind.DO)
+    while True:
+        plan = plan_do(record, resolved, life.now())
+        if isinstance(plan, Cached):
+            return codec.decode(plan.output)
+        if isinstance(plan, CachedError):
+            raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+        assert record is not None or isinstance(plan, Attempt)
+        if isinstance(plan, CloseInterrupted):
+            assert record is not None
+            _close_interrupted(life, record)
+        elif isinstance(plan, GiveUp):
+            assert record is not None
+            record.state, record.error, record.ended = StepState.FAILED, plan.error, life.now()
+            await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
+            life.emit("step_failed", record.display_name, error=plan.error)
+            raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+        elif isinstance(plan, WaitRetry):
+            with life.waiter(plan.until) as wait:
+                await wait.sleep()
+        else:
+            record = await _attempt(life, name, count, record, plan.number, resolved, callback)
+
+
+async def _sleep(life: Life, name: str, duration: Duration) -> None:
+    check_step_name(name, life.host.limits)
+    seconds = to_seconds(duration, f'duration of sleep "{name}"')
+    _check_max_sleep(life, name, seconds)
+    count, record = life.identify(name, StepKind.SLEEP)
+    now = life.now()
+    if record is None:
+        record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
+        record.duration = seconds
+        life.store.start_step(life.pk, life.epoch, record)
+    elif record.state is StepState.SUCCEEDED:
+        return
+    elif record.duration is not None and not math.isclose(record.duration, seconds):
+        # The code now asks for another duration (an edit and a reload): sleep anew from now.
+        record.wake_at, record.duration, record.started = now + seconds, seconds, now
+        life.store.update_step_timer(life.pk, life.epoch, record, started=now)
+    await _finish_sleep(life, record)
+
+
+async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
+    check_step_name(name, life.host.limits)
+    target = _to_epoch(when, name)
+    count, record = life.identify(name, StepKind.SLEEP)
+    now = life.now()
+    if record is None:
+        _check_max_sleep(life, name, target - now)
+        record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
+        life.store.start_step(life.pk, life.epoch, record)
+    elif record.state is StepState.SUCCEEDED:
+        return
+    await _finish_sleep(life, record)
+
+
+async def _wait_for_event(
+    life: Life, name: str, event_type: str, timeout: Duration
+) -> WorkflowStepEvent:
+    limits = life.host.limits
+    check_step_name(name, limits)
+    check_identifier(event_type, "event type", limits.id_length)
+    seconds = to_seconds(timeout, f'timeout of wait "{name}"')
+    if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
+        raise ValidationError(
+            f'timeout of wait "{name}" must be between 1 second and 365 days, '
+            f"got {format_duration(seconds)}"
+        )
+    count, record = life.identify(name, StepKind.WAIT)
+    if record is None:
+        now = life.now()
+        record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
+        record.event_type, record.duration = event_type, seconds
+        life.store.start_step(life.pk, life.epoch, record)
+        life.emit("waiting_event", record.display_name, event_type=event_type, until=record.wake_at)
+    if record.state is StepState.SUCCEEDED:
+        return _received(record)
+    if record.state is StepState.FAILED:
+        error = record.error or _event_timeout(record)
         raise StepError(name, error["name"], error["message"], 1)
+    deadline = record.wake_at if record.wake_at is not None else life.now()
+    with life.waiter(deadline, event_type) as wait:
+        while True:
+            event = await life.commit(
+                life.store.consume_event(life.pk, life.epoch, record, life.now())
+            )
+            if event is not None:
+                record.state, record.output = StepState.SUCCEEDED, event.payload
+                record.event_time = event.received
+                life.emit("event_received", record.display_name, event_type=event_type)
+                return _received(record)
+            woke = await wait.sleep()
+            if woke == "timer" and life.now() >= deadline:
+                break
+    # One last look: an event may have come in just as the timer fired.
+    event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+    if event is not None:
+        record.state, record.output, record.event_time = (
+            StepState.SUCCEEDED,
+            event.payload,
+            event.received,
+        )
+        return _received(record)
+    error = _event_timeout(record)
+    record.state, record.error, record.ended = StepState.FAILED, error, life.now()
+    await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
+    life.emit("step_failed", record.display_name, error=error)
+    raise StepError(name, error["name"], error["message"], 1)
 
 
 def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
@@ -243,7 +264,8 @@ async def _attempt(
         non_retryable = False
         text: str | None = None
         try:
-            value = await _run_callback(life, callback, context, resolved.timeout)
+            with life.attempt_running(record, attempt):
+                value = await _run_callback(life, callback, context, resolved.timeout)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
             error, non_retryable = {"name": exc.name, "message": exc.message}, True
@@ -268,14 +290,15 @@ async def _attempt(
             )
             return record
         record.non_retryable = non_retryable
-        if non_retryable or number > resolved.limit:
+        counted = sum(1 for a in record.attempts if not a.uncounted)
+        if non_retryable or counted > resolved.limit:
             record.state, record.error, record.ended = StepState.FAILED, error, now
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
             life.emit("step_failed", record.display_name, attempt=number, error=error)
-            raise StepError(name, error["name"], error["message"], number)
-        delay = config.retry_delay(resolved, number)
+            raise StepError(name, error["name"], error["message"], len(record.attempts))
+        delay = config.retry_delay(resolved, counted)
         record.wake_at = now + delay
         life.store.end_attempt(life.pk, life.epoch, record, attempt)
         life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
@@ -304,9 +327,17 @@ async def _run_callback(
     life: Life, callback: Callable[..., Any], context: StepContext, timeout: float
 ) -> Any:
     """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
-    sync one runs in a worker thread and is abandoned (a thread cannot be killed)."""
+    sync one runs in a worker thread and is abandoned (a thread cannot be killed). Time spent
+    waiting for a free worker thread does not count toward the timeout."""
     args = (context,) if _takes_context(callback) else ()
-    body = asyncio.ensure_future(_invoke(life, callback, args))
+    if _is_async(callback):
+        body = asyncio.ensure_future(callback(*args))
+    else:
+        pool = life.host.threads
+        running = pool.submit(functools.partial(callback, *args))
+        if pool.queued(running):
+            await _thread_started(life, running)
+        body = asyncio.ensure_future(_from_thread(life, running))
     try:
         if isinstance(life.clock, SystemClock):  # the common case: no timer task needed
             done, _ = await asyncio.wait({body}, timeout=timeout)
@@ -324,15 +355,33 @@ async def _run_callback(
     return body.result()
 
 
-async def _invoke(life: Life, callback: Callable[..., Any], args: tuple[Any, ...]) -> Any:
-    if _is_async(callback):
-        return await callback(*args)
-    pool = life.host.threads
-    running = pool.submit(functools.partial(callback, *args))
+async def _thread_started(life: Life, running: concurrent.futures.Future[Any]) -> None:
+    """Wait (without a timeout) until a worker thread took the job."""
+    loop = asyncio.get_running_loop()
+    started: asyncio.Future[None] = loop.create_future()
+
+    def signal() -> None:
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(_set_done, started)
+
+    life.host.threads.when_started(running, signal)
+    try:
+        await started
+    except asyncio.CancelledError:
+        life.host.threads.abandon(running)
+        raise
+
+
+def _set_done(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+async def _from_thread(life: Life, running: concurrent.futures.Future[Any]) -> Any:
     try:
         result = await asyncio.wrap_future(running)
     except asyncio.CancelledError:
-        pool.abandon(running)  # timed out or the life ended: the thread is left to finish alone
+        life.host.threads.abandon(running)  # timed out or the life ended: it finishes alone
         raise
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result

@@ -21,13 +21,15 @@ _IDLE_SECONDS = 30.0
 
 
 class _Job:
-    __slots__ = ("abandoned", "finished", "fn", "future")
+    __slots__ = ("abandoned", "finished", "fn", "future", "on_start", "started")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self.abandoned = False
         self.finished = False
+        self.started = False
+        self.on_start: Callable[[], None] | None = None
 
 
 class StepThreadPool:
@@ -47,6 +49,7 @@ class StepThreadPool:
         return self._workers
 
     def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
+        """Run ``fn`` in a worker thread. While every worker is busy it waits in a backlog."""
         context = contextvars.copy_context()
         job = _Job(lambda: context.run(fn))
         with self._lock:
@@ -61,14 +64,30 @@ class StepThreadPool:
                 self._backlog.put(job)
         return job.future
 
+    def queued(self, future: concurrent.futures.Future[Any]) -> bool:
+        """Whether the job is still waiting for a thread (it is in the backlog)."""
+        with self._lock:
+            job = self._jobs.get(future)
+            return job is not None and not job.started and not job.finished
+
+    def when_started(
+        self, future: concurrent.futures.Future[Any], callback: Callable[[], None]
+    ) -> None:
+        """Call ``callback`` (in the worker thread, or now) once the job has a thread."""
+        with self._lock:
+            job = self._jobs.get(future)
+            if job is not None and not job.started and not job.finished:
+                job.on_start = callback
+                return
+        callback()
+
     def abandon(self, future: concurrent.futures.Future[Any]) -> None:
         """The callback behind ``future`` timed out: its thread no longer counts."""
         with self._lock:
             job = self._jobs.get(future)
             if job is None or job.finished or job.abandoned:
                 return
-            if not future.running():  # still queued: it will simply never run
-                future.cancel()
+            if future.cancel():  # still queued: it will simply never run
                 return
             job.abandoned = True
             self._workers -= 1
@@ -106,6 +125,11 @@ class StepThreadPool:
                                 self._idle -= 1
                                 self._workers -= 1
                                 return
+            with self._lock:
+                job.started = True
+                on_start = job.on_start
+            if on_start is not None:
+                on_start()
             if job.future.set_running_or_notify_cancel():
                 try:
                     result = job.fn()

@@ -15,7 +15,7 @@ allowed where durability is not needed before going on (a status flip, a sleep's
 from __future__ import annotations
 
 from collections.abc import Awaitable, Generator, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from wf.engine.model import (
     AttemptRecord,
@@ -39,8 +39,6 @@ class PendingWrite(Protocol):
 
 class Store(Protocol):
     """**Protocol:** the engine's view of a database. See the module docstring for the rules."""
-
-    durable_path: str
 
     async def open(self) -> None: ...
 
@@ -75,7 +73,7 @@ class Store(Protocol):
 
     async def load_history(self, pk: int) -> History: ...
 
-    async def delete_workflow(self, workflow: str, now: float) -> int: ...
+    async def delete_workflow(self, workflow: str) -> int: ...
 
     # ---- claims and timers ------------------------------------------------------------------
     async def claim_ready(
@@ -93,7 +91,7 @@ class Store(Protocol):
         """Extend this owner's leases; return what it still holds: pk → (status, epoch)."""
         ...
 
-    async def release_dead_claims(self, now: float) -> int:
+    async def release_dead_claims(self) -> int:
         """Free the claims of processes known to be dead, or whose lease has lapsed."""
         ...
 
@@ -149,8 +147,9 @@ class Store(Protocol):
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Awaitable[EventRecord | None]:
-        """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it."""
+    ) -> Awaitable[EventRecord | Literal[False] | None]:
+        """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it;
+        ``None`` when none is buffered, ``False`` when fenced."""
         ...
 
     def hibernate(
@@ -165,12 +164,13 @@ class Store(Protocol):
         of one of ``event_types`` is already buffered, it wakes at once instead."""
         ...
 
-    def release(self, pk: int, epoch: int, now: float) -> PendingWrite:
+    def release(self, pk: int, epoch: int) -> PendingWrite:
         """Give up the claim without changing the status (the process is stopping)."""
         ...
 
     def reach_pause(self, pk: int, epoch: int, now: float) -> PendingWrite:
-        """``waitingForPause`` becomes ``paused`` at a step boundary; the claim is given up."""
+        """``waitingForPause`` becomes ``paused`` at a step boundary; the claim is given up
+        either way (after a racing resume the instance stays ``running``, to be reclaimed)."""
         ...
 
     def finish(

@@ -83,6 +83,12 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_by_instance ON events (instance, type, seq);
     """,
+    # 2: attempts cut short by a graceful stop (not counted toward the retry limit), and the
+    # event types a hibernating instance waits for (an event of another type does not wake it).
+    """
+    ALTER TABLE attempts ADD COLUMN uncounted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN waiting_for TEXT;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -97,6 +97,10 @@ def connect(path: Path, durability: str) -> sqlite3.Connection:
         conn.execute(f"PRAGMA synchronous = {'FULL' if durability == 'fsync' else 'NORMAL'}")
         conn.execute("PRAGMA busy_timeout = 30000")
         conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.OperationalError as exc:
+        if "locked" in str(exc) or "busy" in str(exc):
+            raise StoreError(f"{path} is busy: another process holds it ({exc})") from None
+        raise StoreError(f"{path} cannot be opened: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt(f"{path} is not a wf database or is damaged ({exc})") from None
     return conn

@@ -41,6 +41,12 @@ class Pending(Generic[T]):
         self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] | None = None
         self._event: threading.Event | None = None
 
+    @classmethod
+    def failed(cls, error: BaseException) -> Pending[Any]:
+        pending: Pending[Any] = cls()
+        _settle([(pending, None, error)])
+        return pending
+
     def __await__(self) -> Generator[Any, None, T]:
         return self._wait().__await__()
 
@@ -122,12 +128,9 @@ class GroupCommitWriter:
         self._thread = threading.Thread(target=self._run, name=f"wf-writer {name}", daemon=True)
         self._ready = concurrent.futures.Future[None]()
         self._closed = False
+        self._broken: StoreError | None = None
         self.commits = 0
         self.jobs = 0
-
-    @property
-    def used(self) -> bool:
-        return self._thread.ident is not None
 
     def start(self) -> None:
         self._thread.start()
@@ -135,8 +138,8 @@ class GroupCommitWriter:
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Pending[T]:
         job = _Job(fn)
-        if self._closed:
-            _settle([(job.pending, None, StoreError("the store is closed"))])
+        if self._closed or self._broken is not None:
+            _settle([(job.pending, None, self._broken or StoreError("the store is closed"))])
         else:
             self._queue.put(job)
         return job.pending
@@ -171,8 +174,24 @@ class GroupCommitWriter:
                         stopping = True
                         break
                     batch.append(job)
-                self._commit(conn, batch)
+                try:
+                    self._commit(conn, batch)
+                except BaseException as exc:  # never leave a write unanswered
+                    self._fail(batch, StoreError(f"database write failed: {exc}"))
+                    if not isinstance(exc, Exception):
+                        raise
         finally:
+            # Whatever is still queued now will never be written: say so instead of hanging.
+            self._broken = self._broken or StoreError("the store is closed")
+            leftovers = []
+            while True:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is not None:
+                    leftovers.append(job)
+            self._fail(leftovers, self._broken)
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
@@ -187,6 +206,11 @@ class GroupCommitWriter:
             try:
                 result = job.fn(conn)
             except Exception as exc:
+                if not conn.in_transaction:
+                    # SQLite rolled back the whole transaction (disk full, I/O error): every
+                    # write of this batch is lost, the ones before this job included.
+                    self._fail(batch, StoreError(f"database write failed: {exc}"))
+                    return
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 if isinstance(exc, sqlite3.Error):
@@ -209,5 +233,6 @@ class GroupCommitWriter:
 
     @staticmethod
     def _fail(batch: list[_Job], error: BaseException) -> None:
-        log.error("%s", error)
-        _settle([(job.pending, None, error) for job in batch])
+        if batch:
+            log.error("%s", error)
+            _settle([(job.pending, None, error) for job in batch if not job.pending._done])

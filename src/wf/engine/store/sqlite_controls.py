@@ -1,0 +1,256 @@
+"""Writes on whole instances: creating them, claiming them, and the controls (pause, resume,
+terminate, restart, events). Plain functions run inside the writer's transaction."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from wf.engine.model import (
+    FINISHED,
+    Claim,
+    EventRecord,
+    InstanceRow,
+    NewInstance,
+    Status,
+)
+from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances, select_instance
+from wf.errors import InstanceAlreadyExists, InvalidTransition
+
+
+def create_instances(
+    conn: sqlite3.Connection, new: Sequence[NewInstance], skip_existing: bool
+) -> list[InstanceRow]:
+    created: list[InstanceRow] = []
+    for item in new:
+        exists = conn.execute(
+            "SELECT 1 FROM instances WHERE workflow = ? AND id = ?", (item.workflow, item.id)
+        ).fetchone()
+        if exists:
+            if skip_existing:
+                continue
+            raise InstanceAlreadyExists(
+                f'an instance with id "{item.id}" already exists in workflow "{item.workflow}"'
+            )
+        cursor = conn.execute(
+            "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
+            "queued, modified) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            (
+                item.workflow,
+                item.id,
+                item.params,
+                item.trigger,
+                item.version_id,
+                item.created,
+                item.created,
+                item.created,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        created.append(
+            InstanceRow(
+                pk=cursor.lastrowid,
+                workflow=item.workflow,
+                id=item.id,
+                status=Status.QUEUED,
+                params=item.params,
+                trigger=item.trigger,
+                version_id=item.version_id,
+                created=item.created,
+                modified=item.created,
+                queued=item.created,
+            )
+        )
+    return created
+
+
+def claim_ready(
+    conn: sqlite3.Connection,
+    owner: str,
+    now: float,
+    limit: int,
+    workflows: Sequence[str],
+    lease: float,
+) -> list[Claim]:
+    """Woken or recovered instances first, then queued ones, oldest first.
+
+    Leases are wall-clock time (they are about live processes, not the engine's clock), and a
+    process never takes over its own claims: a lapsed lease of ours after a clock jump means we
+    were asleep, not dead.
+    """
+    real_now = time.time()
+    names = list(workflows)
+    # "+workflow": keep the planner on the status indexes; the listing index would read every
+    # instance of the workflow, finished ones included, on every claim.
+    mine = f"+workflow IN ({','.join('?' * len(names))})"
+    free = "(owner IS NULL OR (owner != ? AND lease_until < ?))"
+    # An instance that was pausing when its process died has reached its boundary.
+    conn.execute(
+        "UPDATE instances SET status = 'paused', paused_at = ?, modified = ?, owner = NULL "
+        f"WHERE status = 'waitingForPause' AND {free}",
+        (now, now, owner, real_now),
+    )
+    pks = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT pk FROM instances WHERE {free} AND {mine} AND (status = 'running' OR "
+            "(status = 'waiting' AND wake_at <= ?)) ORDER BY wake_at LIMIT ?",
+            (owner, real_now, *names, now, limit),
+        )
+    ]
+    if len(pks) < limit:
+        pks.extend(
+            row[0]
+            for row in conn.execute(
+                f"SELECT pk FROM instances WHERE status = 'queued' AND {free} AND {mine} "
+                "ORDER BY queued, pk LIMIT ?",
+                (owner, real_now, *names, limit - len(pks)),
+            )
+        )
+    claims = []
+    for pk in pks:
+        fresh = conn.execute("SELECT started IS NULL FROM instances WHERE pk = ?", (pk,)).fetchone()
+        conn.execute(
+            "UPDATE instances SET owner = ?, lease_until = ?, epoch = epoch + 1, "
+            "status = 'running', started = coalesce(started, ?), wake_at = NULL, "
+            "waiting_for = NULL, modified = ? WHERE pk = ?",
+            (owner, real_now + lease, now, now, pk),
+        )
+        row = select_instance(conn, pk)
+        claims.append(Claim(row, row.epoch, bool(fresh[0])))
+    return claims
+
+
+def renew_leases(
+    conn: sqlite3.Connection, owner: str, lease: float
+) -> dict[int, tuple[Status, int]]:
+    conn.execute(
+        "UPDATE instances SET lease_until = ? WHERE owner = ?", (time.time() + lease, owner)
+    )
+    return {
+        pk: (Status(status), epoch)
+        for pk, status, epoch in conn.execute(
+            "SELECT pk, status, epoch FROM instances WHERE owner = ?", (owner,)
+        )
+    }
+
+
+def release_all_claims(conn: sqlite3.Connection) -> int:
+    cursor = conn.execute(
+        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL"
+    )
+    return cursor.rowcount
+
+
+def purge_finished(conn: sqlite3.Connection, before: float) -> int:
+    pks = [
+        row[0]
+        for row in conn.execute(
+            f"SELECT pk FROM instances WHERE status IN {FINISHED_SQL} AND ended < ?", (before,)
+        )
+    ]
+    delete_instances(conn, pks)
+    return len(pks)
+
+
+def delete_workflow(conn: sqlite3.Connection, workflow: str) -> int:
+    pks = [r[0] for r in conn.execute("SELECT pk FROM instances WHERE workflow = ?", (workflow,))]
+    delete_instances(conn, pks)
+    return len(pks)
+
+
+def _unfinished(row: InstanceRow, action: str) -> None:
+    if row.status in FINISHED:
+        raise InvalidTransition(
+            f'cannot {action} instance "{row.id}": it is already {row.status.value}'
+        )
+
+
+def pause(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
+    row = select_instance(conn, pk)
+    _unfinished(row, "pause")
+    if row.status in (Status.PAUSED, Status.WAITING_FOR_PAUSE):
+        return row
+    if row.owner is None:  # nothing runs it: paused at once
+        conn.execute(
+            "UPDATE instances SET status = 'paused', paused_at = ?, modified = ? WHERE pk = ?",
+            (now, now, pk),
+        )
+    else:  # its runner pauses it at the next step boundary
+        conn.execute(
+            "UPDATE instances SET status = 'waitingForPause', modified = ? WHERE pk = ?", (now, pk)
+        )
+    return select_instance(conn, pk)
+
+
+def resume(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
+    row = select_instance(conn, pk)
+    _unfinished(row, "resume")
+    if row.status == Status.WAITING_FOR_PAUSE:
+        conn.execute(
+            "UPDATE instances SET status = 'running', modified = ? WHERE pk = ?", (now, pk)
+        )
+    elif row.status == Status.PAUSED:
+        # Timers keep the time they had left when the pause began.
+        shift = now - (row.paused_at if row.paused_at is not None else now)
+        conn.execute(
+            "UPDATE steps SET wake_at = wake_at + ? "
+            "WHERE instance = ? AND state = 'running' AND wake_at IS NOT NULL",
+            (shift, pk),
+        )
+        conn.execute(
+            "UPDATE instances SET status = 'queued', paused_at = NULL, queued = ?, modified = ? "
+            "WHERE pk = ?",
+            (now, now, pk),
+        )
+    return select_instance(conn, pk)
+
+
+def terminate(conn: sqlite3.Connection, pk: int, now: float, source: str) -> InstanceRow:
+    row = select_instance(conn, pk)
+    _unfinished(row, "terminate")
+    conn.execute(
+        "UPDATE instances SET status = 'terminated', ended = ?, modified = ?, termination = ?, "
+        "owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, "
+        "epoch = epoch + 1 WHERE pk = ?",
+        (now, now, source, pk),
+    )
+    return select_instance(conn, pk)
+
+
+def restart(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
+    select_instance(conn, pk)
+    conn.execute("DELETE FROM steps WHERE instance = ?", (pk,))
+    conn.execute("DELETE FROM attempts WHERE instance = ?", (pk,))
+    conn.execute("DELETE FROM events WHERE instance = ? AND consumed_name IS NOT NULL", (pk,))
+    conn.execute(
+        "UPDATE instances SET status = 'queued', queued = ?, modified = ?, started = NULL, "
+        "ended = NULL, output = NULL, error = NULL, termination = NULL, wake_at = NULL, "
+        "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, "
+        "epoch = epoch + 1 WHERE pk = ?",
+        (now, now, pk),
+    )
+    return select_instance(conn, pk)
+
+
+def send_event(
+    conn: sqlite3.Connection, pk: int, event_type: str, payload: str, now: float
+) -> tuple[InstanceRow, EventRecord]:
+    row = select_instance(conn, pk)
+    if row.status in FINISHED:
+        raise InvalidTransition(
+            f'cannot send an event to instance "{row.id}": it is already {row.status.value}'
+        )
+    cursor = conn.execute(
+        "INSERT INTO events (instance, type, payload, received) VALUES (?, ?, ?, ?)",
+        (pk, event_type, payload, now),
+    )
+    assert cursor.lastrowid is not None
+    # A hibernating instance waiting for this type wakes now; its replay finds the event.
+    conn.execute(
+        "UPDATE instances SET wake_at = ?, modified = ? WHERE pk = ? AND status = 'waiting' "
+        "AND owner IS NULL AND instr(',' || waiting_for || ',', ',' || ? || ',') > 0",
+        (now, now, pk, event_type),
+    )
+    return select_instance(conn, pk), EventRecord(cursor.lastrowid, event_type, payload, now)

@@ -1,0 +1,130 @@
+"""Rows in and out of SQLite: instances, histories, errors as JSON. Plain functions on a
+connection; the caller owns the transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from wf.engine.model import (
+    AttemptRecord,
+    ErrorInfo,
+    History,
+    InstanceRow,
+    Status,
+    StepKind,
+    StepRecord,
+    StepState,
+)
+from wf.errors import InstanceNotFound
+
+INSTANCE_COLUMNS = (
+    "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
+    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination"
+)
+FINISHED_SQL = "('complete', 'errored', 'terminated')"
+
+
+def dump_error(error: ErrorInfo | None) -> str | None:
+    return None if error is None else json.dumps(error, ensure_ascii=False)
+
+
+def load_error(text: str | None) -> ErrorInfo | None:
+    return None if text is None else dict(json.loads(text))
+
+
+def row_to_instance(row: Sequence[Any]) -> InstanceRow:
+    return InstanceRow(
+        pk=row[0],
+        workflow=row[1],
+        id=row[2],
+        status=Status(row[3]),
+        params=row[4],
+        trigger=row[5],
+        version_id=row[6],
+        created=row[7],
+        modified=row[8],
+        started=row[9],
+        ended=row[10],
+        output=row[11],
+        error=load_error(row[12]),
+        wake_at=row[13],
+        paused_at=row[14],
+        owner=row[15],
+        lease_until=row[16],
+        epoch=row[17],
+        queued=row[18],
+        termination=row[19],
+    )
+
+
+def select_instance(conn: sqlite3.Connection, pk: int) -> InstanceRow:
+    row = conn.execute(f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE pk = ?", (pk,)).fetchone()
+    if row is None:
+        raise InstanceNotFound(f"instance {pk} does not exist")
+    return row_to_instance(row)
+
+
+def find_instance(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> InstanceRow | None:
+    row = conn.execute(f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {where}", args).fetchone()
+    return None if row is None else row_to_instance(row)
+
+
+def read_history(conn: sqlite3.Connection, pk: int) -> History:
+    steps: dict[tuple[str, int], StepRecord] = {}
+    for row in conn.execute(
+        "SELECT name, count, kind, state, started, ended, output, error, config, wake_at, "
+        "duration, event_type, event_time, non_retryable FROM steps WHERE instance = ? "
+        "ORDER BY rowid",
+        (pk,),
+    ):
+        record = StepRecord(
+            name=row[0],
+            count=row[1],
+            kind=StepKind(row[2]),
+            state=StepState(row[3]),
+            started=row[4],
+            ended=row[5],
+            output=row[6],
+            error=load_error(row[7]),
+            config=None if row[8] is None else json.loads(row[8]),
+            wake_at=row[9],
+            duration=row[10],
+            event_type=row[11],
+            event_time=row[12],
+            non_retryable=bool(row[13]),
+        )
+        steps[record.key] = record
+    for name, count, number, started, ended, success, error, uncounted in conn.execute(
+        "SELECT name, count, number, started, ended, success, error, uncounted FROM attempts "
+        "WHERE instance = ? ORDER BY name, count, number",
+        (pk,),
+    ):
+        step = steps.get((name, count))
+        if step is not None:
+            step.attempts.append(
+                AttemptRecord(
+                    number,
+                    started,
+                    ended,
+                    None if success is None else bool(success),
+                    load_error(error),
+                    bool(uncounted),
+                )
+            )
+    return History(list(steps.values()))
+
+
+def delete_instances(conn: sqlite3.Connection, pks: list[int]) -> None:
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for table, column in (
+            ("steps", "instance"),
+            ("attempts", "instance"),
+            ("events", "instance"),
+            ("instances", "pk"),
+        ):
+            conn.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", chunk)

@@ -1,0 +1,243 @@
+"""A runner's writes, each fenced by (pk, epoch): a runner whose claim is gone writes nothing.
+
+Each function runs inside the writer's transaction and returns ``False`` when fenced.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Literal
+
+from wf.engine.model import AttemptRecord, EventRecord, Status, StepRecord, StepState
+from wf.engine.store.sqlite_rows import dump_error
+
+
+def _fenced(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
+    row = conn.execute("SELECT epoch FROM instances WHERE pk = ?", (pk,)).fetchone()
+    return row is not None and row[0] == epoch
+
+
+_END_STEP = (
+    "UPDATE steps SET state = ?, ended = ?, output = ?, error = ?, wake_at = NULL "
+    "WHERE instance = ? AND name = ? AND count = ?"
+)
+
+
+def _end_step(conn: sqlite3.Connection, pk: int, step: StepRecord, state: StepState) -> None:
+    conn.execute(
+        _END_STEP,
+        (state.value, step.ended, step.output, dump_error(step.error), pk, step.name, step.count),
+    )
+
+
+def set_status(
+    conn: sqlite3.Connection,
+    pk: int,
+    epoch: int,
+    status: Status,
+    now: float,
+    wake_at: float | None,
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE instances SET status = ?, wake_at = ?, modified = ? "
+        "WHERE pk = ? AND epoch = ? AND status IN ('running', 'waiting')",
+        (status.value, wake_at, now, pk, epoch),
+    )
+    return cursor.rowcount == 1
+
+
+def start_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) -> bool:
+    if not _fenced(conn, pk, epoch):
+        return False
+    conn.execute(
+        "INSERT INTO steps (instance, name, count, kind, state, started, ended, output, error, "
+        "config, wake_at, duration, event_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            pk,
+            step.name,
+            step.count,
+            step.kind.value,
+            step.state.value,
+            step.started,
+            step.ended,
+            step.output,
+            dump_error(step.error),
+            None if step.config is None else json.dumps(step.config),
+            step.wake_at,
+            step.duration,
+            step.event_type,
+        ),
+    )
+    return True
+
+
+def update_step_timer(
+    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, started: float | None
+) -> bool:
+    if not _fenced(conn, pk, epoch):
+        return False
+    conn.execute(
+        "UPDATE steps SET wake_at = ?, duration = ?, started = coalesce(?, started) "
+        "WHERE instance = ? AND name = ? AND count = ?",
+        (step.wake_at, step.duration, started, pk, step.name, step.count),
+    )
+    return True
+
+
+def start_attempt(
+    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord
+) -> bool:
+    if not _fenced(conn, pk, epoch):
+        return False
+    conn.execute(
+        "INSERT INTO attempts (instance, name, count, number, started) VALUES (?, ?, ?, ?, ?)",
+        (pk, step.name, step.count, attempt.number, attempt.started),
+    )
+    conn.execute(
+        "UPDATE steps SET wake_at = NULL, config = ? WHERE instance = ? AND name = ? AND count = ?",
+        (None if step.config is None else json.dumps(step.config), pk, step.name, step.count),
+    )
+    return True
+
+
+def end_attempt(
+    conn: sqlite3.Connection,
+    pk: int,
+    epoch: int,
+    step: StepRecord,
+    attempt: AttemptRecord,
+    finish: StepState | None,
+) -> bool:
+    if not _fenced(conn, pk, epoch):
+        return False
+    conn.execute(
+        "UPDATE attempts SET ended = ?, success = ?, error = ?, uncounted = ? "
+        "WHERE instance = ? AND name = ? AND count = ? AND number = ?",
+        (
+            attempt.ended,
+            None if attempt.success is None else int(attempt.success),
+            dump_error(attempt.error),
+            int(attempt.uncounted),
+            pk,
+            step.name,
+            step.count,
+            attempt.number,
+        ),
+    )
+    conn.execute(
+        "UPDATE steps SET wake_at = ?, non_retryable = ? "
+        "WHERE instance = ? AND name = ? AND count = ?",
+        (step.wake_at, int(step.non_retryable), pk, step.name, step.count),
+    )
+    if finish is not None:
+        _end_step(conn, pk, step, finish)
+    return True
+
+
+def end_step(
+    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, state: StepState
+) -> bool:
+    if not _fenced(conn, pk, epoch):
+        return False
+    _end_step(conn, pk, step, state)
+    return True
+
+
+def consume_event(
+    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, now: float
+) -> EventRecord | Literal[False] | None:
+    """The oldest buffered event of the wait's type, now consumed by it; ``None`` if there is
+    none, ``False`` if fenced."""
+    if not _fenced(conn, pk, epoch):
+        return False
+    assert step.event_type is not None
+    row = conn.execute(
+        "SELECT seq, payload, received FROM events WHERE instance = ? AND type = ? "
+        "AND consumed_name IS NULL ORDER BY seq LIMIT 1",
+        (pk, step.event_type),
+    ).fetchone()
+    if row is None:
+        return None
+    seq, payload, received = row
+    conn.execute(
+        "UPDATE events SET consumed_name = ?, consumed_count = ? WHERE seq = ?",
+        (step.name, step.count, seq),
+    )
+    conn.execute(
+        "UPDATE steps SET state = 'succeeded', ended = ?, output = ?, event_time = ?, "
+        "wake_at = NULL WHERE instance = ? AND name = ? AND count = ?",
+        (now, payload, received, pk, step.name, step.count),
+    )
+    return EventRecord(seq, step.event_type, payload, received, (step.name, step.count))
+
+
+def hibernate(
+    conn: sqlite3.Connection,
+    pk: int,
+    epoch: int,
+    wake_at: float | None,
+    now: float,
+    event_types: Sequence[str],
+) -> bool:
+    types = sorted(set(event_types))
+    when = wake_at
+    if types:
+        marks = ",".join("?" * len(types))
+        if conn.execute(
+            f"SELECT 1 FROM events WHERE instance = ? AND consumed_name IS NULL "
+            f"AND type IN ({marks}) LIMIT 1",
+            (pk, *types),
+        ).fetchone():
+            when = now  # an awaited event arrived while this life was ending
+    cursor = conn.execute(
+        "UPDATE instances SET "
+        "paused_at = CASE WHEN status = 'waitingForPause' THEN ? ELSE paused_at END, "
+        "status = CASE status WHEN 'running' THEN 'waiting' "
+        "WHEN 'waitingForPause' THEN 'paused' ELSE status END, "
+        "wake_at = ?, waiting_for = ?, owner = NULL, lease_until = NULL, modified = ? "
+        "WHERE pk = ? AND epoch = ?",
+        (now, when, ",".join(types) or None, now, pk, epoch),
+    )
+    return cursor.rowcount == 1
+
+
+def release(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
+    cursor = conn.execute(
+        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE pk = ? AND epoch = ?",
+        (pk, epoch),
+    )
+    return cursor.rowcount == 1
+
+
+def reach_pause(conn: sqlite3.Connection, pk: int, epoch: int, now: float) -> bool:
+    """``waitingForPause`` becomes ``paused``; if a resume came first, the instance stays
+    ``running``, unclaimed, so it is claimed and replayed at once. The claim is given up."""
+    cursor = conn.execute(
+        "UPDATE instances SET "
+        "paused_at = CASE WHEN status = 'waitingForPause' THEN ? ELSE paused_at END, "
+        "status = CASE WHEN status = 'waitingForPause' THEN 'paused' ELSE status END, "
+        "modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL "
+        "WHERE pk = ? AND epoch = ?",
+        (now, now, pk, epoch),
+    )
+    return cursor.rowcount == 1
+
+
+def finish(
+    conn: sqlite3.Connection,
+    pk: int,
+    epoch: int,
+    status: Status,
+    now: float,
+    output: str | None,
+    error_text: str | None,
+) -> bool:
+    cursor = conn.execute(
+        "UPDATE instances SET status = ?, ended = ?, modified = ?, output = ?, error = ?, "
+        "owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, paused_at = NULL "
+        "WHERE pk = ? AND epoch = ?",
+        (status.value, now, now, output, error_text, pk, epoch),
+    )
+    return cursor.rowcount == 1

@@ -1,0 +1,212 @@
+"""Regression tests for races and failures found in review: each one hung, lost a wake-up or
+ran something twice before it was fixed."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+
+from tests.conftest import Harness, wait_for, wait_status
+from wf import StepContext, StepError, WorkflowEntrypoint
+from wf.engine import WorkflowSpec
+from wf.engine.store.sqlite import SqliteStore
+from wf.errors import StoreError
+
+
+async def test_lives_waking_from_short_waits_never_deadlock_on_slots(harness: Harness) -> None:
+    class Ticker(WorkflowEntrypoint):
+        async def run(self, event, step):
+            for i in range(20):
+                await step.sleep("tick", 0.01)
+                await step.do("work", lambda i=i: i)
+            return "done"
+
+    engine = await harness.start([WorkflowSpec("ticker", Ticker)], concurrency=2)
+    ids = [(await engine.create("ticker")).id for _ in range(8)]
+    for instance_id in ids:
+        assert (await wait_status(engine, "ticker", instance_id, timeout=30))["output"] == "done"
+    assert engine.slots.used == 0
+
+
+async def test_a_branch_busy_with_an_event_is_not_cut_short_by_a_long_sibling_sleep(
+    harness: Harness,
+) -> None:
+    shipped = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def approve_then_ship() -> None:
+                await step.wait_for_event("approval", type="approval", timeout="1 hour")
+                await step.do("ship", shipped.set)
+
+            await asyncio.gather(approve_then_ship(), step.sleep("remind later", "1 day"))
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    inst = await engine.create("flow")
+    await wait_status(engine, "flow", inst.id, "waiting")
+    await wait_for(lambda: not engine.scheduler.lives)
+    await inst.send_event("approval", {})
+    await asyncio.to_thread(shipped.wait, 5)
+    assert shipped.is_set()
+
+
+async def test_a_branch_waiting_for_a_slot_is_not_cut_short(harness: Harness) -> None:
+    hold = threading.Event()
+    ran = threading.Event()
+
+    class Hog(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("hog", lambda: hold.wait(10))
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def short_then_work() -> None:
+                await step.sleep("short", 0.2)
+                await step.do("work", ran.set)
+
+            async def long_wait() -> None:
+                await step.wait_for_event("approval", type="approval", timeout="1 hour")
+
+            await asyncio.gather(short_then_work(), long_wait())
+
+    engine = await harness.start(
+        [WorkflowSpec("hog", Hog), WorkflowSpec("flow", Flow)], concurrency=1, hibernate_after=0.5
+    )
+    await engine.create("flow")
+    await asyncio.sleep(0.05)
+    await engine.create("hog")  # takes the only slot while flow sleeps
+    await asyncio.sleep(0.4)
+    hold.set()
+    await asyncio.to_thread(ran.wait, 5)
+    assert ran.is_set()
+
+
+async def test_a_resume_racing_the_pause_boundary_never_strands_the_instance(
+    harness: Harness,
+) -> None:
+    gates: dict[str, asyncio.Event] = {}
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def first() -> int:
+                await gates[event.instance_id].wait()
+                return 1
+
+            await step.do("a", first)
+            await step.do("b", lambda: 2)
+            return "ok"
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    for i in range(10):
+        instance_id = f"i{i}"
+        gates[instance_id] = asyncio.Event()
+        await engine.create("flow", instance_id)
+        await wait_for(lambda: any(life.running_ops for life in engine.scheduler.lives.values()))
+        await engine.pause("flow", instance_id)
+        gates[instance_id].set()
+        await engine.resume("flow", instance_id)
+        assert (await wait_status(engine, "flow", instance_id, timeout=5))["output"] == "ok"
+
+
+async def test_a_reload_does_not_use_up_retries(harness: Harness) -> None:
+    attempts: list[int] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow(ctx: StepContext) -> int:
+                attempts.append(ctx.attempt)
+                if ctx.attempt == 1:
+                    await asyncio.sleep(30)
+                return ctx.attempt
+
+            return await step.do("slow", {"retries": {"limit": 0, "delay": 0}}, slow)
+
+    specs = [WorkflowSpec("flow", Flow)]
+    engine = await harness.start(specs)
+    inst = await engine.create("flow")
+    await wait_for(lambda: attempts)
+    harness.engines.remove(engine)
+    await engine.stop(grace=0.1)  # a reload: the running attempt is cut short
+    engine = await harness.start(specs)
+    status = await wait_status(engine, "flow", inst.id)
+    assert status == {"status": "complete", "error": None, "output": 2}
+    recorded = (await engine.details("flow", inst.id))["steps"][0]["attempts"]
+    assert [a["success"] for a in recorded] == [False, True]
+    assert "does not count toward the retry limit" in recorded[0]["error"]["message"]
+
+
+async def test_waiting_for_a_thread_does_not_count_toward_the_timeout(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do(
+                "block",
+                {"timeout": 0.5, "retries": {"limit": 0, "delay": 0}},
+                lambda: time.sleep(0.3),
+            )
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    engine.threads.max_workers = 2
+    ids = [(await engine.create("flow")).id for _ in range(6)]
+    for instance_id in ids:
+        assert (await wait_status(engine, "flow", instance_id))["status"] == "complete"
+
+
+async def test_an_event_of_another_type_does_not_wake_a_hibernating_instance(
+    harness: Harness,
+) -> None:
+    lives = 0
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            nonlocal lives
+            lives += 1
+            got = await step.wait_for_event("approval", type="approval", timeout="1 hour")
+            return got.payload
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    inst = await engine.create("flow")
+    await wait_status(engine, "flow", inst.id, "waiting")
+    await wait_for(lambda: not engine.scheduler.lives)
+    await inst.send_event("unrelated", {})
+    await asyncio.sleep(0.3)
+    assert lives == 1  # not replayed for nothing
+    await inst.send_event("approval", "yes")
+    assert (await wait_status(engine, "flow", inst.id))["output"] == "yes"
+    assert lives == 2
+
+
+async def test_the_writer_survives_a_full_disk(tmp_path) -> None:
+    store = SqliteStore(tmp_path / "wf.db", durability="os")
+    await store.open()
+    try:
+        pages = await store._write(lambda c: c.execute("PRAGMA page_count").fetchone()[0])
+        await store._write(lambda c: c.execute(f"PRAGMA max_page_count = {pages + 2}").fetchone())
+
+        def too_big(conn: sqlite3.Connection) -> None:
+            conn.execute("CREATE TABLE IF NOT EXISTS junk (x)")
+            conn.execute("INSERT INTO junk VALUES (?)", ("x" * 200_000,))
+
+        try:
+            await asyncio.wait_for(store._write(too_big), 5)
+        except StoreError as exc:
+            assert "full" in str(exc)
+        else:
+            raise AssertionError("the write should have failed")
+        assert await asyncio.wait_for(store._write(lambda c: 42), 5) == 42
+    finally:
+        await store.close()
+
+
+async def test_a_step_error_after_a_crash_limit_is_reported_not_hung(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            try:
+                await step.do("bad", {"retries": {"limit": 1, "delay": 0}}, lambda: 1 / 0)
+            except StepError as exc:
+                return exc.attempts
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    inst = await engine.create("flow")
+    assert (await wait_status(engine, "flow", inst.id))["output"] == 2
