@@ -21,7 +21,7 @@ _IDLE_SECONDS = 30.0
 
 
 class _Job:
-    __slots__ = ("abandoned", "finished", "fn", "future", "on_start", "started")
+    __slots__ = ("abandoned", "backlogged", "finished", "fn", "future", "on_start", "started")
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
@@ -29,6 +29,7 @@ class _Job:
         self.abandoned = False
         self.finished = False
         self.started = False
+        self.backlogged = False
         self.on_start: Callable[[], None] | None = None
 
 
@@ -61,14 +62,15 @@ class StepThreadPool:
                 self._workers += 1
                 self._start(job)
             else:
+                job.backlogged = True
                 self._backlog.put(job)
         return job.future
 
     def queued(self, future: concurrent.futures.Future[Any]) -> bool:
-        """Whether the job is still waiting for a thread (it is in the backlog)."""
+        """Whether the job is still waiting in the backlog for a thread to become free."""
         with self._lock:
             job = self._jobs.get(future)
-            return job is not None and not job.started and not job.finished
+            return job is not None and job.backlogged and not job.started and not job.finished
 
     def when_started(
         self, future: concurrent.futures.Future[Any], callback: Callable[[], None]
