@@ -18,21 +18,12 @@ from wf.cli.options import (
     make_client,
     print_json,
 )
+from wf.client import STATUSES
 
 if TYPE_CHECKING:
     from wf.client import Client
 
 LATEST = "latest"
-STATUSES = (
-    "queued",
-    "running",
-    "paused",
-    "errored",
-    "terminated",
-    "complete",
-    "waiting",
-    "waitingForPause",
-)
 
 app = typer.Typer(
     help="List, describe and control the instances of a workflow.",
