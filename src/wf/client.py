@@ -24,6 +24,10 @@ from wf.errors import WfError
 
 DEFAULT_URL = "http://127.0.0.1:8787"
 DEFAULT_TIMEOUT = 30.0
+# The server imports a deployed bundle in a fresh process before it answers.
+DEPLOY_TIMEOUT = 120.0
+BUNDLE_TYPE = "application/gzip"
+SHA256_HEADER = "X-WF-Bundle-Sha256"
 STATUSES = (
     "queued",
     "running",
@@ -48,6 +52,9 @@ WORKFLOW_NOT_FOUND = 10200
 INSTANCE_NOT_FOUND = 10400
 INSTANCE_EXISTS = 10405
 INVALID_TRANSITION = 10406
+BUNDLE_INVALID = 10008
+BUNDLE_IMPORT_FAILED = 10009
+SECRET_NOT_FOUND = 10404
 
 
 class ClientError(WfError):
@@ -126,9 +133,14 @@ class Client:
         query: dict[str, Any] | None = None,
         body: Any = None,
         send_body: bool = False,
+        raw: bytes | None = None,
         headers: dict[str, str] | None = None,
+        timeout: float | None = None,
     ) -> tuple[Any, dict[str, Any] | None]:
-        """Send one request to ``/api<path>``; return ``(result, result_info)``."""
+        """Send one request to ``/api<path>``; return ``(result, result_info)``.
+
+        ``body`` is sent as JSON when ``send_body``; ``raw`` is sent as is (give its
+        ``Content-Type`` in ``headers``). ``timeout`` replaces the client's for this request."""
         target = f"{self.url}/api{path}"
         if query:
             pairs = {k: _query_value(v) for k, v in query.items() if v is not None}
@@ -136,35 +148,41 @@ class Client:
                 target += "?" + urllib.parse.urlencode(pairs)
         data: bytes | None = None
         all_headers = self._headers()
-        if send_body:
+        if raw is not None:
+            data = raw
+        elif send_body:
             data = json.dumps(body, ensure_ascii=False, allow_nan=False).encode("utf-8")
             all_headers["Content-Type"] = "application/json"
         all_headers.update(headers or {})
         req = urllib.request.Request(target, data=data, method=method, headers=all_headers)
-        status, raw = self._send(req)
-        return self._unwrap(status, raw)
+        status, answer = self._send(req, timeout)
+        return self._unwrap(status, answer)
 
-    def _send(self, req: urllib.request.Request) -> tuple[int, bytes]:
+    def _send(
+        self, req: urllib.request.Request, timeout: float | None = None
+    ) -> tuple[int, bytes]:
         """Send a request; any HTTP status is an answer, only transport failures raise."""
+        wait = self.timeout if timeout is None else timeout
         try:
-            with self._opener.open(req, timeout=self.timeout) as response:
+            with self._opener.open(req, timeout=wait) as response:
                 return response.status, response.read()
         except urllib.error.HTTPError as error:
             with error:
                 return error.code, error.read()
         except urllib.error.URLError as error:
-            raise self._unreachable(error.reason) from None
+            raise self._unreachable(error.reason, wait) from None
         except (OSError, http.client.HTTPException) as error:
-            raise self._unreachable(error) from None
+            raise self._unreachable(error, wait) from None
 
-    def _unreachable(self, reason: object) -> ClientError:
+    def _unreachable(self, reason: object, timeout: float | None = None) -> ClientError:
         if isinstance(reason, ConnectionRefusedError) or (
             isinstance(reason, OSError) and reason.errno in (111, 61, 10061)
         ):
             return ClientError(f"no wf server at {self.url}; start one with wf dev")
         if isinstance(reason, TimeoutError):
             return ClientError(
-                f"the wf server at {self.url} did not answer within {self.timeout:g} seconds"
+                f"the wf server at {self.url} did not answer within "
+                f"{self.timeout if timeout is None else timeout:g} seconds"
             )
         if isinstance(reason, socket.gaierror):
             return ClientError(f"cannot reach a wf server at {self.url}: unknown host")
@@ -340,6 +358,52 @@ class Client:
             body=payload,
             send_body=True,
         )[0]
+        return result
+
+    def upgrade(self, name: str, instance_id: str) -> dict[str, Any]:
+        """Move an instance to the active version (``wf serve``); returns
+        ``{id, from_version, to_version, status}``."""
+        result: dict[str, Any] = self.request(
+            "POST", f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/upgrade"
+        )[0]
+        return result
+
+    # ---- deployments (wf serve) ---------------------------------------------------------------
+    def deploy(
+        self, bundle: bytes, sha256: str | None = None, *, timeout: float = DEPLOY_TIMEOUT
+    ) -> dict[str, Any]:
+        """Upload a bundle (a gzip-compressed tar) and make it the active version.
+
+        Returns ``{version_id, created_on, workflows, files, size, already_active}``. The server
+        checks ``sha256`` (hex) when given. The timeout is long: the server imports the bundle in
+        a fresh process before it answers."""
+        headers = {"Content-Type": BUNDLE_TYPE}
+        if sha256:
+            headers[SHA256_HEADER] = sha256
+        result: dict[str, Any] = self.request(
+            "POST", "/deploy", raw=bundle, headers=headers, timeout=timeout
+        )[0]
+        return result
+
+    def versions(self, name: str) -> list[dict[str, Any]]:
+        """The versions that had workflow ``name``, newest first."""
+        result = self._get(f"/workflows/{_segment(name)}/versions")
+        return list(result or [])
+
+    # ---- secrets (wf serve) -------------------------------------------------------------------
+    def secrets(self) -> list[dict[str, Any]]:
+        """``[{name, updated_on}]``; the server never sends a value back."""
+        result = self._get("/secrets")
+        return list(result or [])
+
+    def put_secret(self, name: str, value: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "PUT", f"/secrets/{_segment(name)}", body={"value": value}, send_body=True
+        )[0]
+        return result
+
+    def delete_secret(self, name: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request("DELETE", f"/secrets/{_segment(name)}")[0]
         return result
 
 

@@ -1,6 +1,8 @@
-"""``wf instances list | describe | pause | resume | terminate | restart | send-event``.
+"""``wf instances list | describe | pause | resume | terminate | restart | send-event | upgrade``.
 
-Every command that takes an instance id also takes ``latest``: the newest instance.
+Every command that takes an instance id also takes ``latest``: the newest instance. ``upgrade``
+talks to ``wf serve`` (the only server with versions to move between), so its address defaults
+to wf serve's.
 """
 
 from __future__ import annotations
@@ -12,11 +14,14 @@ import typer
 from wf.cli.exit import CliError, exits, parse_json
 from wf.cli.options import (
     JsonOption,
+    ServeUrlOption,
     TokenOption,
     UrlOption,
     compact_json,
     make_client,
+    make_serve_client,
     print_json,
+    serve_errors,
 )
 from wf.client import STATUSES
 
@@ -244,4 +249,29 @@ def send_event(
     typer.echo(
         f'📤 The event with type "{event_type}" and payload "{compact_json(parsed)}" was sent '
         f'to the instance "{resolved}" from {name}'
+    )
+
+
+@app.command("upgrade")
+@exits
+def upgrade(
+    name: NameArgument,
+    instance_id: IdArgument,
+    url: ServeUrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Move an unfinished instance to the active version (wf serve).
+
+    It goes on from its recorded steps with the new code."""
+    client = make_serve_client(url, token)
+    with serve_errors(client):
+        resolved = resolve_id(client, name, instance_id)
+        result = client.upgrade(name, resolved)
+    if json_output:
+        print_json(result)
+        return
+    typer.echo(
+        f'⬆️ The instance "{result.get("id", resolved)}" from {name} was moved from version '
+        f"{result.get('from_version', '?')} to {result.get('to_version', '?')}"
     )

@@ -2,12 +2,18 @@
 
 ``--url``, else ``WF_URL``, else ``http://<[dev].host>:<[dev].port>`` of the wf.toml found upward
 from the current folder, else ``http://127.0.0.1:8787``.
+
+Commands whose routes only ``wf serve`` has (deploy, versions, secret, instances upgrade) use
+``--url``, else ``WF_URL``, else ``http://127.0.0.1:8788`` (wf serve's default), and turn a
+refusal for want of a token into a line that says where the token is.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,6 +24,12 @@ if TYPE_CHECKING:
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
+SERVE_PORT = 8788
+SERVE_URL = f"http://{DEFAULT_HOST}:{SERVE_PORT}"
+MISSING_TOKEN = (
+    "the server needs an API token: pass --token or set WF_API_TOKEN "
+    "(wf serve printed it when it first started)"
+)
 
 UrlOption = Annotated[
     str | None,
@@ -26,6 +38,15 @@ UrlOption = Annotated[
         envvar="WF_URL",
         show_default=False,
         help="Server URL (default: the dev host and port of wf.toml, else http://127.0.0.1:8787).",
+    ),
+]
+ServeUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="WF_URL",
+        show_default=False,
+        help=f"URL of the wf serve server (default: {SERVE_URL}).",
     ),
 ]
 TokenOption = Annotated[
@@ -104,6 +125,34 @@ def make_client(url: str | None, token: str | None) -> Client:
     from wf.client import Client
 
     return Client(resolve_url(url), token=token or None)
+
+
+def make_serve_client(url: str | None, token: str | None, **options: Any) -> Client:
+    """A client for the routes only ``wf serve`` has: its address does not come from wf.toml's
+    [dev] table (that is ``wf dev``'s)."""
+    from wf.client import Client
+
+    address = url.strip() if url is not None and url.strip() else SERVE_URL
+    return Client(address, token=token or None, **options)
+
+
+@contextmanager
+def serve_errors(client: Client) -> Iterator[None]:
+    """Explain the refusals of a ``wf serve`` route: no token given, or a server without it."""
+    from wf.cli.exit import CliError
+    from wf.client import NO_ROUTE, UNAUTHORIZED, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        if not client.token and (exc.api_code == UNAUTHORIZED or exc.http_status == 401):
+            raise CliError(MISSING_TOKEN) from None
+        if exc.api_code == NO_ROUTE and exc.http_status == 404:
+            raise CliError(
+                f"the server at {client.url} has no such route; is it wf dev? "
+                "this command needs wf serve"
+            ) from None
+        raise
 
 
 def print_json(value: Any) -> None:

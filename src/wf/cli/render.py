@@ -796,6 +796,98 @@ def describe_workflow(workflow: dict[str, Any], tz: tzinfo | None = None) -> Gro
     )
 
 
+# ---- wf serve: deploy, versions, secrets -----------------------------------------------------
+
+
+def human_size(size: int) -> str:
+    """``312 B``, ``4.2 KiB``, ``1.5 MiB``: sizes as ``wf deploy`` shows them."""
+    amount = float(max(size, 0))
+    if amount < 1024:
+        return f"{int(amount)} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        amount /= 1024
+        if amount < 1024 or unit == "GiB":
+            break
+    return f"{amount:.1f} {unit}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def upload_view(files: Sequence[tuple[str, int]]) -> Group:
+    """What ``wf deploy`` sends: ``Uploading 3 files (4.2 KiB)…``, then each file and its size."""
+    total = sum(size for _, size in files)
+    header = Text(f"Uploading {_plural(len(files), 'file')} ({human_size(total)})…")
+    grid = Table.grid(padding=(0, 2, 0, 0))
+    grid.add_column(overflow="fold")
+    grid.add_column(justify="right", no_wrap=True, style="dim")
+    for path, size in files:
+        grid.add_row(clean(path), human_size(size))
+    return Group(header, _Indented(grid, 2))
+
+
+def deployed_workflows_table(workflows: Sequence[dict[str, Any]]) -> Table:
+    """``Name │ Binding │ Class name``: the workflows a deployed version activated."""
+    table = Table(box=box.SQUARE, header_style="bold")
+    table.add_column("Name", overflow="fold")
+    table.add_column("Binding", overflow="fold")
+    table.add_column("Class name", overflow="fold")
+    for workflow in workflows:
+        table.add_row(
+            clean(workflow.get("name", "")),
+            clean(workflow.get("binding") or ""),
+            clean(workflow.get("class_name") or ""),
+        )
+    return table
+
+
+def deployed_view(result: dict[str, Any]) -> Group:
+    """``✨ Deployed version <id>`` and its workflows, or ``Version <id> is already active``."""
+    version = clean(result.get("version_id") or "?")
+    if result.get("already_active"):
+        return Group(Text(f"Version {version} is already active"))
+    workflows = [w for w in result.get("workflows") or [] if isinstance(w, dict)]
+    parts: list[RenderableType] = [Text(f"✨ Deployed version {version}")]
+    if workflows:
+        parts.append(deployed_workflows_table(workflows))
+    return Group(*parts)
+
+
+def _yes_no(value: object, yes: str = "Yes") -> Text:
+    return Text(yes, style="green") if value is True else Text("No", style="dim")
+
+
+def versions_table(versions: Sequence[dict[str, Any]], tz: tzinfo | None = None) -> Table:
+    """``Version Id │ Created │ Active │ Loaded │ Unfinished`` (newest first, as the API sends)."""
+    table = Table(box=box.SQUARE, header_style="bold")
+    table.add_column("Version Id", overflow="fold")
+    table.add_column("Created", no_wrap=True)
+    table.add_column("Active", no_wrap=True)
+    table.add_column("Loaded", no_wrap=True)
+    table.add_column("Unfinished", justify="right", no_wrap=True)
+    for version in versions:
+        unfinished = version.get("unfinished")
+        table.add_row(
+            clean(version.get("id", "")),
+            format_date(version.get("created_on"), tz),
+            _yes_no(version.get("active"), "✅ Yes"),
+            _yes_no(version.get("loaded")),
+            str(unfinished) if isinstance(unfinished, int) else "",
+        )
+    return table
+
+
+def secrets_table(secrets: Sequence[dict[str, Any]], tz: tzinfo | None = None) -> Table:
+    """``Name │ Updated`` (values never leave the server)."""
+    table = Table(box=box.SQUARE, header_style="bold")
+    table.add_column("Name", overflow="fold")
+    table.add_column("Updated", no_wrap=True)
+    for secret in secrets:
+        table.add_row(clean(secret.get("name", "")), format_date(secret.get("updated_on"), tz))
+    return table
+
+
 # ---- the dev server's terminal --------------------------------------------------------------
 
 
@@ -996,6 +1088,24 @@ def print_workflows(workflows: Sequence[dict[str, Any]], page: int) -> None:
 
 def print_workflow(workflow: dict[str, Any]) -> None:
     show(describe_workflow(workflow))
+
+
+def print_upload(files: Sequence[tuple[str, int]]) -> None:
+    show(upload_view(files))
+
+
+def print_deployed(result: dict[str, Any]) -> None:
+    show(deployed_view(result))
+
+
+def print_versions(name: str, versions: Sequence[dict[str, Any]]) -> None:
+    count = _plural(len(versions), "version")
+    header = f'Showing {count} of workflow "{clean(name)}", newest first:'
+    show(Text(header), versions_table(versions))
+
+
+def print_secrets(secrets: Sequence[dict[str, Any]]) -> None:
+    show(Text(f"Showing {_plural(len(secrets), 'secret')}:"), secrets_table(secrets))
 
 
 def print_info(message: str) -> None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from wf.engine.model import Trigger
 
 if TYPE_CHECKING:
-    from wf.engine.engine import Engine
+    from wf.engine.controller import Controller
 
 
 class Env:
@@ -31,7 +31,7 @@ class Env:
 class WorkflowInstance:
     """A handle on one instance; every method goes to the engine (and its store)."""
 
-    def __init__(self, engine: Engine, workflow: str, instance_id: str) -> None:
+    def __init__(self, engine: Controller, workflow: str, instance_id: str) -> None:
         self._engine = engine
         self.workflow_name = workflow
         self.id = instance_id
@@ -62,7 +62,7 @@ class WorkflowInstance:
 class WorkflowBinding:
     """``env.MY_WORKFLOW``: create and get instances of one workflow."""
 
-    def __init__(self, engine: Engine, workflow: str) -> None:
+    def __init__(self, engine: Controller, workflow: str) -> None:
         self._engine = engine
         self.workflow_name = workflow
 

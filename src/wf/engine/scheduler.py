@@ -78,10 +78,12 @@ class Slots:
 class Scheduler:
     """Claims ready instances while there are free slots and runs a life for each."""
 
-    def __init__(self, engine: Engine, specs: Mapping[str, WorkflowSpec]) -> None:
+    def __init__(
+        self, engine: Engine, specs: Mapping[str, WorkflowSpec], owner: str | None = None
+    ) -> None:
         self.engine = engine
         self.specs = specs
-        self.owner = f"{uuid.uuid4()}"
+        self.owner = owner or f"{uuid.uuid4()}"
         self.lives: dict[int, Life] = {}
         self._life_tasks: set[asyncio.Task[None]] = set()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -97,10 +99,11 @@ class Scheduler:
         self._stopping = self.draining = False
         self._wakeup = asyncio.Event()
         store = self.engine.store
-        # Recovery: claims held by dead processes are freed, so their instances run again here.
-        released = await store.release_dead_claims()
-        if released:
-            log.info("recovered %d instance(s) left running by a previous process", released)
+        if self.engine.recover:
+            # Claims held by dead processes are freed, so their instances run again here.
+            released = await store.release_dead_claims()
+            if released:
+                log.info("recovered %d instance(s) left running by a previous process", released)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="wf scheduler"),
             asyncio.create_task(self._lease_loop(), name="wf leases"),
@@ -126,6 +129,11 @@ class Scheduler:
         deadline = loop.time() + grace
         while loop.time() < deadline and any(life.running_ops for life in self.lives.values()):
             await asyncio.sleep(0.02)
+
+    @property
+    def version(self) -> str | None:
+        """The only version this scheduler claims instances of, when the engine is pinned."""
+        return self.engine.version_id if self.engine.pinned else None
 
     def poke(self) -> None:
         """Look for work now. Safe to call from any thread."""
@@ -169,7 +177,12 @@ class Scheduler:
                 if wanted:
                     try:
                         claims = await engine.store.claim_ready(
-                            self.owner, engine.clock.now(), wanted, names, engine.settings.lease
+                            self.owner,
+                            engine.clock.now(),
+                            wanted,
+                            names,
+                            engine.settings.lease,
+                            self.version,
                         )
                     finally:
                         slots.unreserve(wanted - len(claims))
@@ -178,7 +191,7 @@ class Scheduler:
                         self._start(claim)
                     if claims and len(claims) == wanted:
                         continue
-                    wake_at = await engine.store.next_wake_at(names)
+                    wake_at = await engine.store.next_wake_at(names, self.version)
             except Exception as exc:  # the loop must outlive any one bad round
                 log.error("cannot claim instances: %s", exc)
                 await asyncio.sleep(min(1.0, engine.settings.poll_interval))

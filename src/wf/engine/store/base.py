@@ -77,19 +77,38 @@ class Store(Protocol):
 
     # ---- claims and timers ------------------------------------------------------------------
     async def claim_ready(
-        self, owner: str, now: float, limit: int, workflows: Sequence[str], lease: float
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        workflows: Sequence[str],
+        lease: float,
+        version: str | None = None,
     ) -> list[Claim]:
-        """Claim up to ``limit`` ready instances of ``workflows``: woken or recovered ones first,
-        then queued ones, oldest first. Leases last ``lease`` seconds of wall-clock time."""
+        """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
+        given): woken or recovered ones first, then queued ones, oldest first. Leases last
+        ``lease`` seconds of wall-clock time."""
         ...
 
-    async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
-        """The earliest timer of an unclaimed waiting instance of ``workflows``."""
+    async def next_wake_at(
+        self, workflows: Sequence[str], version: str | None = None
+    ) -> float | None:
+        """The earliest timer of an unclaimed waiting instance of ``workflows`` (and version)."""
         ...
 
     async def renew_leases(self, owner: str, lease: float) -> dict[int, tuple[Status, int]]:
         """Extend this owner's leases; return what it still holds: pk → (status, epoch)."""
         ...
+
+    async def release_claims(self, owner: str) -> int:
+        """Free the claims of one owner, known to be dead (a worker process that exited)."""
+        ...
+
+    async def upgrade(self, pk: int, version: str, now: float) -> InstanceRow:
+        """Move an unfinished instance to ``version``; whoever ran it loses its claim."""
+        ...
+
+    async def count_unfinished_by_version(self, workflow: str) -> dict[str, int]: ...
 
     async def release_dead_claims(self) -> int:
         """Free the claims of processes known to be dead, or whose lease has lapsed."""

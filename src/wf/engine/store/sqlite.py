@@ -32,8 +32,9 @@ from wf.engine.model import (
 from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
-from wf.engine.store.migrations import migrate
+from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
+    FINISHED_SQL,
     INSTANCE_COLUMNS,
     dump_error,
     find_instance,
@@ -49,9 +50,19 @@ T = TypeVar("T")
 class SqliteStore:
     """See :class:`wf.engine.store.base.Store` for the contract of every method."""
 
-    def __init__(self, path: str | Path, *, durability: str = "fsync", readers: int = 4) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        durability: str = "fsync",
+        readers: int = 4,
+        shared: bool = False,
+    ) -> None:
+        """``shared``: another process (a ``wf serve`` server) owns the database and holds its
+        lock; this one (its worker) only joins it: no lock, no migrations."""
         self.path = Path(path)
         self.durability = durability
+        self.shared = shared
         self._lock = sqlite_file.FileLock(self.path)
         self._reader_count = readers
         self._writer: GroupCommitWriter | None = None
@@ -77,6 +88,9 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        if self.shared:
+            self._open_shared()
+            return
         try:
             sqlite_file.verify(self.path)  # before the lock file: a refused file gets no sibling
             refused = None
@@ -106,6 +120,23 @@ class SqliteStore:
             raise
         self._open = True
 
+    def _open_shared(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path} does not exist; the server creates it")
+        conn = self._connect()
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            conn.close()
+        if version != LATEST:
+            raise StoreError(f"{self.path} has schema {version}; this wf expects {LATEST}")
+        self._writer = GroupCommitWriter(self._connect, self.path.name)
+        self._writer.start()
+        self._readers = ThreadPoolExecutor(
+            max_workers=self._reader_count, thread_name_prefix="wf-reader"
+        )
+        self._open = True
+
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)
 
@@ -121,7 +152,8 @@ class SqliteStore:
                 conn.close()
             self._reader_conns.clear()
         self._local = threading.local()
-        self._lock.release()
+        if not self.shared:
+            self._lock.release()
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -238,7 +270,13 @@ class SqliteStore:
 
     # ---- claims and timers --------------------------------------------------------------------
     async def claim_ready(
-        self, owner: str, now: float, limit: int, workflows: Sequence[str], lease: float
+        self,
+        owner: str,
+        now: float,
+        limit: int,
+        workflows: Sequence[str],
+        lease: float,
+        version: str | None = None,
     ) -> list[Claim]:
         return await self._write(
             functools.partial(
@@ -248,20 +286,46 @@ class SqliteStore:
                 limit=limit,
                 workflows=workflows,
                 lease=lease,
+                version=version,
             )
         )
 
-    async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
+    async def next_wake_at(
+        self, workflows: Sequence[str], version: str | None = None
+    ) -> float | None:
         names = list(workflows)
         marks = ",".join("?" * len(names))
+        pin = " AND +version_id = ?" if version is not None else ""
+        args = [*names, *([version] if version is not None else [])]
 
         def read(conn: sqlite3.Connection) -> float | None:
             row = conn.execute(
                 "SELECT wake_at FROM instances WHERE status = 'waiting' AND owner IS NULL "
-                f"AND wake_at IS NOT NULL AND +workflow IN ({marks}) ORDER BY wake_at LIMIT 1",
-                names,
+                f"AND wake_at IS NOT NULL AND +workflow IN ({marks}){pin} "
+                "ORDER BY wake_at LIMIT 1",
+                args,
             ).fetchone()
             return None if row is None else float(row[0])
+
+        return await self._read(read)
+
+    async def release_claims(self, owner: str) -> int:
+        return await self._write(functools.partial(controls.release_claims, owner=owner))
+
+    async def upgrade(self, pk: int, version: str, now: float) -> InstanceRow:
+        return await self._write(
+            functools.partial(controls.upgrade, pk=pk, version=version, now=now)
+        )
+
+    async def count_unfinished_by_version(self, workflow: str) -> dict[str, int]:
+        def read(conn: sqlite3.Connection) -> dict[str, int]:
+            return dict(
+                conn.execute(
+                    "SELECT version_id, count(*) FROM instances WHERE workflow = ? "
+                    f"AND status NOT IN {FINISHED_SQL} GROUP BY version_id",
+                    (workflow,),
+                ).fetchall()
+            )
 
         return await self._read(read)
 

@@ -72,6 +72,7 @@ def claim_ready(
     limit: int,
     workflows: Sequence[str],
     lease: float,
+    version: str | None = None,
 ) -> list[Claim]:
     """Woken or recovered instances first, then queued ones, oldest first.
 
@@ -84,6 +85,10 @@ def claim_ready(
     # "+workflow": keep the planner on the status indexes; the listing index would read every
     # instance of the workflow, finished ones included, on every claim.
     mine = f"+workflow IN ({','.join('?' * len(names))})"
+    pinned: tuple[str, ...] = ()
+    if version is not None:  # a worker of one version runs only that version's instances
+        mine += " AND +version_id = ?"
+        pinned = (version,)
     free = "(owner IS NULL OR (owner != ? AND lease_until < ?))"
     # An instance that was pausing when its process died has reached its boundary.
     conn.execute(
@@ -96,7 +101,7 @@ def claim_ready(
         for row in conn.execute(
             f"SELECT pk FROM instances WHERE {free} AND {mine} AND (status = 'running' OR "
             "(status = 'waiting' AND wake_at <= ?)) ORDER BY wake_at LIMIT ?",
-            (owner, real_now, *names, now, limit),
+            (owner, real_now, *names, *pinned, now, limit),
         )
     ]
     if len(pks) < limit:
@@ -105,7 +110,7 @@ def claim_ready(
             for row in conn.execute(
                 f"SELECT pk FROM instances WHERE status = 'queued' AND {free} AND {mine} "
                 "ORDER BY queued, pk LIMIT ?",
-                (owner, real_now, *names, limit - len(pks)),
+                (owner, real_now, *names, *pinned, limit - len(pks)),
             )
         )
     claims = []
@@ -134,6 +139,24 @@ def renew_leases(
             "SELECT pk, status, epoch FROM instances WHERE owner = ?", (owner,)
         )
     }
+
+
+def release_claims(conn: sqlite3.Connection, owner: str) -> int:
+    cursor = conn.execute(
+        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,)
+    )
+    return cursor.rowcount
+
+
+def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> InstanceRow:
+    row = select_instance(conn, pk)
+    _unfinished(row, "upgrade")
+    conn.execute(
+        "UPDATE instances SET version_id = ?, owner = NULL, lease_until = NULL, "
+        "epoch = epoch + 1, modified = ? WHERE pk = ?",
+        (version, now, pk),
+    )
+    return select_instance(conn, pk)
 
 
 def release_all_claims(conn: sqlite3.Connection) -> int:
