@@ -29,6 +29,7 @@ from wf.devserver.envelope import (
 )
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
 from wf.devserver.state import ServerState
+from wf.engine.controller import Controller
 from wf.engine.details import iso
 from wf.engine.engine import Engine
 from wf.engine.limits import MIB
@@ -141,7 +142,7 @@ def _state(request: web.Request) -> ServerState:
     return request.app[STATE_KEY]
 
 
-def _engine(request: web.Request) -> Engine:
+def _engine(request: web.Request) -> Controller:
     state = _state(request)
     if state.engine is None:
         raise ApiError(503, PROJECT_BROKEN, state.load_error or "the project failed to load")
@@ -261,26 +262,31 @@ class _WorkflowInfo:
     class_name: str
 
 
-def _workflows(state: ServerState, engine: Engine) -> list[_WorkflowInfo]:
-    """The engine's workflows, in wf.toml's order, with their wf.toml binding and class."""
+def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
+    """The workflows served, in wf.toml's order, with their wf.toml binding and class."""
     configs = {w.name: w for w in state.workflows}
     found: list[_WorkflowInfo] = []
-    for name, spec in engine.specs.items():
+    for name in engine.workflow_names():
         config = configs.get(name)
         if config is not None:
             found.append(_WorkflowInfo(name, config.binding, config.class_name))
-        else:
+        elif isinstance(engine, Engine):
+            spec = engine.specs[name]
             found.append(_WorkflowInfo(name, spec.binding, spec.cls.__name__))
+        else:
+            found.append(_WorkflowInfo(name, None, ""))
     return found
 
 
-async def _instance_times(engine: Engine, name: str) -> tuple[str | None, str | None]:
+async def _instance_times(engine: Controller, name: str) -> tuple[str | None, str | None]:
     """(oldest creation, latest modification) of a workflow's instances."""
     created, modified = await engine.store.workflow_times(name)
     return iso(created), iso(modified)
 
 
-async def _workflow_json(state: ServerState, engine: Engine, info: _WorkflowInfo) -> dict[str, Any]:
+async def _workflow_json(
+    state: ServerState, engine: Controller, info: _WorkflowInfo
+) -> dict[str, Any]:
     counts = await engine.store.count_statuses(info.name)
     created_on, modified_on = await _instance_times(engine, info.name)
     return {
@@ -288,17 +294,17 @@ async def _workflow_json(state: ServerState, engine: Engine, info: _WorkflowInfo
         "binding": info.binding,
         "class_name": info.class_name,
         "script_name": state.project_name,
-        "version_id": _version(state, engine),
+        "version_id": _version(state, engine) or engine.new_instance_version(info.name),
         "created_on": created_on,
         "modified_on": modified_on,
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
     }
 
 
-def _version(state: ServerState, engine: Engine | None) -> str | None:
+def _version(state: ServerState, engine: Controller | None) -> str | None:
     if state.version_id is not None:
         return state.version_id
-    return engine.version_id if engine is not None else None
+    return engine.version_id if isinstance(engine, Engine) else None
 
 
 def _summary(row: InstanceRow) -> dict[str, Any]:
@@ -313,11 +319,11 @@ def _summary(row: InstanceRow) -> dict[str, Any]:
     }
 
 
-def _created(engine: Engine, workflow: str, instance_id: str) -> dict[str, Any]:
+def _created(engine: Controller, workflow: str, instance_id: str) -> dict[str, Any]:
     return {
         "id": instance_id,
         "status": Status.QUEUED.value,
-        "version_id": engine.version_id,
+        "version_id": engine.new_instance_version(workflow),
         "workflow": workflow,
     }
 
@@ -361,14 +367,14 @@ async def list_workflows(request: web.Request) -> web.Response:
 async def get_workflow(request: web.Request) -> web.Response:
     engine = _engine(request)
     state = _state(request)
-    spec = engine.spec(request.match_info["name"])
-    info = next(w for w in _workflows(state, engine) if w.name == spec.name)
+    name = engine.workflow(request.match_info["name"])
+    info = next(w for w in _workflows(state, engine) if w.name == name)
     return ok(await _workflow_json(state, engine, info))
 
 
 async def delete_workflow(request: web.Request) -> web.Response:
     engine = _engine(request)
-    name = engine.spec(request.match_info["name"]).name
+    name = engine.workflow(request.match_info["name"])
     deleted = await engine.delete_workflow_instances(name)
     log.info("deleted %d instance(s) of workflow %s", deleted, name)
     return ok({"name": name, "deleted": deleted})
@@ -393,7 +399,7 @@ async def list_instances(request: web.Request) -> web.Response:
 
 async def create_instance(request: web.Request) -> web.Response:
     engine = _engine(request)
-    name = engine.spec(request.match_info["name"]).name
+    name = engine.workflow(request.match_info["name"])
     trigger = _trigger(request)
     body = await read_json(request)
     if body is EMPTY:
@@ -410,7 +416,7 @@ async def create_instance(request: web.Request) -> web.Response:
 
 async def create_batch(request: web.Request) -> web.Response:
     engine = _engine(request)
-    name = engine.spec(request.match_info["name"]).name
+    name = engine.workflow(request.match_info["name"])
     trigger = _trigger(request)
     body = await read_json(request)
     if not isinstance(body, list):

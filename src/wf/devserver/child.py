@@ -159,15 +159,17 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 
     loaded = _load(options, reporter)
     state = loaded.state
-    if loaded.engine is not None:
-        problem = await _start_engine(loaded.engine, stopping)
+    engine = loaded.engine
+    if engine is not None:
+        problem = await _start_engine(engine, stopping)
         if problem is None:
-            state.engine = loaded.engine
+            state.engine = engine
         else:
             state.load_error = problem
+            engine = None
     if stopping.is_set():  # superseded by a newer child before it could serve
-        if state.engine is not None:
-            await state.engine.stop()
+        if engine is not None:
+            await engine.stop()
         return 0
     if state.load_error:
         reporter.error(state.load_error)
@@ -194,8 +196,8 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         await site.stop()
         await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
         await runner.cleanup()
-        if state.engine is not None:
-            await state.engine.stop(grace=STOP_GRACE_SECONDS)
+        if engine is not None:
+            await engine.stop(grace=STOP_GRACE_SECONDS)
     return 0
 
 

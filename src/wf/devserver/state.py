@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from wf.engine.engine import Engine
+from wf.engine.controller import Controller
 from wf.project import WorkflowConfig
 
 
@@ -12,10 +12,12 @@ from wf.project import WorkflowConfig
 class ServerState:
     project_name: str
     workflows: tuple[WorkflowConfig, ...] = ()
-    engine: Engine | None = None
+    engine: Controller | None = None
     load_error: str | None = None  # one line naming file and line, when the project is broken
     version_id: str | None = None
     bound_host: str = "127.0.0.1"
     port: int = 8787
-    token: str | None = None  # issue 4: wf serve requires it
+    token: str | None = None  # wf serve requires it
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
+    host_check: bool = True  # off when wf serve listens beyond loopback (the token guards it)
+    serve: bool = False  # wf serve: deploys, versions, secrets and upgrades are served too

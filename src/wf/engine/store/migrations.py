@@ -89,6 +89,23 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN uncounted INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE instances ADD COLUMN waiting_for TEXT;
     """,
+    # 3: what `wf serve` keeps: deployed versions and secrets.
+    """
+    CREATE TABLE versions (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        workflows TEXT NOT NULL,
+        files INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        unloaded REAL
+    );
+    CREATE TABLE secrets (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

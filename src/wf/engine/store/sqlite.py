@@ -30,6 +30,7 @@ from wf.engine.model import (
     StepState,
 )
 from wf.engine.store import sqlite_controls as controls
+from wf.engine.store import sqlite_deploys as deploys
 from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
 from wf.engine.store.migrations import LATEST, migrate
@@ -463,3 +464,41 @@ class SqliteStore:
                 error_text=dump_error(error),
             )
         )
+
+    # ---- what wf serve keeps: versions and secrets --------------------------------------------
+    async def list_versions(self) -> list[deploys.VersionRow]:
+        return await self._read(deploys.list_versions)
+
+    async def activate_version(
+        self,
+        version_id: str,
+        created: float,
+        workflows: list[dict[str, Any]],
+        files: int,
+        size: int,
+    ) -> deploys.VersionRow:
+        return await self._write(
+            functools.partial(
+                deploys.activate_version,
+                version_id=version_id,
+                created=created,
+                workflows=workflows,
+                files=files,
+                size=size,
+            )
+        )
+
+    async def mark_unloaded(self, version_id: str, now: float) -> None:
+        await self._write(functools.partial(deploys.mark_unloaded, version_id=version_id, now=now))
+
+    async def put_secret(self, name: str, value: str, now: float) -> None:
+        await self._write(functools.partial(deploys.put_secret, name=name, value=value, now=now))
+
+    async def delete_secret(self, name: str) -> bool:
+        return await self._write(functools.partial(deploys.delete_secret, name=name))
+
+    async def list_secrets(self) -> list[tuple[str, float]]:
+        return await self._read(deploys.list_secrets)
+
+    async def secret_values(self) -> dict[str, str]:
+        return await self._read(deploys.secret_values)

@@ -1,0 +1,81 @@
+"""What ``wf serve`` keeps beside the instances: deployed versions and secrets."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    id: str
+    created: float
+    active: bool
+    workflows: list[dict[str, Any]]  # [{"name", "binding", "class_name"}] from its wf.toml
+    files: int
+    size: int
+    unloaded: float | None
+
+
+def _version(row: tuple[Any, ...]) -> VersionRow:
+    return VersionRow(row[0], row[1], bool(row[2]), json.loads(row[3]), row[4], row[5], row[6])
+
+
+_COLUMNS = "id, created, active, workflows, files, size, unloaded"
+
+
+def list_versions(conn: sqlite3.Connection) -> list[VersionRow]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM versions ORDER BY created DESC, rowid DESC")
+    return [_version(row) for row in rows]
+
+
+def activate_version(
+    conn: sqlite3.Connection,
+    version_id: str,
+    created: float,
+    workflows: list[dict[str, Any]],
+    files: int,
+    size: int,
+) -> VersionRow:
+    """Insert (or reload) a version and make it the only active one."""
+    conn.execute("UPDATE versions SET active = 0 WHERE active = 1")
+    exists = conn.execute("SELECT 1 FROM versions WHERE id = ?", (version_id,)).fetchone()
+    if exists:
+        conn.execute(
+            "UPDATE versions SET active = 1, unloaded = NULL, created = ? WHERE id = ?",
+            (created, version_id),
+        )
+    else:
+        conn.execute(
+            "INSERT INTO versions (id, created, active, workflows, files, size) "
+            "VALUES (?, ?, 1, ?, ?, ?)",
+            (version_id, created, json.dumps(workflows), files, size),
+        )
+    row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE id = ?", (version_id,)).fetchone()
+    return _version(row)
+
+
+def mark_unloaded(conn: sqlite3.Connection, version_id: str, now: float) -> None:
+    conn.execute("UPDATE versions SET unloaded = ? WHERE id = ? AND active = 0", (now, version_id))
+
+
+def put_secret(conn: sqlite3.Connection, name: str, value: str, now: float) -> None:
+    conn.execute(
+        "INSERT INTO secrets (name, value, updated) VALUES (?, ?, ?) "
+        "ON CONFLICT (name) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+        (name, value, now),
+    )
+
+
+def delete_secret(conn: sqlite3.Connection, name: str) -> bool:
+    return conn.execute("DELETE FROM secrets WHERE name = ?", (name,)).rowcount == 1
+
+
+def list_secrets(conn: sqlite3.Connection) -> list[tuple[str, float]]:
+    return [tuple(row) for row in conn.execute("SELECT name, updated FROM secrets ORDER BY name")]
+
+
+def secret_values(conn: sqlite3.Connection) -> dict[str, str]:
+    return dict(conn.execute("SELECT name, value FROM secrets").fetchall())
