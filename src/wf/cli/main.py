@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from wf import __version__
-from wf.cli import deploy, dev, init, instances, secret, trigger, versions, workflows
+from wf.cli import deploy, dev, init, instances, secret, serve, trigger, versions, workflows
 
 app = typer.Typer(
     name="wf",
@@ -20,6 +20,7 @@ app.command("dev")(dev.dev)
 app.command("trigger")(trigger.trigger)
 app.add_typer(workflows.app, name="workflows")
 app.add_typer(instances.app, name="instances")
+app.command("serve")(serve.serve)
 app.command("deploy")(deploy.deploy)
 app.add_typer(versions.app, name="versions")
 app.add_typer(secret.app, name="secret")

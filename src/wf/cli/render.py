@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -799,32 +800,32 @@ def describe_workflow(workflow: dict[str, Any], tz: tzinfo | None = None) -> Gro
 # ---- wf serve: deploy, versions, secrets -----------------------------------------------------
 
 
-def human_size(size: int) -> str:
-    """``312 B``, ``4.2 KiB``, ``1.5 MiB``: sizes as ``wf deploy`` shows them."""
-    amount = float(max(size, 0))
-    if amount < 1024:
-        return f"{int(amount)} B"
-    for unit in ("KiB", "MiB", "GiB"):
-        amount /= 1024
-        if amount < 1024 or unit == "GiB":
-            break
-    return f"{amount:.1f} {unit}"
-
-
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def upload_view(files: Sequence[tuple[str, int]]) -> Group:
-    """What ``wf deploy`` sends: ``Uploading 3 files (4.2 KiB)…``, then each file and its size."""
+def upload_view(files: Sequence[tuple[str, int]], skipped: Sequence[tuple[str, str]] = ()) -> Group:
+    """What ``wf deploy`` sends: ``Uploading 3 files (4.2 KiB)…``, then each file and its size,
+    then what was left out and why (symlinks, special files)."""
+    from wf.bundle import format_size
+
     total = sum(size for _, size in files)
-    header = Text(f"Uploading {_plural(len(files), 'file')} ({human_size(total)})…")
+    header = Text(f"Uploading {_plural(len(files), 'file')} ({format_size(total)})…")
     grid = Table.grid(padding=(0, 2, 0, 0))
     grid.add_column(overflow="fold")
-    grid.add_column(justify="right", no_wrap=True, style="dim")
+    grid.add_column(justify="right", no_wrap=True)
     for path, size in files:
-        grid.add_row(clean(path), human_size(size))
-    return Group(header, _Indented(grid, 2))
+        grid.add_row(clean(path), Text(format_size(size), style="dim"))
+    parts: list[RenderableType] = [header, _Indented(grid, 2)]
+    if skipped:
+        parts.append(Text(f"Skipped {_plural(len(skipped), 'file')}:", style="yellow"))
+        left_out = Table.grid(padding=(0, 2, 0, 0))
+        left_out.add_column(overflow="fold")
+        left_out.add_column(style="dim")
+        for path, reason in skipped:
+            left_out.add_row(clean(path), clean(reason))
+        parts.append(_Indented(left_out, 2))
+    return Group(*parts)
 
 
 def deployed_workflows_table(workflows: Sequence[dict[str, Any]]) -> Table:
@@ -1052,6 +1053,9 @@ def print_error_line(message: str) -> None:
 _consoles: dict[tuple[bool, int], Console] = {}
 
 
+PIPED_WIDTH = 160
+
+
 def _console(stderr: bool = False) -> Console:
     """A console on the current stdout (or stderr), made once per stream: the dev server prints
     a line per notice, and a swapped ``sys.stdout`` (typer's CliRunner) gets its own."""
@@ -1062,6 +1066,9 @@ def _console(stderr: bool = False) -> Console:
         if len(_consoles) > 16:
             _consoles.clear()
         console = Console(file=stream, highlight=False, emoji=False, markup=False)
+        if not console.is_terminal and "COLUMNS" not in os.environ:
+            # Piped or redirected: no terminal to fit, so do not fold ids at 80 columns.
+            console.width = PIPED_WIDTH
         _consoles[key] = console
     return console
 
@@ -1090,8 +1097,8 @@ def print_workflow(workflow: dict[str, Any]) -> None:
     show(describe_workflow(workflow))
 
 
-def print_upload(files: Sequence[tuple[str, int]]) -> None:
-    show(upload_view(files))
+def print_upload(files: Sequence[tuple[str, int]], skipped: Sequence[tuple[str, str]] = ()) -> None:
+    show(upload_view(files, skipped))
 
 
 def print_deployed(result: dict[str, Any]) -> None:
@@ -1112,3 +1119,29 @@ def print_info(message: str) -> None:
     """A line of the dev server's own story (``reloaded after changes to workflows.py``)."""
     now = datetime.now().astimezone()
     _console().print(Text.assemble((_hhmmss(now), "dim"), " ", clean(message)), soft_wrap=True)
+
+
+def print_token(token: str, path: str, rotated: bool) -> None:
+    """The API token of ``wf serve``, shown once."""
+    what = "new API token" if rotated else "API token"
+    _console().print(
+        Text.assemble(
+            ("🔑 ", ""),
+            (f"{what} (shown once; stored in {path}): ", "bold"),
+            (token, "bold green"),
+        ),
+        soft_wrap=True,  # a token must stay on one line to be copied
+    )
+
+
+def print_serving(url: str, state_dir: str) -> None:
+    console = _console()
+    console.print(Text.assemble(("wf serve", "bold"), "  ", ("➜ ", "green"), url))
+    console.print(Text(f"  state: {state_dir}", style="dim"))
+    console.print(
+        Text("  deploy with: wf deploy --url " + url + " (token: WF_API_TOKEN)", style="dim")
+    )
+
+
+def print_warning(message: str) -> None:
+    _console(stderr=True).print(Text(f"⚠️  {message}", style="yellow"))

@@ -108,7 +108,9 @@ class Store(Protocol):
         """Move an unfinished instance to ``version``; whoever ran it loses its claim."""
         ...
 
-    async def count_unfinished_by_version(self, workflow: str) -> dict[str, int]: ...
+    async def count_unfinished_by_version(self, workflow: str | None = None) -> dict[str, int]:
+        """Unfinished instances per version (of one workflow, or of all)."""
+        ...
 
     async def release_dead_claims(self) -> int:
         """Free the claims of processes known to be dead, or whose lease has lapsed."""

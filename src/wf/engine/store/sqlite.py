@@ -318,13 +318,16 @@ class SqliteStore:
             functools.partial(controls.upgrade, pk=pk, version=version, now=now)
         )
 
-    async def count_unfinished_by_version(self, workflow: str) -> dict[str, int]:
+    async def count_unfinished_by_version(self, workflow: str | None = None) -> dict[str, int]:
+        where = "workflow = ? AND " if workflow is not None else ""
+        args = (workflow,) if workflow is not None else ()
+
         def read(conn: sqlite3.Connection) -> dict[str, int]:
             return dict(
                 conn.execute(
-                    "SELECT version_id, count(*) FROM instances WHERE workflow = ? "
-                    f"AND status NOT IN {FINISHED_SQL} GROUP BY version_id",
-                    (workflow,),
+                    f"SELECT version_id, count(*) FROM instances WHERE {where}"
+                    f"status NOT IN {FINISHED_SQL} GROUP BY version_id",
+                    args,
                 ).fetchall()
             )
 

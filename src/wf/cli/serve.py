@@ -1,0 +1,52 @@
+"""``wf serve``: the long-running server that runs what ``wf deploy`` sends it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from wf.errors import WfError
+
+
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", help="Port to listen on.", min=0, max=65535)
+    ] = 8788,
+    state: Annotated[
+        Path, typer.Option("--state", help="Folder for the database, bundles and token.")
+    ] = Path(".wf-serve"),
+    rotate_token: Annotated[
+        bool,
+        typer.Option("--rotate-token", help="Replace the API token (printed once), then serve."),
+    ] = False,
+) -> None:
+    """Serve deployed versions (token-authenticated, no reload)."""
+    from wf.cli import render
+    from wf.engine.runner import Notice
+    from wf.server.main import Reporter, ServeOptions
+    from wf.server.main import serve as run_server
+
+    def on_notice(data: dict[str, Any]) -> None:
+        with contextlib.suppress(TypeError):  # a notice of another shape: not worth a traceback
+            render.print_notice(Notice(**data))
+
+    reporter = Reporter(
+        token=lambda token, path, rotated: render.print_token(token, str(path), rotated),
+        ready=lambda url, root: render.print_serving(url, str(root)),
+        warning=render.print_warning,
+        notice=on_notice,
+    )
+    options = ServeOptions(host=host, port=port, state_dir=state, rotate_token=rotate_token)
+    try:
+        code = asyncio.run(run_server(options, reporter))
+    except KeyboardInterrupt:
+        code = 0
+    except WfError as exc:
+        typer.echo(f"wf: {exc}", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)

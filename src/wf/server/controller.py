@@ -1,0 +1,76 @@
+"""The server's view of instances: the versions deployed to it decide which workflows exist and
+which version a new instance runs on; changes reach the worker that runs the instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from wf.engine.clock import Clock
+from wf.engine.controller import Controller
+from wf.engine.limits import Limits
+from wf.engine.model import InstanceRow
+from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.sqlite_deploys import VersionRow
+from wf.errors import WorkflowNotFound
+from wf.server.workers import WorkerManager
+
+
+@dataclass
+class Catalog:
+    """What is deployed: the active version, and every version still known."""
+
+    active: VersionRow | None = None
+    versions: dict[str, VersionRow] = field(default_factory=dict)
+
+    def active_workflows(self) -> list[str]:
+        return [w["name"] for w in self.active.workflows] if self.active else []
+
+    def all_workflows(self) -> list[str]:
+        names = self.active_workflows()
+        for version in self.versions.values():
+            names.extend(w["name"] for w in version.workflows if w["name"] not in names)
+        return names
+
+
+class ServerController(Controller):
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        limits: Limits,
+        catalog: Catalog,
+        workers: WorkerManager,
+    ) -> None:
+        super().__init__(store, clock, limits)
+        self.catalog = catalog
+        self.notifier = WorkerNotifier(workers)
+
+    def workflow_names(self) -> list[str]:
+        # Workflows of older versions stay visible while their instances are still there.
+        return self.catalog.all_workflows()
+
+    def new_instance_version(self, workflow: str) -> str:
+        active = self.catalog.active
+        if active is None:
+            raise WorkflowNotFound("nothing is deployed to this server yet; run wf deploy")
+        if workflow not in self.catalog.active_workflows():
+            known = ", ".join(self.catalog.active_workflows()) or "none"
+            raise WorkflowNotFound(
+                f'workflow "{workflow}" is not in the active version {active.id}; '
+                f"its workflows: {known}"
+            )
+        return active.id
+
+
+class WorkerNotifier:
+    def __init__(self, workers: WorkerManager) -> None:
+        self.workers = workers
+
+    def created(self, workflow: str, version_id: str) -> None:
+        self.workers.poke(version_id)
+
+    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
+        self.workers.change(row.owner, row.version_id, row.pk, change, event_type)
+
+    def workflow_deleted(self, workflow: str) -> None:
+        self.workers.broadcast({"op": "deleted", "workflow": workflow})

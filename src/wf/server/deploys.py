@@ -1,0 +1,132 @@
+"""Deploying a bundle: check it, unpack it, import it in a fresh worker, and only then activate it.
+
+Any failure leaves everything as it was: the active version, its worker, the bundles on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wf.bundle import BundleError, bundle_version_id, extract_bundle
+from wf.engine.clock import Clock
+from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.sqlite_deploys import VersionRow
+from wf.errors import WfError
+from wf.project import ProjectError, load_project
+from wf.server.controller import Catalog
+from wf.server.state import ServeError, StateDir
+from wf.server.workers import WorkerManager
+
+log = logging.getLogger("wf.server")
+
+
+class BundleRejected(WfError):
+    """The bundle is malformed or its wf.toml is invalid (nothing changed)."""
+
+    code = "bundle.invalid"
+
+
+class ImportFailed(WfError):
+    """The bundle does not import, or a class_name does not resolve (nothing changed)."""
+
+    code = "bundle.import_failed"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    version: VersionRow
+    files: int
+    size: int
+    already_active: bool
+
+
+class Deployer:
+    def __init__(
+        self,
+        state: StateDir,
+        store: SqliteStore,
+        workers: WorkerManager,
+        catalog: Catalog,
+        clock: Clock,
+    ) -> None:
+        self.state = state
+        self.store = store
+        self.workers = workers
+        self.catalog = catalog
+        self.clock = clock
+        self._lock = asyncio.Lock()  # one deploy at a time
+
+    async def deploy(self, data: bytes, sha256: str | None = None) -> Deployed:
+        if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.strip().lower():
+            raise BundleRejected("the bundle's sha256 does not match X-WF-Bundle-Sha256")
+        async with self._lock:
+            staging = self.state.bundles / f".staging-{uuid.uuid4().hex}"
+            try:
+                return await self._deploy(data, staging)
+            finally:
+                if staging.exists():
+                    await asyncio.to_thread(shutil.rmtree, staging, True)
+
+    async def _deploy(self, data: bytes, staging: Path) -> Deployed:
+        try:
+            files = await asyncio.to_thread(extract_bundle, data, staging)
+        except BundleError as exc:
+            raise BundleRejected(str(exc)) from None
+        size = sum((staging / name).stat().st_size for name in files)
+        version_id = await asyncio.to_thread(bundle_version_id, staging)
+        try:
+            project = load_project(staging / "wf.toml")
+        except ProjectError as exc:
+            raise BundleRejected(str(exc)) from None
+        workflows = [
+            {"name": w.name, "binding": w.binding, "class_name": w.class_name}
+            for w in project.workflows
+        ]
+        active = self.catalog.active
+        if active is not None and active.id == version_id and version_id in self.workers.workers:
+            return Deployed(active, len(files), size, already_active=True)
+        target = self.state.bundle(version_id)
+        fresh = not target.exists()
+        if fresh:
+            staging.rename(target)
+        try:
+            worker = await self.workers.load(version_id, target)
+        except ServeError as exc:
+            if fresh:
+                await asyncio.to_thread(shutil.rmtree, target, True)
+            raise ImportFailed(str(exc)) from None
+        version = await self.store.activate_version(
+            version_id, self.clock.now(), workflows, len(files), size
+        )
+        if version_id not in self.workers.workers:
+            await self.workers.start(worker)
+        else:  # the version already runs (it had unfinished instances): keep that worker
+            await self.workers.stop(worker)
+        await refresh(self.store, self.catalog)
+        log.info("deployed version %s (%d files)", version_id, len(files))
+        return Deployed(version, len(files), size, already_active=False)
+
+
+async def refresh(store: SqliteStore, catalog: Catalog) -> None:
+    """Reread the versions into the catalog (after a deploy or an unload)."""
+    versions = await store.list_versions()
+    catalog.versions = {v.id: v for v in versions if v.unloaded is None}
+    catalog.active = next((v for v in versions if v.active), None)
+
+
+def deployed_json(deployed: Deployed, iso: Any) -> dict[str, Any]:
+    return {
+        "version_id": deployed.version.id,
+        "created_on": iso(deployed.version.created),
+        "workflows": deployed.version.workflows,
+        "files": deployed.files,
+        "size": deployed.size,
+        "already_active": deployed.already_active,
+    }

@@ -1,0 +1,113 @@
+"""``wf serve``: open the state folder, make sure there is a token, start the runtime, serve."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from wf.devserver.api import create_app
+from wf.devserver.state import ServerState
+from wf.server.routes import add_serve_routes
+from wf.server.runtime import Runtime
+from wf.server.state import ServeError, StateDir
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 8788
+    state_dir: Path = Path(".wf-serve")
+    rotate_token: bool = False
+    durability: str = "fsync"
+
+
+class Reporter:
+    """How the server talks to its terminal (the CLI renders it with rich)."""
+
+    def __init__(
+        self,
+        token: Callable[[str, Path, bool], None],
+        ready: Callable[[str, Path], None],
+        warning: Callable[[str], None],
+        notice: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.token = token
+        self.ready = ready
+        self.warning = warning
+        self.notice = notice
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(state: StateDir, rotate: bool, reporter: Reporter) -> str:
+    token = state.read_token()
+    if token is None or rotate:
+        token = state.new_token()
+        reporter.token(token, state.token_file, rotate)
+    return token
+
+
+async def serve(options: ServeOptions, reporter: Reporter) -> int:
+    state = StateDir(options.state_dir.resolve())
+    state.prepare()
+    token = _token(state, options.rotate_token, reporter)
+    loopback = is_loopback(options.host)
+    if not loopback:
+        reporter.warning(
+            f"listening on {options.host}: requests are not encrypted; put a reverse proxy with "
+            "TLS in front"
+        )
+    runtime = Runtime(state, options.durability, reporter.notice)
+    await runtime.start()
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    try:
+        server_state = ServerState(
+            project_name="wf serve",
+            engine=runtime.controller,
+            bound_host=options.host,
+            port=options.port,
+            token=token,
+            host_check=loopback,
+            serve=True,
+        )
+        app = create_app(server_state)
+        add_serve_routes(app, runtime)
+        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, options.host, options.port)
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise ServeError(
+                f"cannot listen on {options.host}:{options.port}: {exc.strerror}"
+            ) from None
+        reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root)
+        try:
+            await stopping.wait()
+        finally:
+            await runner.cleanup()
+    finally:
+        await runtime.stop()
+    return 0
+
+
+def _shown(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
