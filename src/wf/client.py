@@ -158,9 +158,7 @@ class Client:
         status, answer = self._send(req, timeout)
         return self._unwrap(status, answer)
 
-    def _send(
-        self, req: urllib.request.Request, timeout: float | None = None
-    ) -> tuple[int, bytes]:
+    def _send(self, req: urllib.request.Request, timeout: float | None = None) -> tuple[int, bytes]:
         """Send a request; any HTTP status is an answer, only transport failures raise."""
         wait = self.timeout if timeout is None else timeout
         try:

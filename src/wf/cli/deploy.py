@@ -8,7 +8,6 @@ import is refused (one line naming file and line) and the active version stays.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from wf.cli.exit import CliError, exits
 from wf.cli.options import (
@@ -20,9 +19,6 @@ from wf.cli.options import (
     serve_errors,
 )
 
-if TYPE_CHECKING:
-    from wf.bundle import Bundle
-
 
 @exits
 def deploy(
@@ -32,9 +28,9 @@ def deploy(
 ) -> None:
     """Deploy the project to a wf serve server.
 
-    Uploads wf.toml and the project's Python files and makes them the active version. New
-    instances run it; running ones stay on their version until upgraded
-    (wf instances upgrade NAME ID)."""
+    Uploads the folder of wf.toml (not hidden folders, virtualenvs or .dev.vars) and makes it
+    the active version. New instances run it; running ones stay on their version until
+    upgraded (wf instances upgrade NAME ID)."""
     from wf.bundle import build_bundle
     from wf.project import find_config, load_project
 
@@ -48,14 +44,10 @@ def deploy(
     if not json_output:
         from wf.cli import render
 
-        render.print_upload(_files(bundle))
+        render.print_upload(bundle.files, bundle.skipped)
     with serve_errors(client):
         result = client.deploy(bundle.data, bundle.sha256)
     if json_output:
         print_json(result)
         return
     render.print_deployed(result)
-
-
-def _files(bundle: Bundle) -> list[tuple[str, int]]:
-    return [(str(path), int(size)) for path, size in bundle.files]

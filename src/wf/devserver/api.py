@@ -351,7 +351,8 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def openapi_document(request: web.Request) -> web.Response:
-    return web.Response(text=openapi.document_text(), content_type="application/json")
+    serve = _state(request).serve
+    return web.Response(text=openapi.document_text(serve), content_type="application/json")
 
 
 async def list_workflows(request: web.Request) -> web.Response:

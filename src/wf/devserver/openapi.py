@@ -531,8 +531,152 @@ _PATHS: dict[str, dict[str, Schema]] = {
 }
 
 
+# What only `wf serve` has (deploys, versions, upgrades, secrets).
+_SERVE_SCHEMAS: dict[str, Schema] = {
+    "Deployed": _object(
+        {
+            "version_id": {"type": "string"},
+            "created_on": ISO,
+            "workflows": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "name": {"type": "string"},
+                        "binding": {"type": "string"},
+                        "class_name": {"type": "string"},
+                    }
+                ),
+            },
+            "files": {"type": "integer"},
+            "size": {"type": "integer", "description": "bytes of file data"},
+            "already_active": {"type": "boolean"},
+        }
+    ),
+    "Version": _object(
+        {
+            "id": {"type": "string"},
+            "workflow": {"type": "string"},
+            "created_on": ISO,
+            "active": {"type": "boolean"},
+            "loaded": {"type": "boolean", "description": "a worker process runs it"},
+            "unfinished": {"type": "integer", "description": "its instances not finished yet"},
+            "class_name": _nullable({"type": "string"}),
+        }
+    ),
+    "Upgraded": _object(
+        {
+            "id": {"type": "string"},
+            "from_version": {"type": "string"},
+            "to_version": {"type": "string"},
+            "status": _ref("InstanceStatus"),
+        }
+    ),
+    "Secret": _object({"name": {"type": "string"}, "updated_on": ISO}),
+    "SecretDeleted": _object({"name": {"type": "string"}, "deleted": {"const": True}}),
+}
+
+_SECRET = [
+    {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "secret name (a Python identifier, at most 64 characters)",
+        "schema": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+    }
+]
+
+_SERVE_PATHS: dict[str, dict[str, Schema]] = {
+    "/api/deploy": {
+        "post": {
+            "operationId": "deploy",
+            "summary": "Deploy a bundle as the new active version",
+            "description": (
+                "The bundle is checked (regular files only, no absolute paths, no '..', no "
+                "links, sizes), unpacked and imported in a fresh worker process; it becomes "
+                "active only if it imports and every class_name resolves (400, 10008 / 10009 "
+                "otherwise, and nothing changes)."
+            ),
+            "parameters": [
+                {
+                    "name": "X-WF-Bundle-Sha256",
+                    "in": "header",
+                    "description": "hex sha256 of the body, checked when given",
+                    "schema": {"type": "string"},
+                }
+            ],
+            "requestBody": {
+                "required": True,
+                "description": "a gzip-compressed tar archive, at most 32 MiB",
+                "content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}},
+            },
+            "responses": {
+                "201": _reply("the version is active", _ref("Deployed")),
+                **_errors("BadRequest", "TooLarge"),
+            },
+        }
+    },
+    "/api/workflows/{name}/versions": {
+        "get": {
+            "operationId": "listVersions",
+            "summary": "The versions of a workflow, newest first, with their unfinished instances",
+            "parameters": _NAME,
+            "responses": {
+                "200": _reply("the versions", {"type": "array", "items": _ref("Version")}),
+                **_errors("NotFound"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}/upgrade": {
+        "post": {
+            "operationId": "upgradeInstance",
+            "summary": "Move an instance to the active version (its next life replays on it)",
+            "parameters": _INSTANCE,
+            "responses": {
+                "200": _reply("the instance moved", _ref("Upgraded")),
+                **_errors("NotFound", "Conflict"),
+            },
+        }
+    },
+    "/api/secrets": {
+        "get": {
+            "operationId": "listSecrets",
+            "summary": "The secrets' names (never their values)",
+            "responses": {
+                "200": _reply("the secrets", {"type": "array", "items": _ref("Secret")}),
+                **_errors(),
+            },
+        }
+    },
+    "/api/secrets/{name}": {
+        "put": {
+            "operationId": "putSecret",
+            "summary": "Set a secret (the workers restart so env sees it)",
+            "parameters": _SECRET,
+            "requestBody": _json_body(
+                _object({"value": {"type": "string", "minLength": 1}}), "the value", True
+            ),
+            "responses": {
+                "200": _reply("the secret is saved", _ref("Secret")),
+                **_errors("BadRequest"),
+            },
+        },
+        "delete": {
+            "operationId": "deleteSecret",
+            "summary": "Delete a secret",
+            "parameters": _SECRET,
+            "responses": {
+                "200": _reply("the secret is gone", _ref("SecretDeleted")),
+                **_errors("BadRequest", "NotFound"),
+            },
+        },
+    },
+}
+
+
 @cache
-def _document() -> dict[str, Any]:
+def _document(serve: bool = False) -> dict[str, Any]:
+    paths = {**_PATHS, **_SERVE_PATHS} if serve else _PATHS
+    schemas = {**_SCHEMAS, **_SERVE_SCHEMAS} if serve else _SCHEMAS
     return {
         "openapi": "3.1.0",
         "info": {
@@ -545,9 +689,9 @@ def _document() -> dict[str, Any]:
             ),
         },
         "servers": [{"url": "/"}],
-        "paths": _PATHS,
+        "paths": paths,
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": schemas,
             "parameters": _PARAMETERS,
             "responses": _error_responses(),
             "securitySchemes": {
@@ -562,12 +706,12 @@ def _document() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
-    """A fresh copy of the document (callers may change it)."""
-    return copy.deepcopy(_document())
+def document(serve: bool = False) -> dict[str, Any]:
+    """A fresh copy of the document (callers may change it); ``serve`` adds wf serve's routes."""
+    return copy.deepcopy(_document(serve))
 
 
 @cache
-def document_text() -> str:
+def document_text(serve: bool = False) -> str:
     """The document as JSON text, built once."""
-    return json.dumps(_document(), ensure_ascii=False, indent=1)
+    return json.dumps(_document(serve), ensure_ascii=False, indent=1)

@@ -159,6 +159,7 @@ class WorkerManager:
                     for future in (worker._loaded, worker._running):
                         if not future.done():
                             future.set_exception(problem)
+                            future.exception()  # whoever waits gets it; nobody else must log it
         finally:
             ended = ServeError("the worker process exited before it was ready")
             for future in (worker._loaded, worker._running):

@@ -1,0 +1,188 @@
+"""The wf serve app in-process (aiohttp's test client) over a real runtime: a real SQLite file,
+real bundles and real worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from wf.bundle import build_bundle
+from wf.devserver.api import create_app
+from wf.devserver.openapi import document
+from wf.devserver.state import ServerState
+from wf.project import load_project
+from wf.server.routes import add_serve_routes
+from wf.server.runtime import Runtime
+from wf.server.state import StateDir
+
+Client = TestClient[web.Request, web.Application]
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+METHODS = {"get", "put", "post", "delete", "patch"}
+
+WF_TOML = """
+name = "served"
+main = "workflows.py"
+
+[[workflows]]
+name = "greet"
+binding = "GREET"
+class_name = "Greet"
+"""
+
+WORKFLOWS = """
+from wf import WorkflowEntrypoint
+
+VERSION = "{version}"
+
+
+class Greet(WorkflowEntrypoint):
+    async def run(self, event, step):
+        secret = await step.do("read secret", lambda: getattr(self.env, "API_KEY", None))
+        return {{"version": VERSION, "secret": secret, "params": event.payload}}
+"""
+
+
+def bundle_of(folder: Path, version: str, toml: str = WF_TOML) -> bytes:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wf.toml").write_text(toml)
+    (folder / "workflows.py").write_text(textwrap.dedent(WORKFLOWS.format(version=version)))
+    return build_bundle(load_project(folder / "wf.toml")).data
+
+
+@pytest.fixture
+async def served(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> AsyncIterator[tuple[Client, Runtime]]:
+    state = StateDir(tmp_path / "state")
+    state.prepare()
+    runtime = Runtime(state, "os", lambda notice: None)
+    await runtime.start()
+    try:
+        server_state = ServerState(project_name="wf serve", engine=runtime.controller)
+        server_state.token, server_state.serve = TOKEN, True
+        app = create_app(server_state)
+        add_serve_routes(app, runtime)
+        yield await aiohttp_client(app), runtime
+    finally:
+        await runtime.stop()
+
+
+async def result_of(client: Client, method: str, path: str, **kwargs: Any) -> Any:
+    response = await client.request(method, path, headers=AUTH, **kwargs)
+    body = await response.json()
+    assert body["success"], body
+    return body["result"]
+
+
+async def wait_complete(client: Client, workflow: str, instance_id: str) -> Any:
+    for _ in range(300):
+        details = await result_of(
+            client, "GET", f"/api/workflows/{workflow}/instances/{instance_id}"
+        )
+        if details["status"] in ("complete", "errored"):
+            return details
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{instance_id} did not finish: {details['status']}")
+
+
+async def test_every_serve_route_is_documented(served: tuple[Client, Runtime]) -> None:
+    client, _ = served
+    response = await client.get("/api/openapi.json", headers=AUTH)
+    doc = await response.json()
+    documented = {
+        (m.upper(), path) for path, item in doc["paths"].items() for m in item if m in METHODS
+    }
+    served_routes = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.resource is not None
+    }
+    assert documented == served_routes
+    assert doc == document(serve=True)
+
+
+async def test_every_route_needs_the_token(served: tuple[Client, Runtime]) -> None:
+    client, _ = served
+    for route in client.app.router.routes():
+        assert route.resource is not None
+        path = route.resource.canonical.format(name="greet", id="x", type="t")
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            response = await client.request(route.method, path, headers=headers)
+            assert response.status == 401, (route.method, path)
+            body = await response.json()
+            assert body["errors"][0]["code"] == 10006
+
+
+async def test_deploy_run_redeploy_and_versions(
+    served: tuple[Client, Runtime], tmp_path: Path
+) -> None:
+    client, runtime = served
+    first = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v1", "v1"))
+    assert first["workflows"] == [{"name": "greet", "binding": "GREET", "class_name": "Greet"}]
+    again = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v1", "v1"))
+    assert again["already_active"] is True and again["version_id"] == first["version_id"]
+    created = await result_of(
+        client, "POST", "/api/workflows/greet/instances", json={"id": "a", "params": {"n": 1}}
+    )
+    assert created["version_id"] == first["version_id"]
+    done = await wait_complete(client, "greet", "a")
+    assert done["output"] == {"version": "v1", "secret": None, "params": {"n": 1}}
+
+    await result_of(client, "PUT", "/api/secrets/API_KEY", json={"value": "s3cret"})
+    listed = await result_of(client, "GET", "/api/secrets")
+    assert [s["name"] for s in listed] == ["API_KEY"] and "s3cret" not in str(listed)
+    second = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v2", "v2"))
+    assert second["version_id"] != first["version_id"]
+    await result_of(client, "POST", "/api/workflows/greet/instances", json={"id": "b"})
+    done = await wait_complete(client, "greet", "b")
+    assert done["output"]["version"] == "v2" and done["output"]["secret"] == "s3cret"
+    assert done["versionId"] == second["version_id"]
+
+    versions = await result_of(client, "GET", "/api/workflows/greet/versions")
+    assert [v["id"] for v in versions] == [second["version_id"], first["version_id"]]
+    assert [v["active"] for v in versions] == [True, False]
+    assert all(v["unfinished"] == 0 for v in versions)
+    await runtime.reconcile()  # the old version has nothing left to run: it is unloaded
+    versions = await result_of(client, "GET", "/api/workflows/greet/versions")
+    assert [v["loaded"] for v in versions] == [True, False]
+    assert not runtime.state.bundle(first["version_id"]).exists()
+
+    response = await client.post("/api/workflows/greet/instances/b/upgrade", headers=AUTH)
+    assert response.status == 409  # finished instances stay where they are
+
+
+async def test_rejected_deploys_change_nothing(
+    served: tuple[Client, Runtime], tmp_path: Path
+) -> None:
+    client, runtime = served
+    good = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "ok", "ok"))
+    broken_code = tmp_path / "broken"
+    bundle_of(broken_code, "x")
+    (broken_code / "workflows.py").write_text("def oops(:\n")
+    wrong_class = tmp_path / "wrong"
+    wrong = bundle_of(wrong_class, "x", WF_TOML.replace('"Greet"', '"Gret"'))
+    cases = [
+        (build_bundle(load_project(broken_code / "wf.toml")).data, 10009, "workflows.py:1"),
+        (wrong, 10009, '"Gret" is not defined'),
+        (b"not a tarball at all", 10008, "gzip"),
+    ]
+    for data, code, text in cases:
+        response = await client.post("/api/deploy", data=data, headers=AUTH)
+        body = await response.json()
+        assert response.status == 400, body
+        assert body["errors"][0]["code"] == code and text in body["errors"][0]["message"]
+        assert (
+            runtime.catalog.active is not None and runtime.catalog.active.id == good["version_id"]
+        )
+        assert sorted(p.name for p in runtime.state.bundles.iterdir()) == [good["version_id"]]
+    await result_of(client, "POST", "/api/workflows/greet/instances", json={"id": "still"})
+    assert (await wait_complete(client, "greet", "still"))["output"]["version"] == "ok"
