@@ -159,6 +159,13 @@ async def test_deploy_run_redeploy_and_versions(
     response = await client.post("/api/workflows/greet/instances/b/upgrade", headers=AUTH)
     assert response.status == 409  # finished instances stay where they are
 
+    # "a" ran on the unloaded version; restarted, it runs on the active one.
+    await result_of(
+        client, "PATCH", "/api/workflows/greet/instances/a/status", json={"status": "restart"}
+    )
+    done = await wait_complete(client, "greet", "a")
+    assert done["output"]["version"] == "v2" and done["versionId"] == second["version_id"]
+
 
 async def test_rejected_deploys_change_nothing(
     served: tuple[Client, Runtime], tmp_path: Path
