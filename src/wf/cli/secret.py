@@ -6,6 +6,7 @@ for it without echoing when stdin is a terminal. The value is never printed, not
 
 from __future__ import annotations
 
+import re
 import sys
 from typing import Annotated
 
@@ -22,6 +23,8 @@ from wf.cli.options import (
 )
 
 MAX_NAME_LENGTH = 64
+# What the server accepts: an ASCII Python identifier of at most 64 characters.
+SECRET_NAME = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_NAME_LENGTH - 1}}}")
 
 app = typer.Typer(
     help="Manage the secrets a wf serve server passes to its workflows.",
@@ -39,7 +42,7 @@ NameArgument = Annotated[
 
 def check_name(name: str) -> str:
     """Refuse a bad name before asking for a value (the server checks it again)."""
-    if not name.isidentifier() or len(name) > MAX_NAME_LENGTH:
+    if not SECRET_NAME.fullmatch(name):
         raise CliError(
             f'"{name}" is not a valid secret name: use a Python identifier of at most '
             f"{MAX_NAME_LENGTH} characters, such as STRIPE_KEY"
