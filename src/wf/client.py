@@ -106,11 +106,16 @@ class Client:
     """Talks to the ``/api`` routes of one wf server."""
 
     def __init__(
-        self, url: str = DEFAULT_URL, token: str | None = None, timeout: float = DEFAULT_TIMEOUT
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        starts_with: str = "wf dev",
     ) -> None:
         self.url = normalise_url(url)
         self.token = token or None
         self.timeout = timeout
+        self.starts_with = starts_with  # the command that starts the server this client expects
         host = urllib.parse.urlsplit(self.url).hostname
         handlers: list[urllib.request.BaseHandler] = []
         if _is_loopback(host):
@@ -176,7 +181,7 @@ class Client:
         if isinstance(reason, ConnectionRefusedError) or (
             isinstance(reason, OSError) and reason.errno in (111, 61, 10061)
         ):
-            return ClientError(f"no wf server at {self.url}; start one with wf dev")
+            return ClientError(f"no wf server at {self.url}; start one with {self.starts_with}")
         if isinstance(reason, TimeoutError):
             return ClientError(
                 f"the wf server at {self.url} did not answer within "

@@ -890,7 +890,7 @@ def test_deploy_defaults_to_wf_serves_address(
 def test_deploy_no_server(project: Path) -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     line = error_line(wf(None, "deploy", "--url", url))
-    assert line == f"wf: no wf server at {url}; start one with wf dev"
+    assert line == f"wf: no wf server at {url}; start one with wf serve"
 
 
 def test_deploy_outside_a_project(fake: FakeServe, tmp_path: Path) -> None:
@@ -1135,7 +1135,7 @@ def test_secret_commands_without_a_token(fake: FakeServe) -> None:
 def test_secret_no_server() -> None:
     url = f"http://127.0.0.1:{unused_port()}"
     line = failed(wf(None, "secret", "list", "--url", url))
-    assert line == f"wf: no wf server at {url}; start one with wf dev"
+    assert line == f"wf: no wf server at {url}; start one with wf serve"
 
 
 def test_serve_commands_default_to_port_8788() -> None:

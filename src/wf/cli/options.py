@@ -133,7 +133,7 @@ def make_serve_client(url: str | None, token: str | None, **options: Any) -> Cli
     from wf.client import Client
 
     address = url.strip() if url is not None and url.strip() else SERVE_URL
-    return Client(address, token=token or None, **options)
+    return Client(address, token=token or None, starts_with="wf serve", **options)
 
 
 @contextmanager
