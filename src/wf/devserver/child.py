@@ -37,7 +37,7 @@ log = logging.getLogger("wf.server")
 
 LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
-ACCEPTED_GRACE_SECONDS = 0.3
+DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
 
 
 @dataclass(frozen=True)
@@ -190,15 +190,24 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     try:
         await stopping.wait()
     finally:
-        # Stop accepting (the next child takes new connections from the shared backlog), give
-        # connections accepted a moment ago time to send their request, then let every request
-        # in flight finish. Closing at once would drop a just-accepted, still-silent connection.
+        # Stop accepting (the next child takes new connections from the shared backlog), then
+        # let every connection already accepted send its one request and get its answer (there
+        # is no keep-alive, so each closes after that). Closing at once would drop a connection
+        # accepted a moment ago whose request had not arrived yet.
         await site.stop()
-        await asyncio.sleep(ACCEPTED_GRACE_SECONDS)
+        await _drain_connections(runner)
         await runner.cleanup()
         if engine is not None:
             await engine.stop(grace=STOP_GRACE_SECONDS)
     return 0
+
+
+async def _drain_connections(runner: web.AppRunner) -> None:
+    server = runner.server
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_SECONDS
+    while server is not None and server.connections and loop.time() < deadline:
+        await asyncio.sleep(0.01)
 
 
 async def _close_connections(request: web.Request, response: web.StreamResponse) -> None:
