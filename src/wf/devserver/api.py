@@ -31,7 +31,6 @@ from wf.devserver.security import host_middleware, origin_middleware, token_midd
 from wf.devserver.state import ServerState
 from wf.engine.controller import Controller
 from wf.engine.details import iso
-from wf.engine.engine import Engine
 from wf.engine.limits import MIB
 from wf.engine.model import InstanceRow, Status
 from wf.errors import WfError
@@ -270,11 +269,8 @@ def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
         config = configs.get(name)
         if config is not None:
             found.append(_WorkflowInfo(name, config.binding, config.class_name))
-        elif isinstance(engine, Engine):
-            spec = engine.specs[name]
-            found.append(_WorkflowInfo(name, spec.binding, spec.cls.__name__))
         else:
-            found.append(_WorkflowInfo(name, None, ""))
+            found.append(_WorkflowInfo(name, *engine.describe_workflow(name)))
     return found
 
 
@@ -304,7 +300,7 @@ async def _workflow_json(
 def _version(state: ServerState, engine: Controller | None) -> str | None:
     if state.version_id is not None:
         return state.version_id
-    return engine.version_id if isinstance(engine, Engine) else None
+    return engine.current_version() if engine is not None else None
 
 
 def _summary(row: InstanceRow) -> dict[str, Any]:

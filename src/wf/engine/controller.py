@@ -65,6 +65,14 @@ class Controller:
         """The version new instances of ``workflow`` are created under."""
         raise NotImplementedError
 
+    def current_version(self) -> str | None:
+        """The version new instances get (None when nothing is deployed yet)."""
+        return None
+
+    def describe_workflow(self, name: str) -> tuple[str | None, str]:
+        """(binding, class name) of a workflow, for listings."""
+        return None, ""
+
     def workflow(self, name: str) -> str:
         """``name`` if such a workflow exists, else ``WorkflowNotFound`` listing the known ones."""
         names = self.workflow_names()

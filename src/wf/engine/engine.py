@@ -182,6 +182,13 @@ class Engine(Controller):
     def new_instance_version(self, workflow: str) -> str:
         return self.version_id
 
+    def current_version(self) -> str | None:
+        return self.version_id
+
+    def describe_workflow(self, name: str) -> tuple[str | None, str]:
+        spec = self.specs[name]
+        return spec.binding, spec.cls.__name__
+
     def spec(self, workflow: str) -> WorkflowSpec:
         return self.specs[self.workflow(workflow)]
 

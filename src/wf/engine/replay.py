@@ -16,7 +16,8 @@ from wf.errors import NonDeterminismError, StepLimitExceeded
 
 INTERRUPTED: ErrorInfo = {
     "name": "WorkflowInternalError",
-    "message": "the attempt was interrupted: the engine stopped while it ran",
+    "message": "the attempt was interrupted: the process running it stopped (or lost the "
+    "instance) before it finished",
 }
 
 

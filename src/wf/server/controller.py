@@ -17,19 +17,35 @@ from wf.server.workers import WorkerManager
 
 @dataclass
 class Catalog:
-    """What is deployed: the active version, and every version still known."""
+    """What is deployed: the active version, the versions still loaded (their bundles on disk),
+    and every version ever deployed (their workflows' instances stay readable)."""
 
     active: VersionRow | None = None
-    versions: dict[str, VersionRow] = field(default_factory=dict)
+    versions: dict[str, VersionRow] = field(default_factory=dict)  # loaded
+    known: list[VersionRow] = field(default_factory=list)  # all, newest first
 
     def active_workflows(self) -> list[str]:
         return [w["name"] for w in self.active.workflows] if self.active else []
 
     def all_workflows(self) -> list[str]:
         names = self.active_workflows()
-        for version in self.versions.values():
+        for version in self.known:
             names.extend(w["name"] for w in version.workflows if w["name"] not in names)
         return names
+
+    def describe(self, name: str) -> tuple[str | None, str]:
+        """(binding, class name) of a workflow in the newest version that has it."""
+        for version in [self.active, *self.known]:
+            for workflow in version.workflows if version else ():
+                if workflow["name"] == name:
+                    return workflow["binding"], workflow["class_name"]
+        return None, ""
+
+    def bindings(self) -> dict[str, str]:
+        """Binding name → workflow, over the loaded versions (a secret must not take one)."""
+        return {
+            w["binding"]: w["name"] for v in self.versions.values() for w in v.workflows
+        }
 
 
 class ServerController(Controller):
@@ -46,8 +62,14 @@ class ServerController(Controller):
         self.notifier = WorkerNotifier(workers)
 
     def workflow_names(self) -> list[str]:
-        # Workflows of older versions stay visible while their instances are still there.
+        # Workflows of older versions stay visible: their instances are still there.
         return self.catalog.all_workflows()
+
+    def current_version(self) -> str | None:
+        return self.catalog.active.id if self.catalog.active else None
+
+    def describe_workflow(self, name: str) -> tuple[str | None, str]:
+        return self.catalog.describe(name)
 
     def new_instance_version(self, workflow: str) -> str:
         active = self.catalog.active

@@ -55,13 +55,16 @@ class Deployer:
         workers: WorkerManager,
         catalog: Catalog,
         clock: Clock,
+        lock: asyncio.Lock,
     ) -> None:
         self.state = state
         self.store = store
         self.workers = workers
         self.catalog = catalog
         self.clock = clock
-        self._lock = asyncio.Lock()  # one deploy at a time
+        # Shared with the runtime: one change to the workers at a time (a deploy, a secret,
+        # a reconcile), so none of them misses what another one did.
+        self._lock = lock
 
     async def deploy(self, data: bytes, sha256: str | None = None) -> Deployed:
         if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256.strip().lower():
@@ -89,6 +92,13 @@ class Deployer:
             {"name": w.name, "binding": w.binding, "class_name": w.class_name}
             for w in project.workflows
         ]
+        secrets = await self.store.secret_values()
+        for workflow in project.workflows:
+            if workflow.binding in secrets:
+                raise BundleRejected(
+                    f'wf.toml: the binding "{workflow.binding}" of workflow "{workflow.name}" has '
+                    "the same name as a secret; rename one (wf secret delete removes a secret)"
+                )
         active = self.catalog.active
         if active is not None and active.id == version_id and version_id in self.workers.workers:
             return Deployed(active, len(files), size, already_active=True)
@@ -117,6 +127,7 @@ class Deployer:
 async def refresh(store: SqliteStore, catalog: Catalog) -> None:
     """Reread the versions into the catalog (after a deploy or an unload)."""
     versions = await store.list_versions()
+    catalog.known = versions
     catalog.versions = {v.id: v for v in versions if v.unloaded is None}
     catalog.active = next((v for v in versions if v.active), None)
 

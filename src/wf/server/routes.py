@@ -121,6 +121,12 @@ def _secret_name(request: web.Request) -> str:
 async def put_secret(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = _secret_name(request)
+    taken = runtime.catalog.bindings().get(name)
+    if taken is not None:
+        raise bad_request(
+            f'secret "{name}" has the same name as the binding of workflow "{taken}"; '
+            "env cannot hold both"
+        )
     body = await read_json(request)
     if body is EMPTY or not isinstance(body, dict) or set(body) != {"value"}:
         raise bad_request('body must be {"value": "<the secret>"}')

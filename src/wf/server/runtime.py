@@ -41,15 +41,18 @@ class Runtime:
         self.controller = ServerController(
             self.store, self.clock, Limits(), self.catalog, self.workers
         )
-        self.deployer = Deployer(state, self.store, self.workers, self.catalog, self.clock)
-        self._loop_task: asyncio.Task[None] | None = None
         self._changing = asyncio.Lock()
+        self.deployer = Deployer(
+            state, self.store, self.workers, self.catalog, self.clock, self._changing
+        )
+        self._loop_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.open()
         # This process owns the database: no worker of an earlier server is alive any more.
         await self.store.release_dead_claims()
         await refresh(self.store, self.catalog)
+        await asyncio.to_thread(self._remove_stray_bundles)
         await self.reconcile()
         self._loop_task = asyncio.create_task(self._keep_right(), name="wf serve workers")
 
@@ -84,6 +87,14 @@ class Runtime:
                     await self._start_worker(version_id)
                 elif not needed:
                     await self._unload(version_id)
+
+    def _remove_stray_bundles(self) -> None:
+        """A deploy cut short by a crash may leave a staging folder, or a bundle that was
+        never activated: neither is any version's code."""
+        known = set(self.catalog.versions)
+        for folder in self.state.bundles.iterdir():
+            if folder.name not in known:
+                shutil.rmtree(folder, ignore_errors=True)
 
     async def _start_worker(self, version_id: str) -> None:
         bundle = self.state.bundle(version_id)

@@ -38,6 +38,9 @@ class StateDir:
     def prepare(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+            # The database holds secrets: only this user may look inside, even in a folder
+            # that existed before.
+            self.root.chmod(0o700)
             self.bundles.mkdir(exist_ok=True, mode=0o700)
         except OSError as exc:
             raise ServeError(f"cannot create {self.root}: {exc.strerror}") from None
