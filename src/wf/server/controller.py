@@ -43,9 +43,7 @@ class Catalog:
 
     def bindings(self) -> dict[str, str]:
         """Binding name → workflow, over the loaded versions (a secret must not take one)."""
-        return {
-            w["binding"]: w["name"] for v in self.versions.values() for w in v.workflows
-        }
+        return {w["binding"]: w["name"] for v in self.versions.values() for w in v.workflows}
 
 
 class ServerController(Controller):
