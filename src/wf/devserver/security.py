@@ -92,7 +92,9 @@ def token_matches(header: str | None, token: str) -> bool:
     scheme, _, given = header.strip().partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode("utf-8"), token.encode("utf-8"))
+    # surrogateescape: a header that is not valid UTF-8 is a wrong token, not a crash.
+    supplied = given.strip().encode("utf-8", "surrogateescape")
+    return hmac.compare_digest(supplied, token.encode("utf-8"))
 
 
 def host_middleware(state: ServerState) -> Middleware:

@@ -103,9 +103,10 @@ class Engine(Controller):
     in the next process). ``engine.env`` holds the bindings, usable from any code.
 
     ``pinned``: run only instances created under this engine's ``version_id`` (a ``wf serve``
-    worker runs one version; ``wf dev`` runs every instance on the current code). ``recover``:
-    free every claim on start (only the process that owns the database may; workers sharing it
-    leave that to their server). ``owner``: this process's claim owner id.
+    worker runs one version; ``wf dev`` runs every instance on the current code). ``owns_store``:
+    this process owns the database, so it frees every claim on start and purges instances past
+    retention (workers sharing a database leave both to their server). ``owner``: this process's
+    claim owner id.
     """
 
     def __init__(
@@ -119,7 +120,7 @@ class Engine(Controller):
         version_id: str | None = None,
         on_notice: Callable[[Notice], None] | None = None,
         pinned: bool = False,
-        recover: bool = True,
+        owns_store: bool = True,
         owner: str | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
@@ -143,7 +144,7 @@ class Engine(Controller):
         self.env = Env({**dict(vars or {}), **bindings})
         self.version_id = version_id or version_of_classes([s.cls for s in workflows])
         self.pinned = pinned
-        self.recover = recover
+        self.owns_store = owns_store
         self.threads = StepThreadPool()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)

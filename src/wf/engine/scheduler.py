@@ -99,7 +99,7 @@ class Scheduler:
         self._stopping = self.draining = False
         self._wakeup = asyncio.Event()
         store = self.engine.store
-        if self.engine.recover:
+        if self.engine.owns_store:
             # Claims held by dead processes are freed, so their instances run again here.
             released = await store.release_dead_claims()
             if released:
@@ -107,8 +107,9 @@ class Scheduler:
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="wf scheduler"),
             asyncio.create_task(self._lease_loop(), name="wf leases"),
-            asyncio.create_task(self._retention_loop(), name="wf retention"),
         ]
+        if self.engine.owns_store:
+            self._tasks.append(asyncio.create_task(self._retention_loop(), name="wf retention"))
 
     async def stop(self, grace: float = 0.0) -> None:
         self._stopping = True

@@ -82,17 +82,19 @@ class ServerController(Controller):
         return active.id
 
     async def restart(self, workflow: str, instance_id: str) -> InstanceRow:
-        """A restarted instance whose version was unloaded (it had finished, so nothing needed
-        that code any more) starts again on the active version."""
+        """A restarted instance whose version was unloaded (nothing needed that code any more)
+        starts again on the active version, decided in the restart's own transaction."""
         before = await self.row(workflow, instance_id)
-        unloaded = before.version_id not in self.catalog.versions
-        if unloaded:
-            self.new_instance_version(before.workflow)  # the active version must have it
-        row = await super().restart(workflow, instance_id)
         active = self.catalog.active
-        if unloaded and active is not None:
-            row = await self.store.upgrade(row.pk, active.id, self.clock.now())
-            self.notifier.created(row.workflow, active.id)
+        rehome = (
+            active.id
+            if active is not None and before.workflow in self.catalog.active_workflows()
+            else None
+        )
+        row = await self.store.restart(before.pk, self.clock.now(), rehome)
+        self.notifier.changed(before, "restart")
+        self.notifier.created(row.workflow, row.version_id)
+        self._notice("restarted", row.workflow, row.id)
         return row
 
 

@@ -88,6 +88,11 @@ class Deployer:
             project = load_project(staging / "wf.toml")
         except ProjectError as exc:
             raise BundleRejected(str(exc)) from None
+        if not project.main.is_relative_to(staging.resolve()):
+            raise BundleRejected(
+                f'wf.toml: main "{project.main_label}" is outside the bundle; the module must be '
+                "one of the files deployed"
+            )
         workflows = [
             {"name": w.name, "binding": w.binding, "class_name": w.class_name}
             for w in project.workflows
@@ -106,20 +111,30 @@ class Deployer:
         fresh = not target.exists()
         if fresh:
             staging.rename(target)
+        running = version_id in self.workers.workers  # it had unfinished instances: keep it
         try:
             worker = await self.workers.load(version_id, target)
-        except ServeError as exc:
+            if running:
+                await self.workers.stop(worker)
+            else:
+                # Running before it is active is harmless: it claims only its own instances,
+                # and a brand-new version has none yet.
+                await self.workers.start(worker)
+        except (ServeError, asyncio.TimeoutError) as exc:
             if fresh:
                 await asyncio.to_thread(shutil.rmtree, target, True)
             raise ImportFailed(str(exc)) from None
-        version = await self.store.activate_version(
-            version_id, self.clock.now(), workflows, len(files), size
-        )
-        if version_id not in self.workers.workers:
-            await self.workers.start(worker)
-        else:  # the version already runs (it had unfinished instances): keep that worker
-            await self.workers.stop(worker)
+        try:
+            version = await self.store.activate_version(
+                version_id, self.clock.now(), workflows, len(files), size
+            )
+        except BaseException:
+            if not running:
+                await self.workers.stop(worker)
+            raise
         await refresh(self.store, self.catalog)
+        active = self.catalog.active
+        self.workers.set_active(active.id if active else None, self.catalog.active_workflows())
         log.info("deployed version %s (%d files)", version_id, len(files))
         return Deployed(version, len(files), size, already_active=False)
 

@@ -64,15 +64,19 @@ def _token(state: StateDir, rotate: bool, reporter: Reporter) -> str:
 async def serve(options: ServeOptions, reporter: Reporter) -> int:
     state = StateDir(options.state_dir.resolve())
     state.prepare()
-    token = _token(state, options.rotate_token, reporter)
+    runtime = Runtime(state, options.durability, reporter.notice)
+    await runtime.start()  # takes the database lock: a second server stops here, token untouched
+    try:
+        token = _token(state, options.rotate_token, reporter)
+    except BaseException:
+        await runtime.stop()
+        raise
     loopback = is_loopback(options.host)
     if not loopback:
         reporter.warning(
             f"listening on {options.host}: requests are not encrypted; put a reverse proxy with "
             "TLS in front"
         )
-    runtime = Runtime(state, options.durability, reporter.notice)
-    await runtime.start()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -103,6 +107,7 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
         try:
             await stopping.wait()
         finally:
+            runtime.stop_supervising()  # a worker stopping now must not be "replaced"
             await runner.cleanup()
     finally:
         await runtime.stop()

@@ -2,12 +2,15 @@
 
 Server → worker (stdin): first the ``WorkerConfig``, then ``{"op": "start"}`` once the version is
 to run, then controls: ``{"op": "poke"}``, ``{"op": "change", "pk", "change", "event_type"}``,
-``{"op": "deleted", "workflow"}``. End of input means the server is gone: the worker stops.
+``{"op": "deleted", "workflow"}``, ``{"op": "active", "version", "workflows"}`` (what new
+instances get), ``{"op": "stop"}`` (stop gracefully). End of input without a stop means the server
+died: the worker stops at once.
 
 Worker → server (a pipe of its own, so a workflow's ``print`` goes to the terminal, not into the
 conversation): ``{"loaded": [workflows]}`` or ``{"error": "file:line: ..."}`` after
-importing the bundle, ``{"started": true}`` once its engine runs, and ``{"notice": {...}}`` for
-each engine notice.
+importing the bundle, ``{"started": true}`` once its engine runs, ``{"notice": {...}}`` for each
+engine notice, and ``{"relay": {...}}`` for a change a workflow made through a binding, which the
+server passes on to the worker that holds the instance.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ class WorkerConfig:
     owner: str
     durability: str = "fsync"
     secrets: dict[str, str] = field(default_factory=dict)
+    active_version: str | None = None
 
     def to_line(self) -> bytes:
         return encode(asdict(self))
@@ -35,7 +39,7 @@ class WorkerConfig:
 
 
 def encode(message: dict[str, Any]) -> bytes:
-    return (json.dumps(message, separators=(",", ":")) + "\n").encode()
+    return (json.dumps(message, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 def decode(line: bytes) -> dict[str, Any]:

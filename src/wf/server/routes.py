@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from wf.devserver.api import EMPTY, bad_request, read_json
-from wf.devserver.envelope import TOO_LARGE, ApiError, ok
+from wf.devserver.envelope import INTERNAL, TOO_LARGE, ApiError, ok
 from wf.engine.details import iso
 from wf.server.deploys import BundleRejected, Deployer, ImportFailed, deployed_json
 
@@ -22,6 +22,7 @@ BUNDLE_IMPORT_FAILED = 10009
 SECRET_NOT_FOUND = 10404
 MAX_BUNDLE = 32 * 1024 * 1024
 MAX_SECRET = 64 * 1024
+MAX_SECRETS_TOTAL = 1024 * 1024
 SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 RUNTIME_KEY: web.AppKey[Runtime] = web.AppKey("wf_runtime")
@@ -121,12 +122,6 @@ def _secret_name(request: web.Request) -> str:
 async def put_secret(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = _secret_name(request)
-    taken = runtime.catalog.bindings().get(name)
-    if taken is not None:
-        raise bad_request(
-            f'secret "{name}" has the same name as the binding of workflow "{taken}"; '
-            "env cannot hold both"
-        )
     body = await read_json(request)
     if body is EMPTY or not isinstance(body, dict) or set(body) != {"value"}:
         raise bad_request('body must be {"value": "<the secret>"}')
@@ -135,18 +130,34 @@ async def put_secret(request: web.Request) -> web.Response:
         raise bad_request("the secret's value must be a non-empty string")
     if len(value.encode()) > MAX_SECRET:
         raise bad_request(f"the secret's value is over the limit of {MAX_SECRET} bytes")
-    now = runtime.clock.now()
-    await runtime.store.put_secret(name, value, now)
-    await runtime.secrets_changed()
+    async with runtime.changing:  # no deploy may slip between the check and the restarts
+        taken = runtime.catalog.bindings().get(name)
+        if taken is not None:
+            raise bad_request(
+                f'secret "{name}" has the same name as the binding of workflow "{taken}"; '
+                "env cannot hold both"
+            )
+        others = await runtime.store.secret_values()
+        total = sum(len(v.encode()) for k, v in others.items() if k != name) + len(value.encode())
+        if total > MAX_SECRETS_TOTAL:
+            raise bad_request(f"all secrets together may hold {MAX_SECRETS_TOTAL} bytes")
+        now = runtime.clock.now()
+        await runtime.store.put_secret(name, value, now)
+        problems = await runtime.secrets_changed()
+    if problems:
+        raise ApiError(500, INTERNAL, f"saved, but a worker could not restart: {problems[0]}")
     return ok({"name": name, "updated_on": iso(now)})
 
 
 async def delete_secret(request: web.Request) -> web.Response:
     runtime = _runtime(request)
     name = _secret_name(request)
-    if not await runtime.store.delete_secret(name):
-        raise ApiError(404, SECRET_NOT_FOUND, f'no secret named "{name}"')
-    await runtime.secrets_changed()
+    async with runtime.changing:
+        if not await runtime.store.delete_secret(name):
+            raise ApiError(404, SECRET_NOT_FOUND, f'no secret named "{name}"')
+        problems = await runtime.secrets_changed()
+    if problems:
+        raise ApiError(500, INTERNAL, f"deleted, but a worker could not restart: {problems[0]}")
     return ok({"name": name, "deleted": True})
 
 

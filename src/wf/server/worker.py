@@ -1,8 +1,8 @@
 """A worker process of ``wf serve``: it runs the instances of one deployed version.
 
-``python -m wf.server.worker``; it talks to its server over stdin/stdout (``wf.server.protocol``).
-It first imports the bundle and reports what it found, so a bundle that does not import is
-refused before anything changes; it starts its engine only when the server says so.
+``python -m wf.server.worker <reply fd>``; it talks to its server over stdin and the reply pipe
+(``wf.server.protocol``). It first imports the bundle and reports what it found, so a bundle that
+does not import is refused before anything changes; it starts its engine only when told to.
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wf.engine.engine import Engine, LocalNotifier
+from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
+from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import WfError
@@ -27,7 +29,8 @@ from wf.server.protocol import WorkerConfig, decode, encode
 log = logging.getLogger("wf.worker")
 
 STOP_GRACE_SECONDS = 5.0
-
+CONFIG_LIMIT = 1 << 26  # the first message carries every secret
+NOTICE_TEXT_LIMIT = 2000  # the server only shows notices: long texts are cut
 
 _REPLY_FD = 1  # set from the command line: the pipe back to the server (stdout stays the user's)
 
@@ -39,29 +42,80 @@ def _say(message: dict[str, Any]) -> None:
         data = data[written:]
 
 
+def _cut(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > NOTICE_TEXT_LIMIT:
+        return value[:NOTICE_TEXT_LIMIT] + "…"
+    if isinstance(value, dict):
+        return {k: _cut(v) for k, v in value.items()}
+    return value
+
+
 def _notice(notice: Notice) -> None:
-    _say({"notice": asdict(notice)})
+    _say({"notice": _cut(asdict(notice))})
 
 
-def load(config: WorkerConfig) -> Engine:
+class WorkerEngine(Engine):
+    """An engine pinned to one version, whose new instances (made through bindings) go to the
+    active version, and whose changes reach whichever worker holds the instance."""
+
+    def __init__(self, config: WorkerConfig, specs: Sequence[WorkflowSpec], **kwargs: Any) -> None:
+        super().__init__(
+            SqliteStore(config.database, durability=config.durability, shared=True),
+            specs,
+            version_id=config.version_id,
+            on_notice=_notice,
+            pinned=True,
+            owns_store=False,
+            owner=config.owner,
+            **kwargs,
+        )
+        self.active_version = config.active_version
+        self.active_workflows: list[str] = []
+        self.notifier = RelayNotifier(self)
+
+    def new_instance_version(self, workflow: str) -> str:
+        if self.active_version is not None and workflow in self.active_workflows:
+            return self.active_version
+        return self.version_id
+
+
+class RelayNotifier(LocalNotifier):
+    def created(self, workflow: str, version_id: str) -> None:
+        super().created(workflow, version_id)
+        if version_id != self.engine.version_id:
+            _say({"relay": {"created": True, "version": version_id}})
+
+    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
+        super().changed(row, change, event_type)
+        if row.owner != self.engine.scheduler.owner:
+            _say(
+                {
+                    "relay": {
+                        "owner": row.owner,
+                        "version": row.version_id,
+                        "pk": row.pk,
+                        "change": change,
+                        "event_type": event_type,
+                    }
+                }
+            )
+
+
+def load(config: WorkerConfig) -> WorkerEngine:
     """Import the bundle and build (not start) the engine for its version."""
     project = load_project(Path(config.bundle) / "wf.toml")
     specs = load_workflows(project)
-    return Engine(
-        SqliteStore(config.database, durability=config.durability, shared=True),
+    os.chdir(config.bundle)  # relative paths in a workflow mean its project folder
+    return WorkerEngine(
+        config,
         specs,
         vars={**project.vars, **config.secrets},
         settings=project.engine_settings(),
-        version_id=config.version_id,
-        on_notice=_notice,
-        pinned=True,
-        recover=False,
-        owner=config.owner,
     )
 
 
 async def _lines(loop: asyncio.AbstractEventLoop) -> asyncio.StreamReader:
-    reader = asyncio.StreamReader(limit=1 << 20)
+    reader = asyncio.StreamReader(limit=CONFIG_LIMIT)
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return reader
 
@@ -85,37 +139,48 @@ async def main() -> int:
         _say({"error": f"{type(exc).__name__}: {exc}"})
         return 1
     _say({"loaded": list(engine.specs)})
-    command = await reader.readline()
-    if not command or decode(command).get("op") != "start":
-        return 0
+    while True:  # wait for "start"; the active version may be told first
+        command = await reader.readline()
+        if not command:
+            return 0
+        message = decode(command)
+        if message.get("op") == "start":
+            break
+        if message.get("op") == "active":
+            _set_active(engine, message)
+        elif message.get("op") == "stop":
+            return 0
     try:
         await engine.start()
     except WfError as exc:
         _say({"error": str(exc)})
         return 1
     _say({"started": True})
-    notifier = engine.notifier
-    assert isinstance(notifier, LocalNotifier)
-    listening = asyncio.ensure_future(_listen(reader, notifier, engine, stopping))
+    graceful = asyncio.Event()
+    listening = asyncio.ensure_future(_listen(reader, engine, stopping, graceful))
     try:
         await stopping.wait()
     finally:
         listening.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await listening
-        await engine.stop(grace=STOP_GRACE_SECONDS)
+        # Told to stop: running attempts may finish. The server died: stop now, the next
+        # server's workers take the instances over (and fence whatever this one writes).
+        await engine.stop(grace=STOP_GRACE_SECONDS if graceful.is_set() else 0.0)
     return 0
 
 
 async def _listen(
     reader: asyncio.StreamReader,
-    notifier: LocalNotifier,
-    engine: Engine,
+    engine: WorkerEngine,
     stopping: asyncio.Event,
+    graceful: asyncio.Event,
 ) -> None:
+    notifier = engine.notifier
+    assert isinstance(notifier, LocalNotifier)
     while True:
         line = await reader.readline()
-        if not line:  # the server is gone: stop too
+        if not line:
             stopping.set()
             return
         try:
@@ -130,9 +195,17 @@ async def _listen(
             notifier.apply(int(message["pk"]), str(message["change"]), message.get("event_type"))
         elif op == "deleted":
             notifier.workflow_deleted(str(message["workflow"]))
+        elif op == "active":
+            _set_active(engine, message)
         elif op == "stop":
+            graceful.set()
             stopping.set()
             return
+
+
+def _set_active(engine: WorkerEngine, message: dict[str, Any]) -> None:
+    engine.active_version = message.get("version")
+    engine.active_workflows = [str(w) for w in message.get("workflows") or ()]
 
 
 def run() -> None:

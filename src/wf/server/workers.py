@@ -1,19 +1,21 @@
 """The server's worker processes: one per version that may still run instances.
 
-A worker that dies is replaced (its claims are freed first, so its instances continue in the new
-one); a version that is no longer active and has no unfinished instance left is unloaded.
+Workers run in sessions of their own, so a Ctrl-C meant for the server does not reach them: the
+server stops them itself, gracefully. A worker whose server dies sees its input end and stops at
+once (its writes are fenced anyway once the next server's workers claim).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import logging
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,8 @@ log = logging.getLogger("wf.server")
 
 LOAD_TIMEOUT = 120.0  # importing a bundle (a check before a deploy is accepted)
 STOP_TIMEOUT = 15.0  # a worker's graceful stop, then SIGKILL
-RESTART_BACKOFF = 1.0
+LINE_LIMIT = 1 << 24  # one message from a worker; longer ones are skipped, never fatal
+STDERR_LINES = 20  # kept from each worker, to explain a worker that dies while loading
 
 
 class Worker:
@@ -39,10 +42,10 @@ class Worker:
         self.workflows: list[str] = []
         self.started = False
         self.stopping = False
-        self._replies: asyncio.StreamReader | None = None
-        self._reading: asyncio.Task[None] | None = None
-        self._loaded: asyncio.Future[list[str]] | None = None
-        self._running: asyncio.Future[None] | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=STDERR_LINES)
+        self.tasks: list[asyncio.Task[None]] = []
+        self.loaded: asyncio.Future[list[str]] | None = None
+        self.running: asyncio.Future[None] | None = None
 
     @property
     def alive(self) -> bool:
@@ -52,25 +55,35 @@ class Worker:
         process = self.process
         if process is None or process.stdin is None or not self.alive:
             return
-        # If it just died, the supervisor takes over.
+        # If it just died, the supervision takes over.
         with contextlib.suppress(ConnectionError, RuntimeError):
             process.stdin.write(encode(message))
+
+    def fail(self, problem: ServeError) -> None:
+        for future in (self.loaded, self.running):
+            if future is not None and not future.done():
+                future.set_exception(problem)
+                future.exception()  # whoever waits gets it; nobody else must log it
 
 
 class WorkerManager:
     def __init__(
         self,
         store: SqliteStore,
+        state_root: Path,
         database: Path,
         durability: str,
-        secrets: Callable[[], Any],
+        secrets: Callable[[], Awaitable[dict[str, str]]],
         on_notice: Callable[[dict[str, Any]], None],
     ) -> None:
         self.store = store
+        self.state_root = state_root
         self.database = database
         self.durability = durability
         self._secrets = secrets
         self._on_notice = on_notice
+        self.active_version: str | None = None  # what new instances get, told to every worker
+        self.active_workflows: list[str] = []
         self.workers: dict[str, Worker] = {}
         self._by_owner: dict[str, Worker] = {}
         self._closing = False
@@ -78,8 +91,39 @@ class WorkerManager:
     # ---- spawning -------------------------------------------------------------------------------
     async def load(self, version_id: str, bundle: Path) -> Worker:
         """Start a worker for a version and wait until it has imported the bundle. Raises
-        ``ServeError`` with the import error (file and line) when it cannot."""
+        ``ServeError`` with the import error (file and line) when it cannot; the process is
+        gone then, whatever happened (a cancelled deploy included)."""
         worker = Worker(version_id, bundle)
+        try:
+            await self._spawn(worker)
+            config = WorkerConfig(
+                database=str(self.database),
+                bundle=str(bundle),
+                version_id=version_id,
+                owner=worker.owner,
+                durability=self.durability,
+                secrets=await self._secrets(),
+                active_version=self.active_version,
+            )
+            worker.send(dataclasses.asdict(config))
+            worker.send(
+                {"op": "active", "version": self.active_version, "workflows": self.active_workflows}
+            )
+            assert worker.loaded is not None
+            try:
+                worker.workflows = await asyncio.wait_for(
+                    asyncio.shield(worker.loaded), LOAD_TIMEOUT
+                )
+            except asyncio.TimeoutError:
+                raise ServeError(
+                    f"importing the bundle took longer than {LOAD_TIMEOUT:.0f} s"
+                ) from None
+        except BaseException:
+            await self._kill(worker)
+            raise
+        return worker
+
+    async def _spawn(self, worker: Worker) -> None:
         read_end, write_end = os.pipe()
         try:
             worker.process = await asyncio.create_subprocess_exec(
@@ -88,47 +132,38 @@ class WorkerManager:
                 "wf.server.worker",
                 str(write_end),
                 stdin=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
                 pass_fds=(write_end,),
-                cwd=bundle,
+                # Not the bundle: its files must not shadow modules wf imports at start.
+                cwd=self.state_root,
+                start_new_session=True,
             )
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
         loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=1 << 22)
+        reader = asyncio.StreamReader(limit=LINE_LIMIT)
         await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_end, "rb", buffering=0)
         )
-        worker._replies = reader
-        worker._loaded = loop.create_future()
-        worker._running = loop.create_future()
-        worker._reading = asyncio.ensure_future(self._read(worker))
-        secrets = await self._secrets()
-        config = WorkerConfig(
-            database=str(self.database),
-            bundle=str(bundle),
-            version_id=version_id,
-            owner=worker.owner,
-            durability=self.durability,
-            secrets=secrets,
-        )
-        worker.send(dataclasses.asdict(config))
-        try:
-            worker.workflows = await asyncio.wait_for(asyncio.shield(worker._loaded), LOAD_TIMEOUT)
-        except asyncio.TimeoutError:
-            await self._kill(worker)
-            raise ServeError(
-                f"importing the bundle took longer than {LOAD_TIMEOUT:.0f} s"
-            ) from None
-        except ServeError:
-            await self._kill(worker)
-            raise
-        return worker
+        worker.loaded = loop.create_future()
+        worker.running = loop.create_future()
+        worker.tasks = [
+            asyncio.ensure_future(self._read(worker, reader)),
+            asyncio.ensure_future(self._relay_stderr(worker)),
+        ]
 
     async def start(self, worker: Worker) -> None:
-        """Let a loaded worker run its version's instances."""
-        worker.send({"op": "start"})
-        assert worker._running is not None
-        await asyncio.wait_for(asyncio.shield(worker._running), LOAD_TIMEOUT)
+        """Let a loaded worker run its version's instances; it replaces any older one."""
+        try:
+            worker.send({"op": "start"})
+            assert worker.running is not None
+            await asyncio.wait_for(asyncio.shield(worker.running), LOAD_TIMEOUT)
+        except BaseException:
+            await self._kill(worker)
+            raise
         worker.started = True
         old = self.workers.get(worker.version_id)
         self.workers[worker.version_id] = worker
@@ -136,36 +171,62 @@ class WorkerManager:
         if old is not None and old is not worker:
             await self.stop(old)
 
-    async def _read(self, worker: Worker) -> None:
-        reader = worker._replies
-        assert reader is not None and worker._loaded is not None and worker._running is not None
-        try:
-            while True:
+    async def _read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
+        while True:
+            try:
                 line = await reader.readline()
-                if not line:
-                    break
-                try:
-                    message = decode(line)
-                except ValueError:
-                    continue
-                if "notice" in message:
-                    self._on_notice(message["notice"])
-                elif "loaded" in message and not worker._loaded.done():
-                    worker._loaded.set_result(list(message["loaded"]))
-                elif "started" in message and not worker._running.done():
-                    worker._running.set_result(None)
-                elif "error" in message:
-                    problem = ServeError(str(message["error"]))
-                    for future in (worker._loaded, worker._running):
-                        if not future.done():
-                            future.set_exception(problem)
-                            future.exception()  # whoever waits gets it; nobody else must log it
-        finally:
-            ended = ServeError("the worker process exited before it was ready")
-            for future in (worker._loaded, worker._running):
-                if not future.done():
-                    future.set_exception(ended)
-                    future.exception()  # retrieved: nobody may be waiting any more
+            except ValueError:  # a line over the limit: skip it, keep listening
+                with contextlib.suppress(ValueError, asyncio.LimitOverrunError):
+                    await reader.readuntil(b"\n")
+                continue
+            if not line:
+                break
+            try:
+                self._handle(worker, decode(line))
+            except Exception:  # a bad message, or a failing printer: never stop reading
+                log.exception("cannot handle a message from the worker of %s", worker.version_id)
+        tail = " | ".join(worker.stderr_tail)
+        worker.fail(
+            ServeError(
+                "the worker process exited before it was ready" + (f": {tail}" if tail else "")
+            )
+        )
+
+    def _handle(self, worker: Worker, message: dict[str, Any]) -> None:
+        if "notice" in message:
+            self._on_notice(message["notice"])
+        elif "relay" in message:  # a change made through a binding inside a workflow
+            relay = message["relay"]
+            if relay.get("created"):
+                self.poke(str(relay["version"]))
+            else:
+                self.change(
+                    relay.get("owner"),
+                    str(relay["version"]),
+                    int(relay["pk"]),
+                    str(relay["change"]),
+                    relay.get("event_type"),
+                )
+        elif "loaded" in message and worker.loaded and not worker.loaded.done():
+            worker.loaded.set_result([str(name) for name in message["loaded"]])
+        elif "started" in message and worker.running and not worker.running.done():
+            worker.running.set_result(None)
+        elif "error" in message:
+            worker.fail(ServeError(str(message["error"])))
+
+    async def _relay_stderr(self, worker: Worker) -> None:
+        """What a worker writes on stderr (a workflow's tracebacks and warnings) goes to the
+        server's stderr; the last lines explain a worker that dies while loading."""
+        process = worker.process
+        if process is None or process.stderr is None:
+            return
+        while True:
+            line = await process.stderr.readline()
+            if not line:
+                return
+            text = line.decode(errors="replace").rstrip()
+            worker.stderr_tail.append(text)
+            print(f"[{worker.version_id[:8]}] {text}", file=sys.stderr, flush=True)
 
     # ---- stopping -------------------------------------------------------------------------------
     async def stop(self, worker: Worker) -> None:
@@ -175,8 +236,9 @@ class WorkerManager:
             del self.workers[worker.version_id]
         process = worker.process
         if process is not None and process.returncode is None:
+            worker.send({"op": "stop"})
             if process.stdin is not None:
-                process.stdin.close()  # end of input: the worker stops
+                process.stdin.close()
             try:
                 await asyncio.wait_for(process.wait(), STOP_TIMEOUT)
             except asyncio.TimeoutError:
@@ -188,15 +250,16 @@ class WorkerManager:
         worker.stopping = True
         process = worker.process
         if process is not None and process.returncode is None:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await process.wait()
         await self._forget(worker)
 
     async def _forget(self, worker: Worker) -> None:
         self._by_owner.pop(worker.owner, None)
-        if worker._reading is not None:
+        for task in worker.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(worker._reading, 5)
+                await asyncio.wait_for(task, 5)
         if worker.started:
             # Whatever it still held runs again in another worker.
             with contextlib.suppress(Exception):
@@ -206,10 +269,10 @@ class WorkerManager:
         self._closing = True
         await asyncio.gather(*(self.stop(w) for w in list(self.workers.values())))
 
-    # ---- supervision ----------------------------------------------------------------------------
-    async def replace_dead(self) -> list[str]:
-        """Restart every started worker that died on its own; return their versions."""
-        replaced = []
+    async def forget_dead(self) -> list[str]:
+        """Forget every started worker that died on its own (its claims are freed); return their
+        versions, for the runtime to start again."""
+        dead = []
         for version_id, worker in list(self.workers.items()):
             if worker.alive or worker.stopping or self._closing:
                 continue
@@ -217,15 +280,8 @@ class WorkerManager:
             log.error("the worker of version %s exited (code %s); restarting it", version_id, code)
             del self.workers[version_id]
             await self._forget(worker)
-            await asyncio.sleep(RESTART_BACKOFF)
-            try:
-                fresh = await self.load(version_id, worker.bundle)
-                await self.start(fresh)
-            except (ServeError, asyncio.TimeoutError) as exc:
-                log.error("cannot restart the worker of version %s: %s", version_id, exc)
-                continue
-            replaced.append(version_id)
-        return replaced
+            dead.append(version_id)
+        return dead
 
     # ---- talking to workers ---------------------------------------------------------------------
     def poke(self, version_id: str) -> None:
@@ -247,3 +303,8 @@ class WorkerManager:
     def broadcast(self, message: dict[str, Any]) -> None:
         for worker in list(self.workers.values()):
             worker.send(message)
+
+    def set_active(self, version_id: str | None, workflows: list[str]) -> None:
+        self.active_version = version_id
+        self.active_workflows = workflows
+        self.broadcast({"op": "active", "version": version_id, "workflows": workflows})

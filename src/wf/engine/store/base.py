@@ -125,7 +125,9 @@ class Store(Protocol):
 
     async def terminate(self, pk: int, now: float, source: str) -> InstanceRow: ...
 
-    async def restart(self, pk: int, now: float) -> InstanceRow: ...
+    async def restart(self, pk: int, now: float, rehome: str | None = None) -> InstanceRow:
+        """Start over; an instance of an unloaded version moves to ``rehome`` (or is refused)."""
+        ...
 
     async def send_event(
         self, pk: int, event_type: str, payload: str, now: float

@@ -355,8 +355,8 @@ class SqliteStore:
             functools.partial(controls.terminate, pk=pk, now=now, source=source)
         )
 
-    async def restart(self, pk: int, now: float) -> InstanceRow:
-        return await self._write(functools.partial(controls.restart, pk=pk, now=now))
+    async def restart(self, pk: int, now: float, rehome: str | None = None) -> InstanceRow:
+        return await self._write(functools.partial(controls.restart, pk=pk, now=now, rehome=rehome))
 
     async def send_event(
         self, pk: int, event_type: str, payload: str, now: float
@@ -491,8 +491,10 @@ class SqliteStore:
             )
         )
 
-    async def mark_unloaded(self, version_id: str, now: float) -> None:
-        await self._write(functools.partial(deploys.mark_unloaded, version_id=version_id, now=now))
+    async def try_unload(self, version_id: str, now: float) -> bool:
+        return await self._write(
+            functools.partial(deploys.try_unload, version_id=version_id, now=now)
+        )
 
     async def put_secret(self, name: str, value: str, now: float) -> None:
         await self._write(functools.partial(deploys.put_secret, name=name, value=value, now=now))

@@ -242,8 +242,22 @@ def terminate(conn: sqlite3.Connection, pk: int, now: float, source: str) -> Ins
     return select_instance(conn, pk)
 
 
-def restart(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
-    select_instance(conn, pk)
+def restart(
+    conn: sqlite3.Connection, pk: int, now: float, rehome: str | None = None
+) -> InstanceRow:
+    """Start over with the same params. An instance whose version was unloaded moves to
+    ``rehome`` (the active version) in the same transaction, or the restart is refused."""
+    row = select_instance(conn, pk)
+    unloaded = conn.execute(
+        "SELECT 1 FROM versions WHERE id = ? AND unloaded IS NOT NULL", (row.version_id,)
+    ).fetchone()
+    if unloaded:
+        if rehome is None:
+            raise InvalidTransition(
+                f'cannot restart instance "{row.id}": the code of its version {row.version_id} '
+                f'is no longer deployed, and the active version has no workflow "{row.workflow}"'
+            )
+        conn.execute("UPDATE instances SET version_id = ? WHERE pk = ?", (rehome, pk))
     conn.execute("DELETE FROM steps WHERE instance = ?", (pk,))
     conn.execute("DELETE FROM attempts WHERE instance = ?", (pk,))
     conn.execute("DELETE FROM events WHERE instance = ? AND consumed_name IS NOT NULL", (pk,))

@@ -57,8 +57,16 @@ def activate_version(
     return _version(row)
 
 
-def mark_unloaded(conn: sqlite3.Connection, version_id: str, now: float) -> None:
-    conn.execute("UPDATE versions SET unloaded = ? WHERE id = ? AND active = 0", (now, version_id))
+def try_unload(conn: sqlite3.Connection, version_id: str, now: float) -> bool:
+    """Mark an inactive version unloaded if, in this same transaction, none of its instances is
+    unfinished; so a concurrent restart either keeps it loaded or finds it gone, never both."""
+    cursor = conn.execute(
+        "UPDATE versions SET unloaded = ? WHERE id = ? AND active = 0 AND unloaded IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM instances WHERE version_id = ? "
+        "AND status NOT IN ('complete', 'errored', 'terminated'))",
+        (now, version_id, version_id),
+    )
+    return cursor.rowcount == 1
 
 
 def put_secret(conn: sqlite3.Connection, name: str, value: str, now: float) -> None:
