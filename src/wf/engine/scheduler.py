@@ -10,8 +10,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from wf.engine.clock import Clock
 from wf.engine.model import Claim, Status
 from wf.engine.runner import Life, run_life
+from wf.engine.store.base import Store
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -257,12 +259,16 @@ class Scheduler:
 
     async def _retention_loop(self) -> None:
         engine = self.engine
-        while True:
-            try:
-                before = engine.clock.now() - engine.settings.retention_seconds
-                purged = await engine.store.purge_finished(before)
-                if purged:
-                    log.info("purged %d finished instance(s) past retention", purged)
-            except Exception as exc:
-                log.error("cannot purge old instances: %s", exc)
-            await asyncio.sleep(3600)
+        await purge_forever(engine.store, engine.clock, engine.settings.retention_seconds)
+
+
+async def purge_forever(store: Store, clock: Clock, retention: float) -> None:
+    """Purge instances finished longer than ``retention`` seconds ago, now and every hour."""
+    while True:
+        try:
+            purged = await store.purge_finished(clock.now() - retention)
+            if purged:
+                log.info("purged %d finished instance(s) past retention", purged)
+        except Exception as exc:
+            log.error("cannot purge old instances: %s", exc)
+        await asyncio.sleep(3600)

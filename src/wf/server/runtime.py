@@ -17,6 +17,7 @@ from typing import Any
 from wf.durations import to_seconds
 from wf.engine.clock import Clock, SystemClock
 from wf.engine.limits import Limits
+from wf.engine.scheduler import purge_forever
 from wf.engine.store.sqlite import SqliteStore
 from wf.server.controller import Catalog, ServerController
 from wf.server.deploys import Deployer, refresh
@@ -98,15 +99,7 @@ class Runtime:
                 log.error("cannot manage the workers: %s", exc)
 
     async def _purge_old(self) -> None:
-        while True:
-            try:
-                before = self.clock.now() - to_seconds(RETENTION)
-                purged = await self.store.purge_finished(before)
-                if purged:
-                    log.info("purged %d finished instance(s) past retention", purged)
-            except Exception as exc:
-                log.error("cannot purge old instances: %s", exc)
-            await asyncio.sleep(3600)
+        await purge_forever(self.store, self.clock, to_seconds(RETENTION))
 
     async def reconcile(self) -> None:
         """Replace dead workers, start missing ones, unload the versions nobody needs."""
