@@ -13,7 +13,8 @@
      │         ├── StoreTooNew        written by a newer wf
      │         └── StoreCorrupt       not a wf database, or damaged
      ├── NonRetryableError            raised by user code in a step: stop retrying
-     └── StepError                    raised by ``step.do`` when a step failed for good
+     ├── StepError                    raised by ``step.do`` when a step failed for good
+     └── EscapedBaseException         user code raised SystemExit & co.: contained
     BaseException
      └── EngineSignal                 engine control flow that user code must not swallow
           ├── NonDeterminismError     a replay met a recorded step of another kind
@@ -109,6 +110,16 @@ class StepError(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.step_name, self.error_name, self.message, self.attempts))
+
+
+class EscapedBaseException(Exception):
+    """User code raised a ``BaseException`` (``SystemExit``, ``KeyboardInterrupt``…); it is
+    carried as an ordinary error so it fails the step or the instance, not the whole process."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.name = type(original).__name__
+        self.message = str(original)
 
 
 class EngineSignal(BaseException):

@@ -34,7 +34,7 @@ from wf.engine.model import (
 from wf.engine.replay import Identities
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
-from wf.errors import EngineSignal, StepError, StoreError
+from wf.errors import EngineSignal, EscapedBaseException, StepError, StoreError
 
 if TYPE_CHECKING:
     from wf.engine.engine import WorkflowSpec
@@ -360,7 +360,7 @@ class Life:
 
 async def run_life(host: Host, life: Life) -> None:
     """Run one life of a claimed instance to its end, and write how it ended."""
-    from wf.engine.step import WorkflowStep
+    from wf.engine.step import WorkflowStep, contain
 
     row, spec = life.row, life.spec
     try:
@@ -388,7 +388,7 @@ async def run_life(host: Host, life: Life) -> None:
             return
         if life.claim.fresh:
             life.emit("started")
-        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        task: asyncio.Task[Any] = asyncio.ensure_future(contain(coro))
         life.task = task
         try:
             await asyncio.wait({task})
@@ -431,6 +431,8 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
             error = {"name": "TypeError", "message": f"the value run() returned: {problem}"}
     elif isinstance(exc, (StepError, EngineSignal)):
         error = {"name": exc.error_name, "message": exc.message}
+    elif isinstance(exc, EscapedBaseException):
+        error = {"name": exc.name, "message": exc.message}
     elif exc is not None:
         error = {"name": type(exc).__name__, "message": str(exc)}
     status = Status.ERRORED if error else Status.COMPLETE

@@ -12,9 +12,9 @@ import concurrent.futures
 import functools
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from wf.durations import Duration, format_duration, to_seconds
 from wf.engine import codec, config
@@ -41,10 +41,19 @@ from wf.engine.replay import (
     WaitRetry,
     plan_do,
 )
-from wf.errors import NonRetryableError, StepError, ValidationError
+from wf.errors import (
+    EngineSignal,
+    EscapedBaseException,
+    NonRetryableError,
+    StepError,
+    ValidationError,
+)
 
 if TYPE_CHECKING:
     from wf.engine.runner import Life
+
+
+T = TypeVar("T")
 
 
 class _AttemptTimedOut(Exception):
@@ -276,6 +285,8 @@ async def _attempt(
                 "name": "WorkflowTimeoutError",
                 "message": f"attempt {number} timed out after {format_duration(resolved.timeout)}",
             }
+        except EscapedBaseException as exc:
+            error = {"name": exc.name, "message": exc.message}
         except Exception as exc:
             error = {"name": type(exc).__name__, "message": str(exc)}
         now = life.now()
@@ -331,7 +342,7 @@ async def _run_callback(
     waiting for a free worker thread does not count toward the timeout."""
     args = (context,) if _takes_context(callback) else ()
     if _is_async(callback):
-        body = asyncio.ensure_future(callback(*args))
+        body = asyncio.ensure_future(contain(callback(*args)))
     else:
         pool = life.host.threads
         running = pool.submit(functools.partial(callback, *args))
@@ -386,6 +397,19 @@ async def _from_thread(life: Life, running: concurrent.futures.Future[Any]) -> A
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
+
+
+async def contain(awaitable: Awaitable[T]) -> T:
+    """Await user code; a ``BaseException`` it raises (not a cancellation) becomes an ordinary
+    error. Escaping a task, ``SystemExit`` would stop the event loop and every instance on it."""
+    try:
+        return await awaitable
+    except (asyncio.CancelledError, EngineSignal):
+        raise
+    except Exception:
+        raise
+    except BaseException as exc:
+        raise EscapedBaseException(exc) from None
 
 
 def _is_async(callback: Callable[..., Any]) -> bool:

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from wf.errors import EscapedBaseException
+
 T = TypeVar("T")
 
 _IDLE_SECONDS = 30.0
@@ -135,8 +137,10 @@ class StepThreadPool:
             if job.future.set_running_or_notify_cancel():
                 try:
                     result = job.fn()
-                except BaseException as exc:
+                except Exception as exc:
                     job.future.set_exception(exc)
+                except BaseException as exc:  # sys.exit() in a step must not end the process
+                    job.future.set_exception(EscapedBaseException(exc))
                 else:
                     job.future.set_result(result)
             with self._lock:
