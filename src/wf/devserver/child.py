@@ -7,6 +7,7 @@ load still gets a child: it serves the load error (naming file and line) until t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -37,6 +38,7 @@ log = logging.getLogger("wf.server")
 
 LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
+HEARTBEAT_SECONDS = 1.0
 DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
 
 
@@ -49,8 +51,10 @@ class ChildOptions:
     parent_fd: int  # read end of a pipe: EOF means the supervisor is gone
     host: str
     port: int
+    heartbeat_fd: int = -1  # write end of a pipe: a byte a second while the event loop is free
     generation: int = 0
     changes: list[str] = field(default_factory=list)
+    after_crash: bool = False  # the previous child died on its own (or hung and was killed)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -113,13 +117,13 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     return _Loaded(project, base, engine)
 
 
-async def _start_engine(engine: Engine, stopping: asyncio.Event) -> str | None:
+async def _start_engine(engine: Engine, stopping: asyncio.Event, after_crash: bool) -> str | None:
     """Start the engine, waiting while the previous child still holds the database. A child
     told to stop meanwhile (a newer change superseded it) gives up instead of taking over."""
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     while not stopping.is_set():
         try:
-            await engine.start()
+            await engine.start(after_crash)
             return None
         except StoreLocked as exc:
             if time.monotonic() > deadline:
@@ -130,6 +134,17 @@ async def _start_engine(engine: Engine, stopping: asyncio.Event) -> str | None:
         except Exception as exc:
             return f"cannot start the engine: {type(exc).__name__}: {exc}"
     return "stopped before the engine started"
+
+
+def _beat(fd: int) -> None:
+    """Tell the supervisor, once a second, that the event loop is free. If user code blocks it
+    (an endless loop in run(), say), the beats stop and the supervisor starts a new child."""
+    if fd < 0:
+        return
+    with contextlib.suppress(OSError):  # a full pipe: the supervisor reads late, fine
+        os.set_blocking(fd, False)
+        os.write(fd, b".")
+    asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat, fd)
 
 
 def _watch_parent(fd: int, stop: Callable[[], None]) -> None:
@@ -161,7 +176,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     state = loaded.state
     engine = loaded.engine
     if engine is not None:
-        problem = await _start_engine(engine, stopping)
+        problem = await _start_engine(engine, stopping, options.after_crash)
         if problem is None:
             state.engine = engine
         else:
@@ -181,6 +196,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
+    _beat(options.heartbeat_fd)
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
     if options.generation == 0 or not options.changes:

@@ -6,6 +6,7 @@ connections wait in the kernel's backlog instead of being refused.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -24,6 +25,39 @@ from wf.project import CONFIG_NAME, DEV_VARS_NAME, IGNORED_DIRS
 
 STOP_TIMEOUT = 10.0  # a child gets this long to stop after SIGTERM, then SIGKILL
 CRASH_BACKOFF = 1.0
+WATCHDOG_SECONDS = 8.0  # a child silent this long after it started serving is hung
+
+
+class _Child:
+    """A child process, the pipe whose end tells it the supervisor is alive, and the pipe its
+    heartbeats come back on."""
+
+    def __init__(self, process: subprocess.Popen[bytes], alive_pipe: int, beats: int) -> None:
+        self.process = process
+        self.alive_pipe = alive_pipe
+        self.beats = beats
+        self.last_beat: float | None = None  # armed once it serves
+        self.killed_as_hung = False
+
+    def hung(self) -> bool:
+        """No heartbeat for ``WATCHDOG_SECONDS`` since it started serving."""
+        try:
+            if os.read(self.beats, 4096):
+                self.last_beat = time.monotonic()
+        except (BlockingIOError, OSError):
+            pass
+        if self.last_beat is None or self.process.poll() is not None:
+            return False
+        if time.monotonic() - self.last_beat > WATCHDOG_SECONDS:
+            self.killed_as_hung = True
+            return True
+        return False
+
+    def close(self) -> None:
+        for fd in (self.alive_pipe, self.beats):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.alive_pipe = self.beats = -1
 
 
 class PortInUse(WfError):
@@ -84,42 +118,49 @@ class Supervisor:
         self._generation = 0
         self._retiring: list[threading.Thread] = []
 
-    def _spawn(self, changes: list[str]) -> tuple[subprocess.Popen[bytes], int]:
+    def _spawn(self, changes: list[str], after_crash: bool = False) -> _Child:
         assert self._sock is not None
-        read_end, write_end = os.pipe()
+        parent_read, parent_write = os.pipe()
+        beat_read, beat_write = os.pipe()
         options = ChildOptions(
             config_path=str(self.config_path),
             listen_fd=self._sock.fileno(),
-            parent_fd=read_end,
+            parent_fd=parent_read,
+            heartbeat_fd=beat_write,
             host=self.host,
             port=self.port,
             generation=self._generation,
             changes=changes,
+            after_crash=after_crash,
         )
         self._generation += 1
-        child = subprocess.Popen(
-            [*self.child_command, options.to_json()],
-            pass_fds=(self._sock.fileno(), read_end),
-            cwd=self.root,
-        )
-        os.close(read_end)
-        return child, write_end
-
-    def _stop_child(self, child: subprocess.Popen[bytes], pipe: int) -> None:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
         try:
-            child.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait()
-        os.close(pipe)
+            process = subprocess.Popen(
+                [*self.child_command, options.to_json()],
+                pass_fds=(self._sock.fileno(), parent_read, beat_write),
+                cwd=self.root,
+            )
+        finally:
+            os.close(parent_read)
+            os.close(beat_write)
+        os.set_blocking(beat_read, False)
+        return _Child(process, parent_write, beat_read)
 
-    def _retire(self, child: subprocess.Popen[bytes], pipe: int) -> None:
+    def _stop_child(self, child: _Child) -> None:
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+        child.close()
+
+    def _retire(self, child: _Child) -> None:
         """Stop an old child in the background while the new one starts."""
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-        reaper = threading.Thread(target=self._stop_child, args=(child, pipe), daemon=True)
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+        reaper = threading.Thread(target=self._stop_child, args=(child,), daemon=True)
         reaper.start()
         self._retiring = [t for t in self._retiring if t.is_alive()] + [reaper]
 
@@ -128,7 +169,7 @@ class Supervisor:
             signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         self._sock = bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        child, pipe = self._spawn([])
+        child = self._spawn([])
         crashed_at: float | None = None
         watch_filter = ProjectFilter(self.root, self.state_dir)
         try:
@@ -144,26 +185,36 @@ class Supervisor:
                     break
                 if changes:
                     names = sorted({self._relative(path) for _, path in changes})
-                    self._retire(child, pipe)
-                    child, pipe = self._spawn(names)
+                    self._retire(child)
+                    child = self._spawn(names)
                     crashed_at = None
                     continue
-                code = child.poll()
+                if child.hung():
+                    # User code blocks the event loop (an endless loop in run(), say): the API
+                    # is dead too. Kill it; the next child suspects what it was running.
+                    self.say(
+                        f"the server process stopped answering for {WATCHDOG_SECONDS:.0f} s "
+                        "(is a step or run() blocking the event loop?); restarting it"
+                    )
+                    child.process.kill()
+                    child.process.wait()
+                code = child.process.poll()
                 if code is None:
                     continue
                 # The child died on its own (a crash, or killed): start another, but do not spin.
                 now = time.monotonic()
                 if crashed_at is None:
                     crashed_at = now
-                    self.say(f"the server process exited with code {code}; restarting it")
+                    if not child.killed_as_hung:
+                        self.say(f"the server process exited with code {code}; restarting it")
                 if now - crashed_at >= CRASH_BACKOFF:
-                    os.close(pipe)
-                    child, pipe = self._spawn([])
+                    child.close()
+                    child = self._spawn([], after_crash=True)
                     crashed_at = None
         except KeyboardInterrupt:
             pass
         finally:
-            self._stop_child(child, pipe)
+            self._stop_child(child)
             for reaper in self._retiring:  # old children too: none may outlive wf dev
                 reaper.join(STOP_TIMEOUT + 5)
             self._sock.close()

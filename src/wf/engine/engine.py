@@ -151,10 +151,12 @@ class Engine(Controller):
         self.notifier = LocalNotifier(self)
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, after_crash: bool = False) -> None:
+        """Open the store, recover, run. ``after_crash``: the previous process died on its own
+        (the dev server's child, say), so what it was running is suspected of killing it."""
         await self.store.open()
         try:
-            await self.scheduler.start()
+            await self.scheduler.start(after_crash)
         except BaseException:
             await self.store.close()
             raise

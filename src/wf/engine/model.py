@@ -180,6 +180,7 @@ class InstanceRow:
     epoch: int = 0
     queued: float = 0.0
     termination: str | None = None  # who terminated it: a trigger source
+    crashes: int = 0  # lives in a row that ended with their process dying
 
 
 @dataclass(frozen=True)

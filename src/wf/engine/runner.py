@@ -154,6 +154,7 @@ class Life:
         self.epoch = claim.epoch
         self.spec = spec
         self.generation = generation  # which claim round of this process made it
+        self.suspect = claim.row.crashes > 0  # it was running when a process died
         self.identities = Identities({}, spec.step_limit)
         self.busy = 0  # branches doing something other than sleeping in a wait
         self.running_ops = 0  # attempts in flight (what a graceful stop waits for)

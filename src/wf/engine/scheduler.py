@@ -96,14 +96,14 @@ class Scheduler:
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def start(self) -> None:
+    async def start(self, after_crash: bool = False) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = self.draining = False
         self._wakeup = asyncio.Event()
         store = self.engine.store
         if self.engine.owns_store:
             # Claims held by dead processes are freed, so their instances run again here.
-            released = await store.release_dead_claims()
+            released = await store.release_dead_claims(after_crash, self.engine.clock.now())
             if released:
                 log.info("recovered %d instance(s) left running by a previous process", released)
         self._tasks = [
@@ -186,6 +186,8 @@ class Scheduler:
                             names,
                             engine.settings.lease,
                             self.version,
+                            # Suspects (running when a process died) run one at a time.
+                            0 if any(life.suspect for life in self.lives.values()) else 1,
                         )
                     finally:
                         slots.unreserve(wanted - len(claims))

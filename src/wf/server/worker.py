@@ -42,6 +42,16 @@ def _say(message: dict[str, Any]) -> None:
         data = data[written:]
 
 
+HEARTBEAT_SECONDS = 1.0
+
+
+def _beat() -> None:
+    """A beat a second while the event loop is free: a worker whose user code blocks it goes
+    silent, and its server replaces it."""
+    _say({"beat": True})
+    asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat)
+
+
 def _cut(value: Any) -> Any:
     if isinstance(value, str) and len(value) > NOTICE_TEXT_LIMIT:
         return value[:NOTICE_TEXT_LIMIT] + "…"
@@ -156,6 +166,7 @@ async def main() -> int:
         _say({"error": str(exc)})
         return 1
     _say({"started": True})
+    _beat()
     graceful = asyncio.Event()
     listening = asyncio.ensure_future(_listen(reader, engine, stopping, graceful))
     try:

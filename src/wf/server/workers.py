@@ -14,6 +14,7 @@ import dataclasses
 import logging
 import os
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -29,6 +30,7 @@ LOAD_TIMEOUT = 120.0  # importing a bundle (a check before a deploy is accepted)
 STOP_TIMEOUT = 15.0  # a worker's graceful stop, then SIGKILL
 LINE_LIMIT = 1 << 24  # one message from a worker; longer ones are skipped, never fatal
 STDERR_LINES = 20  # kept from each worker, to explain a worker that dies while loading
+WATCHDOG_SECONDS = 8.0  # a started worker silent this long is hung
 
 
 class Worker:
@@ -46,6 +48,7 @@ class Worker:
         self.tasks: list[asyncio.Task[None]] = []
         self.loaded: asyncio.Future[list[str]] | None = None
         self.running: asyncio.Future[None] | None = None
+        self.last_beat: float | None = None
 
     @property
     def alive(self) -> bool:
@@ -193,7 +196,9 @@ class WorkerManager:
         )
 
     def _handle(self, worker: Worker, message: dict[str, Any]) -> None:
-        if "notice" in message:
+        if "beat" in message:
+            worker.last_beat = time.monotonic()
+        elif "notice" in message:
             self._on_notice(message["notice"])
         elif "relay" in message:  # a change made through a binding inside a workflow
             relay = message["relay"]
@@ -255,7 +260,7 @@ class WorkerManager:
             await process.wait()
         await self._forget(worker)
 
-    async def _forget(self, worker: Worker) -> None:
+    async def _forget(self, worker: Worker, crashed: bool = False) -> None:
         self._by_owner.pop(worker.owner, None)
         for task in worker.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -263,23 +268,36 @@ class WorkerManager:
         if worker.started:
             # Whatever it still held runs again in another worker.
             with contextlib.suppress(Exception):
-                await self.store.release_claims(worker.owner)
+                await self.store.release_claims(worker.owner, crashed, time.time())
 
     async def stop_all(self) -> None:
         self._closing = True
         await asyncio.gather(*(self.stop(w) for w in list(self.workers.values())))
 
     async def forget_dead(self) -> list[str]:
-        """Forget every started worker that died on its own (its claims are freed); return their
-        versions, for the runtime to start again."""
+        """Forget every started worker that died on its own, or went silent (user code blocking
+        its event loop: it is killed); its claims are freed, what it ran becomes suspect.
+        Returns their versions, for the runtime to start again."""
         dead = []
+        now = time.monotonic()
+        for worker in list(self.workers.values()):
+            silent = worker.last_beat is not None and now - worker.last_beat > WATCHDOG_SECONDS
+            if worker.alive and silent and worker.process is not None:
+                log.error(
+                    "the worker of version %s stopped answering for %.0f s (is a step or run() "
+                    "blocking its event loop?); replacing it",
+                    worker.version_id,
+                    WATCHDOG_SECONDS,
+                )
+                worker.process.kill()
+                await worker.process.wait()
         for version_id, worker in list(self.workers.items()):
             if worker.alive or worker.stopping or self._closing:
                 continue
             code = worker.process.returncode if worker.process else None
             log.error("the worker of version %s exited (code %s); restarting it", version_id, code)
             del self.workers[version_id]
-            await self._forget(worker)
+            await self._forget(worker, crashed=True)
             dead.append(version_id)
         return dead
 

@@ -84,10 +84,12 @@ class Store(Protocol):
         workflows: Sequence[str],
         lease: float,
         version: str | None = None,
+        suspects: int = 0,
     ) -> list[Claim]:
         """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
         given): woken or recovered ones first, then queued ones, oldest first. Leases last
-        ``lease`` seconds of wall-clock time."""
+        ``lease`` seconds of wall-clock time. At most ``suspects`` instances that were running
+        when their process died are among them; one that killed it too often is errored."""
         ...
 
     async def next_wake_at(
@@ -100,8 +102,10 @@ class Store(Protocol):
         """Extend this owner's leases; return what it still holds: pk → (status, epoch)."""
         ...
 
-    async def release_claims(self, owner: str) -> int:
-        """Free the claims of one owner, known to be dead (a worker process that exited)."""
+    async def release_claims(self, owner: str, crashed: bool = False, now: float = 0.0) -> int:
+        """Free the claims of one owner, known to be dead (a worker process that exited);
+        ``crashed``: it died on its own, so its instances become suspects, to run again one at
+        a time after a pause (from ``now``) that grows with each crash."""
         ...
 
     async def upgrade(self, pk: int, version: str, now: float) -> InstanceRow:
@@ -112,8 +116,9 @@ class Store(Protocol):
         """Unfinished instances per version (of one workflow, or of all)."""
         ...
 
-    async def release_dead_claims(self) -> int:
-        """Free the claims of processes known to be dead, or whose lease has lapsed."""
+    async def release_dead_claims(self, crashed: bool = False, now: float = 0.0) -> int:
+        """Free the claims of processes known to be dead; ``crashed``: the previous process
+        died on its own (not a graceful stop, not a kill of the whole server)."""
         ...
 
     async def purge_finished(self, before: float) -> int: ...

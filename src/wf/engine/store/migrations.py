@@ -106,6 +106,10 @@ MIGRATIONS: list[str] = [
         updated REAL NOT NULL
     );
     """,
+    # 4: how many times in a row the process running an instance died (not a graceful stop).
+    """
+    ALTER TABLE instances ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

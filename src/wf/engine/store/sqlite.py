@@ -278,6 +278,7 @@ class SqliteStore:
         workflows: Sequence[str],
         lease: float,
         version: str | None = None,
+        suspects: int = 0,
     ) -> list[Claim]:
         return await self._write(
             functools.partial(
@@ -288,6 +289,7 @@ class SqliteStore:
                 workflows=workflows,
                 lease=lease,
                 version=version,
+                suspects=suspects,
             )
         )
 
@@ -310,8 +312,10 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def release_claims(self, owner: str) -> int:
-        return await self._write(functools.partial(controls.release_claims, owner=owner))
+    async def release_claims(self, owner: str, crashed: bool = False, now: float = 0.0) -> int:
+        return await self._write(
+            functools.partial(controls.release_claims, owner=owner, crashed=crashed, now=now)
+        )
 
     async def upgrade(self, pk: int, version: str, now: float) -> InstanceRow:
         return await self._write(
@@ -336,9 +340,11 @@ class SqliteStore:
     async def renew_leases(self, owner: str, lease: float) -> dict[int, tuple[Status, int]]:
         return await self._write(functools.partial(controls.renew_leases, owner=owner, lease=lease))
 
-    async def release_dead_claims(self) -> int:
+    async def release_dead_claims(self, crashed: bool = False, now: float = 0.0) -> int:
         # This process holds the file lock, so whoever else held a claim is dead.
-        return await self._write(controls.release_all_claims)
+        return await self._write(
+            functools.partial(controls.release_all_claims, crashed=crashed, now=now)
+        )
 
     async def purge_finished(self, before: float) -> int:
         return await self._write(functools.partial(controls.purge_finished, before=before))

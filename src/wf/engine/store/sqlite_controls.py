@@ -3,6 +3,7 @@ terminate, restart, events). Plain functions run inside the writer's transaction
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -17,6 +18,16 @@ from wf.engine.model import (
 )
 from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances, select_instance
 from wf.errors import InstanceAlreadyExists, InvalidTransition
+
+MAX_CRASHES = 5
+CRASHED_ERROR = json.dumps(
+    {
+        "name": "WorkflowInternalError",
+        "message": f"the process running this instance died {MAX_CRASHES} times in a row while "
+        "it ran (does a step or run() crash or hang the process?); it was stopped so the other "
+        "instances can run: restart it once the code is fixed",
+    }
+)
 
 
 def create_instances(
@@ -73,12 +84,17 @@ def claim_ready(
     workflows: Sequence[str],
     lease: float,
     version: str | None = None,
+    suspects: int = 0,
 ) -> list[Claim]:
     """Woken or recovered instances first, then queued ones, oldest first.
 
     Leases are wall-clock time (they are about live processes, not the engine's clock), and a
     process never takes over its own claims: a lapsed lease of ours after a clock jump means we
     were asleep, not dead.
+
+    A *suspect* was running when its process died. At most ``suspects`` of them are claimed
+    (the caller runs one at a time), so a suspect that kills its process again is the only one
+    blamed; one that did so ``MAX_CRASHES`` times in a row is errored instead of claimed.
     """
     real_now = time.time()
     names = list(workflows)
@@ -96,14 +112,31 @@ def claim_ready(
         f"WHERE status = 'waitingForPause' AND {free}",
         (now, now, owner, real_now),
     )
+    conn.execute(
+        "UPDATE instances SET status = 'errored', error = ?, ended = ?, modified = ?, "
+        f"owner = NULL, lease_until = NULL, wake_at = NULL WHERE crashes >= ? AND {free} "
+        f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
+        (CRASHED_ERROR, now, now, MAX_CRASHES, owner, real_now, *names, *pinned),
+    )
+    ready = "(status = 'running' OR (status = 'waiting' AND wake_at <= ?))"
     pks = [
         row[0]
         for row in conn.execute(
-            f"SELECT pk FROM instances WHERE {free} AND {mine} AND (status = 'running' OR "
-            "(status = 'waiting' AND wake_at <= ?)) ORDER BY wake_at LIMIT ?",
+            f"SELECT pk FROM instances WHERE {free} AND {mine} AND {ready} AND crashes = 0 "
+            "ORDER BY wake_at LIMIT ?",
             (owner, real_now, *names, *pinned, now, limit),
         )
     ]
+    if suspects > 0 and len(pks) < limit:
+        pks.extend(
+            row[0]
+            for row in conn.execute(
+                f"SELECT pk FROM instances WHERE {free} AND {mine} AND crashes > 0 "
+                "AND status IN ('running', 'waiting') AND wake_at <= ? "
+                "ORDER BY crashes, wake_at LIMIT ?",
+                (owner, real_now, *names, *pinned, now, min(suspects, limit - len(pks))),
+            )
+        )
     if len(pks) < limit:
         pks.extend(
             row[0]
@@ -141,11 +174,29 @@ def renew_leases(
     }
 
 
-def release_claims(conn: sqlite3.Connection, owner: str) -> int:
-    cursor = conn.execute(
-        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner = ?", (owner,)
-    )
-    return cursor.rowcount
+# A suspect waits before its next life, longer after each crash, so the API has breathing room
+# between the lives of an instance that keeps killing (or hanging) its process.
+_SUSPECT_PAUSE = "CASE crashes WHEN 0 THEN 2 WHEN 1 THEN 4 WHEN 2 THEN 8 ELSE 16 END"
+
+
+def release_claims(conn: sqlite3.Connection, owner: str, crashed: bool, now: float) -> int:
+    """Free one dead owner's claims; ``crashed``: it died on its own, so what it was running
+    becomes a suspect (see ``claim_ready``)."""
+    return _release(conn, "owner = ?", (owner,), crashed, now)
+
+
+def _release(
+    conn: sqlite3.Connection, where: str, args: tuple[object, ...], crashed: bool, now: float
+) -> int:
+    if not crashed:
+        return conn.execute(
+            f"UPDATE instances SET owner = NULL, lease_until = NULL WHERE {where}", args
+        ).rowcount
+    return conn.execute(
+        f"UPDATE instances SET owner = NULL, lease_until = NULL, wake_at = ? + {_SUSPECT_PAUSE}, "
+        f"crashes = crashes + 1 WHERE {where}",
+        (now, *args),
+    ).rowcount
 
 
 def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> InstanceRow:
@@ -159,11 +210,8 @@ def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> Inst
     return select_instance(conn, pk)
 
 
-def release_all_claims(conn: sqlite3.Connection) -> int:
-    cursor = conn.execute(
-        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE owner IS NOT NULL"
-    )
-    return cursor.rowcount
+def release_all_claims(conn: sqlite3.Connection, crashed: bool, now: float) -> int:
+    return _release(conn, "owner IS NOT NULL", (), crashed, now)
 
 
 def purge_finished(conn: sqlite3.Connection, before: float) -> int:

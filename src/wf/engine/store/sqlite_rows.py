@@ -22,7 +22,7 @@ from wf.errors import InstanceNotFound
 
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
-    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination"
+    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
 
@@ -57,6 +57,7 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         epoch=row[17],
         queued=row[18],
         termination=row[19],
+        crashes=row[20],
     )
 
 

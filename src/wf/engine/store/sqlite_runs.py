@@ -196,8 +196,8 @@ def hibernate(
         "paused_at = CASE WHEN status = 'waitingForPause' THEN ? ELSE paused_at END, "
         "status = CASE status WHEN 'running' THEN 'waiting' "
         "WHEN 'waitingForPause' THEN 'paused' ELSE status END, "
-        "wake_at = ?, waiting_for = ?, owner = NULL, lease_until = NULL, modified = ? "
-        "WHERE pk = ? AND epoch = ?",
+        "wake_at = ?, waiting_for = ?, owner = NULL, lease_until = NULL, modified = ?, "
+        "crashes = 0 WHERE pk = ? AND epoch = ?",
         (now, when, ",".join(types) or None, now, pk, epoch),
     )
     return cursor.rowcount == 1
@@ -205,7 +205,8 @@ def hibernate(
 
 def release(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
     cursor = conn.execute(
-        "UPDATE instances SET owner = NULL, lease_until = NULL WHERE pk = ? AND epoch = ?",
+        "UPDATE instances SET owner = NULL, lease_until = NULL, crashes = 0 "
+        "WHERE pk = ? AND epoch = ?",
         (pk, epoch),
     )
     return cursor.rowcount == 1
@@ -218,7 +219,7 @@ def reach_pause(conn: sqlite3.Connection, pk: int, epoch: int, now: float) -> bo
         "UPDATE instances SET "
         "paused_at = CASE WHEN status = 'waitingForPause' THEN ? ELSE paused_at END, "
         "status = CASE WHEN status = 'waitingForPause' THEN 'paused' ELSE status END, "
-        "modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL "
+        "modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL, crashes = 0 "
         "WHERE pk = ? AND epoch = ?",
         (now, now, pk, epoch),
     )
@@ -236,8 +237,8 @@ def finish(
 ) -> bool:
     cursor = conn.execute(
         "UPDATE instances SET status = ?, ended = ?, modified = ?, output = ?, error = ?, "
-        "owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, paused_at = NULL "
-        "WHERE pk = ? AND epoch = ?",
+        "owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, paused_at = NULL, "
+        "crashes = 0 WHERE pk = ? AND epoch = ?",
         (status.value, now, now, output, error_text, pk, epoch),
     )
     return cursor.rowcount == 1
