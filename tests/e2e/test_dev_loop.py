@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 import urllib.error
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import DevServer, api, dev_server, free_port, wait_until, wf
+from tests.e2e.helpers import WF, DevServer, api, dev_server, free_port, wait_until, wf
 
 pytestmark = pytest.mark.slow
 
@@ -214,3 +217,29 @@ def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
         assert refused.value.code == 403
         body = json.load(refused.value)
         assert body["errors"][0]["code"] == 10005
+
+
+def test_the_state_folder_is_private_and_wide_binds_are_warned_about(tmp_path: Path) -> None:
+    wf("init", "proj", cwd=tmp_path)
+    project = tmp_path / "proj"
+    (project / ".wf").mkdir(mode=0o755)  # made earlier, too open: tightened on start
+    with dev_server(project) as server:
+        assert server.healthy()
+        assert (project / ".wf").stat().st_mode & 0o777 == 0o700
+    assert "warning" not in server.output()
+    wide = DevServer(project, free_port())
+    env = {**os.environ, "NO_COLOR": "1"}
+    process = subprocess.Popen(
+        [*WF, "dev", "--port", str(wide.port), "--host", "0.0.0.0"],
+        cwd=project,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
+    try:
+        wait_until(wide.healthy, what="wf dev on 0.0.0.0")
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=15)
+    assert "warning: listening on 0.0.0.0" in err.decode()

@@ -38,9 +38,18 @@ def dev(
         dev_config = load_project(config).dev
     if port is not None and not 0 <= port <= 65535:
         _fail(f"--port must be from 0 to 65535, got {port}")
+    bind_host = host or dev_config.host
+    from wf.devserver.child import is_loopback
+
+    if not is_loopback(bind_host):
+        typer.echo(
+            f"wf: warning: listening on {bind_host}: anyone who can reach this machine can drive "
+            "this server (wf dev has no token); use it only on a network you trust",
+            err=True,
+        )
     supervisor = Supervisor(
         config_path=config,
-        host=host or dev_config.host,
+        host=bind_host,
         port=dev_config.port if port is None else port,
         state_dir=dev_config.state_dir,
         child_command=child_command(),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -87,7 +88,13 @@ class _Loaded:
 
 def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     config = Path(options.config_path)
-    base = ServerState(project_name=config.parent.name, bound_host=options.host, port=options.port)
+    base = ServerState(
+        project_name=config.parent.name,
+        bound_host=options.host,
+        port=options.port,
+        # Beyond loopback the Host names are the machine's own: only the Origin check stays.
+        host_check=is_loopback(options.host),
+    )
     try:
         project = load_project(config)
     except ProjectError as exc:
@@ -96,6 +103,7 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     base.project_name = project.name
     base.workflows = project.workflows
     try:
+        _private_folder(project.state_dir)
         specs = load_workflows(project)
         secrets = read_dev_vars(project)
         version_id = project.version_id()
@@ -115,6 +123,24 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         return _Loaded(project, base)
     base.version_id = version_id
     return _Loaded(project, base, engine)
+
+
+def _private_folder(folder: Path) -> None:
+    """The state folder holds the database (params, outputs, events): this user's only."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder.chmod(0o700)
+    except OSError as exc:
+        raise ProjectError(f"cannot prepare the state folder {folder}: {exc.strerror}") from None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 async def _start_engine(engine: Engine, stopping: asyncio.Event, after_crash: bool) -> str | None:

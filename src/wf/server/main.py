@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from wf.devserver.api import create_app
+from wf.devserver.child import is_loopback
 from wf.devserver.state import ServerState
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
@@ -42,15 +42,6 @@ class Reporter:
         self.ready = ready
         self.warning = warning
         self.notice = notice
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def _token(state: StateDir, rotate: bool, reporter: Reporter) -> str:
