@@ -39,3 +39,9 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# The chaos suite's full form (tests/chaos): wf dev SIGKILLed 200+ times across 1,000+ instances.
+# Its quick form runs in `make test`. WF_CHAOS_SEED=<seed> replays a run.
+.PHONY: chaos
+chaos: $(STAMP)
+	WF_CHAOS=full $(BIN)/pytest -q tests/chaos
