@@ -6,7 +6,7 @@ import math
 import re
 from datetime import timedelta
 
-from wf.errors import ValidationError
+from wf.errors import ValidationError, quote
 
 Duration = timedelta | int | float | str
 
@@ -55,18 +55,22 @@ def to_seconds(value: object, what: str = "duration") -> float:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValidationError(f"{what} is far too long: {quote(value, 40)} seconds") from None
     elif isinstance(value, str):
         match = _PATTERN.match(value)
         if not match:
             raise ValidationError(
-                f'{what} "{value}" is not a duration; write a number and a unit, e.g. "30 seconds"'
+                f"{what} {quote(value)} is not a duration; write a number and a unit, "
+                'e.g. "30 seconds"'
             )
         unit = _unit_seconds(match.group(2))
         if unit is None:
             raise ValidationError(
-                f'{what} "{value}" has an unknown unit "{match.group(2)}"; use milliseconds, '
-                "seconds, minutes, hours, days, weeks, months or years"
+                f"{what} {quote(value)} has an unknown unit {quote(match.group(2))}; use "
+                "milliseconds, seconds, minutes, hours, days, weeks, months or years"
             )
         seconds = float(match.group(1)) * unit
     else:
@@ -75,7 +79,9 @@ def to_seconds(value: object, what: str = "duration") -> float:
             f'"5 minutes", got {type(value).__name__}'
         )
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValidationError(f"{what} must be a finite, non-negative duration, got {value!r}")
+        raise ValidationError(
+            f"{what} must be a finite, non-negative duration, got {quote(repr(value), 40)}"
+        )
     return seconds
 
 
@@ -91,12 +97,15 @@ _HUMAN_UNITS = (
 def format_duration(seconds: float) -> str:
     """A short human form: '10 seconds', '1 minute', '1.5 hours', '250 milliseconds'."""
     if seconds < 1:
-        ms = round(seconds * 1000, 3)
-        text = f"{ms:g}"
+        text = _plain(seconds * 1000, 3)
         return f"{text} millisecond" if text == "1" else f"{text} milliseconds"
     for unit, size in _HUMAN_UNITS:
         if seconds >= size:
-            amount = round(seconds / size, 2)
-            text = f"{amount:g}"
+            text = _plain(seconds / size, 2)
             return f"{text} {unit}" if text == "1" else f"{text} {unit}s"
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _plain(amount: float, digits: int) -> str:
+    """Rounded, without an exponent (so it parses back): 1.5, 2, 1000000."""
+    return f"{amount:.{digits}f}".rstrip("0").rstrip(".")

@@ -26,7 +26,24 @@ cannot swallow them.
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+
+def quote(value: object, limit: int = 80) -> str:
+    """A value as error messages show it: in double quotes, on one line (control characters
+    and lone surrogates escaped), cut after ``limit`` characters."""
+    text = str(value)
+    cut = text[:limit] + ("…" if len(text) > limit else "")
+    shown = json.dumps(cut, ensure_ascii=False)
+    # json escapes C0; escape every other invisible or line-breaking character too (C1, U+2028,
+    # lone surrogates…) so the message stays one visible line.
+    return "".join(c if c.isprintable() else _escape(c) for c in shown)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
 
 
 class WfError(Exception):
@@ -117,9 +134,13 @@ class EscapedBaseException(Exception):
     carried as an ordinary error so it fails the step or the instance, not the whole process."""
 
     def __init__(self, original: BaseException) -> None:
-        super().__init__(str(original))
+        if isinstance(original, SystemExit):
+            message = f"sys.exit({original.code!r}) was called"
+        else:
+            message = str(original) or f"{type(original).__name__} was raised"
+        super().__init__(message)
         self.name = type(original).__name__
-        self.message = str(original)
+        self.message = message
 
 
 class EngineSignal(BaseException):

@@ -21,7 +21,7 @@ from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
 from wf.engine.version import version_of_files
-from wf.errors import ValidationError, WfError
+from wf.errors import ValidationError, WfError, quote
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -151,6 +151,8 @@ class _Checker:
         self.label = path.name
 
     def fail(self, where: str, problem: str) -> ProjectError:
+        if where and not where.isprintable():  # a key with a newline in it, say
+            where = quote(where)[1:-1]
         return ProjectError(
             f"{self.label}: {where} {problem}" if where else f"{self.label}: {problem}"
         )
@@ -191,8 +193,8 @@ class _Checker:
 
 def _show(value: Any) -> str:
     if isinstance(value, str):
-        return f'"{value}"'
-    return f"{value!r} ({type(value).__name__})"
+        return quote(value)
+    return f"{quote(repr(value), 60)[1:-1]} ({type(value).__name__})"
 
 
 def _suggest(word: str, choices: Any) -> str:
@@ -200,16 +202,42 @@ def _suggest(word: str, choices: Any) -> str:
     return f' (did you mean "{close[0]}"?)' if close else ""
 
 
+MAX_CONFIG_BYTES = 64 * 1024  # a wf.toml is a page; far more is a mistake (or an attack)
+
+
 def load_project(config_path: Path) -> Project:
-    """Read and validate wf.toml. Raises ``ProjectError`` naming the file, key and expectation."""
+    """Read and validate wf.toml. Raises ``ProjectError`` naming the file, key and expectation,
+    and nothing else, whatever the file holds."""
+    try:
+        return _load_project(config_path)
+    except ProjectError:
+        raise
+    except (OSError, ValueError, RecursionError, RuntimeError, MemoryError) as exc:
+        name = config_path.name or CONFIG_NAME
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ProjectError(f"{name}: cannot be used ({quote(detail, 120)})") from None
+
+
+def _read_text(path: Path, limit: int) -> str:
+    """A small UTF-8 file, refused before it is read if it is too large."""
+    label = path.name
+    try:
+        size = path.stat().st_size
+        if size > limit:
+            raise ProjectError(f"{label}: is {size} bytes; the limit is {limit} bytes")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ProjectError(f"{label}: is not UTF-8 text") from None
+    except OSError as exc:
+        raise ProjectError(f"{path}: cannot be read ({exc.strerror})") from None
+
+
+def _load_project(config_path: Path) -> Project:
     config_path = config_path.resolve()
     check = _Checker(config_path)
+    text = _read_text(config_path, MAX_CONFIG_BYTES)
     try:
-        data = tomllib.loads(config_path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ProjectError(f"{config_path}: cannot be read ({exc.strerror})") from None
-    except UnicodeDecodeError:
-        raise check.fail("", "is not UTF-8 text") from None
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise check.fail("", f"is not valid TOML: {exc}") from None
     check.keys(data, _TOP_KEYS, "")
@@ -320,7 +348,7 @@ def read_dev_vars(project: Project) -> dict[str, str]:
     path = project.root / DEV_VARS_NAME
     if not path.is_file():
         return {}
-    return parse_dotenv(path.read_text(encoding="utf-8"), path.name)
+    return parse_dotenv(_read_text(path, MAX_CONFIG_BYTES), path.name)
 
 
 def parse_dotenv(text: str, label: str) -> dict[str, str]:
@@ -334,11 +362,14 @@ def parse_dotenv(text: str, label: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         key = key.strip()
         if not sep or not key.isidentifier():
-            raise ProjectError(f"{label}:{number}: expected KEY=VALUE, got {raw.strip()!r}")
+            # Never quote the line: its value is a secret.
+            raise ProjectError(
+                f"{label}:{number}: expected KEY=VALUE with KEY a name of letters, digits and _"
+            )
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            quote, value = value[0], value[1:-1]
-            if quote == '"':
+            mark, value = value[0], value[1:-1]
+            if mark == '"':
                 value = value.replace("\\n", "\n").replace('\\"', '"')
         elif " #" in value:
             value = value.split(" #", 1)[0].rstrip()

@@ -7,6 +7,7 @@ instances must complete.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,21 @@ def project(tmp_path: Path) -> Path:
 
 
 def create(dev: Dev, workflow: str, instance_id: str, params: Any = None) -> None:
-    status, body = dev.create(workflow, instance_id, params, timeout=60)
-    assert status == 201, (status, body, dev.tail())
+    """Create an instance; a connection cut by a crashing child is tried again (a 409 then
+    means the first try had landed)."""
+    deadline = time.monotonic() + 60
+    tried = False
+    while True:
+        try:
+            status, body = dev.create(workflow, instance_id, params, timeout=60)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            tried = True
+            time.sleep(0.2)
+            continue
+        break
+    assert status == 201 or (tried and status == 409), (status, body, dev.tail())
 
 
 def assert_goods_complete(dev: Dev, ids: list[str], timeout: float = 60) -> None:

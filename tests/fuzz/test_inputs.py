@@ -377,7 +377,7 @@ def test_engine_create_refuses_bad_ids_and_writes_nothing(
 
 # ---- step names ------------------------------------------------------------------------------
 
-C0_AND_DEL = re.compile(r"[\x00-\x1f\x7f]")
+C0_AND_DEL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1: refused
 step_name_candidates = st.one_of(
     unicode_text(max_size=300),
     st.text(st.characters(codec="utf-8", categories=("Cc", "Zl", "Zp", "Mn", "So")), max_size=8),

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from tests.fuzz.helpers import fuzz, one_line
 from tests.fuzz.strategies import unicode_text
+from wf.errors import quote
 from wf.project import Project, ProjectError, load_project, parse_dotenv, read_dev_vars
 
 MAIN = "flows.py"
@@ -208,7 +209,10 @@ def test_unknown_keys_in_any_table_are_named(
     result = load(config)
     assert isinstance(result, ProjectError)
     assert_names_the_file(result)
-    assert f"{prefix}{key} is not a known key" in str(result)
+    place = f"{prefix}{key}"
+    if not place.isprintable():  # an invisible character is shown escaped, on one line
+        place = quote(place)[1:-1]
+    assert f"{place} is not a known key" in str(result)
 
 
 @fuzz(300)
@@ -354,7 +358,8 @@ def test_fifty_megabytes_of_toml(tmp_path: Path) -> None:
         out.write(filler * (FIFTY_MB // len(filler)))
     result = load(config)
     assert isinstance(result, ProjectError)
-    assert str(result) == "wf.toml: name is missing"
+    # Refused by its size, before the parser sees it (a deep enough file exhausts memory).
+    assert str(result) == f"wf.toml: is {config.stat().st_size} bytes; the limit is 65536 bytes"
 
 
 def test_a_folder_named_wf_toml(tmp_path: Path) -> None:
@@ -462,7 +467,8 @@ def test_fifty_megabytes_of_dev_vars(tmp_path: Path) -> None:
     with pytest.raises(ProjectError) as refused:
         read_dev_vars(project)
     message = str(refused.value)
-    assert message.startswith(f".dev.vars:{FIFTY_MB // len(line) + 1}: ")
+    size = (tmp_path / ".dev.vars").stat().st_size
+    assert message == f".dev.vars: is {size} bytes; the limit is 65536 bytes"
     assert one_line(message)
 
 

@@ -11,7 +11,7 @@ import pytest
 from wf.engine import codec
 from wf.engine.codec import NotSerialisable, decode, encode, encode_payload, encoded_size
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier, check_step_name
-from wf.errors import ValidationError
+from wf.errors import ValidationError, quote
 
 # ---- codec -------------------------------------------------------------------------------------
 
@@ -183,7 +183,8 @@ def test_invalid_identifiers_are_refused_naming_the_value(value: str) -> None:
     with pytest.raises(ValidationError) as info:
         check_identifier(value, "instance id", 100)
     message = str(info.value)
-    assert message.startswith(f'instance id "{value}"')
+    assert message.startswith(f"instance id {quote(value)}")  # escaped: one line
+    assert "\n" not in message
     assert 'may only contain letters, digits, "-" and "_"' in message
 
 
@@ -235,7 +236,7 @@ def test_step_name_length_follows_the_given_limits() -> None:
 def test_control_characters_are_refused(name: str) -> None:
     with pytest.raises(ValidationError) as info:
         check_step_name(name)
-    assert str(info.value) == f"step name {name!r} contains a control character"
+    assert str(info.value) == f"step name {quote(name)} contains a control character"
 
 
 def test_empty_step_name_is_refused() -> None:

@@ -114,10 +114,10 @@ def _refusal(given: object = None, **keywords: Any) -> str:
 @pytest.mark.parametrize(
     ("given", "key"),
     [
-        ({"retry": {"limit": 1}}, "'retry'"),
-        ({"timeout": 5, "extra": 1}, "'extra'"),
-        ({"retries": {"limt": 1}}, "'limt'"),
-        ({"retries": {"limit": 1, "jitter": True}}, "'jitter'"),
+        ({"retry": {"limit": 1}}, '"retry"'),
+        ({"timeout": 5, "extra": 1}, '"extra"'),
+        ({"retries": {"limt": 1}}, '"limt"'),
+        ({"retries": {"limit": 1, "jitter": True}}, '"jitter"'),
     ],
 )
 def test_unknown_keys_are_refused(given: object, key: str) -> None:

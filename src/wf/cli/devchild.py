@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 
 from wf.devserver.child import ChildOptions, serve
+from wf.devserver.logs import configure
 from wf.devserver.state import ServerState
 from wf.engine.runner import Notice
 
@@ -42,7 +42,7 @@ class TerminalReporter:
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="wf: %(message)s")
+    configure("wf")
     options = ChildOptions.from_json(sys.argv[1])
     try:
         code = asyncio.run(serve(options, TerminalReporter()))

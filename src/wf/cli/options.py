@@ -85,8 +85,10 @@ def _dev_table_leniently(config: Path) -> tuple[str, int] | None:
     else:  # pragma: no cover - Python 3.10 only
         import tomli as tomllib
     try:
+        if config.stat().st_size > 64 * 1024:
+            return None
         data: Any = tomllib.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    except (OSError, ValueError, RecursionError):  # TOMLDecodeError is a ValueError
         return None
     dev = data.get("dev", {})
     if not isinstance(dev, dict):

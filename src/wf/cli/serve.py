@@ -41,6 +41,9 @@ def serve(
         warning=render.print_warning,
         notice=on_notice,
     )
+    from wf.devserver.logs import configure
+
+    configure("wf serve")
     options = ServeOptions(host=host, port=port, state_dir=state, rotate_token=rotate_token)
     try:
         code = asyncio.run(run_server(options, reporter))

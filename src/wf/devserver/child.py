@@ -143,10 +143,13 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-async def _start_engine(engine: Engine, stopping: asyncio.Event, after_crash: bool) -> str | None:
+async def _start_engine(
+    engine: Engine, stopping: asyncio.Event, after_crash: bool, first: bool
+) -> str | None:
     """Start the engine, waiting while the previous child still holds the database. A child
-    told to stop meanwhile (a newer change superseded it) gives up instead of taking over."""
-    deadline = time.monotonic() + LOCK_WAIT_SECONDS
+    told to stop meanwhile (a newer change superseded it) gives up instead of taking over. The
+    first child has no predecessor to wait for: a lock held then is another wf's."""
+    deadline = time.monotonic() + (0.0 if first else LOCK_WAIT_SECONDS)
     while not stopping.is_set():
         try:
             await engine.start(after_crash)
@@ -202,7 +205,9 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     state = loaded.state
     engine = loaded.engine
     if engine is not None:
-        problem = await _start_engine(engine, stopping, options.after_crash)
+        problem = await _start_engine(
+            engine, stopping, options.after_crash, first=options.generation == 0
+        )
         if problem is None:
             state.engine = engine
         else:

@@ -85,12 +85,19 @@ _CONTROL = {i: f"\\x{i:02x}" for i in (*range(32), *range(127, 160))} | {
 
 
 def one_line(message: str) -> str:
-    """Messages are one line: control characters (a newline in an id, say) are shown escaped."""
-    return message.strip().translate(_CONTROL)
+    """Messages are one line: control characters (a newline in an id, say) and lone surrogates
+    (which are not text) are shown escaped."""
+    text = message.strip().translate(_CONTROL)
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _dumps(body: Any) -> str:
-    return json.dumps(body, ensure_ascii=False, allow_nan=False)
+    text = json.dumps(body, ensure_ascii=False, allow_nan=False)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate somewhere: escape everything instead
+        text = json.dumps(body, ensure_ascii=True, allow_nan=False)
+    return text
 
 
 def ok(

@@ -136,6 +136,8 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=[],
         additionalProperties=False,
+        # One name for the id, not both.
+        **{"not": {"required": ["id", "instance_id"]}},
     ),
     "CreatedInstance": _object(
         {

@@ -16,11 +16,21 @@ class NotSerialisable(ValueError):
 
 def encode(value: Any) -> str:
     try:
-        return _ENCODER.encode(value)
+        text = _ENCODER.encode(value)
     except TypeError as exc:
         raise NotSerialisable(_describe_type_error(value, exc)) from None
     except ValueError as exc:  # NaN/Infinity or a circular reference
         raise NotSerialisable(str(exc)) from None
+    except RecursionError:
+        raise NotSerialisable("the value is nested too deeply") from None
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        bad = text[exc.start : exc.end].encode("utf-8", "backslashreplace").decode()
+        raise NotSerialisable(
+            f"a string holds a lone surrogate ({bad}), which is not text and cannot be stored"
+        ) from None
+    return text
 
 
 def _describe_type_error(value: Any, exc: TypeError) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from wf.durations import format_duration, to_seconds
 from wf.engine.model import ResolvedConfig, StepConfig
-from wf.errors import ValidationError
+from wf.errors import ValidationError, quote
 
 DEFAULT_LIMIT = 5
 DEFAULT_DELAY = 10.0
@@ -31,12 +31,17 @@ def _as_mapping(value: object, what: str, kind: str) -> Mapping[str, Any]:
     raise ValidationError(f"{what} must be a dict or a {kind}, got {type(value).__name__}")
 
 
+def _first(keys: set[Any]) -> str:
+    shown = sorted(key if isinstance(key, str) else repr(key) for key in keys)
+    return quote(shown[0], 40)
+
+
 def resolve(step_name: str, config: object = None, **overrides: Any) -> ResolvedConfig:
     """Merge a user's config (dict, StepConfig or keywords) over the defaults, validating it.
 
     A partial ``retries`` keeps the defaults for the keys it leaves out, as Cloudflare merges it.
     """
-    where = f'step "{step_name}"'
+    where = f"step {quote(step_name)}"
     raw: dict[str, Any] = {}
     if config is not None:
         if isinstance(config, StepConfig):
@@ -49,7 +54,7 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
     unknown = set(raw) - _CONFIG_KEYS
     if unknown:
         raise ValidationError(
-            f"config of {where} has unknown key {sorted(unknown)[0]!r}; expected retries, timeout"
+            f"config of {where} has unknown key {_first(unknown)}; expected retries, timeout"
         )
     limit, delay, backoff = DEFAULT_LIMIT, DEFAULT_DELAY, DEFAULT_BACKOFF
     retries = raw.get("retries")
@@ -58,7 +63,7 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
         unknown = set(retry_map) - _RETRY_KEYS
         if unknown:
             raise ValidationError(
-                f"retries of {where} has unknown key {sorted(unknown)[0]!r}; "
+                f"retries of {where} has unknown key {_first(unknown)}; "
                 "expected limit, delay, backoff"
             )
         limit = retry_map.get("limit", limit)

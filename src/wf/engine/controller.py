@@ -245,6 +245,7 @@ class Controller:
     async def send_event(
         self, workflow: str, instance_id: str, event_type: str, payload: Any = None
     ) -> InstanceRow:
+        self.workflow(workflow)  # an unknown workflow is named first
         check_identifier(event_type, "event type", self.limits.id_length)
         text = codec.encode_payload(payload, "event payload", self.limits.payload_bytes)
         row = await self.row(workflow, instance_id)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from wf.errors import ValidationError
+from wf.errors import ValidationError, quote
 
 ID_PATTERN = re.compile(r"[a-zA-Z0-9_][a-zA-Z0-9\-_]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 MIB = 1024 * 1024
 
 
@@ -39,7 +40,7 @@ def check_identifier(value: object, what: str, max_length: int) -> str:
         raise ValidationError(f"{what} is {len(value)} characters long; the limit is {max_length}")
     if not ID_PATTERN.fullmatch(value):
         raise ValidationError(
-            f'{what} "{value}" may only contain letters, digits, "-" and "_", '
+            f'{what} {quote(value)} may only contain letters, digits, "-" and "_", '
             'and must not start with "-"'
         )
     return value
@@ -52,9 +53,11 @@ def check_step_name(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
         raise ValidationError("step name must not be empty")
     if len(value) > limits.step_name_length:
         raise ValidationError(
-            f'step name "{value[:40]}..." is {len(value)} characters long; '
+            f"step name {quote(value, 40)} is {len(value)} characters long; "
             f"the limit is {limits.step_name_length}"
         )
     if _CONTROL.search(value):
-        raise ValidationError(f"step name {value!r} contains a control character")
+        raise ValidationError(f"step name {quote(value)} contains a control character")
+    if _SURROGATE.search(value):
+        raise ValidationError(f"step name {quote(value)} is not valid text (a lone surrogate)")
     return value

@@ -21,6 +21,13 @@ INTERRUPTED: ErrorInfo = {
 }
 
 
+STORE_REFUSED: ErrorInfo = {
+    "name": "WorkflowInternalError",
+    "message": "the attempt's outcome could not be recorded (the database refused a write: a "
+    "full disk?); it does not count toward the retry limit",
+}
+
+
 class Identities:
     """Hands out step identities in call order and checks them against the recorded history."""
 

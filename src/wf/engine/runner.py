@@ -336,10 +336,16 @@ class Life:
         elif reason == "pause":
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
             self.emit("paused")
-        elif reason in ("stop", "store-failure"):
-            if reason == "stop":
-                self._record_stopped_attempts(now)
+        elif reason == "stop":
+            self._record_stopped_attempts(now)
             self.final_write = self.store.release(self.pk, self.epoch)
+        elif reason == "store-failure":
+            # The database refused a write (a full disk, say). Keep the claim: the lease loop
+            # gives it back in a while, so the instance does not spin through its retries; and
+            # the attempts cut short will not count when it runs again.
+            failed = self.host.scheduler.store_failures.setdefault(self.pk, set())
+            failed.update(self.attempts)
+            self.attempts.clear()
         self._release_parked()
         if self._poke is not None:
             self._poke.cancel()

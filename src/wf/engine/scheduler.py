@@ -93,6 +93,8 @@ class Scheduler:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self.draining = False  # stopping: no new step attempt may start
+        # Steps whose attempt a refused database write cut short: not counted when retried.
+        self.store_failures: dict[int, set[tuple[str, int]]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -33,6 +33,7 @@ from wf.engine.model import (
 )
 from wf.engine.replay import (
     INTERRUPTED,
+    STORE_REFUSED,
     Attempt,
     Cached,
     CachedError,
@@ -239,10 +240,16 @@ def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[...,
 
 
 def _close_interrupted(life: Life, record: StepRecord) -> None:
-    """The last attempt started and never ended: count it as failed, retry at once."""
+    """The last attempt started and never ended: count it as failed, retry at once. One that a
+    refused database write cut short (in this process) does not count."""
     attempt = record.attempts[-1]
     now = life.now()
     attempt.ended, attempt.success, attempt.error = now, False, dict(INTERRUPTED)
+    cut_short = life.host.scheduler.store_failures.get(life.pk, set())
+    if record.key in cut_short:
+        cut_short.discard(record.key)
+        attempt.uncounted = True
+        attempt.error = dict(STORE_REFUSED)
     record.wake_at = now  # the engine's crash says nothing about the dependency: no backoff
     life.store.end_attempt(life.pk, life.epoch, record, attempt)
     life.emit("attempt_failed", record.display_name, attempt=attempt.number, error=attempt.error)

@@ -18,6 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from wf.devserver.logs import configure
 from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice
@@ -222,7 +223,7 @@ def _set_active(engine: WorkerEngine, message: dict[str, Any]) -> None:
 def run() -> None:
     global _REPLY_FD
     _REPLY_FD = int(sys.argv[1])
-    logging.basicConfig(level=logging.WARNING, format="wf worker: %(message)s", stream=sys.stderr)
+    configure("wf worker")
     try:
         code = asyncio.run(main())
     except KeyboardInterrupt:

@@ -72,6 +72,7 @@ class SqliteStore:
         self._reader_conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._open = False
+        self._identity: tuple[int, int] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
     def _connect(self) -> sqlite3.Connection:
@@ -89,6 +90,7 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        sqlite_file.check_writable(self.path)
         if self.shared:
             self._open_shared()
             return
@@ -108,7 +110,8 @@ class SqliteStore:
                 migrate(conn)
             finally:
                 conn.close()
-            self._writer = GroupCommitWriter(self._connect, self.path.name)
+            self._identity = _identity(self.path)
+            self._writer = GroupCommitWriter(self._connect, self.path.name, self._same_file)
             self._writer.start()
             self._readers = ThreadPoolExecutor(
                 max_workers=self._reader_count, thread_name_prefix="wf-reader"
@@ -131,12 +134,22 @@ class SqliteStore:
             conn.close()
         if version != LATEST:
             raise StoreError(f"{self.path} has schema {version}; this wf expects {LATEST}")
-        self._writer = GroupCommitWriter(self._connect, self.path.name)
+        self._identity = _identity(self.path)
+        self._writer = GroupCommitWriter(self._connect, self.path.name, self._same_file)
         self._writer.start()
         self._readers = ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="wf-reader"
         )
         self._open = True
+
+    def _same_file(self) -> None:
+        """Before each commit: the file this store opened is still the one at its path.
+        Writing on to a deleted (or replaced) database would lose every write silently."""
+        if _identity(self.path) != self._identity:
+            raise StoreError(
+                f"{self.path} was deleted or replaced while this server ran; nothing more is "
+                "written to the old file: restart the server"
+            )
 
     async def close(self) -> None:
         await asyncio.to_thread(self.close_sync)
@@ -513,3 +526,11 @@ class SqliteStore:
 
     async def secret_values(self) -> dict[str, str]:
         return await self._read(deploys.secret_values)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino

@@ -52,6 +52,17 @@ def _read_pid(fd: int) -> str:
         return ""
 
 
+def check_writable(path: Path) -> None:
+    """Refuse, naming the file, a database (or its -wal/-shm, or its folder) this process may
+    not write: SQLite would otherwise fail later with a message naming none of them, and create
+    side files copying the database's read-only mode."""
+    for candidate in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if candidate.exists() and not os.access(candidate, os.W_OK):
+            raise StoreError(f"{candidate} is read-only; make it writable (chmod u+w) first")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise StoreError(f"{path.parent} is not writable; wf keeps its database there")
+
+
 def verify(path: Path) -> None:
     """Refuse a file that is not a wf database, is damaged, or was written by a newer wf.
 

@@ -122,8 +122,14 @@ class _Job:
 
 
 class GroupCommitWriter:
-    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str) -> None:
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        name: str,
+        check: Callable[[], None] | None = None,
+    ) -> None:
         self._connect = connect
+        self._check = check  # raises StoreError when the database can no longer be trusted
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"wf-writer {name}", daemon=True)
         self._ready = concurrent.futures.Future[None]()
@@ -196,6 +202,13 @@ class GroupCommitWriter:
 
     def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
         outcomes: list[tuple[Pending[Any], Any, BaseException | None]] = []
+        if self._check is not None:
+            try:
+                self._check()
+            except StoreError as exc:
+                self._broken = exc  # every later write fails the same way, at once
+                self._fail(batch, exc)
+                return
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
