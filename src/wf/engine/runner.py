@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -215,9 +215,9 @@ class Life:
             raise asyncio.CancelledError()
         return result
 
-    @contextlib.asynccontextmanager
-    async def active(self) -> AsyncIterator[None]:
-        """Run new step work: waits at a requested pause or a stop, holds a concurrency slot."""
+    async def begin_op(self) -> asyncio.Task[Any] | None:
+        """Start new step work: wait at a requested pause or a stop, hold a concurrency slot.
+        Pair with ``end_op`` (given what this returned)."""
         self.check_alive()
         while self.pause_requested or self.host.scheduler.draining:
             pausing = self.pause_requested
@@ -235,17 +235,18 @@ class Life:
                     self.parked -= 1
                     self.busy += 1
             self.check_alive()
-        await self.take_slot()
+        if not self.holds_slot or self.shown is not Status.RUNNING:
+            await self.take_slot()
         self.running_ops += 1
         task = asyncio.current_task()
         if task is not None:
             self.op_tasks.add(task)
-        try:
-            yield
-        finally:
-            self.running_ops -= 1
-            if task is not None:
-                self.op_tasks.discard(task)
+        return task
+
+    def end_op(self, task: asyncio.Task[Any] | None) -> None:
+        self.running_ops -= 1
+        if task is not None:
+            self.op_tasks.discard(task)
 
     @contextlib.contextmanager
     def waiter(self, until: float, event_type: str | None = None) -> Iterator[Wait]:
@@ -256,15 +257,6 @@ class Life:
             yield wait
         finally:
             self.event_waits.discard(wait)
-
-    @contextlib.contextmanager
-    def attempt_running(self, step: StepRecord, attempt: AttemptRecord) -> Iterator[None]:
-        """Remember an attempt in flight, so a graceful stop can record it as cut short."""
-        self.attempts[step.key] = (step, attempt)
-        try:
-            yield
-        finally:
-            self.attempts.pop(step.key, None)
 
     async def take_slot(self) -> None:
         if not self.holds_slot:

@@ -264,24 +264,27 @@ async def _attempt(
     resolved: ResolvedConfig,
     callback: Callable[..., Any],
 ) -> StepRecord:
-    """Run one attempt; its start is durable before the body runs, its outcome before we return."""
-    async with life.active():
+    """Run one attempt; its start is recorded before the body runs, its outcome durable before
+    we return."""
+    task = await life.begin_op()
+    try:
         now = life.now()
+        first = record is None
         if record is None:
             record = StepRecord(name, count, StepKind.DO, now, config=config.to_json(resolved))
-            life.store.start_step(life.pk, life.epoch, record)
         else:
             record.config = config.to_json(resolved)
         attempt = AttemptRecord(number, now)
         record.attempts.append(attempt)
-        await life.commit(life.store.start_attempt(life.pk, life.epoch, record, attempt))
-        context = StepContext(name, count, number, resolved.as_step_config())
+        await life.commit(
+            life.store.start_attempt(life.pk, life.epoch, record, attempt, first=first)
+        )
         error: ErrorInfo | None = None
         non_retryable = False
         text: str | None = None
+        life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
         try:
-            with life.attempt_running(record, attempt):
-                value = await _run_callback(life, callback, context, resolved.timeout)
+            value = await _run_callback(life, callback, record, number, resolved)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
             error, non_retryable = {"name": exc.name, "message": exc.message}, True
@@ -296,6 +299,8 @@ async def _attempt(
             error = {"name": exc.name, "message": exc.message}
         except Exception as exc:
             error = {"name": type(exc).__name__, "message": str(exc)}
+        finally:
+            life.attempts.pop(record.key, None)
         now = life.now()
         attempt.ended, attempt.success, attempt.error = now, error is None, error
         if error is None:
@@ -321,6 +326,8 @@ async def _attempt(
         life.store.end_attempt(life.pk, life.epoch, record, attempt)
         life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
         return record
+    finally:
+        life.end_op(task)
 
 
 class _StepOutputProblem(Exception):
@@ -342,13 +349,23 @@ def _encode_output(life: Life, record: StepRecord, value: Any) -> str:
 
 
 async def _run_callback(
-    life: Life, callback: Callable[..., Any], context: StepContext, timeout: float
+    life: Life,
+    callback: Callable[..., Any],
+    record: StepRecord,
+    number: int,
+    resolved: ResolvedConfig,
 ) -> Any:
     """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
     sync one runs in a worker thread and is abandoned (a thread cannot be killed). Time spent
     waiting for a free worker thread does not count toward the timeout."""
-    args = (context,) if _takes_context(callback) else ()
-    if _is_async(callback):
+    is_async, wants_context = _inspect_callback(callback)
+    args: tuple[Any, ...] = ()
+    if wants_context:
+        args = (StepContext(record.name, record.count, number, resolved.as_step_config()),)
+    timeout = resolved.timeout
+    if is_async:
+        if isinstance(life.clock, SystemClock):  # the common case: run it right here
+            return await _run_here(life, callback(*args), timeout)
         body = asyncio.ensure_future(contain(callback(*args)))
     else:
         pool = life.host.threads
@@ -357,7 +374,7 @@ async def _run_callback(
             await _thread_started(life, running)
         body = asyncio.ensure_future(_from_thread(life, running))
     try:
-        if isinstance(life.clock, SystemClock):  # the common case: no timer task needed
+        if isinstance(life.clock, SystemClock):
             done, _ = await asyncio.wait({body}, timeout=timeout)
         else:
             timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
@@ -371,6 +388,53 @@ async def _run_callback(
     if body not in done:
         raise _AttemptTimedOut()
     return body.result()
+
+
+class _Deadline:
+    """Cancels the task running an async body when its attempt's time is up."""
+
+    __slots__ = ("expired", "task")
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.task = task
+        self.expired = False
+
+    def __call__(self) -> None:
+        self.expired = True
+        self.task.cancel()
+
+    def absorb(self) -> None:
+        """The cancellation was ours: take it back, so the task is not left marked cancelling
+        (an enclosing ``asyncio.timeout`` of the user's would take it for its own)."""
+        uncancel = getattr(self.task, "uncancel", None)  # Python 3.11+
+        if uncancel is not None:
+            uncancel()
+
+
+async def _run_here(life: Life, body: Awaitable[Any], timeout: float) -> Any:
+    """Await an async body in the calling task (no task of its own: one event-loop hop less per
+    step), cancelling it when the attempt times out."""
+    task = asyncio.current_task()
+    assert task is not None
+    deadline = _Deadline(task)
+    timer = asyncio.get_running_loop().call_later(timeout, deadline)
+    try:
+        result = await body
+    except asyncio.CancelledError:
+        if deadline.expired and not life.has_ended:
+            deadline.absorb()
+            raise _AttemptTimedOut() from None
+        raise
+    except (EngineSignal, Exception):
+        raise
+    except BaseException as exc:  # SystemExit and the like must not stop the event loop
+        raise EscapedBaseException(exc) from None
+    finally:
+        timer.cancel()
+    if deadline.expired:  # the body swallowed the cancellation and returned
+        deadline.absorb()
+        raise _AttemptTimedOut()
+    return result
 
 
 async def _thread_started(life: Life, running: concurrent.futures.Future[Any]) -> None:
@@ -419,31 +483,33 @@ async def contain(awaitable: Awaitable[T]) -> T:
         raise EscapedBaseException(exc) from None
 
 
+_CALLBACK_CACHE: dict[tuple[object, int], tuple[bool, bool]] = {}
+
+
+def _inspect_callback(callback: Callable[..., Any]) -> tuple[bool, bool]:
+    """(is it async, does it take a ``StepContext``). Cached per code object for plain functions
+    (lambdas are made afresh on every call; their code is not)."""
+    code = getattr(callback, "__code__", None)
+    if code is None or not inspect.isfunction(callback):
+        return _is_async(callback), _takes_context(callback)
+    key = (code, len(callback.__defaults__ or ()))
+    found = _CALLBACK_CACHE.get(key)
+    if found is None:
+        if len(_CALLBACK_CACHE) > 4096:
+            _CALLBACK_CACHE.clear()
+        found = _CALLBACK_CACHE[key] = (_is_async(callback), _takes_context(callback))
+    return found
+
+
 def _is_async(callback: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(callback) or inspect.iscoroutinefunction(
         getattr(callback, "__call__", None)  # noqa: B004 - an async __call__ counts
     )
 
 
-_CONTEXT_CACHE: dict[tuple[object, int], bool] = {}
-
-
 def _takes_context(callback: Callable[..., Any]) -> bool:
     """Whether the callback wants a ``StepContext``: it has a positional parameter without a
-    default. Cached per code object (lambdas are made afresh on every call; their code is not)."""
-    code = getattr(callback, "__code__", None)
-    if code is None or not inspect.isfunction(callback):
-        return _inspect_takes_context(callback)
-    key = (code, len(callback.__defaults__ or ()))
-    found = _CONTEXT_CACHE.get(key)
-    if found is None:
-        if len(_CONTEXT_CACHE) > 4096:
-            _CONTEXT_CACHE.clear()
-        found = _CONTEXT_CACHE[key] = _inspect_takes_context(callback)
-    return found
-
-
-def _inspect_takes_context(callback: Callable[..., Any]) -> bool:
+    default."""
     try:
         signature = inspect.signature(callback)
     except (TypeError, ValueError):

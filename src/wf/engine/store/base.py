@@ -8,8 +8,8 @@ runner that lost its claim (terminated, restarted, taken over) can never mix its
 someone else's run.
 
 Writes a runner makes return a :class:`PendingWrite`: they are applied in the order they were
-submitted by this process; awaiting one waits until it is durable (committed). Not awaiting one is
-allowed where durability is not needed before going on (a status flip, a sleep's start).
+submitted by this process; awaiting one waits until it is committed. Not awaiting one is allowed
+where durability is not needed before going on (a status flip, a sleep's start).
 """
 
 from __future__ import annotations
@@ -145,7 +145,9 @@ class Store(Protocol):
         """Flip between running and waiting; never overrides a pause or a finish."""
         ...
 
-    def start_step(self, pk: int, epoch: int, step: StepRecord) -> PendingWrite: ...
+    def start_step(self, pk: int, epoch: int, step: StepRecord) -> PendingWrite:
+        """Insert a sleep's or a wait's row (durably: it holds a timer)."""
+        ...
 
     def update_step_timer(
         self, pk: int, epoch: int, step: StepRecord, *, started: float | None = None
@@ -154,8 +156,12 @@ class Store(Protocol):
         ...
 
     def start_attempt(
-        self, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord
-    ) -> PendingWrite: ...
+        self, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord, *, first: bool = False
+    ) -> PendingWrite:
+        """Record an attempt's start (``first``: insert the step's row too). It may be *lazy*:
+        on disk before its waiter goes on as far as a crash of the process goes, fsynced with the
+        next durable write (the attempt's outcome at the latest) or within a second."""
+        ...
 
     def end_attempt(
         self,

@@ -1,7 +1,8 @@
 """The embedded default store: one SQLite file in WAL mode.
 
-Writes go through one group-commit writer thread; reads run on a small pool of reader threads with
-their own connections, so the event loop never blocks on the database. The SQL lives in
+Writes go through one group-commit writer (``writer.py``): on the event loop's thread when this
+process owns the file, on a thread of its own when it shares it with other processes (a ``wf serve``
+worker). Reads run on a small pool of reader threads with their own connections. The SQL lives in
 ``sqlite_rows`` (reading), ``sqlite_controls`` (whole instances) and ``sqlite_runs`` (a runner's
 fenced writes); this class wires them to the threads.
 """
@@ -42,7 +43,7 @@ from wf.engine.store.sqlite_rows import (
     read_history,
     row_to_instance,
 )
-from wf.engine.store.writer import GroupCommitWriter, Pending
+from wf.engine.store.writer import GroupCommitWriter, InlineWriter, Pending
 from wf.errors import StoreError
 
 T = TypeVar("T")
@@ -66,7 +67,7 @@ class SqliteStore:
         self.shared = shared
         self._lock = sqlite_file.FileLock(self.path)
         self._reader_count = readers
-        self._writer: GroupCommitWriter | None = None
+        self._writer: InlineWriter | GroupCommitWriter | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._local = threading.local()
         self._reader_conns: list[sqlite3.Connection] = []
@@ -75,6 +76,10 @@ class SqliteStore:
         self._identity: tuple[int, int] | None = None
 
     # ---- lifecycle ----------------------------------------------------------------------------
+    @property
+    def _wal(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
     def _connect(self) -> sqlite3.Connection:
         return sqlite_file.connect(self.path, self.durability)
 
@@ -111,7 +116,9 @@ class SqliteStore:
             finally:
                 conn.close()
             self._identity = _identity(self.path)
-            self._writer = GroupCommitWriter(self._connect, self.path.name, self._same_file)
+            self._writer = InlineWriter(
+                self._connect, self._wal, self.durability == "fsync", self._same_file
+            )
             self._writer.start()
             self._readers = ThreadPoolExecutor(
                 max_workers=self._reader_count, thread_name_prefix="wf-reader"
@@ -135,7 +142,9 @@ class SqliteStore:
         if version != LATEST:
             raise StoreError(f"{self.path} has schema {version}; this wf expects {LATEST}")
         self._identity = _identity(self.path)
-        self._writer = GroupCommitWriter(self._connect, self.path.name, self._same_file)
+        self._writer = GroupCommitWriter(
+            self._connect, self._wal, self.durability == "fsync", self.path.name, self._same_file
+        )
         self._writer.start()
         self._readers = ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="wf-reader"
@@ -196,10 +205,12 @@ class SqliteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._readers, run)
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> Pending[T]:
+    def _write(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> Pending[T]:
+        """Submit a write. ``durable=False``: a lazy write (see ``writer.py``), fsynced with the
+        next durable one; for what a crash of the machine (not of the process) may lose."""
         if self._writer is None:
             return Pending.failed(StoreError("the store is closed"))
-        return self._writer.submit(fn)
+        return self._writer.submit(fn, durable)
 
     @property
     def commits(self) -> int:
@@ -393,7 +404,8 @@ class SqliteStore:
         return self._write(
             functools.partial(
                 runs.set_status, pk=pk, epoch=epoch, status=status, now=now, wake_at=wake_at
-            )
+            ),
+            durable=False,  # what the instance shows; recovery does not depend on it
         )
 
     def start_step(self, pk: int, epoch: int, step: StepRecord) -> Pending[bool]:
@@ -409,10 +421,15 @@ class SqliteStore:
         )
 
     def start_attempt(
-        self, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord
+        self, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord, *, first: bool = False
     ) -> Pending[bool]:
+        # Lazy: on disk before the body runs as far as a crash of the process goes; a crash of
+        # the machine before the next fsync (the attempt's outcome, or a second) may lose it.
         return self._write(
-            functools.partial(runs.start_attempt, pk=pk, epoch=epoch, step=step, attempt=attempt)
+            functools.partial(
+                runs.start_attempt, pk=pk, epoch=epoch, step=step, attempt=attempt, first=first
+            ),
+            durable=False,
         )
 
     def end_attempt(

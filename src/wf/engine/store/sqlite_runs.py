@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from wf.engine.model import AttemptRecord, EventRecord, Status, StepRecord, StepState
 from wf.engine.store.sqlite_rows import dump_error
@@ -48,12 +48,35 @@ def set_status(
     return cursor.rowcount == 1
 
 
-def start_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) -> bool:
-    if not _fenced(conn, pk, epoch):
-        return False
-    conn.execute(
-        "INSERT INTO steps (instance, name, count, kind, state, started, ended, output, error, "
-        "config, wake_at, duration, event_type) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+_FENCE = "EXISTS (SELECT 1 FROM instances WHERE pk = ? AND epoch = ?)"
+
+_INSERT_STEP = (
+    "INSERT INTO steps (instance, name, count, kind, state, started, ended, output, error, "
+    "config, wake_at, duration, event_type) "
+    f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {_FENCE}"
+)
+
+_CONFIG_TEXT: dict[int, tuple[dict[str, Any], str]] = {}
+
+
+def config_text(config: dict[str, Any] | None) -> str | None:
+    """A step config as JSON, encoded once per config object (``config.to_json`` hands out the
+    same dict for the same config, so a loop of steps encodes it once)."""
+    if config is None:
+        return None
+    known = _CONFIG_TEXT.get(id(config))
+    if known is not None and known[0] is config:
+        return known[1]
+    if len(_CONFIG_TEXT) > 1024:
+        _CONFIG_TEXT.clear()
+    text = json.dumps(config)
+    _CONFIG_TEXT[id(config)] = (config, text)  # holds the dict, so its id is not reused
+    return text
+
+
+def _insert_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) -> bool:
+    cursor = conn.execute(
+        _INSERT_STEP,
         (
             pk,
             step.name,
@@ -64,13 +87,19 @@ def start_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) 
             step.ended,
             step.output,
             dump_error(step.error),
-            None if step.config is None else json.dumps(step.config),
+            config_text(step.config),
             step.wake_at,
             step.duration,
             step.event_type,
+            pk,
+            epoch,
         ),
     )
-    return True
+    return cursor.rowcount == 1
+
+
+def start_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) -> bool:
+    return _insert_step(conn, pk, epoch, step)
 
 
 def update_step_timer(
@@ -87,17 +116,28 @@ def update_step_timer(
 
 
 def start_attempt(
-    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord
+    conn: sqlite3.Connection,
+    pk: int,
+    epoch: int,
+    step: StepRecord,
+    attempt: AttemptRecord,
+    first: bool = False,
 ) -> bool:
-    if not _fenced(conn, pk, epoch):
-        return False
+    """Record an attempt's start; ``first``: the step's row is new, insert it too."""
+    if first:
+        if not _insert_step(conn, pk, epoch, step):
+            return False
+    else:
+        cursor = conn.execute(
+            "UPDATE steps SET wake_at = NULL, config = ? "
+            f"WHERE instance = ? AND name = ? AND count = ? AND {_FENCE}",
+            (config_text(step.config), pk, step.name, step.count, pk, epoch),
+        )
+        if cursor.rowcount != 1:
+            return False
     conn.execute(
         "INSERT INTO attempts (instance, name, count, number, started) VALUES (?, ?, ?, ?, ?)",
         (pk, step.name, step.count, attempt.number, attempt.started),
-    )
-    conn.execute(
-        "UPDATE steps SET wake_at = NULL, config = ? WHERE instance = ? AND name = ? AND count = ?",
-        (None if step.config is None else json.dumps(step.config), pk, step.name, step.count),
     )
     return True
 
@@ -110,11 +150,9 @@ def end_attempt(
     attempt: AttemptRecord,
     finish: StepState | None,
 ) -> bool:
-    if not _fenced(conn, pk, epoch):
-        return False
-    conn.execute(
+    cursor = conn.execute(
         "UPDATE attempts SET ended = ?, success = ?, error = ?, uncounted = ? "
-        "WHERE instance = ? AND name = ? AND count = ? AND number = ?",
+        f"WHERE instance = ? AND name = ? AND count = ? AND number = ? AND {_FENCE}",
         (
             attempt.ended,
             None if attempt.success is None else int(attempt.success),
@@ -124,15 +162,33 @@ def end_attempt(
             step.name,
             step.count,
             attempt.number,
+            pk,
+            epoch,
         ),
     )
-    conn.execute(
-        "UPDATE steps SET wake_at = ?, non_retryable = ? "
-        "WHERE instance = ? AND name = ? AND count = ?",
-        (step.wake_at, int(step.non_retryable), pk, step.name, step.count),
-    )
-    if finish is not None:
-        _end_step(conn, pk, step, finish)
+    if cursor.rowcount != 1:
+        return False
+    if finish is None:
+        conn.execute(
+            "UPDATE steps SET wake_at = ?, non_retryable = ? "
+            "WHERE instance = ? AND name = ? AND count = ?",
+            (step.wake_at, int(step.non_retryable), pk, step.name, step.count),
+        )
+    else:
+        conn.execute(
+            "UPDATE steps SET state = ?, ended = ?, output = ?, error = ?, wake_at = NULL, "
+            "non_retryable = ? WHERE instance = ? AND name = ? AND count = ?",
+            (
+                finish.value,
+                step.ended,
+                step.output,
+                dump_error(step.error),
+                int(step.non_retryable),
+                pk,
+                step.name,
+                step.count,
+            ),
+        )
     return True
 
 

@@ -1,5 +1,16 @@
-"""One writer thread per store: it commits everything pending in one transaction (group commit),
-so one fsync serves every instance that wrote in the meantime."""
+"""Writers: everything a process writes goes through one, which commits whatever is pending in
+one transaction (group commit), so one fsync serves every instance that wrote in the meantime.
+
+``InlineWriter`` commits on the event loop's own thread, once per loop iteration: no thread hop
+per write, for a store this process owns alone. ``GroupCommitWriter`` commits on a thread of its
+own, for a store shared with other processes (whose locks may make a commit wait).
+
+Writes are *durable* (acknowledged creations, step outcomes, timers, controls: with
+``durability="fsync"`` their commit is fsynced) or *lazy* (an attempt's start, a status flip: the
+commit reaches the OS before the write's waiter goes on, which survives the process dying, and is
+fsynced by the next durable commit or within ``LAZY_SYNC_SECONDS``). A batch holding a durable
+write is committed durably, lazy writes included.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
+import os
 import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Generator
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from wf.errors import StoreError
@@ -19,6 +32,7 @@ T = TypeVar("T")
 log = logging.getLogger("wf.store")
 
 MAX_BATCH = 1024
+LAZY_SYNC_SECONDS = 1.0  # a lazy commit is fsynced at the latest this long after it
 
 
 _STATE = threading.Lock()  # guards every Pending's fields; held only for a few instructions
@@ -28,7 +42,7 @@ class Pending(Generic[T]):
     """A submitted write. Awaiting it (on any event loop, in any thread) waits for its commit.
 
     Cancelling the awaiting task does not cancel the write: once submitted, it is applied. Lighter
-    than a ``concurrent.futures.Future``: the writer wakes each event loop once per commit, not
+    than a ``concurrent.futures.Future``: a writer wakes each event loop once per commit, not
     once per write.
     """
 
@@ -48,18 +62,15 @@ class Pending(Generic[T]):
         return pending
 
     def __await__(self) -> Generator[Any, None, T]:
-        return self._wait().__await__()
-
-    async def _wait(self) -> T:
         if not self._done:
             loop = asyncio.get_running_loop()
             waiter: asyncio.Future[None] = loop.create_future()
             if self._register(loop, waiter):
-                await waiter
+                yield from waiter
         return self._outcome()
 
     def _register(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None]) -> bool:
-        """Add a waiter unless the write is done already (the writer may have just settled it)."""
+        """Add a waiter unless the write is done already (a writer may have just settled it)."""
         with _STATE:
             if self._done:
                 return False
@@ -99,8 +110,11 @@ def _settle(
                 pending._waiters = None
             if pending._event is not None:
                 events.append(pending._event)
+    here = asyncio._get_running_loop()
     for loop, waiters in by_loop.items():
-        if not loop.is_closed():
+        if loop is here:
+            _wake(waiters)
+        elif not loop.is_closed():
             with contextlib.suppress(RuntimeError):  # the loop closed just now
                 loop.call_soon_threadsafe(_wake, waiters)
     for event in events:
@@ -114,38 +128,261 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
 
 
 class _Job:
-    __slots__ = ("fn", "pending")
+    __slots__ = ("durable", "fn", "pending")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, fn: Callable[[sqlite3.Connection], Any], durable: bool) -> None:
         self.fn = fn
+        self.durable = durable
         self.pending: Pending[Any] = Pending()
 
 
-class GroupCommitWriter:
+class _Committer:
+    """Applies batches of jobs to one connection, one transaction per batch; each job in a
+    savepoint of its own, so one failing write does not take the others with it."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        wal: Path,
+        fsync: bool,
+        check: Callable[[], None] | None,
+    ) -> None:
+        self.conn = conn
+        self.wal = wal
+        self.fsync = fsync
+        self.check = check  # raises StoreError when the database can no longer be trusted
+        self.synchronous = "FULL" if fsync else "NORMAL"  # as connect() set it
+        self.unsynced = False  # lazy commits not yet fsynced
+        self.broken: StoreError | None = None
+        self.commits = 0
+        self.jobs = 0
+
+    def commit(self, batch: list[_Job]) -> None:
+        try:
+            self._commit(batch)
+        except BaseException as exc:  # never leave a write unanswered
+            self.fail(batch, StoreError(f"database write failed: {exc}"))
+            if not isinstance(exc, Exception):
+                raise
+
+    def _commit(self, batch: list[_Job]) -> None:
+        conn = self.conn
+        if self.check is not None:
+            try:
+                self.check()
+            except StoreError as exc:
+                self.broken = exc  # every later write fails the same way, at once
+                self.fail(batch, exc)
+                return
+        durable = self.fsync and any(job.durable for job in batch)
+        wanted = "FULL" if durable else "NORMAL"
+        try:
+            if wanted != self.synchronous:
+                conn.execute(f"PRAGMA synchronous = {wanted}")
+                self.synchronous = wanted
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            self.fail(batch, StoreError(f"cannot write to the database: {exc}"))
+            return
+        outcomes: list[tuple[Pending[Any], Any, BaseException | None]] = []
+        alone = len(batch) == 1  # no savepoint needed: a failure rolls back only this job
+        for job in batch:
+            if not alone:
+                conn.execute("SAVEPOINT job")
+            try:
+                result = job.fn(conn)
+            except Exception as exc:
+                if alone or not conn.in_transaction:
+                    # Alone, or SQLite rolled back the whole transaction (disk full, I/O
+                    # error): every write of this batch is lost.
+                    with contextlib.suppress(sqlite3.Error):
+                        if conn.in_transaction:
+                            conn.execute("ROLLBACK")
+                    if alone and not isinstance(exc, sqlite3.Error):
+                        _settle([(job.pending, None, exc)])
+                    else:
+                        self.fail(batch, StoreError(f"database write failed: {exc}"))
+                    return
+                conn.execute("ROLLBACK TO job")
+                conn.execute("RELEASE job")
+                if isinstance(exc, sqlite3.Error):
+                    log.error("write failed: %s", exc)
+                    exc = StoreError(f"database write failed: {exc}")
+                outcomes.append((job.pending, None, exc))
+            else:
+                if not alone:
+                    conn.execute("RELEASE job")
+                outcomes.append((job.pending, result, None))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self.fail(batch, StoreError(f"cannot commit to the database: {exc}"))
+            return
+        self.commits += 1
+        self.jobs += len(batch)
+        if self.fsync:
+            self.unsynced = not durable  # a durable commit fsyncs every frame before it too
+        _settle(outcomes)
+
+    def sync(self) -> None:
+        """fsync the write-ahead log: every lazy commit so far reaches the disk."""
+        self.unsynced = False
+        try:
+            fd = os.open(self.wal, os.O_RDONLY)
+        except FileNotFoundError:
+            return  # checkpointed and removed: already in the database file
+        except OSError as exc:
+            log.error("cannot open %s to sync it: %s", self.wal, exc.strerror)
+            return
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            log.error("cannot sync %s: %s", self.wal, exc.strerror)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def fail(batch: list[_Job], error: BaseException) -> None:
+        if batch:
+            log.error("%s", error)
+            _settle([(job.pending, None, error) for job in batch if not job.pending._done])
+
+
+class InlineWriter:
+    """Commits on the thread of the event loop that submitted: a submit schedules one flush on
+    its loop (``call_soon``), which commits every write submitted until then. A submit from a
+    thread without an event loop commits at once. Commits from several threads take turns."""
+
     def __init__(
         self,
         connect: Callable[[], sqlite3.Connection],
+        wal: Path,
+        fsync: bool,
+        check: Callable[[], None] | None = None,
+    ) -> None:
+        self._connect = connect
+        self._wal = wal
+        self._fsync = fsync
+        self._check = check
+        self._committer: _Committer | None = None
+        self._lock = threading.Lock()  # one commit at a time; guards the queue
+        self._queue: list[_Job] = []
+        self._scheduled: set[asyncio.AbstractEventLoop] = set()  # loops with a flush to come
+        self._sync_timer: asyncio.TimerHandle | None = None
+        self._closed = False
+
+    @property
+    def commits(self) -> int:
+        return 0 if self._committer is None else self._committer.commits
+
+    @property
+    def jobs(self) -> int:
+        return 0 if self._committer is None else self._committer.jobs
+
+    def start(self) -> None:
+        self._committer = _Committer(self._connect(), self._wal, self._fsync, self._check)
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> Pending[T]:
+        job = _Job(fn, durable)
+        committer = self._committer
+        if self._closed or committer is None or committer.broken is not None:
+            error = (committer and committer.broken) or StoreError("the store is closed")
+            _settle([(job.pending, None, error)])
+            return job.pending
+        loop = asyncio._get_running_loop()
+        with self._lock:
+            self._queue.append(job)
+            if loop is not None:
+                if loop in self._scheduled:
+                    return job.pending
+                self._scheduled.add(loop)
+        if loop is None:
+            self.flush()
+        else:
+            loop.call_soon(self._flush_on, loop)
+        return job.pending
+
+    def _flush_on(self, loop: asyncio.AbstractEventLoop) -> None:
+        with self._lock:
+            self._scheduled.discard(loop)
+        self.flush()
+        committer = self._committer
+        if committer is not None and committer.unsynced and self._sync_timer is None:
+            self._sync_timer = loop.call_later(LAZY_SYNC_SECONDS, self._sync_due, loop)
+
+    def _sync_due(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sync_timer = None
+        committer = self._committer
+        if committer is not None and committer.unsynced and not self._closed:
+            committer.unsynced = False  # commits from now on are not covered by this sync
+            loop.run_in_executor(None, committer.sync)
+
+    def flush(self) -> None:
+        """Commit every write submitted so far."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+            committer = self._committer
+            if not batch or committer is None:
+                return
+            for start in range(0, len(batch), MAX_BATCH):
+                committer.commit(batch[start : start + MAX_BATCH])
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self.flush()
+        with self._lock:
+            self._closed = True
+            if self._sync_timer is not None:
+                self._sync_timer.cancel()
+                self._sync_timer = None
+            committer, self._committer = self._committer, None
+        if committer is not None:
+            if committer.unsynced:
+                committer.sync()
+            committer.conn.close()
+
+
+class GroupCommitWriter:
+    """Commits on a thread of its own whatever was submitted while the last commit ran."""
+
+    def __init__(
+        self,
+        connect: Callable[[], sqlite3.Connection],
+        wal: Path,
+        fsync: bool,
         name: str,
         check: Callable[[], None] | None = None,
     ) -> None:
         self._connect = connect
-        self._check = check  # raises StoreError when the database can no longer be trusted
+        self._wal = wal
+        self._fsync = fsync
+        self._check = check
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=f"wf-writer {name}", daemon=True)
         self._ready = concurrent.futures.Future[None]()
         self._closed = False
-        self._broken: StoreError | None = None
-        self.commits = 0
-        self.jobs = 0
+        self._committer: _Committer | None = None
+
+    @property
+    def commits(self) -> int:
+        return 0 if self._committer is None else self._committer.commits
+
+    @property
+    def jobs(self) -> int:
+        return 0 if self._committer is None else self._committer.jobs
 
     def start(self) -> None:
         self._thread.start()
         self._ready.result()
 
-    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> Pending[T]:
-        job = _Job(fn)
-        if self._closed or self._broken is not None:
-            _settle([(job.pending, None, self._broken or StoreError("the store is closed"))])
+    def submit(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> Pending[T]:
+        job = _Job(fn, durable)
+        broken = self._committer.broken if self._committer is not None else None
+        if self._closed or broken is not None:
+            _settle([(job.pending, None, broken or StoreError("the store is closed"))])
         else:
             self._queue.put(job)
         return job.pending
@@ -159,7 +396,9 @@ class GroupCommitWriter:
 
     def _run(self) -> None:
         try:
-            conn = self._connect()
+            committer = self._committer = _Committer(
+                self._connect(), self._wal, self._fsync, self._check
+            )
         except BaseException as exc:
             self._ready.set_exception(exc)
             return
@@ -167,7 +406,13 @@ class GroupCommitWriter:
         try:
             stopping = False
             while not stopping:
-                first = self._queue.get()
+                try:
+                    first = self._queue.get(
+                        timeout=LAZY_SYNC_SECONDS if committer.unsynced else None
+                    )
+                except queue.Empty:
+                    committer.sync()
+                    continue
                 if first is None:
                     break
                 batch = [first]
@@ -180,15 +425,10 @@ class GroupCommitWriter:
                         stopping = True
                         break
                     batch.append(job)
-                try:
-                    self._commit(conn, batch)
-                except BaseException as exc:  # never leave a write unanswered
-                    self._fail(batch, StoreError(f"database write failed: {exc}"))
-                    if not isinstance(exc, Exception):
-                        raise
+                committer.commit(batch)
         finally:
             # Whatever is still queued now will never be written: say so instead of hanging.
-            self._broken = self._broken or StoreError("the store is closed")
+            committer.broken = committer.broken or StoreError("the store is closed")
             leftovers = []
             while True:
                 try:
@@ -197,55 +437,7 @@ class GroupCommitWriter:
                     break
                 if job is not None:
                     leftovers.append(job)
-            self._fail(leftovers, self._broken)
-            conn.close()
-
-    def _commit(self, conn: sqlite3.Connection, batch: list[_Job]) -> None:
-        outcomes: list[tuple[Pending[Any], Any, BaseException | None]] = []
-        if self._check is not None:
-            try:
-                self._check()
-            except StoreError as exc:
-                self._broken = exc  # every later write fails the same way, at once
-                self._fail(batch, exc)
-                return
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            self._fail(batch, StoreError(f"cannot write to the database: {exc}"))
-            return
-        for job in batch:
-            conn.execute("SAVEPOINT job")
-            try:
-                result = job.fn(conn)
-            except Exception as exc:
-                if not conn.in_transaction:
-                    # SQLite rolled back the whole transaction (disk full, I/O error): every
-                    # write of this batch is lost, the ones before this job included.
-                    self._fail(batch, StoreError(f"database write failed: {exc}"))
-                    return
-                conn.execute("ROLLBACK TO job")
-                conn.execute("RELEASE job")
-                if isinstance(exc, sqlite3.Error):
-                    log.error("write failed: %s", exc)
-                    exc = StoreError(f"database write failed: {exc}")
-                outcomes.append((job.pending, None, exc))
-            else:
-                conn.execute("RELEASE job")
-                outcomes.append((job.pending, result, None))
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._fail(batch, StoreError(f"cannot commit to the database: {exc}"))
-            return
-        self.commits += 1
-        self.jobs += len(batch)
-        _settle(outcomes)
-
-    @staticmethod
-    def _fail(batch: list[_Job], error: BaseException) -> None:
-        if batch:
-            log.error("%s", error)
-            _settle([(job.pending, None, error) for job in batch if not job.pending._done])
+            committer.fail(leftovers, committer.broken)
+            if committer.unsynced:
+                committer.sync()
+            committer.conn.close()
