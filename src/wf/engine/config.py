@@ -41,6 +41,8 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
 
     A partial ``retries`` keeps the defaults for the keys it leaves out, as Cloudflare merges it.
     """
+    if config is None and not any(value is not None for value in overrides.values()):
+        return DEFAULT
     where = f"step {quote(step_name)}"
     raw: dict[str, Any] = {}
     if config is not None:
@@ -103,13 +105,22 @@ def retry_delay(config: ResolvedConfig, attempts_made: int) -> float:
     return min(delay, MAX_RETRY_DELAY)
 
 
+_JSON_FORMS: dict[ResolvedConfig, dict[str, Any]] = {}
+
+
 def to_json(config: ResolvedConfig) -> dict[str, Any]:
-    """The config as instance details show it, durations in words."""
-    return {
-        "retries": {
-            "limit": config.limit,
-            "delay": format_duration(config.delay),
-            "backoff": config.backoff,
-        },
-        "timeout": format_duration(config.timeout),
-    }
+    """The config as instance details show it, durations in words. One dict per distinct config,
+    shared (nobody changes it), so the store encodes it once."""
+    found = _JSON_FORMS.get(config)
+    if found is None:
+        if len(_JSON_FORMS) > 1024:
+            _JSON_FORMS.clear()
+        found = _JSON_FORMS[config] = {
+            "retries": {
+                "limit": config.limit,
+                "delay": format_duration(config.delay),
+                "backoff": config.backoff,
+            },
+            "timeout": format_duration(config.timeout),
+        }
+    return found

@@ -154,6 +154,7 @@ class Life:
         self.epoch = claim.epoch
         self.spec = spec
         self.generation = generation  # which claim round of this process made it
+        self.loop = asyncio.get_running_loop()  # asked once: asyncio asks the OS for its pid
         self.suspect = claim.row.crashes > 0  # it was running when a process died
         self.identities = Identities({}, spec.step_limit)
         self.busy = 0  # branches doing something other than sleeping in a wait
@@ -238,7 +239,7 @@ class Life:
         if not self.holds_slot or self.shown is not Status.RUNNING:
             await self.take_slot()
         self.running_ops += 1
-        task = asyncio.current_task()
+        task = asyncio.current_task(self.loop)
         if task is not None:
             self.op_tasks.add(task)
         return task
@@ -362,6 +363,7 @@ async def run_life(host: Host, life: Life) -> None:
     from wf.engine.step import WorkflowStep, contain
 
     row, spec = life.row, life.spec
+    coro: Any = None
     try:
         if not life.claim.fresh:
             try:
@@ -398,6 +400,10 @@ async def run_life(host: Host, life: Life) -> None:
         if not life.has_ended:
             await _finish(life, task, None)
     finally:
+        if coro is not None and (life.task is None or life.task.done()):
+            # A task cancelled before its first step never starts ``run()``; closing the
+            # coroutine spares a "never awaited" warning (a no-op once it has run).
+            coro.close()
         for op in life.op_tasks:
             op.cancel()
         if life.final_write is not None:

@@ -414,10 +414,10 @@ class _Deadline:
 async def _run_here(life: Life, body: Awaitable[Any], timeout: float) -> Any:
     """Await an async body in the calling task (no task of its own: one event-loop hop less per
     step), cancelling it when the attempt times out."""
-    task = asyncio.current_task()
+    task = asyncio.current_task(life.loop)
     assert task is not None
     deadline = _Deadline(task)
-    timer = asyncio.get_running_loop().call_later(timeout, deadline)
+    timer = life.loop.call_later(timeout, deadline)
     try:
         result = await body
     except asyncio.CancelledError:

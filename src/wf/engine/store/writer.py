@@ -22,6 +22,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -33,6 +34,13 @@ log = logging.getLogger("wf.store")
 
 MAX_BATCH = 1024
 LAZY_SYNC_SECONDS = 1.0  # a lazy commit is fsynced at the latest this long after it
+# How often the database file is checked to be the one opened (not deleted or replaced): a stat
+# per commit would cost more than the commit's own writes, and a check this often still stops
+# the writes within a moment of a deletion.
+CHECK_EVERY = 0.1
+# The inline writer leaves checkpoints (copying the log into the database file, with its fsyncs)
+# to a thread of their own, one after this many commits.
+CHECKPOINT_EVERY = 500
 
 
 _STATE = threading.Lock()  # guards every Pending's fields; held only for a few instructions
@@ -46,9 +54,10 @@ class Pending(Generic[T]):
     once per write.
     """
 
-    __slots__ = ("_done", "_error", "_event", "_result", "_waiters")
+    __slots__ = ("_done", "_error", "_event", "_result", "_waiters", "_writer")
 
-    def __init__(self) -> None:
+    def __init__(self, writer: InlineWriter | None = None) -> None:
+        self._writer = writer  # asked to commit at once when awaited (see InlineWriter.hurry)
         self._done = False
         self._result: Any = None
         self._error: BaseException | None = None
@@ -63,7 +72,12 @@ class Pending(Generic[T]):
 
     def __await__(self) -> Generator[Any, None, T]:
         if not self._done:
-            loop = asyncio.get_running_loop()
+            writer = self._writer
+            loop = writer.loop_here() if writer is not None else asyncio._get_running_loop()
+            if writer is not None and loop is not None and writer.hurry(loop):
+                return self._outcome()  # committed just now
+            if loop is None:
+                raise RuntimeError("a write can only be awaited in a running event loop")
             waiter: asyncio.Future[None] = loop.create_future()
             if self._register(loop, waiter):
                 yield from waiter
@@ -97,8 +111,10 @@ class Pending(Generic[T]):
 
 def _settle(
     outcomes: list[tuple[Pending[Any], Any, BaseException | None]],
+    here: asyncio.AbstractEventLoop | None = None,
 ) -> None:
-    """Record the outcomes, then wake each waiting event loop once for all of them."""
+    """Record the outcomes, then wake each waiting event loop once for all of them (``here``,
+    the loop running in this thread if any, directly)."""
     by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
     events: list[threading.Event] = []
     with _STATE:
@@ -110,7 +126,8 @@ def _settle(
                 pending._waiters = None
             if pending._event is not None:
                 events.append(pending._event)
-    here = asyncio._get_running_loop()
+    if by_loop and here is None:
+        here = asyncio._get_running_loop()
     for loop, waiters in by_loop.items():
         if loop is here:
             _wake(waiters)
@@ -130,10 +147,15 @@ def _wake(waiters: list[asyncio.Future[None]]) -> None:
 class _Job:
     __slots__ = ("durable", "fn", "pending")
 
-    def __init__(self, fn: Callable[[sqlite3.Connection], Any], durable: bool) -> None:
+    def __init__(
+        self,
+        fn: Callable[[sqlite3.Connection], Any],
+        durable: bool,
+        writer: InlineWriter | None = None,
+    ) -> None:
         self.fn = fn
         self.durable = durable
-        self.pending: Pending[Any] = Pending()
+        self.pending: Pending[Any] = Pending(writer)
 
 
 class _Committer:
@@ -151,23 +173,25 @@ class _Committer:
         self.wal = wal
         self.fsync = fsync
         self.check = check  # raises StoreError when the database can no longer be trusted
+        self.checked = -CHECK_EVERY
         self.synchronous = "FULL" if fsync else "NORMAL"  # as connect() set it
         self.unsynced = False  # lazy commits not yet fsynced
         self.broken: StoreError | None = None
         self.commits = 0
         self.jobs = 0
 
-    def commit(self, batch: list[_Job]) -> None:
+    def commit(self, batch: list[_Job], here: asyncio.AbstractEventLoop | None = None) -> None:
         try:
-            self._commit(batch)
+            self._commit(batch, here)
         except BaseException as exc:  # never leave a write unanswered
             self.fail(batch, StoreError(f"database write failed: {exc}"))
             if not isinstance(exc, Exception):
                 raise
 
-    def _commit(self, batch: list[_Job]) -> None:
+    def _commit(self, batch: list[_Job], here: asyncio.AbstractEventLoop | None) -> None:
         conn = self.conn
-        if self.check is not None:
+        if self.check is not None and time.monotonic() - self.checked > CHECK_EVERY:
+            self.checked = time.monotonic()
             try:
                 self.check()
             except StoreError as exc:
@@ -224,7 +248,7 @@ class _Committer:
         self.jobs += len(batch)
         if self.fsync:
             self.unsynced = not durable  # a durable commit fsyncs every frame before it too
-        _settle(outcomes)
+        _settle(outcomes, here)
 
     def sync(self) -> None:
         """fsync the write-ahead log: every lazy commit so far reaches the disk."""
@@ -253,7 +277,15 @@ class _Committer:
 class InlineWriter:
     """Commits on the thread of the event loop that submitted: a submit schedules one flush on
     its loop (``call_soon``), which commits every write submitted until then. A submit from a
-    thread without an event loop commits at once. Commits from several threads take turns."""
+    thread without an event loop commits at once. Commits from several threads take turns.
+
+    Awaiting a write when nothing else on the loop is ready to run commits it at once, in the
+    awaiting task (``hurry``): waiting for the loop's next turn would batch it with nobody's.
+    One instance running steps alone then needs no event-loop turn per write, but the loop still
+    gets its turn every ``HURRY_BUDGET`` seconds.
+    """
+
+    HURRY_BUDGET = 0.002
 
     def __init__(
         self,
@@ -272,6 +304,14 @@ class InlineWriter:
         self._scheduled: set[asyncio.AbstractEventLoop] = set()  # loops with a flush to come
         self._sync_timer: asyncio.TimerHandle | None = None
         self._closed = False
+        self._turned = 0.0  # when a flush last ran from the loop (the loop had its turn)
+        # The loop that submits most, and its thread: asking asyncio for the running loop
+        # costs a system call (getpid) each time.
+        self._home: asyncio.AbstractEventLoop | None = None
+        self._home_thread = 0
+        self._checkpoints: concurrent.futures.ThreadPoolExecutor | None = None
+        self._checkpointing: concurrent.futures.Future[None] | None = None
+        self._commits_at_checkpoint = 0
 
     @property
     def commits(self) -> int:
@@ -282,16 +322,44 @@ class InlineWriter:
         return 0 if self._committer is None else self._committer.jobs
 
     def start(self) -> None:
-        self._committer = _Committer(self._connect(), self._wal, self._fsync, self._check)
+        conn = self._connect()
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # see _checkpoint_soon
+        self._committer = _Committer(conn, self._wal, self._fsync, self._check)
+        self._checkpoints = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="wf-checkpoint"
+        )
+
+    def loop_here(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop running in this thread, if any."""
+        home = self._home
+        if home is not None and self._home_thread == threading.get_ident() and home.is_running():
+            return home  # one thread runs one loop at a time: if home runs here, we are in it
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            self._home, self._home_thread = loop, threading.get_ident()
+        return loop
+
+    def hurry(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Commit now (and say so) if the loop has nothing else ready to run but the flush to
+        come (so no other write could join the batch), and it had a turn lately."""
+        if loop not in self._scheduled:
+            return False
+        ready = getattr(loop, "_ready", None)  # asyncio's own loop; others never hurry
+        if ready is None or len(ready) > 1:
+            return False
+        if time.monotonic() - self._turned > self.HURRY_BUDGET:
+            return False
+        self.flush(loop)
+        return True
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> Pending[T]:
-        job = _Job(fn, durable)
+        job = _Job(fn, durable, self)
         committer = self._committer
         if self._closed or committer is None or committer.broken is not None:
             error = (committer and committer.broken) or StoreError("the store is closed")
             _settle([(job.pending, None, error)])
             return job.pending
-        loop = asyncio._get_running_loop()
+        loop = self.loop_here()
         with self._lock:
             self._queue.append(job)
             if loop is not None:
@@ -307,7 +375,8 @@ class InlineWriter:
     def _flush_on(self, loop: asyncio.AbstractEventLoop) -> None:
         with self._lock:
             self._scheduled.discard(loop)
-        self.flush()
+        self._turned = time.monotonic()
+        self.flush(loop)
         committer = self._committer
         if committer is not None and committer.unsynced and self._sync_timer is None:
             self._sync_timer = loop.call_later(LAZY_SYNC_SECONDS, self._sync_due, loop)
@@ -319,15 +388,41 @@ class InlineWriter:
             committer.unsynced = False  # commits from now on are not covered by this sync
             loop.run_in_executor(None, committer.sync)
 
-    def flush(self) -> None:
-        """Commit every write submitted so far."""
+    def flush(self, here: asyncio.AbstractEventLoop | None = None) -> None:
+        """Commit every write submitted so far (``here``: the loop of this thread, if known)."""
         with self._lock:
             batch, self._queue = self._queue, []
             committer = self._committer
             if not batch or committer is None:
                 return
             for start in range(0, len(batch), MAX_BATCH):
-                committer.commit(batch[start : start + MAX_BATCH])
+                committer.commit(batch[start : start + MAX_BATCH], here)
+            if committer.commits - self._commits_at_checkpoint >= CHECKPOINT_EVERY:
+                self._checkpoint_soon()
+
+    def _checkpoint_soon(self) -> None:
+        """Copy the log into the database file on the checkpoint thread (a passive checkpoint
+        runs beside new commits), unless one is running already."""
+        if self._checkpoints is None or (
+            self._checkpointing is not None and not self._checkpointing.done()
+        ):
+            return
+        assert self._committer is not None
+        self._commits_at_checkpoint = self._committer.commits
+        self._checkpointing = self._checkpoints.submit(self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            conn = self._connect()
+        except StoreError as exc:
+            log.error("checkpoint skipped: %s", exc)
+            return
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:
+            log.error("checkpoint failed: %s", exc)
+        finally:
+            conn.close()
 
     def close(self) -> None:
         if self._closed:
@@ -339,10 +434,13 @@ class InlineWriter:
                 self._sync_timer.cancel()
                 self._sync_timer = None
             committer, self._committer = self._committer, None
+            checkpoints, self._checkpoints = self._checkpoints, None
+        if checkpoints is not None:
+            checkpoints.shutdown(wait=True)
         if committer is not None:
             if committer.unsynced:
                 committer.sync()
-            committer.conn.close()
+            committer.conn.close()  # the last connection out checkpoints and removes the log
 
 
 class GroupCommitWriter:
