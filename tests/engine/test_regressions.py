@@ -4,13 +4,15 @@ ran something twice before it was fixed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
+import sys
 import threading
 import time
 
 from tests.conftest import Harness, wait_for, wait_status
 from wf import StepContext, StepError, WorkflowEntrypoint
-from wf.engine import WorkflowSpec
+from wf.engine import Engine, Notice, WorkflowSpec
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreError
 
@@ -210,3 +212,41 @@ async def test_a_step_error_after_a_crash_limit_is_reported_not_hung(harness: Ha
     engine = await harness.start([WorkflowSpec("flow", Flow)])
     inst = await engine.create("flow")
     assert (await wait_status(engine, "flow", inst.id))["output"] == 2
+
+
+async def test_a_life_stopped_before_run_begins_leaves_no_unawaited_coroutine(tmp_path) -> None:
+    """A life cancelled between creating run()'s task and that task's first step: run() is
+    never started, and its coroutine must be closed, not left to warn "never awaited" (under
+    ``-W error``, a failure in whichever test the garbage collector happens to run in)."""
+    unraisable: list[str] = []
+    started: list[str] = []
+
+    class Quick(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return 1
+
+    def on_notice(notice: Notice) -> None:
+        if notice.kind == "started":
+            started.append(notice.instance_id)
+            # Emitted just before run()'s task is created: a callback queued now runs before
+            # that task's first step, and ends the life as a stopping engine does.
+            asyncio.get_running_loop().call_soon(stop_lives)
+
+    def stop_lives() -> None:
+        for life in list(engine.scheduler.lives.values()):
+            life.end("stop")
+
+    engine = Engine(
+        SqliteStore(tmp_path / "db.sqlite"), [WorkflowSpec("quick", Quick)], on_notice=on_notice
+    )
+    previous = sys.unraisablehook
+    sys.unraisablehook = lambda hook: unraisable.append(str(hook.exc_value))
+    try:
+        await engine.start()
+        await engine.create("quick")
+        await wait_for(lambda: bool(started) and not engine.scheduler.lives)
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+        await engine.stop()
+    assert unraisable == []
