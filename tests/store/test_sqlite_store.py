@@ -138,9 +138,38 @@ async def test_durability_sets_synchronous_on_the_writer_and_readers(
         )
 
     try:
-        # The writer thread's own connection: the one every commit goes through.
-        assert await s._write(pragmas) == (level, "wal")
+        # The writer's own connection never syncs a commit itself (NORMAL): in fsync mode the
+        # writer syncs the log after each durable commit (next test).
+        assert await s._write(pragmas) == (1, "wal")
         assert await s._read(pragmas) == (level, "wal")
+    finally:
+        await s.close()
+
+
+@pytest.mark.parametrize("durability", ["fsync", "os"])
+async def test_a_durable_commit_is_followed_by_a_sync_of_the_log_and_a_lazy_one_is_not(
+    tmp_path: Path, durability: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[str] = []
+    real_fdatasync = os.fdatasync
+
+    def recording_fdatasync(fd: int) -> None:  # the real call, noting which file it synced
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fdatasync(fd)
+
+    monkeypatch.setattr(os, "fdatasync", recording_fdatasync)
+    s = SqliteStore(tmp_path / "wf.db", durability=durability)
+    await s.open()
+
+    def touch(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA user_version")
+
+    try:
+        await s._write(touch, durable=False)
+        assert synced == []
+        await s._write(touch)
+        expected = [str(tmp_path / "wf.db-wal")] if durability == "fsync" else []
+        assert synced == expected
     finally:
         await s.close()
 
