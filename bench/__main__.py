@@ -1,9 +1,16 @@
-"""``python -m bench``: run the benchmark suite, print the figures, write bench/results/*.json.
+"""``python -m bench``: wf's benchmark suite (bench/README.md). Prints the tables and writes JSON.
 
-Every measurement runs in its own subprocess, so no engine shares memory (or a warm cache of
-imports) with another. wf runs in the project's venv; DBOS Transact in bench/.venv-dbos, made here
-on first use; Cloudflare's local emulator (``wrangler dev``) from bench/cloudflare/node_modules,
-installed here on first use with ``npm ci``. See bench/README.md.
+    python -m bench                          # every workload, wf only, 3 runs each
+    python -m bench --peer all               # with DBOS Transact and wrangler dev (= make bench)
+    python -m bench --workload W1 --workload L --runs 5
+    python -m bench --quick                  # small counts, one run (--smoke: the same)
+
+Every measurement runs in its own subprocess, from an empty temporary folder (on the same disk as
+the fsync probe and L), warms up before timing, and is repeated ``--runs`` times (the rounds are
+interleaved, so a drift of the machine spreads over every configuration); the tables show
+medians. A full run (every workload, both peers, ``--runs`` >= 3, not ``--quick``, no ``--out``)
+writes ``bench/results/latest.json`` and ``bench/RESULTS.md``; any other run writes
+``bench/results/partial.json`` (``quick.json`` for ``--quick``) and leaves them alone.
 """
 
 from __future__ import annotations
@@ -19,428 +26,234 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.common import RESULT_MARK, machine_info
+from bench.common import RESULT_MARK, fsync_micros, machine_info, median
+from bench.report import RESULTS_FILE, render, results_markdown
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 RESULTS = BENCH / "results"
-README = BENCH / "README.md"
 DBOS_VENV = BENCH / ".venv-dbos"
 DBOS_REQUIREMENTS = BENCH / "requirements-dbos.txt"
 CF_PROJECT = BENCH / "cloudflare"
-FIGURES_START = "<!-- figures:start -->"
-FIGURES_END = "<!-- figures:end -->"
+WORKLOADS = ("W1", "W2", "W2-http", "W3", "W4", "L")
+PEERS = ("dbos", "wrangler")
+DBOS_MODES = ("default", "fsync", "os")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    w1_steps: int
+    w2_instances: int
+    http_instances: int
+    w3_instances: int
+    w4_instances: int
+    w4_dbos_instances: int  # every sleeping DBOS workflow stays in memory, and starts slowly
+    limit_seconds: float
+    timeout: float  # of one measurement (W4: three times as long)
+
+
+FULL = Sizes(1000, 1000, 500, 1000, 100_000, 2000, 1.5, 300.0)
+QUICK = Sizes(200, 200, 100, 200, 5000, 200, 0.3, 60.0)
 
 
 @dataclass
-class Plan:
-    throughput_instances: int
-    throughput_steps: int
-    latency_steps: int
-    hibernation_instances: int
-    kinds: list[str]
-    dbos: bool
-    cloudflare: bool
+class Measurement:
+    """One configuration of one workload on one engine, run ``runs`` times."""
 
-
-@dataclass
-class Run:
-    """One measurement: a command in a subprocess, and what it reported."""
-
-    label: str
+    engine: str  # wf, dbos, wrangler, sqlite
+    workload: str
+    durability: str  # fsync, os; DBOS: default; wrangler: workerd
+    variant: str  # DBOS's workflow style (async/sync); "" otherwise
     argv: list[str]
     timeout: float
-    result: dict[str, Any] = field(default_factory=dict)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        parts = [self.engine, self.workload, self.durability, self.variant]
+        return " ".join(p for p in parts if p)
 
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-# ---- setting up the other engines -------------------------------------------------------------
-def dbos_python() -> tuple[Path | None, str]:
-    """bench/.venv-dbos's Python, made and filled on first use (or why it cannot be)."""
+# ---- setting up the peers -------------------------------------------------------------------
+def dbos_python() -> Path:
+    """bench/.venv-dbos's Python, made and filled (pip, pinned) on first use."""
     python = DBOS_VENV / "bin" / "python"
     stamp = DBOS_VENV / ".installed"
     wanted = DBOS_REQUIREMENTS.read_text()
     if python.exists() and stamp.exists() and stamp.read_text() == wanted:
-        return python, ""
-    log(f"setting up {DBOS_VENV.relative_to(ROOT)} (pip install -r {DBOS_REQUIREMENTS.name}) ...")
-    try:
-        if not python.exists():
-            subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "-r", str(DBOS_REQUIREMENTS)],
-            check=True,
-            timeout=600,
-        )
-    except (subprocess.SubprocessError, OSError) as exc:
-        return None, f"could not install DBOS: {exc}"
+        return python
+    log(f"setting up {DBOS_VENV.relative_to(ROOT)}: pip install -r {DBOS_REQUIREMENTS.name} ...")
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(DBOS_VENV)], check=True)
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(DBOS_REQUIREMENTS)],
+        check=True,
+        timeout=900,
+    )
     stamp.write_text(wanted)
-    return python, ""
+    return python
 
 
-def cloudflare_ready() -> str:
-    """Install wrangler in bench/cloudflare (npm ci) if needed; '' when ready, else why not."""
+def wrangler_ready() -> str:
+    """Install wrangler in bench/cloudflare (``npm ci``) if needed; its version."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
-        return "node and npm are not installed"
+        raise RuntimeError("node and npm are not installed")
     version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
     match = re.match(r"v(\d+)\.(\d+)", version)
     if match is None or (int(match[1]), int(match[2])) < (20, 3):
-        return f"wrangler 4.86 needs Node.js 20.3 or newer, found {version or 'none'}"
+        raise RuntimeError(f"wrangler 4.86 needs Node.js 20.3 or newer, found {version or 'none'}")
     lock = CF_PROJECT / "package-lock.json"
     installed = CF_PROJECT / "node_modules" / ".package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return ""
-    log("installing wrangler in bench/cloudflare (npm ci) ...")
-    try:
+    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+        log("installing wrangler in bench/cloudflare: npm ci ...")
         subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel", "error"],
             cwd=CF_PROJECT,
             check=True,
-            timeout=600,
+            timeout=900,
         )
-    except (subprocess.SubprocessError, OSError) as exc:
-        return f"npm ci failed: {exc}"
-    return ""
+    package = json.loads((CF_PROJECT / "node_modules" / "wrangler" / "package.json").read_text())
+    return f"{package['version']} (Node.js {version.lstrip('v')})"
+
+
+# ---- the plan ---------------------------------------------------------------------------------
+def plan(
+    workloads: list[str], peers: list[str], sizes: Sizes, dbos: Path | None
+) -> list[Measurement]:
+    """What to measure: wf in fsync mode (W1 in both modes), DBOS with its defaults, wrangler
+    dev (W1 and W2-http), and L in both modes."""
+    py = sys.executable
+    out: list[Measurement] = []
+    counts = {
+        "W1": ["--steps", str(sizes.w1_steps)],
+        "W2": ["--instances", str(sizes.w2_instances)],
+        "W2-http": ["--instances", str(sizes.http_instances)],
+        "W3": ["--instances", str(sizes.w3_instances)],
+        "W4": ["--instances", str(sizes.w4_instances)],
+    }
+
+    def add(engine: str, workload: str, durability: str, variant: str, argv: list[str]) -> None:
+        timeout = sizes.timeout * (3 if workload == "W4" else 1)
+        if engine != "sqlite":
+            argv = [*argv, "--timeout", str(timeout - 15)]
+        out.append(Measurement(engine, workload, durability, variant, argv, timeout))
+
+    for workload in workloads:
+        if workload == "L":
+            for mode in ("fsync", "os"):
+                limit = [py, "-m", "bench.limit", "--durability", mode]
+                add("sqlite", "L", mode, "", [*limit, "--seconds", str(sizes.limit_seconds)])
+            continue
+        for mode in ("fsync", "os") if workload == "W1" else ("fsync",):
+            wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
+            add("wf", workload, mode, "", [*wf, *counts[workload]])
+        if "dbos" in peers and dbos is not None:
+            side = [str(dbos), "-m", "bench.dbos_side", workload, "--durability", "default"]
+            if workload == "W4":
+                count = ["--instances", str(sizes.w4_dbos_instances)]
+            else:
+                count = counts[workload]
+            # W1: async (the same workload as wf's) and sync, DBOS's faster style; W2, W2-http
+            # and W3 run sync (faster, and what DBOS's HTTP examples use); W4 sleeps async.
+            styles = {"W1": ("async", "sync"), "W4": ("async",)}.get(workload, ("sync",))
+            for style in styles:
+                add("dbos", workload, "default", style, [*side, "--style", style, *count])
+        if "wrangler" in peers and workload in ("W1", "W2-http"):
+            side = [py, "-m", "bench.cf_side", workload]
+            add("wrangler", workload, "workerd", "", [*side, *counts[workload]])
+    return out
 
 
 # ---- running ----------------------------------------------------------------------------------
-def run(job: Run) -> dict[str, Any]:
-    log(f"  {job.label} ...")
-    # Start on a quiet disk: what the previous run (or anything else) left to write back would
-    # otherwise slow this run's fsyncs.
+def run_once(job: Measurement, scratch: Path) -> None:
+    """One run of ``job`` in its own process and empty folder; its result or error kept."""
+    folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
+    pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    if job.engine == "sqlite":
+        argv = [*job.argv, "--db", str(folder / "limit.db")]
+    else:
+        argv = [*job.argv, "--dir", str(folder)]
+    # Start on a quiet disk: what an earlier run left to write back would slow this one.
     os.sync()
-    time.sleep(1.0)
+    time.sleep(0.3)
     started = time.monotonic()
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        proc = subprocess.run(
-            job.argv,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=job.timeout,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
+        out, err = proc.communicate(timeout=job.timeout)
     except subprocess.TimeoutExpired:
-        job.result = {"error": f"timed out after {job.timeout:.0f} s"}
-        log(f"    {job.result['error']}")
-        return job.result
+        # SIGTERM first: the side stops the servers it started (its finally blocks run).
+        proc.terminate()
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+        job.errors.append(f"timed out after {job.timeout:.0f} s")
+        log(f"    {job.label}: timed out")
+        return
+    except BaseException:
+        proc.terminate()
+        proc.communicate(timeout=30)
+        raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     took = time.monotonic() - started
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_MARK)]
+    lines = [ln for ln in out.splitlines() if ln.startswith(RESULT_MARK)]
     if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-15:]
-        job.result = {"error": f"exit {proc.returncode}: " + " | ".join(tail)}
-        log("    failed:\n      " + "\n      ".join(tail))
-        return job.result
-    job.result = json.loads(lines[-1][len(RESULT_MARK) :])
-    log(f"    done in {took:.1f} s")
-    return job.result
-
-
-def build(plan: Plan, work: Path, dbos: Path | None) -> list[Run]:
-    wf = [sys.executable, "-m", "bench.wf_side"]
-    jobs: list[Run] = []
-    tp = ["--instances", str(plan.throughput_instances), "--steps", str(plan.throughput_steps)]
-    lat = ["--steps", str(plan.latency_steps)]
-    if "throughput" in plan.kinds:
-        for durability in ("fsync", "os"):
-            jobs.append(
-                Run(
-                    f"wf throughput, durability={durability}",
-                    [
-                        *wf,
-                        "throughput",
-                        "--db",
-                        str(work / "tp.db"),
-                        "--durability",
-                        durability,
-                        *tp,
-                    ],
-                    300,
-                )
-            )
-    if "latency" in plan.kinds:
-        for durability in ("fsync", "os"):
-            jobs.append(
-                Run(
-                    f"wf latency, durability={durability}",
-                    [
-                        *wf,
-                        "latency",
-                        "--db",
-                        str(work / "lat.db"),
-                        "--durability",
-                        durability,
-                        *lat,
-                    ],
-                    300,
-                )
-            )
-    if dbos is not None:
-        side = [str(dbos), "-m", "bench.dbos_side"]
-        for kind, extra in (("throughput", tp), ("latency", lat)):
-            if kind not in plan.kinds:
-                continue
-            for style in ("threads", "asyncio"):
-                for durability in ("fsync", "os", "default"):
-                    jobs.append(
-                        Run(
-                            f"DBOS {kind}, {style}, durability={durability}",
-                            [
-                                *side,
-                                kind,
-                                "--db",
-                                str(work / "dbos.sqlite"),
-                                "--durability",
-                                durability,
-                                "--style",
-                                style,
-                                *extra,
-                            ],
-                            400,
-                        )
-                    )
-    if plan.cloudflare:
-        cf = [sys.executable, "-m", "bench.cf_side"]
-        if "throughput" in plan.kinds:
-            jobs.append(Run("Cloudflare (wrangler dev) throughput", [*cf, "throughput", *tp], 400))
-        if "latency" in plan.kinds:
-            jobs.append(Run("Cloudflare (wrangler dev) latency", [*cf, "latency", *lat], 300))
-    if "hibernation" in plan.kinds:
-        jobs.append(
-            Run(
-                f"wf hibernation, {plan.hibernation_instances} instances",
-                [
-                    *wf,
-                    "hibernation",
-                    "--db",
-                    str(work / "hib.db"),
-                    "--durability",
-                    "fsync",
-                    "--instances",
-                    str(plan.hibernation_instances),
-                    "--timeout",
-                    "500",
-                ],
-                600,
-            )
+        tail = (err or out).strip().splitlines()[-12:]
+        job.errors.append(f"exit {proc.returncode}: " + " | ".join(tail))
+        log(f"    {job.label}: failed\n      " + "\n      ".join(tail))
+        return
+    result = json.loads(lines[-1][len(RESULT_MARK) :])
+    result["process_seconds"] = took
+    job.runs.append(result)
+    bad = int(result.get("errored") or 0)
+    if bad:
+        samples = "; ".join(map(str, result.get("error_samples") or []))
+        job.errors.append(
+            f"{bad} instance(s) errored or failed" + (f": {samples}" if samples else "")
         )
-    return jobs
+    log(f"    {job.label}: {took:.1f} s" + (f", {bad} errored" if bad else ""))
 
 
-# ---- reporting --------------------------------------------------------------------------------
-def fmt(value: Any, digits: int = 0) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:,.{digits}f}"
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
-    right = [
-        i > 0 and any(c.isdigit() for r in rows for c in r[i][:1]) for i in range(len(headers))
-    ]
-
-    def line(cells: list[str]) -> str:
-        padded = [
-            c.rjust(w) if right[i] else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "| " + " | ".join(padded) + " |"
-
-    rule = (
-        "|"
-        + "|".join(
-            ("-" * (w + 1) + ":" if right[i] else "-" * (w + 2)) for i, w in enumerate(widths)
-        )
-        + "|"
-    )
-    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
-
-
-def engine_name(r: dict[str, Any]) -> str:
-    if r["engine"] == "wf":
-        return "wf"
-    if r["engine"] == "dbos":
-        return f"DBOS {r.get('dbos_version', '')} ({r['style']})"
-    return f"Cloudflare wrangler dev {r.get('wrangler', '')}"
-
-
-def durability_name(r: dict[str, Any]) -> str:
-    if r["engine"] == "cloudflare":
-        return "workerd local (fsync)"
-    if r["engine"] == "dbos":
-        journal = r.get("journal_mode", "?")
-        return f"{r['durability']} ({journal})"
-    return f"{r['durability']} (wal)"
-
-
-def report(results: list[dict[str, Any]], errors: list[str], info: dict[str, Any]) -> str:
-    parts: list[str] = []
-    ok = [r for r in results if "error" not in r]
-    tp = [r for r in ok if r["kind"] == "throughput"]
-    if tp:
-        first = tp[0]
-        parts.append(
-            f"**Throughput**: {first['instances']:,} instances × {first['steps_per_instance']} "
-            "trivial steps, all started at once, SQLite\n"
-        )
-        rows = [
-            [
-                engine_name(r),
-                durability_name(r),
-                fmt(r["instances_per_s"]),
-                fmt(r["steps_per_s"]),
-                fmt(r.get("commits_per_step"), 3) if "commits_per_step" in r else "–",
-                fmt(r["seconds"], 2),
-            ]
-            for r in tp
-        ]
-        parts.append(
-            table(
-                ["engine", "durability (journal)", "instances/s", "steps/s", "commits/step", "s"],
-                rows,
-            )
-        )
-    lat = [r for r in ok if r["kind"] == "latency"]
-    if lat:
-        parts.append(
-            f"\n**Latency**: {lat[0]['rounds']} instances, one at a time, each of "
-            f"{lat[0]['steps']} sequential trivial steps; the time of each `step.do` call as "
-            "the workflow sees it, pooled\n"
-        )
-        rows = [
-            [
-                engine_name(r),
-                durability_name(r),
-                fmt(r["p50_ms"], 2),
-                fmt(r["p90_ms"], 2),
-                fmt(r["p99_ms"], 2),
-                fmt(r["max_ms"], 2),
-                fmt(r.get("commits_per_step"), 2) if "commits_per_step" in r else "–",
-                fmt(r["instance_seconds"] * 1000, 0),
-            ]
-            for r in lat
-        ]
-        parts.append(
-            table(
-                [
-                    "engine",
-                    "durability (journal)",
-                    "p50 ms",
-                    "p90 ms",
-                    "p99 ms",
-                    "max ms",
-                    "commits/step",
-                    "median instance ms",
-                ],
-                rows,
-            )
-        )
-    hib = [r for r in ok if r["kind"] == "hibernation"]
-    for r in hib:
-        parts.append(
-            f"\n**Hibernation**: {r['instances']:,} instances each sleeping 1 day "
-            f"(durability={r['durability']}, ManualClock)\n"
-        )
-        rows = [
-            ["created (create_batch × 100) in", f"{r['create_seconds']:.1f} s"],
-            [
-                "all `waiting`, none in memory, after",
-                f"{r['hibernate_seconds']:.1f} s ({r['hibernated_per_s']:,.0f} instances/s)",
-            ],
-            ["RSS before creating", f"{r['rss_start_mib']:.0f} MiB"],
-            ["RSS with all of them waiting", f"{r['rss_waiting_mib']:.0f} MiB"],
-            ["peak RSS until then", f"{r['rss_peak_mib']:.0f} MiB"],
-            [
-                "RSS growth ÷ instances",
-                f"{r['per_waiting_instance_kib']:.2f} KiB (not per-instance state: see below)",
-            ],
-            [
-                "Python objects the engine keeps per waiting instance",
-                f"{r['python_blocks_per_waiting_instance']:.3f} pymalloc blocks",
-            ],
-            [
-                "cancelled sleeps ManualClock still holds",
-                f"{r['manualclock_lingering_sleepers']:,}",
-            ],
-            ["most lives in memory at once (sampled)", f"{r['lives_peak']:,}"],
-            ["database size", f"{r['db_mib']:.0f} MiB"],
-            [
-                "clock advanced 1 day: all complete after",
-                f"{r['wake_seconds']:.1f} s ({r['woken_per_s']:,.0f} instances/s)",
-            ],
-            ["peak RSS overall", f"{r['rss_peak_total_mib']:.0f} MiB"],
-            ["complete / errored", f"{r['complete']:,} / {r['errored']:,}"],
-        ]
-        parts.append(table(["", "wf"], rows))
-    ratios = compare(ok)
-    if ratios:
-        parts.append("\n**wf compared with DBOS** (same durability, DBOS's faster style)\n")
-        parts.append(table(["measure", "durability", "wf", "DBOS", "wf ÷ DBOS"], ratios))
-    if errors:
-        parts.append("\n**Not measured**\n")
-        parts.extend(f"- {e}" for e in errors)
-    cpu = info.get("cpu_model", "?")
-    parts.append(
-        f"\n_{info['date']}, {info['cpu_count']} CPUs ({cpu}), {info.get('memory_gib', '?')} GiB, "
-        f"Python {info['python']}, SQLite {info['sqlite']}, {info.get('kernel', '')}; "
-        f"fsync of a small file here: {info.get('fsync_us', '?')} µs._"
-    )
-    return "\n".join(parts)
-
-
-def compare(ok: list[dict[str, Any]]) -> list[list[str]]:
-    rows: list[list[str]] = []
-    for kind, key, label, better_high in (
-        ("throughput", "steps_per_s", "steps/s", True),
-        ("latency", "p50_ms", "p50 ms per step", False),
-    ):
-        for durability in ("fsync", "os"):
-            mine = [r for r in ok if r["engine"] == "wf" and r["kind"] == kind]
-            mine = [r for r in mine if r["durability"] == durability]
-            theirs = [r for r in ok if r["engine"] == "dbos" and r["kind"] == kind]
-            theirs = [r for r in theirs if r["durability"] == durability]
-            if not mine or not theirs:
-                continue
-            pick = max if better_high else min
-            best = pick(theirs, key=lambda r: r[key])
-            a, b = mine[0][key], best[key]
-            ratio = a / b if better_high else b / a
-            rows.append(
-                [
-                    label,
-                    durability,
-                    fmt(a, 2 if not better_high else 0),
-                    fmt(b, 2 if not better_high else 0),
-                    f"{ratio:.1f}× faster" if ratio >= 1 else f"{1 / ratio:.1f}× slower",
-                ]
-            )
-    return rows
-
-
-def fsync_micros(folder: Path) -> float:
-    """How long one fsync of a small file takes here (it bounds every "fsync" figure)."""
-    path = folder / "fsync-probe"
-    times = []
-    with path.open("wb") as f:
-        for _ in range(50):
-            f.write(b"x" * 4096)
-            f.flush()
-            started = time.perf_counter()
-            os.fsync(f.fileno())
-            times.append(time.perf_counter() - started)
-    path.unlink()
-    times.sort()
-    return round(times[len(times) // 2] * 1e6, 1)
+def summarise(job: Measurement) -> dict[str, Any]:
+    numeric: dict[str, list[float]] = {}
+    for run in job.runs:
+        for key, value in run.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                numeric.setdefault(key, []).append(float(value))
+    medians = {key: median(values) for key, values in numeric.items()}
+    fixed = {k: v for k, v in (job.runs[0].items() if job.runs else ()) if k not in numeric}
+    return {
+        "engine": job.engine,
+        "workload": job.workload,
+        "durability": job.durability,
+        "variant": job.variant,
+        "argv": job.argv,
+        **fixed,
+        "median": medians,
+        "runs": job.runs,
+        "errors": job.errors,
+    }
 
 
 def git_state() -> dict[str, Any]:
@@ -454,122 +267,166 @@ def git_state() -> dict[str, Any]:
 
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
-        "engine_source_modified": bool(git("status", "--porcelain", "--", "src/wf/engine")),
+        "engine_source_modified": bool(git("status", "--porcelain", "--", "src")),
     }
 
 
-def update_readme(text: str) -> None:
-    if not README.exists():
-        return
-    readme = README.read_text()
-    start, end = readme.find(FIGURES_START), readme.find(FIGURES_END)
-    if start < 0 or end < start:
-        return
-    block = f"{FIGURES_START}\n{text}\n{FIGURES_END}"
-    README.write_text(readme[:start] + block + readme[end + len(FIGURES_END) :])
+def filesystem(folder: Path) -> str:
+    """The file system and device that hold ``folder`` (from /proc/mounts)."""
+    best = ("", "", "")
+    with contextlib.suppress(OSError):
+        resolved = str(folder.resolve())
+        for line in Path("/proc/mounts").read_text().splitlines():
+            device, mount, kind, *_ = line.split()
+            inside = resolved == mount or resolved.startswith(mount.rstrip("/") + "/")
+            if inside and len(mount) >= len(best[1]):
+                best = (device, mount, kind)
+    return f"{best[2]} on {best[0]}" if best[0] else "?"
+
+
+def selection(values: list[str] | None, known: tuple[str, ...], what: str) -> list[str]:
+    chosen: list[str] = []
+    for value in values or []:
+        for item in value.split(","):
+            item = item.strip()
+            if item == "all":
+                chosen = list(known)
+            elif item == "none":
+                chosen = []
+            elif item in known:
+                if item not in chosen:
+                    chosen.append(item)
+            else:
+                raise SystemExit(f"unknown {what} {item!r}; use {', '.join(known)}, all or none")
+    return [k for k in known if k in chosen]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument(
-        "--quick", action="store_true", help="a smaller run (about a minute): fewer instances"
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--only",
+        "--workload",
         action="append",
-        choices=("throughput", "latency", "hibernation"),
-        help="run only these benchmarks (repeatable)",
+        metavar="W",
+        help=f"{', '.join(WORKLOADS)} or all (repeatable; default all)",
     )
-    parser.add_argument("--no-dbos", action="store_true", help="skip DBOS Transact")
-    parser.add_argument("--no-cloudflare", action="store_true", help="skip wrangler dev")
     parser.add_argument(
-        "--out",
+        "--peer",
+        action="append",
+        metavar="P",
+        help="dbos, wrangler, all or none (repeatable; default none, and none with --quick)",
+    )
+    parser.add_argument("--runs", type=int, help="runs of each measurement (default 3; 1 quick)")
+    parser.add_argument("--quick", action="store_true", help="small counts, one run")
+    parser.add_argument("--smoke", action="store_true", help="the same as --quick")
+    parser.add_argument("--out", type=Path, help="where to write the JSON")
+    parser.add_argument(
+        "--tmp",
         type=Path,
-        help="where to write the JSON (default: results/latest.json for a full run, "
-        "results/quick.json otherwise)",
+        metavar="DIR",
+        help="where the temporary folders go (default: the system's temporary directory)",
     )
     parser.add_argument(
         "--render",
         type=Path,
         metavar="JSON",
-        help="measure nothing: print the tables of an earlier run (and, for latest.json, "
-        "put them in bench/README.md)",
+        help="measure nothing: print the tables of an earlier run's JSON",
     )
     args = parser.parse_args(argv)
     if args.render is not None:
-        saved = json.loads(args.render.read_text())
-        text = report(saved["results"], saved["errors"], saved["machine"])
-        print(text)
-        if args.render.resolve() == (RESULTS / "latest.json").resolve():
-            update_readme(text)
+        earlier = json.loads(args.render.read_text())
+        if "settings" not in earlier:
+            raise SystemExit(f"{args.render} was written by an older suite; run it again")
+        print(render(earlier))
         return 0
-    full = not args.quick and not args.only and not args.no_dbos and not args.no_cloudflare
-    plan = Plan(
-        throughput_instances=200 if args.quick else 1000,
-        throughput_steps=10,
-        latency_steps=100,
-        hibernation_instances=10_000 if args.quick else 100_000,
-        kinds=args.only or ["throughput", "latency", "hibernation"],
-        dbos=not args.no_dbos,
-        cloudflare=not args.no_cloudflare,
+    quick = args.quick or args.smoke
+    workloads = selection(args.workload or ["all"], WORKLOADS, "workload")
+    peers = selection(args.peer, PEERS, "peer")
+    runs = args.runs or (1 if quick else 3)
+    if runs < 1:
+        raise SystemExit("--runs must be at least 1")
+    sizes = QUICK if quick else FULL
+    full = (
+        not quick
+        and runs >= 3
+        and workloads == list(WORKLOADS)
+        and peers == list(PEERS)
+        and args.out is None
     )
-    wanted_comparisons = {"throughput", "latency"} & set(plan.kinds)
-    errors: list[str] = []
-    dbos = None
-    if plan.dbos and wanted_comparisons:
-        dbos, why = dbos_python()
-        if dbos is None:
-            errors.append(f"DBOS Transact: {why}")
-    if plan.cloudflare and wanted_comparisons:
-        why = cloudflare_ready()
-        if why:
-            errors.append(f"Cloudflare wrangler dev: {why}")
-            plan.cloudflare = False
-    else:
-        plan.cloudflare = False
 
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="wf-bench-") as folder:
-        work = Path(folder)
+    began = time.monotonic()
+    setup_errors: list[str] = []
+    versions: dict[str, str] = {}
+    dbos = None
+    if "dbos" in peers:
+        try:
+            dbos = dbos_python()
+            versions["dbos"] = subprocess.run(
+                [str(dbos), "-c", "import importlib.metadata as m; print(m.version('dbos'))"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        except (subprocess.SubprocessError, OSError) as exc:
+            setup_errors.append(f"DBOS Transact could not be installed: {exc}")
+    if "wrangler" in peers:
+        try:
+            versions["wrangler"] = wrangler_ready()
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            setup_errors.append(f"wrangler dev could not be installed: {exc}")
+            peers = [p for p in peers if p != "wrangler"]
+    jobs = plan(workloads, peers, sizes, dbos)
+
+    if args.tmp is not None:
+        args.tmp.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="wf-bench-", dir=args.tmp))
+    try:
         info = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **machine_info(),
-            "fsync_us": fsync_micros(work),
+            **fsync_micros(scratch),
+            "tmp_dir": str(scratch.parent),
+            "filesystem": filesystem(scratch),
             **git_state(),
+            "versions": versions,
         }
-        jobs = build(plan, work, dbos)
-        log(f"running {len(jobs)} measurements, each in its own process:")
-        for job in jobs:
-            run(job)
-            for leftover in work.iterdir():  # each run starts from an empty database
-                if leftover.is_file():
-                    with contextlib.suppress(OSError):
-                        leftover.unlink()
-    results = []
-    for job in jobs:
-        if "error" in job.result:
-            errors.append(f"{job.label}: {job.result['error']}")
-        else:
-            results.append(job.result)
-    info["total_seconds"] = round(time.monotonic() - started, 1)
-    text = report(results, errors, info)
-    print(text)
-    out = args.out or RESULTS / ("latest.json" if full else "quick.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+        log(f"{len(jobs)} measurements × {runs} run(s), each in its own process, in {scratch}:")
+        for round_number in range(runs):
+            log(f"  round {round_number + 1} of {runs}")
+            for job in jobs:
+                run_once(job, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    info["total_seconds"] = round(time.monotonic() - began, 1)
     payload = {
         "machine": info,
-        "plan": plan.__dict__,
-        "results": results,
-        "errors": errors,
+        "settings": {
+            "workloads": workloads,
+            "peers": peers,
+            "runs": runs,
+            "quick": quick,
+            "sizes": asdict(sizes),
+            "full": full,
+        },
+        "results": [summarise(job) for job in jobs],
+        "errors": setup_errors + [f"{j.label}: {e}" for j in jobs for e in j.errors],
     }
-    tmp = out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    text = render(payload)
+    print(text)
+    default = "latest.json" if full else ("quick.json" if quick else "partial.json")
+    out = args.out or RESULTS / default
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1) + "\n")
     tmp.replace(out)
-    log(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    log(f"\nwrote {out}")
     if full:
-        update_readme(text)
-        log(f"updated the figures in {README.relative_to(ROOT)}")
-    return 1 if any("error" in job.result for job in jobs) else 0
+        RESULTS_FILE.write_text(results_markdown(payload, text))
+        log(f"wrote {RESULTS_FILE}")
+    return 1 if payload["errors"] else 0
 
 
 if __name__ == "__main__":

@@ -1,18 +1,22 @@
-"""The DBOS Transact side of the benchmark, run with bench/.venv-dbos's Python (not wf's venv).
+"""The DBOS Transact side, run with bench/.venv-dbos's Python (not wf's venv): one measurement per
+process, ``python -m bench.dbos_side W --dir DIR [--durability default|fsync|os] [--style ...]``.
 
-``python -m bench.dbos_side KIND --db PATH --durability fsync|os|default --style threads|asyncio``
+DBOS is a process-wide singleton, which is one more reason for a process per measurement. Its
+system database is SQLite (``system_database_url = sqlite:///…``, DBOS's default kind of
+database when no Postgres is given). Durability:
 
-DBOS is a process-wide singleton, so each run is its own subprocess. Its system database is SQLite.
-Durability, to match wf's SqliteStore as closely as SQLite allows:
+* ``default`` (what ``python -m bench --peer dbos`` runs): DBOS as shipped. It sets busy_timeout
+  (30 s) and foreign_keys and leaves SQLite's defaults: a rollback journal (``DELETE``) with
+  ``synchronous=FULL``, durable, with an fsync of the journal and of the database per commit.
+* ``fsync`` / ``os`` (for a comparison by hand): ``journal_mode=WAL`` with ``synchronous=FULL``
+  / ``NORMAL``, what wf's two durability modes set; applied by a SQLAlchemy ``connect`` listener
+  on every engine, before DBOS's own one.
 
-* ``fsync``:   journal_mode=WAL, synchronous=FULL   (what wf's durability="fsync" sets)
-* ``os``:      journal_mode=WAL, synchronous=NORMAL (what wf's durability="os" sets)
-* ``default``: DBOS as shipped: SQLite's defaults, a rollback journal (DELETE) with
-  synchronous=FULL; durable like ``fsync`` but with more fsyncs per commit.
+The journal mode DBOS really ran with is read back from the file and reported.
 
-The pragmas are set by a SQLAlchemy ``connect`` listener on every engine, before DBOS's own one
-(which adds busy_timeout, foreign_keys and IMMEDIATE transactions). The journal mode DBOS really
-ran with is read back from the file and reported.
+Styles: ``sync`` workflows and steps (DBOS runs each workflow on a thread of its executor,
+started with ``DBOS.start_workflow``) and ``async`` ones (``async def``, started with
+``DBOS.start_workflow_async``, on the caller's event loop).
 """
 
 from __future__ import annotations
@@ -21,50 +25,55 @@ import argparse
 import asyncio
 import importlib
 import importlib.metadata
+import json
 import logging
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, TypeVar, cast
 
-from bench.common import emit_result, fresh_db, latency_summary
+from bench.common import (
+    Group,
+    Http,
+    HttpApi,
+    drive_http,
+    emit_result,
+    files_mib,
+    free_port,
+    fresh_db,
+    http_result,
+    mark,
+    median,
+    peak_rss_kib,
+    percentile,
+    read_rest,
+    rss_kib,
+    stop_on_sigterm,
+    wait_mark,
+)
 
-sa: Any = importlib.import_module("sqlalchemy")
-dbos: Any = importlib.import_module("dbos")
-DBOS: Any = dbos.DBOS
-
-PRAGMAS = {
+PRAGMAS: dict[str, tuple[str | None, str | None]] = {
+    "default": (None, None),
     "fsync": ("WAL", "FULL"),
     "os": ("WAL", "NORMAL"),
-    "default": (None, None),
 }
+DB_NAME = "dbos.sqlite"
 
-STEP_TIMES: list[float] = []
-
-
-class Commits:
-    """Counts the write transactions DBOS commits on its system database (a commit of a
-    connection with no transaction open, after reads only, is not counted)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.empty = 0
-        self._lock = threading.Lock()
-
-    def __call__(self, conn: Any) -> None:
-        dbapi_conn = conn.connection.dbapi_connection
-        with self._lock:
-            if dbapi_conn is not None and dbapi_conn.in_transaction:
-                self.count += 1
-            else:
-                self.empty += 1
+sa: Any = None
+DBOS: Any = None
 
 
-COMMITS = Commits()
-
-
-def configure(db: Path, durability: str) -> None:
+def configure(db: Path, durability: str, fresh: bool = True) -> None:
+    """Import DBOS and configure it on ``db`` (it is not launched yet)."""
+    global sa, DBOS
+    sa = importlib.import_module("sqlalchemy")
+    DBOS = importlib.import_module("dbos").DBOS
     journal, synchronous = PRAGMAS[durability]
 
     def pragmas(dbapi_conn: Any, record: Any) -> None:
@@ -74,8 +83,8 @@ def configure(db: Path, durability: str) -> None:
             dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
 
     sa.event.listen(sa.engine.Engine, "connect", pragmas)
-    sa.event.listen(sa.engine.Engine, "commit", COMMITS)
-    fresh_db(db)
+    if fresh:
+        fresh_db(db)
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(
         config={
@@ -85,75 +94,7 @@ def configure(db: Path, durability: str) -> None:
             "log_level": "WARNING",
         }
     )
-
-
-# ---- the workflows, in both styles ------------------------------------------------------------
-def _step_sync(i: int) -> int:
-    return 1
-
-
-async def _step_async(i: int) -> int:
-    return 1
-
-
-step_sync: Any = None
-step_async: Any = None
-flow_sync: Any = None
-flow_async: Any = None
-timed_sync: Any = None
-timed_async: Any = None
-
-
-def _flow_sync(n: int) -> int:
-    for i in range(n):
-        step_sync(i)
-    return n
-
-
-async def _flow_async(n: int) -> int:
-    for i in range(n):
-        await step_async(i)
-    return n
-
-
-def _timed_sync(n: int) -> int:
-    for i in range(n):
-        started = time.perf_counter()
-        step_sync(i)
-        STEP_TIMES.append(time.perf_counter() - started)
-    return n
-
-
-async def _timed_async(n: int) -> int:
-    for i in range(n):
-        started = time.perf_counter()
-        await step_async(i)
-        STEP_TIMES.append(time.perf_counter() - started)
-    return n
-
-
-def register() -> None:
-    """Register the workflows with DBOS (after ``DBOS(config=...)``, before ``launch``)."""
-    global step_sync, step_async, flow_sync, flow_async, timed_sync, timed_async
-    step_sync = DBOS.step(name="step_sync")(_step_sync)
-    step_async = DBOS.step(name="step_async")(_step_async)
-    flow_sync = DBOS.workflow(name="flow_sync")(_flow_sync)
-    flow_async = DBOS.workflow(name="flow_async")(_flow_async)
-    timed_sync = DBOS.workflow(name="timed_sync")(_timed_sync)
-    timed_async = DBOS.workflow(name="timed_async")(_timed_async)
-
-
-async def run_many(style: str, count: int, n: int, timed: bool = False) -> None:
-    """Start ``count`` workflows of ``n`` steps, then wait for all of them."""
-    if style == "threads":
-        flow = timed_sync if timed else flow_sync
-        handles = [DBOS.start_workflow(flow, n) for _ in range(count)]
-        await asyncio.to_thread(lambda: [h.get_result() for h in handles])
-    else:
-        flow = timed_async if timed else flow_async
-        async_handles = [await DBOS.start_workflow_async(flow, n) for _ in range(count)]
-        for handle in async_handles:
-            await handle.get_result()
+    register()
 
 
 def journal_mode(db: Path) -> str:
@@ -164,79 +105,406 @@ def journal_mode(db: Path) -> str:
         conn.close()
 
 
-async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    await run_many(args.style, 10, args.steps)  # warm-up, as on the wf side
-    commits_before = COMMITS.count
+def count(db: Path, sql: str) -> int:
+    conn = sqlite3.connect(db, timeout=30)
+    try:
+        return int(conn.execute(sql).fetchone()[0])
+    finally:
+        conn.close()
+
+
+# ---- the workflows (registered after DBOS(config=...), before launch) -------------------------
+class Tally:
+    """What the workflows of this process report (one DBOS, so one run, per process)."""
+
+    step_seconds: ClassVar[list[float]] = []
+    returned = 0
+    lock = threading.Lock()
+    gate_flag = ""
+    gate_entered = 0
+    gate_target = 0
+    gate_full = threading.Event()
+    never = threading.Event()
+
+    @classmethod
+    def done(cls) -> None:
+        with cls.lock:
+            cls.returned += 1
+
+
+W: dict[str, Any] = {}
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def step(name: str) -> Callable[[F], F]:
+    """``DBOS.step``, typed (DBOS is imported at run time, so mypy sees ``Any``)."""
+    return cast("Callable[[F], F]", DBOS.step(name=name))
+
+
+def workflow(name: str) -> Callable[[F], F]:
+    """``DBOS.workflow``, typed like ``step``."""
+    return cast("Callable[[F], F]", DBOS.workflow(name=name))
+
+
+def register() -> None:
+    """Define and register the workflows: after ``DBOS(config=...)``, before ``DBOS.launch()``."""
+
+    @step(name="trivial_sync")
+    def trivial_sync() -> int:
+        return 1
+
+    @step(name="trivial_async")
+    async def trivial_async() -> int:
+        return 1
+
+    @workflow(name="seq_sync")
+    def seq_sync(n: int) -> int:
+        clock = time.perf_counter
+        for _ in range(n):
+            started = clock()
+            trivial_sync()
+            Tally.step_seconds.append(clock() - started)
+        return n
+
+    @workflow(name="seq_async")
+    async def seq_async(n: int) -> int:
+        clock = time.perf_counter
+        for _ in range(n):
+            started = clock()
+            await trivial_async()
+            Tally.step_seconds.append(clock() - started)
+        return n
+
+    @workflow(name="three_sync")
+    def three_sync() -> int:
+        trivial_sync()
+        trivial_sync()
+        trivial_sync()
+        return 3
+
+    @workflow(name="three_async")
+    async def three_async() -> int:
+        await trivial_async()
+        await trivial_async()
+        await trivial_async()
+        return 3
+
+    @step(name="gate")
+    def gate() -> int:
+        if os.path.exists(Tally.gate_flag):
+            return 2
+        with Tally.lock:
+            Tally.gate_entered += 1
+            if Tally.gate_entered >= Tally.gate_target:
+                Tally.gate_full.set()
+        Tally.never.wait()
+        return 2
+
+    @workflow(name="gated")
+    def gated() -> int:
+        trivial_sync()
+        gate()
+        trivial_sync()
+        Tally.done()
+        return 3
+
+    @workflow(name="nap_sync")
+    def nap_sync() -> int:
+        DBOS.sleep(3600)
+        return 1
+
+    @workflow(name="nap_async")
+    async def nap_async() -> int:
+        await DBOS.sleep_async(3600)
+        return 1
+
+    W.update(locals())
+
+
+async def start(name: str, style: str, *args: Any) -> Any:
+    if style == "async":
+        return await DBOS.start_workflow_async(W[f"{name}_async"], *args)
+    return DBOS.start_workflow(W[f"{name}_sync"], *args)
+
+
+async def result(handle: Any, style: str) -> Any:
+    if style == "async":
+        return await handle.get_result()
+    return await asyncio.to_thread(handle.get_result)
+
+
+# ---- W1 -------------------------------------------------------------------------------------
+async def w1(args: argparse.Namespace) -> dict[str, Any]:
+    await result(await start("seq", args.style, 100), args.style)  # warm-up
+    Tally.step_seconds.clear()
     started = time.perf_counter()
-    await run_many(args.style, args.instances, args.steps)
+    await result(await start("seq", args.style, args.steps), args.style)
     elapsed = time.perf_counter() - started
-    commits = COMMITS.count - commits_before
-    steps = args.instances * args.steps
-    return {
-        "instances": args.instances,
-        "steps_per_instance": args.steps,
-        "seconds": elapsed,
-        "instances_per_s": args.instances / elapsed,
-        "steps_per_s": steps / elapsed,
-        "commits": commits,
-        "commits_per_step": commits / steps,
-    }
-
-
-async def latency(args: argparse.Namespace) -> dict[str, Any]:
-    await run_many(args.style, 1, 10, timed=True)  # warm-up
-    STEP_TIMES.clear()
-    commits_before = COMMITS.count
-    elapsed = []
-    for _ in range(args.rounds):  # one instance at a time, never two at once
-        started = time.perf_counter()
-        await run_many(args.style, 1, args.steps, timed=True)
-        elapsed.append(time.perf_counter() - started)
+    times = Tally.step_seconds
     return {
         "steps": args.steps,
-        "rounds": args.rounds,
-        "instance_seconds": sorted(elapsed)[len(elapsed) // 2],
-        "commits_per_step": (COMMITS.count - commits_before) / (args.steps * args.rounds),
-        **latency_summary(STEP_TIMES),
-        "samples": len(STEP_TIMES),
+        "seconds": elapsed,
+        "step_us": elapsed / args.steps * 1e6,
+        "step_us_median": median(times) * 1e6,
+        "step_us_p90": percentile(times, 90) * 1e6,
+        "step_us_max": max(times) * 1e6,
     }
 
 
-KINDS = {"throughput": throughput, "latency": latency}
+# ---- W2 -------------------------------------------------------------------------------------
+async def w2(args: argparse.Namespace) -> dict[str, Any]:
+    warm = [await start("three", args.style) for _ in range(50)]
+    for handle in warm:
+        await result(handle, args.style)
+    started = time.perf_counter()
+    # DBOS has no batch create: each instance is started on its own, one after the other.
+    handles = [await start("three", args.style) for _ in range(args.instances)]
+    created = time.perf_counter() - started
+    if args.style == "async":
+        await asyncio.gather(*(h.get_result() for h in handles))
+    else:
+        await asyncio.to_thread(lambda: [h.get_result() for h in handles])
+    elapsed = time.perf_counter() - started
+    return {
+        "instances": args.instances,
+        "seconds": elapsed,
+        "instances_per_s": args.instances / elapsed,
+        "create_seconds": created,
+    }
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
-    DBOS.launch()
+# ---- W2-http: a FastAPI app (DBOS's documented way to serve it) under uvicorn ------------------
+def dbos_api() -> HttpApi:
+    def create(http: Http) -> str:
+        status, body = http.call("POST", "/instances", {"params": {}})
+        if status != 200:
+            raise RuntimeError(f"create answered {status}: {body}")
+        return str(body["id"])
+
+    def state(http: Http, instance_id: str) -> str:
+        status, body = http.call("GET", f"/instances/{instance_id}")
+        if status != 200:
+            raise RuntimeError(f"get answered {status}: {body}")
+        return {"SUCCESS": "done", "ERROR": "failed"}.get(body["status"], "running")
+
+    return HttpApi(create, state)
+
+
+def w2_http(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.dbos_app",
+        "--db",
+        str(args.dir / DB_NAME),
+        "--durability",
+        args.durability,
+        "--port",
+        str(port),
+    ]
+    api = dbos_api()
+    with Group(argv, Path.cwd(), args.dir / "app.log", dict(os.environ)) as server:
+
+        def healthy() -> bool:
+            http = Http(port, timeout=2)
+            try:
+                return http.call("GET", "/health")[0] == 200
+            finally:
+                http.close()
+
+        ready = server.wait_ready(healthy)
+        drive_http(port, api, 40, args.threads, args.timeout)  # warm-up
+        run = drive_http(port, api, args.instances, args.threads, args.timeout)
+        rss = server.rss_kib()
+    return {
+        **http_result(run, args.instances, args.threads),
+        "startup_seconds": ready,
+        "server_rss_mib": rss / 1024,
+        "errored": run.failed,
+        "style": "sync",
+    }
+
+
+# ---- W3 -------------------------------------------------------------------------------------
+def child(args: argparse.Namespace, phase: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.dbos_side", "W3-child", "--phase", phase]
+    argv += ["--dir", str(args.dir), "--durability", args.durability]
+    argv += ["--instances", str(args.instances)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def w3(args: argparse.Namespace) -> dict[str, Any]:
+    loader = child(args, "load")
     try:
-        return await KINDS[args.kind](args)
+        wait_mark(loader, "ready", args.timeout)
     finally:
-        DBOS.destroy()
+        os.killpg(loader.pid, signal.SIGKILL)
+        loader.wait()
+    (args.dir / "release").touch()
+    os.sync()
+    time.sleep(0.3)
+    started = time.perf_counter()
+    restarted = child(args, "recover")
+    try:
+        imported = wait_mark(restarted, "imported", args.timeout) - started
+        launched = wait_mark(restarted, "started", args.timeout) - started
+        done = wait_mark(restarted, "done", args.timeout) - started
+        out = read_rest(restarted, 60)
+    finally:
+        if restarted.poll() is None:
+            os.killpg(restarted.pid, signal.SIGKILL)
+            restarted.wait()
+    line = next((ln for ln in out.splitlines() if ln.startswith("BENCH-RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"the restarted process gave no result: {out!r}")
+    started = time.perf_counter()
+    only = child(args, "import")
+    try:
+        import_only = wait_mark(only, "imported", args.timeout) - started
+        only.wait(args.timeout)
+    finally:
+        if only.poll() is None:
+            os.killpg(only.pid, signal.SIGKILL)
+            only.wait()
+    inner = json.loads(line[len("BENCH-RESULT ") :])
+    return {
+        "instances": args.instances,
+        "seconds": done,
+        "import_seconds": import_only,
+        "engine_seconds": done - import_only,
+        "imported_mark_seconds": imported,
+        "engine_started_seconds": launched,
+        "complete": inner["complete"],
+        "style": "sync",
+    }
+
+
+def w3_child(args: argparse.Namespace) -> None:
+    db = args.dir / DB_NAME
+    Tally.gate_flag = str(args.dir / "release")
+    configure(db, args.durability, fresh=args.phase == "load")
+    if args.phase == "load":
+        Tally.gate_target = args.instances
+        DBOS.launch()
+        for _ in range(args.instances):
+            DBOS.start_workflow(W["gated"])
+        if not Tally.gate_full.wait(args.timeout):
+            raise TimeoutError(f"only {Tally.gate_entered} workflows reached step 2")
+        mark("ready")
+        Tally.never.wait()  # until SIGKILLed
+    DBOS.launch()  # recovers the pending workflows of this executor
+    mark("started")
+    deadline = time.monotonic() + args.timeout
+    while Tally.returned < args.instances:  # the workflow functions returned ...
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {Tally.returned} workflows returned")
+        time.sleep(0.002)
+    success = "SELECT count(*) FROM workflow_status WHERE status = 'SUCCESS'"
+    while (complete := count(db, success)) < args.instances:  # ... and their outcome is stored
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {complete} workflows complete")
+        time.sleep(0.002)
+    mark("done")
+    emit_result({"complete": complete})
+    sys.stdout.flush()
+    os._exit(0)  # DBOS.destroy() would wait on executor threads; nothing is left to write
+
+
+# ---- W4 -------------------------------------------------------------------------------------
+async def w4(args: argparse.Namespace) -> dict[str, Any]:
+    db = args.dir / DB_NAME
+    sleeping = "SELECT count(*) FROM operation_outputs WHERE function_name = 'DBOS.sleep'"
+
+    async def all_sleeping(target: int) -> None:
+        deadline = time.monotonic() + args.timeout
+        while count(db, sleeping) < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"fewer than {target} workflows sleeping")
+            await asyncio.sleep(0.1)
+
+    warm = 50
+    for _ in range(warm):
+        await start("nap", args.style)
+    await all_sleeping(warm)
+    rss_before = rss_kib()
+    epoch_started = time.time()
+    started = time.perf_counter()
+    for _ in range(args.instances):
+        await start("nap", args.style)
+    created = time.perf_counter() - started
+    await all_sleeping(warm + args.instances)
+    rss_waiting = rss_kib()
+    peak = peak_rss_kib()
+    last = count(
+        db,
+        "SELECT max(started_at_epoch_ms) FROM operation_outputs WHERE function_name = 'DBOS.sleep'",
+    )
+    waiting = last / 1000 - epoch_started
+    return {
+        "instances": args.instances,
+        "create_seconds": created,
+        "creates_per_s": args.instances / created,
+        "waiting_seconds": waiting,
+        "waiting_per_s": args.instances / waiting,
+        "rss_before_mib": rss_before / 1024,
+        "rss_waiting_mib": rss_waiting / 1024,
+        "rss_peak_mib": peak / 1024,
+        "kib_per_instance": (rss_waiting - rss_before) / args.instances,
+        "peak_kib_per_instance": (peak - rss_before) / args.instances,
+        "db_mib": files_mib(db),
+        "threads": threading.active_count(),
+    }
+
+
+WORKLOADS = {"W1": w1, "W2": w2, "W4": w4}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.dbos_side")
-    parser.add_argument("kind", choices=sorted(KINDS))
-    parser.add_argument("--db", type=Path, required=True)
-    parser.add_argument("--durability", choices=sorted(PRAGMAS), default="fsync")
-    parser.add_argument("--style", choices=("threads", "asyncio"), default="threads")
-    parser.add_argument("--instances", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5, help="latency: instances, one by one")
+    parser.add_argument("workload", choices=[*WORKLOADS, "W2-http", "W3", "W3-child"])
+    parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--durability", choices=sorted(PRAGMAS), default="default")
+    parser.add_argument("--style", choices=("sync", "async"), default="sync")
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--phase", choices=("load", "recover", "import"))
+    parser.add_argument("--timeout", type=float, default=300.0)
     args = parser.parse_args(argv)
-    configure(args.db, args.durability)
-    register()
-    result = asyncio.run(run(args))
+    db = args.dir / DB_NAME
+    if args.workload == "W3-child":
+        importlib.import_module("dbos")
+        mark("imported")
+        if args.phase != "import":
+            w3_child(args)
+        return
+    stop_on_sigterm()
+    if args.workload in ("W2-http", "W3"):
+        outcome = w2_http(args) if args.workload == "W2-http" else w3(args)
+    else:
+        configure(db, args.durability)
+
+        async def launched() -> dict[str, Any]:
+            DBOS.launch()  # on the loop that async workflows run on
+            return await WORKLOADS[args.workload](args)
+
+        outcome = asyncio.run(launched())
+        outcome["style"] = args.style
     emit_result(
         {
             "engine": "dbos",
-            "kind": args.kind,
+            "workload": args.workload,
             "durability": args.durability,
-            "style": args.style,
-            "journal_mode": journal_mode(args.db),
+            "journal_mode": journal_mode(db),
             "dbos_version": importlib.metadata.version("dbos"),
-            **result,
+            **outcome,
         }
     )
+    # DBOS.destroy() waits for executor threads (W4's sleep for an hour): nothing is left to
+    # write, so leave at once.
+    sys.stdout.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

@@ -1,282 +1,417 @@
-"""The wf side of the benchmark. Each run is one subprocess: ``python -m bench.wf_side KIND ...``.
+"""The wf side of the benchmark: one measurement per process, ``python -m bench.wf_side W ...``.
 
 It prints one ``BENCH-RESULT {json}`` line for the parent (``python -m bench``) to collect.
+Every measurement starts from an empty database in ``--dir`` (a fresh temporary folder) and warms
+up first (imports, first connections, caches), outside the timed part. In-process, the end of an
+instance is learnt from the engine's ``on_notice`` callback (``completed`` / ``errored``
+notices), never by polling the store.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
-import heapq
+import json
+import os
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.common import (
+    RESULT_MARK,
+    Group,
+    Http,
+    HttpApi,
+    drive_http,
     emit_result,
-    file_size_mib,
+    files_mib,
+    free_port,
     fresh_db,
-    latency_summary,
-    peak_rss_mib,
-    rss_mib,
+    http_result,
+    mark,
+    median,
+    peak_rss_kib,
+    percentile,
+    read_rest,
+    rss_kib,
+    stop_on_sigterm,
+    wait_mark,
 )
-from wf import WorkflowEntrypoint
-from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
+from bench.wf_workflows import Gate, Gated, Nap, Sequential, ThreeSteps
+from wf.engine import Engine, EngineSettings, Notice, WorkflowSpec
 from wf.engine.store.sqlite import SqliteStore
 
-# Step timings of the latency run, filled in by ``Timed.run`` (one life: no replay to skew them).
-STEP_TIMES: list[float] = []
-
-
-async def trivial(ctx: Any = None) -> int:
-    return 1
-
-
-class Steps(WorkflowEntrypoint):
-    """``n`` sequential trivial steps (an async body: no worker thread involved)."""
-
-    async def run(self, event: Any, step: Any) -> int:
-        n = event.payload["n"]
-        for i in range(n):
-            await step.do(f"s{i}", trivial)
-        return int(n)
-
-
-class Timed(WorkflowEntrypoint):
-    """Like ``Steps``, timing every ``step.do`` call from the workflow's point of view."""
-
-    async def run(self, event: Any, step: Any) -> int:
-        n = event.payload["n"]
-        for i in range(n):
-            started = time.perf_counter()
-            await step.do(f"s{i}", trivial)
-            STEP_TIMES.append(time.perf_counter() - started)
-        return int(n)
-
-
-class Nap(WorkflowEntrypoint):
-    """Sleeps a day, then returns: hibernates as soon as the sleep starts."""
-
-    async def run(self, event: Any, step: Any) -> int:
-        await step.sleep("nap", "1 day")
-        return 1
+HERE = Path(__file__).resolve().parent
 
 
 class Finished:
-    """Counts notices of a kind (``completed``, ``hibernated``) and wakes a waiter at a target."""
+    """The engine's ``on_notice`` callback: counts ``completed`` and ``errored`` notices."""
 
-    def __init__(self, kinds: tuple[str, ...]) -> None:
-        self.kinds = kinds
-        self.count = 0
-        self.errors = 0
-        self.target = 0
-        self.event = asyncio.Event()
-
-    def expect(self, target: int) -> None:
-        self.count = 0
-        self.target = target
-        self.event.clear()
+    def __init__(self) -> None:
+        self.complete = 0
+        self.errored = 0
+        self.errors: list[str] = []
+        self._target = 0
+        self._reached: asyncio.Event | None = None
 
     def __call__(self, notice: Notice) -> None:
-        if notice.kind == "errored":
-            self.errors += 1
-        if notice.kind in self.kinds:
-            self.count += 1
-            if self.count >= self.target:
-                self.event.set()
+        if notice.kind == "completed":
+            self.complete += 1
+        elif notice.kind == "errored":
+            self.errored += 1
+            if len(self.errors) < 3:
+                self.errors.append(f"{notice.instance_id}: {notice.detail.get('error')}")
+        else:
+            return
+        if self._reached is not None and self.complete + self.errored >= self._target:
+            self._reached.set()
 
-    async def wait(self, timeout: float) -> None:
-        await asyncio.wait_for(self.event.wait(), timeout)
+    async def reach(self, count: int, timeout: float) -> float:
+        """Wait until ``count`` instances in all have finished; ``time.perf_counter()`` then."""
+        if self.complete + self.errored < count:
+            self._target = count
+            self._reached = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._reached.wait(), timeout)
+            except asyncio.TimeoutError:
+                raise TimeoutError(
+                    f"{self.complete + self.errored} of {count} instances finished after "
+                    f"{timeout:.0f} s"
+                ) from None
+            finally:
+                self._reached = None
+        return time.perf_counter()
 
 
-def make_engine(
-    db: Path,
-    durability: str,
-    spec: WorkflowSpec,
-    observer: Finished,
-    clock: ManualClock | None = None,
+def engine_for(
+    args: argparse.Namespace, spec: WorkflowSpec, on_notice: Finished | None
 ) -> tuple[Engine, SqliteStore]:
+    db = args.dir / "wf.db"
     fresh_db(db)
-    store = SqliteStore(db, durability=durability)
-    engine = Engine(store, [spec], clock=clock, settings=EngineSettings(), on_notice=observer)
+    store = SqliteStore(db, durability=args.durability)
+    engine = Engine(store, [spec], settings=EngineSettings(), on_notice=on_notice)
     return engine, store
 
 
-async def create_all(engine: Engine, workflow: str, count: int, params: dict[str, Any]) -> None:
-    for start in range(0, count, 100):
-        size = min(100, count - start)
-        await engine.create_batch(workflow, [{"params": params} for _ in range(size)])
+async def create_many(engine: Engine, workflow: str, count: int) -> None:
+    """``count`` instances, by ``create_batch`` of 100, all submitted at once."""
+    batches: list[list[dict[str, Any]]] = [
+        [{"params": {}} for _ in range(min(100, count - first))] for first in range(0, count, 100)
+    ]
+    await asyncio.gather(*(engine.create_batch(workflow, batch) for batch in batches))
 
 
-async def throughput(args: argparse.Namespace) -> dict[str, Any]:
-    done = Finished(("completed", "errored"))
-    engine, store = make_engine(args.db, args.durability, WorkflowSpec("steps", Steps), done)
+# ---- W1: sequential ---------------------------------------------------------------------------
+async def w1(args: argparse.Namespace) -> dict[str, Any]:
+    done = Finished()
+    engine, store = engine_for(args, WorkflowSpec("seq", Sequential), done)
     await engine.start()
     try:
-        # Warm-up: a few instances, so imports and first-connection costs are not measured.
-        done.expect(10)
-        await create_all(engine, "steps", 10, {"n": args.steps})
-        await done.wait(60)
-        commits_before, jobs_before = store.commits, store.jobs
-        done.expect(args.instances)
+        await engine.create("seq", params={"n": 100})  # warm-up
+        await done.reach(1, args.timeout)
+        Sequential.step_seconds.clear()
+        commits = store.commits
         started = time.perf_counter()
-        await create_all(engine, "steps", args.instances, {"n": args.steps})
-        await done.wait(args.timeout)
-        elapsed = time.perf_counter() - started
-        commits = store.commits - commits_before
-        jobs = store.jobs - jobs_before
-        counts = await engine.store.count_statuses("steps")
+        await engine.create("seq", params={"n": args.steps})
+        ended = await done.reach(2, args.timeout)
+        commits = store.commits - commits
     finally:
         await engine.stop()
-    steps = args.instances * args.steps
-    return {
-        "instances": args.instances,
-        "steps_per_instance": args.steps,
-        "durability": args.durability,
-        "seconds": elapsed,
-        "instances_per_s": args.instances / elapsed,
-        "steps_per_s": steps / elapsed,
-        "commits": commits,
-        "commits_per_step": commits / steps,
-        "writes_per_commit": jobs / commits if commits else 0.0,
-        "complete": counts["complete"] - 10,
-        "errored": counts["errored"],
-    }
-
-
-async def latency(args: argparse.Namespace) -> dict[str, Any]:
-    done = Finished(("completed", "errored"))
-    engine, store = make_engine(args.db, args.durability, WorkflowSpec("timed", Timed), done)
-    await engine.start()
-    try:
-        done.expect(1)
-        await engine.create("timed", params={"n": 10})  # warm-up
-        await done.wait(60)
-        STEP_TIMES.clear()
-        commits_before = store.commits
-        elapsed = []
-        for _ in range(args.rounds):  # one instance at a time, never two at once
-            done.expect(1)
-            started = time.perf_counter()
-            await engine.create("timed", params={"n": args.steps})
-            await done.wait(args.timeout)
-            elapsed.append(time.perf_counter() - started)
-        commits = store.commits - commits_before
-    finally:
-        await engine.stop()
+    times = Sequential.step_seconds
     return {
         "steps": args.steps,
-        "rounds": args.rounds,
-        "durability": args.durability,
-        "instance_seconds": sorted(elapsed)[len(elapsed) // 2],
-        "commits_per_step": commits / (args.steps * args.rounds),
-        **latency_summary(STEP_TIMES),
-        "samples": len(STEP_TIMES),
+        "seconds": ended - started,
+        "step_us": (ended - started) / args.steps * 1e6,
+        "step_us_median": median(times) * 1e6,
+        "step_us_p90": percentile(times, 90) * 1e6,
+        "step_us_max": max(times) * 1e6,
+        "commits_per_step": commits / args.steps,
+        "errored": done.errored,
+        "error_samples": done.errors,
     }
 
 
-async def hibernation(args: argparse.Namespace) -> dict[str, Any]:
-    clock = ManualClock(start=time.time())
-    done = Finished(("hibernated",))
-    engine, _store = make_engine(args.db, args.durability, WorkflowSpec("nap", Nap), done, clock)
+# ---- W2: fan-out in-process -------------------------------------------------------------------
+async def w2(args: argparse.Namespace) -> dict[str, Any]:
+    done = Finished()
+    engine, store = engine_for(args, WorkflowSpec("three", ThreeSteps), done)
+    warm = 50
     await engine.start()
-    gc.collect()
-    rss_start, blocks_start = rss_mib(), sys.getallocatedblocks()
-    lives_peak = 0
     try:
-        done.expect(args.instances)
+        await create_many(engine, "three", warm)
+        await done.reach(warm, args.timeout)
+        commits = store.commits
         started = time.perf_counter()
-        await create_all(engine, "nap", args.instances, {})
+        await create_many(engine, "three", args.instances)
         created = time.perf_counter() - started
-        # Every instance hibernated, none left in memory, and the store agrees.
+        ended = await done.reach(warm + args.instances, args.timeout)
+        commits = store.commits - commits
+    finally:
+        await engine.stop()
+    elapsed = ended - started
+    return {
+        "instances": args.instances,
+        "seconds": elapsed,
+        "instances_per_s": args.instances / elapsed,
+        "create_seconds": created,
+        "commits_per_instance": commits / args.instances,
+        "errored": done.errored,
+        "error_samples": done.errors,
+    }
+
+
+# ---- W2-http: a real wf dev -------------------------------------------------------------------
+WF_TOML = """\
+name = "bench"
+main = "workflows.py"
+
+[[workflows]]
+name = "three"
+binding = "THREE"
+class_name = "ThreeSteps"
+
+[dev]
+host = "127.0.0.1"
+port = {port}
+
+[engine]
+durability = "{durability}"
+"""
+
+FINISHED_WF = {"complete": "done", "errored": "failed", "terminated": "failed"}
+
+
+def wf_dev_api() -> HttpApi:
+    def create(http: Http) -> str:
+        status, body = http.call("POST", "/api/workflows/three/instances", {"params": {}})
+        if status != 201:
+            raise RuntimeError(f"create answered {status}: {body}")
+        return str(body["result"]["id"])
+
+    def state(http: Http, instance_id: str) -> str:
+        status, body = http.call("GET", f"/api/workflows/three/instances/{instance_id}")
+        if status != 200:
+            raise RuntimeError(f"get answered {status}: {body}")
+        return FINISHED_WF.get(body["result"]["status"], "running")
+
+    return HttpApi(create, state)
+
+
+def w2_http(args: argparse.Namespace) -> dict[str, Any]:
+    project = args.dir / "project"
+    project.mkdir()
+    port = free_port()
+    (project / "wf.toml").write_text(WF_TOML.format(port=port, durability=args.durability))
+    (project / "workflows.py").write_text((HERE / "wf_workflows.py").read_text())
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    for name in ("WF_URL", "WF_API_TOKEN"):
+        env.pop(name, None)
+    argv = [sys.executable, "-m", "wf", "dev", "--host", "127.0.0.1", "--port", str(port)]
+    api = wf_dev_api()
+    with Group(argv, project, args.dir / "dev.log", env) as server:
+
+        def healthy() -> bool:
+            http = Http(port, timeout=2)
+            try:
+                status, body = http.call("GET", "/api/health")
+                return status == 200 and body["result"]["status"] == "ok"
+            finally:
+                http.close()
+
+        ready = server.wait_ready(healthy)
+        drive_http(port, api, 40, args.threads, args.timeout)  # warm-up
+        run = drive_http(port, api, args.instances, args.threads, args.timeout)
+        rss = server.rss_kib()
+    return {
+        **http_result(run, args.instances, args.threads),
+        "startup_seconds": ready,
+        "server_rss_mib": rss / 1024,
+        "errored": run.failed,
+    }
+
+
+# ---- W3: recovery after SIGKILL ---------------------------------------------------------------
+def child(args: argparse.Namespace, phase: str) -> subprocess.Popen[str]:
+    argv = [sys.executable, "-m", "bench.wf_side", "W3-child", "--phase", phase]
+    argv += ["--dir", str(args.dir), "--durability", args.durability]
+    argv += ["--instances", str(args.instances), "--timeout", str(args.timeout)]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def reap(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL ``proc``'s process group if it is still there, and wait for it."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def w3(args: argparse.Namespace) -> dict[str, Any]:
+    # A process creates the instances and is SIGKILLed once every one is inside step 2.
+    loader = child(args, "load")
+    try:
+        wait_mark(loader, "ready", args.timeout)
+        os.killpg(loader.pid, signal.SIGKILL)
+    finally:
+        reap(loader)
+    (args.dir / "release").touch()  # from now on, step 2 returns at once
+    os.sync()  # what the killed process left for the disk to write is not the restart's cost
+    time.sleep(0.3)
+
+    # The restart: from the command to every instance complete (its notice, in that process).
+    started = time.perf_counter()
+    restarted = child(args, "recover")
+    try:
+        imported = wait_mark(restarted, "imported", args.timeout) - started
+        engine_started = wait_mark(restarted, "started", args.timeout) - started
+        done = wait_mark(restarted, "done", args.timeout) - started
+        out = read_rest(restarted, 60)
+    finally:
+        reap(restarted)
+    line = next((ln for ln in out.splitlines() if ln.startswith(RESULT_MARK)), None)
+    if line is None:
+        raise RuntimeError("the restarted process gave no result")
+    inner = json.loads(line[len(RESULT_MARK) :])
+
+    # Python start-up and imports alone, measured separately (the same command, which exits
+    # once it has imported what the recovery imports).
+    started = time.perf_counter()
+    only = child(args, "import")
+    try:
+        import_only = wait_mark(only, "imported", args.timeout) - started
+        only.wait(args.timeout)
+    finally:
+        reap(only)
+    return {
+        "instances": args.instances,
+        "seconds": done,
+        "import_seconds": import_only,
+        "engine_seconds": done - import_only,
+        "imported_mark_seconds": imported,
+        "engine_started_seconds": engine_started,
+        **inner,
+    }
+
+
+async def w3_child(args: argparse.Namespace) -> None:
+    Gate.flag = str(args.dir / "release")
+    db = args.dir / "wf.db"
+    if args.phase == "load":
+        fresh_db(db)
+    done = Finished()
+    store = SqliteStore(db, durability=args.durability)
+    spec = WorkflowSpec("gated", Gated)
+    engine = Engine(store, [spec], settings=EngineSettings(), on_notice=done)
+    await engine.start()  # plain start: what it finds running is recovered, all at once
+    if args.phase == "load":
+        Gate.target = args.instances
+        Gate.full = asyncio.Event()
+        await create_many(engine, "gated", args.instances)
+        await asyncio.wait_for(Gate.full.wait(), args.timeout)
+        mark("ready")
+        await asyncio.Event().wait()  # until SIGKILLed
+    mark("started")
+    await done.reach(args.instances, args.timeout)
+    mark("done")
+    _, complete = await engine.list_instances("gated", status="complete", per_page=1)
+    await engine.stop()
+    emit_result(
+        {"complete": complete, "errored": done.errored, "error_samples": done.errors},
+    )
+
+
+# ---- W4: hibernation --------------------------------------------------------------------------
+async def w4(args: argparse.Namespace) -> dict[str, Any]:
+    engine, _ = engine_for(args, WorkflowSpec("nap", Nap), None)
+    db = args.dir / "wf.db"
+
+    async def all_waiting(count: int) -> float:
+        """Poll until ``count`` instances are ``waiting``; ``time.perf_counter()`` then."""
         deadline = time.monotonic() + args.timeout
         while True:
-            lives_peak = max(lives_peak, len(engine.scheduler.lives))
-            if done.count >= args.instances and not engine.scheduler.lives:
-                counts = await engine.store.count_statuses("nap")
-                if counts["waiting"] == args.instances:
-                    break
+            _, waiting = await engine.list_instances("nap", status="waiting", per_page=1)
+            if waiting >= count:
+                return time.perf_counter()
             if time.monotonic() > deadline:
-                raise TimeoutError(f"only {done.count} of {args.instances} hibernated in time")
+                raise TimeoutError(f"{waiting} of {count} waiting after {args.timeout:.0f} s")
             await asyncio.sleep(0.05)
-        hibernated = time.perf_counter() - started
-        gc.collect()
-        rss_waiting = rss_mib()
-        peak_waiting = peak_rss_mib()
-        # ManualClock keeps the sleeps that hibernating lives cancelled until the clock passes
-        # them (a real clock's cancelled timers go away): drop them, and measure again.
-        lingering_sleepers = len(clock._sleepers)
-        with clock._lock:
-            clock._sleepers = [s for s in clock._sleepers if not s[3].done()]
-            heapq.heapify(clock._sleepers)
-        gc.collect()
-        rss_tidy = rss_mib()
-        blocks_waiting = sys.getallocatedblocks()
-        db_mib = file_size_mib(args.db)
 
-        # A day passes: every instance wakes, replays its sleep and completes.
-        done.kinds = ("completed", "errored")
-        done.expect(args.instances)
-        woke = time.perf_counter()
-        clock.advance(24 * 3600 + 1)
-        await done.wait(args.timeout)
-        wake_seconds = time.perf_counter() - woke
-        counts = await engine.store.count_statuses("nap")
-        rss_after = rss_mib()
+    warm = 200
+    await engine.start()
+    try:
+        await create_many(engine, "nap", warm)
+        await all_waiting(warm)
+        await asyncio.sleep(0.5)
+        gc.collect()
+        rss_before = rss_kib()
+        started = time.perf_counter()
+        for first in range(0, args.instances, 100):  # one batch after another, as a client would
+            size = min(100, args.instances - first)
+            await engine.create_batch("nap", [{"params": {}} for _ in range(size)])
+        created = time.perf_counter() - started
+        waiting = await all_waiting(warm + args.instances) - started
+        # A sleep longer than hibernate_after leaves memory as soon as it has started; give the
+        # last lives a moment to go, then measure what stays.
+        await asyncio.sleep(0.5)
+        gc.collect()
+        rss_waiting = rss_kib()
+        peak = peak_rss_kib()
+        _, errored = await engine.list_instances("nap", status="errored", per_page=1)
     finally:
         await engine.stop()
     return {
         "instances": args.instances,
-        "durability": args.durability,
         "create_seconds": created,
-        "hibernate_seconds": hibernated,
-        "hibernated_per_s": args.instances / hibernated,
-        "rss_start_mib": rss_start,
-        "rss_waiting_mib": rss_waiting,
-        "rss_peak_mib": peak_waiting,
-        "per_waiting_instance_kib": (rss_waiting - rss_start) * 1024 / args.instances,
-        "rss_waiting_without_clock_leftovers_mib": rss_tidy,
-        # Python objects (pymalloc blocks) the engine holds per waiting instance: ~0 if
-        # hibernation really leaves nothing behind.
-        "python_blocks_per_waiting_instance": (blocks_waiting - blocks_start) / args.instances,
-        "lives_peak": lives_peak,
-        "manualclock_lingering_sleepers": lingering_sleepers,
-        "db_mib": db_mib,
-        "wake_seconds": wake_seconds,
-        "woken_per_s": args.instances / wake_seconds,
-        "complete": counts["complete"],
-        "errored": counts["errored"],
-        "rss_after_wake_mib": rss_after,
-        "rss_peak_total_mib": peak_rss_mib(),
+        "creates_per_s": args.instances / created,
+        "waiting_seconds": waiting,
+        "waiting_per_s": args.instances / waiting,
+        "rss_before_mib": rss_before / 1024,
+        "rss_waiting_mib": rss_waiting / 1024,
+        "rss_peak_mib": peak / 1024,
+        "kib_per_instance": (rss_waiting - rss_before) / args.instances,
+        "peak_kib_per_instance": (peak - rss_before) / args.instances,
+        "db_mib": files_mib(db),
+        "errored": errored,
     }
 
 
-KINDS = {"throughput": throughput, "latency": latency, "hibernation": hibernation}
+ASYNC_WORKLOADS = {"W1": w1, "W2": w2, "W4": w4}
+WORKLOADS = [*ASYNC_WORKLOADS, "W2-http", "W3"]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.wf_side")
-    parser.add_argument("kind", choices=sorted(KINDS))
-    parser.add_argument("--db", type=Path, required=True)
+    parser.add_argument("workload", choices=[*WORKLOADS, "W3-child"])
+    parser.add_argument("--dir", type=Path, required=True, help="an empty folder for this run")
     parser.add_argument("--durability", choices=("fsync", "os"), default="fsync")
-    parser.add_argument("--instances", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=10)
-    parser.add_argument("--rounds", type=int, default=5, help="latency: instances, one by one")
+    parser.add_argument("--steps", type=int, default=1000, help="W1")
+    parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument("--threads", type=int, default=8, help="W2-http client threads")
+    parser.add_argument("--phase", choices=("load", "recover", "import"), help="W3-child")
     parser.add_argument("--timeout", type=float, default=300.0)
-    parser.add_argument("--profile", type=Path, help="write a cProfile of the run here")
     args = parser.parse_args(argv)
-    run = KINDS[args.kind]
-    if args.profile is not None:
-        import cProfile
-
-        profiler = cProfile.Profile()
-        result = profiler.runcall(asyncio.run, run(args))
-        profiler.dump_stats(args.profile)
+    if args.workload == "W3-child":
+        mark("imported")
+        if args.phase != "import":
+            asyncio.run(w3_child(args))
+        return
+    stop_on_sigterm()
+    if args.workload == "W2-http":
+        result = w2_http(args)
+    elif args.workload == "W3":
+        result = w3(args)
     else:
-        result = asyncio.run(run(args))
-    emit_result({"engine": "wf", "kind": args.kind, **result})
+        result = asyncio.run(ASYNC_WORKLOADS[args.workload](args))
+    emit_result(
+        {"engine": "wf", "workload": args.workload, "durability": args.durability, **result}
+    )
 
 
 if __name__ == "__main__":

@@ -1,0 +1,472 @@
+"""The tables of a benchmark run (from its JSON), and bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+RESULTS_FILE = Path(__file__).resolve().parent / "RESULTS.md"
+
+# Row writes an instance needs at the very least, each durable before the client may see it
+# finished: with L's rows/s at 64 rows per commit, a ceiling (or floor) the engine cannot beat.
+ROWS_THREE_STEPS = 5  # created, three step results, completed
+ROWS_RECOVER = 3  # W3 after the restart: step 2's result, step 3's result, completed
+ROWS_CREATED = 1  # W4's creation: the instance row
+ROWS_ASLEEP = 3  # created, the sleep's start, waiting
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    met: Callable[[float], bool]
+
+    def show(self, value: float | None) -> str:
+        if value is None or math.isnan(value):
+            return f"{self.text} –"
+        return f"{self.text} {'✅' if self.met(value) else '❌'}"
+
+
+TARGETS: dict[str, Target] = {
+    "W1 fsync": Target("≤ 250 µs", lambda v: v <= 250),
+    "W1 os": Target("≤ 60 µs", lambda v: v <= 60),
+    "W2": Target("≥ 3,000/s", lambda v: v >= 3000),
+    "W2-http": Target("≥ 500/s", lambda v: v >= 500),
+    "W3": Target("≤ 1 s", lambda v: v <= 1),
+    "W4 KiB": Target("≤ 2 KiB", lambda v: v <= 2),
+    "W4 creates": Target("≥ 5,000/s", lambda v: v >= 5000),
+}
+
+
+# ---- formatting -------------------------------------------------------------------------------
+def num(value: Any, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:,.{digits}f}"
+
+
+def table(headers: list[str], rows: list[list[str]], right: set[int] | None = None) -> str:
+    """A Markdown table, its columns padded (``right``: right-aligned columns)."""
+    right = right if right is not None else set(range(2, len(headers)))
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str]) -> str:
+        padded = [
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "| " + " | ".join(padded) + " |"
+
+    rules = ["-" * (w + 1) + ":" if i in right else "-" * (w + 2) for i, w in enumerate(widths)]
+    return "\n".join([line(headers), "|" + "|".join(rules) + "|", *(line(r) for r in rows)])
+
+
+def times(ratio: float) -> str:
+    return f"{ratio:,.1f}×" if ratio < 100 else f"{ratio:,.0f}×"
+
+
+def ratio_text(wf: float, peer: float, higher_is_better: bool) -> str:
+    """How wf compares with a peer, in words: "3.2× faster", "1.5× slower", "2.0× less"."""
+    if not wf or not peer or math.isnan(wf) or math.isnan(peer):
+        return "–"
+    ratio = wf / peer if higher_is_better else peer / wf
+    return f"{times(ratio)} better" if ratio >= 1 else f"{times(1 / ratio)} worse"
+
+
+# ---- reading a run ----------------------------------------------------------------------------
+ENGINE_ORDER = {"wf": 0, "dbos": 1, "wrangler": 2, "sqlite": 3}
+MODE_ORDER = {"fsync": 0, "os": 1, "default": 2, "workerd": 3}
+
+
+class Run:
+    def __init__(self, payload: dict[str, Any]) -> None:
+        self.payload = payload
+        self.results: list[dict[str, Any]] = [r for r in payload["results"] if r["runs"]]
+
+    def find(self, engine: str, workload: str, durability: str, variant: str = "") -> Any:
+        for r in self.results:
+            same = (r["engine"], r["workload"], r["durability"]) == (engine, workload, durability)
+            if same and (not variant or r["variant"] == variant):
+                return r
+        return None
+
+    def of(self, workload: str) -> list[dict[str, Any]]:
+        found = [r for r in self.results if r["workload"] == workload]
+        return sorted(
+            found,
+            key=lambda r: (
+                ENGINE_ORDER.get(r["engine"], 9),
+                MODE_ORDER.get(r["durability"], 9),
+                r["variant"] != "async",
+            ),
+        )
+
+    def limit(self, durability: str, key: str) -> float | None:
+        """A median of L in ``durability`` (fsync/os), if L was measured."""
+        found = self.find("sqlite", "L", durability)
+        return None if found is None else float(found["median"][key])
+
+    def ceiling(self, r: dict[str, Any], rows: int) -> float | None:
+        """Instances/s L allows a wf configuration, at ``rows`` row writes per instance."""
+        if r["engine"] != "wf":
+            return None
+        rows_per_s = self.limit(r["durability"], "rows_per_s_64")
+        return None if rows_per_s is None else rows_per_s / rows
+
+    @staticmethod
+    def engine_name(r: dict[str, Any]) -> str:
+        if r["engine"] == "dbos":
+            return f"DBOS {r.get('dbos_version', '')} ({r['variant']})".replace("  ", " ")
+        if r["engine"] == "wrangler":
+            return f"wrangler dev {r.get('wrangler', '')}".strip()
+        return str(r["engine"])
+
+    @staticmethod
+    def mode_name(r: dict[str, Any]) -> str:
+        if r["engine"] == "dbos":
+            journal = str(r.get("journal_mode", "?")).upper()
+            if r["durability"] == "default":
+                return f"DBOS defaults ({journal} journal, sync FULL)"
+            sync = "FULL" if r["durability"] == "fsync" else "NORMAL"
+            return f"{journal} + sync {sync}"
+        if r["engine"] == "wrangler":
+            return "workerd local storage"
+        return str(r["durability"])
+
+    @staticmethod
+    def spread(r: dict[str, Any], key: str, digits: int = 0) -> str:
+        values = [float(run[key]) for run in r["runs"] if key in run]
+        if len(values) < 2:
+            return ""
+        return f"{min(values):,.{digits}f}–{max(values):,.{digits}f}"
+
+
+# ---- the tables -------------------------------------------------------------------------------
+def limit_table(run: Run) -> str:
+    rows = []
+    for mode in ("fsync", "os"):
+        r = run.find("sqlite", "L", mode)
+        if r is None:
+            continue
+        m = r["median"]
+        rows.append(
+            [
+                f"{mode} (WAL, synchronous={r['synchronous']})",
+                num(m["commits_per_s"]),
+                num(m["commit_us"], 1),
+                num(m["rows_per_s_64"]),
+                run.spread(r, "commits_per_s"),
+            ]
+        )
+    headers = ["durability", "1-row commits/s", "µs/commit", "rows/s at 64 rows/commit", "runs"]
+    return table(headers, rows, right={1, 2, 3, 4})
+
+
+def w1_table(run: Run) -> str:
+    rows = []
+    for r in run.of("W1"):
+        m = r["median"]
+        wf = r["engine"] == "wf"
+        floor = run.limit(r["durability"], "commit_us") if wf else None
+        rows.append(
+            [
+                run.engine_name(r),
+                run.mode_name(r),
+                num(m["step_us"]),
+                TARGETS[f"W1 {r['durability']}"].show(m["step_us"]) if wf else "",
+                num(m.get("step_us_median")),
+                num(m.get("step_us_p90")),
+                num(floor, 1),
+                times(m["step_us"] / floor) if floor else "–",
+                run.spread(r, "step_us"),
+            ]
+        )
+    headers = ["engine", "durability", "µs/step", "target", "median step.do µs", "p90"]
+    headers += ["L µs/commit", "÷ L", "runs"]
+    return table(headers, rows)
+
+
+def rate_table(
+    run: Run, workload: str, target: Target, rows_each: int, extra: list[tuple[str, str, int]]
+) -> str:
+    rows = []
+    for r in run.of(workload):
+        m = r["median"]
+        ceiling = run.ceiling(r, rows_each)
+        rows.append(
+            [
+                run.engine_name(r),
+                run.mode_name(r),
+                num(m["instances"]),
+                num(m["instances_per_s"]),
+                target.show(m["instances_per_s"]) if r["engine"] == "wf" else "",
+                *(num(m.get(key), digits) for _, key, digits in extra),
+                num(ceiling),
+                f"{m['instances_per_s'] / ceiling:.1%}" if ceiling else "–",
+                run.spread(r, "instances_per_s"),
+            ]
+        )
+    headers = ["engine", "durability", "instances", "instances/s", "target"]
+    headers += [h for h, _, _ in extra] + ["L ceiling/s", "of L", "runs"]
+    return table(headers, rows)
+
+
+def w3_table(run: Run) -> str:
+    rows = []
+    for r in run.of("W3"):
+        m = r["median"]
+        wf = r["engine"] == "wf"
+        rows_per_s = run.limit(r["durability"], "rows_per_s_64") if wf else None
+        floor = m["instances"] * ROWS_RECOVER / rows_per_s if rows_per_s else None
+        rows.append(
+            [
+                run.engine_name(r),
+                run.mode_name(r),
+                num(m["instances"]),
+                num(m["seconds"], 2),
+                TARGETS["W3"].show(m["seconds"]) if wf else "",
+                num(m["import_seconds"], 2),
+                num(m["engine_seconds"], 2),
+                num(floor, 3),
+                times(m["engine_seconds"] / floor) if floor else "–",
+                run.spread(r, "seconds", 2),
+            ]
+        )
+    headers = ["engine", "durability", "instances", "s to all complete", "target"]
+    headers += ["of which start-up + imports", "the rest", "L floor s", "rest ÷ L", "runs"]
+    return table(headers, rows)
+
+
+def w4_table(run: Run) -> str:
+    rows = []
+    for r in run.of("W4"):
+        m = r["median"]
+        wf = r["engine"] == "wf"
+        created = run.ceiling(r, ROWS_CREATED)
+        asleep = run.ceiling(r, ROWS_ASLEEP)
+        rows.append(
+            [
+                run.engine_name(r),
+                run.mode_name(r),
+                num(m["instances"]),
+                num(m["creates_per_s"]),
+                TARGETS["W4 creates"].show(m["creates_per_s"]) if wf else "",
+                f"{m['creates_per_s'] / created:.1%}" if created else "–",
+                num(m["waiting_per_s"]),
+                f"{m['waiting_per_s'] / asleep:.1%}" if asleep else "–",
+                num(m["rss_peak_mib"]),
+                num(m["kib_per_instance"], 2),
+                TARGETS["W4 KiB"].show(m["kib_per_instance"]) if wf else "",
+                num(m["peak_kib_per_instance"], 2),
+                run.spread(r, "creates_per_s"),
+            ]
+        )
+    headers = ["engine", "durability", "instances", "created/s", "target", "of L"]
+    headers += ["all waiting/s", "of L", "peak RSS MiB", "KiB/sleeper", "target"]
+    headers += ["peak KiB/inst.", "runs"]
+    return table(headers, rows)
+
+
+# ---- wf against each peer and against L ------------------------------------------------------
+@dataclass(frozen=True)
+class Measure:
+    workload: str
+    key: str
+    label: str
+    higher_is_better: bool
+    digits: int = 0
+
+
+MEASURES = (
+    Measure("W1", "step_us", "W1 µs/step", False),
+    Measure("W2", "instances_per_s", "W2 instances/s", True),
+    Measure("W2-http", "instances_per_s", "W2-http instances/s", True),
+    Measure("W3", "seconds", "W3 s to recover", False, 2),
+    Measure("W4", "creates_per_s", "W4 created/s", True),
+    Measure("W4", "kib_per_instance", "W4 KiB per sleeper", False, 2),
+)
+
+
+def against_l(run: Run, measure: Measure, wf: dict[str, Any]) -> list[str] | None:
+    """The row comparing a wf figure with what L allows, or None."""
+    value = wf["median"][measure.key]
+    mode = wf["durability"]
+    if measure.workload == "W1":
+        commit = run.limit(mode, "commit_us")
+        if commit is None:
+            return None
+        return [f"L: one 1-row commit ({mode})", num(commit, 1), f"{times(value / commit)} L"]
+    rows_per_s = run.limit(mode, "rows_per_s_64")
+    if rows_per_s is None or measure.key == "kib_per_instance":
+        return None
+    if measure.workload == "W3":
+        floor = wf["median"]["instances"] * ROWS_RECOVER / rows_per_s
+        rest = wf["median"]["engine_seconds"]
+        return [
+            f"L: {ROWS_RECOVER} rows/instance at 64 rows/commit ({mode}), vs engine part "
+            f"{num(rest, 2)} s",
+            num(floor, 3),
+            f"{times(rest / floor)} L",
+        ]
+    rows = ROWS_CREATED if measure.workload == "W4" else ROWS_THREE_STEPS
+    ceiling = rows_per_s / rows
+    return [
+        f"L: {rows} rows/instance at 64 rows/commit ({mode})",
+        num(ceiling),
+        f"{value / ceiling:.1%} of L",
+    ]
+
+
+def ratio_table(run: Run) -> str:
+    rows = []
+    for measure in MEASURES:
+        for wf in run.of(measure.workload):
+            if wf["engine"] != "wf":
+                continue
+            mine = f"{num(wf['median'][measure.key], measure.digits)} (wf {wf['durability']})"
+            if wf["durability"] == "fsync":
+                for peer in run.of(measure.workload):
+                    if peer["engine"] == "wf" or measure.key not in peer["median"]:
+                        continue
+                    theirs = peer["median"][measure.key]
+                    rows.append(
+                        [
+                            measure.label,
+                            mine,
+                            f"{run.engine_name(peer)}, {run.mode_name(peer)}",
+                            num(theirs, measure.digits),
+                            ratio_text(wf["median"][measure.key], theirs, measure.higher_is_better),
+                        ]
+                    )
+            limit = against_l(run, measure, wf)
+            if limit is not None:
+                rows.append([measure.label, mine, *limit])
+    return table(["measure", "wf", "against", "its figure", "wf vs it"], rows, right={3, 4})
+
+
+# ---- the whole report -------------------------------------------------------------------------
+def machine_line(info: dict[str, Any]) -> str:
+    versions = info.get("versions", {})
+    peers = "".join(f", {name} {version}" for name, version in sorted(versions.items()))
+    modified = " (engine source modified)" if info.get("engine_source_modified") else ""
+    return (
+        f"_{info['date']}; {info.get('cpu_model', '?')}, {info['cpu_count']} cores"
+        f" ({info.get('cpus_usable', info['cpu_count'])} usable), "
+        f"{info.get('memory_gib', '?')} GiB RAM; {info.get('kernel', '')}; "
+        f"Python {info['python']}, SQLite {info['sqlite']}{peers}; "
+        f"temporary folders in {info.get('tmp_dir', '?')} ({info.get('filesystem', '?')}), "
+        f"fsync of a 4 KiB write {info.get('fsync_us_median', '?')} µs median "
+        f"({info.get('fsync_us_p90', '?')} µs p90); "
+        f"git {info.get('commit', '?')}{modified}; "
+        f"the suite took {info.get('total_seconds', 0) / 60:.1f} min._"
+    )
+
+
+def render(payload: dict[str, Any]) -> str:
+    run = Run(payload)
+    settings = payload["settings"]
+    sizes = settings["sizes"]
+    parts = [
+        f"**wf benchmark**: medians of {settings['runs']} run(s) each"
+        + (" (quick: small counts)" if settings.get("quick") else "")
+        + "; durability fsync unless stated",
+        "",
+        machine_line(payload["machine"]),
+    ]
+
+    def section(title: str, body: str) -> None:
+        parts.extend(["", title, "", body])
+
+    if run.of("L"):
+        section(
+            "**L, the limit**: raw SQLite commits from Python on the same disk, with wf's "
+            "settings (WAL; synchronous FULL = fsync, NORMAL = os; busy_timeout 30000; "
+            "temp_store MEMORY)",
+            limit_table(run),
+        )
+    if run.of("W1"):
+        section(
+            f"**W1 sequential**: one instance of {sizes['w1_steps']:,} trivial steps (`async def`"
+            " returning 1) after a 100-step warm-up instance; µs/step = the run's wall time "
+            "(create → completed) ÷ steps. ÷ L: µs/step over one L commit",
+            w1_table(run),
+        )
+    if run.of("W2"):
+        section(
+            f"**W2 fan-out**: {sizes['w2_instances']:,} instances of a 3-step workflow started at "
+            "once in-process (wf: `create_batch` of 100, ended by `completed` notices; DBOS: "
+            "one `start_workflow` each), until all complete. L ceiling = L's rows/s at 64 "
+            f"rows/commit ÷ {ROWS_THREE_STEPS} row writes per instance",
+            rate_table(run, "W2", TARGETS["W2"], ROWS_THREE_STEPS, [("s", "seconds", 2)]),
+        )
+    if run.of("W2-http"):
+        section(
+            f"**W2-http**: {sizes['http_instances']:,} instances of the 3-step workflow created "
+            "over HTTP on 127.0.0.1 by 8 client threads (POST each, then GET each until "
+            "complete), against a real server (wf: `wf dev`; DBOS: FastAPI + uvicorn; wrangler "
+            "dev); instances/s as the clients see it",
+            rate_table(
+                run,
+                "W2-http",
+                TARGETS["W2-http"],
+                ROWS_THREE_STEPS,
+                [("creates/s", "creates_per_s", 0), ("server start s", "startup_seconds", 1)],
+            ),
+        )
+    if run.of("W3"):
+        section(
+            f"**W3 recovery**: {sizes['w3_instances']:,} instances, each past step 1 and inside "
+            "step 2 (which blocks until a flag file exists), when the process is SIGKILLed. "
+            "The file is created and a fresh process opens the same database (wf: plain "
+            "`Engine.start()`; DBOS: `DBOS.launch()`): seconds from its start until every "
+            "instance is complete. Its Python start-up and imports are measured apart",
+            w3_table(run),
+        )
+    if run.of("W4"):
+        section(
+            f"**W4 hibernation**: {sizes['w4_instances']:,} wf instances (DBOS: "
+            f"{sizes['w4_dbos_instances']:,}, created one by one), each sleeping an hour; wf "
+            "creates them in batches of 100, one batch after another. Of L: created/s against "
+            "L's rows/s at 64 rows/commit (1 row per instance), all waiting/s against it ÷ 3 rows. "
+            "KiB/sleeper = RSS growth from before creating to all waiting ÷ instances; peak = "
+            "VmHWM. A wf life whose wait ends more than `hibernate_after` (1 s) away leaves "
+            "memory a few ms after its sleep starts, so only the instances still being created "
+            "or started are in memory at once; every sleeping DBOS workflow stays in memory",
+            w4_table(run),
+        )
+    ratios = ratio_table(run)
+    if ratios.count("\n") > 1:
+        section(
+            "**wf against each peer and against L**, pair by pair (wf in fsync mode against "
+            "the peers; better/worse is from wf's side)",
+            ratios,
+        )
+    if payload["errors"]:
+        parts.extend(["", "**Not measured / failed**", ""])
+        parts.extend(f"- {e}" for e in payload["errors"])
+    return "\n".join(parts)
+
+
+def results_markdown(payload: dict[str, Any], text: str) -> str:
+    minutes = payload["machine"].get("total_seconds", 0) / 60
+    return f"""# wf benchmark results
+
+The latest full run of the benchmark suite (bench/README.md explains each workload and how it is
+measured). Written by `make bench`; the same figures as JSON are in `bench/results/latest.json`.
+
+## Reproduce
+
+    make bench                                          # everything, with DBOS and wrangler dev
+    make bench BENCH_ARGS="--workload W1 --workload L"  # some workloads, wf alone
+    .venv/bin/python -m bench --render bench/results/latest.json   # these tables again
+
+This run took {minutes:.0f} minutes; installing the peers on first use (DBOS Transact into
+bench/.venv-dbos, wrangler into bench/cloudflare/node_modules) adds a few more. Speed depends on
+the machine, above all on its fsync latency: compare figures within one run, not across machines.
+
+## Figures
+
+{text}
+"""

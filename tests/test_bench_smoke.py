@@ -1,0 +1,101 @@
+"""The benchmark suite's smoke run: ``python -m bench --smoke`` for wf alone (no peers: CI has no
+DBOS venv or wrangler), as a subprocess. It checks that every workload gave sane figures and no
+error, and that the suite leaves no process or temporary file behind. Speed is never asserted:
+the figures only have to be positive and finite."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.slow
+
+
+def processes_using(folder: Path) -> list[str]:
+    """Live processes whose command line or working directory is inside ``folder``."""
+    inside = str(folder)
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path("/proc", pid, "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            continue
+        if inside in cmdline or cwd.startswith(inside):
+            found.append(f"{pid}: {cmdline.strip()}")
+    return found
+
+
+def positive(result: dict[str, Any], *keys: str) -> None:
+    for key in keys:
+        value = result["median"][key]
+        assert math.isfinite(value) and value > 0, f"{result['workload']} {key} = {value}"
+
+
+def test_smoke_run_measures_every_workload(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    scratch = tmp_path / "scratch"
+    argv = [sys.executable, "-m", "bench", "--smoke", "--out", str(out), "--tmp", str(scratch)]
+    proc = subprocess.run(
+        argv, cwd=ROOT, capture_output=True, text=True, timeout=100, stdin=subprocess.DEVNULL
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    assert "W1 sequential" in proc.stdout
+
+    payload = json.loads(out.read_text())
+    assert payload["errors"] == []
+    assert payload["settings"]["quick"] is True
+    assert payload["settings"]["peers"] == []
+    machine = payload["machine"]
+    for key in ("cpu_model", "cpu_count", "memory_gib", "kernel", "filesystem", "python"):
+        assert machine.get(key), key
+    assert machine["sqlite"] and "commit" in machine
+
+    results = {(r["engine"], r["workload"], r["durability"]): r for r in payload["results"]}
+    assert set(results) == {
+        ("wf", "W1", "fsync"),
+        ("wf", "W1", "os"),
+        ("wf", "W2", "fsync"),
+        ("wf", "W2-http", "fsync"),
+        ("wf", "W3", "fsync"),
+        ("wf", "W4", "fsync"),
+        ("sqlite", "L", "fsync"),
+        ("sqlite", "L", "os"),
+    }
+    for result in results.values():
+        assert len(result["runs"]) == 1 and result["errors"] == [], result["errors"]
+        assert result["median"].get("errored", 0) == 0
+
+    sizes = payload["settings"]["sizes"]
+    for mode in ("fsync", "os"):
+        w1 = results[("wf", "W1", mode)]
+        positive(w1, "step_us", "step_us_median", "seconds")
+        assert w1["median"]["steps"] == sizes["w1_steps"]
+        assert w1["median"]["step_us"] < 1e6  # under a second a step: the run really ran
+        positive(results[("sqlite", "L", mode)], "commits_per_s", "commit_us", "rows_per_s_64")
+    positive(results[("wf", "W2", "fsync")], "instances_per_s", "seconds")
+    http = results[("wf", "W2-http", "fsync")]
+    positive(http, "instances_per_s", "creates_per_s", "startup_seconds")
+    assert http["median"]["failed"] == 0
+    w3 = results[("wf", "W3", "fsync")]
+    positive(w3, "seconds", "import_seconds")
+    assert w3["median"]["complete"] == sizes["w3_instances"]
+    w4 = results[("wf", "W4", "fsync")]
+    positive(w4, "creates_per_s", "waiting_per_s", "rss_peak_mib", "db_mib")
+    assert w4["median"]["instances"] == sizes["w4_instances"]
+    assert math.isfinite(w4["median"]["kib_per_instance"])
+
+    # Nothing left behind: the suite removed its temporary folders and stopped its processes.
+    assert processes_using(scratch) == []
+    assert not scratch.exists() or list(scratch.iterdir()) == []
