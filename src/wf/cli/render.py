@@ -1042,6 +1042,41 @@ def print_notice(notice: Any) -> None:
     _console().print(notice_line(notice), soft_wrap=True)
 
 
+_HELD_NAMES = {"step_done": "steps done", "event_received": "events received"}
+
+
+def held_line(held: dict[str, int], seconds: float, when: datetime | None = None) -> Text:
+    """What a flood of notices left unprinted: ``… 2,310 more in 1 s: 1,540 steps done, 770
+    completed (wf instances list shows every instance)``."""
+    now = (when or datetime.now()).astimezone()
+    total = sum(held.values())
+    parts = ", ".join(
+        f"{count:,} {_HELD_NAMES.get(kind, clean(kind).replace('_', ' '))}"
+        for kind, count in sorted(held.items(), key=lambda item: -item[1])
+    )
+    return Text.assemble(
+        (_hhmmss(now), "dim"),
+        " ",
+        (
+            f"… {total:,} more in {short_duration(seconds)}: {parts} "
+            "(wf instances list shows every instance)",
+            "dim",
+        ),
+    )
+
+
+def print_held(held: dict[str, int], seconds: float) -> None:
+    _console().print(held_line(held, seconds), soft_wrap=True)
+
+
+def print_notices(notices: list[Any]) -> None:
+    """Several notices, one line each, in one print: each print costs Rich a look at the
+    terminal (is it one, how wide) whatever it prints."""
+    if notices:
+        lines = Text("\n").join(notice_line(notice) for notice in notices)
+        _console().print(lines, soft_wrap=True)
+
+
 def print_error_line(message: str) -> None:
     """A load error of the project (``workflows.py:12: SyntaxError: ...``) on stderr, in red."""
     _console(stderr=True).print(Text(f"✗ {clean(message)}", style="bold red"), soft_wrap=True)
