@@ -542,3 +542,41 @@ async def test_the_same_id_in_another_workflow_is_another_instance(store: Sqlite
     assert other.workflow == "other"
     one = await store.get_instance(WF, "a")
     assert one is not None and one.pk != other.pk
+
+
+# ---- query plans -------------------------------------------------------------------------------
+
+
+def test_a_claim_round_reads_no_instance_it_does_not_claim(tmp_path: Path) -> None:
+    """Every statement of a claim round is a search on an index, never a scan of the instances
+    table or of every waiting instance: with 100,000 instances asleep, a round stays as cheap
+    as with none."""
+    from wf.engine.store import sqlite_controls
+    from wf.engine.store.sqlite_file import connect
+
+    path = tmp_path / "wf.db"
+    with closing(connect(path, "os")) as conn:
+        migrations.migrate(conn)
+        conn.executemany(
+            "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
+            "queued, modified, wake_at) VALUES (?, ?, 'waiting', '{}', 'api', 'v', 1, 1, 1, ?)",
+            [(WF, f"sleeper{n}", 1e12) for n in range(200)],
+        )
+        statements: list[str] = []
+        conn.set_trace_callback(statements.append)
+        conn.execute("BEGIN IMMEDIATE")
+        sqlite_controls.claim_ready(conn, "me", 1000.0, 10, [WF], 30.0, suspects=1)
+        conn.execute("ROLLBACK")
+        conn.set_trace_callback(None)
+        plans = {
+            sql: [
+                detail for _, _, _, detail in conn.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall()
+            ]
+            for sql in statements
+            if sql.lstrip().upper().startswith(("SELECT", "UPDATE"))
+        }
+    assert len(plans) >= 4
+    for sql, plan in plans.items():
+        assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
+    crash_checks = [plan for sql, plan in plans.items() if "crashes >= " in sql]
+    assert crash_checks and all("instances_crashed" in " ".join(p) for p in crash_checks)

@@ -113,8 +113,9 @@ def claim_ready(
         (now, now, owner, real_now),
     )
     conn.execute(
-        "UPDATE instances SET status = 'errored', error = ?, ended = ?, modified = ?, "
-        f"owner = NULL, lease_until = NULL, wake_at = NULL WHERE crashes >= ? AND {free} "
+        "UPDATE instances INDEXED BY instances_crashed SET status = 'errored', error = ?, "
+        "ended = ?, modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL "
+        f"WHERE crashes > 0 AND crashes >= ? AND {free} "
         f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
         (CRASHED_ERROR, now, now, MAX_CRASHES, owner, real_now, *names, *pinned),
     )
