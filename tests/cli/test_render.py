@@ -502,7 +502,7 @@ def test_notice_lines(kind: str, step: str | None, detail: dict[str, Any], text:
 
 
 def test_print_notice_and_error_lines(capsys: pytest.CaptureFixture[str]) -> None:
-    render.print_notice(Notice("completed", "purchase", "abc123"))
+    render.print_notices([Notice("completed", "purchase", "abc123")])
     render.print_error_line("workflows.py:12: SyntaxError: invalid syntax")
     render.print_info("reloaded after changes to workflows.py")
     captured = capsys.readouterr()

@@ -1038,10 +1038,6 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
     return line
 
 
-def print_notice(notice: Any) -> None:
-    _console().print(notice_line(notice), soft_wrap=True)
-
-
 _HELD_NAMES = {"step_done": "steps done", "event_received": "events received"}
 
 

@@ -27,13 +27,16 @@ def serve(
 ) -> None:
     """Serve deployed versions (token-authenticated, no reload)."""
     from wf.cli import render
+    from wf.cli.notices import NoticePrinter
     from wf.engine.runner import Notice
     from wf.server.main import Reporter, ServeOptions
     from wf.server.main import serve as run_server
 
+    notices = NoticePrinter()
+
     def on_notice(data: dict[str, Any]) -> None:
         with contextlib.suppress(TypeError):  # a notice of another shape: not worth a traceback
-            render.print_notice(Notice(**data))
+            notices.notice(Notice(**data))
 
     reporter = Reporter(
         token=lambda token, path, rotated: render.print_token(token, str(path), rotated),
@@ -52,4 +55,6 @@ def serve(
     except WfError as exc:
         typer.echo(f"wf: {exc}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        notices.flush()  # what the last iteration of the loop told
     raise typer.Exit(code)

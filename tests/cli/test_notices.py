@@ -1,5 +1,6 @@
-"""The dev server's terminal story under load: notices of one loop iteration printed together,
-at most ``LINES_PER_SECOND`` a second, the rest counted; failures always printed."""
+"""Notices on a server's terminal (``wf dev``'s reporter, ``wf serve``) under load: those of one
+loop iteration printed together, at most ``LINES_PER_SECOND`` a second, the rest counted;
+failures always printed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import asyncio
 
 import pytest
 
-from wf.cli.devchild import LINES_PER_SECOND, TerminalReporter
+from wf.cli.devchild import TerminalReporter
+from wf.cli.notices import LINES_PER_SECOND, NoticePrinter
 from wf.engine.runner import Notice
 
 
@@ -31,7 +33,7 @@ async def test_a_few_notices_are_printed_in_order_after_the_loop_turns(
 async def test_a_flood_is_counted_not_printed_and_failures_still_show(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    reporter = TerminalReporter()
+    reporter = NoticePrinter()
     for i in range(500):
         reporter.notice(Notice("completed", "shop", f"done{i}"))
     reporter.notice(
@@ -52,6 +54,6 @@ async def test_a_flood_is_counted_not_printed_and_failures_still_show(
 
 
 def test_without_an_event_loop_notices_print_at_once(capsys: pytest.CaptureFixture[str]) -> None:
-    reporter = TerminalReporter()
+    reporter = NoticePrinter()
     reporter.notice(Notice("completed", "shop", "now"))
     assert "shop/now ✅ completed" in capsys.readouterr().out
