@@ -580,3 +580,41 @@ def test_a_claim_round_reads_no_instance_it_does_not_claim(tmp_path: Path) -> No
         assert not any(step.startswith("SCAN") for step in plan), (sql, plan)
     crash_checks = [plan for sql, plan in plans.items() if "crashes >= " in sql]
     assert crash_checks and all("instances_crashed" in " ".join(p) for p in crash_checks)
+
+
+async def test_listing_by_status_and_the_retention_purge_read_only_what_they_return(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``wf instances list --status`` (and its count) and the hourly purge of old finished
+    instances search an index on exactly what they look for, not every instance of the
+    workflow or every finished one."""
+    from wf.engine.store import sqlite_file
+
+    statements: list[str] = []
+    real_connect = sqlite_file.connect
+
+    def tracing_connect(path: Path, durability: str) -> sqlite3.Connection:
+        conn = real_connect(path, durability)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite_file, "connect", tracing_connect)
+    store = SqliteStore(tmp_path / "wf.db", durability="os")
+    await store.open()
+    try:
+        await store.create_instances([new(f"i{n}") for n in range(20)], skip_existing=False)
+        statements.clear()
+        await store.list_instances(WF, status=Status.QUEUED, offset=0, limit=5, newest_first=True)
+        await store.purge_finished(1000.0)
+    finally:
+        await store.close()
+    wanted = [s for s in statements if "status = 'queued'" in s or "ended < " in s]
+    with closing(real_connect(tmp_path / "wf.db", "os")) as conn:
+        plans = {
+            sql: " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in wanted
+        }
+    assert len(plans) == 3, plans
+    for sql, plan in plans.items():
+        index = "instances_ended" if "ended < " in sql else "instances_by_status"
+        assert f"INDEX {index} (" in plan and "TEMP B-TREE" not in plan, (sql, plan)

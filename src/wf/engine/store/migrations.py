@@ -111,9 +111,11 @@ MIGRATIONS: list[str] = [
     ALTER TABLE instances ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0;
     """,
     # 5: the few instances whose process died under them, found without reading every waiting
-    # one (each claim round looks for those that crashed too often).
+    # one (each claim round looks for those that crashed too often); instances of one status
+    # listed and counted without reading the workflow's others.
     """
     CREATE INDEX instances_crashed ON instances (crashes) WHERE crashes > 0;
+    CREATE INDEX instances_by_status ON instances (workflow, status, created);
     """,
 ]
 

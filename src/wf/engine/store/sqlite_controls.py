@@ -219,7 +219,10 @@ def purge_finished(conn: sqlite3.Connection, before: float) -> int:
     pks = [
         row[0]
         for row in conn.execute(
-            f"SELECT pk FROM instances WHERE status IN {FINISHED_SQL} AND ended < ?", (before,)
+            # By when they ended: the status index would read every finished instance.
+            "SELECT pk FROM instances INDEXED BY instances_ended "
+            f"WHERE status IN {FINISHED_SQL} AND ended < ?",
+            (before,),
         )
     ]
     delete_instances(conn, pks)
