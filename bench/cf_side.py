@@ -28,10 +28,9 @@ from bench.common import (
     Group,
     Http,
     HttpApi,
-    drive_http,
     emit_result,
     free_port,
-    http_result,
+    measure_http,
     median,
     percentile,
     stop_on_sigterm,
@@ -140,15 +139,8 @@ def w2_http(args: argparse.Namespace) -> dict[str, Any]:
     api = three_api()
     with wrangler(args.dir, port) as server:
         ready = started(server, port)
-        drive_http(port, api, 40, args.threads, args.timeout)  # warm-up
-        run = drive_http(port, api, args.instances, args.threads, args.timeout)
-        rss = server.rss_kib()
-    return {
-        **http_result(run, args.instances, args.threads),
-        "startup_seconds": ready,
-        "server_rss_mib": rss / 1024,
-        "errored": run.failed,
-    }
+        result = measure_http(server, port, api, args, ready)
+    return result
 
 
 WORKLOADS = {"W1": w1, "W2-http": w2_http}

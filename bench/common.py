@@ -6,6 +6,7 @@ is not installed.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import http.client
 import json
@@ -348,16 +349,26 @@ def drive_http(port: int, api: HttpApi, count: int, threads: int, timeout: float
     return run
 
 
-def http_result(run: HttpRun, count: int, threads: int) -> dict[str, Any]:
+def measure_http(
+    server: Group, port: int, api: HttpApi, args: argparse.Namespace, startup: float
+) -> dict[str, Any]:
+    """W2-http against a server that is up: a warm-up, then ``args.instances`` instances by
+    ``args.threads`` clients; the figures, with the server's start-up time and its RSS."""
+    drive_http(port, api, 40, args.threads, args.timeout)  # warm-up
+    run = drive_http(port, api, args.instances, args.threads, args.timeout)
+    count = args.instances
     return {
         "instances": count,
-        "client_threads": threads,
+        "client_threads": args.threads,
         "seconds": run.seconds,
         "instances_per_s": count / run.seconds,
         "create_seconds": run.create_seconds,
         "creates_per_s": count / run.create_seconds,
         "polls_per_instance": run.polls / count,
         "failed": run.failed,
+        "startup_seconds": startup,
+        "server_rss_mib": server.rss_kib() / 1024,
+        "errored": run.failed,
     }
 
 

@@ -27,13 +27,12 @@ from bench.common import (
     Group,
     Http,
     HttpApi,
-    drive_http,
     emit_result,
     files_mib,
     free_port,
     fresh_db,
-    http_result,
     mark,
+    measure_http,
     median,
     peak_rss_kib,
     percentile,
@@ -224,15 +223,8 @@ def w2_http(args: argparse.Namespace) -> dict[str, Any]:
                 http.close()
 
         ready = server.wait_ready(healthy)
-        drive_http(port, api, 40, args.threads, args.timeout)  # warm-up
-        run = drive_http(port, api, args.instances, args.threads, args.timeout)
-        rss = server.rss_kib()
-    return {
-        **http_result(run, args.instances, args.threads),
-        "startup_seconds": ready,
-        "server_rss_mib": rss / 1024,
-        "errored": run.failed,
-    }
+        result = measure_http(server, port, api, args, ready)
+    return result
 
 
 # ---- W3: recovery after SIGKILL ---------------------------------------------------------------
