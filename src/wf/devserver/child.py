@@ -41,6 +41,7 @@ LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
 HEARTBEAT_SECONDS = 1.0
 DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
+ACCEPT_SETTLE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -252,6 +253,10 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 async def _drain_connections(runner: web.AppRunner) -> None:
     server = runner.server
     loop = asyncio.get_running_loop()
+    # A connection accepted just before the stop becomes one of server.connections a loop turn
+    # or two later (asyncio makes its transport in a task): look only once those have landed,
+    # else it is closed unanswered, its request unread, and the client sees a reset.
+    await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
     deadline = loop.time() + DRAIN_SECONDS
     while server is not None and server.connections and loop.time() < deadline:
         await asyncio.sleep(0.01)
