@@ -228,7 +228,9 @@ def test_describe_an_instance(server: LiveServer) -> None:
     client = server.client()
     trigger(client, "failing", "f1", {"card": "4242"})
     wait_status(client, "failing", "f1")
-    out = ok(wf(server, "instances", "describe", "failing", "f1"))
+    # 120 columns: at 100, a date with a two-digit month, day and hour ("11/27/2026, 10:05:05
+    # AM") leaves the attempts table too little room, and the error wraps onto a second row.
+    out = ok(wf(server, "instances", "describe", "failing", "f1", env={"COLUMNS": "120"}))
     lines = out.splitlines()
     assert lines[0] == "Describing instance f1:"
     # Values align two spaces after the longest label of the block (wrangler's layout).
