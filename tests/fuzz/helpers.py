@@ -22,10 +22,10 @@ from aiohttp import web
 from hypothesis import HealthCheck, settings
 
 from wf.devserver.api import create_app
+from wf.devserver.child import project_engine
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
-from wf.engine.store.sqlite import SqliteStore
-from wf.project import Project, load_project, load_workflows, read_dev_vars
+from wf.project import Project, load_project
 
 
 def fuzz(max_examples: int) -> settings:
@@ -227,20 +227,11 @@ class LiveApi:
 
 def start_live_api(config: Path) -> LiveApi:
     project = load_project(config)
-    specs = load_workflows(project)
-    secrets = read_dev_vars(project)
-    version_id = project.version_id()
-    engine = Engine(
-        SqliteStore(project.database, durability=project.engine.durability),
-        specs,
-        vars={**project.vars, **secrets},
-        settings=project.engine_settings(),
-        version_id=version_id,
-    )
+    engine = project_engine(project)
     state = ServerState(
         project_name=project.name,
         workflows=project.workflows,
-        version_id=version_id,
+        version_id=engine.version_id,
         bound_host="127.0.0.1",
         port=0,
     )

@@ -105,25 +105,28 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     base.workflows = project.workflows
     try:
         _private_folder(project.state_dir)
-        specs = load_workflows(project)
-        secrets = read_dev_vars(project)
-        version_id = project.version_id()
-        engine = Engine(
-            SqliteStore(project.database, durability=project.engine.durability),
-            specs,
-            vars={**project.vars, **secrets},
-            settings=project.engine_settings(),
-            version_id=version_id,
-            on_notice=reporter.notice,
-        )
+        engine = project_engine(project, on_notice=reporter.notice)
     except WfError as exc:
         base.load_error = str(exc)
         return _Loaded(project, base)
     except Exception as exc:  # an unexpected problem still leaves a server that says what
         base.load_error = f"{project.main_label}: {type(exc).__name__}: {exc}"
         return _Loaded(project, base)
-    base.version_id = version_id
+    base.version_id = engine.version_id
     return _Loaded(project, base, engine)
+
+
+def project_engine(project: Project, on_notice: Callable[[Notice], None] | None = None) -> Engine:
+    """The engine ``wf dev`` runs a project on: its workflows (imported now), vars and
+    ``.dev.vars`` secrets, ``[engine]`` settings, and the version id of its sources."""
+    return Engine(
+        SqliteStore(project.database, durability=project.engine.durability),
+        load_workflows(project),
+        vars={**project.vars, **read_dev_vars(project)},
+        settings=project.engine_settings(),
+        version_id=project.version_id(),
+        on_notice=on_notice,
+    )
 
 
 def _private_folder(folder: Path) -> None:

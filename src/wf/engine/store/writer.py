@@ -308,7 +308,21 @@ class _Committer:
             _settle([(job.pending, None, error) for job in batch if not job.pending._done])
 
 
-class InlineWriter:
+class _Counted:
+    """What both writers tell about their work: commits made, and writes they held."""
+
+    _committer: _Committer | None
+
+    @property
+    def commits(self) -> int:
+        return 0 if self._committer is None else self._committer.commits
+
+    @property
+    def jobs(self) -> int:
+        return 0 if self._committer is None else self._committer.jobs
+
+
+class InlineWriter(_Counted):
     """Commits on the thread of the event loop that submitted: a submit schedules one flush on
     its loop (``call_soon``), which commits every write submitted until then. A submit from a
     thread without an event loop commits at once. Commits from several threads take turns.
@@ -343,14 +357,6 @@ class InlineWriter:
         # costs a system call (getpid) each time.
         self._home: asyncio.AbstractEventLoop | None = None
         self._home_thread = 0
-
-    @property
-    def commits(self) -> int:
-        return 0 if self._committer is None else self._committer.commits
-
-    @property
-    def jobs(self) -> int:
-        return 0 if self._committer is None else self._committer.jobs
 
     def start(self) -> None:
         conn = self._connect()
@@ -440,7 +446,7 @@ class InlineWriter:
             committer.close()
 
 
-class GroupCommitWriter:
+class GroupCommitWriter(_Counted):
     """Commits on a thread of its own whatever was submitted while the last commit ran."""
 
     def __init__(
@@ -460,14 +466,6 @@ class GroupCommitWriter:
         self._ready = concurrent.futures.Future[None]()
         self._closed = False
         self._committer: _Committer | None = None
-
-    @property
-    def commits(self) -> int:
-        return 0 if self._committer is None else self._committer.commits
-
-    @property
-    def jobs(self) -> int:
-        return 0 if self._committer is None else self._committer.jobs
 
     def start(self) -> None:
         self._thread.start()
