@@ -22,6 +22,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from wf.devserver import handoff
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice
@@ -40,8 +41,7 @@ log = logging.getLogger("wf.server")
 LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
 HEARTBEAT_SECONDS = 1.0
-DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
-ACCEPT_SETTLE_SECONDS = 0.1
+DRAIN_SECONDS = 10.0  # a request in progress gets this long to be answered before a reload
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,8 @@ class ChildOptions:
 
     config_path: str
     listen_fd: int
-    parent_fd: int  # read end of a pipe: EOF means the supervisor is gone
+    control_fd: int  # the supervisor's socket: a successor to hand over to, or EOF (it is gone)
+    inbox_fd: int  # connections handed over by the previous child arrive here
     host: str
     port: int
     heartbeat_fd: int = -1  # write end of a pipe: a byte a second while the event loop is free
@@ -180,44 +181,70 @@ def _beat(fd: int) -> None:
     asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat, fd)
 
 
-def _watch_parent(fd: int, stop: Callable[[], None]) -> None:
-    """Stop when the supervisor dies (its end of the pipe closes), even by SIGKILL."""
+def _watch_supervisor(
+    control: socket.socket, stop: Callable[[handoff.Successor | None], None]
+) -> None:
+    """The supervisor's word: a successor's socket means "stop, and hand your connections to the
+    next child"; the end of the channel means the supervisor is gone (even by SIGKILL)."""
     loop = asyncio.get_running_loop()
+    control.setblocking(False)
 
     def readable() -> None:
-        try:
-            data = os.read(fd, 1024)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            stop()
+        successor = handoff.receive_successor(control)
+        if successor is None:
+            try:
+                if control.recv(1, socket.MSG_PEEK):
+                    return  # not a whole message yet
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass
+        loop.remove_reader(control.fileno())
+        stop(successor)
 
-    loop.add_reader(fd, readable)
+    loop.add_reader(control.fileno(), readable)
+
+
+class _Stop:
+    """Why and how this child stops: told to hand over (a reload) or just to stop."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.successor: handoff.Successor | None = None
+
+    def __call__(self, successor: handoff.Successor | None = None) -> None:
+        if self.event.is_set():
+            if successor is not None:
+                successor.close()
+            return
+        self.successor = successor
+        self.event.set()
 
 
 async def serve(options: ChildOptions, reporter: Reporter) -> int:
     from wf.devserver.api import create_app
 
-    stopping = asyncio.Event()
+    stop = _Stop()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    _watch_parent(options.parent_fd, stopping.set)
+        loop.add_signal_handler(sig, stop)
+    _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
+    inbox = handoff.Inbox(socket.socket(fileno=options.inbox_fd))
 
     loaded = _load(options, reporter)
     state = loaded.state
     engine = loaded.engine
     if engine is not None:
         problem = await _start_engine(
-            engine, stopping, options.after_crash, first=options.generation == 0
+            engine, stop.event, options.after_crash, first=options.generation == 0
         )
         if problem is None:
             state.engine = engine
         else:
             state.load_error = problem
             engine = None
-    if stopping.is_set():  # superseded by a newer child before it could serve
+    if stop.event.is_set():  # superseded by a newer child before it could serve
+        await _pass_on(inbox, stop.successor)
         if engine is not None:
             await engine.stop()
         return 0
@@ -226,11 +253,14 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
-    app.on_response_prepare.append(_close_connections)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    closing = handoff.Closing()
+    app.middlewares.append(closing.middleware)
+    runner = handoff.HandoffRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
+    assert runner.server is not None
+    inbox.serve(handoff.adopter(runner.server))
     _beat(options.heartbeat_fd)
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
@@ -239,36 +269,37 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     else:
         reporter.reloaded(options.changes)
     try:
-        await stopping.wait()
+        await stop.event.wait()
     finally:
-        # Stop accepting (the next child takes new connections from the shared backlog), then
-        # let every connection already accepted send its one request and get its answer (there
-        # is no keep-alive, so each closes after that). Closing at once would drop a connection
-        # accepted a moment ago whose request had not arrived yet.
+        # Stop accepting: the next child takes new connections from the shared backlog.
         await site.stop()
-        await _drain_connections(runner)
+        if stop.successor is not None:
+            # A reload: every open connection goes to the next child once its request in
+            # progress (if any) is answered here, so a client keeping it sees nothing.
+            inbox.forward(stop.successor)
+            left = await handoff.hand_over(runner.server, stop.successor, DRAIN_SECONDS)
+            if left:
+                log.warning("%d connection(s) still busy after %.0f s: closed", left, DRAIN_SECONDS)
+        else:
+            await handoff.close_all(runner.server, closing, DRAIN_SECONDS)
+        await _pass_on(inbox, stop.successor)
         await runner.cleanup()
         if engine is not None:
             await engine.stop(grace=STOP_GRACE_SECONDS)
     return 0
 
 
-async def _drain_connections(runner: web.AppRunner) -> None:
-    server = runner.server
-    loop = asyncio.get_running_loop()
-    # A connection accepted just before the stop becomes one of server.connections a loop turn
-    # or two later (asyncio makes its transport in a task): look only once those have landed,
-    # else it is closed unanswered, its request unread, and the client sees a reset.
-    await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
-    deadline = loop.time() + DRAIN_SECONDS
-    while server is not None and server.connections and loop.time() < deadline:
-        await asyncio.sleep(0.01)
-
-
-async def _close_connections(request: web.Request, response: web.StreamResponse) -> None:
-    # No keep-alive: a reload must never leave a client holding a connection to a child that
-    # is going away. Each request is a new connection, queued by the kernel while children swap.
-    response.force_close()
+async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) -> None:
+    """Connections handed to this child that it will not serve go on to its successor (or are
+    closed, when there is none); then the successor may stop waiting for more."""
+    if successor is None:
+        inbox.serve(lambda conn: conn.close())
+    else:
+        inbox.forward(successor)  # again is harmless
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(inbox.closed.wait(), DRAIN_SECONDS)
+    if successor is not None:
+        successor.close()
 
 
 def _display_host(host: str) -> str:

@@ -1,7 +1,8 @@
 """The ``wf dev`` parent: bind the socket once, watch the project, start a fresh child per change.
 
 The listening socket outlives every child, so while one child stops and the next starts, new
-connections wait in the kernel's backlog instead of being refused.
+connections wait in the kernel's backlog instead of being refused; open connections are handed
+from the old child to the new one (``wf.devserver.handoff``), so keep-alive clients see nothing.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ from wf.errors import WfError
 from wf.project import CONFIG_NAME, DEV_VARS_NAME, IGNORED_DIRS
 
 STOP_TIMEOUT = 10.0  # a child gets this long to stop after SIGTERM, then SIGKILL
+HANDOVER_TIMEOUT = 30.0  # a retired child answers its requests in progress, then stops
 CRASH_BACKOFF = 1.0
 WATCHDOG_SECONDS = 8.0  # a child silent this long after it started serving is hung
 
 
 class _Child:
-    """A child process, the pipe whose end tells it the supervisor is alive, and the pipe its
-    heartbeats come back on."""
+    """A child process, the socket the supervisor talks to it on (its end closing tells the
+    child the supervisor is gone), and the pipe its heartbeats come back on."""
 
-    def __init__(self, process: subprocess.Popen[bytes], alive_pipe: int, beats: int) -> None:
+    def __init__(
+        self, process: subprocess.Popen[bytes], control: socket.socket, beats: int
+    ) -> None:
         self.process = process
-        self.alive_pipe = alive_pipe
+        self.control = control
         self.beats = beats
         self.last_beat: float | None = None  # armed once it serves
         self.killed_as_hung = False
@@ -53,11 +57,21 @@ class _Child:
             return True
         return False
 
+    def hand_over_to(self, successor_inbox: socket.socket) -> bool:
+        """Tell the child to stop and give its connections to the successor whose inbox's
+        sending end this is. False if the child is gone."""
+        try:
+            socket.send_fds(self.control, [b"h"], [successor_inbox.fileno()])
+            return True
+        except OSError:
+            return False
+
     def close(self) -> None:
-        for fd in (self.alive_pipe, self.beats):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.alive_pipe = self.beats = -1
+        with contextlib.suppress(OSError):
+            self.control.close()
+        with contextlib.suppress(OSError):
+            os.close(self.beats)
+        self.beats = -1
 
 
 class PortInUse(WfError):
@@ -118,14 +132,18 @@ class Supervisor:
         self._generation = 0
         self._retiring: list[threading.Thread] = []
 
-    def _spawn(self, changes: list[str], after_crash: bool = False) -> _Child:
+    def _spawn(self, changes: list[str], after_crash: bool = False) -> tuple[_Child, socket.socket]:
+        """Start a child; returns it and the sending end of its inbox (for its predecessor's
+        connections: hand it to the predecessor, or close it when there is none)."""
         assert self._sock is not None
-        parent_read, parent_write = os.pipe()
+        control, child_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        inbox_sender, inbox = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         beat_read, beat_write = os.pipe()
         options = ChildOptions(
             config_path=str(self.config_path),
             listen_fd=self._sock.fileno(),
-            parent_fd=parent_read,
+            control_fd=child_control.fileno(),
+            inbox_fd=inbox.fileno(),
             heartbeat_fd=beat_write,
             host=self.host,
             port=self.port,
@@ -137,39 +155,64 @@ class Supervisor:
         try:
             process = subprocess.Popen(
                 [*self.child_command, options.to_json()],
-                pass_fds=(self._sock.fileno(), parent_read, beat_write),
+                pass_fds=(self._sock.fileno(), child_control.fileno(), inbox.fileno(), beat_write),
                 cwd=self.root,
             )
+        except BaseException:
+            for end in (control, inbox_sender):
+                end.close()
+            raise
         finally:
-            os.close(parent_read)
+            child_control.close()
+            inbox.close()
             os.close(beat_write)
         os.set_blocking(beat_read, False)
-        return _Child(process, parent_write, beat_read)
+        return _Child(process, control, beat_read), inbox_sender
+
+    def _start(self, after_crash: bool = False) -> _Child:
+        """A child with no predecessor to take connections from."""
+        child, inbox_sender = self._spawn([], after_crash=after_crash)
+        inbox_sender.close()
+        return child
 
     def _stop_child(self, child: _Child) -> None:
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
+        self._reap(child, STOP_TIMEOUT)
+
+    def _reap(self, child: _Child, timeout: float) -> None:
         try:
-            child.process.wait(STOP_TIMEOUT)
+            child.process.wait(timeout)
         except subprocess.TimeoutExpired:
             child.process.kill()
             child.process.wait()
         child.close()
 
-    def _retire(self, child: _Child) -> None:
-        """Stop an old child in the background while the new one starts."""
-        if child.process.poll() is None:
-            child.process.send_signal(signal.SIGTERM)
-        reaper = threading.Thread(target=self._stop_child, args=(child,), daemon=True)
+    def _reload(self, child: _Child, changes: list[str]) -> _Child:
+        """Start the next child and retire ``child``, which hands its connections over to it
+        and stops in the background while the new one starts."""
+        successor, inbox_sender = self._spawn(changes)
+        try:
+            handed = child.hand_over_to(inbox_sender)
+        finally:
+            inbox_sender.close()
+        # No SIGTERM after a hand-over: it would race the message and close the connections.
+        if handed:
+            reaper = threading.Thread(
+                target=self._reap, args=(child, HANDOVER_TIMEOUT), daemon=True
+            )
+        else:  # it is going or gone already
+            reaper = threading.Thread(target=self._stop_child, args=(child,), daemon=True)
         reaper.start()
         self._retiring = [t for t in self._retiring if t.is_alive()] + [reaper]
+        return successor
 
     def run(self) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         self._sock = bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        child = self._spawn([])
+        child = self._start()
         crashed_at: float | None = None
         watch_filter = ProjectFilter(self.root, self.state_dir)
         try:
@@ -185,8 +228,7 @@ class Supervisor:
                     break
                 if changes:
                     names = sorted({self._relative(path) for _, path in changes})
-                    self._retire(child)
-                    child = self._spawn(names)
+                    child = self._reload(child, names)
                     crashed_at = None
                     continue
                 if child.hung():
@@ -209,14 +251,14 @@ class Supervisor:
                         self.say(f"the server process exited with code {code}; restarting it")
                 if now - crashed_at >= CRASH_BACKOFF:
                     child.close()
-                    child = self._spawn([], after_crash=True)
+                    child = self._start(after_crash=True)
                     crashed_at = None
         except KeyboardInterrupt:
             pass
         finally:
             self._stop_child(child)
             for reaper in self._retiring:  # old children too: none may outlive wf dev
-                reaper.join(STOP_TIMEOUT + 5)
+                reaper.join(HANDOVER_TIMEOUT + 5)
             self._sock.close()
         return 0
 

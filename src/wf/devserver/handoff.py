@@ -1,0 +1,261 @@
+"""Keep-alive across reloads: an old ``wf dev`` child hands its client connections to the next.
+
+A connection is handed over only *at rest*: its last response fully written, no byte of a next
+request read yet. The old child stops reading it and sends the socket itself (``SCM_RIGHTS``
+over a Unix socket) to the new child, which serves whatever the client sends next; bytes that
+arrive meanwhile wait in the kernel. No connection is ever closed under a client that may be
+sending on it, so a reload is invisible even to a client that never retries a POST.
+
+This leans on aiohttp's request handler internals (which connection is waiting for a request);
+``tests/devserver/test_handoff.py`` pins that behaviour so an aiohttp upgrade that changes it
+fails CI, not a user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+
+log = logging.getLogger("wf.server")
+
+_TAG = b"c"  # every message is one byte carrying one socket
+
+
+class HandoffHandler(RequestHandler):
+    """aiohttp's request handler, counting the bytes it read so it knows when it is at rest."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.bytes_read = 0
+        self.bytes_answered = 0  # bytes read when the last response started to be written
+
+    def data_received(self, data: bytes) -> None:
+        self.bytes_read += len(data)
+        super().data_received(data)
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        # Clients do not pipeline: whatever was read by now belonged to this request.
+        self.bytes_answered = self.bytes_read
+        return await super().finish_response(request, resp, start_time)
+
+    def at_rest(self) -> bool:
+        """Waiting for a request of which no byte has been read, on an open plain HTTP socket."""
+        waiter = self._waiter
+        return (
+            waiter is not None
+            and not waiter.done()
+            and not self._messages
+            and self.bytes_read == self.bytes_answered
+            and not self._upgraded
+            and self._payload_parser is None
+            and not self._force_close
+            and not self._close
+            and self.transport is not None
+            and not self.transport.is_closing()
+        )
+
+
+class HandoffServer(web.Server):
+    """aiohttp's server, with a ``HandoffHandler`` for each connection."""
+
+    def __call__(self) -> RequestHandler:
+        return HandoffHandler(self, loop=self._loop, **self._kwargs)
+
+
+class HandoffRunner(web.AppRunner):
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = HandoffServer  # same state; only the handler class it makes differs
+        return server
+
+
+def detach(handler: HandoffHandler) -> socket.socket | None:
+    """Take the client socket away from ``handler`` (which then forgets the connection without
+    ending it): the caller owns the returned socket. None if the handler is not at rest."""
+    if not handler.at_rest():
+        return None
+    transport = handler.transport
+    assert transport is not None
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        return None
+    transport.pause_reading()  # from here on, what the client sends stays in the kernel
+    sock = socket.socket(fileno=os.dup(raw.fileno()))
+    # Closing our descriptor does not end the connection while the duplicate lives: the kernel
+    # sends FIN only when the last one is closed. ``abort`` drops any queued write (none: at rest).
+    transport.abort()
+    return sock
+
+
+class Successor:
+    """The sending end of the Unix socket to the next child."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(True)
+
+    def send(self, conn: socket.socket) -> bool:
+        """Pass ``conn`` on (and close our copy). False if the next child is gone."""
+        try:
+            socket.send_fds(self.sock, [_TAG], [conn.fileno()])
+            return True
+        except OSError as exc:
+            log.debug("cannot hand a connection over: %s", exc)
+            return False
+        finally:
+            conn.close()
+
+    def pass_on(self, conn: socket.socket) -> None:
+        self.send(conn)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class Inbox:
+    """The receiving end: connections handed over by the previous child, until it is done (EOF).
+
+    Until ``serve`` is called, received connections wait unread; ``forward`` passes everything
+    (waiting and still to come) on to a successor instead.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.waiting: list[socket.socket] = []
+        self.closed = asyncio.Event()
+        self._deliver: Callable[[socket.socket], None] = self.waiting.append
+        asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
+
+    def _readable(self) -> None:
+        while True:
+            try:
+                data, fds, _flags, _addr = socket.recv_fds(self.sock, 1, 16)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data, fds = b"", []
+            for fd in fds:
+                self._deliver(socket.socket(fileno=fd))
+            if not data:
+                self._close()
+                return
+
+    def _close(self) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.closed.set()
+
+    def serve(self, adopt: Callable[[socket.socket], None]) -> None:
+        """Serve the waiting connections, and those still to come, with ``adopt``."""
+        self._deliver = adopt
+        waiting, self.waiting = self.waiting, []
+        for conn in waiting:
+            adopt(conn)
+
+    def forward(self, successor: Successor) -> None:
+        self.serve(successor.pass_on)
+
+
+def adopter(server: web.Server) -> Callable[[socket.socket], None]:
+    """Serve a handed-over connection as if this child had accepted it."""
+    loop = asyncio.get_running_loop()
+
+    def adopt(conn: socket.socket) -> None:
+        conn.setblocking(False)
+        task = loop.create_task(loop.connect_accepted_socket(server, sock=conn))
+        task.add_done_callback(_log_failure)
+
+    return adopt
+
+
+def _log_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("cannot serve a handed-over connection: %s", task.exception())
+
+
+def receive_successor(control: socket.socket) -> Successor | None:
+    """Read the successor's socket from the supervisor's message, if that is what came."""
+    try:
+        _data, fds, _flags, _addr = socket.recv_fds(control, 1, 1)
+    except (BlockingIOError, InterruptedError):
+        return None
+    except OSError:
+        return None
+    if fds:
+        return Successor(socket.socket(fileno=fds[0]))
+    return None
+
+
+def pair() -> tuple[socket.socket, socket.socket]:
+    """(sending end, receiving end) of a channel for handed-over connections."""
+    send, receive = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    return send, receive
+
+
+class Closing:
+    """While set, every response says ``Connection: close`` (the server is going away for good).
+
+    A middleware, not ``on_response_prepare``: aiohttp has chosen the headers by then."""
+
+    def __init__(self) -> None:
+        self.active = False
+
+    @web.middleware
+    async def middleware(
+        self, request: web.Request, handler: Callable[[web.Request], Any]
+    ) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if self.active:
+            response.force_close()
+        return response
+
+
+SETTLE_SECONDS = 0.1  # a connection accepted just before the stop is known a loop turn or two later
+POLL_SECONDS = 0.005
+
+
+async def hand_over(server: web.Server, successor: Successor, seconds: float) -> int:
+    """Give every connection to ``successor`` as soon as it is at rest (a request in progress is
+    answered here first), for up to ``seconds``. Returns how many are left (still busy)."""
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(SETTLE_SECONDS)
+    deadline = loop.time() + seconds
+    while True:
+        for handler in server.connections:
+            if isinstance(handler, HandoffHandler):
+                conn = detach(handler)
+                if conn is not None:
+                    successor.send(conn)
+        if not server.connections or loop.time() >= deadline:
+            return len(server.connections)
+        await asyncio.sleep(POLL_SECONDS)
+
+
+async def close_all(server: web.Server, closing: Closing, seconds: float) -> None:
+    """The server is going away: close idle connections now, answer busy ones (with
+    ``Connection: close``) for up to ``seconds``."""
+    closing.active = True
+    loop = asyncio.get_running_loop()
+    await asyncio.sleep(SETTLE_SECONDS)
+    deadline = loop.time() + seconds
+    while True:
+        for handler in server.connections:
+            if isinstance(handler, HandoffHandler) and handler.at_rest():
+                handler.force_close()
+        if not server.connections or loop.time() >= deadline:
+            return
+        await asyncio.sleep(POLL_SECONDS)

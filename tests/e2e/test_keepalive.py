@@ -1,0 +1,252 @@
+"""Keep-alive clients see nothing of reloads (issue 9): the HTTP clients people use, each keeping
+its connection and never retrying, send POSTs and GETs back to back through ten reloads of
+``wf dev`` (and against ``wf serve``): no request fails, every acknowledged instance exists."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+import requests
+from requests.adapters import HTTPAdapter
+
+from tests.e2e.helpers import dev_server, wait_until
+from tests.e2e.serve_helpers import serving
+
+pytestmark = pytest.mark.slow
+
+RELOADS = 10
+WF_TOML = """\
+name = "keepalive"
+main = "workflows.py"
+
+[[workflows]]
+name = "hello"
+binding = "HELLO"
+class_name = "Hello"
+"""
+WORKFLOWS = """\
+from wf import WorkflowEntrypoint
+
+
+def answer() -> int:
+    return 42
+
+
+class Hello(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return {"answer": await step.do("answer", answer)}
+"""
+
+
+@dataclass
+class Tally:
+    """What one client saw: the ids it was told were created, and every failed request."""
+
+    client: str
+    acknowledged: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    requests: int = 0
+
+
+# Each client: send(method, path, body) -> (status, decoded body), on one kept connection.
+Send = Callable[[str, str, Any], tuple[int, Any]]
+
+
+def run_client(tally: Tally, send: Send, keep_going: threading.Event, minimum: int) -> None:
+    n = 0
+    while keep_going.is_set() or n < minimum:
+        instance_id = f"{tally.client}-{n}"
+        n += 1
+        for method, path, body in (
+            ("POST", "/api/workflows/hello/instances", {"id": instance_id}),
+            ("GET", f"/api/workflows/hello/instances/{instance_id}", None),
+        ):
+            tally.requests += 1
+            try:
+                status, answer = send(method, path, body)
+            except Exception as exc:
+                tally.failures.append(f"{method} {path}: {type(exc).__name__}: {exc}")
+                continue
+            if status not in (200, 201):
+                tally.failures.append(f"{method} {path}: {status} {answer}")
+            elif method == "POST":
+                tally.acknowledged.append(instance_id)
+
+
+def http_client_sender(port: int, headers: dict[str, str]) -> tuple[Send, Callable[[], None]]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    sockets: set[int] = set()
+
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        connection.request(method, path, body=data, headers=headers)
+        response = connection.getresponse()
+        answer = json.loads(response.read())
+        assert connection.sock is not None, "the server closed a kept connection"
+        sockets.add(id(connection.sock))
+        return response.status, answer
+
+    def check() -> None:
+        # http.client reconnects silently when the server closed the socket: it never did.
+        assert len(sockets) == 1, f"http.client used {len(sockets)} connections"
+        connection.close()
+
+    return send, check
+
+
+def requests_sender(url: str, headers: dict[str, str]) -> tuple[Send, Callable[[], None]]:
+    session = requests.Session()
+    session.mount("http://", HTTPAdapter(max_retries=0))  # no retry may hide a reset
+
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        response = session.request(method, url + path, json=body, headers=headers, timeout=30)
+        return response.status_code, response.json()
+
+    return send, session.close
+
+
+def httpx_sender(url: str, headers: dict[str, str]) -> tuple[Send, Callable[[], None]]:
+    client = httpx.Client(
+        base_url=url, headers=headers, timeout=30, transport=httpx.HTTPTransport(retries=0)
+    )
+
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        response = client.request(method, path, json=body)
+        return response.status_code, response.json()
+
+    return send, client.close
+
+
+def aiohttp_sender(url: str, headers: dict[str, str]) -> tuple[Send, Callable[[], None]]:
+    """aiohttp's ClientSession on an event loop of its own thread."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def make() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(url, headers=headers, connector=aiohttp.TCPConnector(limit=1))
+
+    session = asyncio.run_coroutine_threadsafe(make(), loop).result()
+
+    async def request(method: str, path: str, body: Any) -> tuple[int, Any]:
+        async with session.request(method, path, json=body) as response:
+            return response.status, await response.json()
+
+    def send(method: str, path: str, body: Any) -> tuple[int, Any]:
+        return asyncio.run_coroutine_threadsafe(request(method, path, body), loop).result(30)
+
+    def close() -> None:
+        asyncio.run_coroutine_threadsafe(session.close(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+    return send, close
+
+
+def senders(
+    url: str, port: int, headers: dict[str, str]
+) -> dict[str, tuple[Send, Callable[[], None]]]:
+    return {
+        "httpclient": http_client_sender(port, headers),
+        "requests": requests_sender(url, headers),
+        "httpx": httpx_sender(url, headers),
+        "aiohttp": aiohttp_sender(url, headers),
+    }
+
+
+def exercise(
+    url: str, port: int, headers: dict[str, str], between: Callable[[list[Tally]], object]
+) -> list[Tally]:
+    """Run the four clients while ``between`` does its work (reloads, or nothing)."""
+    clients = senders(url, port, headers)
+    tallies = [Tally(name) for name in clients]
+    keep_going = threading.Event()
+    keep_going.set()
+    threads = [
+        threading.Thread(target=run_client, args=(tally, send, keep_going, 25), daemon=True)
+        for tally, (send, _) in zip(tallies, clients.values(), strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        between(tallies)
+    finally:
+        keep_going.clear()
+        for thread in threads:
+            thread.join(120)
+    for _, check in clients.values():
+        check()
+    return tallies
+
+
+def reload_count(output: str) -> int:
+    return output.count("reloaded after changes to workflows.py")
+
+
+def test_keep_alive_clients_through_ten_reloads_of_wf_dev(tmp_path: Path) -> None:
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(WORKFLOWS)
+    with dev_server(tmp_path) as server:
+
+        def reload_ten_times(tallies: list[Tally]) -> None:
+            def sent() -> int:
+                return sum(tally.requests for tally in tallies)
+
+            for n in range(1, RELOADS + 1):
+                source.write_text(WORKFLOWS + f"\n# edit {n}\n")
+                wait_until(
+                    lambda n=n: reload_count(server.output()) >= n,  # type: ignore[misc]
+                    timeout=30,
+                    what=f"reload {n}",
+                )
+                # Let requests flow on the new child before the next edit.
+                before = sent()
+                wait_until(lambda before=before: sent() > before + 20)  # type: ignore[misc]
+
+        tallies = exercise(server.url, server.port, {}, reload_ten_times)
+        assert reload_count(server.output()) >= RELOADS
+        check_tallies(tallies, lambda i: server_instance(server.url, i))
+
+
+def server_instance(url: str, instance_id: str, headers: dict[str, str] | None = None) -> Any:
+    response = requests.get(f"{url}/api/workflows/hello/instances/{instance_id}", headers=headers)
+    return response.json()["result"]
+
+
+def check_tallies(tallies: list[Tally], instance: Callable[[str], Any]) -> None:
+    for tally in tallies:
+        assert tally.failures == [], (tally.client, tally.failures[:5])
+        assert len(tally.acknowledged) >= 25, (tally.client, len(tally.acknowledged))
+    for tally in tallies:
+        for instance_id in tally.acknowledged:
+            wait_until(
+                lambda i=instance_id: instance(i)["status"] == "complete",  # type: ignore[misc]
+                timeout=60,
+                what=f"{instance_id} to complete",
+            )
+            assert instance(instance_id)["output"] == {"answer": 42}
+
+
+def test_keep_alive_clients_against_wf_serve(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "wf.toml").write_text(WF_TOML)
+    (project / "workflows.py").write_text(WORKFLOWS)
+    with serving(tmp_path) as server:
+        server.deploy(project)
+        headers = {"Authorization": f"Bearer {server.token}"}
+        done = threading.Event()
+        tallies = exercise(server.url, server.port, headers, lambda _: done.wait(2))
+        check_tallies(tallies, lambda i: server_instance(server.url, i, headers))
