@@ -70,15 +70,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = ""
 class DevServer:
     """``wf dev`` in its own session, so the test can kill it (and its child) as a group."""
 
-    def __init__(self, project: Path, port: int) -> None:
+    def __init__(self, project: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.project = project
         self.port = port
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.log = project / f"dev-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DevServer:
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **self.env}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [*WF, "dev", "--port", str(self.port)],
@@ -125,8 +126,10 @@ class DevServer:
 
 
 @contextmanager
-def dev_server(project: Path, port: int | None = None) -> Iterator[DevServer]:
-    server = DevServer(project, port or free_port())
+def dev_server(
+    project: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[DevServer]:
+    server = DevServer(project, port or free_port(), env)
     try:
         yield server.start()
     finally:

@@ -250,3 +250,70 @@ def test_keep_alive_clients_against_wf_serve(tmp_path: Path) -> None:
         done = threading.Event()
         tallies = exercise(server.url, server.port, headers, lambda _: done.wait(2))
         check_tallies(tallies, lambda i: server_instance(server.url, i, headers))
+
+
+SLOW_WORKFLOWS = """\
+import os
+import time
+from pathlib import Path
+
+from wf import WorkflowEntrypoint
+
+HERE = Path(__file__).parent
+
+
+def slow() -> str:
+    (HERE / "started").touch()
+    while not (HERE / "release").exists():
+        time.sleep(0.01)
+    return "done"
+
+
+class Hello(WorkflowEntrypoint):
+    async def run(self, event, step):
+        if event.payload.get("slow"):
+            return {"answer": await step.do("slow", slow)}
+        return {"answer": await step.do("answer", lambda: 42)}
+"""
+
+
+def lock_holder(project: Path) -> str:
+    return next((project / ".wf").glob("*.lock")).read_text().strip()
+
+
+def test_a_reload_answers_while_the_old_child_finishes_a_step(tmp_path: Path) -> None:
+    """The old child keeps the database while its running step finishes (here: until the test
+    lets it); the new child answers reads and writes meanwhile, and runs what it took once it
+    has the engine."""
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": "120"}) as server:
+        session = requests.Session()
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert session.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        old_child = lock_holder(tmp_path)
+
+        source.write_text(SLOW_WORKFLOWS + "\n# edited\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the reload")
+        # The new child serves while the old one still holds the database for its step.
+        created = session.post(url, json={"id": "during-reload"})
+        assert created.status_code == 201, created.text
+        listed = session.get(url)
+        assert listed.ok and {i["id"] for i in listed.json()["result"]} >= {"slow", "during-reload"}
+        described = session.get(f"{url}/slow")
+        assert described.json()["result"]["status"] == "running"
+        assert lock_holder(tmp_path) == old_child
+
+        (tmp_path / "release").touch()
+        for instance_id in ("slow", "during-reload"):
+            wait_until(
+                lambda i=instance_id: (
+                    session.get(f"{url}/{i}").json()["result"]["status"]  # type: ignore[misc]
+                    == "complete"
+                ),
+                what=f"{instance_id} to complete",
+            )
+        assert lock_holder(tmp_path) != old_child
+        session.close()

@@ -23,6 +23,7 @@ from typing import Protocol
 from aiohttp import web
 
 from wf.devserver import handoff
+from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice
@@ -40,6 +41,7 @@ log = logging.getLogger("wf.server")
 
 LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
+GRACE_VARIABLE = "WF_DEV_RELOAD_GRACE"  # seconds, instead of STOP_GRACE_SECONDS
 HEARTBEAT_SECONDS = 1.0
 DRAIN_SECONDS = 10.0  # a request in progress gets this long to be answered before a reload
 
@@ -234,19 +236,23 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     loaded = _load(options, reporter)
     state = loaded.state
     engine = loaded.engine
-    if engine is not None:
-        problem = await _start_engine(
-            engine, stop.event, options.after_crash, first=options.generation == 0
+    first = options.generation == 0
+    standby: Standby | None = None
+    taking_over: asyncio.Task[None] | None = None
+    if engine is not None and not first and _held_elsewhere(engine):
+        # The previous child is finishing its step attempts: answer meanwhile (a reload
+        # should not stall the API), and take the engine over as soon as it lets go.
+        standby = await Standby.join(engine, reporter.notice)
+    if engine is not None and standby is None:
+        await _take_over(state, engine, stop.event, options.after_crash, first, reporter=None)
+    elif engine is not None:
+        state.engine = standby
+        taking_over = asyncio.create_task(
+            _take_over(state, engine, stop.event, options.after_crash, first, reporter)
         )
-        if problem is None:
-            state.engine = engine
-        else:
-            state.load_error = problem
-            engine = None
     if stop.event.is_set():  # superseded by a newer child before it could serve
         await _pass_on(inbox, stop.successor)
-        if engine is not None:
-            await engine.stop()
+        await _stop_engine(state, engine, standby, taking_over, grace=0.0)
         return 0
     if state.load_error:
         reporter.error(state.load_error)
@@ -271,8 +277,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     try:
         await stop.event.wait()
     finally:
-        # Stop accepting: the next child takes new connections from the shared backlog.
-        await site.stop()
+        await handoff.stop_accepting(site, sock)
         if stop.successor is not None:
             # A reload: every open connection goes to the next child once its request in
             # progress (if any) is answered here, so a client keeping it sees nothing.
@@ -284,9 +289,54 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
             await handoff.close_all(runner.server, closing, DRAIN_SECONDS)
         await _pass_on(inbox, stop.successor)
         await runner.cleanup()
-        if engine is not None:
-            await engine.stop(grace=STOP_GRACE_SECONDS)
+        await _stop_engine(state, engine, standby, taking_over, grace=_reload_grace())
     return 0
+
+
+async def _take_over(
+    state: ServerState,
+    engine: Engine,
+    stopping: asyncio.Event,
+    after_crash: bool,
+    first: bool,
+    reporter: Reporter | None,
+) -> None:
+    """Start the engine (waiting for the previous child's lock) and serve the API through it."""
+    problem = await _start_engine(engine, stopping, after_crash, first)
+    if problem is None:
+        state.engine = engine
+        return
+    state.engine = None
+    state.load_error = problem
+    if reporter is not None and not stopping.is_set():
+        reporter.error(problem)
+
+
+async def _stop_engine(
+    state: ServerState,
+    engine: Engine | None,
+    standby: Standby | None,
+    taking_over: asyncio.Task[None] | None,
+    grace: float,
+) -> None:
+    if taking_over is not None:
+        await taking_over  # returns at once: it gives up when told to stop
+    if standby is not None:
+        await standby.close()
+    if engine is not None and state.engine is engine:
+        await engine.stop(grace=grace)
+
+
+def _reload_grace() -> float:
+    try:
+        seconds = float(os.environ.get(GRACE_VARIABLE, STOP_GRACE_SECONDS))
+    except ValueError:
+        return STOP_GRACE_SECONDS
+    return seconds if 0 <= seconds <= 3600 else STOP_GRACE_SECONDS
+
+
+def _held_elsewhere(engine: Engine) -> bool:
+    return isinstance(engine.store, SqliteStore) and engine.store.held_elsewhere()
 
 
 async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) -> None:

@@ -224,15 +224,29 @@ class Closing:
         return response
 
 
-SETTLE_SECONDS = 0.1  # a connection accepted just before the stop is known a loop turn or two later
+SETTLE_SECONDS = 0.05
 POLL_SECONDS = 0.005
+
+
+async def stop_accepting(site: web.SockSite, listener: socket.socket) -> None:
+    """Stop taking connections from the shared listener (the next child takes them from the
+    backlog), keeping every connection accepted so far.
+
+    Closing the site at once would lose some: asyncio accepts a connection in one loop turn
+    and makes its transport in a task a turn later, which fails (and drops the socket, request
+    unread, so the client sees a reset) once the server is closed. So: stop reading the
+    listener first, let those tasks run, then close."""
+    asyncio.get_running_loop().remove_reader(listener.fileno())
+    for _ in range(8):  # the task, the transport's connection_made, the handler's start
+        await asyncio.sleep(0)
+    await asyncio.sleep(SETTLE_SECONDS)
+    await site.stop()
 
 
 async def hand_over(server: web.Server, successor: Successor, seconds: float) -> int:
     """Give every connection to ``successor`` as soon as it is at rest (a request in progress is
     answered here first), for up to ``seconds``. Returns how many are left (still busy)."""
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(SETTLE_SECONDS)
     deadline = loop.time() + seconds
     while True:
         for handler in server.connections:
@@ -250,7 +264,6 @@ async def close_all(server: web.Server, closing: Closing, seconds: float) -> Non
     ``Connection: close``) for up to ``seconds``."""
     closing.active = True
     loop = asyncio.get_running_loop()
-    await asyncio.sleep(SETTLE_SECONDS)
     deadline = loop.time() + seconds
     while True:
         for handler in server.connections:

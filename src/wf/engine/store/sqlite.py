@@ -131,6 +131,10 @@ class SqliteStore:
             raise
         self._open = True
 
+    def held_elsewhere(self) -> bool:
+        """Whether another wf process has the database open (holds its lock) now."""
+        return self._lock.held_elsewhere()
+
     def _open_shared(self) -> None:
         if not self.path.is_file():
             raise StoreError(f"{self.path} does not exist; the server creates it")
