@@ -118,6 +118,9 @@ async def _do(
             return codec.decode(plan.output)
         if isinstance(plan, CachedError):
             raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+        if life.pause_requested:  # held until resume, then planned afresh
+            await life.hold_at_pause()
+            continue
         assert record is not None or isinstance(plan, Attempt)
         if isinstance(plan, CloseInterrupted):
             assert record is not None
@@ -140,13 +143,14 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
     seconds = to_seconds(duration, f'duration of sleep "{name}"')
     _check_max_sleep(life, name, seconds)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
         record.duration = seconds
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     elif record.duration is not None and not math.isclose(record.duration, seconds):
         # The code now asks for another duration (an edit and a reload): sleep anew from now.
         record.wake_at, record.duration, record.started = now + seconds, seconds, now
@@ -158,13 +162,14 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     check_step_name(name, life.host.limits)
     target = _to_epoch(when, name)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         _check_max_sleep(life, name, target - now)
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     await _finish_sleep(life, record)
 
 
@@ -181,6 +186,8 @@ async def _wait_for_event(
             f"got {format_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
+    if record is None or record.state is StepState.RUNNING:
+        await life.hold_at_pause()
     if record is None:
         now = life.now()
         record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
