@@ -500,6 +500,63 @@ async def test_a_terminated_instance_fences_out_its_old_runner(store: SqliteStor
     assert row is not None and row.status is Status.TERMINATED and row.output is None
 
 
+# ---- claims after crashes and upgrades ---------------------------------------------------------
+
+
+async def _a_suspect_running_again(store: SqliteStore) -> tuple[int, int, StepRecord]:
+    """An instance whose process died during attempt 1, claimed again and running attempt 2."""
+    pk, epoch = await _claimed(store)
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0), first=True)
+    await store.release_claims("me", crashed=True, now=1000.0)  # the process died
+    [claim] = await store.claim_ready("next", 1100.0, 10, [WF], 30.0, suspects=1)
+    assert claim.row.pk == pk and claim.row.crashes == 1
+    attempt = AttemptRecord(1, 1000.0, 1100.0, False, {"name": "E", "message": "crash"})
+    assert await store.end_attempt(pk, claim.epoch, step, attempt, None)
+    assert await store.start_attempt(pk, claim.epoch, step, AttemptRecord(2, 1100.0))
+    return pk, claim.epoch, step
+
+
+async def test_a_running_instance_without_an_owner_is_claimed_whatever_its_crashes(
+    store: SqliteStore,
+) -> None:
+    pk, _, _ = await _a_suspect_running_again(store)
+    # What an upgrade used to leave: let go, running, a suspect, and no wake_at.
+    with closing(sqlite3.connect(store.path)) as conn:
+        conn.execute("UPDATE instances SET owner = NULL, lease_until = NULL WHERE pk = ?", (pk,))
+        conn.commit()
+    [claim] = await store.claim_ready("recovery", 1200.0, 10, [WF], 30.0, suspects=1)
+    assert claim.row.pk == pk and claim.row.owner == "recovery"
+
+
+async def test_an_upgrade_cuts_the_attempt_in_flight_short_uncounted_and_leaves_it_ready(
+    store: SqliteStore,
+) -> None:
+    pk, _, _ = await _a_suspect_running_again(store)
+    moved = await store.upgrade(pk, "v2", 1150.0)
+    assert (moved.status, moved.owner, moved.version_id) == (Status.RUNNING, None, "v2")
+    [claim] = await store.claim_ready("v2 worker", 1150.0, 10, [WF], 30.0, "v2", suspects=1)
+    assert claim.row.pk == pk
+    [step] = (await store.load_history(pk)).steps
+    crashed, upgraded = step.attempts
+    assert (crashed.uncounted, upgraded.uncounted) == (False, True)
+    assert upgraded.ended == 1150.0 and upgraded.success is False
+    assert upgraded.error is not None and "upgraded" in upgraded.error["message"]
+    assert step.wake_at == 1150.0  # retried at once
+
+
+async def test_an_upgrade_after_a_crash_leaves_the_crashed_attempt_counted(
+    store: SqliteStore,
+) -> None:
+    pk, epoch = await _claimed(store)
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0), first=True)
+    await store.release_claims("me", crashed=True, now=1000.0)  # died; nobody holds it yet
+    await store.upgrade(pk, "v2", 1001.0)
+    [recorded] = (await store.load_history(pk)).steps
+    assert recorded.attempts[0].ended is None  # the next life closes it as interrupted
+
+
 # ---- creating instances ------------------------------------------------------------------------
 
 

@@ -30,6 +30,15 @@ CRASHED_ERROR = json.dumps(
 )
 
 
+UPGRADED_ATTEMPT = json.dumps(
+    {
+        "name": "WorkflowInternalError",
+        "message": "the attempt was cut short because the instance was upgraded to another "
+        "version; it does not count toward the retry limit",
+    }
+)
+
+
 def create_instances(
     conn: sqlite3.Connection, new: Sequence[NewInstance], skip_existing: bool
 ) -> list[InstanceRow]:
@@ -129,11 +138,13 @@ def claim_ready(
         )
     ]
     if suspects > 0 and len(pks) < limit:
+        # A running one without wake_at (let go by anything but a crash) is due now.
         pks.extend(
             row[0]
             for row in conn.execute(
                 f"SELECT pk FROM instances WHERE {free} AND {mine} AND crashes > 0 "
-                "AND status IN ('running', 'waiting') AND wake_at <= ? "
+                "AND status IN ('running', 'waiting') "
+                "AND (wake_at <= ? OR (status = 'running' AND wake_at IS NULL)) "
                 "ORDER BY crashes, wake_at LIMIT ?",
                 (owner, real_now, *names, *pinned, now, min(suspects, limit - len(pks))),
             )
@@ -201,14 +212,40 @@ def _release(
 
 
 def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> InstanceRow:
+    """Move an instance to ``version``; whoever ran it lets go, and it is ready at once.
+
+    An operator's move is like a reload: the attempts a live process was running are recorded
+    as cut short, uncounted, and retried at once. (Without an owner, an unfinished attempt was
+    cut short by a crash: it counts, as any crash's does.)"""
     row = select_instance(conn, pk)
     _unfinished(row, "upgrade")
+    if row.owner is not None:
+        _cut_short_attempts(conn, pk, now, UPGRADED_ATTEMPT)
+    # A running instance that was claimed has no wake_at: give it one, or a suspect (one with
+    # crashes) would wait for a time that never comes.
     conn.execute(
         "UPDATE instances SET version_id = ?, owner = NULL, lease_until = NULL, "
+        "wake_at = CASE WHEN status = 'running' THEN coalesce(wake_at, ?) ELSE wake_at END, "
         "epoch = epoch + 1, modified = ? WHERE pk = ?",
-        (version, now, pk),
+        (version, now, now, pk),
     )
     return select_instance(conn, pk)
+
+
+def _cut_short_attempts(conn: sqlite3.Connection, pk: int, now: float, error: str) -> None:
+    running = conn.execute(
+        "SELECT name, count FROM attempts WHERE instance = ? AND ended IS NULL", (pk,)
+    ).fetchall()
+    for name, count in running:
+        conn.execute(
+            "UPDATE attempts SET ended = ?, success = 0, error = ?, uncounted = 1 "
+            "WHERE instance = ? AND name = ? AND count = ? AND ended IS NULL",
+            (now, error, pk, name, count),
+        )
+        conn.execute(  # retried at once: the dependency did nothing wrong
+            "UPDATE steps SET wake_at = ? WHERE instance = ? AND name = ? AND count = ?",
+            (now, pk, name, count),
+        )
 
 
 def release_all_claims(conn: sqlite3.Connection, crashed: bool, now: float) -> int:
