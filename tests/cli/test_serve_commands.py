@@ -880,7 +880,12 @@ def test_deploy_checks_the_token_before_building_or_uploading(
 ) -> None:
     built: list[object] = []
     real_build = wf_bundle.build_bundle
-    monkeypatch.setattr(wf_bundle, "build_bundle", lambda p: built.append(p) or real_build(p))
+
+    def build(project: Any) -> Any:
+        built.append(project)
+        return real_build(project)
+
+    monkeypatch.setattr(wf_bundle, "build_bundle", build)
     result = wf(fake, "deploy", token="nope")
     assert failed(result).startswith("wf: wrong API token")  # and nothing on stdout
     assert built == [] and fake.state.active is None
