@@ -557,6 +557,46 @@ async def test_an_upgrade_after_a_crash_leaves_the_crashed_attempt_counted(
     assert recorded.attempts[0].ended is None  # the next life closes it as interrupted
 
 
+# ---- retention per version (wf serve) ----------------------------------------------------------
+
+
+async def _finished_under(store: SqliteStore, version: str, instance_id: str, ended: float) -> None:
+    created = NewInstance(WF, instance_id, "{}", "api", version, 1000.0)
+    await store.create_instances([created], skip_existing=False)
+    [claim] = await store.claim_ready("me", 1000.0, 10, [WF], 30.0, version)
+    assert await store.finish(claim.row.pk, claim.epoch, Status.COMPLETE, ended, "1", None)
+
+
+async def test_each_version_purges_its_finished_instances_by_its_own_retention(
+    store: SqliteStore,
+) -> None:
+    day = 86400.0
+    await store.activate_version("short", 0.0, [], 1, 1, retention=1 * day)
+    await store.activate_version("long", 0.0, [], 1, 1, retention=90 * day)
+    await store.activate_version("older", 0.0, [], 1, 1)  # deployed before versions kept one
+    now = 1000.0 + 60 * day
+    for version in ("short", "long", "older"):
+        await _finished_under(store, version, f"{version}-old", now - 45 * day)
+        await _finished_under(store, version, f"{version}-new", now - 0.5 * day)
+    unfinished = NewInstance(WF, "unfinished", "{}", "api", "short", 0.0)
+    await store.create_instances([unfinished], skip_existing=False)
+
+    assert await store.purge_by_version_retention(now, default=30 * day) == 2
+    left, _ = await store.list_instances(WF, status=None, offset=0, limit=10, newest_first=False)
+    assert sorted(r.id for r in left) == [
+        "long-new",
+        "long-old",
+        "older-new",
+        "short-new",
+        "unfinished",
+    ]
+    assert {v.id: v.retention for v in await store.list_versions()} == {
+        "short": 1 * day,
+        "long": 90 * day,
+        "older": None,
+    }
+
+
 # ---- creating instances ------------------------------------------------------------------------
 
 
@@ -663,6 +703,8 @@ async def test_listing_by_status_and_the_retention_purge_read_only_what_they_ret
         statements.clear()
         await store.list_instances(WF, status=Status.QUEUED, offset=0, limit=5, newest_first=True)
         await store.purge_finished(1000.0)
+        await store.activate_version("v1", 0.0, [], 1, 1, retention=86400.0)
+        await store.purge_by_version_retention(1000.0, 86400.0)
     finally:
         await store.close()
     wanted = [s for s in statements if "status = 'queued'" in s or "ended < " in s]
@@ -671,7 +713,9 @@ async def test_listing_by_status_and_the_retention_purge_read_only_what_they_ret
             sql: " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
             for sql in wanted
         }
-    assert len(plans) == 3, plans
+    assert len(plans) == 4, plans
     for sql, plan in plans.items():
-        index = "instances_ended" if "ended < " in sql else "instances_by_status"
+        index = "instances_by_status"
+        if "ended < " in sql:
+            index = "instances_version_ended" if "version_id = " in sql else "instances_ended"
         assert f"INDEX {index} (" in plan and "TEMP B-TREE" not in plan, (sql, plan)

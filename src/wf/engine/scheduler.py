@@ -7,13 +7,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from wf.engine.clock import Clock
 from wf.engine.model import Claim, Status
 from wf.engine.runner import Life, run_life
-from wf.engine.store.base import Store
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -263,14 +261,16 @@ class Scheduler:
 
     async def _retention_loop(self) -> None:
         engine = self.engine
-        await purge_forever(engine.store, engine.clock, engine.settings.retention_seconds)
+        retention = engine.settings.retention_seconds
+        await purge_forever(lambda: engine.store.purge_finished(engine.clock.now() - retention))
 
 
-async def purge_forever(store: Store, clock: Clock, retention: float) -> None:
-    """Purge instances finished longer than ``retention`` seconds ago, now and every hour."""
+async def purge_forever(purge: Callable[[], Awaitable[int]]) -> None:
+    """Purge instances past their retention (``purge`` does, and says how many), now and every
+    hour."""
     while True:
         try:
-            purged = await store.purge_finished(clock.now() - retention)
+            purged = await purge()
             if purged:
                 log.info("purged %d finished instance(s) past retention", purged)
         except Exception as exc:

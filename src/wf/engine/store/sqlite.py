@@ -515,6 +515,7 @@ class SqliteStore:
         workflows: list[dict[str, Any]],
         files: int,
         size: int,
+        retention: float | None = None,
     ) -> deploys.VersionRow:
         return await self._write(
             functools.partial(
@@ -524,7 +525,13 @@ class SqliteStore:
                 workflows=workflows,
                 files=files,
                 size=size,
+                retention=retention,
             )
+        )
+
+    async def purge_by_version_retention(self, now: float, default: float) -> int:
+        return await self._write(
+            functools.partial(deploys.purge_by_version_retention, now=now, default=default)
         )
 
     async def try_unload(self, version_id: str, now: float) -> bool:
