@@ -197,6 +197,8 @@ def test_crash_loops_end_errored_and_the_server_recovers_by_itself(tmp_path: Pat
         create(dev, "good", "good-3", {"sleep": 1})
         for offender in ("exiter", "spinner"):
             assert_crash_error(dev.finished("faulty", offender, timeout=180), dev)
+            said = f"faulty/{offender} 💥 errored: killed its process 5 times in a row"
+            wait_until(lambda said=said: said in dev.output(), what=f"the terminal to say: {said}")
         wait_until(dev.healthy, timeout=30, what=f"the server to answer again: {dev.tail()}")
         assert_goods_complete(dev, ["good-2", "good-3"])
         create(dev, "good", "good-after")

@@ -422,7 +422,7 @@ async def test_a_failing_write_does_not_spoil_the_others_in_its_commit(
 
 async def _claimed(store: SqliteStore) -> tuple[int, int]:
     [row] = await store.create_instances([new("a")], skip_existing=False)
-    [claim] = await store.claim_ready("me", 1000.0, 10, [WF], 30.0)
+    [claim] = (await store.claim_ready("me", 1000.0, 10, [WF], 30.0)).claims
     assert claim.row.pk == row.pk and claim.epoch == row.epoch + 1
     return row.pk, claim.epoch
 
@@ -509,7 +509,7 @@ async def _a_suspect_running_again(store: SqliteStore) -> tuple[int, int, StepRe
     step = StepRecord("s", 1, StepKind.DO, 1000.0)
     assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0), first=True)
     await store.release_claims("me", crashed=True, now=1000.0)  # the process died
-    [claim] = await store.claim_ready("next", 1100.0, 10, [WF], 30.0, suspects=1)
+    [claim] = (await store.claim_ready("next", 1100.0, 10, [WF], 30.0, suspects=1)).claims
     assert claim.row.pk == pk and claim.row.crashes == 1
     attempt = AttemptRecord(1, 1000.0, 1100.0, False, {"name": "E", "message": "crash"})
     assert await store.end_attempt(pk, claim.epoch, step, attempt, None)
@@ -525,7 +525,7 @@ async def test_a_running_instance_without_an_owner_is_claimed_whatever_its_crash
     with closing(sqlite3.connect(store.path)) as conn:
         conn.execute("UPDATE instances SET owner = NULL, lease_until = NULL WHERE pk = ?", (pk,))
         conn.commit()
-    [claim] = await store.claim_ready("recovery", 1200.0, 10, [WF], 30.0, suspects=1)
+    [claim] = (await store.claim_ready("recovery", 1200.0, 10, [WF], 30.0, suspects=1)).claims
     assert claim.row.pk == pk and claim.row.owner == "recovery"
 
 
@@ -535,7 +535,9 @@ async def test_an_upgrade_cuts_the_attempt_in_flight_short_uncounted_and_leaves_
     pk, _, _ = await _a_suspect_running_again(store)
     moved = await store.upgrade(pk, "v2", 1150.0)
     assert (moved.status, moved.owner, moved.version_id) == (Status.RUNNING, None, "v2")
-    [claim] = await store.claim_ready("v2 worker", 1150.0, 10, [WF], 30.0, "v2", suspects=1)
+    [claim] = (
+        await store.claim_ready("v2 worker", 1150.0, 10, [WF], 30.0, "v2", suspects=1)
+    ).claims
     assert claim.row.pk == pk
     [step] = (await store.load_history(pk)).steps
     crashed, upgraded = step.attempts
@@ -557,13 +559,39 @@ async def test_an_upgrade_after_a_crash_leaves_the_crashed_attempt_counted(
     assert recorded.attempts[0].ended is None  # the next life closes it as interrupted
 
 
+async def test_a_claim_round_returns_what_it_errored_for_crashing_and_a_restart_forgives(
+    store: SqliteStore,
+) -> None:
+    from wf.engine.store.sqlite_controls import MAX_CRASHES
+
+    [row] = await store.create_instances([new("killer")], skip_existing=False)
+    now = 1000.0
+    for life in range(MAX_CRASHES):
+        [claim] = (await store.claim_ready(f"p{life}", now, 10, [WF], 30.0, suspects=1)).claims
+        assert claim.row.crashes == life
+        await store.release_claims(f"p{life}", crashed=True, now=now)  # it killed its process
+        now += 100.0
+    errored = await store.claim_ready("next", now, 10, [WF], 30.0, suspects=1)
+    assert errored.claims == []
+    [crashed] = errored.crashed
+    assert (crashed.id, crashed.status, crashed.crashes) == ("killer", Status.ERRORED, MAX_CRASHES)
+    assert crashed.error is not None and "died 5 times in a row" in crashed.error["message"]
+    assert (await store.claim_ready("next", now, 10, [WF], 30.0, suspects=1)).crashed == []
+
+    # "restart it once the code is fixed": the restarted instance runs again.
+    restarted = await store.restart(row.pk, now)
+    assert (restarted.status, restarted.crashes) == (Status.QUEUED, 0)
+    again = await store.claim_ready("fixed", now, 10, [WF], 30.0, suspects=1)
+    assert [c.row.id for c in again.claims] == ["killer"] and again.crashed == []
+
+
 # ---- retention per version (wf serve) ----------------------------------------------------------
 
 
 async def _finished_under(store: SqliteStore, version: str, instance_id: str, ended: float) -> None:
     created = NewInstance(WF, instance_id, "{}", "api", version, 1000.0)
     await store.create_instances([created], skip_existing=False)
-    [claim] = await store.claim_ready("me", 1000.0, 10, [WF], 30.0, version)
+    [claim] = (await store.claim_ready("me", 1000.0, 10, [WF], 30.0, version)).claims
     assert await store.finish(claim.row.pk, claim.epoch, Status.COMPLETE, ended, "1", None)
 
 

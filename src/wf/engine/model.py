@@ -221,6 +221,15 @@ class Claim:
     fresh: bool = False  # it never ran before: there is no history to load
 
 
+@dataclass(frozen=True)
+class ClaimRound:
+    """What one claim round did: the instances it claimed, and those it errored instead for
+    killing their process too many times in a row (the terminal says so)."""
+
+    claims: list[Claim]
+    crashed: list[InstanceRow] = field(default_factory=list)
+
+
 def to_datetime(epoch: float) -> datetime:
     """Stored times are epoch seconds; users see aware UTC datetimes."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc)

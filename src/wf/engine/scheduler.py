@@ -10,8 +10,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from wf.engine.model import Claim, Status
-from wf.engine.runner import Life, run_life
+from wf.engine.model import Claim, InstanceRow, Status
+from wf.engine.runner import Life, Notice, run_life
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -179,7 +179,7 @@ class Scheduler:
             try:
                 if wanted:
                     try:
-                        claims = await engine.store.claim_ready(
+                        claimed = await engine.store.claim_ready(
                             self.owner,
                             engine.clock.now(),
                             wanted,
@@ -189,8 +189,10 @@ class Scheduler:
                             # Suspects (running when a process died) run one at a time.
                             0 if any(life.suspect for life in self.lives.values()) else 1,
                         )
+                        claims = claimed.claims
                     finally:
                         slots.unreserve(wanted - len(claims))
+                    self._crash_errored(claimed.crashed)
                     self._generation += 1
                     for claim in claims:
                         self._start(claim)
@@ -213,6 +215,13 @@ class Scheduler:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+
+    def _crash_errored(self, rows: list[InstanceRow]) -> None:
+        """Say which instances were errored for killing their process again and again."""
+        engine = self.engine
+        for row in rows:
+            detail = {"error": row.error, "crashes": row.crashes}
+            engine.emit(Notice("errored", row.workflow, row.id, None, detail, engine.clock.now()))
 
     def _start(self, claim: Claim) -> None:
         spec = self.specs[claim.row.workflow]

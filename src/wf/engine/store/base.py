@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -85,7 +85,7 @@ class Store(Protocol):
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
         given): woken or recovered ones first, then queued ones, oldest first. Leases last
         ``lease`` seconds of wall-clock time. At most ``suspects`` instances that were running

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -303,7 +303,7 @@ class SqliteStore:
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         return await self._write(
             functools.partial(
                 controls.claim_ready,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from wf.engine.model import (
     FINISHED,
     Claim,
+    ClaimRound,
     EventRecord,
     InstanceRow,
     NewInstance,
@@ -94,7 +95,7 @@ def claim_ready(
     lease: float,
     version: str | None = None,
     suspects: int = 0,
-) -> list[Claim]:
+) -> ClaimRound:
     """Woken or recovered instances first, then queued ones, oldest first.
 
     Leases are wall-clock time (they are about live processes, not the engine's clock), and a
@@ -103,7 +104,8 @@ def claim_ready(
 
     A *suspect* was running when its process died. At most ``suspects`` of them are claimed
     (the caller runs one at a time), so a suspect that kills its process again is the only one
-    blamed; one that did so ``MAX_CRASHES`` times in a row is errored instead of claimed.
+    blamed; one that did so ``MAX_CRASHES`` times in a row is errored instead of claimed (and
+    returned as such, for the terminal to say).
     """
     real_now = time.time()
     names = list(workflows)
@@ -121,13 +123,15 @@ def claim_ready(
         f"WHERE status = 'waitingForPause' AND {free}",
         (now, now, owner, real_now),
     )
-    conn.execute(
-        "UPDATE instances INDEXED BY instances_crashed SET status = 'errored', error = ?, "
-        "ended = ?, modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL "
-        f"WHERE crashes > 0 AND crashes >= ? AND {free} "
-        f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
-        (CRASHED_ERROR, now, now, MAX_CRASHES, owner, real_now, *names, *pinned),
-    )
+    crashed = [
+        _crash_errored(conn, row[0], now)
+        for row in conn.execute(
+            "SELECT pk FROM instances INDEXED BY instances_crashed "
+            f"WHERE crashes > 0 AND crashes >= ? AND {free} "
+            f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
+            (MAX_CRASHES, owner, real_now, *names, *pinned),
+        ).fetchall()
+    ]
     ready = "(status = 'running' OR (status = 'waiting' AND wake_at <= ?))"
     pks = [
         row[0]
@@ -169,7 +173,16 @@ def claim_ready(
         )
         row = select_instance(conn, pk)
         claims.append(Claim(row, row.epoch, bool(fresh[0])))
-    return claims
+    return ClaimRound(claims, crashed)
+
+
+def _crash_errored(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
+    conn.execute(
+        "UPDATE instances SET status = 'errored', error = ?, ended = ?, modified = ?, "
+        "owner = NULL, lease_until = NULL, wake_at = NULL WHERE pk = ?",
+        (CRASHED_ERROR, now, now, pk),
+    )
+    return select_instance(conn, pk)
 
 
 def renew_leases(
@@ -353,7 +366,7 @@ def restart(
     conn.execute(
         "UPDATE instances SET status = 'queued', queued = ?, modified = ?, started = NULL, "
         "ended = NULL, output = NULL, error = NULL, termination = NULL, wake_at = NULL, "
-        "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, "
+        "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
         "epoch = epoch + 1 WHERE pk = ?",
         (now, now, pk),
     )
