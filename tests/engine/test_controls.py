@@ -129,6 +129,37 @@ async def test_an_acknowledged_pause_holds_every_kind_of_next_step(
     assert (await wait_status(engine, "wf", inst.id))["output"] == "finished"
 
 
+async def test_a_pause_the_database_acknowledged_holds_a_buffered_event_before_word_arrives(
+    harness: Harness,
+) -> None:
+    """A wf serve worker hears of a pause through its server, a moment after the database
+    acknowledged it: the event its next wait finds buffered must still wait for the resume."""
+    release = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10))
+            received = await step.wait_for_event("go", type="go")
+            return received.payload
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.send_event("go", {"early": True})
+    row = await engine.row("wf", inst.id)
+    paused = await engine.store.pause(row.pk, engine.clock.now())  # no word to the life
+    assert paused.status.value == "waitingForPause"
+    release.set()
+    await wait_status(engine, "wf", inst.id, "paused")
+    history = await engine.store.load_history(row.pk)
+    assert [(s.display_name, s.state.value) for s in history.steps] == [
+        ("slow-1", "succeeded"),
+        ("go-1", "running"),  # begun, but the event is still buffered
+    ]
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == {"early": True}
+
+
 async def test_an_acknowledged_pause_holds_a_retry_due_at_once(harness: Harness) -> None:
     release = threading.Event()
     attempts: list[int] = []

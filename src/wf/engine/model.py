@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from wf.durations import Duration
 
@@ -181,6 +181,11 @@ class InstanceRow:
     queued: float = 0.0
     termination: str | None = None  # who terminated it: a trigger source
     crashes: int = 0  # lives in a row that ended with their process dying
+
+
+# What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
+# completes until resume, even before word of the pause reaches the process running it.
+PAUSING: Literal["pausing"] = "pausing"
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,10 @@ from wf.engine import codec, config
 from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
+    PAUSING,
     AttemptRecord,
     ErrorInfo,
+    EventRecord,
     ResolvedConfig,
     StepContext,
     StepKind,
@@ -202,9 +204,7 @@ async def _wait_for_event(
     deadline = record.wake_at if record.wake_at is not None else life.now()
     with life.waiter(deadline, event_type) as wait:
         while True:
-            event = await life.commit(
-                life.store.consume_event(life.pk, life.epoch, record, life.now())
-            )
+            event = await _take_event(life, record)
             if event is not None:
                 record.state, record.output = StepState.SUCCEEDED, event.payload
                 record.event_time = event.received
@@ -214,7 +214,7 @@ async def _wait_for_event(
             if woke == "timer" and life.now() >= deadline:
                 break
     # One last look: an event may have come in just as the timer fired.
-    event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+    event = await _take_event(life, record)
     if event is not None:
         record.state, record.output, record.event_time = (
             StepState.SUCCEEDED,
@@ -227,6 +227,19 @@ async def _wait_for_event(
     await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
     life.emit("step_failed", record.display_name, error=error)
     raise StepError(name, error["name"], error["message"], 1)
+
+
+async def _take_event(life: Life, record: StepRecord) -> EventRecord | None:
+    """The buffered event this wait now receives, if there is one. A pause the database has
+    acknowledged holds it first, though word of the pause may not have reached this process
+    yet (a wf serve worker hears through its server)."""
+    while True:
+        taken = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+        if taken != PAUSING:
+            event: EventRecord | None = taken
+            return event
+        life.request_pause()
+        await life.hold_at_pause()
 
 
 def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:

@@ -181,9 +181,10 @@ class Store(Protocol):
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Awaitable[EventRecord | Literal[False] | None]:
+    ) -> Awaitable[EventRecord | Literal[False, "pausing"] | None]:
         """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it;
-        ``None`` when none is buffered, ``False`` when fenced."""
+        ``None`` when none is buffered, ``False`` when fenced, ``PAUSING`` (and nothing
+        consumed) while a pause is acknowledged."""
         ...
 
     def hibernate(

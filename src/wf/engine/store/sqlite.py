@@ -453,7 +453,7 @@ class SqliteStore:
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Pending[EventRecord | Literal[False] | None]:
+    ) -> Pending[EventRecord | Literal[False, "pausing"] | None]:
         return self._write(
             functools.partial(runs.consume_event, pk=pk, epoch=epoch, step=step, now=now)
         )
