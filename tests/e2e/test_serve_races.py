@@ -1,6 +1,7 @@
 """``wf serve`` races a randomized stress run found (issue 9, part 6): an upgrade that meets a
-step in flight, right after a worker crash or in a healthy instance. Real ``wf serve``, real
-worker processes killed with SIGKILL, the CLI run as a user runs it."""
+step in flight, right after a worker crash or in a healthy instance, and a pause acknowledged
+while a step runs. Real ``wf serve``, real worker processes killed with SIGKILL, the CLI run as a
+user runs it."""
 
 from __future__ import annotations
 
@@ -107,3 +108,57 @@ def test_an_upgrade_mid_attempt_does_not_use_up_a_retry(tmp_path: Path) -> None:
         assert "upgrade" in cut_short["error"]["message"]
         assert "does not count" in cut_short["error"]["message"]
         assert last["success"] is True
+
+
+# A step that runs until params["release"] exists, then a wait for the event "go".
+GATED_WORKFLOW = """\
+import asyncio
+import os
+
+from wf import WorkflowEntrypoint
+
+
+class PinWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def gated():
+            with open(event.payload["mark"], "a") as out:
+                out.write("running\\n")
+            while not os.path.exists(event.payload["release"]):
+                await asyncio.sleep(0.02)
+            return True
+
+        await step.do("gated", gated)
+        received = await step.wait_for_event("go", type="go")
+        return received.payload
+"""
+
+
+def test_a_pause_acknowledged_during_a_step_holds_the_buffered_event_after_it(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path / "proj", "v1", source=GATED_WORKFLOW)
+    mark, release = tmp_path / "mark", tmp_path / "release"
+    with serving(tmp_path) as server:
+        server.deploy(project)
+        server.trigger(project, "C", {"mark": str(mark), "release": str(release)})
+        wait_until(mark.exists, what="the gated step to run")
+        server.wf(
+            "instances",
+            "send-event",
+            "pin",
+            "C",
+            "--type",
+            "go",
+            "--payload",
+            '{"n": 1}',
+            cwd=project,
+        )
+        server.wf("instances", "pause", "pin", "C", cwd=project)
+        assert server.status("C") == "waitingForPause"
+        release.touch()
+        wait_until(lambda: server.status("C") == "paused", what="C to pause")
+        steps = server.instance("C")["steps"]
+        assert [s["name"] for s in steps] == ["gated-1"], steps  # nothing began after it
+        server.wf("instances", "resume", "pin", "C", cwd=project)
+        done = server.finished("C")
+        assert (done["status"], done["output"]) == ("complete", {"n": 1}), done["error"]
