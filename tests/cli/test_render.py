@@ -492,6 +492,12 @@ def later(seconds: float) -> float:
             {"error": {"name": "StepError", "message": "bad\nthing"}},
             "❌ errored: StepError: bad thing",
         ),
+        (
+            "errored",
+            None,
+            {"error": {"name": "WorkflowInternalError", "message": "died"}, "crashes": 5},
+            "💥 errored: killed its process 5 times in a row; restart it once the code is fixed",
+        ),
         ("something_new", "s-1", {}, 'something_new "s-1"'),
     ],
 )

@@ -56,6 +56,40 @@ class PinWorkflow(WorkflowEntrypoint):
 """
 
 
+# Its step kills the worker process that runs it, every time.
+KILLER = """\
+import os
+
+from wf import WorkflowEntrypoint
+
+VERSION = "v1"
+
+
+class PinWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        if event.payload.get("kill"):
+            await step.do("kill", {"retries": {"limit": 50, "delay": 0}}, lambda: os._exit(1))
+        return await step.do("fine", lambda: VERSION)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_an_instance_that_keeps_killing_its_worker_is_errored_and_the_terminal_says_so(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path / "killer", source=KILLER)
+    with serving(tmp_path) as server:
+        server.deploy(project)
+        server.trigger(project, "killer", {"kill": True})
+        done = server.finished("killer", timeout=180)
+        assert done["status"] == "errored", done
+        assert "died 5 times in a row" in done["error"]["message"], done["error"]
+        said = "pin/killer 💥 errored: killed its process 5 times in a row"
+        wait_until(lambda: said in server.output(), what=f"the terminal to say: {said}")
+        server.trigger(project, "fine", {})
+        assert server.finished("fine")["output"] == "v1"
+
+
 def test_a_huge_error_message_does_not_freeze_the_worker(tmp_path: Path) -> None:
     project = write_project(tmp_path / "loud", source=LOUD)
     with serving(tmp_path) as server:

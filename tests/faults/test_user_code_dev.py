@@ -6,6 +6,7 @@ instances must complete.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -111,6 +112,10 @@ def assert_crash_error(details: dict[str, Any], dev: Dev) -> None:
     assert "\n" not in error["message"], error
 
 
+def printed(dev: Dev, text: str) -> bool:
+    return text in dev.output()
+
+
 def restarts(dev: Dev) -> int:
     """How many times the supervisor said it restarted its child."""
     return len(re.findall(r"restarting it", dev.output()))
@@ -197,6 +202,8 @@ def test_crash_loops_end_errored_and_the_server_recovers_by_itself(tmp_path: Pat
         create(dev, "good", "good-3", {"sleep": 1})
         for offender in ("exiter", "spinner"):
             assert_crash_error(dev.finished("faulty", offender, timeout=180), dev)
+            said = f"faulty/{offender} 💥 errored: killed its process 5 times in a row"
+            wait_until(functools.partial(printed, dev, said), what=f"the terminal to say: {said}")
         wait_until(dev.healthy, timeout=30, what=f"the server to answer again: {dev.tail()}")
         assert_goods_complete(dev, ["good-2", "good-3"])
         create(dev, "good", "good-after")

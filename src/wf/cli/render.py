@@ -1030,12 +1030,22 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         line.append("🔄 restarted", style="yellow")
     elif kind == "completed":
         line.append("✅ completed", style="bold green")
+    elif kind == "errored" and _is_count(detail.get("crashes")):
+        line.append(
+            f"💥 errored: killed its process {detail['crashes']} times in a row; restart it once "
+            "the code is fixed",
+            style="bold red",
+        )
     elif kind == "errored":
         line.append(f"❌ errored: {error or 'error'}", style="bold red")
     else:
         extra = f" {name}" if name else ""
         line.append(f"{clean(kind)}{extra}", style="dim")
     return line
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 _HELD_NAMES = {"step_done": "steps done", "event_received": "events received"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from wf.durations import Duration
 
@@ -183,6 +183,11 @@ class InstanceRow:
     crashes: int = 0  # lives in a row that ended with their process dying
 
 
+# What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
+# completes until resume, even before word of the pause reaches the process running it.
+PAUSING: Literal["pausing"] = "pausing"
+
+
 @dataclass(frozen=True)
 class EventRecord:
     seq: int
@@ -219,6 +224,15 @@ class Claim:
     row: InstanceRow
     epoch: int
     fresh: bool = False  # it never ran before: there is no history to load
+
+
+@dataclass(frozen=True)
+class ClaimRound:
+    """What one claim round did: the instances it claimed, and those it errored instead for
+    killing their process too many times in a row (the terminal says so)."""
+
+    claims: list[Claim]
+    crashed: list[InstanceRow] = field(default_factory=list)
 
 
 def to_datetime(epoch: float) -> datetime:

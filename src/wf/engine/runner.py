@@ -105,7 +105,7 @@ class Wait:
     async def sleep(self) -> str:
         """Wait until the timer fires ("timer") or an event of the type arrives ("event")."""
         life = self.life
-        life.check_alive()
+        await life.hold_at_pause()
         if not self.event_seen and self.until > life.clock.now():
             self._wakeup = asyncio.get_running_loop().create_future()
             timer = asyncio.ensure_future(life.clock.sleep_until(self.until))
@@ -119,7 +119,7 @@ class Wait:
                 life.waits.discard(self)
                 timer.cancel()
                 self._wakeup = None
-            life.check_alive()
+            await life.hold_at_pause()  # it ended just as a pause was asked for
             await life.take_slot()
         if self.event_seen:
             self.event_seen = False
@@ -221,21 +221,7 @@ class Life:
         Pair with ``end_op`` (given what this returned)."""
         self.check_alive()
         while self.pause_requested or self.host.scheduler.draining:
-            pausing = self.pause_requested
-            if pausing:  # parked at a pause boundary: not busy, so the pause can happen
-                self.parked += 1
-                self.busy -= 1
-            if self._unpark is None or self._unpark.done():
-                self._unpark = asyncio.get_running_loop().create_future()
-            unpark = self._unpark
-            self.poke()
-            try:
-                await unpark
-            finally:
-                if pausing:
-                    self.parked -= 1
-                    self.busy += 1
-            self.check_alive()
+            await self._park(pausing=self.pause_requested)
         if not self.holds_slot or self.shown is not Status.RUNNING:
             await self.take_slot()
         self.running_ops += 1
@@ -243,6 +229,30 @@ class Life:
         if task is not None:
             self.op_tasks.add(task)
         return task
+
+    async def hold_at_pause(self) -> None:
+        """A step about to begin or complete waits here while a pause is requested: once the
+        pause is acknowledged, the step in flight ends and nothing else happens until resume
+        (the life ends paused meanwhile)."""
+        self.check_alive()
+        while self.pause_requested:
+            await self._park(pausing=True)
+
+    async def _park(self, pausing: bool) -> None:
+        if pausing:  # parked at a pause boundary: not busy, so the pause can happen
+            self.parked += 1
+            self.busy -= 1
+        if self._unpark is None or self._unpark.done():
+            self._unpark = asyncio.get_running_loop().create_future()
+        unpark = self._unpark
+        self.poke()
+        try:
+            await unpark
+        finally:
+            if pausing:
+                self.parked -= 1
+                self.busy += 1
+        self.check_alive()
 
     def end_op(self, task: asyncio.Task[Any] | None) -> None:
         self.running_ops -= 1

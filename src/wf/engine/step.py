@@ -21,8 +21,10 @@ from wf.engine import codec, config
 from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
+    PAUSING,
     AttemptRecord,
     ErrorInfo,
+    EventRecord,
     ResolvedConfig,
     StepContext,
     StepKind,
@@ -118,6 +120,9 @@ async def _do(
             return codec.decode(plan.output)
         if isinstance(plan, CachedError):
             raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+        if life.pause_requested:  # held until resume, then planned afresh
+            await life.hold_at_pause()
+            continue
         assert record is not None or isinstance(plan, Attempt)
         if isinstance(plan, CloseInterrupted):
             assert record is not None
@@ -140,13 +145,14 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
     seconds = to_seconds(duration, f'duration of sleep "{name}"')
     _check_max_sleep(life, name, seconds)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
         record.duration = seconds
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     elif record.duration is not None and not math.isclose(record.duration, seconds):
         # The code now asks for another duration (an edit and a reload): sleep anew from now.
         record.wake_at, record.duration, record.started = now + seconds, seconds, now
@@ -158,13 +164,14 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     check_step_name(name, life.host.limits)
     target = _to_epoch(when, name)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         _check_max_sleep(life, name, target - now)
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     await _finish_sleep(life, record)
 
 
@@ -181,6 +188,8 @@ async def _wait_for_event(
             f"got {format_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
+    if record is None or record.state is StepState.RUNNING:
+        await life.hold_at_pause()
     if record is None:
         now = life.now()
         record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
@@ -195,9 +204,7 @@ async def _wait_for_event(
     deadline = record.wake_at if record.wake_at is not None else life.now()
     with life.waiter(deadline, event_type) as wait:
         while True:
-            event = await life.commit(
-                life.store.consume_event(life.pk, life.epoch, record, life.now())
-            )
+            event = await _take_event(life, record)
             if event is not None:
                 record.state, record.output = StepState.SUCCEEDED, event.payload
                 record.event_time = event.received
@@ -207,7 +214,7 @@ async def _wait_for_event(
             if woke == "timer" and life.now() >= deadline:
                 break
     # One last look: an event may have come in just as the timer fired.
-    event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+    event = await _take_event(life, record)
     if event is not None:
         record.state, record.output, record.event_time = (
             StepState.SUCCEEDED,
@@ -220,6 +227,19 @@ async def _wait_for_event(
     await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
     life.emit("step_failed", record.display_name, error=error)
     raise StepError(name, error["name"], error["message"], 1)
+
+
+async def _take_event(life: Life, record: StepRecord) -> EventRecord | None:
+    """The buffered event this wait now receives, if there is one. A pause the database has
+    acknowledged holds it first, though word of the pause may not have reached this process
+    yet (a wf serve worker hears through its server)."""
+    while True:
+        taken = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+        if taken != PAUSING:
+            event: EventRecord | None = taken
+            return event
+        life.request_pause()
+        await life.hold_at_pause()
 
 
 def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:

@@ -126,7 +126,12 @@ class Deployer:
             raise ImportFailed(str(exc)) from None
         try:
             version = await self.store.activate_version(
-                version_id, self.clock.now(), workflows, len(files), size
+                version_id,
+                self.clock.now(),
+                workflows,
+                len(files),
+                size,
+                project.engine_settings().retention_seconds,
             )
         except BaseException:
             if not running:

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -85,7 +85,7 @@ class Store(Protocol):
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
         given): woken or recovered ones first, then queued ones, oldest first. Leases last
         ``lease`` seconds of wall-clock time. At most ``suspects`` instances that were running
@@ -181,9 +181,10 @@ class Store(Protocol):
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Awaitable[EventRecord | Literal[False] | None]:
+    ) -> Awaitable[EventRecord | Literal[False, "pausing"] | None]:
         """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it;
-        ``None`` when none is buffered, ``False`` when fenced."""
+        ``None`` when none is buffered, ``False`` when fenced, ``PAUSING`` (and nothing
+        consumed) while a pause is acknowledged."""
         ...
 
     def hibernate(

@@ -117,6 +117,12 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_crashed ON instances (crashes) WHERE crashes > 0;
     CREATE INDEX instances_by_status ON instances (workflow, status, created);
     """,
+    # 6: each deployed version's [engine] retention in seconds (NULL: the server's default), and
+    # the finished instances of one version found by when they ended, for its own purge.
+    """
+    ALTER TABLE versions ADD COLUMN retention REAL;
+    CREATE INDEX instances_version_ended ON instances (version_id, ended) WHERE ended IS NOT NULL;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -307,7 +307,7 @@ class SqliteStore:
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         return await self._write(
             functools.partial(
                 controls.claim_ready,
@@ -457,7 +457,7 @@ class SqliteStore:
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Pending[EventRecord | Literal[False] | None]:
+    ) -> Pending[EventRecord | Literal[False, "pausing"] | None]:
         return self._write(
             functools.partial(runs.consume_event, pk=pk, epoch=epoch, step=step, now=now)
         )
@@ -519,6 +519,7 @@ class SqliteStore:
         workflows: list[dict[str, Any]],
         files: int,
         size: int,
+        retention: float | None = None,
     ) -> deploys.VersionRow:
         return await self._write(
             functools.partial(
@@ -528,7 +529,13 @@ class SqliteStore:
                 workflows=workflows,
                 files=files,
                 size=size,
+                retention=retention,
             )
+        )
+
+    async def purge_by_version_retention(self, now: float, default: float) -> int:
+        return await self._write(
+            functools.partial(deploys.purge_by_version_retention, now=now, default=default)
         )
 
     async def try_unload(self, version_id: str, now: float) -> bool:

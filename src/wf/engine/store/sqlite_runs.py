@@ -10,7 +10,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from wf.engine.model import AttemptRecord, EventRecord, Status, StepRecord, StepState
+from wf.engine.model import (
+    PAUSING,
+    AttemptRecord,
+    EventRecord,
+    Status,
+    StepRecord,
+    StepState,
+)
 from wf.engine.store.sqlite_rows import dump_error
 
 
@@ -203,20 +210,23 @@ def end_step(
 
 def consume_event(
     conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, now: float
-) -> EventRecord | Literal[False] | None:
+) -> EventRecord | Literal[False, "pausing"] | None:
     """The oldest buffered event of the wait's type, now consumed by it; ``None`` if there is
-    none, ``False`` if fenced."""
-    if not _fenced(conn, pk, epoch):
+    none, ``False`` if fenced, ``PAUSING`` if a pause was acknowledged (none is consumed)."""
+    row = conn.execute("SELECT epoch, status FROM instances WHERE pk = ?", (pk,)).fetchone()
+    if row is None or row[0] != epoch:
         return False
+    if row[1] == Status.WAITING_FOR_PAUSE.value:
+        return PAUSING
     assert step.event_type is not None
-    row = conn.execute(
+    found = conn.execute(
         "SELECT seq, payload, received FROM events WHERE instance = ? AND type = ? "
         "AND consumed_name IS NULL ORDER BY seq LIMIT 1",
         (pk, step.event_type),
     ).fetchone()
-    if row is None:
+    if found is None:
         return None
-    seq, payload, received = row
+    seq, payload, received = found
     conn.execute(
         "UPDATE events SET consumed_name = ?, consumed_count = ? WHERE seq = ?",
         (step.name, step.count, seq),
