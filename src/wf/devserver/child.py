@@ -1,7 +1,8 @@
 """One dev-server child: load the project, recover its instances, serve on the inherited socket.
 
 Every reload is a fresh child, so every reload exercises crash recovery. A project that fails to
-load still gets a child: it serves the load error (naming file and line) until the next change.
+load still gets a child: it serves the load error (naming file and line) until the next change,
+and, when only the module is broken, what is on record (the read routes answer from the store).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from wf.devserver.reads import open_reader
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice
@@ -100,6 +102,8 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         project = load_project(config)
     except ProjectError as exc:
         base.load_error = str(exc)
+        # wf.toml says where the database is: without it there is nothing to read either.
+        base.read_error = f"{exc}; instances can be read once wf.toml loads"
         return _Loaded(None, base)
     base.project_name = project.name
     base.workflows = project.workflows
@@ -114,6 +118,24 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         return _Loaded(project, base)
     base.version_id = engine.version_id
     return _Loaded(project, base, engine)
+
+
+async def _open_reads(loaded: _Loaded) -> None:
+    """A project whose code does not load still has its history: serve it read-only."""
+    state = loaded.state
+    if loaded.project is None or loaded.engine is not None:
+        return
+    try:
+        state.reader = await open_reader(loaded.project)
+    except Exception as exc:  # whatever it is, the server still says what is wrong
+        problem = str(exc) if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
+        state.read_error = f"{state.load_error}; its instances cannot be read either: {problem}"
+
+
+async def _close_reads(state: ServerState) -> None:
+    if state.reader is not None:
+        await state.reader.store.close()
+        state.reader = None
 
 
 def project_engine(project: Project, on_notice: Callable[[Notice], None] | None = None) -> Engine:
@@ -206,6 +228,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     _watch_parent(options.parent_fd, stopping.set)
 
     loaded = _load(options, reporter)
+    await _open_reads(loaded)
     state = loaded.state
     engine = loaded.engine
     if engine is not None:
@@ -220,6 +243,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     if stopping.is_set():  # superseded by a newer child before it could serve
         if engine is not None:
             await engine.stop()
+        await _close_reads(state)
         return 0
     if state.load_error:
         reporter.error(state.load_error)
@@ -250,6 +274,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         await runner.cleanup()
         if engine is not None:
             await engine.stop(grace=STOP_GRACE_SECONDS)
+        await _close_reads(state)
     return 0
 
 
