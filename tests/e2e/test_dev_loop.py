@@ -17,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import WF, DevServer, api, dev_server, free_port, wait_until, wf
+from tests.e2e.helpers import (
+    WF,
+    DevServer,
+    api,
+    assert_unparseable_requests_get_the_envelope,
+    dev_server,
+    free_port,
+    wait_until,
+    wf,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +185,7 @@ def _hibernated(project: Path, instance_id: str) -> bool:
         row = conn.execute(
             "SELECT status, owner FROM instances WHERE id = ?", (instance_id,)
         ).fetchone()
-    return row == ("waiting", None)
+    return bool(row == ("waiting", None))
 
 
 def _without_workflow_versions(text: str) -> list[dict[str, object]]:
@@ -266,7 +275,7 @@ def test_ctrl_c_stops_the_server_within_seconds(tmp_path: Path) -> None:
         server.kill()
 
 
-def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
+def test_foreign_host_headers_and_unparseable_requests_are_refused(tmp_path: Path) -> None:
     wf("init", "proj", cwd=tmp_path)
     with dev_server(tmp_path / "proj") as server:
         request = urllib.request.Request(
@@ -277,6 +286,8 @@ def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
         assert refused.value.code == 403
         body = json.load(refused.value)
         assert body["errors"][0]["code"] == 10005
+        assert_unparseable_requests_get_the_envelope(server.port)
+        assert "Traceback" not in server.output()
 
 
 def test_the_state_folder_is_private_and_wide_binds_are_warned_about(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from wf.devserver import openapi
+from wf.devserver.bad_requests import unreadable_body
 from wf.devserver.envelope import (
     BAD_REQUEST,
     INTERNAL,
@@ -115,6 +116,8 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except ApiError as exc:
         return error_response(exc)
+    except web.RequestPayloadError as exc:
+        return error_response(unreadable_body(exc))
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
     except WfError as exc:

@@ -23,6 +23,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from wf.devserver.bad_requests import EnvelopeAppRunner
 from wf.devserver.reads import open_reader
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
@@ -251,7 +252,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
     app.on_response_prepare.append(_close_connections)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    runner = EnvelopeAppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
