@@ -3,9 +3,10 @@
 aiohttp answers a request it cannot parse (a bad request line or header, a line or headers too
 long, invalid chunked encoding...) itself, in plain text, before any middleware sees it, and has
 no hook for that answer (aio-libs/aiohttp#3287): the protocol object of each connection makes it,
-in ``RequestHandler.handle_error``. ``EnvelopeAppRunner`` is a ``web.AppRunner`` whose server
-makes connections that give it as ``{success: false, errors: [{code, message}]}`` JSON instead,
-like every other error of the API. Both ``wf dev`` and ``wf serve`` run their app with it.
+in ``RequestHandler.handle_error``. ``EnvelopeRequestHandler`` gives it as ``{success: false,
+errors: [{code, message}]}`` JSON instead, like every other error of the API, and
+``EnvelopeAppRunner`` is a ``web.AppRunner`` whose connections are handled by it. Both ``wf dev``
+and ``wf serve`` run their app with it.
 
 A body that turns out unreadable while a handler reads it (gzip that does not decompress, say)
 raises ``web.RequestPayloadError`` there instead; ``unreadable_body`` is the API's 400 for it.
@@ -33,10 +34,13 @@ class EnvelopeAppRunner(web.AppRunner):
 
 class _EnvelopeServer(web.Server):
     def __call__(self) -> web.RequestHandler:
-        return _EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
+        return EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
-class _EnvelopeRequestHandler(web.RequestHandler):
+class EnvelopeRequestHandler(web.RequestHandler):
+    """aiohttp's per-connection protocol, refusing malformed requests in the envelope (a server
+    with a handler class of its own derives it from this one)."""
+
     __slots__ = ()
 
     def handle_error(
