@@ -52,6 +52,38 @@ def api(url: str, path: str, method: str = "GET", body: Any = None, timeout: flo
         return json.load(exc)
 
 
+def raw_request(port: int, data: bytes) -> tuple[int, str, Any]:
+    """Send ``data`` as is to 127.0.0.1:``port``; read until the server closes the connection.
+    Returns the status, the Content-Type and the JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers.get("content-type", ""), json.loads(body)
+
+
+UNPARSEABLE = (
+    b"GARBAGE\r\n\r\n",
+    b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: y\r\n\r\n",
+    b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+)
+
+
+def assert_unparseable_requests_get_the_envelope(port: int) -> None:
+    """What aiohttp's HTTP parser refuses comes back in the API's envelope, as JSON."""
+    for data in UNPARSEABLE:
+        status, content_type, body = raw_request(port, data)
+        assert (status, content_type) == (400, "application/json; charset=utf-8"), body
+        assert body["success"] is False and body["result"] is None, body
+        [error] = body["errors"]
+        assert error["code"] == 10002, body
+        assert error["message"].startswith("the request is not valid HTTP: "), body
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None

@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import WF, free_port, wait_until
+from tests.e2e.helpers import (
+    WF,
+    assert_unparseable_requests_get_the_envelope,
+    free_port,
+    wait_until,
+)
 from tests.e2e.serve_helpers import Serve, serving, write_project
 
 pytestmark = pytest.mark.slow
@@ -181,6 +186,13 @@ def test_a_header_that_is_not_utf8_is_a_wrong_token(tmp_path: Path) -> None:
             while chunk := sock.recv(65536):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert "Traceback" not in server.output()
+
+
+def test_requests_the_http_parser_refuses_are_answered_in_the_envelope(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        assert_unparseable_requests_get_the_envelope(server.port)
+        assert server.request("GET", "/api/workflows").status == 200
         assert "Traceback" not in server.output()
 
 

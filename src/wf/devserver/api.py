@@ -1,7 +1,8 @@
 """The REST API (Cloudflare's paths and envelope) over a running engine.
 
 ``create_app(state)`` serves ``/api/...`` over ``state.engine``; when the project failed to load
-(``state.engine is None``) every workflow route answers 503 with the load error, while
+(``state.engine is None``) the routes that need its code answer 503 with the load error, the read
+routes answer from ``state.reader`` (the store, read-only) when there is one, and
 ``/api/health`` still answers so the supervisor and ``wf dev`` can tell "up but broken".
 """
 
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from wf.devserver import openapi
+from wf.devserver.bad_requests import unreadable_body
 from wf.devserver.envelope import (
     BAD_REQUEST,
     INTERNAL,
@@ -114,6 +116,8 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except ApiError as exc:
         return error_response(exc)
+    except web.RequestPayloadError as exc:
+        return error_response(unreadable_body(exc))
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
     except WfError as exc:
@@ -146,6 +150,17 @@ def _engine(request: web.Request) -> Controller:
     if state.engine is None:
         raise ApiError(503, PROJECT_BROKEN, state.load_error or "the project failed to load")
     return state.engine
+
+
+def _reads(request: web.Request) -> Controller:
+    """Who answers a read: the engine, or the store reader while the project's code does not
+    load (the answers are the same: the same controller methods over the same store)."""
+    state = _state(request)
+    found = state.engine or state.reader
+    if found is None:
+        message = state.read_error or state.load_error or "the project failed to load"
+        raise ApiError(503, PROJECT_BROKEN, message)
+    return found
 
 
 def _json_type(value: Any) -> str:
@@ -290,7 +305,7 @@ async def _workflow_json(
         "binding": info.binding,
         "class_name": info.class_name,
         "script_name": state.project_name,
-        "version_id": _version(state, engine) or engine.new_instance_version(info.name),
+        "version_id": _version(state, engine),
         "created_on": created_on,
         "modified_on": modified_on,
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
@@ -352,7 +367,7 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     state = _state(request)
     page, per_page = _paging(request)
     every = _workflows(state, engine)
@@ -362,7 +377,7 @@ async def list_workflows(request: web.Request) -> web.Response:
 
 
 async def get_workflow(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     state = _state(request)
     name = engine.workflow(request.match_info["name"])
     info = next(w for w in _workflows(state, engine) if w.name == name)
@@ -378,7 +393,7 @@ async def delete_workflow(request: web.Request) -> web.Response:
 
 
 async def list_instances(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     name = request.match_info["name"]
     page, per_page = _paging(request)
     oldest_first = _bool_param(request, "reverse", False)
@@ -431,7 +446,7 @@ async def create_batch(request: web.Request) -> web.Response:
 
 
 async def get_instance(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
     return ok(await engine.details(name, instance_id))
 

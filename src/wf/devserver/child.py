@@ -1,7 +1,8 @@
 """One dev-server child: load the project, recover its instances, serve on the inherited socket.
 
 Every reload is a fresh child, so every reload exercises crash recovery. A project that fails to
-load still gets a child: it serves the load error (naming file and line) until the next change.
+load still gets a child: it serves the load error (naming file and line) until the next change,
+and, when only the module is broken, what is on record (the read routes answer from the store).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Protocol
 from aiohttp import web
 
 from wf.devserver import handoff
+from wf.devserver.reads import open_reader
 from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
@@ -103,6 +105,8 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         project = load_project(config)
     except ProjectError as exc:
         base.load_error = str(exc)
+        # wf.toml says where the database is: without it there is nothing to read either.
+        base.read_error = f"{exc}; instances can be read once wf.toml loads"
         return _Loaded(None, base)
     base.project_name = project.name
     base.workflows = project.workflows
@@ -117,6 +121,24 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         return _Loaded(project, base)
     base.version_id = engine.version_id
     return _Loaded(project, base, engine)
+
+
+async def _open_reads(loaded: _Loaded) -> None:
+    """A project whose code does not load still has its history: serve it read-only."""
+    state = loaded.state
+    if loaded.project is None or loaded.engine is not None:
+        return
+    try:
+        state.reader = await open_reader(loaded.project)
+    except Exception as exc:  # whatever it is, the server still says what is wrong
+        problem = str(exc) if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
+        state.read_error = f"{state.load_error}; its instances cannot be read either: {problem}"
+
+
+async def _close_reads(state: ServerState) -> None:
+    if state.reader is not None:
+        await state.reader.store.close()
+        state.reader = None
 
 
 def project_engine(project: Project, on_notice: Callable[[Notice], None] | None = None) -> Engine:
@@ -234,6 +256,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     inbox = handoff.Inbox(socket.socket(fileno=options.inbox_fd))
 
     loaded = _load(options, reporter)
+    await _open_reads(loaded)
     state = loaded.state
     engine = loaded.engine
     first = options.generation == 0
@@ -253,6 +276,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     if stop.event.is_set():  # superseded by a newer child before it could serve
         await _pass_on(inbox, stop.successor)
         await _stop_engine(state, engine, standby, taking_over, grace=0.0)
+        await _close_reads(state)
         return 0
     if state.load_error:
         reporter.error(state.load_error)
@@ -290,6 +314,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         await _pass_on(inbox, stop.successor)
         await runner.cleanup()
         await _stop_engine(state, engine, standby, taking_over, grace=_reload_grace())
+        await _close_reads(state)
     return 0
 
 

@@ -25,7 +25,7 @@ from wf.errors import (
 
 # ---- error codes (the contract's table) ------------------------------------------------------
 INTERNAL = 10001  # 500
-BAD_REQUEST = 10002  # 400: bad body or parameter
+BAD_REQUEST = 10002  # 400: bad body or parameter, or not valid HTTP
 TOO_LARGE = 10003  # 413
 PROJECT_BROKEN = 10004  # 503: the project failed to load
 FORBIDDEN = 10005  # 403: Host or Origin refused

@@ -24,13 +24,16 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
 
+from wf.devserver.bad_requests import EnvelopeRequestHandler
+
 log = logging.getLogger("wf.server")
 
 _TAG = b"c"  # every message is one byte carrying one socket
 
 
-class HandoffHandler(RequestHandler):
-    """aiohttp's request handler, counting the bytes it read so it knows when it is at rest."""
+class HandoffHandler(EnvelopeRequestHandler):
+    """The API's request handler (malformed requests answered in the envelope), counting the
+    bytes it read so it knows when it is at rest."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

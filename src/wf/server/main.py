@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from wf.devserver.api import create_app
+from wf.devserver.bad_requests import EnvelopeAppRunner
 from wf.devserver.child import is_loopback
 from wf.devserver.state import ServerState
 from wf.server.routes import add_serve_routes
@@ -84,7 +85,9 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
         )
         app = create_app(server_state)
         add_serve_routes(app, runtime)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
+        runner = EnvelopeAppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=10.0
+        )
         await runner.setup()
         try:
             site = web.TCPSite(runner, options.host, options.port)
