@@ -48,6 +48,8 @@ from wf.errors import (
     NonRetryableError,
     StepError,
     ValidationError,
+    error_info,
+    exception_info,
 )
 
 if TYPE_CHECKING:
@@ -287,18 +289,16 @@ async def _attempt(
             value = await _run_callback(life, callback, record, number, resolved)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
-            error, non_retryable = {"name": exc.name, "message": exc.message}, True
+            error, non_retryable = exception_info(exc), True
         except _StepOutputProblem as exc:
-            error, non_retryable = {"name": "StepOutputError", "message": str(exc)}, True
+            error, non_retryable = error_info("StepOutputError", exc.message), True
         except _AttemptTimedOut:
-            error = {
-                "name": "WorkflowTimeoutError",
-                "message": f"attempt {number} timed out after {format_duration(resolved.timeout)}",
-            }
-        except EscapedBaseException as exc:
-            error = {"name": exc.name, "message": exc.message}
+            error = error_info(
+                "WorkflowTimeoutError",
+                f"attempt {number} timed out after {format_duration(resolved.timeout)}",
+            )
         except Exception as exc:
-            error = {"name": type(exc).__name__, "message": str(exc)}
+            error = exception_info(exc)
         finally:
             life.attempts.pop(record.key, None)
         now = life.now()
@@ -331,7 +331,9 @@ async def _attempt(
 
 
 class _StepOutputProblem(Exception):
-    pass
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 def _encode_output(life: Life, record: StepRecord, value: Any) -> str:

@@ -18,7 +18,7 @@ from wf.engine.model import (
     StepRecord,
     StepState,
 )
-from wf.errors import InstanceNotFound
+from wf.errors import InstanceNotFound, error_info
 
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
@@ -32,7 +32,12 @@ def dump_error(error: ErrorInfo | None) -> str | None:
 
 
 def load_error(text: str | None) -> ErrorInfo | None:
-    return None if text is None else dict(json.loads(text))
+    """A stored error; one recorded by an older wf (a message of any size, or not text) comes
+    back as one recorded today would."""
+    if text is None:
+        return None
+    stored = json.loads(text)
+    return error_info(stored.get("name"), stored.get("message"))
 
 
 def row_to_instance(row: Sequence[Any]) -> InstanceRow:
