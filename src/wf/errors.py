@@ -17,7 +17,6 @@
      └── EscapedBaseException         user code raised SystemExit & co.: contained
     BaseException
      └── EngineSignal                 engine control flow that user code must not swallow
-          ├── NonDeterminismError     a replay met a recorded step of another kind
           └── StepLimitExceeded       the instance reached its step limit
 
 Engine signals derive from ``BaseException`` so that a user's ``except Exception`` in ``run()``
@@ -200,10 +199,6 @@ class EngineSignal(BaseException):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class NonDeterminismError(EngineSignal):
-    error_name = "NonDeterminismError"
 
 
 class StepLimitExceeded(EngineSignal):

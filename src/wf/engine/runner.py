@@ -26,6 +26,7 @@ from wf.engine.model import (
     AttemptRecord,
     Claim,
     Status,
+    StepKey,
     StepKind,
     StepRecord,
     WorkflowEvent,
@@ -162,7 +163,7 @@ class Life:
         self.parked = 0  # branches parked at a requested pause
         self.waits: set[Wait] = set()
         self.event_waits: set[Wait] = set()
-        self.attempts: dict[tuple[str, int], tuple[StepRecord, AttemptRecord]] = {}
+        self.attempts: dict[StepKey, tuple[StepRecord, AttemptRecord]] = {}
         self.holds_slot = True
         self.shown = Status.RUNNING
         self.pause_requested = False

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wf.engine.clock import Clock
-from wf.engine.model import Claim, Status
+from wf.engine.model import Claim, Status, StepKey
 from wf.engine.runner import Life, run_life
 from wf.engine.store.base import Store
 
@@ -94,7 +94,7 @@ class Scheduler:
         self._stopping = False
         self.draining = False  # stopping: no new step attempt may start
         # Steps whose attempt a refused database write cut short: not counted when retried.
-        self.store_failures: dict[int, set[tuple[str, int]]] = {}
+        self.store_failures: dict[int, set[StepKey]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------

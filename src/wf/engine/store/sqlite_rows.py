@@ -14,6 +14,7 @@ from wf.engine.model import (
     History,
     InstanceRow,
     Status,
+    StepKey,
     StepKind,
     StepRecord,
     StepState,
@@ -79,7 +80,7 @@ def find_instance(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> 
 
 
 def read_history(conn: sqlite3.Connection, pk: int) -> History:
-    steps: dict[tuple[str, int], StepRecord] = {}
+    steps: dict[StepKey, StepRecord] = {}
     for row in conn.execute(
         "SELECT name, count, kind, state, started, ended, output, error, config, wake_at, "
         "duration, event_type, event_time, non_retryable FROM steps WHERE instance = ? "
@@ -108,7 +109,7 @@ def read_history(conn: sqlite3.Connection, pk: int) -> History:
         "WHERE instance = ? ORDER BY name, count, number",
         (pk,),
     ):
-        step = steps.get((name, count))
+        step = steps.get((StepKind.DO, name, count))  # only step.do has attempts
         if step is not None:
             step.attempts.append(
                 AttemptRecord(
