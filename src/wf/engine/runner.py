@@ -434,7 +434,10 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         try:
             output = codec.encode(task.result())
         except codec.NotSerialisable as problem:
-            error = error_info("TypeError", f"the value run() returned: {problem}")
+            error = error_info(
+                "TypeError",
+                f"run() returned a value that cannot be stored as JSON: {problem.at('output')}",
+            )
     elif exc is not None:
         error = exception_info(exc)
     status = Status.ERRORED if error else Status.COMPLETE

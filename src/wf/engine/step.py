@@ -291,7 +291,7 @@ async def _attempt(
         except NonRetryableError as exc:
             error, non_retryable = exception_info(exc), True
         except _StepOutputProblem as exc:
-            error, non_retryable = error_info("StepOutputError", exc.message), True
+            error, non_retryable = error_info("StepOutputError", exc.message), not exc.retryable
         except _AttemptTimedOut:
             error = error_info(
                 "WorkflowTimeoutError",
@@ -331,21 +331,31 @@ async def _attempt(
 
 
 class _StepOutputProblem(Exception):
-    def __init__(self, message: str) -> None:
+    """The body's result cannot be stored. Too large is a failed attempt, retried as Cloudflare
+    does (the next attempt may return less); not JSON at all, the same every time, is not."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
         super().__init__(message)
         self.message = message
+        self.retryable = retryable
 
 
 def _encode_output(life: Life, record: StepRecord, value: Any) -> str:
     try:
         text = codec.encode(value)
     except codec.NotSerialisable as exc:
-        raise _StepOutputProblem(f'step "{record.display_name}" returned {exc}') from None
+        raise _StepOutputProblem(
+            f'step "{record.display_name}" returned a value that cannot be stored as JSON: '
+            f"{exc.at('result')}",
+            retryable=False,
+        ) from None
     size = codec.encoded_size(text)
     limit = life.host.limits.step_output_bytes
     if size > limit:
         raise _StepOutputProblem(
-            f'step "{record.display_name}" returned {size} bytes of JSON; the limit is {limit}'
+            f'step "{record.display_name}" returned {size:,} bytes of JSON; the limit is '
+            f"{limit:,} bytes",
+            retryable=True,
         )
     return text
 
