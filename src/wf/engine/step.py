@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wf.durations import Duration, format_duration, to_seconds
+from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config
 from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
@@ -179,8 +179,8 @@ async def _wait_for_event(
     seconds = to_seconds(timeout, f'timeout of wait "{name}"')
     if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
         raise ValidationError(
-            f'timeout of wait "{name}" must be between 1 second and 365 days, '
-            f"got {format_duration(seconds)}"
+            f'timeout of wait "{name}" must be from {exact_duration(limits.event_timeout_min)} '
+            f"to {exact_duration(limits.event_timeout_max)}, got {exact_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
     if record is None:
@@ -552,8 +552,8 @@ def _check_max_sleep(life: Life, name: str, seconds: float) -> None:
     limit = life.host.limits.sleep_seconds
     if seconds > limit:
         raise ValidationError(
-            f'sleep "{name}" is {format_duration(seconds)} long; the limit is '
-            f"{format_duration(limit)}"
+            f'sleep "{name}" is {exact_duration(seconds)} long; the limit is '
+            f"{exact_duration(limit)}"
         )
 
 
