@@ -195,3 +195,26 @@ async def test_a_huge_message_raised_from_run_and_by_non_retryable_error_is_cut(
     assert error["name"].startswith("NNN")
     assert error["name"].endswith(" … [truncated, 1,000 characters in all]")
     assert len(error["name"]) == 256
+
+
+class ItemsRaise(dict[str, Any]):
+    def items(self) -> Any:
+        raise RuntimeError("no items today")
+
+
+async def test_run_returning_a_value_that_raises_while_encoded_errors_the_instance(
+    harness: Harness,
+) -> None:
+    # Like a failing __str__, this used to escape the end of the life and leave it running.
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return ItemsRaise(a=1)
+
+    engine = await harness.start([WorkflowSpec("flow", Flow)])
+    inst = await engine.create("flow")
+    status = await wait_status(engine, "flow", inst.id)
+    assert status["error"] == {
+        "name": "TypeError",
+        "message": "run() returned a value that cannot be stored as JSON: reading it raised "
+        "RuntimeError: no items today",
+    }

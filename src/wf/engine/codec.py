@@ -8,7 +8,7 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from wf.errors import ValidationError, quote
+from wf.errors import ValidationError, quote, text_of
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
@@ -35,10 +35,10 @@ class NotSerialisable(ValueError):
 def encode(value: Any) -> str:
     try:
         text = _ENCODER.encode(value)
-    except (TypeError, ValueError) as exc:
-        raise _locate(value, exc) from None
     except RecursionError:
         raise NotSerialisable("values nested too deeply to store", None) from None
+    except Exception as exc:  # the encoder's refusal, or a dict subclass's items() raising
+        raise _locate(value, exc) from None
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -50,12 +50,14 @@ def _locate(value: Any, exc: Exception) -> NotSerialisable:
     """Find what the encoder refused, and where: it only says what (and not always that)."""
     try:
         found = _first_problem(value)
-    except RecursionError:  # pragma: no cover - the walk keeps its own stack
+    except Exception:  # user code in a dict subclass again
         found = None
-    if found is None:
-        return NotSerialisable(str(exc), None)
-    problem, path = found
-    return NotSerialisable(problem, "".join(path))
+    if found is not None:
+        problem, path = found
+        return NotSerialisable(problem, "".join(path))
+    if isinstance(exc, (TypeError, ValueError)):
+        return NotSerialisable(text_of(exc), None)
+    return NotSerialisable(f"reading it raised {type(exc).__name__}: {text_of(exc)}", None)
 
 
 def _first_problem(value: Any) -> tuple[str, list[str]] | None:
