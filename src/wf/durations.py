@@ -100,6 +100,8 @@ def format_duration(seconds: float) -> str:
     Where a duration is compared with a limit, ``exact_duration`` says it without rounding."""
     if seconds < 1:
         text = _plain(seconds * 1000, 3)
+        if text == "0" and seconds > 0:  # not rounded to nothing: "0 milliseconds" is not > 0
+            text = f"{(Decimal(repr(seconds)) * 1000).normalize():f}"
         return f"{text} millisecond" if text == "1" else f"{text} milliseconds"
     for unit, size in _HUMAN_UNITS:
         if seconds >= size:
@@ -109,10 +111,7 @@ def format_duration(seconds: float) -> str:
 
 
 def _plain(amount: float, digits: int) -> str:
-    """Rounded, without an exponent (so it parses back): 1.5, 2, 1000000. An amount too large
-    for any duration wf accepts is shown with one (3.17e+300), not as 300 digits."""
-    if amount >= 1e9:
-        return f"{amount:.3g}"
+    """Rounded, without an exponent (so it parses back): 1.5, 2, 1000000."""
     return f"{amount:.{digits}f}".rstrip("0").rstrip(".")
 
 
