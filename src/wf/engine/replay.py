@@ -30,7 +30,8 @@ STORE_REFUSED: ErrorInfo = {
 
 
 class Identities:
-    """Hands out step identities in call order and checks them against the recorded history."""
+    """Hands out step identities in call order, each with what was recorded under it, and
+    enforces the step limit."""
 
     def __init__(self, recorded: dict[StepKey, StepRecord], step_limit: int) -> None:
         self._recorded = recorded
