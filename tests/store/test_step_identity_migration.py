@@ -1,9 +1,9 @@
-"""Migration 6: steps recorded by a wf that counted one name across kinds (do "poll", sleep
-"poll", do "poll" were poll-1, poll-2, poll-3) are renumbered per kind (poll-1, poll-1, poll-2),
-with their attempts and consumed events, and replay under the new counting.
+"""The step renumbering migration: steps recorded by a wf that counted one name across kinds
+(do "poll", sleep "poll", do "poll" were poll-1, poll-2, poll-3) are renumbered per kind (poll-1,
+poll-1, poll-2), with their attempts and consumed events, and replay under the new counting.
 
 The old database is built as the old wf built it: its migrations (the list is append-only, so
-the first five are what it ran) and rows written with its numbering."""
+the ones before the renumbering are what it ran) and rows written with its numbering."""
 
 from __future__ import annotations
 
@@ -18,7 +18,9 @@ from wf import StepContext, WorkflowEntrypoint
 from wf.engine import WorkflowSpec
 from wf.engine.store import migrations
 
-OLD_SCHEMA = 5  # the last schema whose counts were shared across kinds
+# The schema just before the renumbering: counts were shared across kinds up to it. Found, not
+# hard-coded, so that migrations merged in before this one keep the test honest.
+OLD_SCHEMA = next(n for n, m in enumerate(migrations.MIGRATIONS) if "step_renumbering" in m)
 FAILED = json.dumps({"name": "ConnectionError", "message": "down"})
 
 
