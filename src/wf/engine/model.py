@@ -116,6 +116,10 @@ class WorkflowStepEvent:
 
 ErrorInfo = dict[str, str]  # {"name": ..., "message": ...}
 
+# A step's identity in its instance: (kind, name, count), the count per kind and name, as
+# Cloudflare counts (a sleep named like a step does not shift the step's count).
+StepKey = tuple[StepKind, str, int]
+
 
 @dataclass
 class AttemptRecord:
@@ -148,8 +152,8 @@ class StepRecord:
     attempts: list[AttemptRecord] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.name, self.count)
+    def key(self) -> StepKey:
+        return (self.kind, self.name, self.count)
 
     @property
     def display_name(self) -> str:
@@ -203,7 +207,7 @@ class History:
 
     steps: list[StepRecord] = field(default_factory=list)
 
-    def by_key(self) -> dict[tuple[str, int], StepRecord]:
+    def by_key(self) -> dict[StepKey, StepRecord]:
         return {s.key: s for s in self.steps}
 
 

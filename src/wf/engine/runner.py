@@ -26,6 +26,7 @@ from wf.engine.model import (
     AttemptRecord,
     Claim,
     Status,
+    StepKey,
     StepKind,
     StepRecord,
     WorkflowEvent,
@@ -34,7 +35,7 @@ from wf.engine.model import (
 from wf.engine.replay import Identities
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
-from wf.errors import EngineSignal, EscapedBaseException, StepError, StoreError
+from wf.errors import EngineSignal, StoreError, error_info, exception_info
 
 if TYPE_CHECKING:
     from wf.engine.engine import WorkflowSpec
@@ -162,7 +163,7 @@ class Life:
         self.parked = 0  # branches parked at a requested pause
         self.waits: set[Wait] = set()
         self.event_waits: set[Wait] = set()
-        self.attempts: dict[tuple[str, int], tuple[StepRecord, AttemptRecord]] = {}
+        self.attempts: dict[StepKey, tuple[StepRecord, AttemptRecord]] = {}
         self.holds_slot = True
         self.shown = Status.RUNNING
         self.pause_requested = False
@@ -443,13 +444,12 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         try:
             output = codec.encode(task.result())
         except codec.NotSerialisable as problem:
-            error = {"name": "TypeError", "message": f"the value run() returned: {problem}"}
-    elif isinstance(exc, (StepError, EngineSignal)):
-        error = {"name": exc.error_name, "message": exc.message}
-    elif isinstance(exc, EscapedBaseException):
-        error = {"name": exc.name, "message": exc.message}
+            error = error_info(
+                "TypeError",
+                f"run() returned a value that cannot be stored as JSON: {problem.at('output')}",
+            )
     elif exc is not None:
-        error = {"name": type(exc).__name__, "message": str(exc)}
+        error = exception_info(exc)
     status = Status.ERRORED if error else Status.COMPLETE
     try:
         ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)

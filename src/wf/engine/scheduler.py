@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from wf.engine.model import Claim, InstanceRow, Status
+from wf.engine.model import Claim, InstanceRow, Status, StepKey
 from wf.engine.runner import Life, Notice, run_life
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ class Scheduler:
         self._stopping = False
         self.draining = False  # stopping: no new step attempt may start
         # Steps whose attempt a refused database write cut short: not counted when retried.
-        self.store_failures: dict[int, set[tuple[str, int]]] = {}
+        self.store_failures: dict[int, set[StepKey]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wf.durations import Duration, format_duration, to_seconds
+from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config
 from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
@@ -50,6 +50,8 @@ from wf.errors import (
     NonRetryableError,
     StepError,
     ValidationError,
+    error_info,
+    exception_info,
 )
 
 if TYPE_CHECKING:
@@ -184,8 +186,8 @@ async def _wait_for_event(
     seconds = to_seconds(timeout, f'timeout of wait "{name}"')
     if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
         raise ValidationError(
-            f'timeout of wait "{name}" must be between 1 second and 365 days, '
-            f"got {format_duration(seconds)}"
+            f'timeout of wait "{name}" must be from {exact_duration(limits.event_timeout_min)} '
+            f"to {exact_duration(limits.event_timeout_max)}, got {exact_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
     if record is None or record.state is StepState.RUNNING:
@@ -307,18 +309,16 @@ async def _attempt(
             value = await _run_callback(life, callback, record, number, resolved)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
-            error, non_retryable = {"name": exc.name, "message": exc.message}, True
+            error, non_retryable = exception_info(exc), True
         except _StepOutputProblem as exc:
-            error, non_retryable = {"name": "StepOutputError", "message": str(exc)}, True
+            error, non_retryable = error_info("StepOutputError", exc.message), not exc.retryable
         except _AttemptTimedOut:
-            error = {
-                "name": "WorkflowTimeoutError",
-                "message": f"attempt {number} timed out after {format_duration(resolved.timeout)}",
-            }
-        except EscapedBaseException as exc:
-            error = {"name": exc.name, "message": exc.message}
+            error = error_info(
+                "WorkflowTimeoutError",
+                f"attempt {number} timed out after {format_duration(resolved.timeout)}",
+            )
         except Exception as exc:
-            error = {"name": type(exc).__name__, "message": str(exc)}
+            error = exception_info(exc)
         finally:
             life.attempts.pop(record.key, None)
         now = life.now()
@@ -351,19 +351,31 @@ async def _attempt(
 
 
 class _StepOutputProblem(Exception):
-    pass
+    """The body's result cannot be stored. Too large is a failed attempt, retried as Cloudflare
+    does (the next attempt may return less); not JSON at all, the same every time, is not."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
 
 
 def _encode_output(life: Life, record: StepRecord, value: Any) -> str:
     try:
         text = codec.encode(value)
     except codec.NotSerialisable as exc:
-        raise _StepOutputProblem(f'step "{record.display_name}" returned {exc}') from None
+        raise _StepOutputProblem(
+            f'step "{record.display_name}" returned a value that cannot be stored as JSON: '
+            f"{exc.at('result')}",
+            retryable=False,
+        ) from None
     size = codec.encoded_size(text)
     limit = life.host.limits.step_output_bytes
     if size > limit:
         raise _StepOutputProblem(
-            f'step "{record.display_name}" returned {size} bytes of JSON; the limit is {limit}'
+            f'step "{record.display_name}" returned {size:,} bytes of JSON; the limit is '
+            f"{limit:,} bytes",
+            retryable=True,
         )
     return text
 
@@ -560,8 +572,8 @@ def _check_max_sleep(life: Life, name: str, seconds: float) -> None:
     limit = life.host.limits.sleep_seconds
     if seconds > limit:
         raise ValidationError(
-            f'sleep "{name}" is {format_duration(seconds)} long; the limit is '
-            f"{format_duration(limit)}"
+            f'sleep "{name}" is {exact_duration(seconds)} long; the limit is '
+            f"{exact_duration(limit)}"
         )
 
 
