@@ -78,7 +78,7 @@ def test_errors_carry_the_server_code_and_status(server: LiveServer) -> None:
     client.create_instance("quick", id="once")
     with pytest.raises(ClientError) as caught:
         client.create_instance("quick", id="once")
-    assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_EXISTS, 409)
+    assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_EXISTS, 400)
 
     with pytest.raises(ClientError, match="no instances in workflow"):
         client.latest_instance_id("napper")

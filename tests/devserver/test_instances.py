@@ -72,9 +72,11 @@ async def test_trigger_header_marks_the_cli(client: Client, engine: Engine) -> N
     assert "X-WF-Trigger" in message
 
 
-async def test_duplicate_id_is_409(client: Client) -> None:
+async def test_duplicate_id_is_400_with_code_10405(client: Client) -> None:
+    # Cloudflare answers 400 (instance.already_exists, 10405); its SDKs map the status to a
+    # bad-request exception, so a 409 would surface as another exception class.
     await create(client, "quick", id="dup")
-    message = await fails(client, "POST", f"{BASE}/quick/instances", 409, 10405, json={"id": "dup"})
+    message = await fails(client, "POST", f"{BASE}/quick/instances", 400, 10405, json={"id": "dup"})
     assert '"dup"' in message and "already exists" in message
 
 

@@ -134,6 +134,10 @@ async def test_deploy_run_redeploy_and_versions(
         client, "POST", "/api/workflows/greet/instances", json={"id": "a", "params": {"n": 1}}
     )
     assert created["version_id"] == first["version_id"]
+    response = await client.post(
+        "/api/workflows/greet/instances", json={"id": "a"}, headers=AUTH
+    )  # an id taken: 400 with Cloudflare's code, as wf dev answers
+    assert (response.status, (await response.json())["errors"][0]["code"]) == (400, 10405)
     done = await wait_complete(client, "greet", "a")
     assert done["output"] == {"version": "v1", "secret": None, "params": {"n": 1}}
 

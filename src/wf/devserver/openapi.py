@@ -289,11 +289,14 @@ def _reply(description: str, result: Schema, *, info: bool = False) -> Schema:
 
 
 _ERRORS: dict[str, tuple[str, str]] = {
-    "BadRequest": ("400", "bad body or parameter (10002)"),
+    "BadRequest": (
+        "400",
+        "bad body or parameter (10002), or an instance with that id already exists (10405)",
+    ),
     "Unauthorized": ("401", "missing or wrong API token (10006; only when the server has one)"),
     "Forbidden": ("403", "Host header or cross-origin write refused (10005)"),
     "NotFound": ("404", "workflow (10200) or instance (10400) not found"),
-    "Conflict": ("409", "instance already exists (10405) or invalid transition (10406)"),
+    "Conflict": ("409", "invalid transition, e.g. the instance already finished (10406)"),
     "TooLarge": ("413", "body over 1 MiB plus a small allowance (10003)"),
     "Internal": ("500", "internal error (10001)"),
     "ProjectBroken": ("503", "the project failed to load (10004); message is the load error"),
@@ -472,7 +475,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "requestBody": _json_body(_ref("NewInstance"), "id and params; an empty body is {}"),
             "responses": {
                 "201": _reply("the instance was queued", _ref("CreatedInstance")),
-                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
+                **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
             },
         },
     },
