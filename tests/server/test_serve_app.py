@@ -153,6 +153,7 @@ async def test_deploy_run_redeploy_and_versions(
 
     versions = await result_of(client, "GET", "/api/workflows/greet/versions")
     assert [v["id"] for v in versions] == [second["version_id"], first["version_id"]]
+    assert all(v["workflow_id"] == v["workflow"] == "greet" for v in versions)
     assert [v["active"] for v in versions] == [True, False]
     assert all(v["unfinished"] == 0 for v in versions)
     await runtime.reconcile()  # the old version has nothing left to run: it is unloaded

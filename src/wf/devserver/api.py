@@ -30,7 +30,7 @@ from wf.devserver.envelope import (
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
 from wf.devserver.state import ServerState
 from wf.engine.controller import Controller
-from wf.engine.details import iso
+from wf.engine.details import iso, trigger_source
 from wf.engine.limits import MIB
 from wf.engine.model import InstanceRow, Status
 from wf.errors import WfError
@@ -286,6 +286,7 @@ async def _workflow_json(
     counts = await engine.store.count_statuses(info.name)
     created_on, modified_on = await _instance_times(engine, info.name)
     return {
+        "id": info.name,  # Cloudflare's workflows have an id besides the name; wf's is the name
         "name": info.name,
         "binding": info.binding,
         "class_name": info.class_name,
@@ -308,10 +309,11 @@ def _summary(row: InstanceRow) -> dict[str, Any]:
         "id": row.id,
         "status": row.status.value,
         "version_id": row.version_id,
+        "workflow_id": row.workflow,
         "workflow": row.workflow,
         "created_on": iso(row.created),
         "modified_on": iso(row.modified),
-        "trigger": row.trigger,
+        "trigger": trigger_source(row.trigger),
     }
 
 
@@ -320,6 +322,7 @@ def _created(engine: Controller, workflow: str, instance_id: str) -> dict[str, A
         "id": instance_id,
         "status": Status.QUEUED.value,
         "version_id": engine.new_instance_version(workflow),
+        "workflow_id": workflow,
         "workflow": workflow,
     }
 
@@ -355,7 +358,8 @@ async def list_workflows(request: web.Request) -> web.Response:
     engine = _engine(request)
     state = _state(request)
     page, per_page = _paging(request)
-    every = _workflows(state, engine)
+    search = request.query.get("search", "").casefold()
+    every = [w for w in _workflows(state, engine) if search in w.name.casefold()]
     chosen = every[(page - 1) * per_page : page * per_page]
     result = [await _workflow_json(state, engine, info) for info in chosen]
     return ok(result, result_info=_result_info(page, per_page, len(result), len(every)))

@@ -34,6 +34,10 @@ ISO: Schema = {
     "description": "ISO 8601 UTC, e.g. 2025-01-01T00:00:00.000Z",
 }
 ANY: Schema = {"description": "any JSON value"}
+_WORKFLOW_ID: Schema = {
+    "type": "string",
+    "description": "the workflow's id: wf identifies a workflow by its name (Cloudflare by a UUID)",
+}
 
 
 def _object(
@@ -99,6 +103,7 @@ _SCHEMAS: dict[str, Schema] = {
     "InstanceCounts": _object({s: {"type": "integer", "minimum": 0} for s in STATUSES}),
     "Workflow": _object(
         {
+            "id": _WORKFLOW_ID,
             "name": {"type": "string"},
             "binding": _nullable({"type": "string"}),
             "class_name": {"type": "string"},
@@ -111,12 +116,23 @@ _SCHEMAS: dict[str, Schema] = {
     ),
     "DeletedWorkflow": _object({"name": {"type": "string"}, "deleted": {"type": "integer"}}),
     "InstanceStatus": {"enum": STATUSES},
-    "Trigger": {"enum": ["api", "binding", "cli", "event", "cron", "unknown"]},
+    "Trigger": {
+        "enum": ["api", "binding", "event", "cron", "unknown"],
+        "description": "Cloudflare's trigger sources; wf's own CLI triggers are api",
+    },
+    "TriggerOf": _object(
+        {
+            "source": _ref("Trigger"),
+            "via": {"const": "cli", "description": "wf's CLI asked (an api call to Cloudflare)"},
+        },
+        required=["source"],
+    ),
     "InstanceSummary": _object(
         {
             "id": {"type": "string"},
             "status": _ref("InstanceStatus"),
             "version_id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
             "created_on": ISO,
             "modified_on": ISO,
@@ -144,6 +160,7 @@ _SCHEMAS: dict[str, Schema] = {
             "id": {"type": "string"},
             "status": {"const": "queued"},
             "version_id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
         }
     ),
@@ -218,9 +235,7 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=["type", "name", "start", "end", "finished", "error", "output", "event_type"],
     ),
-    "StepTermination": _object(
-        {"type": {"const": "termination"}, "trigger": _object({"source": _ref("Trigger")})}
-    ),
+    "StepTermination": _object({"type": {"const": "termination"}, "trigger": _ref("TriggerOf")}),
     "Step": {
         "oneOf": [
             _ref("StepDo"),
@@ -244,7 +259,7 @@ _SCHEMAS: dict[str, Schema] = {
             "workflow": {"type": "string"},
             "status": _ref("InstanceStatus"),
             "params": ANY,
-            "trigger": _object({"source": _ref("Trigger")}),
+            "trigger": _ref("TriggerOf"),
             "versionId": {"type": "string"},
             "created": ISO,
             "queued": ISO,
@@ -364,6 +379,12 @@ _PARAMETERS: dict[str, Schema] = {
         "description": "only instances in this status",
         "schema": _ref("InstanceStatus"),
     },
+    "search": {
+        "name": "search",
+        "in": "query",
+        "description": "only workflows whose name contains this text (ignoring case)",
+        "schema": {"type": "string"},
+    },
     "reverse": {
         "name": "reverse",
         "in": "query",
@@ -373,7 +394,10 @@ _PARAMETERS: dict[str, Schema] = {
     "trigger": {
         "name": "X-WF-Trigger",
         "in": "header",
-        "description": "who asked: api (default) or cli; recorded as the trigger source",
+        "description": (
+            "who asked: api (default) or cli; recorded for the server's terminal, shown as api "
+            "in the REST API (Cloudflare's trigger sources)"
+        ),
         "schema": {"enum": ["api", "cli"], "default": "api"},
     },
 }
@@ -419,7 +443,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
         "get": {
             "operationId": "listWorkflows",
             "summary": "The project's workflows",
-            "parameters": [_param("page"), _param("per_page")],
+            "parameters": [_param("search"), _param("page"), _param("per_page")],
             "responses": {
                 "200": _reply(
                     "one page of workflows", {"type": "array", "items": _ref("Workflow")}, info=True
@@ -560,6 +584,7 @@ _SERVE_SCHEMAS: dict[str, Schema] = {
     "Version": _object(
         {
             "id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
             "created_on": ISO,
             "active": {"type": "boolean"},
