@@ -4,6 +4,8 @@ real bundles and real worker processes."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -138,6 +140,14 @@ async def test_deploy_run_redeploy_and_versions(
         "/api/workflows/greet/instances", json={"id": "a"}, headers=AUTH
     )  # an id taken: 400 with Cloudflare's code, as wf dev answers
     assert (response.status, (await response.json())["errors"][0]["code"]) == (400, 10405)
+    # A batch's limit is per instance (Cloudflare's 1 MiB of params each), not 1 MiB in all.
+    half = "x" * (600 * 1024)
+    batch = [{"id": "h1", "params": half}, {"id": "h2", "params": half}]
+    raw = io.BytesIO(json.dumps(batch).encode())  # aiohttp warns of large bytes bodies
+    created_batch = await result_of(
+        client, "POST", "/api/workflows/greet/instances/batch", data=raw
+    )
+    assert [c["id"] for c in created_batch] == ["h1", "h2"]
     done = await wait_complete(client, "greet", "a")
     assert done["output"] == {"version": "v1", "secret": None, "params": {"n": 1}}
 

@@ -312,7 +312,11 @@ _ERRORS: dict[str, tuple[str, str]] = {
     "Forbidden": ("403", "Host header or cross-origin write refused (10005)"),
     "NotFound": ("404", "workflow (10200) or instance (10400) not found"),
     "Conflict": ("409", "invalid transition, e.g. the instance already finished (10406)"),
-    "TooLarge": ("413", "body over 1 MiB plus a small allowance (10003)"),
+    "TooLarge": (
+        "413",
+        "body over 1 MiB plus a small allowance, or a batch's over that for each of 100 "
+        "instances (10003)",
+    ),
     "Internal": ("500", "internal error (10001)"),
     "ProjectBroken": ("503", "the project failed to load (10004); message is the load error"),
 }
@@ -506,7 +510,10 @@ _PATHS: dict[str, dict[str, Schema]] = {
     "/api/workflows/{name}/instances/batch": {
         "post": {
             "operationId": "createInstances",
-            "summary": "Create up to 100 instances at once; existing ids are skipped",
+            "summary": (
+                "Create up to 100 instances at once, each with up to 1 MiB of params; existing "
+                "ids are skipped; a refused batch creates nothing"
+            ),
             "parameters": [*_NAME, _param("trigger")],
             "requestBody": _json_body(
                 {"type": "array", "items": _ref("NewInstance"), "minItems": 1, "maxItems": 100},
