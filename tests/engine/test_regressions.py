@@ -10,9 +10,12 @@ import sys
 import threading
 import time
 
+import pytest
+
 from tests.conftest import Harness, wait_for, wait_status
 from wf import StepContext, StepError, WorkflowEntrypoint
 from wf.engine import Engine, Notice, WorkflowSpec
+from wf.engine.runner import StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreError
 
@@ -137,6 +140,49 @@ async def test_a_reload_does_not_use_up_retries(harness: Harness) -> None:
     recorded = (await engine.details("flow", inst.id))["steps"][0]["attempts"]
     assert [a["success"] for a in recorded] == [False, True]
     assert "does not count toward the retry limit" in recorded[0]["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("cause", "said"),
+    [
+        ("reload", "because the server reloaded"),
+        ("shutdown", "because the server shut down"),
+        ("restart", "because the server restarted the process running it"),
+        (None, "because the server stopped"),
+    ],
+)
+async def test_an_attempt_cut_short_by_a_stop_says_why(
+    harness: Harness, cause: StopCause | None, said: str
+) -> None:
+    """A SIGTERM or Ctrl-C is a shutdown, not a reload: the attempt's error (what describe
+    shows) says which stop it was, or no more than it knows."""
+    started = asyncio.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow(ctx: StepContext) -> int:
+                if ctx.attempt == 1:
+                    started.set()
+                    await asyncio.sleep(30)
+                return ctx.attempt
+
+            return await step.do("slow", slow)
+
+    specs = [WorkflowSpec("flow", Flow)]
+    engine = await harness.start(specs)
+    inst = await engine.create("flow")
+    await started.wait()
+    harness.engines.remove(engine)
+    if cause is None:
+        await engine.stop(grace=0.05)
+    else:
+        await engine.stop(grace=0.05, cause=cause)
+    engine = await harness.start(specs)
+    await wait_status(engine, "flow", inst.id)
+    first = (await engine.details("flow", inst.id))["steps"][0]["attempts"][0]
+    message = first["error"]["message"]
+    assert message == f"the attempt was cut short {said}; it does not count toward the retry limit"
+    assert ("reload" in message) == (cause == "reload")
 
 
 async def test_waiting_for_a_thread_does_not_count_toward_the_timeout(harness: Harness) -> None:

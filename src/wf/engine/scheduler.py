@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from wf.engine.clock import Clock
 from wf.engine.model import Claim, Status
-from wf.engine.runner import Life, run_life
+from wf.engine.runner import Life, StopCause, run_life
 from wf.engine.store.base import Store
 
 if TYPE_CHECKING:
@@ -115,7 +115,7 @@ class Scheduler:
         if self.engine.owns_store:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="wf retention"))
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0, cause: StopCause | None = None) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
@@ -123,7 +123,7 @@ class Scheduler:
         if grace > 0:
             await self._drain(grace)
         for life in list(self.lives.values()):
-            life.end("stop")
+            life.end("stop", cause=cause)
         if self._life_tasks:
             await asyncio.gather(*self._life_tasks, return_exceptions=True)
 
