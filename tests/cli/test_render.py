@@ -452,6 +452,12 @@ def later(seconds: float) -> float:
             '✓ step "x-1" done in 1.5 s (attempt 3)',
         ),
         (
+            "step_done",
+            "x-1",
+            {"attempt": 2, "ms": 400.0, "total_ms": 14_700.0},
+            '✓ step "x-1" done in 400 ms (attempt 2, 14.7 s since the first)',
+        ),
+        (
             "attempt_failed",
             "x-1",
             {"attempt": 2, "error": {"name": "ValueError", "message": "boom"}, "delay": 20.0},

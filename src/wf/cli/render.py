@@ -961,6 +961,12 @@ def _quoted(value: object) -> str:
     return f'"{clean(value)}"'
 
 
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def notice_line(notice: Any, when: datetime | None = None) -> Text:
     """One engine notice (``wf.engine.runner.Notice``) as one styled line for ``wf dev``:
     ``12:01:02 purchase/abc123 ✓ step "send email-1" done in 42 ms``."""
@@ -985,13 +991,16 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
     elif kind == "started":
         line.append("▶ started", style="yellow")
     elif kind == "step_done":
+        # The attempt that succeeded, then the time since the first (waits, downtime), as
+        # describe shows an attempt's duration and the step's.
         text = f"✓ step {name} done"
-        ms = detail.get("ms")
-        if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        ms, total_ms = _number(detail.get("ms")), _number(detail.get("total_ms"))
+        if ms is not None:
             text += f" in {short_duration(ms / 1000)}"
         attempt = detail.get("attempt")
         if isinstance(attempt, int) and attempt > 1:
-            text += f" (attempt {attempt})"
+            since = f", {short_duration(total_ms / 1000)} since the first" if total_ms else ""
+            text += f" (attempt {attempt}{since})"
         line.append(text, style="green")
     elif kind == "attempt_failed":
         attempt = detail.get("attempt")

@@ -317,9 +317,11 @@ async def _attempt(
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
-            life.emit(
-                "step_done", record.display_name, attempt=number, ms=(now - record.started) * 1000
-            )
+            # The attempt's own time; since the first attempt counts retry waits and downtime.
+            took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
+            if number > 1:
+                took["total_ms"] = (now - record.started) * 1000
+            life.emit("step_done", record.display_name, attempt=number, **took)
             return record
         record.non_retryable = non_retryable
         counted = sum(1 for a in record.attempts if not a.uncounted)
