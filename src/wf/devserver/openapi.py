@@ -370,7 +370,7 @@ _PARAMETERS: dict[str, Schema] = {
         "name": "page",
         "in": "query",
         "description": "page number, from 1",
-        "schema": {"type": "integer", "minimum": 1, "default": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000, "default": 1},
     },
     "per_page": {
         "name": "per_page",
