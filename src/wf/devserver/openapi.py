@@ -120,7 +120,7 @@ _SCHEMAS: dict[str, Schema] = {
         "enum": ["api", "binding", "event", "cron", "unknown"],
         "description": "Cloudflare's trigger sources; wf's own CLI triggers are api",
     },
-    "TriggerOf": _object(
+    "InstanceTrigger": _object(
         {
             "source": _ref("Trigger"),
             "via": {"const": "cli", "description": "wf's CLI asked (an api call to Cloudflare)"},
@@ -235,7 +235,9 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=["type", "name", "start", "end", "finished", "error", "output", "event_type"],
     ),
-    "StepTermination": _object({"type": {"const": "termination"}, "trigger": _ref("TriggerOf")}),
+    "StepTermination": _object(
+        {"type": {"const": "termination"}, "trigger": _ref("InstanceTrigger")}
+    ),
     "Step": {
         "oneOf": [
             _ref("StepDo"),
@@ -259,7 +261,7 @@ _SCHEMAS: dict[str, Schema] = {
             "workflow": {"type": "string"},
             "status": _ref("InstanceStatus"),
             "params": ANY,
-            "trigger": _ref("TriggerOf"),
+            "trigger": _ref("InstanceTrigger"),
             "versionId": {"type": "string"},
             "created": ISO,
             "queued": ISO,
