@@ -317,3 +317,41 @@ def test_a_reload_answers_while_the_old_child_finishes_a_step(tmp_path: Path) ->
             )
         assert lock_holder(tmp_path) != old_child
         session.close()
+
+
+def attempt_errors(session: requests.Session, url: str) -> list[str]:
+    steps = session.get(f"{url}/slow").json()["result"]["steps"]
+    return [
+        attempt["error"]["message"]
+        for step in steps
+        for attempt in step.get("attempts", [])
+        if attempt.get("error")
+    ]
+
+
+def test_an_attempt_cut_short_says_whether_a_reload_or_a_shutdown_did_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    session = requests.Session()
+    url_path = "/api/workflows/hello/instances"
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": "0"}) as server:
+        url = server.url + url_path
+        assert session.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        (tmp_path / "started").unlink()
+        source.write_text(SLOW_WORKFLOWS + "\n# edited\n")
+        wait_until(lambda: (tmp_path / "started").exists(), what="the step to run again")
+        assert any("because the server reloaded" in e for e in attempt_errors(session, url))
+        (tmp_path / "started").unlink()
+    with dev_server(tmp_path) as server:  # the first one stopped as Ctrl-C stops it
+        url = server.url + url_path
+        wait_until(lambda: (tmp_path / "started").exists(), what="the step to run again")
+        errors = attempt_errors(session, url)
+        assert any("because the server shut down" in e for e in errors), errors
+        (tmp_path / "release").touch()
+        wait_until(
+            lambda: session.get(f"{url}/slow").json()["result"]["status"] == "complete",
+            what="the slow instance to complete",
+        )
+    session.close()

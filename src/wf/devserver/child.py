@@ -28,7 +28,7 @@ from wf.devserver.reads import open_reader
 from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
-from wf.engine.runner import Notice
+from wf.engine.runner import Notice, StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreLocked, WfError
 from wf.project import (
@@ -244,6 +244,10 @@ class _Stop:
         self.successor = successor
         self.event.set()
 
+    @property
+    def cause(self) -> StopCause:
+        return "reload" if self.successor is not None else "shutdown"
+
 
 async def serve(options: ChildOptions, reporter: Reporter) -> int:
     from wf.devserver.api import create_app
@@ -275,7 +279,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         )
     if stop.event.is_set():  # superseded by a newer child before it could serve
         await _pass_on(inbox, stop.successor)
-        await _stop_engine(state, engine, standby, taking_over, grace=0.0)
+        await _stop_engine(state, engine, standby, taking_over, 0.0, stop.cause)
         await _close_reads(state)
         return 0
     if state.load_error:
@@ -313,7 +317,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
             await handoff.close_all(runner.server, closing, DRAIN_SECONDS)
         await _pass_on(inbox, stop.successor)
         await runner.cleanup()
-        await _stop_engine(state, engine, standby, taking_over, grace=_reload_grace())
+        await _stop_engine(state, engine, standby, taking_over, _reload_grace(), stop.cause)
         await _close_reads(state)
     return 0
 
@@ -343,13 +347,14 @@ async def _stop_engine(
     standby: Standby | None,
     taking_over: asyncio.Task[None] | None,
     grace: float,
+    cause: StopCause,
 ) -> None:
     if taking_over is not None:
         await taking_over  # returns at once: it gives up when told to stop
     if standby is not None:
         await standby.close()
     if engine is not None and state.engine is engine:
-        await engine.stop(grace=grace)
+        await engine.stop(grace=grace, cause=cause)
 
 
 def _reload_grace() -> float:

@@ -33,7 +33,7 @@ UNAUTHORIZED = 10006  # 401: missing or wrong API token
 NO_ROUTE = 10007  # 404 / 405
 WORKFLOW_NOT_FOUND = 10200  # 404
 INSTANCE_NOT_FOUND = 10400  # 404
-INSTANCE_EXISTS = 10405  # 409
+INSTANCE_EXISTS = 10405  # 400, as Cloudflare answers (its SDKs map the status to a class)
 INVALID_TRANSITION = 10406  # 409
 
 # wf's errors → (HTTP status, code); the first matching class wins, so subclasses come first.
@@ -41,7 +41,7 @@ WF_ERRORS: tuple[tuple[type[WfError], int, int], ...] = (
     (ValidationError, 400, BAD_REQUEST),
     (WorkflowNotFound, 404, WORKFLOW_NOT_FOUND),
     (InstanceNotFound, 404, INSTANCE_NOT_FOUND),
-    (InstanceAlreadyExists, 409, INSTANCE_EXISTS),
+    (InstanceAlreadyExists, 400, INSTANCE_EXISTS),
     (InvalidTransition, 409, INVALID_TRANSITION),
     (StoreError, 500, INTERNAL),
 )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wf.engine import codec, details
@@ -20,6 +21,14 @@ from wf.engine.store.base import Store
 from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, WorkflowNotFound
 
 log = logging.getLogger("wf.engine")
+
+
+@dataclass(frozen=True)
+class EncodedParams:
+    """Params already encoded and size-checked by ``codec.encode_payload``: the REST API
+    encodes each instance of a batch as it reads it, so a large batch is never held as objects."""
+
+    text: str
 
 
 class Notifier(Protocol):
@@ -100,9 +109,12 @@ class Controller:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
         check_identifier(instance_id, "instance id", self.limits.id_length)
-        text = codec.encode_payload(
-            {} if params is None else params, "params", self.limits.payload_bytes
-        )
+        if isinstance(params, EncodedParams):
+            text = params.text
+        else:
+            text = codec.encode_payload(
+                {} if params is None else params, "params", self.limits.payload_bytes
+            )
         return NewInstance(workflow, instance_id, text, trigger, version, self.clock.now())
 
     async def create(

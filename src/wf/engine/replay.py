@@ -101,13 +101,19 @@ def plan_do(record: StepRecord | None, config: ResolvedConfig, now: float) -> Do
         return CachedError(record.error or last.error or INTERRUPTED, len(attempts))
     if last.ended is None:
         return CloseInterrupted(last.number)
-    # Attempts cut short by a graceful stop (a reload) do not use up the retry limit.
-    counted = sum(1 for attempt in attempts if not attempt.uncounted)
-    if record.non_retryable or counted > config.limit:
+    if not retries_left(record, config):
         return GiveUp(last.error or INTERRUPTED, len(attempts))
     retry_at = record.wake_at
     if retry_at is None:
+        counted = sum(1 for attempt in attempts if not attempt.uncounted)
         retry_at = last.ended + retry_delay(config, max(1, counted))
     if retry_at > now:
         return WaitRetry(retry_at)
     return Attempt(last.number + 1)
+
+
+def retries_left(record: StepRecord, config: ResolvedConfig) -> bool:
+    """Whether a step whose last attempt failed tries again. Attempts cut short by a graceful
+    stop (a reload, a shutdown) do not use up the retry limit."""
+    counted = sum(1 for attempt in record.attempts if not attempt.uncounted)
+    return not record.non_retryable and counted <= config.limit

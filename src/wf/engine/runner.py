@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
@@ -25,6 +25,7 @@ from wf.engine.limits import Limits
 from wf.engine.model import (
     AttemptRecord,
     Claim,
+    ErrorInfo,
     Status,
     StepKey,
     StepKind,
@@ -48,11 +49,24 @@ log = logging.getLogger("wf.engine")
 # may be a few event-loop hops away, behind asyncio.gather) has entered its next step.
 SETTLE_SECONDS = 0.005
 
-STOPPED_ATTEMPT = {
-    "name": "WorkflowInternalError",
-    "message": "the attempt was cut short because the server stopped (a reload); it does not "
-    "count toward the retry limit",
+# Why a graceful stop happens, as whoever stops the engine knows it: wf dev reloads on a change,
+# a server shuts down on SIGTERM or Ctrl-C, wf serve restarts a version's worker.
+StopCause = Literal["reload", "shutdown", "restart"]
+_STOP_CAUSES: dict[StopCause | None, str] = {
+    "reload": "the server reloaded",
+    "shutdown": "the server shut down",
+    "restart": "the server restarted the process running it",
+    None: "the server stopped",
 }
+
+
+def stopped_attempt(cause: StopCause | None) -> ErrorInfo:
+    """The error of an attempt a graceful stop cut short (describe shows it)."""
+    return {
+        "name": "WorkflowInternalError",
+        "message": f"the attempt was cut short because {_STOP_CAUSES[cause]}; it does not count "
+        "toward the retry limit",
+    }
 
 
 @dataclass(frozen=True)
@@ -327,8 +341,11 @@ class Life:
             self.shown = Status.WAITING
             self.store.set_status(self.pk, self.epoch, Status.WAITING, self.now(), earliest)
 
-    def end(self, reason: str, wake_at: float | None = None) -> None:
-        """End this life now: write what the reason needs, then cancel ``run()``."""
+    def end(
+        self, reason: str, wake_at: float | None = None, cause: StopCause | None = None
+    ) -> None:
+        """End this life now: write what the reason needs, then cancel ``run()``. ``cause``
+        says why a "stop" happens."""
         if self.ending is not None:
             return
         self.ending = reason
@@ -341,7 +358,7 @@ class Life:
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
             self.emit("paused")
         elif reason == "stop":
-            self._record_stopped_attempts(now)
+            self._record_stopped_attempts(now, cause)
             self.final_write = self.store.release(self.pk, self.epoch)
         elif reason == "store-failure":
             # The database refused a write (a full disk, say). Keep the claim: the lease loop
@@ -359,11 +376,11 @@ class Life:
         for task in self.op_tasks:
             task.cancel()
 
-    def _record_stopped_attempts(self, now: float) -> None:
+    def _record_stopped_attempts(self, now: float, cause: StopCause | None) -> None:
         """Attempts cut short by a graceful stop are recorded as such and not counted."""
         for step, attempt in self.attempts.values():
             attempt.ended, attempt.success = now, False
-            attempt.error, attempt.uncounted = dict(STOPPED_ATTEMPT), True
+            attempt.error, attempt.uncounted = stopped_attempt(cause), True
             step.wake_at = now
             self.store.end_attempt(self.pk, self.epoch, step, attempt)
         self.attempts.clear()

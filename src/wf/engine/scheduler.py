@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from wf.engine.model import Claim, InstanceRow, Status, StepKey
-from wf.engine.runner import Life, Notice, run_life
+from wf.engine.runner import Life, Notice, StopCause, run_life
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -113,7 +113,7 @@ class Scheduler:
         if self.engine.owns_store:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="wf retention"))
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0, cause: StopCause | None = None) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
@@ -121,7 +121,7 @@ class Scheduler:
         if grace > 0:
             await self._drain(grace)
         for life in list(self.lives.values()):
-            life.end("stop")
+            life.end("stop", cause=cause)
         if self._life_tasks:
             await asyncio.gather(*self._life_tasks, return_exceptions=True)
 

@@ -43,6 +43,7 @@ from wf.engine.replay import (
     GiveUp,
     WaitRetry,
     plan_do,
+    retries_left,
 )
 from wf.errors import (
     EngineSignal,
@@ -128,12 +129,12 @@ async def _do(
         assert record is not None or isinstance(plan, Attempt)
         if isinstance(plan, CloseInterrupted):
             assert record is not None
-            _close_interrupted(life, record)
+            _close_interrupted(life, record, resolved)
         elif isinstance(plan, GiveUp):
             assert record is not None
             record.state, record.error, record.ended = StepState.FAILED, plan.error, life.now()
             await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
-            life.emit("step_failed", record.display_name, error=plan.error)
+            life.emit("step_failed", record.display_name, attempt=plan.attempts, error=plan.error)
             raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
         elif isinstance(plan, WaitRetry):
             with life.waiter(plan.until) as wait:
@@ -261,9 +262,10 @@ def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[...,
     return config_arg, callback
 
 
-def _close_interrupted(life: Life, record: StepRecord) -> None:
+def _close_interrupted(life: Life, record: StepRecord, resolved: ResolvedConfig) -> None:
     """The last attempt started and never ended: count it as failed, retry at once. One that a
-    refused database write cut short (in this process) does not count."""
+    refused database write cut short (in this process) does not count. The last attempt the
+    step had is not retried: the step fails next, and says so itself."""
     attempt = record.attempts[-1]
     now = life.now()
     attempt.ended, attempt.success, attempt.error = now, False, dict(INTERRUPTED)
@@ -274,7 +276,14 @@ def _close_interrupted(life: Life, record: StepRecord) -> None:
         attempt.error = dict(STORE_REFUSED)
     record.wake_at = now  # the engine's crash says nothing about the dependency: no backoff
     life.store.end_attempt(life.pk, life.epoch, record, attempt)
-    life.emit("attempt_failed", record.display_name, attempt=attempt.number, error=attempt.error)
+    if retries_left(record, resolved):
+        life.emit(
+            "attempt_failed",
+            record.display_name,
+            attempt=attempt.number,
+            error=attempt.error,
+            delay=0.0,
+        )
 
 
 async def _attempt(
@@ -328,9 +337,11 @@ async def _attempt(
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
-            life.emit(
-                "step_done", record.display_name, attempt=number, ms=(now - record.started) * 1000
-            )
+            # The attempt's own time; since the first attempt counts retry waits and downtime.
+            took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
+            if number > 1:
+                took["total_ms"] = (now - record.started) * 1000
+            life.emit("step_done", record.display_name, attempt=number, **took)
             return record
         record.non_retryable = non_retryable
         counted = sum(1 for a in record.attempts if not a.uncounted)
