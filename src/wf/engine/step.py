@@ -8,7 +8,7 @@ its outcome is committed before the call returns.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import functools
 import inspect
 import math
@@ -42,6 +42,7 @@ from wf.engine.replay import (
     WaitRetry,
     plan_do,
 )
+from wf.engine.threads import Job
 from wf.errors import (
     EngineSignal,
     EscapedBaseException,
@@ -364,25 +365,24 @@ async def _run_callback(
         args = (StepContext(record.name, record.count, number, resolved.as_step_config()),)
     timeout = resolved.timeout
     if is_async:
-        if isinstance(life.clock, SystemClock):  # the common case: run it right here
-            return await _run_here(life, callback(*args), timeout)
-        body = asyncio.ensure_future(contain(callback(*args)))
+        awaitable = callback(*args)
     else:
-        pool = life.host.threads
-        running = pool.submit(functools.partial(callback, *args))
-        if pool.queued(running):
-            await _thread_started(life, running)
-        body = asyncio.ensure_future(_from_thread(life, running))
+        pool, loop = life.host.threads, life.loop
+        outcome: asyncio.Future[Any] = loop.create_future()
+        job = pool.submit(
+            functools.partial(callback, *args), functools.partial(_deliver, loop, outcome)
+        )
+        if pool.queued(job):
+            await _thread_started(life, job)
+        awaitable = _from_thread(life, job, outcome)
+    if isinstance(life.clock, SystemClock):  # the common case: await it right here
+        return await _run_here(life, awaitable, timeout)
+    body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
+    timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
     try:
-        if isinstance(life.clock, SystemClock):
-            done, _ = await asyncio.wait({body}, timeout=timeout)
-        else:
-            timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
-            try:
-                done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
+        done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        timer.cancel()
         if not body.done():
             body.cancel()
     if body not in done:
@@ -437,20 +437,19 @@ async def _run_here(life: Life, body: Awaitable[Any], timeout: float) -> Any:
     return result
 
 
-async def _thread_started(life: Life, running: concurrent.futures.Future[Any]) -> None:
+async def _thread_started(life: Life, job: Job) -> None:
     """Wait (without a timeout) until a worker thread took the job."""
-    loop = asyncio.get_running_loop()
+    loop = life.loop
     started: asyncio.Future[None] = loop.create_future()
 
     def signal() -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_set_done, started)
+        _call_on(loop, _set_done, started)
 
-    life.host.threads.when_started(running, signal)
+    life.host.threads.when_started(job, signal)
     try:
         await started
     except asyncio.CancelledError:
-        life.host.threads.abandon(running)
+        life.host.threads.abandon(job)
         raise
 
 
@@ -459,15 +458,44 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _from_thread(life: Life, running: concurrent.futures.Future[Any]) -> Any:
+async def _from_thread(life: Life, job: Job, outcome: asyncio.Future[Any]) -> Any:
+    """Await a body running in a worker thread, in the step's own task: the thread hands its
+    outcome straight to the loop (``_deliver``), no future chained to another. Cancelled (timed
+    out, or the life ended), the step abandons the thread."""
     try:
-        result = await asyncio.wrap_future(running)
+        result = await outcome
     except asyncio.CancelledError:
-        life.host.threads.abandon(running)  # timed out or the life ended: it finishes alone
+        life.host.threads.abandon(job)  # it finishes alone
         raise
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
+
+
+def _deliver(
+    loop: asyncio.AbstractEventLoop,
+    outcome: asyncio.Future[Any],
+    result: Any,
+    error: BaseException | None,
+) -> None:
+    """In the worker thread: hand the body's outcome to the waiting event loop."""
+    _call_on(loop, _settle, outcome, result, error)
+
+
+def _settle(outcome: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if outcome.done():  # the step gave up on it
+        return
+    if error is None:
+        outcome.set_result(result)
+    else:
+        outcome.set_exception(error)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Schedule ``fn`` on ``loop`` from another thread, unless the loop is gone."""
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # it closed just now
+            loop.call_soon_threadsafe(fn, *args)
 
 
 async def contain(awaitable: Awaitable[T]) -> T:
