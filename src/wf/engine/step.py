@@ -367,14 +367,12 @@ async def _run_callback(
     if is_async:
         awaitable = callback(*args)
     else:
-        pool, loop = life.host.threads, life.loop
-        outcome: asyncio.Future[Any] = loop.create_future()
-        job = pool.submit(
-            functools.partial(callback, *args), functools.partial(_deliver, loop, outcome)
-        )
-        if pool.queued(job):
-            await _thread_started(life, job)
-        awaitable = _from_thread(life, job, outcome)
+        sync_body = functools.partial(callback, *args)
+        submitted = None
+        if not life.host.threads.free():  # wait for a thread outside the attempt's time
+            submitted = _submit(life, sync_body)
+            await _thread_started(life, submitted[0])
+        awaitable = _from_thread(life, sync_body, submitted)
     if isinstance(life.clock, SystemClock):  # the common case: await it right here
         return await _run_here(life, awaitable, timeout)
     body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
@@ -458,10 +456,24 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _from_thread(life: Life, job: Job, outcome: asyncio.Future[Any]) -> Any:
-    """Await a body running in a worker thread, in the step's own task: the thread hands its
-    outcome straight to the loop (``_deliver``), no future chained to another. Cancelled (timed
-    out, or the life ended), the step abandons the thread."""
+def _submit(life: Life, body: Callable[[], Any]) -> tuple[Job, asyncio.Future[Any]]:
+    """Hand ``body`` to a worker thread; its outcome will land in the returned future."""
+    loop = life.loop
+    outcome: asyncio.Future[Any] = loop.create_future()
+    return life.host.threads.submit(body, functools.partial(_deliver, loop, outcome)), outcome
+
+
+async def _from_thread(
+    life: Life,
+    body: Callable[[], Any],
+    submitted: tuple[Job, asyncio.Future[Any]] | None,
+) -> Any:
+    """Run a sync body in a worker thread and await it in the step's own task: the thread hands
+    the outcome straight to the loop (``_deliver``), no future chained to another. The body is
+    submitted here, just before the task yields, unless it already is: woken any earlier, the
+    thread would only wait for the loop to let go of the GIL (one wake-up more). Cancelled
+    (timed out, or the life ended), the step abandons the thread."""
+    job, outcome = _submit(life, body) if submitted is None else submitted
     try:
         result = await outcome
     except asyncio.CancelledError:

@@ -86,6 +86,10 @@ class StepThreadPool:
                 self._backlog.put(job)
         return job
 
+    def free(self) -> bool:
+        """Whether a job submitted now would get a thread at once (an idle one or a new one)."""
+        return self._idle > 0 or self._workers < self.max_workers
+
     def queued(self, job: Job) -> bool:
         """Whether the job is still waiting in the backlog for a thread to become free."""
         with self._lock:
