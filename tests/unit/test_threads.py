@@ -19,13 +19,14 @@ def submit(
     """Submit ``fn``; its outcome lands in the returned future (set from the worker thread)."""
     future: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
-    def done(result: Any, error: BaseException | None) -> None:
-        if error is None:
-            future.set_result(result)
+    def done() -> None:
+        if job.error is None:
+            future.set_result(job.result)
         else:
-            future.set_exception(error)
+            future.set_exception(job.error)
 
-    return pool.submit(fn, done), future
+    job = pool.submit(fn, done)
+    return job, future
 
 
 def test_runs_jobs_and_propagates_results_and_errors() -> None:
@@ -107,3 +108,19 @@ def test_abandoning_a_queued_job_cancels_it() -> None:
     assert first.result(5) is True
     assert submit(pool, lambda: "after")[1].result(5) == "after"  # the backlog was passed
     assert ran == [] and not second_result.done()
+
+
+def test_the_submitter_may_wait_for_the_outcome_or_have_it_delivered() -> None:
+    pool = StepThreadPool(max_workers=1)
+    quick = pool.submit(lambda: "quick")
+    assert quick.wait(5) and quick.result == "quick" and quick.error is None
+    assert not pool.deliver_to(quick, lambda: None)  # finished: its outcome is on the job
+
+    release = threading.Event()
+    slow = pool.submit(lambda: release.wait(10))
+    assert not slow.wait(0.01)  # still running: the waiter gives up
+    delivered = threading.Event()
+    assert pool.deliver_to(slow, delivered.set)
+    release.set()
+    assert delivered.wait(5) and slow.result is True
+    assert not slow.wait(0.01)  # delivered, not signalled: nobody waits twice

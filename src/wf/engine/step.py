@@ -357,8 +357,8 @@ async def _run_callback(
     resolved: ResolvedConfig,
 ) -> Any:
     """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
-    sync one runs in a worker thread and is abandoned (a thread cannot be killed). Time spent
-    waiting for a free worker thread does not count toward the timeout."""
+    sync one runs in a worker thread (see ``_from_thread``) and is abandoned (a thread cannot be
+    killed). Time spent waiting for a free worker thread does not count toward the timeout."""
     is_async, wants_context = _inspect_callback(callback)
     args: tuple[Any, ...] = ()
     if wants_context:
@@ -368,11 +368,11 @@ async def _run_callback(
         awaitable = callback(*args)
     else:
         sync_body = functools.partial(callback, *args)
-        submitted = None
+        job = None
         if not life.host.threads.free():  # wait for a thread outside the attempt's time
-            submitted = _submit(life, sync_body)
-            await _thread_started(life, submitted[0])
-        awaitable = _from_thread(life, sync_body, submitted)
+            job = life.host.threads.submit(sync_body)
+            await _thread_started(life, job)
+        awaitable = _from_thread(life, sync_body, _speed_key(callback), job)
     if isinstance(life.clock, SystemClock):  # the common case: await it right here
         return await _run_here(life, awaitable, timeout)
     body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
@@ -456,51 +456,70 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _submit(life: Life, body: Callable[[], Any]) -> tuple[Job, asyncio.Future[Any]]:
-    """Hand ``body`` to a worker thread; its outcome will land in the returned future."""
-    loop = life.loop
-    outcome: asyncio.Future[Any] = loop.create_future()
-    return life.host.threads.submit(body, functools.partial(_deliver, loop, outcome)), outcome
+# How long the loop's thread may wait in place for a ``def`` body that was quick last time,
+# when the loop has nothing else ready to run: about what a step costs the loop anyway. The wait
+# spares the thread's wake-up of the loop (a self-pipe write, an epoll return, two loop turns),
+# most of what a thread hop costs beyond the two threads' own wake-ups. Longer, the loop goes
+# back to its work and the thread hands it the outcome when it has it.
+WAIT_IN_PLACE = 0.0005
+
+_SLOW: set[object] = set()  # bodies (by code) not to wait for: the last one outlasted the wait
 
 
-async def _from_thread(
-    life: Life,
-    body: Callable[[], Any],
-    submitted: tuple[Job, asyncio.Future[Any]] | None,
-) -> Any:
-    """Run a sync body in a worker thread and await it in the step's own task: the thread hands
-    the outcome straight to the loop (``_deliver``), no future chained to another. The body is
-    submitted here, just before the task yields, unless it already is: woken any earlier, the
-    thread would only wait for the loop to let go of the GIL (one wake-up more). Cancelled
-    (timed out, or the life ended), the step abandons the thread."""
-    job, outcome = _submit(life, body) if submitted is None else submitted
-    try:
-        result = await outcome
-    except asyncio.CancelledError:
-        life.host.threads.abandon(job)  # it finishes alone
-        raise
+async def _from_thread(life: Life, body: Callable[[], Any], key: object, job: Job | None) -> Any:
+    """Run a sync body in a worker thread (``job``: submitted already) in the step's own task,
+    with no future chained to another: wait for it in place if it may be quick, else await the
+    thread's word. Submitted here, just before the loop's thread waits: woken any earlier, the
+    worker would only wait for it to let go of the GIL. Cancelled (timed out, or the life
+    ended), the step abandons the thread."""
+    threads = life.host.threads
+    waited = False
+    if job is None:
+        job = threads.submit(body)
+        if _may_wait(life, key):
+            waited = job.wait(WAIT_IN_PLACE)
+            if not waited:
+                _remember(key, slow=True)
+    if not waited:
+        loop = life.loop
+        finished: asyncio.Future[None] = loop.create_future()
+        if threads.deliver_to(job, functools.partial(_call_on, loop, _set_done, finished)):
+            try:
+                await finished
+            except asyncio.CancelledError:
+                threads.abandon(job)  # it finishes alone
+                raise
+    _remember(key, slow=job.seconds > WAIT_IN_PLACE)
+    if job.error is not None:
+        raise job.error
+    result = job.result
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
 
 
-def _deliver(
-    loop: asyncio.AbstractEventLoop,
-    outcome: asyncio.Future[Any],
-    result: Any,
-    error: BaseException | None,
-) -> None:
-    """In the worker thread: hand the body's outcome to the waiting event loop."""
-    _call_on(loop, _settle, outcome, result, error)
-
-
-def _settle(outcome: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if outcome.done():  # the step gave up on it
+def _remember(key: object, *, slow: bool) -> None:
+    if not slow:
+        _SLOW.discard(key)
         return
-    if error is None:
-        outcome.set_result(result)
-    else:
-        outcome.set_exception(error)
+    if len(_SLOW) > 4096:
+        _SLOW.clear()
+    _SLOW.add(key)
+
+
+def _may_wait(life: Life, key: object) -> bool:
+    """Whether the loop's thread may wait in place for the body: it was quick last time, and
+    the loop has nothing ready to run but (at most) the writer's flush."""
+    if key in _SLOW:
+        return False
+    ready = getattr(life.loop, "_ready", None)  # asyncio's own loop; others never wait
+    return ready is not None and len(ready) <= 1
+
+
+def _speed_key(callback: Callable[..., Any]) -> object:
+    """What a body's speed is remembered by: its code (a lambda's is the same on every call)."""
+    code = getattr(callback, "__code__", None)
+    return code if code is not None else type(callback)
 
 
 def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:

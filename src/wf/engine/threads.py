@@ -5,10 +5,11 @@ abandoned callbacks and stall every later step, so an abandoned thread stops cou
 limit: a new thread takes its place. Threads are daemons so an abandoned callback never holds up
 the process's exit, and idle ones go away after a while.
 
-A job tells its outcome through a callback called in the worker thread (no future to chain): a
-step hands it to its event loop with one ``call_soon_threadsafe``, the only wake-up on the way
-back. The worker finds its next job (or marks itself idle) before making that call, so the loop
-it wakes does not then wait for the worker to let go of the GIL.
+A job's outcome is kept on the job. Its submitter either blocks a moment for it (``Job.wait``)
+or asks for a callback (``deliver_to``), called in the worker thread: a step hands it to its
+event loop with one ``call_soon_threadsafe``, the only wake-up on the way back. The worker finds
+its next job (or marks itself idle) before it wakes anyone, so whoever it wakes does not then
+wait for it to let go of the GIL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,36 +25,51 @@ from wf.errors import EscapedBaseException
 
 _IDLE_SECONDS = 30.0
 
-# Called in the worker thread with (result, None) or (None, error) once the callable returned;
-# it must not raise.
-Done = Callable[[Any, "BaseException | None"], None]
+# Called in the worker thread once the callable returned (its outcome is on the job); it must
+# not raise.
+Done = Callable[[], None]
 
 
 class Job:
-    """One callable submitted to the pool: the handle to abandon it or learn when it starts."""
+    """One callable submitted to the pool: the handle to wait for its outcome, abandon it or
+    learn when it starts."""
 
     __slots__ = (
+        "_signal",
         "abandoned",
         "backlogged",
         "cancelled",
         "context",
         "done",
+        "error",
         "finished",
         "fn",
         "on_start",
+        "result",
+        "seconds",
         "started",
     )
 
-    def __init__(self, fn: Callable[[], Any], done: Done) -> None:
+    def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
-        self.done = done
         self.context = contextvars.copy_context()  # the submitter's, as run_in_executor does
+        self.done: Done | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0  # how long the callable ran
         self.abandoned = False  # given up on while running: its thread no longer counts
         self.cancelled = False  # given up on before it started: it never runs
         self.backlogged = False
         self.started = False
         self.finished = False
         self.on_start: Callable[[], None] | None = None
+        self._signal = threading.Lock()  # released when it finished, unless ``done`` is set
+        self._signal.acquire()
+
+    def wait(self, timeout: float) -> bool:
+        """Block the calling thread until the job finished (then ``result`` / ``error`` hold
+        its outcome), for at most ``timeout`` seconds; whether it did."""
+        return self._signal.acquire(timeout=timeout)
 
 
 class StepThreadPool:
@@ -70,10 +87,12 @@ class StepThreadPool:
     def workers(self) -> int:
         return self._workers
 
-    def submit(self, fn: Callable[[], Any], done: Done) -> Job:
-        """Run ``fn`` in a worker thread (in the caller's context) and call ``done`` there with
-        its outcome. While every worker is busy the job waits in a backlog."""
-        job = Job(fn, done)
+    def submit(self, fn: Callable[[], Any], done: Done | None = None) -> Job:
+        """Run ``fn`` in a worker thread (in the caller's context); ``done`` is called there once
+        it finished (see ``deliver_to``). While every worker is busy the job waits in a
+        backlog."""
+        job = Job(fn)
+        job.done = done
         with self._lock:
             if self._idle > 0:
                 self._idle -= 1
@@ -85,6 +104,15 @@ class StepThreadPool:
                 job.backlogged = True
                 self._backlog.put(job)
         return job
+
+    def deliver_to(self, job: Job, done: Done) -> bool:
+        """Have ``done`` called (in the worker thread) once the job finished; False if it
+        already has."""
+        with self._lock:
+            if job.finished:
+                return False
+            job.done = done
+            return True
 
     def free(self) -> bool:
         """Whether a job submitted now would get a thread at once (an idle one or a new one)."""
@@ -158,23 +186,27 @@ class StepThreadPool:
                 run = not job.cancelled
                 job.started = True
                 on_start, job.on_start = job.on_start, None
-            result: Any = None
-            error: BaseException | None = None
             if run:
                 if on_start is not None:
                     on_start()
+                started = time.perf_counter()
                 try:
-                    result = job.context.run(job.fn)
+                    job.result = job.context.run(job.fn)
                 except Exception as exc:
-                    error = exc
+                    job.error = exc
                 except BaseException as exc:  # sys.exit() in a step must not end the process
-                    error = EscapedBaseException(exc)
+                    job.error = EscapedBaseException(exc)
+                job.seconds = time.perf_counter() - started
             with self._lock:
                 job.finished = True
                 abandoned = job.abandoned
                 following = None if abandoned else self._next()
+                done = job.done
             if run:
-                job.done(result, error)
+                if done is not None:
+                    done()
+                else:
+                    job._signal.release()
             if abandoned:
                 return  # a replacement was started when this one was given up on
             job = following
