@@ -37,7 +37,6 @@ class Job:
     __slots__ = (
         "_signal",
         "abandoned",
-        "backlogged",
         "cancelled",
         "context",
         "done",
@@ -59,7 +58,6 @@ class Job:
         self.seconds = 0.0  # how long the callable ran
         self.abandoned = False  # given up on while running: its thread no longer counts
         self.cancelled = False  # given up on before it started: it never runs
-        self.backlogged = False
         self.started = False
         self.finished = False
         self.on_start: Callable[[], None] | None = None
@@ -101,7 +99,6 @@ class StepThreadPool:
                 self._workers += 1
                 self._start(job)
             else:
-                job.backlogged = True
                 self._backlog.put(job)
         return job
 
@@ -117,11 +114,6 @@ class StepThreadPool:
     def free(self) -> bool:
         """Whether a job submitted now would get a thread at once (an idle one or a new one)."""
         return self._idle > 0 or self._workers < self.max_workers
-
-    def queued(self, job: Job) -> bool:
-        """Whether the job is still waiting in the backlog for a thread to become free."""
-        with self._lock:
-            return job.backlogged and not job.started and not job.cancelled
 
     def when_started(self, job: Job, callback: Callable[[], None]) -> None:
         """Call ``callback`` (in the worker thread, or now) once the job has a thread."""
