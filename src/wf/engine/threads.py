@@ -145,12 +145,13 @@ class StepThreadPool:
         ).start()
 
     def _next(self) -> Job | None:
-        """Called with the lock held: a backlog job, or None after marking this thread idle."""
-        try:
-            return self._backlog.get_nowait()
-        except queue.Empty:
+        """Called with the lock held: a backlog job, or None after marking this thread idle.
+        (Only lock holders take from the backlog: empty() is exact, and spares raising Empty
+        between a body's end and its submitter's wake-up.)"""
+        if self._backlog.empty():
             self._idle += 1
             return None
+        return self._backlog.get_nowait()
 
     def _wait(self) -> Job | None:
         """An idle thread's next job, or None once it has been idle too long (it then stops)."""
