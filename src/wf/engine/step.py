@@ -372,7 +372,7 @@ async def _run_callback(
         if not life.host.threads.free():  # wait for a thread outside the attempt's time
             job = life.host.threads.submit(sync_body)
             await _thread_started(life, job)
-        awaitable = _from_thread(life, sync_body, _speed_key(callback), job)
+        awaitable = _from_thread(life, sync_body, _speed_key(callback), job, timeout)
     if isinstance(life.clock, SystemClock):  # the common case: await it right here
         return await _run_here(life, awaitable, timeout)
     body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
@@ -466,7 +466,9 @@ WAIT_IN_PLACE = 0.0005
 _SLOW: set[object] = set()  # bodies (by code) not to wait for: the last one outlasted the wait
 
 
-async def _from_thread(life: Life, body: Callable[[], Any], key: object, job: Job | None) -> Any:
+async def _from_thread(
+    life: Life, body: Callable[[], Any], key: object, job: Job | None, timeout: float
+) -> Any:
     """Run a sync body in a worker thread (``job``: submitted already) in the step's own task,
     with no future chained to another: wait for it in place if it may be quick, else await the
     thread's word. Submitted here, just before the loop's thread waits: woken any earlier, the
@@ -477,7 +479,7 @@ async def _from_thread(life: Life, body: Callable[[], Any], key: object, job: Jo
     if job is None:
         job = threads.submit(body)
         if _may_wait(life, key):
-            waited = job.wait(WAIT_IN_PLACE)
+            waited = job.wait(min(WAIT_IN_PLACE, timeout))  # not past the attempt's time
             if not waited:
                 _remember(key, slow=True)
     if not waited:
