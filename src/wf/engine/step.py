@@ -8,7 +8,7 @@ its outcome is committed before the call returns.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import functools
 import inspect
 import math
@@ -45,6 +45,7 @@ from wf.engine.replay import (
     plan_do,
     retries_left,
 )
+from wf.engine.threads import Job
 from wf.errors import (
     EngineSignal,
     EscapedBaseException,
@@ -399,33 +400,30 @@ async def _run_callback(
     resolved: ResolvedConfig,
 ) -> Any:
     """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
-    sync one runs in a worker thread and is abandoned (a thread cannot be killed). Time spent
-    waiting for a free worker thread does not count toward the timeout."""
+    sync one runs in a worker thread (see ``_from_thread``) and is abandoned (a thread cannot be
+    killed). Time spent waiting for a free worker thread does not count toward the timeout."""
     is_async, wants_context = _inspect_callback(callback)
     args: tuple[Any, ...] = ()
     if wants_context:
         args = (StepContext(record.name, record.count, number, resolved.as_step_config()),)
     timeout = resolved.timeout
     if is_async:
-        if isinstance(life.clock, SystemClock):  # the common case: run it right here
-            return await _run_here(life, callback(*args), timeout)
-        body = asyncio.ensure_future(contain(callback(*args)))
+        awaitable = callback(*args)
     else:
-        pool = life.host.threads
-        running = pool.submit(functools.partial(callback, *args))
-        if pool.queued(running):
-            await _thread_started(life, running)
-        body = asyncio.ensure_future(_from_thread(life, running))
+        sync_body = functools.partial(callback, *args)
+        job = None
+        if not life.host.threads.free():  # wait for a thread outside the attempt's time
+            job = life.host.threads.submit(sync_body)
+            await _thread_started(life, job)
+        awaitable = _from_thread(life, sync_body, _speed_key(callback), job, timeout)
+    if isinstance(life.clock, SystemClock):  # the common case: await it right here
+        return await _run_here(life, awaitable, timeout)
+    body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
+    timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
     try:
-        if isinstance(life.clock, SystemClock):
-            done, _ = await asyncio.wait({body}, timeout=timeout)
-        else:
-            timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
-            try:
-                done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
+        done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        timer.cancel()
         if not body.done():
             body.cancel()
     if body not in done:
@@ -480,20 +478,19 @@ async def _run_here(life: Life, body: Awaitable[Any], timeout: float) -> Any:
     return result
 
 
-async def _thread_started(life: Life, running: concurrent.futures.Future[Any]) -> None:
+async def _thread_started(life: Life, job: Job) -> None:
     """Wait (without a timeout) until a worker thread took the job."""
-    loop = asyncio.get_running_loop()
+    loop = life.loop
     started: asyncio.Future[None] = loop.create_future()
 
     def signal() -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_set_done, started)
+        _call_on(loop, _set_done, started)
 
-    life.host.threads.when_started(running, signal)
+    life.host.threads.when_started(job, signal)
     try:
         await started
     except asyncio.CancelledError:
-        life.host.threads.abandon(running)
+        life.host.threads.abandon(job)
         raise
 
 
@@ -502,15 +499,79 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _from_thread(life: Life, running: concurrent.futures.Future[Any]) -> Any:
-    try:
-        result = await asyncio.wrap_future(running)
-    except asyncio.CancelledError:
-        life.host.threads.abandon(running)  # timed out or the life ended: it finishes alone
-        raise
+# How long the loop's thread may wait in place for a ``def`` body that was quick last time,
+# when the loop has nothing else ready to run: about what a step costs the loop anyway. The wait
+# spares the thread's wake-up of the loop (a self-pipe write, an epoll return, two loop turns),
+# most of what a thread hop costs beyond the two threads' own wake-ups. Longer, the loop goes
+# back to its work and the thread hands it the outcome when it has it.
+WAIT_IN_PLACE = 0.0005
+
+_SLOW: set[object] = set()  # bodies (by code) not to wait for: the last one outlasted the wait
+
+
+async def _from_thread(
+    life: Life, body: Callable[[], Any], key: object, job: Job | None, timeout: float
+) -> Any:
+    """Run a sync body in a worker thread (``job``: submitted already) in the step's own task,
+    with no future chained to another: wait for it in place if it may be quick, else await the
+    thread's word. Submitted here, just before the loop's thread waits: woken any earlier, the
+    worker would only wait for it to let go of the GIL. Cancelled (timed out, or the life
+    ended), the step abandons the thread."""
+    threads = life.host.threads
+    waited = False
+    if job is None:
+        job = threads.submit(body)
+        if _may_wait(life, key):
+            waited = job.wait(min(WAIT_IN_PLACE, timeout))  # not past the attempt's time
+            if not waited:
+                _remember(key, slow=True)
+    if not waited:
+        loop = life.loop
+        finished: asyncio.Future[None] = loop.create_future()
+        if threads.deliver_to(job, functools.partial(_call_on, loop, _set_done, finished)):
+            try:
+                await finished
+            except asyncio.CancelledError:
+                threads.abandon(job)  # it finishes alone
+                raise
+    _remember(key, slow=job.seconds > WAIT_IN_PLACE)
+    if job.error is not None:
+        raise job.error
+    result = job.result
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
+
+
+def _remember(key: object, *, slow: bool) -> None:
+    if not slow:
+        _SLOW.discard(key)
+        return
+    if len(_SLOW) > 4096:
+        _SLOW.clear()
+    _SLOW.add(key)
+
+
+def _may_wait(life: Life, key: object) -> bool:
+    """Whether the loop's thread may wait in place for the body: it was quick last time, and
+    the loop has nothing ready to run but (at most) the writer's flush."""
+    if key in _SLOW:
+        return False
+    ready = getattr(life.loop, "_ready", None)  # asyncio's own loop; others never wait
+    return ready is not None and len(ready) <= 1
+
+
+def _speed_key(callback: Callable[..., Any]) -> object:
+    """What a body's speed is remembered by: its code (a lambda's is the same on every call)."""
+    code = getattr(callback, "__code__", None)
+    return code if code is not None else type(callback)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Schedule ``fn`` on ``loop`` from another thread, unless the loop is gone."""
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # it closed just now
+            loop.call_soon_threadsafe(fn, *args)
 
 
 async def contain(awaitable: Awaitable[T]) -> T:
