@@ -451,14 +451,19 @@ def render(payload: dict[str, Any]) -> str:
         section(
             f"**W2-http**: {sizes['http_instances']:,} instances of the 3-step workflow (wf: "
             "`def` bodies, like the README's) created over HTTP on 127.0.0.1 by 8 client threads "
-            "(POST each, then GET each until complete), against a real server (wf: `wf dev`; "
-            "DBOS: FastAPI + uvicorn; wrangler dev); instances/s as the clients see it",
+            "(POST each, then GET each until complete) on kept-alive connections (http.client; "
+            "connections/client counts the ones each opened), against a real server (wf: "
+            "`wf dev`; DBOS: FastAPI + uvicorn; wrangler dev); instances/s as the clients see it",
             rate_table(
                 run,
                 "W2-http",
                 TARGETS["W2-http"],
                 ROWS_THREE_STEPS,
-                [("creates/s", "creates_per_s", 0), ("server start s", "startup_seconds", 1)],
+                [
+                    ("creates/s", "creates_per_s", 0),
+                    ("connections/client", "connections_per_client", 0),
+                    ("server start s", "startup_seconds", 1),
+                ],
             ),
         )
     if run.of("W3"):
