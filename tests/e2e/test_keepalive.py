@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -317,6 +318,58 @@ def test_a_reload_answers_while_the_old_child_finishes_a_step(tmp_path: Path) ->
             )
         assert lock_holder(tmp_path) != old_child
         session.close()
+
+
+def test_a_child_superseded_before_it_had_the_engine_answers_what_it_began(
+    tmp_path: Path,
+) -> None:
+    """Two reloads while the first child still finishes a step: the second child answers from
+    the store, and is told to stop before it ever had the engine. A request it had begun to
+    read is answered by it all the same (it was refused with 503 "stopped before the engine
+    started"), then the connection moves on to the third child."""
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": "120"}) as server:
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert requests.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        source.write_text(SLOW_WORKFLOWS + "\n# edit 1\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the first reload")
+
+        host = f"Host: 127.0.0.1:{server.port}\r\n"
+        body = json.dumps({"id": "begun"}).encode()
+        request = (
+            f"POST /api/workflows/hello/instances HTTP/1.1\r\n{host}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            client.sendall(request[:20])  # the second child reads the start of a request...
+            source.write_text(SLOW_WORKFLOWS + "\n# edit 2\n")
+            wait_until(lambda: reload_count(server.output()) >= 2, what="the second reload")
+            client.sendall(request[20:])  # ...and has been told to stop before the rest comes
+            status, answer = read_answer(client)
+            assert status == 201, answer
+            client.sendall(
+                f"GET /api/workflows/hello/instances/begun HTTP/1.1\r\n{host}\r\n".encode()
+            )
+            status, answer = read_answer(client)
+            assert status == 200 and answer["result"]["id"] == "begun", answer
+
+        (tmp_path / "release").touch()
+        wait_until(
+            lambda: requests.get(f"{url}/begun").json()["result"]["status"] == "complete",
+            what="the instance created meanwhile to complete",
+        )
+
+
+def read_answer(sock: socket.socket) -> tuple[int, Any]:
+    """Read one response off a connection the test keeps: its status and its JSON body."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    answer = json.loads(response.read())
+    assert not response.will_close, "the server ended a kept connection"
+    return response.status, answer
 
 
 def attempt_errors(session: requests.Session, url: str) -> list[str]:

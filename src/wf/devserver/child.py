@@ -335,6 +335,8 @@ async def _take_over(
     if problem is None:
         state.engine = engine
         return
+    if stopping.is_set():
+        return  # superseded: the standby answers the requests still in progress here
     state.engine = None
     state.load_error = problem
     if reporter is not None and not stopping.is_set():
