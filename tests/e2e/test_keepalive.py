@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import signal
 import socket
 import threading
 from collections.abc import Callable
@@ -251,6 +253,60 @@ def test_keep_alive_clients_against_wf_serve(tmp_path: Path) -> None:
         done = threading.Event()
         tallies = exercise(server.url, server.port, headers, lambda _: done.wait(2))
         check_tallies(tallies, lambda i: server_instance(server.url, i, headers))
+
+
+def stop_midway(port: int, headers: str, path: str, body: bytes, stop: Callable[[], object]) -> Any:
+    """Stop a server while a request is in progress (its body not all sent yet), with another
+    connection idle. The idle one is closed at once; the request is answered, with an answer
+    that says Connection: close, and only then does its connection end. Returns that answer."""
+    host = f"Host: 127.0.0.1:{port}\r\n{headers}"
+    request = (
+        f"POST {path} HTTP/1.1\r\n{host}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as idle,
+        socket.create_connection(("127.0.0.1", port), timeout=30) as busy,
+    ):
+        idle.sendall(f"GET /api/health HTTP/1.1\r\n{host}\r\n".encode())
+        assert read_answer(idle)[0] == 200
+        busy.sendall(request[:-5])
+        stop()
+        assert idle.recv(1) == b"", "an idle connection outlived the server"
+        busy.sendall(request[-5:])
+        response = http.client.HTTPResponse(busy)
+        response.begin()
+        answer = json.loads(response.read())
+        assert response.will_close, response.getheaders()
+        assert busy.recv(1) == b""
+        return answer
+
+
+def test_a_request_in_progress_when_wf_dev_stops_is_answered_then_its_connection_ends(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    (tmp_path / "workflows.py").write_text(WORKFLOWS)
+    with dev_server(tmp_path) as server:
+        path = "/api/workflows/hello/instances"
+        answer = stop_midway(
+            server.port, "", path, b'{"id": "not an id"}', lambda: server.signal(signal.SIGINT)
+        )
+        assert answer["errors"][0]["code"] == 10002, answer  # an error answer says it too
+
+
+def test_a_request_in_progress_when_wf_serve_stops_is_answered_then_its_connection_ends(
+    tmp_path: Path,
+) -> None:
+    with serving(tmp_path) as server:
+        answer = stop_midway(
+            server.port,
+            f"Authorization: Bearer {server.token}\r\n",
+            "/api/deploy",
+            b'"not a bundle"',
+            lambda: os.killpg(server.pid, signal.SIGINT),
+        )
+        assert not answer["success"], answer
 
 
 SLOW_WORKFLOWS = """\

@@ -288,7 +288,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
     closing = handoff.Closing()
-    app.middlewares.append(closing.middleware)
+    closing.install(app)
     runner = handoff.HandoffRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.SockSite(runner, sock)

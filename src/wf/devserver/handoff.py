@@ -239,6 +239,10 @@ class Closing:
     def __init__(self) -> None:
         self.active = False
 
+    def install(self, app: web.Application) -> None:
+        # Outermost, so that it also sees the answers the API's error middleware makes.
+        app.middlewares.insert(0, self.middleware)
+
     @web.middleware
     async def middleware(
         self, request: web.Request, handler: Callable[[web.Request], Any]
