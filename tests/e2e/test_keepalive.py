@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from tests.e2e.helpers import dev_server, wait_until
 from tests.e2e.serve_helpers import serving
+from wf.devserver.supervisor import HANDOVER_TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -374,6 +376,47 @@ def test_a_reload_answers_while_the_old_child_finishes_a_step(tmp_path: Path) ->
             )
         assert lock_holder(tmp_path) != old_child
         session.close()
+
+
+def test_a_reload_grace_longer_than_the_hand_over_is_honoured(tmp_path: Path) -> None:
+    """WF_DEV_RELOAD_GRACE beyond the time a retired child gets to hand its connections over:
+    the old child is not killed (running its step again) before the grace is up, and the new
+    one answers from the store all along (it gave up waiting for the database, answering 503)."""
+    grace = HANDOVER_TIMEOUT + 10
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": str(grace)}) as server:
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert requests.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        (tmp_path / "started").unlink()
+        old_child = lock_holder(tmp_path)
+        source.write_text(SLOW_WORKFLOWS + "\n# edited\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the reload")
+        reloaded = time.monotonic()
+        # What this test is about is a deadline: let the hand-over's pass, with a margin.
+        wait_until(
+            lambda: time.monotonic() > reloaded + HANDOVER_TIMEOUT + 2,
+            timeout=HANDOVER_TIMEOUT + 5,
+            what="the hand-over time to pass",
+        )
+        assert lock_holder(tmp_path) == old_child
+        assert not (tmp_path / "started").exists(), "the step ran again"
+        created = requests.post(url, json={"id": "meanwhile"})
+        assert created.status_code == 201, created.text
+
+        (tmp_path / "release").touch()
+        for instance_id in ("slow", "meanwhile"):
+            wait_until(
+                lambda i=instance_id: (
+                    requests.get(f"{url}/{i}").json()["result"]["status"]  # type: ignore[misc]
+                    == "complete"
+                ),
+                what=f"{instance_id} to complete",
+            )
+        [step] = requests.get(f"{url}/slow").json()["result"]["steps"]
+        assert [attempt.get("error") for attempt in step["attempts"]] == [None], step
 
 
 def test_a_child_superseded_before_it_had_the_engine_answers_what_it_began(
