@@ -1,6 +1,6 @@
 """Requests aiohttp's HTTP parser refuses, sent as raw bytes over a real socket to the API run
-by ``EnvelopeAppRunner``: the 400 comes in the API's envelope, as JSON, and the connection
-closes."""
+by ``HandoffRunner`` (whose handler is an ``EnvelopeRequestHandler``): the 400 comes in the API's
+envelope, as JSON, and the connection closes."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from wf.devserver.api import create_app
-from wf.devserver.bad_requests import EnvelopeAppRunner, describe
+from wf.devserver.bad_requests import describe
+from wf.devserver.handoff import HandoffRunner
 from wf.devserver.state import ServerState
 
 HOST = b"Host: 127.0.0.1\r\n"
@@ -89,7 +90,7 @@ class RawReply:
 @pytest.fixture
 async def port(state: ServerState) -> AsyncIterator[int]:
     """The API on a real loopback socket, run as ``wf dev`` and ``wf serve`` run it."""
-    runner = EnvelopeAppRunner(create_app(state), handle_signals=False, access_log=None)
+    runner = HandoffRunner(create_app(state), handle_signals=False, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

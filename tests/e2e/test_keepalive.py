@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import signal
+import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +25,7 @@ from requests.adapters import HTTPAdapter
 
 from tests.e2e.helpers import dev_server, wait_until
 from tests.e2e.serve_helpers import serving
+from wf.devserver.supervisor import HANDOVER_TIMEOUT
 
 pytestmark = pytest.mark.slow
 
@@ -252,6 +257,60 @@ def test_keep_alive_clients_against_wf_serve(tmp_path: Path) -> None:
         check_tallies(tallies, lambda i: server_instance(server.url, i, headers))
 
 
+def stop_midway(port: int, headers: str, path: str, body: bytes, stop: Callable[[], object]) -> Any:
+    """Stop a server while a request is in progress (its body not all sent yet), with another
+    connection idle. The idle one is closed at once; the request is answered, with an answer
+    that says Connection: close, and only then does its connection end. Returns that answer."""
+    host = f"Host: 127.0.0.1:{port}\r\n{headers}"
+    request = (
+        f"POST {path} HTTP/1.1\r\n{host}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=30) as idle,
+        socket.create_connection(("127.0.0.1", port), timeout=30) as busy,
+    ):
+        idle.sendall(f"GET /api/health HTTP/1.1\r\n{host}\r\n".encode())
+        assert read_answer(idle)[0] == 200
+        busy.sendall(request[:-5])
+        stop()
+        assert idle.recv(1) == b"", "an idle connection outlived the server"
+        busy.sendall(request[-5:])
+        response = http.client.HTTPResponse(busy)
+        response.begin()
+        answer = json.loads(response.read())
+        assert response.will_close, response.getheaders()
+        assert busy.recv(1) == b""
+        return answer
+
+
+def test_a_request_in_progress_when_wf_dev_stops_is_answered_then_its_connection_ends(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    (tmp_path / "workflows.py").write_text(WORKFLOWS)
+    with dev_server(tmp_path) as server:
+        path = "/api/workflows/hello/instances"
+        answer = stop_midway(
+            server.port, "", path, b'{"id": "not an id"}', lambda: server.signal(signal.SIGINT)
+        )
+        assert answer["errors"][0]["code"] == 10002, answer  # an error answer says it too
+
+
+def test_a_request_in_progress_when_wf_serve_stops_is_answered_then_its_connection_ends(
+    tmp_path: Path,
+) -> None:
+    with serving(tmp_path) as server:
+        answer = stop_midway(
+            server.port,
+            f"Authorization: Bearer {server.token}\r\n",
+            "/api/deploy",
+            b'"not a bundle"',
+            lambda: os.killpg(server.pid, signal.SIGINT),
+        )
+        assert not answer["success"], answer
+
+
 SLOW_WORKFLOWS = """\
 import os
 import time
@@ -317,6 +376,99 @@ def test_a_reload_answers_while_the_old_child_finishes_a_step(tmp_path: Path) ->
             )
         assert lock_holder(tmp_path) != old_child
         session.close()
+
+
+def test_a_reload_grace_longer_than_the_hand_over_is_honoured(tmp_path: Path) -> None:
+    """WF_DEV_RELOAD_GRACE beyond the time a retired child gets to hand its connections over:
+    the old child is not killed (running its step again) before the grace is up, and the new
+    one answers from the store all along (it gave up waiting for the database, answering 503)."""
+    grace = HANDOVER_TIMEOUT + 10
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": str(grace)}) as server:
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert requests.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        (tmp_path / "started").unlink()
+        old_child = lock_holder(tmp_path)
+        source.write_text(SLOW_WORKFLOWS + "\n# edited\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the reload")
+        reloaded = time.monotonic()
+        # What this test is about is a deadline: let the hand-over's pass, with a margin.
+        wait_until(
+            lambda: time.monotonic() > reloaded + HANDOVER_TIMEOUT + 2,
+            timeout=HANDOVER_TIMEOUT + 5,
+            what="the hand-over time to pass",
+        )
+        assert lock_holder(tmp_path) == old_child
+        assert not (tmp_path / "started").exists(), "the step ran again"
+        created = requests.post(url, json={"id": "meanwhile"})
+        assert created.status_code == 201, created.text
+
+        (tmp_path / "release").touch()
+        for instance_id in ("slow", "meanwhile"):
+            wait_until(
+                lambda i=instance_id: (
+                    requests.get(f"{url}/{i}").json()["result"]["status"]  # type: ignore[misc]
+                    == "complete"
+                ),
+                what=f"{instance_id} to complete",
+            )
+        [step] = requests.get(f"{url}/slow").json()["result"]["steps"]
+        assert [attempt.get("error") for attempt in step["attempts"]] == [None], step
+
+
+def test_a_child_superseded_before_it_had_the_engine_answers_what_it_began(
+    tmp_path: Path,
+) -> None:
+    """Two reloads while the first child still finishes a step: the second child answers from
+    the store, and is told to stop before it ever had the engine. A request it had begun to
+    read is answered by it all the same (it was refused with 503 "stopped before the engine
+    started"), then the connection moves on to the third child."""
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(SLOW_WORKFLOWS)
+    with dev_server(tmp_path, env={"WF_DEV_RELOAD_GRACE": "120"}) as server:
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert requests.post(url, json={"id": "slow", "params": {"slow": True}}).ok
+        wait_until(lambda: (tmp_path / "started").exists(), what="the slow step to start")
+        source.write_text(SLOW_WORKFLOWS + "\n# edit 1\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the first reload")
+
+        host = f"Host: 127.0.0.1:{server.port}\r\n"
+        body = json.dumps({"id": "begun"}).encode()
+        request = (
+            f"POST /api/workflows/hello/instances HTTP/1.1\r\n{host}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as client:
+            client.sendall(request[:20])  # the second child reads the start of a request...
+            source.write_text(SLOW_WORKFLOWS + "\n# edit 2\n")
+            wait_until(lambda: reload_count(server.output()) >= 2, what="the second reload")
+            client.sendall(request[20:])  # ...and has been told to stop before the rest comes
+            status, answer = read_answer(client)
+            assert status == 201, answer
+            client.sendall(
+                f"GET /api/workflows/hello/instances/begun HTTP/1.1\r\n{host}\r\n".encode()
+            )
+            status, answer = read_answer(client)
+            assert status == 200 and answer["result"]["id"] == "begun", answer
+
+        (tmp_path / "release").touch()
+        wait_until(
+            lambda: requests.get(f"{url}/begun").json()["result"]["status"] == "complete",
+            what="the instance created meanwhile to complete",
+        )
+
+
+def read_answer(sock: socket.socket) -> tuple[int, Any]:
+    """Read one response off a connection the test keeps: its status and its JSON body."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    answer = json.loads(response.read())
+    assert not response.will_close, "the server ended a kept connection"
+    return response.status, answer
 
 
 def attempt_errors(session: requests.Session, url: str) -> list[str]:

@@ -4,9 +4,9 @@ aiohttp answers a request it cannot parse (a bad request line or header, a line 
 long, invalid chunked encoding...) itself, in plain text, before any middleware sees it, and has
 no hook for that answer (aio-libs/aiohttp#3287): the protocol object of each connection makes it,
 in ``RequestHandler.handle_error``. ``EnvelopeRequestHandler`` gives it as ``{success: false,
-errors: [{code, message}]}`` JSON instead, like every other error of the API, and
-``EnvelopeAppRunner`` is a ``web.AppRunner`` whose connections are handled by it. Both ``wf dev``
-and ``wf serve`` run their app with it.
+errors: [{code, message}]}`` JSON instead, like every other error of the API. Both ``wf dev``
+and ``wf serve`` run their app with ``wf.devserver.handoff.HandoffRunner``, whose connections
+are handled by a subclass of it.
 
 A body that turns out unreadable while a handler reads it (gzip that does not decompress, say)
 raises ``web.RequestPayloadError`` there instead; ``unreadable_body`` is the API's 400 for it.
@@ -21,25 +21,8 @@ from aiohttp import web
 from wf.devserver.envelope import BAD_REQUEST, INTERNAL, ApiError, fail
 
 
-class EnvelopeAppRunner(web.AppRunner):
-    """``web.AppRunner`` (same arguments) whose connections refuse malformed requests in the
-    envelope."""
-
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # The app builds a plain web.Server; ours differs only in the protocol it makes.
-        server.__class__ = _EnvelopeServer
-        return server
-
-
-class _EnvelopeServer(web.Server):
-    def __call__(self) -> web.RequestHandler:
-        return EnvelopeRequestHandler(self, loop=self._loop, **self._kwargs)
-
-
 class EnvelopeRequestHandler(web.RequestHandler):
-    """aiohttp's per-connection protocol, refusing malformed requests in the envelope (a server
-    with a handler class of its own derives it from this one)."""
+    """aiohttp's per-connection protocol, refusing malformed requests in the envelope."""
 
     __slots__ = ()
 

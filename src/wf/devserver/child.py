@@ -41,7 +41,9 @@ from wf.project import (
 
 log = logging.getLogger("wf.server")
 
-LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
+# How long a new child waits for the old one to let go of the database, beyond the old one's
+# reload grace (the supervisor stops the old one by then).
+LOCK_WAIT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
 GRACE_VARIABLE = "WF_DEV_RELOAD_GRACE"  # seconds, instead of STOP_GRACE_SECONDS
 HEARTBEAT_SECONDS = 1.0
@@ -178,7 +180,7 @@ async def _start_engine(
     """Start the engine, waiting while the previous child still holds the database. A child
     told to stop meanwhile (a newer change superseded it) gives up instead of taking over. The
     first child has no predecessor to wait for: a lock held then is another wf's."""
-    deadline = time.monotonic() + (0.0 if first else LOCK_WAIT_SECONDS)
+    deadline = time.monotonic() + (0.0 if first else LOCK_WAIT_SECONDS + reload_grace())
     while not stopping.is_set():
         try:
             await engine.start(after_crash)
@@ -288,7 +290,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
     closing = handoff.Closing()
-    app.middlewares.append(closing.middleware)
+    closing.install(app)
     runner = handoff.HandoffRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.SockSite(runner, sock)
@@ -317,7 +319,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
             await handoff.close_all(runner.server, closing, DRAIN_SECONDS)
         await _pass_on(inbox, stop.successor)
         await runner.cleanup()
-        await _stop_engine(state, engine, standby, taking_over, _reload_grace(), stop.cause)
+        await _stop_engine(state, engine, standby, taking_over, reload_grace(), stop.cause)
         await _close_reads(state)
     return 0
 
@@ -335,6 +337,8 @@ async def _take_over(
     if problem is None:
         state.engine = engine
         return
+    if stopping.is_set():
+        return  # superseded: the standby answers the requests still in progress here
     state.engine = None
     state.load_error = problem
     if reporter is not None and not stopping.is_set():
@@ -357,7 +361,8 @@ async def _stop_engine(
         await engine.stop(grace=grace, cause=cause)
 
 
-def _reload_grace() -> float:
+def reload_grace() -> float:
+    """How long a reload lets running step attempts finish (``WF_DEV_RELOAD_GRACE``, seconds)."""
     try:
         seconds = float(os.environ.get(GRACE_VARIABLE, STOP_GRACE_SECONDS))
     except ValueError:

@@ -32,24 +32,45 @@ _TAG = b"c"  # every message is one byte carrying one socket
 
 
 class HandoffHandler(EnvelopeRequestHandler):
-    """The API's request handler (malformed requests answered in the envelope), counting the
-    bytes it read so it knows when it is at rest."""
+    """The API's request handler (malformed requests answered in the envelope), keeping track
+    of whether it has read a byte of a request it has not answered: aiohttp's parser keeps a
+    partly read request to itself, so only a connection without one can move."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.bytes_read = 0
-        self.bytes_answered = 0  # bytes read when the last response started to be written
+        self.begun = False  # a byte of a request not answered yet has been read
+        self._ahead = False  # ...of the next one, before the answer to this one was written
+        self._answering: web.BaseRequest | None = None  # the request last answered
+        self._answered = False  # its answer is written (its body may still be arriving)
 
     def data_received(self, data: bytes) -> None:
-        self.bytes_read += len(data)
+        if data:
+            self._classify()
         super().data_received(data)
+
+    def _classify(self) -> None:
+        """Whose bytes just came: the body of the request in progress (or of the one just
+        answered), or a next request's. A read that holds both the end of one request and the
+        start of the next (a client that pipelines) counts as the first's: aiohttp's parser
+        cannot be asked where one ended."""
+        request, answered = self._current_request, False
+        if request is None:
+            request, answered = self._answering, self._answered
+        if request is None or (answered and request.content.is_eof()):
+            self.begun = True  # the first request, or the next one after an answer
+        elif request.content.is_eof():
+            self._ahead = True  # a pipelined request, sent before this one's answer
 
     async def finish_response(
         self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
     ) -> tuple[web.StreamResponse, bool]:
-        # Clients do not pipeline: whatever was read by now belonged to this request.
-        self.bytes_answered = self.bytes_read
-        return await super().finish_response(request, resp, start_time)
+        self._answering, self._answered = request, False
+        try:
+            return await super().finish_response(request, resp, start_time)
+        finally:
+            # Whatever was read so far is answered, but for the start of a pipelined request.
+            self._answered = True
+            self.begun, self._ahead = self._ahead, False
 
     def at_rest(self) -> bool:
         """Waiting for a request of which no byte has been read, on an open plain HTTP socket."""
@@ -58,7 +79,8 @@ class HandoffHandler(EnvelopeRequestHandler):
             waiter is not None
             and not waiter.done()
             and not self._messages
-            and self.bytes_read == self.bytes_answered
+            and not self.begun
+            and not self._ahead
             and not self._upgraded
             and self._payload_parser is None
             and not self._force_close
@@ -216,6 +238,10 @@ class Closing:
 
     def __init__(self) -> None:
         self.active = False
+
+    def install(self, app: web.Application) -> None:
+        # Outermost, so that it also sees the answers the API's error middleware makes.
+        app.middlewares.insert(0, self.middleware)
 
     @web.middleware
     async def middleware(

@@ -20,12 +20,14 @@ from pathlib import Path
 
 from watchfiles import Change, DefaultFilter, watch
 
-from wf.devserver.child import ChildOptions
+from wf.devserver.child import ChildOptions, reload_grace
 from wf.errors import WfError
 from wf.project import CONFIG_NAME, DEV_VARS_NAME, IGNORED_DIRS
 
 STOP_TIMEOUT = 10.0  # a child gets this long to stop after SIGTERM, then SIGKILL
-HANDOVER_TIMEOUT = 30.0  # a retired child answers its requests in progress, then stops
+# A retired child answers its requests in progress, then stops: it gets this long, plus the
+# reload grace its running step attempts get (then it is killed).
+HANDOVER_TIMEOUT = 30.0
 CRASH_BACKOFF = 1.0
 WATCHDOG_SECONDS = 8.0  # a child silent this long after it started serving is hung
 
@@ -199,7 +201,7 @@ class Supervisor:
         # No SIGTERM after a hand-over: it would race the message and close the connections.
         if handed:
             reaper = threading.Thread(
-                target=self._reap, args=(child, HANDOVER_TIMEOUT), daemon=True
+                target=self._reap, args=(child, HANDOVER_TIMEOUT + reload_grace()), daemon=True
             )
         else:  # it is going or gone already
             reaper = threading.Thread(target=self._stop_child, args=(child,), daemon=True)
@@ -258,7 +260,7 @@ class Supervisor:
         finally:
             self._stop_child(child)
             for reaper in self._retiring:  # old children too: none may outlive wf dev
-                reaper.join(HANDOVER_TIMEOUT + 5)
+                reaper.join(HANDOVER_TIMEOUT + reload_grace() + 5)
             self._sock.close()
         return 0
 

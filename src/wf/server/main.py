@@ -11,13 +11,15 @@ from typing import Any
 
 from aiohttp import web
 
+from wf.devserver import handoff
 from wf.devserver.api import create_app
-from wf.devserver.bad_requests import EnvelopeAppRunner
 from wf.devserver.child import is_loopback
 from wf.devserver.state import ServerState
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
 from wf.server.state import ServeError, StateDir
+
+STOP_SECONDS = 10.0  # a request in progress gets this long to be answered when the server stops
 
 
 @dataclass(frozen=True)
@@ -85,8 +87,12 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
         )
         app = create_app(server_state)
         add_serve_routes(app, runtime)
-        runner = EnvelopeAppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=10.0
+        closing = handoff.Closing()
+        closing.install(app)
+        # wf dev's runner: malformed requests answered in the envelope, and each connection
+        # knows whether a request is in progress on it, for a clean stop.
+        runner = handoff.HandoffRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=STOP_SECONDS
         )
         await runner.setup()
         try:
@@ -102,6 +108,11 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
             await stopping.wait()
         finally:
             runtime.stop_supervising()  # a worker stopping now must not be "replaced"
+            # Idle connections end now; a request in progress is answered first (aiohttp's own
+            # shutdown would drop the rest of its body), saying that the connection ends too.
+            await site.stop()
+            assert runner.server is not None
+            await handoff.close_all(runner.server, closing, STOP_SECONDS)
             await runner.cleanup()
     finally:
         await runtime.stop()
