@@ -226,3 +226,31 @@ async def test_a_pipelined_request_read_in_part_is_answered_before_the_connectio
             assert await asyncio.to_thread(answered_by, client) == "new"
             successor.close()
             client.close()
+
+
+async def test_a_connection_told_to_move_goes_with_the_next_request_it_sends() -> None:
+    """A busy client's connection is rarely at rest when looked at: one told where to go moves
+    as its next request arrives, carrying the bytes already read, and is answered there."""
+    shared = listener()
+    port = shared.getsockname()[1]
+    send, receive = handoff.pair()
+    old_listener = socket.socket(fileno=os.dup(shared.fileno()))
+    async with serving(app_named("old"), old_listener) as old:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        assert '"old"' in await ask(connection)
+        first_socket = connection.sock
+
+        inbox = handoff.Inbox(receive)
+        async with serving(app_named("new"), shared) as new:
+            inbox.serve(handoff.adopter(new))
+            successor = handoff.Successor(send)
+            handlers = [h for h in old.connections if isinstance(h, handoff.HandoffHandler)]
+            assert len(handlers) == 1
+            handlers[0].successor = successor  # as hand_over does, without detaching it now
+
+            assert '"new"' in await ask(connection)  # the request moved with its bytes
+            assert connection.sock is first_socket
+            assert not old.connections
+            assert '"new"' in await ask(connection)
+            successor.close()
+            connection.close()

@@ -507,3 +507,38 @@ def test_an_attempt_cut_short_says_whether_a_reload_or_a_shutdown_did_it(tmp_pat
             what="the slow instance to complete",
         )
     session.close()
+
+
+def test_new_code_that_kills_its_process_at_import_leaves_the_old_code_serving(
+    tmp_path: Path,
+) -> None:
+    """The serving child hands over only once the new one serves: a new module that ends its
+    process while imported costs no request, and the next good edit reloads as usual."""
+    (tmp_path / "wf.toml").write_text(WF_TOML)
+    source = tmp_path / "workflows.py"
+    source.write_text(WORKFLOWS)
+    with dev_server(tmp_path) as server:
+        session = requests.Session()
+        url = f"{server.url}/api/workflows/hello/instances"
+        assert session.post(url, json={"id": "before"}).status_code == 201
+
+        source.write_text("import os\nos._exit(3)\n" + WORKFLOWS)
+        wait_until(
+            lambda: "exited with code 3 before it served" in server.output(),
+            what="the supervisor to see the new code's process die",
+        )
+        assert session.post(url, json={"id": "meanwhile"}).status_code == 201
+        assert reload_count(server.output()) == 0
+
+        source.write_text(WORKFLOWS + "\n# fixed\n")
+        wait_until(lambda: reload_count(server.output()) >= 1, what="the reload")
+        assert session.post(url, json={"id": "after"}).status_code == 201
+        for instance_id in ("before", "meanwhile", "after"):
+            wait_until(
+                lambda i=instance_id: (
+                    session.get(f"{url}/{i}").json()["result"]["status"]  # type: ignore[misc]
+                    == "complete"
+                ),
+                what=f"{instance_id} to complete",
+            )
+        session.close()

@@ -197,8 +197,9 @@ async def _start_engine(
 
 
 def _beat(fd: int) -> None:
-    """Tell the supervisor, once a second, that the event loop is free. If user code blocks it
-    (an endless loop in run(), say), the beats stop and the supervisor starts a new child."""
+    """Tell the supervisor that the project is loaded (the first beat), then once a second that
+    the event loop is free. If user code blocks it (an endless loop in run(), say), the beats
+    stop and the supervisor starts a new child."""
     if fd < 0:
         return
     with contextlib.suppress(OSError):  # a full pipe: the supervisor reads late, fine
@@ -272,6 +273,9 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         # The previous child is finishing its step attempts: answer meanwhile (a reload
         # should not stall the API), and take the engine over as soon as it lets go.
         standby = await Standby.join(engine, reporter.notice)
+    # Loaded: the supervisor may now retire the serving child, which stops accepting and hands
+    # this one its connections (and, when it stops, the database).
+    _beat(options.heartbeat_fd)
     if engine is not None and standby is None:
         await _take_over(state, engine, stop.event, options.after_crash, first, reporter=None)
     elif engine is not None:
@@ -279,6 +283,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         taking_over = asyncio.create_task(
             _take_over(state, engine, stop.event, options.after_crash, first, reporter)
         )
+    await _first_of(inbox.predecessor_stopped, stop.event)
     if stop.event.is_set():  # superseded by a newer child before it could serve
         await _pass_on(inbox, stop.successor)
         await _stop_engine(state, engine, standby, taking_over, 0.0, stop.cause)
@@ -297,7 +302,6 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     await site.start()
     assert runner.server is not None
     inbox.serve(handoff.adopter(runner.server))
-    _beat(options.heartbeat_fd)
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
     if options.generation == 0 or not options.changes:
@@ -311,6 +315,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         if stop.successor is not None:
             # A reload: every open connection goes to the next child once its request in
             # progress (if any) is answered here, so a client keeping it sees nothing.
+            stop.successor.stopped_accepting()
             inbox.forward(stop.successor)
             left = await handoff.hand_over(runner.server, stop.successor, DRAIN_SECONDS)
             if left:
@@ -322,6 +327,15 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         await _stop_engine(state, engine, standby, taking_over, reload_grace(), stop.cause)
         await _close_reads(state)
     return 0
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
 async def _take_over(
@@ -378,7 +392,7 @@ async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) ->
     """Connections handed to this child that it will not serve go on to its successor (or are
     closed, when there is none); then the successor may stop waiting for more."""
     if successor is None:
-        inbox.serve(lambda conn: conn.close())
+        inbox.serve(lambda conn, _read: conn.close())
     else:
         inbox.forward(successor)  # again is harmless
     with contextlib.suppress(asyncio.TimeoutError):

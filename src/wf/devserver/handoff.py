@@ -1,10 +1,14 @@
 """Keep-alive across reloads: an old ``wf dev`` child hands its client connections to the next.
 
-A connection is handed over only *at rest*: its last response fully written, no byte of a next
-request read yet. The old child stops reading it and sends the socket itself (``SCM_RIGHTS``
-over a Unix socket) to the new child, which serves whatever the client sends next; bytes that
-arrive meanwhile wait in the kernel. No connection is ever closed under a client that may be
-sending on it, so a reload is invisible even to a client that never retries a POST.
+The supervisor starts the next child; once it has loaded the project, the serving child stops
+accepting (and says so, so that one version of the code answers at a time) and hands each of its
+connections over as soon as it is *at rest*: its last response written and no byte of a next
+request read. It stops reading the socket and sends the socket itself (``SCM_RIGHTS`` over a
+Unix socket) to the new child, which serves whatever the client sends next; bytes that arrive
+meanwhile wait in the kernel. A busy client's connection is rarely seen at rest, so one told to
+move also goes the moment the next request's first bytes arrive, carrying them along. No
+connection is ever closed under a client that may be sending on it, so a reload is invisible
+even to a client that never retries a POST.
 
 This leans on aiohttp's request handler internals (which connection is waiting for a request);
 ``tests/devserver/test_handoff.py`` pins that behaviour so an aiohttp upgrade that changes it
@@ -18,6 +22,7 @@ import contextlib
 import logging
 import os
 import socket
+import struct
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +33,9 @@ from wf.devserver.bad_requests import EnvelopeRequestHandler
 
 log = logging.getLogger("wf.server")
 
-_TAG = b"c"  # every message is one byte carrying one socket
+
+_TAG = b"c"  # a message of one byte carrying one socket: a connection
+_STOPPED = b"s"  # a message of one byte alone: the sender no longer accepts connections
 
 
 class HandoffHandler(EnvelopeRequestHandler):
@@ -42,8 +49,25 @@ class HandoffHandler(EnvelopeRequestHandler):
         self._ahead = False  # ...of the next one, before the answer to this one was written
         self._answering: web.BaseRequest | None = None  # the request last answered
         self._answered = False  # its answer is written (its body may still be arriving)
+        # Set on a reload: the connection goes there as soon as it is at rest (``hand_over``)
+        # or, at the latest, with the first bytes of the next request.
+        self.successor: Successor | None = None
+        self.prefill = b""  # bytes read by the previous child, handed over with the socket
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        if self.prefill:  # before the transport reads anything (its reader starts a turn later)
+            data, self.prefill = self.prefill, b""
+            self.data_received(data)
 
     def data_received(self, data: bytes) -> None:
+        if data and self.successor is not None and self.at_rest():
+            # A busy client's connection is rarely at rest when looked at: it goes now, with
+            # the start of the next request it just sent.
+            conn = detach(self)
+            if conn is not None:
+                self.successor.send(conn, data)
+                return
         if data:
             self._classify()
         super().data_received(data)
@@ -122,6 +146,10 @@ def detach(handler: HandoffHandler) -> socket.socket | None:
     return sock
 
 
+# Serve (or pass on) a handed-over connection and the bytes already read from it.
+Adopt = Callable[[socket.socket, bytes], None]
+
+
 class Successor:
     """The sending end of the Unix socket to the next child."""
 
@@ -129,10 +157,13 @@ class Successor:
         self.sock = sock
         sock.setblocking(True)
 
-    def send(self, conn: socket.socket) -> bool:
-        """Pass ``conn`` on (and close our copy). False if the next child is gone."""
+    def send(self, conn: socket.socket, read: bytes = b"") -> bool:
+        """Pass ``conn`` on, with the bytes already ``read`` from it (and close our copy).
+        False if the next child is gone."""
         try:
-            socket.send_fds(self.sock, [_TAG], [conn.fileno()])
+            socket.send_fds(
+                self.sock, [_TAG + struct.pack("!I", len(read)) + read], [conn.fileno()]
+            )
             return True
         except OSError as exc:
             log.debug("cannot hand a connection over: %s", exc)
@@ -140,8 +171,13 @@ class Successor:
         finally:
             conn.close()
 
-    def pass_on(self, conn: socket.socket) -> None:
-        self.send(conn)
+    def pass_on(self, conn: socket.socket, read: bytes) -> None:
+        self.send(conn, read)
+
+    def stopped_accepting(self) -> None:
+        """The next child may take new connections from the listener now."""
+        with contextlib.suppress(OSError):
+            self.sock.sendall(_STOPPED)
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -158,9 +194,12 @@ class Inbox:
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         sock.setblocking(False)
-        self.waiting: list[socket.socket] = []
+        self.waiting: list[tuple[socket.socket, bytes]] = []
         self.closed = asyncio.Event()
-        self._deliver: Callable[[socket.socket], None] = self.waiting.append
+        # Set when the previous child stopped accepting (or is done, or there is none): until
+        # then this one does not accept, so that one version of the code answers at a time.
+        self.predecessor_stopped = asyncio.Event()
+        self._deliver: Adopt = self._wait
         asyncio.get_running_loop().add_reader(sock.fileno(), self._readable)
 
     def _readable(self) -> None:
@@ -171,8 +210,14 @@ class Inbox:
                 return
             except OSError:
                 data, fds = b"", []
-            for fd in fds:
-                self._deliver(socket.socket(fileno=fd))
+            if data == _TAG and fds:
+                read = self._read_exactly(struct.unpack("!I", self._read_exactly(4))[0])
+                self._deliver(socket.socket(fileno=fds[0]), read)
+                fds = fds[1:]
+            for fd in fds:  # never sent: close rather than leak
+                os.close(fd)
+            if data == _STOPPED:
+                self.predecessor_stopped.set()
             if not data:
                 self._close()
                 return
@@ -182,26 +227,54 @@ class Inbox:
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
         with contextlib.suppress(OSError):
             self.sock.close()
+        self.predecessor_stopped.set()
         self.closed.set()
 
-    def serve(self, adopt: Callable[[socket.socket], None]) -> None:
+    def _wait(self, conn: socket.socket, read: bytes) -> None:
+        self.waiting.append((conn, read))
+
+    def _read_exactly(self, size: int) -> bytes:
+        """The rest of a message whose first byte came: its sender is writing it now."""
+        chunks: list[bytes] = []
+        self.sock.settimeout(5.0)
+        try:
+            while size > 0:
+                chunk = self.sock.recv(size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size -= len(chunk)
+        except OSError:
+            pass
+        finally:
+            self.sock.setblocking(False)
+        return b"".join(chunks)
+
+    def serve(self, adopt: Adopt) -> None:
         """Serve the waiting connections, and those still to come, with ``adopt``."""
         self._deliver = adopt
         waiting, self.waiting = self.waiting, []
-        for conn in waiting:
-            adopt(conn)
+        for conn, read in waiting:
+            adopt(conn, read)
 
     def forward(self, successor: Successor) -> None:
         self.serve(successor.pass_on)
 
 
-def adopter(server: web.Server) -> Callable[[socket.socket], None]:
+def adopter(server: web.Server) -> Adopt:
     """Serve a handed-over connection as if this child had accepted it."""
     loop = asyncio.get_running_loop()
 
-    def adopt(conn: socket.socket) -> None:
+    def adopt(conn: socket.socket, read: bytes) -> None:
         conn.setblocking(False)
-        task = loop.create_task(loop.connect_accepted_socket(server, sock=conn))
+
+        def handler() -> asyncio.Protocol:
+            protocol = server()
+            if isinstance(protocol, HandoffHandler):
+                protocol.prefill = read
+            return protocol
+
+        task = loop.create_task(loop.connect_accepted_socket(handler, sock=conn))
         task.add_done_callback(_log_failure)
 
     return adopt
@@ -280,6 +353,7 @@ async def hand_over(server: web.Server, successor: Successor, seconds: float) ->
     while True:
         for handler in server.connections:
             if isinstance(handler, HandoffHandler):
+                handler.successor = successor
                 conn = detach(handler)
                 if conn is not None:
                     successor.send(conn)

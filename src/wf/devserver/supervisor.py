@@ -27,6 +27,7 @@ from wf.project import CONFIG_NAME, DEV_VARS_NAME, IGNORED_DIRS
 STOP_TIMEOUT = 10.0  # a child gets this long to stop after SIGTERM, then SIGKILL
 # A retired child answers its requests in progress, then stops: it gets this long, plus the
 # reload grace its running step attempts get (then it is killed).
+KEEP_INTERVAL = 0.1  # how often the supervisor looks after its children
 HANDOVER_TIMEOUT = 30.0
 CRASH_BACKOFF = 1.0
 WATCHDOG_SECONDS = 8.0  # a child silent this long after it started serving is hung
@@ -44,14 +45,27 @@ class _Child:
         self.beats = beats
         self.last_beat: float | None = None  # armed once it serves
         self.killed_as_hung = False
+        self.started = time.monotonic()
+        self.slow_start_told = False
+        # The sending end of its inbox, until whoever hands it connections has it (then closed,
+        # so that the child sees the end of what it will be handed).
+        self.inbox_sender: socket.socket | None = None
 
-    def hung(self) -> bool:
-        """No heartbeat for ``WATCHDOG_SECONDS`` since it started serving."""
+    def _read_beats(self) -> None:
         try:
             if os.read(self.beats, 4096):
                 self.last_beat = time.monotonic()
         except (BlockingIOError, OSError):
             pass
+
+    def ready(self) -> bool:
+        """It has loaded the project and can take over (its first heartbeat came)."""
+        self._read_beats()
+        return self.last_beat is not None
+
+    def hung(self) -> bool:
+        """No heartbeat for ``WATCHDOG_SECONDS`` since it started serving."""
+        self._read_beats()
         if self.last_beat is None or self.process.poll() is not None:
             return False
         if time.monotonic() - self.last_beat > WATCHDOG_SECONDS:
@@ -68,7 +82,13 @@ class _Child:
         except OSError:
             return False
 
+    def close_inbox(self) -> None:
+        if self.inbox_sender is not None:
+            self.inbox_sender.close()
+            self.inbox_sender = None
+
     def close(self) -> None:
+        self.close_inbox()
         with contextlib.suppress(OSError):
             self.control.close()
         with contextlib.suppress(OSError):
@@ -133,6 +153,10 @@ class Supervisor:
         self._sock: socket.socket | None = None
         self._generation = 0
         self._retiring: list[threading.Thread] = []
+        self._next: _Child | None = None  # started for a change, not serving yet
+        self._lock = threading.Lock()  # the watcher's thread and the keeper's share the children
+        self._crashed_at: float | None = None
+        self._superseded: list[_Child] = []  # started for older changes, not serving yet
 
     def _spawn(self, changes: list[str], after_crash: bool = False) -> tuple[_Child, socket.socket]:
         """Start a child; returns it and the sending end of its inbox (for its predecessor's
@@ -190,79 +214,142 @@ class Supervisor:
             child.process.wait()
         child.close()
 
-    def _reload(self, child: _Child, changes: list[str]) -> _Child:
-        """Start the next child and retire ``child``, which hands its connections over to it
-        and stops in the background while the new one starts."""
-        successor, inbox_sender = self._spawn(changes)
-        try:
-            handed = child.hand_over_to(inbox_sender)
-        finally:
-            inbox_sender.close()
+    def _reload(self, changes: list[str]) -> None:
+        """Start the next child. The serving one goes on until the new one has loaded; only then
+        is it told to hand its connections over (``_take_over``), so a new child that crashes or
+        blocks while importing the project costs no client anything."""
+        if self._next is not None:  # superseded before it served: it hands over too, later
+            self._superseded.append(self._next)
+        self._next, inbox_sender = self._spawn(changes)
+        self._next.inbox_sender = inbox_sender
+
+    def _take_over(self, child: _Child) -> _Child:
+        """Once the next child is ready, the older ones stop accepting, hand it their connections
+        and stop; it is the serving child from then on. Returns the serving child."""
+        new = self._next
+        if new is None:
+            return child
+        if new.ready():
+            assert new.inbox_sender is not None
+            for old in (child, *self._superseded):
+                old.close_inbox()  # nothing more will be handed to it
+                self._retire(old, new.inbox_sender)
+            new.close_inbox()
+            self._superseded = []
+            self._next = None
+            return new
+        code = new.process.poll()
+        if code is not None:
+            new.close()
+            # One it superseded may serve yet, and take over when it does.
+            self._next = self._superseded.pop() if self._superseded else None
+            if self._next is None:
+                self.say(
+                    f"the server process for the new code exited with code {code} before it "
+                    "served; the previous code keeps serving until the next change"
+                )
+        elif not new.slow_start_told and time.monotonic() - new.started > WATCHDOG_SECONDS:
+            new.slow_start_told = True
+            self.say(
+                f"the new code has not started serving after {WATCHDOG_SECONDS:.0f} s (does "
+                "importing it block?); the previous code keeps serving"
+            )
+        return child
+
+    def _retire(self, old: _Child, successor_inbox: socket.socket) -> None:
+        """Tell ``old`` to hand its connections to the child whose inbox this is, and reap it."""
+        handed = old.hand_over_to(successor_inbox)
         # No SIGTERM after a hand-over: it would race the message and close the connections.
         if handed:
             reaper = threading.Thread(
-                target=self._reap, args=(child, HANDOVER_TIMEOUT + reload_grace()), daemon=True
+                target=self._reap, args=(old, HANDOVER_TIMEOUT + reload_grace()), daemon=True
             )
         else:  # it is going or gone already
-            reaper = threading.Thread(target=self._stop_child, args=(child,), daemon=True)
+            reaper = threading.Thread(target=self._stop_child, args=(old,), daemon=True)
         reaper.start()
         self._retiring = [t for t in self._retiring if t.is_alive()] + [reaper]
-        return successor
 
     def run(self) -> int:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self.stop_event.set())
         self._sock = bind(self.host, self.port)
         self.port = self._sock.getsockname()[1]
-        child = self._start()
-        crashed_at: float | None = None
+        self._child = self._start()
+        # The children are looked after on a clock of their own: the watcher yields only for
+        # changes (or after 300 ms without any file event, which a busy database never allows).
+        keeper = threading.Thread(target=self._keep, name="wf-dev-keeper", daemon=True)
+        keeper.start()
         watch_filter = ProjectFilter(self.root, self.state_dir)
         try:
             for changes in watch(
                 self.root,
                 watch_filter=watch_filter,
                 stop_event=self.stop_event,
-                yield_on_timeout=True,
                 rust_timeout=300,
                 debounce=400,
             ):
                 if self.stop_event.is_set():
                     break
-                if changes:
-                    names = sorted({self._relative(path) for _, path in changes})
-                    child = self._reload(child, names)
-                    crashed_at = None
-                    continue
-                if child.hung():
-                    # User code blocks the event loop (an endless loop in run(), say): the API
-                    # is dead too. Kill it; the next child suspects what it was running.
-                    self.say(
-                        f"the server process stopped answering for {WATCHDOG_SECONDS:.0f} s "
-                        "(is a step or run() blocking the event loop?); restarting it"
-                    )
-                    child.process.kill()
-                    child.process.wait()
-                code = child.process.poll()
-                if code is None:
-                    continue
-                # The child died on its own (a crash, or killed): start another, but do not spin.
-                now = time.monotonic()
-                if crashed_at is None:
-                    crashed_at = now
-                    if not child.killed_as_hung:
-                        self.say(f"the server process exited with code {code}; restarting it")
-                if now - crashed_at >= CRASH_BACKOFF:
-                    child.close()
-                    child = self._start(after_crash=True)
-                    crashed_at = None
+                with self._lock:
+                    self._reload(sorted({self._relative(path) for _, path in changes}))
         except KeyboardInterrupt:
             pass
         finally:
-            self._stop_child(child)
+            self.stop_event.set()
+            keeper.join(5)
+            with self._lock:
+                for other in (self._next, *self._superseded):
+                    if other is not None:
+                        self._stop_child(other)
+                self._stop_child(self._child)
             for reaper in self._retiring:  # old children too: none may outlive wf dev
                 reaper.join(HANDOVER_TIMEOUT + reload_grace() + 5)
             self._sock.close()
         return 0
+
+    def _keep(self) -> None:
+        while not self.stop_event.wait(KEEP_INTERVAL):
+            with self._lock:
+                if not self.stop_event.is_set():
+                    self._look_after()
+
+    def _look_after(self) -> None:
+        """Promote the next child once it is ready, replace a hung or dead one."""
+        child = self._child = self._take_over(self._child)
+        if child.hung():
+            # User code blocks the event loop (an endless loop in run(), say): the API is dead
+            # too. Kill it; the next child suspects what it was running.
+            self.say(
+                f"the server process stopped answering for {WATCHDOG_SECONDS:.0f} s "
+                "(is a step or run() blocking the event loop?); restarting it"
+            )
+            child.process.kill()
+            child.process.wait()
+        code = child.process.poll()
+        if code is None:
+            return
+        if self._next is not None:
+            # It died while the next one was starting: that one takes over at once.
+            self.say(f"the server process exited with code {code}")
+            child.close()
+            self._child = self._next
+            self._child.close_inbox()  # nobody will hand it anything
+            self._next = None
+            for old in self._superseded:
+                self._stop_child(old)
+            self._superseded = []
+            self._crashed_at = None
+            return
+        # The child died on its own (a crash, or killed): start another, but do not spin.
+        now = time.monotonic()
+        if self._crashed_at is None:
+            self._crashed_at = now
+            if not child.killed_as_hung:
+                self.say(f"the server process exited with code {code}; restarting it")
+        if now - self._crashed_at >= CRASH_BACKOFF:
+            child.close()
+            self._child = self._start(after_crash=True)
+            self._crashed_at = None
 
     def _relative(self, path: str) -> str:
         try:
