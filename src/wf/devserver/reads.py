@@ -10,9 +10,8 @@ waits for (or holds up) the child that runs the engine, and it can read beside t
 from __future__ import annotations
 
 from wf.engine.clock import SystemClock
-from wf.engine.controller import Controller
+from wf.engine.controller import Controller, NobodyToTell
 from wf.engine.limits import DEFAULT_LIMITS
-from wf.engine.model import InstanceRow
 from wf.engine.store.sqlite import SqliteStore
 from wf.project import Project, ProjectError
 
@@ -22,7 +21,7 @@ class StoreReader(Controller):
 
     def __init__(self, store: SqliteStore, workflows: list[str]) -> None:
         super().__init__(store, SystemClock(), DEFAULT_LIMITS)
-        self.notifier = _NothingRuns()
+        self.notifier = NobodyToTell()
         self._workflows = workflows
 
     def workflow_names(self) -> list[str]:
@@ -45,16 +44,3 @@ async def open_reader(project: Project) -> StoreReader:
     names = [w.name for w in project.workflows]
     names.extend(name for name in recorded if name not in names)
     return StoreReader(store, names)
-
-
-class _NothingRuns:
-    """A reader's notifier: no instance lives here to hear of a change (and none is made)."""
-
-    def created(self, workflow: str, version_id: str) -> None:
-        pass
-
-    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
-        pass
-
-    def workflow_deleted(self, workflow: str) -> None:
-        pass

@@ -11,25 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from wf.engine.controller import Controller
+from wf.engine.controller import Controller, NobodyToTell
 from wf.engine.engine import Engine
-from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import WfError
-
-
-class _RecoveredLater:
-    """Changes need no one told now: the engine reads them from the store when it starts."""
-
-    def created(self, workflow: str, version_id: str) -> None:
-        pass
-
-    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
-        pass
-
-    def workflow_deleted(self, workflow: str) -> None:
-        pass
 
 
 class Standby(Controller):
@@ -40,7 +26,7 @@ class Standby(Controller):
     ) -> None:
         super().__init__(store, engine.clock, engine.limits, on_notice)
         self.engine = engine
-        self.notifier = _RecoveredLater()
+        self.notifier = NobodyToTell()
 
     @classmethod
     async def join(

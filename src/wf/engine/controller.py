@@ -45,6 +45,20 @@ class Notifier(Protocol):
     def workflow_deleted(self, workflow: str) -> None: ...
 
 
+class NobodyToTell:
+    """A notifier for a controller with no lives to reach: a read-only view, or the API a
+    reloaded ``wf dev`` serves before its engine starts (which then reads every change)."""
+
+    def created(self, workflow: str, version_id: str) -> None:
+        pass
+
+    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
+        pass
+
+    def workflow_deleted(self, workflow: str) -> None:
+        pass
+
+
 class Controller:
     """The operations on instances, shared by the engine and the ``wf serve`` front end."""
 
