@@ -287,7 +287,6 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     if stop.event.is_set():  # superseded by a newer child before it could serve
         await _pass_on(inbox, stop.successor)
         await _stop_engine(state, engine, standby, taking_over, 0.0, stop.cause)
-        await _close_reads(state)
         return 0
     if state.load_error:
         reporter.error(state.load_error)
@@ -325,7 +324,6 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
         await _pass_on(inbox, stop.successor)
         await runner.cleanup()
         await _stop_engine(state, engine, standby, taking_over, reload_grace(), stop.cause)
-        await _close_reads(state)
     return 0
 
 
@@ -355,7 +353,7 @@ async def _take_over(
         return  # superseded: the standby answers the requests still in progress here
     state.engine = None
     state.load_error = problem
-    if reporter is not None and not stopping.is_set():
+    if reporter is not None:
         reporter.error(problem)
 
 
@@ -373,6 +371,7 @@ async def _stop_engine(
         await standby.close()
     if engine is not None and state.engine is engine:
         await engine.stop(grace=grace, cause=cause)
+    await _close_reads(state)
 
 
 def reload_grace() -> float:

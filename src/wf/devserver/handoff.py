@@ -157,22 +157,16 @@ class Successor:
         self.sock = sock
         sock.setblocking(True)
 
-    def send(self, conn: socket.socket, read: bytes = b"") -> bool:
-        """Pass ``conn`` on, with the bytes already ``read`` from it (and close our copy).
-        False if the next child is gone."""
+    def send(self, conn: socket.socket, read: bytes = b"") -> None:
+        """Pass ``conn`` on, with the bytes already ``read`` from it (and close our copy)."""
         try:
             socket.send_fds(
                 self.sock, [_TAG + struct.pack("!I", len(read)) + read], [conn.fileno()]
             )
-            return True
-        except OSError as exc:
+        except OSError as exc:  # the next child is gone
             log.debug("cannot hand a connection over: %s", exc)
-            return False
         finally:
             conn.close()
-
-    def pass_on(self, conn: socket.socket, read: bytes) -> None:
-        self.send(conn, read)
 
     def stopped_accepting(self) -> None:
         """The next child may take new connections from the listener now."""
@@ -258,7 +252,7 @@ class Inbox:
             adopt(conn, read)
 
     def forward(self, successor: Successor) -> None:
-        self.serve(successor.pass_on)
+        self.serve(successor.send)
 
 
 def adopter(server: web.Server) -> Adopt:
@@ -289,19 +283,14 @@ def receive_successor(control: socket.socket) -> Successor | None:
     """Read the successor's socket from the supervisor's message, if that is what came."""
     try:
         _data, fds, _flags, _addr = socket.recv_fds(control, 1, 1)
-    except (BlockingIOError, InterruptedError):
+    except OSError:  # nothing yet, or the supervisor is gone
         return None
-    except OSError:
-        return None
-    if fds:
-        return Successor(socket.socket(fileno=fds[0]))
-    return None
+    return Successor(socket.socket(fileno=fds[0])) if fds else None
 
 
 def pair() -> tuple[socket.socket, socket.socket]:
     """(sending end, receiving end) of a channel for handed-over connections."""
-    send, receive = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    return send, receive
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
 
 
 class Closing:
@@ -326,7 +315,6 @@ class Closing:
         return response
 
 
-SETTLE_SECONDS = 0.05
 POLL_SECONDS = 0.005
 
 
@@ -337,11 +325,10 @@ async def stop_accepting(site: web.SockSite, listener: socket.socket) -> None:
     Closing the site at once would lose some: asyncio accepts a connection in one loop turn
     and makes its transport in a task a turn later, which fails (and drops the socket, request
     unread, so the client sees a reset) once the server is closed. So: stop reading the
-    listener first, let those tasks run, then close."""
+    listener first, let those tasks run (loop turns, not time), then close."""
     asyncio.get_running_loop().remove_reader(listener.fileno())
     for _ in range(8):  # the task, the transport's connection_made, the handler's start
         await asyncio.sleep(0)
-    await asyncio.sleep(SETTLE_SECONDS)
     await site.stop()
 
 

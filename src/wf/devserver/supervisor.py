@@ -25,9 +25,9 @@ from wf.errors import WfError
 from wf.project import CONFIG_NAME, DEV_VARS_NAME, IGNORED_DIRS
 
 STOP_TIMEOUT = 10.0  # a child gets this long to stop after SIGTERM, then SIGKILL
+KEEP_INTERVAL = 0.1  # how often the supervisor looks after its children
 # A retired child answers its requests in progress, then stops: it gets this long, plus the
 # reload grace its running step attempts get (then it is killed).
-KEEP_INTERVAL = 0.1  # how often the supervisor looks after its children
 HANDOVER_TIMEOUT = 30.0
 CRASH_BACKOFF = 1.0
 WATCHDOG_SECONDS = 8.0  # a child silent this long after it started serving is hung
@@ -43,7 +43,7 @@ class _Child:
         self.process = process
         self.control = control
         self.beats = beats
-        self.last_beat: float | None = None  # armed once it serves
+        self.last_beat: float | None = None  # armed once it has loaded the project
         self.killed_as_hung = False
         self.started = time.monotonic()
         self.slow_start_told = False
@@ -64,7 +64,7 @@ class _Child:
         return self.last_beat is not None
 
     def hung(self) -> bool:
-        """No heartbeat for ``WATCHDOG_SECONDS`` since it started serving."""
+        """No heartbeat for ``WATCHDOG_SECONDS`` since its first."""
         self._read_beats()
         if self.last_beat is None or self.process.poll() is not None:
             return False
@@ -158,9 +158,9 @@ class Supervisor:
         self._crashed_at: float | None = None
         self._superseded: list[_Child] = []  # started for older changes, not serving yet
 
-    def _spawn(self, changes: list[str], after_crash: bool = False) -> tuple[_Child, socket.socket]:
-        """Start a child; returns it and the sending end of its inbox (for its predecessor's
-        connections: hand it to the predecessor, or close it when there is none)."""
+    def _spawn(self, changes: list[str], after_crash: bool = False) -> _Child:
+        """Start a child, keeping the sending end of its inbox (for its predecessors'
+        connections) until they have it."""
         assert self._sock is not None
         control, child_control = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         inbox_sender, inbox = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -193,12 +193,14 @@ class Supervisor:
             inbox.close()
             os.close(beat_write)
         os.set_blocking(beat_read, False)
-        return _Child(process, control, beat_read), inbox_sender
+        child = _Child(process, control, beat_read)
+        child.inbox_sender = inbox_sender
+        return child
 
     def _start(self, after_crash: bool = False) -> _Child:
         """A child with no predecessor to take connections from."""
-        child, inbox_sender = self._spawn([], after_crash=after_crash)
-        inbox_sender.close()
+        child = self._spawn([], after_crash=after_crash)
+        child.close_inbox()
         return child
 
     def _stop_child(self, child: _Child) -> None:
@@ -220,8 +222,7 @@ class Supervisor:
         blocks while importing the project costs no client anything."""
         if self._next is not None:  # superseded before it served: it hands over too, later
             self._superseded.append(self._next)
-        self._next, inbox_sender = self._spawn(changes)
-        self._next.inbox_sender = inbox_sender
+        self._next = self._spawn(changes)
 
     def _take_over(self, child: _Child) -> _Child:
         """Once the next child is ready, the older ones stop accepting, hand it their connections
