@@ -13,7 +13,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from aiohttp import web
 
 from wf.devserver import handoff
 from wf.devserver.reads import open_reader
+from wf.devserver.signals import stop_on_signals
 from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
@@ -253,12 +253,14 @@ class _Stop:
 
 
 async def serve(options: ChildOptions, reporter: Reporter) -> int:
+    stop = _Stop()
+    with stop_on_signals(stop):
+        return await _serve(options, reporter, stop)
+
+
+async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     from wf.devserver.api import create_app
 
-    stop = _Stop()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop)
     _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
     inbox = handoff.Inbox(socket.socket(fileno=options.inbox_fd))
 

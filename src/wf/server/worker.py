@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from wf.devserver.logs import configure
+from wf.devserver.signals import stop_on_signals
 from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice, StopCause
@@ -132,10 +132,13 @@ async def _lines(loop: asyncio.AbstractEventLoop) -> asyncio.StreamReader:
 
 
 async def main() -> int:
-    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+    with stop_on_signals(stopping.set):
+        return await _main(stopping)
+
+
+async def _main(stopping: asyncio.Event) -> int:
+    loop = asyncio.get_running_loop()
     reader = await _lines(loop)
     first = await reader.readline()
     if not first:
