@@ -147,6 +147,13 @@ class StoreCorrupt(StoreError):
     code = "store.corrupt"
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached for now (PostgreSQL restarting, a dropped connection): the
+    request may be retried; nothing acknowledged was lost."""
+
+    code = "store.unavailable"
+
+
 class NonRetryableError(Exception):
     """Raise inside a step to fail it at once, skipping the remaining attempts.
 

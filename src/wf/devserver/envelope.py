@@ -18,6 +18,7 @@ from wf.errors import (
     InstanceNotFound,
     InvalidTransition,
     StoreError,
+    StoreUnavailable,
     ValidationError,
     WfError,
     WorkflowNotFound,
@@ -31,6 +32,7 @@ PROJECT_BROKEN = 10004  # 503: the project failed to load
 FORBIDDEN = 10005  # 403: Host or Origin refused
 UNAUTHORIZED = 10006  # 401: missing or wrong API token
 NO_ROUTE = 10007  # 404 / 405
+UNAVAILABLE = 10008  # 503: the database cannot be reached for now; retry
 WORKFLOW_NOT_FOUND = 10200  # 404
 INSTANCE_NOT_FOUND = 10400  # 404
 INSTANCE_EXISTS = 10405  # 400, as Cloudflare answers (its SDKs map the status to a class)
@@ -43,6 +45,7 @@ WF_ERRORS: tuple[tuple[type[WfError], int, int], ...] = (
     (InstanceNotFound, 404, INSTANCE_NOT_FOUND),
     (InstanceAlreadyExists, 400, INSTANCE_EXISTS),
     (InvalidTransition, 409, INVALID_TRANSITION),
+    (StoreUnavailable, 503, UNAVAILABLE),
     (StoreError, 500, INTERNAL),
 )
 
@@ -69,7 +72,7 @@ def from_wf_error(exc: WfError) -> ApiError:
     for kind, status, code in WF_ERRORS:
         if isinstance(exc, kind):
             message = exc.message
-            if kind is StoreError:
+            if kind is StoreError or kind is StoreUnavailable:
                 message = f"database error: {message}"
             return ApiError(status, code, message)
     return ApiError(500, INTERNAL, f"internal error: {exc.message}")

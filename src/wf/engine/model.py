@@ -242,3 +242,15 @@ class ClaimRound:
 def to_datetime(epoch: float) -> datetime:
     """Stored times are epoch seconds; users see aware UTC datetimes."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    id: str
+    created: float
+    active: bool
+    workflows: list[dict[str, Any]]  # [{"name", "binding", "class_name"}] from its wf.toml
+    files: int
+    size: int
+    unloaded: float | None
+    retention: float | None = None  # seconds its finished instances are kept (None: the default)

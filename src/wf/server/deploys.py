@@ -16,8 +16,8 @@ from typing import Any
 
 from wf.bundle import BundleError, bundle_version_id, extract_bundle
 from wf.engine.clock import Clock
+from wf.engine.model import VersionRow
 from wf.engine.store.sqlite import SqliteStore
-from wf.engine.store.sqlite_deploys import VersionRow
 from wf.errors import WfError
 from wf.project import ProjectError, load_project
 from wf.server.controller import Catalog

@@ -30,11 +30,13 @@ from wf.engine.model import (
     Status,
     StepRecord,
     StepState,
+    VersionRow,
 )
 from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_deploys as deploys
 from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
+from wf.engine.store.base import Listener
 from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
     FINISHED_SQL,
@@ -558,7 +560,7 @@ class SqliteStore:
         )
 
     # ---- what wf serve keeps: versions and secrets --------------------------------------------
-    async def list_versions(self) -> list[deploys.VersionRow]:
+    async def list_versions(self) -> list[VersionRow]:
         return await self._read(deploys.list_versions)
 
     async def activate_version(
@@ -569,7 +571,7 @@ class SqliteStore:
         files: int,
         size: int,
         retention: float | None = None,
-    ) -> deploys.VersionRow:
+    ) -> VersionRow:
         return await self._write(
             functools.partial(
                 deploys.activate_version,
@@ -603,6 +605,13 @@ class SqliteStore:
 
     async def secret_values(self) -> dict[str, str]:
         return await self._read(deploys.secret_values)
+
+    # ---- messages between processes: one process tree owns a SQLite file, so none -----------
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        pass
+
+    def listen(self, callback: Listener) -> None:
+        pass
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

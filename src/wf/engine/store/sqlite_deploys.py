@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
+from wf.engine.model import VersionRow
 from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances
-
-
-@dataclass(frozen=True)
-class VersionRow:
-    id: str
-    created: float
-    active: bool
-    workflows: list[dict[str, Any]]  # [{"name", "binding", "class_name"}] from its wf.toml
-    files: int
-    size: int
-    unloaded: float | None
-    retention: float | None = None  # seconds its finished instances are kept (None: the default)
 
 
 def _version(row: tuple[Any, ...]) -> VersionRow:
