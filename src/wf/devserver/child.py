@@ -41,7 +41,6 @@ LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
 HEARTBEAT_SECONDS = 1.0
 DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
-ACCEPT_SETTLE_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -241,25 +240,31 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     try:
         await stopping.wait()
     finally:
-        # Stop accepting (the next child takes new connections from the shared backlog), then
-        # let every connection already accepted send its one request and get its answer (there
-        # is no keep-alive, so each closes after that). Closing at once would drop a connection
-        # accepted a moment ago whose request had not arrived yet.
-        await site.stop()
-        await _drain_connections(runner)
-        await runner.cleanup()
+        await stop_serving(runner, site, sock)
         if engine is not None:
             await engine.stop(grace=STOP_GRACE_SECONDS)
     return 0
 
 
+async def stop_serving(runner: web.AppRunner, site: web.SockSite, sock: socket.socket) -> None:
+    """Stop accepting (the next child takes new connections from the shared backlog), then let
+    every connection already accepted send its one request and get its answer (there is no
+    keep-alive, so each closes after that), then close. A connection closed unanswered, its
+    request unread, is a reset for the client."""
+    # asyncio makes the transport of a connection it has accepted in a task of its own, a loop
+    # turn later, and a server closed before that drops the connection. So the accepting stops
+    # first, and the server is closed only once those tasks have run.
+    asyncio.get_running_loop().remove_reader(sock.fileno())
+    await asyncio.sleep(0)
+    await site.stop()
+    await asyncio.sleep(0)  # their protocols are told (aiohttp counts them from then on)
+    await _drain_connections(runner)
+    await runner.cleanup()
+
+
 async def _drain_connections(runner: web.AppRunner) -> None:
     server = runner.server
     loop = asyncio.get_running_loop()
-    # A connection accepted just before the stop becomes one of server.connections a loop turn
-    # or two later (asyncio makes its transport in a task): look only once those have landed,
-    # else it is closed unanswered, its request unread, and the client sees a reset.
-    await asyncio.sleep(ACCEPT_SETTLE_SECONDS)
     deadline = loop.time() + DRAIN_SECONDS
     while server is not None and server.connections and loop.time() < deadline:
         await asyncio.sleep(0.01)
