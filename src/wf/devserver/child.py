@@ -240,26 +240,27 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     try:
         await stopping.wait()
     finally:
-        await stop_serving(runner, site, sock)
+        # Stop accepting (the next child takes new connections from the shared backlog), then
+        # let every connection already accepted send its one request and get its answer (there
+        # is no keep-alive, so each closes after that). A connection closed unanswered, its
+        # request unread, is a reset for its client.
+        await stop_accepting(site, sock)
+        await _drain_connections(runner)
+        await runner.cleanup()
         if engine is not None:
             await engine.stop(grace=STOP_GRACE_SECONDS)
     return 0
 
 
-async def stop_serving(runner: web.AppRunner, site: web.SockSite, sock: socket.socket) -> None:
-    """Stop accepting (the next child takes new connections from the shared backlog), then let
-    every connection already accepted send its one request and get its answer (there is no
-    keep-alive, so each closes after that), then close. A connection closed unanswered, its
-    request unread, is a reset for the client."""
-    # asyncio makes the transport of a connection it has accepted in a task of its own, a loop
-    # turn later, and a server closed before that drops the connection. So the accepting stops
-    # first, and the server is closed only once those tasks have run.
-    asyncio.get_running_loop().remove_reader(sock.fileno())
+async def stop_accepting(site: web.SockSite, listener: socket.socket) -> None:
+    """Stop taking connections from the shared listener, keeping every connection accepted so
+    far. asyncio makes the transport of a connection it has accepted in a task of its own, a
+    loop turn later, and a server closed before that drops the connection. So the accepting
+    stops first, and the server is closed once those tasks have run."""
+    asyncio.get_running_loop().remove_reader(listener.fileno())
     await asyncio.sleep(0)
     await site.stop()
     await asyncio.sleep(0)  # their protocols are told (aiohttp counts them from then on)
-    await _drain_connections(runner)
-    await runner.cleanup()
 
 
 async def _drain_connections(runner: web.AppRunner) -> None:
