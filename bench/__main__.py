@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import RESULT_MARK, fsync_micros, machine_info, median
-from bench.report import RESULTS_FILE, render, results_markdown
+from bench.report import RESULTS_FILE, Run, body_ratios, render, results_markdown
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -39,7 +39,7 @@ RESULTS = BENCH / "results"
 DBOS_VENV = BENCH / ".venv-dbos"
 DBOS_REQUIREMENTS = BENCH / "requirements-dbos.txt"
 CF_PROJECT = BENCH / "cloudflare"
-WORKLOADS = ("W1", "W2", "W2-http", "W3", "W4", "L")
+WORKLOADS = ("W1", "W1-def", "W2", "W2-http", "W3", "W4", "L")
 PEERS = ("dbos", "wrangler")
 DBOS_MODES = ("default", "fsync", "os")
 
@@ -130,12 +130,13 @@ def wrangler_ready() -> str:
 def plan(
     workloads: list[str], peers: list[str], sizes: Sizes, dbos: Path | None
 ) -> list[Measurement]:
-    """What to measure: wf in fsync mode (W1 in both modes), DBOS with its defaults, wrangler
-    dev (W1 and W2-http), and L in both modes."""
+    """What to measure: wf in fsync mode (W1 and W1-def in both modes), DBOS with its defaults,
+    wrangler dev (W1 and W2-http), and L in both modes."""
     py = sys.executable
     out: list[Measurement] = []
     counts = {
         "W1": ["--steps", str(sizes.w1_steps)],
+        "W1-def": ["--steps", str(sizes.w1_steps)],
         "W2": ["--instances", str(sizes.w2_instances)],
         "W2-http": ["--instances", str(sizes.http_instances)],
         "W3": ["--instances", str(sizes.w3_instances)],
@@ -154,9 +155,11 @@ def plan(
                 limit = [py, "-m", "bench.limit", "--durability", mode]
                 add("sqlite", "L", mode, "", [*limit, "--seconds", str(sizes.limit_seconds)])
             continue
-        for mode in ("fsync", "os") if workload == "W1" else ("fsync",):
+        for mode in ("fsync", "os") if workload in ("W1", "W1-def") else ("fsync",):
             wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
             add("wf", workload, mode, "", [*wf, *counts[workload]])
+        if workload == "W1-def":  # wf's own comparison: the peers' W1 has both styles already
+            continue
         if "dbos" in peers and dbos is not None:
             side = [str(dbos), "-m", "bench.dbos_side", workload, "--durability", "default"]
             if workload == "W4":
@@ -414,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         "results": [summarise(job) for job in jobs],
         "errors": setup_errors + [f"{j.label}: {e}" for j in jobs for e in j.errors],
     }
+    payload["def_over_async"] = body_ratios(Run(payload))  # W1-def ÷ W1, by durability
     text = render(payload)
     print(text)
     default = "latest.json" if full else ("quick.json" if quick else "partial.json")

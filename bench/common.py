@@ -252,7 +252,8 @@ class Http:
     def __init__(self, port: int, timeout: float = 30.0) -> None:
         self.port = port
         self.timeout = timeout
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+        self.conn = _CountingConnection("127.0.0.1", port, timeout=timeout)
+        self._opened_before = 0
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
@@ -265,13 +266,29 @@ class Http:
                 return response.status, json.loads(raw) if raw else None
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self.conn.close()
-                self.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
+                self._opened_before += self.conn.opened
+                self.conn = _CountingConnection("127.0.0.1", self.port, timeout=self.timeout)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
+    @property
+    def connections(self) -> int:
+        """How many it opened: 1 when the server keeps the connection alive."""
+        return self._opened_before + self.conn.opened
+
     def close(self) -> None:
         self.conn.close()
+
+
+class _CountingConnection(http.client.HTTPConnection):
+    """http.client reconnects by itself after a ``Connection: close`` answer: count it."""
+
+    opened = 0
+
+    def connect(self) -> None:
+        super().connect()
+        self.opened += 1
 
 
 @dataclass
@@ -288,6 +305,7 @@ class HttpRun:
     create_seconds: float = 0.0  # until the last create was answered
     polls: int = 0
     failed: int = 0
+    connections: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -334,6 +352,7 @@ def drive_http(port: int, api: HttpApi, count: int, threads: int, timeout: float
             with lock:
                 run.polls += polls
                 run.failed += failed
+                run.connections += http.connections
 
     workers = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(threads)]
     for worker in workers:
@@ -365,6 +384,7 @@ def measure_http(
         "create_seconds": run.create_seconds,
         "creates_per_s": count / run.create_seconds,
         "polls_per_instance": run.polls / count,
+        "connections_per_client": run.connections / args.threads,
         "failed": run.failed,
         "startup_seconds": startup,
         "server_rss_mib": server.rss_kib() / 1024,

@@ -41,6 +41,7 @@ class Target:
 TARGETS: dict[str, Target] = {
     "W1 fsync": Target("≤ 250 µs", 250, at_most=True),
     "W1 os": Target("≤ 60 µs", 60, at_most=True),
+    "W1-def": Target("≤ 1.2×", 1.2, at_most=True),  # a def body's µs/step ÷ an async def one's
     "W2": Target("≥ 3,000/s", 3000, at_most=False),
     "W2-http": Target("≥ 500/s", 500, at_most=False),
     "W3": Target("≤ 1 s", 1, at_most=True),
@@ -173,18 +174,51 @@ def limit_table(run: Run) -> str:
     return table(headers, rows, right={1, 2, 3, 4})
 
 
+def body_ratios(run: Run) -> dict[str, dict[str, Any]]:
+    """What a ``def`` step body costs against an ``async def`` one, per durability: wf's W1-def
+    µs/step ÷ W1's, of the medians and of each round (the rounds are interleaved)."""
+    ratios: dict[str, dict[str, Any]] = {}
+    for mode in ("fsync", "os"):
+        async_body, def_body = run.find("wf", "W1", mode), run.find("wf", "W1-def", mode)
+        if async_body is None or def_body is None:
+            continue
+        pairs = zip(async_body["runs"], def_body["runs"], strict=False)
+        ratios[mode] = {
+            "async_us": async_body["median"]["step_us"],
+            "def_us": def_body["median"]["step_us"],
+            "ratio": def_body["median"]["step_us"] / async_body["median"]["step_us"],
+            "round_ratios": [d["step_us"] / a["step_us"] for a, d in pairs],
+        }
+    return ratios
+
+
+BODY = {"W1": "async def", "W1-def": "def"}
+
+
 def w1_table(run: Run) -> str:
     rows = []
-    for r in run.of("W1"):
+    ratios = body_ratios(run)
+    found = run.of("W1") + run.of("W1-def")
+    found.sort(key=lambda r: (ENGINE_ORDER.get(r["engine"], 9), MODE_ORDER.get(r["durability"], 9)))
+    for r in found:
         m = r["median"]
         wf = r["engine"] == "wf"
         floor = run.limit(r["durability"], "commit_us") if wf else None
+        ratio = ratios.get(r["durability"]) if wf and r["workload"] == "W1-def" else None
+        if not wf:
+            target, body = "", {"async": "async def", "sync": "def"}.get(r["variant"], "async (TS)")
+        elif ratio is None:
+            target, body = TARGETS[f"W1 {r['durability']}"].show(m["step_us"]), BODY[r["workload"]]
+        else:
+            target, body = TARGETS["W1-def"].show(ratio["ratio"]), "def"
         rows.append(
             [
                 run.engine_name(r),
+                body,
                 run.mode_name(r),
                 num(m["step_us"]),
-                TARGETS[f"W1 {r['durability']}"].show(m["step_us"]) if wf else "",
+                f"{ratio['ratio']:.2f}×" if ratio else "",
+                target,
                 num(m.get("step_us_median")),
                 num(m.get("step_us_p90")),
                 num(floor, 1),
@@ -192,9 +226,9 @@ def w1_table(run: Run) -> str:
                 run.spread(r, "step_us"),
             ]
         )
-    headers = ["engine", "durability", "µs/step", "target", "median step.do µs", "p90"]
-    headers += ["L µs/commit", "÷ L", "runs"]
-    return table(headers, rows)
+    headers = ["engine", "body", "durability", "µs/step", "÷ async def", "target"]
+    headers += ["median step.do µs", "p90", "L µs/commit", "÷ L", "runs"]
+    return table(headers, rows, right=set(range(3, len(headers))))
 
 
 def rate_table(
@@ -290,6 +324,7 @@ class Measure:
 
 MEASURES = (
     Measure("W1", "step_us", "W1 µs/step", False),
+    Measure("W1-def", "step_us", "W1-def µs/step", False),
     Measure("W2", "instances_per_s", "W2 instances/s", True),
     Measure("W2-http", "instances_per_s", "W2-http instances/s", True),
     Measure("W3", "seconds", "W3 s to recover", False, 2),
@@ -302,7 +337,7 @@ def against_l(run: Run, measure: Measure, wf: dict[str, Any]) -> list[str] | Non
     """The row comparing a wf figure with what L allows, or None."""
     value = wf["median"][measure.key]
     mode = wf["durability"]
-    if measure.workload == "W1":
+    if measure.workload in ("W1", "W1-def"):
         commit = run.limit(mode, "commit_us")
         if commit is None:
             return None
@@ -395,11 +430,13 @@ def render(payload: dict[str, Any]) -> str:
             "temp_store MEMORY)",
             limit_table(run),
         )
-    if run.of("W1"):
+    if run.of("W1") or run.of("W1-def"):
         section(
-            f"**W1 sequential**: one instance of {sizes['w1_steps']:,} trivial steps (`async def`"
-            " returning 1) after a 100-step warm-up instance; µs/step = the run's wall time "
-            "(create → completed) ÷ steps. ÷ L: µs/step over one L commit",
+            f"**W1 sequential**: one instance of {sizes['w1_steps']:,} trivial steps returning 1 "
+            "after a 100-step warm-up instance, with an `async def` body (W1, run on the event "
+            "loop) and a `def` one (W1-def, run in a worker thread); µs/step = the run's wall "
+            "time (create → completed) ÷ steps. ÷ async def: W1-def's µs/step over W1's, same "
+            "durability. ÷ L: µs/step over one L commit",
             w1_table(run),
         )
     if run.of("W2"):
@@ -412,16 +449,21 @@ def render(payload: dict[str, Any]) -> str:
         )
     if run.of("W2-http"):
         section(
-            f"**W2-http**: {sizes['http_instances']:,} instances of the 3-step workflow created "
-            "over HTTP on 127.0.0.1 by 8 client threads (POST each, then GET each until "
-            "complete), against a real server (wf: `wf dev`; DBOS: FastAPI + uvicorn; wrangler "
-            "dev); instances/s as the clients see it",
+            f"**W2-http**: {sizes['http_instances']:,} instances of the 3-step workflow (wf: "
+            "`def` bodies, like the README's) created over HTTP on 127.0.0.1 by 8 client threads "
+            "(POST each, then GET each until complete) on kept-alive connections (http.client; "
+            "connections/client counts the ones each opened), against a real server (wf: "
+            "`wf dev`; DBOS: FastAPI + uvicorn; wrangler dev); instances/s as the clients see it",
             rate_table(
                 run,
                 "W2-http",
                 TARGETS["W2-http"],
                 ROWS_THREE_STEPS,
-                [("creates/s", "creates_per_s", 0), ("server start s", "startup_seconds", 1)],
+                [
+                    ("creates/s", "creates_per_s", 0),
+                    ("connections/client", "connections_per_client", 0),
+                    ("server start s", "startup_seconds", 1),
+                ],
             ),
         )
     if run.of("W3"):

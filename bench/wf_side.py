@@ -105,24 +105,25 @@ async def create_many(engine: Engine, workflow: str, count: int) -> None:
     await asyncio.gather(*(engine.create_batch(workflow, batch) for batch in batches))
 
 
-# ---- W1: sequential ---------------------------------------------------------------------------
-async def w1(args: argparse.Namespace) -> dict[str, Any]:
+# ---- W1 and W1-def: sequential ----------------------------------------------------------------
+async def w1(args: argparse.Namespace, body: str = "async") -> dict[str, Any]:
     done = Finished()
     engine, store = engine_for(args, WorkflowSpec("seq", Sequential), done)
     await engine.start()
     try:
-        await engine.create("seq", params={"n": 100})  # warm-up
+        await engine.create("seq", params={"n": 100, "body": body})  # warm-up
         await done.reach(1, args.timeout)
         Sequential.step_seconds.clear()
         commits = store.commits
         started = time.perf_counter()
-        await engine.create("seq", params={"n": args.steps})
+        await engine.create("seq", params={"n": args.steps, "body": body})
         ended = await done.reach(2, args.timeout)
         commits = store.commits - commits
     finally:
         await engine.stop()
     times = Sequential.step_seconds
     return {
+        "body": body,
         "steps": args.steps,
         "seconds": ended - started,
         "step_us": (ended - started) / args.steps * 1e6,
@@ -133,6 +134,11 @@ async def w1(args: argparse.Namespace) -> dict[str, Any]:
         "errored": done.errored,
         "error_samples": done.errors,
     }
+
+
+async def w1_def(args: argparse.Namespace) -> dict[str, Any]:
+    """W1 with a ``def`` body, run in a worker thread: what the hop to it and back costs."""
+    return await w1(args, body="def")
 
 
 # ---- W2: fan-out in-process -------------------------------------------------------------------
@@ -172,7 +178,7 @@ main = "workflows.py"
 [[workflows]]
 name = "three"
 binding = "THREE"
-class_name = "ThreeSteps"
+class_name = "ThreeDefSteps"
 
 [dev]
 host = "127.0.0.1"
@@ -374,7 +380,7 @@ async def w4(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-ASYNC_WORKLOADS = {"W1": w1, "W2": w2, "W4": w4}
+ASYNC_WORKLOADS = {"W1": w1, "W1-def": w1_def, "W2": w2, "W4": w4}
 WORKLOADS = [*ASYNC_WORKLOADS, "W2-http", "W3"]
 
 
@@ -383,7 +389,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("workload", choices=[*WORKLOADS, "W3-child"])
     parser.add_argument("--dir", type=Path, required=True, help="an empty folder for this run")
     parser.add_argument("--durability", choices=("fsync", "os"), default="fsync")
-    parser.add_argument("--steps", type=int, default=1000, help="W1")
+    parser.add_argument("--steps", type=int, default=1000, help="W1, W1-def")
     parser.add_argument("--instances", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=8, help="W2-http client threads")
     parser.add_argument("--phase", choices=("load", "recover", "import"), help="W3-child")

@@ -1,9 +1,10 @@
 """The workflows wf runs in the benchmark. Imports nothing but ``wf`` and the standard library:
 W2-http copies this file into a temporary ``wf dev`` project as its ``main`` module.
 
-The bench sides learn that an instance finished from the engine's ``on_notice`` callback
-(``completed`` notices); the workflows only keep what a notice cannot tell: W1's per-step times
-and W3's gate.
+W1 runs with an ``async def`` body and, as W1-def, with a ``def`` one; W2-http's workflow has
+``def`` bodies, as a user's would. The bench sides learn that an instance finished from the
+engine's ``on_notice`` callback (``completed`` notices); the workflows only keep what a notice
+cannot tell: W1's per-step times and W3's gate.
 """
 
 from __future__ import annotations
@@ -21,30 +22,50 @@ async def trivial() -> int:
     return 1
 
 
+def trivial_def() -> int:
+    """The same step as a plain ``def``, as most users write them (runs in a worker thread)."""
+    return 1
+
+
+BODIES = {"async": trivial, "def": trivial_def}
+
+
 class Sequential(WorkflowEntrypoint):
-    """W1: ``n`` sequential trivial steps. Each ``step.do`` call is timed as well (for the
-    median and p90 next to the headline figure, the whole run's wall time ÷ ``n``)."""
+    """W1 (``body`` "async") and W1-def (``body`` "def"): ``n`` sequential trivial steps. Each
+    ``step.do`` call is timed as well (for the median and p90 next to the headline figure, the
+    whole run's wall time ÷ ``n``)."""
 
     step_seconds: ClassVar[list[float]] = []
 
     async def run(self, event: Any, step: Any) -> int:
         n = int(event.payload["n"])
+        body = BODIES[event.payload.get("body", "async")]
         times = Sequential.step_seconds
         clock = time.perf_counter
         for i in range(n):
             started = clock()
-            await step.do(f"s{i}", trivial)
+            await step.do(f"s{i}", body)
             times.append(clock() - started)
         return n
 
 
 class ThreeSteps(WorkflowEntrypoint):
-    """W2 and W2-http: three trivial steps."""
+    """W2: three trivial steps."""
 
     async def run(self, event: Any, step: Any) -> int:
         await step.do("one", trivial)
         await step.do("two", trivial)
         await step.do("three", trivial)
+        return 3
+
+
+class ThreeDefSteps(WorkflowEntrypoint):
+    """W2-http: three trivial steps with ``def`` bodies, like the README's example."""
+
+    async def run(self, event: Any, step: Any) -> int:
+        await step.do("one", trivial_def)
+        await step.do("two", trivial_def)
+        await step.do("three", trivial_def)
         return 3
 
 

@@ -15,7 +15,8 @@ Modes (each runs its instances until they are all finished, then exits 0):
 ``queue``    ``queued`` with concurrency 1: ``--instances`` instances of one slow step each;
              a body does not end while the file MARKER.hold exists (a test holds it there
              until it has killed the process).
-``suicide``  ``doomed``: a step (retries limit 1) whose body SIGKILLs its own process.
+``suicide``  ``doomed``: a step (retries limit 1) whose body SIGKILLs its own process. Prints
+             the engine's notices: ``notice <kind> <step> <detail as JSON>``.
 ``hold``     open the store and hold it until killed (never exits by itself).
 ``open``     open the store and close it: prints ``opened`` (exit 0), or ``locked <error name>:
              <message>`` (exit 3) when another process holds it.
@@ -32,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import random
 import signal
@@ -44,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from wf import StepContext, WorkflowEntrypoint
-from wf.engine import Engine, EngineSettings, WorkflowSpec
+from wf.engine import Engine, EngineSettings, Notice, WorkflowSpec
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import InvalidTransition, StoreError
 
@@ -231,6 +233,11 @@ async def _run_until_finished(engine: Engine, workflow: str, send_events: bool) 
         await asyncio.sleep(0.02)
 
 
+def _print_notice(notice: Notice) -> None:
+    detail = json.dumps(notice.detail, sort_keys=True, default=str)
+    print(f"notice\t{notice.kind}\t{notice.step}\t{detail}", flush=True)
+
+
 async def main(args: argparse.Namespace) -> int:
     if args.mode == "open":
         store = SqliteStore(args.db, durability=args.durability)
@@ -255,6 +262,7 @@ async def main(args: argparse.Namespace) -> int:
         [spec],
         vars={"MARKER": str(args.marker)},
         settings=EngineSettings(**settings),
+        on_notice=_print_notice if args.mode == "suicide" else None,
     )
     await engine.start()
     try:

@@ -66,6 +66,8 @@ def test_smoke_run_measures_every_workload(tmp_path: Path) -> None:
     assert set(results) == {
         ("wf", "W1", "fsync"),
         ("wf", "W1", "os"),
+        ("wf", "W1-def", "fsync"),
+        ("wf", "W1-def", "os"),
         ("wf", "W2", "fsync"),
         ("wf", "W2-http", "fsync"),
         ("wf", "W3", "fsync"),
@@ -79,10 +81,14 @@ def test_smoke_run_measures_every_workload(tmp_path: Path) -> None:
 
     sizes = payload["settings"]["sizes"]
     for mode in ("fsync", "os"):
-        w1 = results[("wf", "W1", mode)]
-        positive(w1, "step_us", "step_us_median", "seconds")
-        assert w1["median"]["steps"] == sizes["w1_steps"]
-        assert w1["median"]["step_us"] < 1e6  # under a second a step: the run really ran
+        for workload, body in (("W1", "async"), ("W1-def", "def")):
+            w1 = results[("wf", workload, mode)]
+            positive(w1, "step_us", "step_us_median", "seconds")
+            assert w1["median"]["steps"] == sizes["w1_steps"] and w1["body"] == body
+            assert w1["median"]["step_us"] < 1e6  # under a second a step: the run really ran
+        ratio = payload["def_over_async"][mode]  # W1-def ÷ W1, in the JSON and the table
+        assert math.isfinite(ratio["ratio"]) and ratio["ratio"] > 0
+        assert f"{ratio['ratio']:.2f}×" in proc.stdout
         positive(results[("sqlite", "L", mode)], "commits_per_s", "commit_us", "rows_per_s_64")
     positive(results[("wf", "W2", "fsync")], "instances_per_s", "seconds")
     http = results[("wf", "W2-http", "fsync")]

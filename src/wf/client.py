@@ -6,7 +6,7 @@ raises ``ClientError`` with the server's one-line message, its error code and th
 
     >>> client = Client("http://127.0.0.1:8787")
     >>> client.create_instance("purchase", params={"sku": "a-1"})
-    {'id': '...', 'status': 'queued', 'version_id': '...', 'workflow': 'purchase'}
+    {'id': '...', 'status': 'queued', 'version_id': '...', 'workflow_id': 'purchase', ...}
 """
 
 from __future__ import annotations
@@ -242,9 +242,11 @@ class Client:
 
     # ---- workflows ----------------------------------------------------------------------------
     def list_workflows(
-        self, page: int = 1, per_page: int = 25
+        self, page: int = 1, per_page: int = 25, search: str | None = None
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-        result, info = self.request("GET", "/workflows", query={"page": page, "per_page": per_page})
+        """One page of workflows; ``search`` keeps those whose name contains it (any case)."""
+        query = {"page": page, "per_page": per_page, "search": search or None}
+        result, info = self.request("GET", "/workflows", query=query)
         return list(result or []), info or {}
 
     def get_workflow(self, name: str) -> dict[str, Any]:

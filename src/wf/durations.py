@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 from wf.errors import ValidationError, quote
 
@@ -95,9 +96,12 @@ _HUMAN_UNITS = (
 
 
 def format_duration(seconds: float) -> str:
-    """A short human form: '10 seconds', '1 minute', '1.5 hours', '250 milliseconds'."""
+    """A short human form, rounded: '10 seconds', '1 minute', '1.5 hours', '250 milliseconds'.
+    Where a duration is compared with a limit, ``exact_duration`` says it without rounding."""
     if seconds < 1:
         text = _plain(seconds * 1000, 3)
+        if text == "0" and seconds > 0:  # not rounded to nothing: "0 milliseconds" is not > 0
+            text = f"{(Decimal(repr(seconds)) * 1000).normalize():f}"
         return f"{text} millisecond" if text == "1" else f"{text} milliseconds"
     for unit, size in _HUMAN_UNITS:
         if seconds >= size:
@@ -109,3 +113,34 @@ def format_duration(seconds: float) -> str:
 def _plain(amount: float, digits: int) -> str:
     """Rounded, without an exponent (so it parses back): 1.5, 2, 1000000."""
     return f"{amount:.{digits}f}".rstrip("0").rstrip(".")
+
+
+# Beyond this many seconds (over 27,000 years) a count of days stops being readable.
+_EXACT_IN_DAYS_UP_TO = Decimal(10**7 * 86400)
+_EXACT_UNITS = ((86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+def exact_duration(seconds: float) -> str:
+    """Every unit spelled out, nothing rounded: '365 days and 1 second', '366 days',
+    '1 day, 2 hours and 30.5 seconds', '999.9 milliseconds' ('1e+308 seconds' past 27,000
+    years). For messages that compare a duration with a limit, where a rounded one could look
+    within it ('365 days long; the limit is 365 days')."""
+    value = max(float(seconds), 0.0)
+    amount = Decimal(repr(value))  # the shortest decimal that is this float, as Python shows it
+    if not amount.is_finite() or amount > _EXACT_IN_DAYS_UP_TO:
+        return f"{value:.6g} seconds"
+    if not amount:
+        return "0 seconds"
+    if amount < 1:
+        return _count(amount * 1000, "millisecond")
+    parts = []
+    for size, unit in _EXACT_UNITS:
+        whole, amount = divmod(amount, size) if size > 1 else (amount, Decimal(0))
+        if whole:
+            parts.append(_count(whole, unit))
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def _count(amount: Decimal, unit: str) -> str:
+    text = f"{amount.normalize():,f}"
+    return f"{text} {unit}" if text == "1" else f"{text} {unit}s"

@@ -17,17 +17,25 @@
      └── EscapedBaseException         user code raised SystemExit & co.: contained
     BaseException
      └── EngineSignal                 engine control flow that user code must not swallow
-          ├── NonDeterminismError     a replay met a recorded step of another kind
           └── StepLimitExceeded       the instance reached its step limit
 
 Engine signals derive from ``BaseException`` so that a user's ``except Exception`` in ``run()``
 cannot swallow them.
+
+An error is recorded as ``{name, message}`` (``error_info``, ``exception_info``): always text, cut
+to ``MESSAGE_LIMIT`` characters, whatever the exception's ``__str__`` does.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
+
+# An error message is stored three times (the attempt, the step, the instance) and printed on
+# every failure: a 2 MB message must not become 6 MB of database and terminal.
+MESSAGE_LIMIT = 16 * 1024
+NAME_LIMIT = 256
 
 
 def quote(value: object, limit: int = 80) -> str:
@@ -44,6 +52,46 @@ def quote(value: object, limit: int = 80) -> str:
 def _escape(char: str) -> str:
     code = ord(char)
     return f"\\u{code:04x}" if code <= 0xFFFF else f"\\U{code:08x}"
+
+
+def text_of(value: object, convert: Callable[[object], object] = str) -> str:
+    """``str(value)`` (or ``convert(value)``) that cannot fail: a ``__str__`` that raises or
+    returns something other than a string gives the value's class name instead."""
+    try:
+        text = convert(value)
+    except BaseException:  # user code's __str__: whatever it raises, fall back
+        return type(value).__name__
+    if not isinstance(text, str):
+        return type(value).__name__
+    return str.__str__(text)  # a plain str, whatever subclass __str__ returned
+
+
+def cut(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` if it has at most ``limit`` characters, else its start and a marker saying how
+    long it was; never longer than ``limit`` (so cutting twice changes nothing)."""
+    if len(text) <= limit:
+        return text
+    marker = f" … [truncated, {len(text):,} characters in all]"
+    return text[: max(limit - len(marker), 0)] + marker
+
+
+def error_info(name: object, message: object) -> dict[str, str]:
+    """An error as wf records it: ``{"name", "message"}``, both text, both cut to size."""
+    return {"name": cut(text_of(name), NAME_LIMIT), "message": cut(text_of(message))}
+
+
+def exception_info(exc: BaseException) -> dict[str, str]:
+    """How an exception that ended a step or ``run()`` is recorded."""
+    if isinstance(exc, NonRetryableError):
+        name = getattr(exc, "name", None)  # a subclass may not have called our __init__
+        if not isinstance(name, str) or not name:
+            name = "NonRetryableError"
+        return error_info(name, getattr(exc, "message", ""))
+    if isinstance(exc, (StepError, EngineSignal)):
+        return error_info(exc.error_name, exc.message)
+    if isinstance(exc, EscapedBaseException):
+        return error_info(exc.name, exc.message)
+    return error_info(type(exc).__name__, text_of(exc))
 
 
 class WfError(Exception):
@@ -99,6 +147,13 @@ class StoreCorrupt(StoreError):
     code = "store.corrupt"
 
 
+class StoreUnavailable(StoreError):
+    """The database cannot be reached for now (PostgreSQL restarting, a dropped connection): the
+    request may be retried; nothing acknowledged was lost."""
+
+    code = "store.unavailable"
+
+
 class NonRetryableError(Exception):
     """Raise inside a step to fail it at once, skipping the remaining attempts.
 
@@ -135,9 +190,9 @@ class EscapedBaseException(Exception):
 
     def __init__(self, original: BaseException) -> None:
         if isinstance(original, SystemExit):
-            message = f"sys.exit({original.code!r}) was called"
+            message = f"sys.exit({text_of(original.code, repr)}) was called"
         else:
-            message = str(original) or f"{type(original).__name__} was raised"
+            message = text_of(original) or f"{type(original).__name__} was raised"
         super().__init__(message)
         self.name = type(original).__name__
         self.message = message
@@ -151,10 +206,6 @@ class EngineSignal(BaseException):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
-
-
-class NonDeterminismError(EngineSignal):
-    error_name = "NonDeterminismError"
 
 
 class StepLimitExceeded(EngineSignal):

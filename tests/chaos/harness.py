@@ -272,10 +272,10 @@ class Client(threading.Thread):
         code, envelope = answer
         if code == 201:
             self.stats["201"] += 1
-        elif code == 409 and not unit.batch and error_code(envelope) == 10405:
-            self.stats["409 on retry"] += 1  # an earlier, unanswered request created it
+        elif code == 400 and not unit.batch and error_code(envelope) == 10405:
+            self.stats["exists on retry"] += 1  # an earlier, unanswered request created it
             if index not in self._retried:
-                self.problems.append(f"first request for {unit.ids[0]} answered 409: {envelope}")
+                self.problems.append(f"first request for {unit.ids[0]} answered 10405: {envelope}")
         else:
             self.problems.append(f"creating {list(unit.ids)} answered {code}: {envelope}")
             return True

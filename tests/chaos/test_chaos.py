@@ -6,8 +6,9 @@ form. The kill schedule is seeded: the seed is printed, and ``WF_CHAOS_SEED`` re
 
 What must hold (checked after every kill, and at the end after a final, undisturbed life):
 
-* every instance whose creation was acknowledged (HTTP 201, or 409 when an unanswered request
-  is sent again) exists, and in the end completes with the output its committed steps give;
+* every instance whose creation was acknowledged (HTTP 201, or 400 with code 10405 "already
+  exists" when an unanswered request is sent again) exists, and in the end completes with the
+  output its committed steps give;
 * every step body ran at least once, and none ran again once its outcome was committed (the
   committed output is the token of the step's last body run, and never changes);
 * a body runs only as an attempt recorded before it began, each attempt at most once;
@@ -194,7 +195,7 @@ def test_wf_dev_survives_sigkills_of_the_whole_server(
         f"(fsync {durabilities['fsync']}, os {durabilities['os']}); {len(numbers)} instances "
         f"in {len(units)} creations ({batches} batches), {len(acked)} acknowledged "
         f"({acked_in_chaos} during the kills), {client.stats['creation retries']} creations "
-        f"sent again ({client.stats['409 on retry']} answered 409), "
+        f"sent again ({client.stats['exists on retry']} answered 400 already exists), "
         f"{client.stats['events sent']} events; {totals['runs']} bodies run for "
         f"{totals['do steps']} committed do steps, {totals['re-runs']} re-runs before commit "
         f"({totals['interrupted attempts']} interrupted attempts, "

@@ -34,6 +34,9 @@ def test_every_route(server: LiveServer) -> None:
     workflows, info = client.list_workflows(per_page=2)
     assert [w["name"] for w in workflows] == ["quick", "failing"]
     assert info == {"page": 1, "per_page": 2, "count": 2, "total_count": 5}
+    found, info = client.list_workflows(search="APP")
+    assert [w["name"] for w in found] == ["napper", "approval"]
+    assert info["total_count"] == 2
     assert client.get_workflow("napper")["class_name"] == "Napper"
 
     created = client.create_batch("quick", [{"id": "b1", "params": {"n": 1}}, {"id": "b2"}])
@@ -50,7 +53,7 @@ def test_every_route(server: LiveServer) -> None:
     assert client.pause("napper", "n1")["status"] in ("paused", "waitingForPause")
     assert client.resume("napper", "n1")["status"] in ("running", "waiting", "queued")
     assert client.terminate("napper", "n1")["status"] == "terminated"
-    assert client.get_instance("napper", "n1")["trigger"] == {"source": "cli"}
+    assert client.get_instance("napper", "n1")["trigger"] == {"source": "api", "via": "cli"}
     assert client.restart("napper", "n1")["status"] in ("queued", "running")
 
     client.create_instance("approval", id="a1")
@@ -78,7 +81,7 @@ def test_errors_carry_the_server_code_and_status(server: LiveServer) -> None:
     client.create_instance("quick", id="once")
     with pytest.raises(ClientError) as caught:
         client.create_instance("quick", id="once")
-    assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_EXISTS, 409)
+    assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_EXISTS, 400)
 
     with pytest.raises(ClientError, match="no instances in workflow"):
         client.latest_instance_id("napper")

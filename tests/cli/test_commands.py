@@ -57,7 +57,8 @@ def test_trigger_queues_an_instance_and_says_how_to_describe_it(server: LiveServ
     assert details["status"] == "complete"
     assert details["output"] == {"double": 42}
     assert details["params"] == {"n": 21}
-    assert details["trigger"] == {"source": "cli"}
+    # Cloudflare's enum (wrangler's triggers are api there), and who asked
+    assert details["trigger"] == {"source": "api", "via": "cli"}
 
 
 def test_trigger_without_id_or_params(server: LiveServer) -> None:
@@ -74,6 +75,7 @@ def test_trigger_json_prints_the_api_result(server: LiveServer) -> None:
         "id": "j1",
         "status": "queued",
         "version_id": "v-test",
+        "workflow_id": "quick",
         "workflow": "quick",
     }
     assert out.startswith('{\n  "id"')  # pretty, two spaces
@@ -316,12 +318,15 @@ def test_pause_resume_terminate(server: LiveServer) -> None:
     out = ok(wf(server, "instances", "terminate", "napper", "n1"))
     assert out == '🥷 The instance "n1" from napper was terminated successfully\n'
     details = wait_status(client, "napper", "n1", ("terminated",))
-    assert details["steps"][-1] == {"type": "termination", "trigger": {"source": "cli"}}
+    assert details["steps"][-1] == {
+        "type": "termination",
+        "trigger": {"source": "api", "via": "cli"},
+    }
     line = failed(wf(server, "instances", "terminate", "napper", "n1"))
     assert line == 'wf: cannot terminate instance "n1": it is already terminated'
     out = ok(wf(server, "instances", "describe", "napper", "n1"))
     assert "  Type:     🚫 Termination" in out.splitlines()
-    assert "  Trigger:  💻 CLI" in out.splitlines()
+    assert "  Trigger:  🌎 API (wf CLI)" in out.splitlines()
 
 
 def test_restart(server: LiveServer) -> None:

@@ -67,7 +67,7 @@ ERRORED: dict[str, Any] = {
     "workflow": "purchase",
     "status": "errored",
     "params": {"sku": "a-1"},
-    "trigger": {"source": "cli"},
+    "trigger": {"source": "api", "via": "cli"},
     "versionId": "3f2a9c1d",
     "created": t("13:55:30.500"),
     "queued": t("13:55:30.500"),
@@ -212,7 +212,7 @@ TERMINATED: dict[str, Any] = {
             "finished": False,
             "wake_at": t("10:00:03.000"),
         },
-        {"type": "termination", "trigger": {"source": "cli"}},
+        {"type": "termination", "trigger": {"source": "api", "via": "cli"}},
     ],
 }
 
@@ -319,7 +319,7 @@ def test_instances_table() -> None:
             "workflow": "purchase",
             "created_on": t("13:55:30.500"),
             "modified_on": t("13:56:31.000"),
-            "trigger": "cli",
+            "trigger": "api",
         }
         for status in ("complete", "errored", "waitingForPause", "mystery")
     ]
@@ -379,13 +379,16 @@ def test_status_labels(status: Any, label: str) -> None:
 
 
 def test_other_labels() -> None:
-    assert [render.trigger_label(s) for s in ("api", "binding", "cli", "event", "x")] == [
+    sources = ("api", "binding", "cron", "event", "x")
+    assert [render.trigger_label({"source": s}) for s in sources] == [
         "🌎 API",
         "🔗 Binding",
-        "💻 CLI",
+        "⌛ Cron",
         "📩 Event",
         "❓ Unknown",
     ]
+    assert render.trigger_label({"source": "api", "via": "cli"}) == "🌎 API (wf CLI)"
+    assert render.trigger_label(None) == render.trigger_label({"source": 3}) == "❓ Unknown"
     assert [
         render.step_type_label(s) for s in ("step", "sleep", "waitForEvent", "termination")
     ] == [
@@ -449,6 +452,12 @@ def later(seconds: float) -> float:
             '✓ step "x-1" done in 1.5 s (attempt 3)',
         ),
         (
+            "step_done",
+            "x-1",
+            {"attempt": 2, "ms": 400.0, "total_ms": 14_700.0},
+            '✓ step "x-1" done in 400 ms (attempt 2, 14.7 s since the first)',
+        ),
+        (
             "attempt_failed",
             "x-1",
             {"attempt": 2, "error": {"name": "ValueError", "message": "boom"}, "delay": 20.0},
@@ -491,6 +500,12 @@ def later(seconds: float) -> float:
             None,
             {"error": {"name": "StepError", "message": "bad\nthing"}},
             "❌ errored: StepError: bad thing",
+        ),
+        (
+            "errored",
+            None,
+            {"error": {"name": "WorkflowInternalError", "message": "died"}, "crashes": 5},
+            "💥 errored: killed its process 5 times in a row; restart it once the code is fixed",
         ),
         ("something_new", "s-1", {}, 'something_new "s-1"'),
     ],

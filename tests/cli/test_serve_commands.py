@@ -34,6 +34,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from typer.testing import CliRunner
 
+from wf import bundle as wf_bundle
 from wf.bundle import format_size
 from wf.cli import render
 from wf.cli.main import app
@@ -174,6 +175,7 @@ class FakeServe:
         application = web.Application(
             middlewares=[self._errors, self._check_token], client_max_size=self.max_bundle
         )
+        application.router.add_get("/api/health", self._health)
         application.router.add_post("/api/deploy", self._deploy)
         application.router.add_get("/api/workflows/{name}/versions", self._versions)
         application.router.add_get("/api/workflows/{name}/instances", self._instances)
@@ -249,6 +251,9 @@ class FakeServe:
         return await handler(request)
 
     # ---- deploy and versions ----
+    async def _health(self, request: web.Request) -> web.Response:
+        return envelope({"status": "ok", "project": "wf serve", "version_id": self.state.active})
+
     async def _deploy(self, request: web.Request) -> web.Response:
         body = await request.read()
         if request.content_type != "application/gzip":
@@ -868,6 +873,24 @@ def test_deploy_without_a_token(fake: FakeServe, project: Path) -> None:
 def test_deploy_with_a_wrong_token_shows_the_servers_line(fake: FakeServe, project: Path) -> None:
     line = error_line(wf(fake, "deploy", token="nope"))
     assert line.startswith("wf: wrong API token")
+
+
+def test_deploy_checks_the_token_before_building_or_uploading(
+    fake: FakeServe, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    real_build = wf_bundle.build_bundle
+
+    def build(project: Any) -> Any:
+        built.append(project)
+        return real_build(project)
+
+    monkeypatch.setattr(wf_bundle, "build_bundle", build)
+    result = wf(fake, "deploy", token="nope")
+    assert failed(result).startswith("wf: wrong API token")  # and nothing on stdout
+    assert built == [] and fake.state.active is None
+    ok(wf(fake, "deploy"))
+    assert len(built) == 1
 
 
 def test_deploy_token_and_url_from_the_environment(fake: FakeServe, project: Path) -> None:

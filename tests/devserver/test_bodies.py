@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from tests.conftest import wait_status
 from tests.devserver.conftest import Client, call, fails
-from wf.devserver.api import MAX_BODY
+from wf.devserver.api import MAX_BATCH_BODY, MAX_BODY
 from wf.engine import Engine
 
 CREATE = "/api/workflows/quick/instances"
@@ -94,3 +94,67 @@ async def test_a_full_one_mib_payload_fits_in_the_allowance(client: Client, engi
     assert len(raw) == MAX_BODY
     await call(client, "POST", CREATE, 201, data=io.BytesIO(raw))
     assert len((await engine.details("quick", "big"))["params"]) == len(params)
+
+
+# ---- batches: 1 MiB of params per instance, up to 100 instances --------------------------------
+
+BATCH = f"{CREATE.replace('quick', 'napper')}/batch"
+ONE_MIB_PARAMS = "x" * (1024 * 1024 - 2)  # exactly 1 MiB once JSON-encoded
+
+
+async def test_a_batch_holds_100_instances_of_1_mib_of_params_each(
+    client: Client, engine: Engine
+) -> None:
+    items = [{"id": f"big-{n}", "params": ONE_MIB_PARAMS} for n in range(100)]
+    raw = json.dumps(items).encode()
+    assert len(raw) > 100 * 1024 * 1024  # Cloudflare's limits are per instance, not per request
+    body = await call(client, "POST", BATCH, 201, data=io.BytesIO(raw))
+    assert [c["id"] for c in body["result"]] == [f"big-{n}" for n in range(100)]
+    listed = await call(client, "GET", CREATE.replace("quick", "napper"))
+    assert listed["result_info"]["total_count"] == 100
+    assert (await engine.details("napper", "big-99"))["params"] == ONE_MIB_PARAMS
+
+
+async def test_a_batch_names_the_instance_whose_params_are_over_the_limit(
+    client: Client,
+) -> None:
+    items = [
+        {"id": "fine", "params": ONE_MIB_PARAMS},
+        {"id": "fine-too", "params": ONE_MIB_PARAMS},
+        {"id": "too-big", "params": ONE_MIB_PARAMS + "x"},
+    ]
+    data = io.BytesIO(json.dumps(items).encode())
+    message = await fails(client, "POST", BATCH, 400, 10002, data=data)
+    assert message == (
+        'batch[2] (id "too-big"): params is 1048577 bytes encoded; the limit is 1048576 bytes'
+    )
+    data = io.BytesIO(json.dumps([{"params": ONE_MIB_PARAMS + "x"}]).encode())
+    message = await fails(client, "POST", BATCH, 400, 10002, data=data)
+    assert message.startswith("batch[0]: params is 1048577 bytes encoded")
+    # all or nothing: the two that fit were not created either
+    assert (await call(client, "GET", CREATE.replace("quick", "napper")))["result"] == []
+
+
+async def test_a_batch_body_may_reach_100_instances_worth_and_no_more(
+    client: Client, engine: Engine
+) -> None:
+    raw = b'[{"id": "padded"}]'
+    padded = raw + b" " * (MAX_BATCH_BODY - len(raw))
+    await call(client, "POST", BATCH, 201, data=io.BytesIO(padded))
+    message = await fails(client, "POST", BATCH, 413, 10003, data=io.BytesIO(padded + b" "))
+    assert message == (
+        f"request body is too large ({MAX_BATCH_BODY + 1} bytes): the limit is {MAX_BATCH_BODY} "
+        "bytes (100 instances of 1 MiB of params each, plus 64 KiB of JSON around each)"
+    )
+    listed = await call(client, "GET", CREATE.replace("quick", "napper"))
+    assert [i["id"] for i in listed["result"]] == ["padded"]
+
+
+async def test_a_batch_reports_invalid_json_before_a_bad_instance(client: Client) -> None:
+    # Read one instance at a time, a batch still says first that the body is not JSON.
+    message = await fails(client, "POST", BATCH, 400, 10002, data=b'[5, {"id": "x"} {"id": "y"}]')
+    assert message == "body is not valid JSON: Expecting ',' delimiter (line 1, column 17)"
+    message = await fails(client, "POST", BATCH, 400, 10002, data=b'[{"id": "x"}] [')
+    assert message == "body is not valid JSON: Extra data (line 1, column 15)"
+    message = await fails(client, "POST", BATCH, 400, 10002, data=b"[5, 6]")
+    assert message == "batch[0] must be an object with id and params, got number"

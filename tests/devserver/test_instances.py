@@ -32,6 +32,7 @@ async def test_create_answers_201_and_the_instance_runs(client: Client, engine: 
         "id": "a1",
         "status": "queued",
         "version_id": engine.version_id,
+        "workflow_id": "quick",  # Cloudflare's key; a workflow's id is its name
         "workflow": "quick",
     }
     assert (await wait_status(engine, "quick", "a1"))["output"] == {"double": 42}
@@ -54,7 +55,9 @@ async def test_create_accepts_cloudflares_instance_id(client: Client, engine: En
     assert (await engine.details("quick", "cf-1"))["params"] == 3
 
 
-async def test_trigger_header_marks_the_cli(client: Client, engine: Engine) -> None:
+async def test_cli_triggers_are_recorded_but_shown_as_cloudflares_api(
+    client: Client, engine: Engine
+) -> None:
     await call(
         client,
         "POST",
@@ -64,17 +67,25 @@ async def test_trigger_header_marks_the_cli(client: Client, engine: Engine) -> N
         headers={"X-WF-Trigger": "cli"},
     )
     await call(client, "POST", f"{BASE}/quick/instances", 201, json={"id": "d"})
-    assert (await engine.details("quick", "c"))["trigger"] == {"source": "cli"}
-    assert (await engine.details("quick", "d"))["trigger"] == {"source": "api"}
+    assert (await engine.row("quick", "c")).trigger == "cli"  # kept for the terminal's notices
+    # The REST enum is Cloudflare's (api|binding|event|cron|unknown): wrangler's are "api" too.
+    details = (await call(client, "GET", f"{BASE}/quick/instances/c"))["result"]
+    assert details["trigger"] == {"source": "api", "via": "cli"}  # describe says who asked
+    details = (await call(client, "GET", f"{BASE}/quick/instances/d"))["result"]
+    assert details["trigger"] == {"source": "api"}
+    listed = (await call(client, "GET", f"{BASE}/quick/instances"))["result"]
+    assert [(i["id"], i["trigger"]) for i in listed] == [("d", "api"), ("c", "api")]
     message = await fails(
         client, "POST", f"{BASE}/quick/instances", 400, 10002, headers={"X-WF-Trigger": "cron"}
     )
     assert "X-WF-Trigger" in message
 
 
-async def test_duplicate_id_is_409(client: Client) -> None:
+async def test_duplicate_id_is_400_with_code_10405(client: Client) -> None:
+    # Cloudflare answers 400 (instance.already_exists, 10405); its SDKs map the status to a
+    # bad-request exception, so a 409 would surface as another exception class.
     await create(client, "quick", id="dup")
-    message = await fails(client, "POST", f"{BASE}/quick/instances", 409, 10405, json={"id": "dup"})
+    message = await fails(client, "POST", f"{BASE}/quick/instances", 400, 10405, json={"id": "dup"})
     assert '"dup"' in message and "already exists" in message
 
 
@@ -142,8 +153,9 @@ async def test_batch_creates_and_skips_existing_ids(client: Client, engine: Engi
     assert [c["id"] for c in created[:2]] == ["b1", "b2"]
     assert str(uuid.UUID(created[2]["id"])) == created[2]["id"]
     assert all(
-        c["status"] == "queued"
-        and c["workflow"] == "quick"
+        set(c) == {"id", "status", "version_id", "workflow_id", "workflow"}
+        and c["status"] == "queued"
+        and c["workflow_id"] == c["workflow"] == "quick"
         and c["version_id"] == engine.version_id
         for c in created
     )
@@ -156,8 +168,8 @@ async def test_batch_creates_and_skips_existing_ids(client: Client, engine: Engi
         headers={"X-WF-Trigger": "cli"},
     )
     assert [c["id"] for c in again["result"]] == ["b4"]
-    assert (await engine.details("quick", "b4"))["trigger"] == {"source": "cli"}
-    assert (await engine.details("quick", "b1"))["trigger"] == {"source": "api"}
+    assert (await engine.row("quick", "b4")).trigger == "cli"
+    assert (await engine.details("quick", "b4"))["trigger"] == {"source": "api", "via": "cli"}
     for one in ("b1", "b2", "b4"):
         await wait_status(engine, "quick", one)
     assert (await engine.status("quick", "b1"))["output"] == {"double": 2}
@@ -206,12 +218,13 @@ async def test_list_pages_newest_first_and_reverses(client: Client, engine: Engi
         "id",
         "status",
         "version_id",
+        "workflow_id",
         "workflow",
         "created_on",
         "modified_on",
         "trigger",
     }
-    assert first["workflow"] == "quick" and first["trigger"] == "api"
+    assert first["workflow_id"] == first["workflow"] == "quick" and first["trigger"] == "api"
     assert first["version_id"] == engine.version_id
     assert ISO.match(first["created_on"]) and ISO.match(first["modified_on"])
 
@@ -338,8 +351,8 @@ async def test_pause_resume_terminate_restart(client: Client, engine: Engine) ->
         headers={"X-WF-Trigger": "cli"},
     )
     assert body["result"]["status"] == "terminated"
-    steps = (await engine.details("napper", "p1"))["steps"]
-    assert steps[-1] == {"type": "termination", "trigger": {"source": "cli"}}
+    steps = (await call(client, "GET", f"{BASE}/napper/instances/p1"))["result"]["steps"]
+    assert steps[-1] == {"type": "termination", "trigger": {"source": "api", "via": "cli"}}
     assert (await engine.status("napper", "p1"))["status"] == "terminated"
     assert await patch(client, "p1", "restart") == "queued"
     await wait_status(engine, "napper", "p1", "waiting")

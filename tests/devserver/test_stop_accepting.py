@@ -10,7 +10,7 @@ import socket
 
 from aiohttp import web
 
-from wf.devserver.child import stop_accepting
+from wf.devserver.handoff import stop_accepting
 
 
 async def hello(request: web.Request) -> web.Response:

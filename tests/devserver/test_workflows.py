@@ -46,6 +46,7 @@ async def test_list_workflows(client: Client) -> None:
     assert body["result_info"] == {"page": 1, "per_page": 25, "count": 3, "total_count": 3}
     assert [w["name"] for w in body["result"]] == ["quick", "napper", "approval"]
     assert body["result"][0] == {
+        "id": "quick",  # Cloudflare's workflow id (what instances' workflow_id holds)
         "name": "quick",
         "binding": "QUICK",
         "class_name": "Quick",
@@ -60,6 +61,21 @@ async def test_list_workflows(client: Client) -> None:
     assert body["result_info"] == {"page": 2, "per_page": 2, "count": 1, "total_count": 3}
     message = await fails(client, "GET", "/api/workflows", 400, 10002, params={"page": "-1"})
     assert "page" in message
+
+
+async def test_list_workflows_searches_names(client: Client) -> None:
+    # Cloudflare's ?search= filters by name; the paging counts what matched.
+    body = await call(client, "GET", "/api/workflows", params={"search": "PP"})
+    assert [w["name"] for w in body["result"]] == ["napper", "approval"]
+    assert body["result_info"] == {"page": 1, "per_page": 25, "count": 2, "total_count": 2}
+    params = {"search": "p", "per_page": "1", "page": "2"}
+    body = await call(client, "GET", "/api/workflows", params=params)
+    assert [w["name"] for w in body["result"]] == ["approval"]
+    assert body["result_info"] == {"page": 2, "per_page": 1, "count": 1, "total_count": 2}
+    body = await call(client, "GET", "/api/workflows", params={"search": "nothing"})
+    assert body["result"] == [] and body["result_info"]["total_count"] == 0
+    body = await call(client, "GET", "/api/workflows", params={"search": ""})
+    assert body["result_info"]["total_count"] == 3
 
 
 async def test_workflow_counts_and_times(client: Client, engine: Engine) -> None:

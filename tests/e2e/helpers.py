@@ -74,6 +74,38 @@ def api(url: str, path: str, method: str = "GET", body: Any = None, timeout: flo
         return json.load(exc)
 
 
+def raw_request(port: int, data: bytes) -> tuple[int, str, Any]:
+    """Send ``data`` as is to 127.0.0.1:``port``; read until the server closes the connection.
+    Returns the status, the Content-Type and the JSON body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head, _, body = answer.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines)}
+    return int(status_line.split()[1]), headers.get("content-type", ""), json.loads(body)
+
+
+UNPARSEABLE = (
+    b"GARBAGE\r\n\r\n",
+    b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: y\r\n\r\n",
+    b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"b" * 20_000 + b"\r\n\r\n",
+)
+
+
+def assert_unparseable_requests_get_the_envelope(port: int) -> None:
+    """What aiohttp's HTTP parser refuses comes back in the API's envelope, as JSON."""
+    for data in UNPARSEABLE:
+        status, content_type, body = raw_request(port, data)
+        assert (status, content_type) == (400, "application/json; charset=utf-8"), body
+        assert body["success"] is False and body["result"] is None, body
+        [error] = body["errors"]
+        assert error["code"] == 10002, body
+        assert error["message"].startswith("the request is not valid HTTP: "), body
+
+
 def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -92,15 +124,16 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = ""
 class DevServer:
     """``wf dev`` in its own session, so the test can kill it (and its child) as a group."""
 
-    def __init__(self, project: Path, port: int) -> None:
+    def __init__(self, project: Path, port: int, env: dict[str, str] | None = None) -> None:
         self.project = project
         self.port = port
+        self.env = env or {}
         self.url = f"http://127.0.0.1:{port}"
         self.log = project / f"dev-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DevServer:
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **self.env}
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
                 [*WF, "dev", "--port", str(self.port)],
@@ -147,8 +180,10 @@ class DevServer:
 
 
 @contextmanager
-def dev_server(project: Path, port: int | None = None) -> Iterator[DevServer]:
-    server = DevServer(project, port or free_port())
+def dev_server(
+    project: Path, port: int | None = None, env: dict[str, str] | None = None
+) -> Iterator[DevServer]:
+    server = DevServer(project, port or free_port(), env)
     try:
         yield server.start()
     finally:

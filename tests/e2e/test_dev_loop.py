@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import threading
 import time
@@ -15,7 +17,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import WF, DevServer, api, dev_server, free_port, wait_until, wf
+from tests.e2e.helpers import (
+    WF,
+    DevServer,
+    api,
+    assert_unparseable_requests_get_the_envelope,
+    dev_server,
+    free_port,
+    wait_until,
+    wf,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -172,26 +183,84 @@ def _new_version(server: DevServer, old: str) -> str | None:
     return str(current) if current not in (None, old) else None
 
 
-def test_a_broken_module_keeps_the_server_up_until_it_is_fixed(tmp_path: Path) -> None:
+def _hibernated(project: Path, instance_id: str) -> bool:
+    """Waiting with nothing in memory: its row changes no more until something wakes it."""
+    with contextlib.closing(sqlite3.connect(project / ".wf" / "wf.db")) as conn:
+        row = conn.execute(
+            "SELECT status, owner FROM instances WHERE id = ?", (instance_id,)
+        ).fetchone()
+    return bool(row == ("waiting", None))
+
+
+def _without_workflow_versions(text: str) -> list[dict[str, object]]:
+    """``wf workflows list --json``, less each workflow's version_id (the running code's: there
+    is none while the module is broken)."""
+    workflows: list[dict[str, object]] = json.loads(text)
+    return [{k: v for k, v in w.items() if k != "version_id"} for w in workflows]
+
+
+def test_a_broken_module_keeps_its_history_readable_until_it_is_fixed(tmp_path: Path) -> None:
+    """A user breaks workflows.py: ``wf instances list / describe`` and ``wf workflows list``
+    still show what ran, exactly as before; what needs the code says which line is wrong."""
     wf("init", "proj", cwd=tmp_path)
     project = tmp_path / "proj"
     source = project / "workflows.py"
-    good = source.read_text()
+    source.write_text(WORKFLOW)
+    name = "workflows-starter"
     with dev_server(project) as server:
-        lines = good.count("\n")
-        source.write_text(good + "\ndef broken(:\n")
+        url = ("--url", server.url)
+        wf("trigger", name, '{"cool": 0}', "--id", "done", *url, cwd=project)
+        wf("instances", "send-event", name, "done", "--type", "approval", *url, cwd=project)
+        wf("trigger", name, "--id", "waiting", *url, cwd=project)
+        wait_until(lambda: status(server.url, "done") == "complete", what="done completes")
+        wait_until(lambda: _hibernated(project, "waiting"), what="waiting hibernates")
+        reads = [
+            ("instances", "list", name, "--json"),
+            ("instances", "list", name, "--status", "complete", "--json"),
+            ("instances", "describe", name, "done", "--json"),
+            ("instances", "describe", name, "latest", "--json"),
+        ]
+        before = {r: wf(*r, *url, cwd=project).stdout for r in reads}
+        workflows_before = wf("workflows", "list", "--json", *url, cwd=project).stdout
+
+        source.write_text(WORKFLOW + "\ndef broken(:\n")
         wait_until(lambda: server.health()["status"] == "error", what="the broken module")
-        health = server.health()
-        assert health["error"] == f"workflows.py:{lines + 2}: SyntaxError: invalid syntax"
-        refused = api(server.url, "/api/workflows")
-        assert refused["errors"][0]["code"] == 10004
-        assert f"workflows.py:{lines + 2}" in refused["errors"][0]["message"]
-        listed = wf("workflows", "list", "--url", server.url, cwd=project, check=False)
-        assert listed.returncode == 1 and "SyntaxError" in listed.stderr
-        assert "Traceback" not in listed.stderr
-        source.write_text(good)
+        line = f"workflows.py:{WORKFLOW.count(chr(10)) + 2}: SyntaxError: invalid syntax"
+        assert server.health()["error"] == line
+
+        for read in reads:
+            assert wf(*read, *url, cwd=project).stdout == before[read], read
+        workflows_after = wf("workflows", "list", "--json", *url, cwd=project).stdout
+        assert _without_workflow_versions(workflows_after) == _without_workflow_versions(
+            workflows_before
+        )
+        assert [w["version_id"] for w in json.loads(workflows_after)] == [None]
+        shown = wf("instances", "describe", name, "done", *url, cwd=project).stdout
+        assert "done" in shown and "approval-1" in shown
+        listed = wf("instances", "list", name, *url, cwd=project).stdout
+        assert "done" in listed and "waiting" in listed
+        assert api(server.url, f"/api/workflows/{name}/instances/done") == json.loads(
+            before[reads[2]]
+        )
+
+        for needs_code in (
+            ("trigger", name, "--id", "refused"),
+            ("instances", "send-event", name, "waiting", "--type", "approval"),
+            ("instances", "terminate", name, "waiting"),
+        ):
+            refused = wf(*needs_code, *url, cwd=project, check=False)
+            assert (refused.returncode, refused.stderr) == (1, f"wf: {line}\n"), needs_code
+        refused_json = api(server.url, f"/api/workflows/{name}/instances", "POST", {})
+        assert refused_json["errors"] == [{"code": 10004, "message": line}]
+
+        source.write_text(WORKFLOW)  # fixed: the engine starts, the reads did not hold it up
         wait_until(server.healthy, what="the fixed module")
-        assert "SyntaxError" in server.output()
+        wf("instances", "send-event", name, "waiting", "--type", "approval", *url, cwd=project)
+        wait_until(lambda: status(server.url, "waiting") == "complete", what="waiting completes")
+        assert (
+            api(server.url, f"/api/workflows/{name}/instances/refused")["errors"][0]["code"]
+            == 10400
+        )
 
 
 def test_ctrl_c_stops_the_server_within_seconds(tmp_path: Path) -> None:
@@ -210,7 +279,7 @@ def test_ctrl_c_stops_the_server_within_seconds(tmp_path: Path) -> None:
         server.kill()
 
 
-def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
+def test_foreign_host_headers_and_unparseable_requests_are_refused(tmp_path: Path) -> None:
     wf("init", "proj", cwd=tmp_path)
     with dev_server(tmp_path / "proj") as server:
         request = urllib.request.Request(
@@ -221,6 +290,8 @@ def test_foreign_host_headers_are_refused(tmp_path: Path) -> None:
         assert refused.value.code == 403
         body = json.load(refused.value)
         assert body["errors"][0]["code"] == 10005
+        assert_unparseable_requests_get_the_envelope(server.port)
+        assert "Traceback" not in server.output()
 
 
 def test_the_state_folder_is_private_and_wide_binds_are_warned_about(tmp_path: Path) -> None:

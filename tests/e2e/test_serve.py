@@ -19,7 +19,9 @@ import signal
 import stat
 import tarfile
 import threading
+import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +146,32 @@ def test_in_flight_instances_stay_on_their_version_and_upgrade_moves_one(tmp_pat
 
         wait_until(v2_unloaded, timeout=15, what=f"version {v2} to be unloaded")
         assert list(server.workers().values()) == [v3]
+
+
+def test_each_version_keeps_its_finished_instances_for_its_own_retention(tmp_path: Path) -> None:
+    project = write_project(tmp_path / "proj", "v1")
+    with (project / "wf.toml").open("a") as toml:
+        toml.write('\n[engine]\nretention = "1 second"\n')
+    state = tmp_path / "state"
+    with serving(tmp_path, state) as server:
+        server.deploy(project)
+        server.trigger(project, "brief", {})
+        ended = server.finished("brief")["end"]
+        write_project(project, "v2")  # no [engine] table: 30 days
+        server.deploy(project)
+        server.trigger(project, "kept", {})
+        server.finished("kept")
+    # The purge runs as the server starts (then hourly): "brief" must be over a second old.
+    over = datetime.fromisoformat(ended.replace("Z", "+00:00")).timestamp() + 1.5
+    wait_until(lambda: time.time() > over, what="a second and a half past the end of brief")
+    with serving(tmp_path, state) as restarted:
+
+        def purged() -> bool:
+            reply = restarted.request("GET", "/api/workflows/pin/instances/brief")
+            return reply.status == 404
+
+        wait_until(purged, what="brief, past its version's retention, to be purged")
+        assert restarted.status("kept") == "complete"
 
 
 # ---- 2. rejected bundles -----------------------------------------------------------------------

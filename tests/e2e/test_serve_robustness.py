@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import WF, free_port, wait_until
+from tests.e2e.helpers import (
+    WF,
+    assert_unparseable_requests_get_the_envelope,
+    free_port,
+    wait_until,
+)
 from tests.e2e.serve_helpers import Serve, serving, write_project
 
 pytestmark = pytest.mark.slow
@@ -54,6 +59,40 @@ class PinWorkflow(WorkflowEntrypoint):
 
         return await step.do("slow", slow)
 """
+
+
+# Its step kills the worker process that runs it, every time.
+KILLER = """\
+import os
+
+from wf import WorkflowEntrypoint
+
+VERSION = "v1"
+
+
+class PinWorkflow(WorkflowEntrypoint):
+    async def run(self, event, step):
+        if event.payload.get("kill"):
+            await step.do("kill", {"retries": {"limit": 50, "delay": 0}}, lambda: os._exit(1))
+        return await step.do("fine", lambda: VERSION)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_an_instance_that_keeps_killing_its_worker_is_errored_and_the_terminal_says_so(
+    tmp_path: Path,
+) -> None:
+    project = write_project(tmp_path / "killer", source=KILLER)
+    with serving(tmp_path) as server:
+        server.deploy(project)
+        server.trigger(project, "killer", {"kill": True})
+        done = server.finished("killer", timeout=180)
+        assert done["status"] == "errored", done
+        assert "died 5 times in a row" in done["error"]["message"], done["error"]
+        said = "pin/killer 💥 errored: killed its process 5 times in a row"
+        wait_until(lambda: said in server.output(), what=f"the terminal to say: {said}")
+        server.trigger(project, "fine", {})
+        assert server.finished("fine")["output"] == "v1"
 
 
 def test_a_huge_error_message_does_not_freeze_the_worker(tmp_path: Path) -> None:
@@ -147,6 +186,13 @@ def test_a_header_that_is_not_utf8_is_a_wrong_token(tmp_path: Path) -> None:
             while chunk := sock.recv(65536):
                 answer += chunk
         assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+        assert "Traceback" not in server.output()
+
+
+def test_requests_the_http_parser_refuses_are_answered_in_the_envelope(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        assert_unparseable_requests_get_the_envelope(server.port)
+        assert server.request("GET", "/api/workflows").status == 200
         assert "Traceback" not in server.output()
 
 

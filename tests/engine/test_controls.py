@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from datetime import datetime, timezone
 
 import pytest
 
@@ -93,6 +94,102 @@ async def test_pause_of_an_in_memory_wait_is_immediate(
     await wait_status(engine, "wf", inst.id, "waiting")
     clock.advance(5)
     assert (await wait_status(engine, "wf", inst.id))["output"] == "ok"
+
+
+# What run() does once its step in flight ends: each must wait for the resume, even one that
+# could complete at once.
+NEXT_STEPS = {
+    "wait_for_event whose event is buffered": lambda step: step.wait_for_event("go", type="go"),
+    "sleep_until a past time": lambda step: step.sleep_until(
+        "past", datetime(2001, 1, 1, tzinfo=timezone.utc)
+    ),
+    "sleep of zero seconds": lambda step: step.sleep("zero", 0),
+    "do": lambda step: step.do("next", lambda: "done"),
+}
+
+
+@pytest.mark.parametrize("next_step", list(NEXT_STEPS))
+async def test_an_acknowledged_pause_holds_every_kind_of_next_step(
+    harness: Harness, next_step: str
+) -> None:
+    release = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10))
+            await NEXT_STEPS[next_step](step)
+            return "finished"
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.send_event("go", {"early": True})  # buffered before the wait begins
+    await inst.pause()
+    assert (await inst.status())["status"] == "waitingForPause"
+    release.set()
+    await wait_status(engine, "wf", inst.id, "paused")
+    row = await engine.row("wf", inst.id)
+    history = await engine.store.load_history(row.pk)
+    assert [s.display_name for s in history.steps] == ["slow-1"]  # nothing began after it
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == "finished"
+
+
+async def test_a_pause_the_database_acknowledged_holds_a_buffered_event_before_word_arrives(
+    harness: Harness,
+) -> None:
+    """A wf serve worker hears of a pause through its server, a moment after the database
+    acknowledged it: the event its next wait finds buffered must still wait for the resume."""
+    release = threading.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("slow", lambda: release.wait(10))
+            received = await step.wait_for_event("go", type="go")
+            return received.payload
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.send_event("go", {"early": True})
+    row = await engine.row("wf", inst.id)
+    paused = await engine.store.pause(row.pk, engine.clock.now())  # no word to the life
+    assert paused.status.value == "waitingForPause"
+    release.set()
+    await wait_status(engine, "wf", inst.id, "paused")
+    history = await engine.store.load_history(row.pk)
+    assert [(s.display_name, s.state.value) for s in history.steps] == [
+        ("slow-1", "succeeded"),
+        ("go-1", "running"),  # begun, but the event is still buffered
+    ]
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == {"early": True}
+
+
+async def test_an_acknowledged_pause_holds_a_retry_due_at_once(harness: Harness) -> None:
+    release = threading.Event()
+    attempts: list[int] = []
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def flaky() -> str:
+                attempts.append(1)
+                if len(attempts) == 1:
+                    release.wait(10)
+                    raise RuntimeError("first attempt fails")
+                return "second"
+
+            return await step.do("flaky", {"retries": {"limit": 2, "delay": 0}}, flaky)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_for(lambda: _running_ops(engine) == 1)
+    await inst.pause()
+    release.set()
+    await wait_status(engine, "wf", inst.id, "paused")
+    assert len(attempts) == 1
+    await inst.resume()
+    assert (await wait_status(engine, "wf", inst.id))["output"] == "second"
 
 
 async def test_resume_during_waiting_for_pause_cancels_the_pause(harness: Harness) -> None:

@@ -7,6 +7,8 @@ import itertools
 import threading
 from typing import Any
 
+import pytest
+
 from tests.conftest import Harness, wait_for, wait_status
 from wf import NonRetryableError, StepConfig, StepContext, StepError, WorkflowEntrypoint
 from wf.engine import ManualClock, WorkflowSpec
@@ -225,21 +227,90 @@ async def test_unserialisable_result_fails_naming_step_and_type(harness: Harness
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
     status = await wait_status(engine, "wf", inst.id)
-    assert status["error"]["name"] == "StepOutputError"
-    assert "make set-1" in status["error"]["message"]
-    assert "set" in status["error"]["message"].split("make set-1")[1]
+    assert status["error"] == {
+        "name": "StepOutputError",
+        "message": 'step "make set-1" returned a value that cannot be stored as JSON: '
+        'a value of type set at result["tags"]',
+    }
+    (step,) = (await engine.details("wf", inst.id))["steps"]
+    assert len(step["attempts"]) == 1  # the same body returns the same thing: not retried
 
 
-async def test_oversized_result_fails_naming_the_size(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({"a": [0, 1, float("nan")]}, 'NaN at result["a"][2]'),
+        ([float("-inf")], "-Infinity at result[0]"),
+        ({"pairs": {(1, 2): "x"}}, 'a dict key of type tuple at result["pairs"]'),
+        ({"text": "a\udfffb"}, 'a lone surrogate (\\udfff) in a string at result["text"]'),
+    ],
+)
+async def test_unstorable_result_says_what_and_where(
+    harness: Harness, value: Any, where: str
+) -> None:
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            await step.do("big", lambda: "x" * (1024 * 1024))
+            await step.do("x", lambda: value)
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
     status = await wait_status(engine, "wf", inst.id)
-    assert status["error"]["name"] == "StepOutputError"
-    assert "1048578 bytes" in status["error"]["message"]
+    assert status["error"] == {
+        "name": "StepOutputError",
+        "message": f'step "x-1" returned a value that cannot be stored as JSON: {where}',
+    }
+
+
+async def test_a_circular_result_names_where_the_cycle_closes(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def body() -> Any:
+                node: dict[str, Any] = {"children": []}
+                node["children"].append({"parent": node})
+                return node
+
+            if event.payload["from"] == "step":
+                await step.do("tree", body)
+            return body()
+
+    engine = await harness.start(spec(Flow))
+    in_step = await engine.create("wf", params={"from": "step"})
+    in_run = await engine.create("wf", params={"from": "run"})
+    assert (await wait_status(engine, "wf", in_step.id))["error"]["message"] == (
+        'step "tree-1" returned a value that cannot be stored as JSON: a circular reference '
+        'at result["children"][0]["parent"]'
+    )
+    assert (await wait_status(engine, "wf", in_run.id))["error"] == {
+        "name": "TypeError",
+        "message": "run() returned a value that cannot be stored as JSON: a circular reference "
+        'at output["children"][0]["parent"]',
+    }
+
+
+async def test_an_oversized_result_is_a_failed_attempt_and_retried(harness: Harness) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            def body(ctx: StepContext) -> str:
+                return "x" * (1024 * 1024) if ctx.attempt < 3 else "small"
+
+            limit = event.payload["retries"]
+            return await step.do("big", {"retries": {"limit": limit, "delay": 0}}, body)
+
+    engine = await harness.start(spec(Flow))
+    recovers = await engine.create("wf", params={"retries": 2})
+    gives_up = await engine.create("wf", params={"retries": 1})
+    assert (await wait_status(engine, "wf", recovers.id))["output"] == "small"
+    (step,) = (await engine.details("wf", recovers.id))["steps"]
+    assert [a["success"] for a in step["attempts"]] == [False, False, True]
+    too_large = {
+        "name": "StepOutputError",
+        "message": 'step "big-1" returned 1,048,578 bytes of JSON; the limit is 1,048,576 bytes',
+    }
+    assert step["attempts"][0]["error"] == too_large
+    status = await wait_status(engine, "wf", gives_up.id)
+    assert status["error"] == too_large
+    (step,) = (await engine.details("wf", gives_up.id))["steps"]
+    assert len(step["attempts"]) == 2
 
 
 async def test_retry_delays_follow_backoff_on_a_manual_clock(

@@ -8,10 +8,14 @@ import gc
 import sqlite3
 import sys
 import threading
+from datetime import datetime
+
+import pytest
 
 from tests.conftest import Harness, wait_for, wait_status
 from wf import StepContext, StepError, WorkflowEntrypoint
 from wf.engine import Engine, Notice, WorkflowSpec
+from wf.engine.runner import StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreError
 
@@ -136,6 +140,91 @@ async def test_a_reload_does_not_use_up_retries(harness: Harness) -> None:
     recorded = (await engine.details("flow", inst.id))["steps"][0]["attempts"]
     assert [a["success"] for a in recorded] == [False, True]
     assert "does not count toward the retry limit" in recorded[0]["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("cause", "said"),
+    [
+        ("reload", "because the server reloaded"),
+        ("shutdown", "because the server shut down"),
+        ("restart", "because the server restarted the process running it"),
+        (None, "because the server stopped"),
+    ],
+)
+async def test_an_attempt_cut_short_by_a_stop_says_why(
+    harness: Harness, cause: StopCause | None, said: str
+) -> None:
+    """A SIGTERM or Ctrl-C is a shutdown, not a reload: the attempt's error (what describe
+    shows) says which stop it was, or no more than it knows."""
+    started = asyncio.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow(ctx: StepContext) -> int:
+                if ctx.attempt == 1:
+                    started.set()
+                    await asyncio.sleep(30)
+                return ctx.attempt
+
+            return await step.do("slow", slow)
+
+    specs = [WorkflowSpec("flow", Flow)]
+    engine = await harness.start(specs)
+    inst = await engine.create("flow")
+    await started.wait()
+    harness.engines.remove(engine)
+    if cause is None:
+        await engine.stop(grace=0.05)
+    else:
+        await engine.stop(grace=0.05, cause=cause)
+    engine = await harness.start(specs)
+    await wait_status(engine, "flow", inst.id)
+    first = (await engine.details("flow", inst.id))["steps"][0]["attempts"][0]
+    message = first["error"]["message"]
+    assert message == f"the attempt was cut short {said}; it does not count toward the retry limit"
+    assert ("reload" in message) == (cause == "reload")
+
+
+async def test_a_step_done_after_a_stop_tells_its_attempt_apart_from_the_downtime(
+    harness: Harness,
+) -> None:
+    """The terminal's "done in" is the attempt that succeeded, as describe's attempts table
+    shows it; the time since the step's first attempt (server down between them) comes apart,
+    as describe's step Duration."""
+    started = asyncio.Event()
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def slow(ctx: StepContext) -> int:
+                if ctx.attempt == 1:
+                    started.set()
+                    await asyncio.sleep(30)
+                return ctx.attempt
+
+            return await step.do("slow", slow)
+
+    specs = [WorkflowSpec("flow", Flow)]
+    engine = await harness.start(specs)
+    inst = await engine.create("flow")
+    await started.wait()
+    harness.engines.remove(engine)
+    await engine.stop(grace=0.05, cause="shutdown")
+    engine = await harness.start(specs)
+    await wait_status(engine, "flow", inst.id)
+    step = (await engine.details("flow", inst.id))["steps"][0]
+    (done,) = [n for n in harness.notices if n.kind == "step_done"]
+    assert done.detail["attempt"] == 2
+    second = step["attempts"][1]
+    assert abs(done.detail["ms"] - _ms_between(second["start"], second["end"])) <= 2
+    assert abs(done.detail["total_ms"] - _ms_between(step["start"], step["end"])) <= 2
+    assert done.detail["total_ms"] > done.detail["ms"]
+
+
+def _ms_between(start: str, end: str) -> float:
+    parse = datetime.fromisoformat
+    return (
+        parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))
+    ).total_seconds() * 1000
 
 
 async def test_waiting_for_a_thread_does_not_count_toward_the_timeout(harness: Harness) -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
 
 from tests.conftest import Harness, wait_for, wait_status
 from wf import StepError, WorkflowEntrypoint
@@ -84,15 +87,46 @@ async def test_sleep_until_refuses_a_naive_datetime(harness: Harness) -> None:
     assert "aware datetime" in status["error"]["message"]
 
 
-async def test_sleep_over_365_days_is_refused(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("duration", "shown"),
+    [
+        ("366 days", "366 days"),
+        (365 * 86400 + 1, "365 days and 1 second"),
+        (timedelta(days=365, milliseconds=1), "365 days and 0.001 seconds"),
+        ("1 year", "365 days and 6 hours"),
+        (1e308, "1e+308 seconds"),
+    ],
+)
+async def test_sleep_over_365_days_is_refused_saying_by_how_much(
+    harness: Harness, duration: Any, shown: str
+) -> None:
+    # Rounded, 365 days and 1 second read "365 days long; the limit is 365 days".
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            await step.sleep("too long", "366 days")
+            await step.sleep("too long", duration)
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
     status = await wait_status(engine, "wf", inst.id)
-    assert "the limit is" in status["error"]["message"]
+    assert status["error"] == {
+        "name": "ValidationError",
+        "message": f'sleep "too long" is {shown} long; the limit is 365 days',
+    }
+
+
+async def test_sleep_until_over_365_days_away_is_refused(
+    harness: Harness, clock: ManualClock
+) -> None:
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.sleep_until("far", clock.now() + 366 * 86400 + 0.5)
+
+    engine = await harness.start(spec(Flow), clock=clock)
+    inst = await engine.create("wf")
+    status = await wait_status(engine, "wf", inst.id)
+    assert status["error"]["message"] == (
+        'sleep "far" is 366 days and 0.5 seconds long; the limit is 365 days'
+    )
 
 
 async def test_event_sent_before_the_wait_is_buffered_fifo(harness: Harness) -> None:
@@ -183,15 +217,21 @@ async def test_uncaught_wait_timeout_errors_the_instance(
     assert '"approve"' in status["error"]["message"]
 
 
-async def test_wait_timeout_is_validated(harness: Harness) -> None:
+@pytest.mark.parametrize(
+    ("timeout", "shown"),
+    [(0.5, "500 milliseconds"), (0.9999, "999.9 milliseconds"), ("366 days", "366 days")],
+)
+async def test_wait_timeout_is_validated(harness: Harness, timeout: Any, shown: str) -> None:
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            await step.wait_for_event("quick", type="x", timeout=0.5)
+            await step.wait_for_event("quick", type="x", timeout=timeout)
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
     status = await wait_status(engine, "wf", inst.id)
-    assert "between 1 second and 365 days" in status["error"]["message"]
+    assert status["error"]["message"] == (
+        f'timeout of wait "quick" must be from 1 second to 365 days, got {shown}'
+    )
 
 
 async def test_events_after_a_timed_out_wait_still_arrive(

@@ -186,7 +186,7 @@ class BadOutput(WorkflowEntrypoint):
         if where == "run":
             await step.do("before", lambda: "fine")
             return make()
-        return await step.do("output", make)
+        return await step.do("output", {"retries": {"limit": 1, "delay": 0}}, make)
 
 
 OUTPUT_CASES = [
@@ -227,7 +227,10 @@ async def test_an_output_that_cannot_be_stored_errors_its_instance(
     if where == "step":
         output_step = step_named(details, "output-1")
         assert output_step["success"] is False
-        assert len(output_step["attempts"]) == 1, "the same value would come back: no retries"
+        if what.startswith("cyclic"):
+            assert len(output_step["attempts"]) == 1, "the same value would come back: no retry"
+        else:  # too large is a failed attempt, retried as on Cloudflare (it may shrink)
+            assert len(output_step["attempts"]) == 2
     await _goods_complete(engine, ["good-before", "good-beside"])
     # Nothing of the 50 MB reached the database.
     size = sum(p.stat().st_size for p in harness.path.parent.glob("wf.db*"))

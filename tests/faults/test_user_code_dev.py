@@ -6,6 +6,7 @@ instances must complete.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -77,8 +78,8 @@ def project(tmp_path: Path) -> Path:
 
 
 def create(dev: Dev, workflow: str, instance_id: str, params: Any = None) -> None:
-    """Create an instance; a connection cut by a crashing child is tried again (a 409 then
-    means the first try had landed)."""
+    """Create an instance; a connection cut by a crashing child is tried again (a 400 with code
+    10405, instance already exists, then means the first try had landed)."""
     deadline = time.monotonic() + 60
     tried = False
     while True:
@@ -91,7 +92,8 @@ def create(dev: Dev, workflow: str, instance_id: str, params: Any = None) -> Non
             time.sleep(0.2)
             continue
         break
-    assert status == 201 or (tried and status == 409), (status, body, dev.tail())
+    landed_before = tried and status == 400 and body["errors"][0]["code"] == 10405
+    assert status == 201 or landed_before, (status, body, dev.tail())
 
 
 def assert_goods_complete(dev: Dev, ids: list[str], timeout: float = 60) -> None:
@@ -109,6 +111,10 @@ def assert_crash_error(details: dict[str, Any], dev: Dev) -> None:
         error
     )
     assert "\n" not in error["message"], error
+
+
+def printed(dev: Dev, text: str) -> bool:
+    return text in dev.output()
 
 
 def restarts(dev: Dev) -> int:
@@ -197,6 +203,8 @@ def test_crash_loops_end_errored_and_the_server_recovers_by_itself(tmp_path: Pat
         create(dev, "good", "good-3", {"sleep": 1})
         for offender in ("exiter", "spinner"):
             assert_crash_error(dev.finished("faulty", offender, timeout=180), dev)
+            said = f"faulty/{offender} 💥 errored: killed its process 5 times in a row"
+            wait_until(functools.partial(printed, dev, said), what=f"the terminal to say: {said}")
         wait_until(dev.healthy, timeout=30, what=f"the server to answer again: {dev.tail()}")
         assert_goods_complete(dev, ["good-2", "good-3"])
         create(dev, "good", "good-after")

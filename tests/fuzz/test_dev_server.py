@@ -22,6 +22,7 @@ import pytest
 from tests.e2e.helpers import WF, free_port
 from tests.fuzz.helpers import (
     SECRET,
+    WORKFLOW_NAMES,
     Reply,
     check_envelope,
     listing,
@@ -118,8 +119,10 @@ BROKEN: dict[str, tuple[str, bytes]] = {
 
 @pytest.mark.parametrize("case", list(BROKEN))
 def test_a_broken_project_gives_one_line_never_a_traceback(tmp_path: Path, case: str) -> None:
-    """``wf dev`` stays up and shows the load error as one line naming the file; the API
-    answers 503 with it; ``wf workflows list`` prints one line on stderr and exits 1."""
+    """``wf dev`` stays up and shows the load error as one line naming the file; what needs the
+    project's code answers 503 with it, and so does ``wf trigger`` (one line on stderr, exit 1).
+    Reads answer from the store when wf.toml loads (it says where the database is), else 503
+    saying so, and ``wf workflows list`` follows."""
     project = tmp_path / "project"
     write_project(project)
     filename, content = BROKEN[case]
@@ -129,14 +132,24 @@ def test_a_broken_project_gives_one_line_never_a_traceback(tmp_path: Path, case:
         assert health["status"] == "error", health
         error = health["error"]
         assert one_line(error) and filename in error, error
+        reply = request(dev.url, "POST", "/api/workflows/quick/instances", b"{}")
+        envelope = check_envelope(reply)
+        assert reply.status == 503 and envelope["errors"][0] == {"code": 10004, "message": error}
+        triggered = wf("trigger", "quick", "--url", dev.url, cwd=project)
+        assert (triggered.returncode, triggered.stderr) == (1, f"wf: {error}\n"), triggered
         reply = request(dev.url, "GET", "/api/workflows")
         envelope = check_envelope(reply)
-        assert reply.status == 503 and envelope["errors"][0]["code"] == 10004, envelope
         listed = wf("workflows", "list", "--url", dev.url, cwd=project)
-        assert listed.returncode == 1, listed
-        assert listed.stderr.count("\n") == 1 and listed.stderr.startswith("wf: "), listed.stderr
-        assert filename in listed.stderr, listed.stderr
-        assert "Traceback" not in listed.stdout + listed.stderr
+        if filename == "wf.toml":
+            assert reply.status == 503 and envelope["errors"][0]["code"] == 10004, envelope
+            message = envelope["errors"][0]["message"]
+            assert message == f"{error}; instances can be read once wf.toml loads", message
+            assert (listed.returncode, listed.stderr) == (1, f"wf: {message}\n"), listed
+        else:
+            assert reply.status == 200, envelope
+            assert [w["name"] for w in envelope["result"]] == list(WORKFLOW_NAMES), envelope
+            assert listed.returncode == 0 and "quick" in listed.stdout, listed
+        assert "Traceback" not in listed.stdout + listed.stderr + triggered.stderr
     output = dev.output()
     assert "Traceback" not in output, output
     shown = [line for line in output.splitlines() if line.startswith("✗ ")]

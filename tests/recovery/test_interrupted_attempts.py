@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
@@ -52,3 +53,20 @@ def test_attempts_killing_their_process_exhaust_the_retry_limit(tmp_path: Path) 
     runs = runs_by_step(read_marks(marker))
     assert [m.attempt for m in runs[("d", "doomed-1")]] == [1, 2]
     assert [m.attempt for m in runs[("d", "first-1")]] == [1]
+
+    # What the terminal is told: the second process retries the killed attempt 1 at once; the
+    # third does not retry the killed attempt 2 (the last one allowed) but fails the step.
+    second, third = ([n for n in notices(child) if n[1] == "doomed-1"] for child in started[1:])
+    assert [(kind, detail.get("attempt")) for kind, _, detail in second] == [("attempt_failed", 1)]
+    assert [(kind, detail.get("attempt")) for kind, _, detail in third] == [("step_failed", 2)]
+    assert third[0][2]["error"] == found["error"]
+
+
+def notices(child: Child) -> list[tuple[str, str, dict[str, Any]]]:
+    """The notices a child printed: (kind, step, detail)."""
+    found = []
+    for line in child.out:
+        if line.startswith("notice\t"):
+            _, kind, step, detail = line.split("\t", 3)
+            found.append((kind, step, json.loads(detail)))
+    return found

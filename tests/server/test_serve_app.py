@@ -4,6 +4,10 @@ real bundles and real worker processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
+import json
+import sqlite3
 import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from tests.conftest import wait_for
 from wf.bundle import build_bundle
 from wf.devserver.api import create_app
 from wf.devserver.openapi import document
@@ -134,6 +139,18 @@ async def test_deploy_run_redeploy_and_versions(
         client, "POST", "/api/workflows/greet/instances", json={"id": "a", "params": {"n": 1}}
     )
     assert created["version_id"] == first["version_id"]
+    response = await client.post(
+        "/api/workflows/greet/instances", json={"id": "a"}, headers=AUTH
+    )  # an id taken: 400 with Cloudflare's code, as wf dev answers
+    assert (response.status, (await response.json())["errors"][0]["code"]) == (400, 10405)
+    # A batch's limit is per instance (Cloudflare's 1 MiB of params each), not 1 MiB in all.
+    half = "x" * (600 * 1024)
+    batch = [{"id": "h1", "params": half}, {"id": "h2", "params": half}]
+    raw = io.BytesIO(json.dumps(batch).encode())  # aiohttp warns of large bytes bodies
+    created_batch = await result_of(
+        client, "POST", "/api/workflows/greet/instances/batch", data=raw
+    )
+    assert [c["id"] for c in created_batch] == ["h1", "h2"]
     done = await wait_complete(client, "greet", "a")
     assert done["output"] == {"version": "v1", "secret": None, "params": {"n": 1}}
 
@@ -149,6 +166,7 @@ async def test_deploy_run_redeploy_and_versions(
 
     versions = await result_of(client, "GET", "/api/workflows/greet/versions")
     assert [v["id"] for v in versions] == [second["version_id"], first["version_id"]]
+    assert all(v["workflow_id"] == v["workflow"] == "greet" for v in versions)
     assert [v["active"] for v in versions] == [True, False]
     assert all(v["unfinished"] == 0 for v in versions)
     await runtime.reconcile()  # the old version has nothing left to run: it is unloaded
@@ -193,3 +211,65 @@ async def test_rejected_deploys_change_nothing(
         assert sorted(p.name for p in runtime.state.bundles.iterdir()) == [good["version_id"]]
     await result_of(client, "POST", "/api/workflows/greet/instances", json={"id": "still"})
     assert (await wait_complete(client, "greet", "still"))["output"]["version"] == "ok"
+
+
+SLOW = """
+import asyncio
+
+from wf import WorkflowEntrypoint
+
+
+class Greet(WorkflowEntrypoint):
+    async def run(self, event, step):
+        async def slow(ctx):
+            if ctx.attempt <= 2:  # outlasts a worker's grace: cut short when it stops
+                await asyncio.sleep(600)
+            return ctx.attempt
+
+        return await step.do("slow", slow)
+"""
+
+
+async def test_attempts_cut_short_say_a_worker_restart_from_a_shutdown(
+    tmp_path: Path, aiohttp_client: AiohttpClient
+) -> None:
+    """A secret's change restarts the worker, SIGTERM shuts the server down: neither is a
+    reload, and the attempts each cuts short say which it was."""
+    state = StateDir(tmp_path / "state")
+    state.prepare()
+    runtime = Runtime(state, "os", lambda notice: None)
+    await runtime.start()
+    try:
+        server_state = ServerState(project_name="wf serve", engine=runtime.controller)
+        server_state.token, server_state.serve = TOKEN, True
+        app = create_app(server_state)
+        add_serve_routes(app, runtime)
+        client = await aiohttp_client(app)
+        project = tmp_path / "slow"
+        bundle_of(project, "slow")
+        (project / "workflows.py").write_text(SLOW)
+        bundle = build_bundle(load_project(project / "wf.toml")).data
+        await result_of(client, "POST", "/api/deploy", data=bundle)
+        await result_of(client, "POST", "/api/workflows/greet/instances", json={"id": "s"})
+
+        async def attempts_running(count: int) -> bool:
+            details = await result_of(client, "GET", "/api/workflows/greet/instances/s")
+            attempts = details["steps"][0]["attempts"] if details["steps"] else []
+            return len(attempts) == count and attempts[-1]["end"] is None
+
+        await wait_for(lambda: attempts_running(1), timeout=30)
+        await result_of(client, "PUT", "/api/secrets/API_KEY", json={"value": "new"})
+        await wait_for(lambda: attempts_running(2), timeout=30)
+    finally:
+        await runtime.stop()  # what SIGTERM and Ctrl-C do to wf serve
+    with contextlib.closing(sqlite3.connect(state.database)) as db:
+        errors = [
+            json.loads(e)["message"]
+            for (e,) in db.execute("SELECT error FROM attempts ORDER BY number")
+        ]
+    assert errors == [
+        "the attempt was cut short because the server restarted the process running it; it does "
+        "not count toward the retry limit",
+        "the attempt was cut short because the server shut down; it does not count toward the "
+        "retry limit",
+    ]

@@ -462,7 +462,7 @@ async def test_a_failing_write_does_not_spoil_the_others_in_its_commit(
 
 async def _claimed(store: SqliteStore) -> tuple[int, int]:
     [row] = await store.create_instances([new("a")], skip_existing=False)
-    [claim] = await store.claim_ready("me", 1000.0, 10, [WF], 30.0)
+    [claim] = (await store.claim_ready("me", 1000.0, 10, [WF], 30.0)).claims
     assert claim.row.pk == row.pk and claim.epoch == row.epoch + 1
     return row.pk, claim.epoch
 
@@ -538,6 +538,131 @@ async def test_a_terminated_instance_fences_out_its_old_runner(store: SqliteStor
     assert dump(store.path) == before
     row = await store.get_instance(WF, "a")
     assert row is not None and row.status is Status.TERMINATED and row.output is None
+
+
+# ---- claims after crashes and upgrades ---------------------------------------------------------
+
+
+async def _a_suspect_running_again(store: SqliteStore) -> tuple[int, int, StepRecord]:
+    """An instance whose process died during attempt 1, claimed again and running attempt 2."""
+    pk, epoch = await _claimed(store)
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0), first=True)
+    await store.release_claims("me", crashed=True, now=1000.0)  # the process died
+    [claim] = (await store.claim_ready("next", 1100.0, 10, [WF], 30.0, suspects=1)).claims
+    assert claim.row.pk == pk and claim.row.crashes == 1
+    attempt = AttemptRecord(1, 1000.0, 1100.0, False, {"name": "E", "message": "crash"})
+    assert await store.end_attempt(pk, claim.epoch, step, attempt, None)
+    assert await store.start_attempt(pk, claim.epoch, step, AttemptRecord(2, 1100.0))
+    return pk, claim.epoch, step
+
+
+async def test_a_running_instance_without_an_owner_is_claimed_whatever_its_crashes(
+    store: SqliteStore,
+) -> None:
+    pk, _, _ = await _a_suspect_running_again(store)
+    # What an upgrade used to leave: let go, running, a suspect, and no wake_at.
+    with closing(sqlite3.connect(store.path)) as conn:
+        conn.execute("UPDATE instances SET owner = NULL, lease_until = NULL WHERE pk = ?", (pk,))
+        conn.commit()
+    [claim] = (await store.claim_ready("recovery", 1200.0, 10, [WF], 30.0, suspects=1)).claims
+    assert claim.row.pk == pk and claim.row.owner == "recovery"
+
+
+async def test_an_upgrade_cuts_the_attempt_in_flight_short_uncounted_and_leaves_it_ready(
+    store: SqliteStore,
+) -> None:
+    pk, _, _ = await _a_suspect_running_again(store)
+    moved = await store.upgrade(pk, "v2", 1150.0)
+    assert (moved.status, moved.owner, moved.version_id) == (Status.RUNNING, None, "v2")
+    [claim] = (
+        await store.claim_ready("v2 worker", 1150.0, 10, [WF], 30.0, "v2", suspects=1)
+    ).claims
+    assert claim.row.pk == pk
+    [step] = (await store.load_history(pk)).steps
+    crashed, upgraded = step.attempts
+    assert (crashed.uncounted, upgraded.uncounted) == (False, True)
+    assert upgraded.ended == 1150.0 and upgraded.success is False
+    assert upgraded.error is not None and "upgraded" in upgraded.error["message"]
+    assert step.wake_at == 1150.0  # retried at once
+
+
+async def test_an_upgrade_after_a_crash_leaves_the_crashed_attempt_counted(
+    store: SqliteStore,
+) -> None:
+    pk, epoch = await _claimed(store)
+    step = StepRecord("s", 1, StepKind.DO, 1000.0)
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1000.0), first=True)
+    await store.release_claims("me", crashed=True, now=1000.0)  # died; nobody holds it yet
+    await store.upgrade(pk, "v2", 1001.0)
+    [recorded] = (await store.load_history(pk)).steps
+    assert recorded.attempts[0].ended is None  # the next life closes it as interrupted
+
+
+async def test_a_claim_round_returns_what_it_errored_for_crashing_and_a_restart_forgives(
+    store: SqliteStore,
+) -> None:
+    from wf.engine.store.sqlite_controls import MAX_CRASHES
+
+    [row] = await store.create_instances([new("killer")], skip_existing=False)
+    now = 1000.0
+    for life in range(MAX_CRASHES):
+        [claim] = (await store.claim_ready(f"p{life}", now, 10, [WF], 30.0, suspects=1)).claims
+        assert claim.row.crashes == life
+        await store.release_claims(f"p{life}", crashed=True, now=now)  # it killed its process
+        now += 100.0
+    errored = await store.claim_ready("next", now, 10, [WF], 30.0, suspects=1)
+    assert errored.claims == []
+    [crashed] = errored.crashed
+    assert (crashed.id, crashed.status, crashed.crashes) == ("killer", Status.ERRORED, MAX_CRASHES)
+    assert crashed.error is not None and "died 5 times in a row" in crashed.error["message"]
+    assert (await store.claim_ready("next", now, 10, [WF], 30.0, suspects=1)).crashed == []
+
+    # "restart it once the code is fixed": the restarted instance runs again.
+    restarted = await store.restart(row.pk, now)
+    assert (restarted.status, restarted.crashes) == (Status.QUEUED, 0)
+    again = await store.claim_ready("fixed", now, 10, [WF], 30.0, suspects=1)
+    assert [c.row.id for c in again.claims] == ["killer"] and again.crashed == []
+
+
+# ---- retention per version (wf serve) ----------------------------------------------------------
+
+
+async def _finished_under(store: SqliteStore, version: str, instance_id: str, ended: float) -> None:
+    created = NewInstance(WF, instance_id, "{}", "api", version, 1000.0)
+    await store.create_instances([created], skip_existing=False)
+    [claim] = (await store.claim_ready("me", 1000.0, 10, [WF], 30.0, version)).claims
+    assert await store.finish(claim.row.pk, claim.epoch, Status.COMPLETE, ended, "1", None)
+
+
+async def test_each_version_purges_its_finished_instances_by_its_own_retention(
+    store: SqliteStore,
+) -> None:
+    day = 86400.0
+    await store.activate_version("short", 0.0, [], 1, 1, retention=1 * day)
+    await store.activate_version("long", 0.0, [], 1, 1, retention=90 * day)
+    await store.activate_version("older", 0.0, [], 1, 1)  # deployed before versions kept one
+    now = 1000.0 + 60 * day
+    for version in ("short", "long", "older"):
+        await _finished_under(store, version, f"{version}-old", now - 45 * day)
+        await _finished_under(store, version, f"{version}-new", now - 0.5 * day)
+    unfinished = NewInstance(WF, "unfinished", "{}", "api", "short", 0.0)
+    await store.create_instances([unfinished], skip_existing=False)
+
+    assert await store.purge_by_version_retention(now, default=30 * day) == 2
+    left, _ = await store.list_instances(WF, status=None, offset=0, limit=10, newest_first=False)
+    assert sorted(r.id for r in left) == [
+        "long-new",
+        "long-old",
+        "older-new",
+        "short-new",
+        "unfinished",
+    ]
+    assert {v.id: v.retention for v in await store.list_versions()} == {
+        "short": 1 * day,
+        "long": 90 * day,
+        "older": None,
+    }
 
 
 # ---- creating instances ------------------------------------------------------------------------
@@ -646,6 +771,8 @@ async def test_listing_by_status_and_the_retention_purge_read_only_what_they_ret
         statements.clear()
         await store.list_instances(WF, status=Status.QUEUED, offset=0, limit=5, newest_first=True)
         await store.purge_finished(1000.0)
+        await store.activate_version("v1", 0.0, [], 1, 1, retention=86400.0)
+        await store.purge_by_version_retention(1000.0, 86400.0)
     finally:
         await store.close()
     wanted = [s for s in statements if "status = 'queued'" in s or "ended < " in s]
@@ -654,7 +781,9 @@ async def test_listing_by_status_and_the_retention_purge_read_only_what_they_ret
             sql: " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
             for sql in wanted
         }
-    assert len(plans) == 3, plans
+    assert len(plans) == 4, plans
     for sql, plan in plans.items():
-        index = "instances_ended" if "ended < " in sql else "instances_by_status"
+        index = "instances_by_status"
+        if "ended < " in sql:
+            index = "instances_version_ended" if "version_id = " in sql else "instances_ended"
         assert f"INDEX {index} (" in plan and "TEMP B-TREE" not in plan, (sql, plan)

@@ -60,11 +60,18 @@ def test_decode_none_is_none() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [float("nan"), float("inf"), float("-inf"), {"a": [1, float("nan")]}]
+    ("value", "where"),
+    [
+        (float("nan"), "NaN at result"),
+        (float("inf"), "Infinity at result"),
+        ({"a": [1, float("-inf")]}, '-Infinity at result["a"][1]'),
+        ({"k": {float("nan"): 1}}, 'a dict key NaN at result["k"]'),
+    ],
 )
-def test_nan_and_infinity_are_refused(value: Any) -> None:
-    with pytest.raises(NotSerialisable):
+def test_nan_and_infinity_are_refused_saying_where(value: Any, where: str) -> None:
+    with pytest.raises(NotSerialisable) as info:
         encode(value)
+    assert info.value.at("result") == where
     assert issubclass(NotSerialisable, ValueError)
 
 
@@ -73,31 +80,73 @@ class Custom:
 
 
 @pytest.mark.parametrize(
-    ("value", "type_name"),
+    ("value", "where"),
     [
-        (object(), "object"),
-        (Custom(), "Custom"),
-        ({1, 2}, "set"),
-        (b"bytes", "bytes"),
-        (datetime(2024, 1, 1, tzinfo=timezone.utc), "datetime"),
-        ({"a": [1, 2, {"b": {3}}]}, "set"),
-        ([1, "two", [3, [Custom()]]], "Custom"),
-        ({"ok": 1, "deep": ({"x": b"\x00"},)}, "bytes"),
-        ({(1, 2): "tuple key"}, "tuple"),
-        ({"outer": {frozenset(): 1}}, "frozenset"),
+        (object(), "a value of type object at value"),
+        (Custom(), "a value of type Custom at value"),
+        ({1, 2}, "a value of type set at value"),
+        (b"bytes", "a value of type bytes at value"),
+        (datetime(2024, 1, 1, tzinfo=timezone.utc), "a value of type datetime at value"),
+        ({"a": [1, 2, {"b": {3}}]}, 'a value of type set at value["a"][2]["b"]'),
+        ([1, "two", [3, [Custom()]]], "a value of type Custom at value[2][1][0]"),
+        ({"ok": 1, "deep": ({"x": b"\x00"},)}, 'a value of type bytes at value["deep"][0]["x"]'),
+        ({(1, 2): "tuple key"}, "a dict key of type tuple at value"),
+        ({"outer": {frozenset(): 1}}, 'a dict key of type frozenset at value["outer"]'),
+        ({1: [None, {2.5: {None}}]}, "a value of type set at value[1][1][2.5]"),
+        (
+            {"a\nb": {"x" * 50: 1j}},
+            'a value of type complex at value["a\\nb"]["' + "x" * 40 + '…"]',
+        ),
     ],
 )
-def test_unserialisable_values_name_their_type(value: Any, type_name: str) -> None:
+def test_unserialisable_values_name_their_type_and_path(value: Any, where: str) -> None:
     with pytest.raises(NotSerialisable) as info:
         encode(value)
-    assert str(info.value) == f"a value of type {type_name} is not JSON-serialisable"
+    assert str(info.value) == where
 
 
-def test_circular_references_are_refused() -> None:
+def test_circular_references_are_refused_where_the_cycle_closes() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(NotSerialisable, match=r"[Cc]ircular"):
+    with pytest.raises(NotSerialisable) as info:
         encode(loop)
+    assert info.value.at("result") == "a circular reference at result[0]"
+    parent: dict[str, Any] = {"kids": [{}]}
+    parent["kids"][0]["up"] = parent
+    with pytest.raises(NotSerialisable) as info:
+        encode({"tree": parent})
+    assert str(info.value) == 'a circular reference at value["tree"]["kids"][0]["up"]'
+
+
+def test_a_shared_value_is_not_a_cycle() -> None:
+    shared = {"x": [1, 2]}
+    assert decode(encode([shared, shared, {"again": shared}])) == [
+        {"x": [1, 2]},
+        {"x": [1, 2]},
+        {"again": {"x": [1, 2]}},
+    ]
+    with pytest.raises(NotSerialisable) as info:
+        encode([shared, shared, {"bad": {1}}])
+    assert str(info.value) == 'a value of type set at value[2]["bad"]'
+
+
+def test_lone_surrogates_are_refused_in_strings_and_keys() -> None:
+    with pytest.raises(NotSerialisable) as info:
+        encode({"ok": ["fine", "a\udc80b"]})
+    assert str(info.value) == 'a lone surrogate (\\udc80) in a string at value["ok"][1]'
+    with pytest.raises(NotSerialisable) as info:
+        encode([{"k\ud800": 1}])
+    assert str(info.value) == "a lone surrogate (\\ud800) in a dict key at value[0]"
+
+
+def test_deep_nesting_is_refused_without_a_path() -> None:
+    deep: list[Any] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(NotSerialisable) as info:
+        encode(deep)
+    assert str(info.value) == "values nested too deeply to store"
+    assert info.value.path is None
 
 
 def test_encoded_size_counts_utf8_bytes() -> None:
@@ -132,17 +181,19 @@ def test_encode_payload_default_limit_is_one_mib() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "detail"),
+    ("value", "message"),
     [
-        ({"when": datetime(2024, 1, 1)}, "a value of type datetime is not JSON-serialisable"),
-        ([float("nan")], ""),
+        (
+            {"when": datetime(2024, 1, 1)},
+            'params cannot be stored as JSON: a value of type datetime at params["when"]',
+        ),
+        ([float("nan")], "params cannot be stored as JSON: NaN at params[0]"),
     ],
 )
-def test_encode_payload_refuses_what_cannot_be_stored(value: Any, detail: str) -> None:
+def test_encode_payload_refuses_what_cannot_be_stored(value: Any, message: str) -> None:
     with pytest.raises(ValidationError) as info:
         encode_payload(value, "params", 1000)
-    assert str(info.value).startswith("params: ")
-    assert detail in str(info.value)
+    assert str(info.value) == message
 
 
 def test_codec_module_exports() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from wf.durations import format_duration, to_seconds
+from wf.durations import exact_duration, format_duration, to_seconds
 from wf.errors import ValidationError
 
 
@@ -196,3 +196,37 @@ def test_format_duration(seconds: float, text: str) -> None:
 @pytest.mark.parametrize("seconds", [0.25, 1, 10, 90, 600, 5400, 86400, 3 * 86400])
 def test_format_duration_parses_back(seconds: float) -> None:
     assert math.isclose(to_seconds(format_duration(seconds)), seconds)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0, "0 seconds"),
+        (0.0004, "0.4 milliseconds"),
+        (0.25, "250 milliseconds"),
+        (0.9999, "999.9 milliseconds"),
+        (1, "1 second"),
+        (59.999, "59.999 seconds"),
+        (90, "1 minute and 30 seconds"),
+        (93784.5, "1 day, 2 hours, 3 minutes and 4.5 seconds"),
+        (365 * 86400, "365 days"),
+        (365 * 86400 + 1, "365 days and 1 second"),
+        (365 * 86400 + 0.0004, "365 days and 0.0004 seconds"),
+        (366 * 86400, "366 days"),
+        (2_000_000 * 86400, "2,000,000 days"),
+        (8.64e11 + 1, "8.64e+11 seconds"),
+        (1e308, "1e+308 seconds"),
+    ],
+)
+def test_exact_duration_rounds_nothing_away(seconds: float, text: str) -> None:
+    assert exact_duration(seconds) == text
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"), [(1e-7, "0.0001 milliseconds"), (3e-12, "0.000000003 milliseconds")]
+)
+def test_format_duration_never_rounds_a_positive_duration_to_zero(
+    seconds: float, text: str
+) -> None:
+    assert format_duration(seconds) == text
+    assert to_seconds(text) > 0

@@ -40,7 +40,10 @@ def deploy(
         raise CliError(
             f"no wf.toml in {Path.cwd()} or its parents; create a project with `wf init`"
         )
-    bundle = build_bundle(load_project(config))
+    project = load_project(config)
+    with serve_errors(client):
+        client.health()  # a cheap authenticated call: a wrong token or address is told first
+    bundle = build_bundle(project)
     if not json_output:
         from wf.cli import render
 

@@ -54,7 +54,6 @@ STATUS_NAMES = {
 TRIGGER_LABELS = {
     "api": "🌎 API",
     "binding": "🔗 Binding",
-    "cli": "💻 CLI",
     "cron": "⌛ Cron",
     "event": "📩 Event",
 }
@@ -73,8 +72,12 @@ def status_label(status: object) -> str:
     return STATUS_LABELS.get(status, UNKNOWN) if isinstance(status, str) else UNKNOWN
 
 
-def trigger_label(source: object) -> str:
-    return TRIGGER_LABELS.get(source, UNKNOWN) if isinstance(source, str) else UNKNOWN
+def trigger_label(trigger: object) -> str:
+    """A details' ``trigger`` object as describe shows it: ``🌎 API``, ``🌎 API (wf CLI)``."""
+    found = trigger if isinstance(trigger, dict) else {}
+    source = found.get("source")
+    label = TRIGGER_LABELS.get(source, UNKNOWN) if isinstance(source, str) else UNKNOWN
+    return f"{label} (wf CLI)" if found.get("via") == "cli" else label
 
 
 def step_type_label(step_type: object) -> str:
@@ -254,7 +257,7 @@ def _instance_rows(
         ("Instance Id", clean(details.get("id") or instance_id)),
         ("Version Id", clean(details.get("versionId") or "")),
         ("Status", Text(status_label(details.get("status")), style=_status_style(details))),
-        ("Trigger", trigger_label((details.get("trigger") or {}).get("source"))),
+        ("Trigger", trigger_label(details.get("trigger"))),
         ("Queued", format_date(details.get("queued") or details.get("created"), tz)),
     ]
     if details.get("success") is not None:
@@ -298,7 +301,7 @@ def _step_rows(
     rows: list[tuple[str, Text | str]] = []
     if kind == "termination":
         rows.append(("Type", step_type_label(kind)))
-        rows.append(("Trigger", trigger_label((step.get("trigger") or {}).get("source"))))
+        rows.append(("Trigger", trigger_label(step.get("trigger"))))
         return rows
     rows.append(("Name", clean(step.get("name", ""))))
     rows.append(("Type", step_type_label(kind)))
@@ -532,7 +535,9 @@ class Timeline:
         for step in self.details.get("steps") or []:
             kind = step.get("type")
             if kind == "termination":
-                source = clean((step.get("trigger") or {}).get("source") or "api")
+                trigger = step.get("trigger") or {}
+                source = "wf CLI" if trigger.get("via") == "cli" else trigger.get("source")
+                source = clean(source or "api")
                 rows.append(
                     _Row("terminated", [(stop, stop, "terminated")], Text(f"by {source}", "red"))
                 )
@@ -956,6 +961,12 @@ def _quoted(value: object) -> str:
     return f'"{clean(value)}"'
 
 
+def _number(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
 def notice_line(notice: Any, when: datetime | None = None) -> Text:
     """One engine notice (``wf.engine.runner.Notice``) as one styled line for ``wf dev``:
     ``12:01:02 purchase/abc123 ✓ step "send email-1" done in 42 ms``."""
@@ -980,13 +991,16 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
     elif kind == "started":
         line.append("▶ started", style="yellow")
     elif kind == "step_done":
+        # The attempt that succeeded, then the time since the first (waits, downtime), as
+        # describe shows an attempt's duration and the step's.
         text = f"✓ step {name} done"
-        ms = detail.get("ms")
-        if isinstance(ms, (int, float)) and not isinstance(ms, bool):
+        ms, total_ms = _number(detail.get("ms")), _number(detail.get("total_ms"))
+        if ms is not None:
             text += f" in {short_duration(ms / 1000)}"
         attempt = detail.get("attempt")
         if isinstance(attempt, int) and attempt > 1:
-            text += f" (attempt {attempt})"
+            since = f", {short_duration(total_ms / 1000)} since the first" if total_ms else ""
+            text += f" (attempt {attempt}{since})"
         line.append(text, style="green")
     elif kind == "attempt_failed":
         attempt = detail.get("attempt")
@@ -1030,12 +1044,22 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         line.append("🔄 restarted", style="yellow")
     elif kind == "completed":
         line.append("✅ completed", style="bold green")
+    elif kind == "errored" and _is_count(detail.get("crashes")):
+        line.append(
+            f"💥 errored: killed its process {detail['crashes']} times in a row; restart it once "
+            "the code is fixed",
+            style="bold red",
+        )
     elif kind == "errored":
         line.append(f"❌ errored: {error or 'error'}", style="bold red")
     else:
         extra = f" {name}" if name else ""
         line.append(f"{clean(kind)}{extra}", style="dim")
     return line
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 _HELD_NAMES = {"step_done": "steps done", "event_received": "events received"}

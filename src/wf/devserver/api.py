@@ -1,7 +1,8 @@
 """The REST API (Cloudflare's paths and envelope) over a running engine.
 
 ``create_app(state)`` serves ``/api/...`` over ``state.engine``; when the project failed to load
-(``state.engine is None``) every workflow route answers 503 with the load error, while
+(``state.engine is None``) the routes that need its code answer 503 with the load error, the read
+routes answer from ``state.reader`` (the store, read-only) when there is one, and
 ``/api/health`` still answers so the supervisor and ``wf dev`` can tell "up but broken".
 """
 
@@ -16,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from wf.devserver import openapi
+from wf.devserver.bad_requests import unreadable_body
+from wf.devserver.batch_body import NotAnArray, array_items
 from wf.devserver.envelope import (
     BAD_REQUEST,
     INTERNAL,
@@ -29,11 +32,12 @@ from wf.devserver.envelope import (
 )
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
 from wf.devserver.state import ServerState
-from wf.engine.controller import Controller
-from wf.engine.details import iso
-from wf.engine.limits import MIB
+from wf.engine import codec
+from wf.engine.controller import Controller, EncodedParams
+from wf.engine.details import iso, trigger_source
+from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
-from wf.errors import WfError
+from wf.errors import ValidationError, WfError, quote
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -42,6 +46,13 @@ log = logging.getLogger("wf.server")
 
 ENVELOPE_ALLOWANCE = 64 * 1024
 MAX_BODY = MIB + ENVELOPE_ALLOWANCE  # 1 MiB of params or payload, plus the JSON around it
+BODY_ROOM = f"1 MiB of params or payload plus {ENVELOPE_ALLOWANCE // 1024} KiB of JSON around it"
+# Cloudflare limits params per instance, not per request: a batch has room for each instance's.
+MAX_BATCH_BODY = DEFAULT_LIMITS.batch_size * MAX_BODY
+BATCH_ROOM = (
+    f"{DEFAULT_LIMITS.batch_size} instances of 1 MiB of params each, plus "
+    f"{ENVELOPE_ALLOWANCE // 1024} KiB of JSON around each"
+)
 MAX_PER_PAGE = 1000
 MAX_PAGE = 1_000_000_000  # keeps offsets within SQLite's integers
 DEFAULT_PER_PAGE = 25
@@ -63,13 +74,10 @@ def bad_request(message: str) -> ApiError:
     return ApiError(400, BAD_REQUEST, message)
 
 
-def too_large(size: int | None = None) -> ApiError:
+def too_large(size: int | None = None, limit: int = MAX_BODY, room: str = BODY_ROOM) -> ApiError:
     got = f" ({size} bytes)" if size is not None else ""
     return ApiError(
-        413,
-        TOO_LARGE,
-        f"request body is too large{got}: the limit is {MAX_BODY} bytes "
-        f"(1 MiB of params or payload plus {ENVELOPE_ALLOWANCE // 1024} KiB of JSON around it)",
+        413, TOO_LARGE, f"request body is too large{got}: the limit is {limit} bytes ({room})"
     )
 
 
@@ -114,6 +122,8 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except ApiError as exc:
         return error_response(exc)
+    except web.RequestPayloadError as exc:
+        return error_response(unreadable_body(exc))
     except web.HTTPException as exc:
         return _from_http_exception(request, exc)
     except WfError as exc:
@@ -148,6 +158,17 @@ def _engine(request: web.Request) -> Controller:
     return state.engine
 
 
+def _reads(request: web.Request) -> Controller:
+    """Who answers a read: the engine, or the store reader while the project's code does not
+    load (the answers are the same: the same controller methods over the same store)."""
+    state = _state(request)
+    found = state.engine or state.reader
+    if found is None:
+        message = state.read_error or state.load_error or "the project failed to load"
+        raise ApiError(503, PROJECT_BROKEN, message)
+    return found
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
@@ -166,29 +187,52 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
-async def read_json(request: web.Request) -> Any:
-    """The body as JSON, ``EMPTY`` when there is none. Refuses oversized bodies before reading
-    them (Content-Length) or while reading them (chunked), and invalid JSON with its position."""
+async def read_body(request: web.Request, limit: int = MAX_BODY, room: str = BODY_ROOM) -> bytes:
+    """The raw body, at most ``limit`` bytes: refused before reading it (Content-Length) or
+    while reading it (chunked). Read here rather than by aiohttp, whose one limit is the app's."""
     length = request.content_length
-    if length is not None and length > MAX_BODY:
-        raise too_large(length)
-    raw = await request.read()  # aiohttp raises 413 past client_max_size
+    if length is not None and length > limit:
+        raise too_large(length, limit, room)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise too_large(None, limit, room)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _body_text(raw: bytes) -> str | None:
+    """The body as text, None when it is empty or blank."""
     if not raw.strip():
-        return EMPTY
+        return None
     try:
-        text = raw.decode("utf-8-sig")  # RFC 8259 lets a parser ignore a byte order mark
+        return raw.decode("utf-8-sig")  # RFC 8259 lets a parser ignore a byte order mark
     except UnicodeDecodeError as exc:
         raise bad_request(f"body is not UTF-8 text (invalid byte at offset {exc.start})") from None
+
+
+def _not_json(exc: ValueError | RecursionError) -> ApiError:
+    if isinstance(exc, json.JSONDecodeError):
+        return bad_request(
+            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
+        )
+    if isinstance(exc, RecursionError):
+        return bad_request("body is not usable JSON: it is nested too deeply")
+    return bad_request(f"body is not valid JSON: {exc}")  # NaN / Infinity
+
+
+async def read_json(request: web.Request) -> Any:
+    """The body as JSON, ``EMPTY`` when there is none. Refuses oversized bodies, and invalid
+    JSON with its position."""
+    text = _body_text(await read_body(request))
+    if text is None:
+        return EMPTY
     try:
         return json.loads(text, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise bad_request(
-            f"body is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        ) from None
-    except ValueError as exc:  # NaN / Infinity
-        raise bad_request(f"body is not valid JSON: {exc}") from None
-    except RecursionError:
-        raise bad_request("body is not usable JSON: it is nested too deeply") from None
+    except (ValueError, RecursionError) as exc:
+        raise _not_json(exc) from None
 
 
 def _int_param(request: web.Request, name: str, default: int, high: int) -> int:
@@ -251,6 +295,57 @@ def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
     return item
 
 
+def _batch_item(entry: Any, index: int, limits: Limits) -> dict[str, Any]:
+    """One instance of a batch, its params encoded as they are stored; errors name it."""
+    where = f"batch[{index}]"
+    if not isinstance(entry, dict):
+        raise bad_request(f"{where} must be an object with id and params, got {_json_type(entry)}")
+    item = _instance_item(entry, where)
+    instance_id = item.get("id")
+    if instance_id is not None:
+        try:
+            check_identifier(instance_id, "instance id", limits.id_length)
+        except ValidationError as exc:
+            raise bad_request(f"{where}: {exc}") from None
+        where += f" (id {quote(instance_id)})"
+    params = item.get("params")
+    try:
+        text = codec.encode_payload(
+            {} if params is None else params, "params", limits.payload_bytes
+        )
+    except ValidationError as exc:
+        raise bad_request(f"{where}: {exc}") from None
+    item["params"] = EncodedParams(text)
+    return item
+
+
+def _read_batch(text: str, limits: Limits) -> list[dict[str, Any]]:
+    """The instances of a batch body, read one at a time. A body that is not JSON is said so
+    first (the reading goes on past a wrong instance), then the first wrong instance."""
+    items: list[dict[str, Any]] = []
+    problem: ApiError | None = None
+    count = 0
+    try:
+        for index, entry in enumerate(array_items(text)):
+            count += 1
+            if problem is None and count <= limits.batch_size:
+                try:
+                    items.append(_batch_item(entry, index, limits))
+                except ApiError as exc:
+                    problem = exc
+    except NotAnArray as exc:
+        raise bad_request(
+            f'body must be a JSON array of {{"id", "params"}} objects, got {exc.kind}'
+        ) from None
+    except (ValueError, RecursionError) as exc:
+        raise _not_json(exc) from None
+    if problem is not None:
+        raise problem
+    if count > limits.batch_size:
+        raise bad_request(f"a batch holds at most {limits.batch_size} instances, got {count}")
+    return items
+
+
 # ---- shapes ----------------------------------------------------------------------------------
 
 
@@ -286,11 +381,12 @@ async def _workflow_json(
     counts = await engine.store.count_statuses(info.name)
     created_on, modified_on = await _instance_times(engine, info.name)
     return {
+        "id": info.name,  # Cloudflare's workflows have an id besides the name; wf's is the name
         "name": info.name,
         "binding": info.binding,
         "class_name": info.class_name,
         "script_name": state.project_name,
-        "version_id": _version(state, engine) or engine.new_instance_version(info.name),
+        "version_id": _version(state, engine),
         "created_on": created_on,
         "modified_on": modified_on,
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
@@ -308,10 +404,11 @@ def _summary(row: InstanceRow) -> dict[str, Any]:
         "id": row.id,
         "status": row.status.value,
         "version_id": row.version_id,
+        "workflow_id": row.workflow,
         "workflow": row.workflow,
         "created_on": iso(row.created),
         "modified_on": iso(row.modified),
-        "trigger": row.trigger,
+        "trigger": trigger_source(row.trigger),
     }
 
 
@@ -320,6 +417,7 @@ def _created(engine: Controller, workflow: str, instance_id: str) -> dict[str, A
         "id": instance_id,
         "status": Status.QUEUED.value,
         "version_id": engine.new_instance_version(workflow),
+        "workflow_id": workflow,
         "workflow": workflow,
     }
 
@@ -352,17 +450,18 @@ async def openapi_document(request: web.Request) -> web.Response:
 
 
 async def list_workflows(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     state = _state(request)
     page, per_page = _paging(request)
-    every = _workflows(state, engine)
+    search = request.query.get("search", "").casefold()
+    every = [w for w in _workflows(state, engine) if search in w.name.casefold()]
     chosen = every[(page - 1) * per_page : page * per_page]
     result = [await _workflow_json(state, engine, info) for info in chosen]
     return ok(result, result_info=_result_info(page, per_page, len(result), len(every)))
 
 
 async def get_workflow(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     state = _state(request)
     name = engine.workflow(request.match_info["name"])
     info = next(w for w in _workflows(state, engine) if w.name == name)
@@ -378,7 +477,7 @@ async def delete_workflow(request: web.Request) -> web.Response:
 
 
 async def list_instances(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     name = request.match_info["name"]
     page, per_page = _paging(request)
     oldest_first = _bool_param(request, "reverse", False)
@@ -415,23 +514,17 @@ async def create_batch(request: web.Request) -> web.Response:
     engine = _engine(request)
     name = engine.workflow(request.match_info["name"])
     trigger = _trigger(request)
-    body = await read_json(request)
-    if not isinstance(body, list):
-        got = "nothing" if body is EMPTY else _json_type(body)
-        raise bad_request(f'body must be a JSON array of {{"id", "params"}} objects, got {got}')
-    items: list[dict[str, Any]] = []
-    for index, entry in enumerate(body):
-        if not isinstance(entry, dict):
-            raise bad_request(
-                f"batch[{index}] must be an object with id and params, got {_json_type(entry)}"
-            )
-        items.append(_instance_item(entry, f"batch[{index}]"))
+    text = _body_text(await read_body(request, MAX_BATCH_BODY, BATCH_ROOM))
+    if text is None:
+        raise bad_request('body must be a JSON array of {"id", "params"} objects, got nothing')
+    items = _read_batch(text, engine.limits)
+    del text  # up to 100 MiB: let it go before the instances are written
     instances = await engine.create_batch(name, items, trigger)
     return ok([_created(engine, name, i.id) for i in instances], status=201)
 
 
 async def get_instance(request: web.Request) -> web.Response:
-    engine = _engine(request)
+    engine = _reads(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
     return ok(await engine.details(name, instance_id))
 
@@ -498,7 +591,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 def create_app(state: ServerState) -> web.Application:
     """The API over ``state.engine`` (already started by the caller, stopped by it too)."""
     app = web.Application(
-        client_max_size=MAX_BODY,
+        client_max_size=MAX_BATCH_BODY,  # the largest body a route reads; each checks its own
         middlewares=[
             envelope_errors,
             host_middleware(state),

@@ -1,7 +1,8 @@
 """One dev-server child: load the project, recover its instances, serve on the inherited socket.
 
 Every reload is a fresh child, so every reload exercises crash recovery. A project that fails to
-load still gets a child: it serves the load error (naming file and line) until the next change.
+load still gets a child: it serves the load error (naming file and line) until the next change,
+and, when only the module is broken, what is on record (the read routes answer from the store).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import ipaddress
 import json
 import logging
 import os
-import signal
 import socket
 import time
 from collections.abc import Callable
@@ -22,9 +22,13 @@ from typing import Protocol
 
 from aiohttp import web
 
+from wf.devserver import handoff
+from wf.devserver.reads import open_reader
+from wf.devserver.signals import stop_on_signals
+from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
-from wf.engine.runner import Notice
+from wf.engine.runner import Notice, StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreLocked, WfError
 from wf.project import (
@@ -37,10 +41,13 @@ from wf.project import (
 
 log = logging.getLogger("wf.server")
 
-LOCK_WAIT_SECONDS = 30.0  # how long a new child waits for the old one to let go of the database
+# How long a new child waits for the old one to let go of the database, beyond the old one's
+# reload grace (the supervisor stops the old one by then).
+LOCK_WAIT_SECONDS = 30.0
 STOP_GRACE_SECONDS = 3.0  # running step attempts get this long to finish on a reload
+GRACE_VARIABLE = "WF_DEV_RELOAD_GRACE"  # seconds, instead of STOP_GRACE_SECONDS
 HEARTBEAT_SECONDS = 1.0
-DRAIN_SECONDS = 10.0  # accepted connections get this long to be served before a reload closes them
+DRAIN_SECONDS = 10.0  # a request in progress gets this long to be answered before a reload
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,8 @@ class ChildOptions:
 
     config_path: str
     listen_fd: int
-    parent_fd: int  # read end of a pipe: EOF means the supervisor is gone
+    control_fd: int  # the supervisor's socket: a successor to hand over to, or EOF (it is gone)
+    inbox_fd: int  # connections handed over by the previous child arrive here
     host: str
     port: int
     heartbeat_fd: int = -1  # write end of a pipe: a byte a second while the event loop is free
@@ -99,6 +107,8 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         project = load_project(config)
     except ProjectError as exc:
         base.load_error = str(exc)
+        # wf.toml says where the database is: without it there is nothing to read either.
+        base.read_error = f"{exc}; instances can be read once wf.toml loads"
         return _Loaded(None, base)
     base.project_name = project.name
     base.workflows = project.workflows
@@ -113,6 +123,24 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         return _Loaded(project, base)
     base.version_id = engine.version_id
     return _Loaded(project, base, engine)
+
+
+async def _open_reads(loaded: _Loaded) -> None:
+    """A project whose code does not load still has its history: serve it read-only."""
+    state = loaded.state
+    if loaded.project is None or loaded.engine is not None:
+        return
+    try:
+        state.reader = await open_reader(loaded.project)
+    except Exception as exc:  # whatever it is, the server still says what is wrong
+        problem = str(exc) if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
+        state.read_error = f"{state.load_error}; its instances cannot be read either: {problem}"
+
+
+async def _close_reads(state: ServerState) -> None:
+    if state.reader is not None:
+        await state.reader.store.close()
+        state.reader = None
 
 
 def project_engine(project: Project, on_notice: Callable[[Notice], None] | None = None) -> Engine:
@@ -152,7 +180,7 @@ async def _start_engine(
     """Start the engine, waiting while the previous child still holds the database. A child
     told to stop meanwhile (a newer change superseded it) gives up instead of taking over. The
     first child has no predecessor to wait for: a lock held then is another wf's."""
-    deadline = time.monotonic() + (0.0 if first else LOCK_WAIT_SECONDS)
+    deadline = time.monotonic() + (0.0 if first else LOCK_WAIT_SECONDS + reload_grace())
     while not stopping.is_set():
         try:
             await engine.start(after_crash)
@@ -169,8 +197,9 @@ async def _start_engine(
 
 
 def _beat(fd: int) -> None:
-    """Tell the supervisor, once a second, that the event loop is free. If user code blocks it
-    (an endless loop in run(), say), the beats stop and the supervisor starts a new child."""
+    """Tell the supervisor that the project is loaded (the first beat), then once a second that
+    the event loop is free. If user code blocks it (an endless loop in run(), say), the beats
+    stop and the supervisor starts a new child."""
     if fd < 0:
         return
     with contextlib.suppress(OSError):  # a full pipe: the supervisor reads late, fine
@@ -179,58 +208,101 @@ def _beat(fd: int) -> None:
     asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat, fd)
 
 
-def _watch_parent(fd: int, stop: Callable[[], None]) -> None:
-    """Stop when the supervisor dies (its end of the pipe closes), even by SIGKILL."""
+def _watch_supervisor(
+    control: socket.socket, stop: Callable[[handoff.Successor | None], None]
+) -> None:
+    """The supervisor's word: a successor's socket means "stop, and hand your connections to the
+    next child"; the end of the channel means the supervisor is gone (even by SIGKILL)."""
     loop = asyncio.get_running_loop()
+    control.setblocking(False)
 
     def readable() -> None:
-        try:
-            data = os.read(fd, 1024)
-        except OSError:
-            data = b""
-        if not data:
-            loop.remove_reader(fd)
-            stop()
+        successor = handoff.receive_successor(control)
+        if successor is None:
+            try:
+                if control.recv(1, socket.MSG_PEEK):
+                    return  # not a whole message yet
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                pass
+        loop.remove_reader(control.fileno())
+        stop(successor)
 
-    loop.add_reader(fd, readable)
+    loop.add_reader(control.fileno(), readable)
+
+
+class _Stop:
+    """Why and how this child stops: told to hand over (a reload) or just to stop."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.successor: handoff.Successor | None = None
+
+    def __call__(self, successor: handoff.Successor | None = None) -> None:
+        if self.event.is_set():
+            if successor is not None:
+                successor.close()
+            return
+        self.successor = successor
+        self.event.set()
+
+    @property
+    def cause(self) -> StopCause:
+        return "reload" if self.successor is not None else "shutdown"
 
 
 async def serve(options: ChildOptions, reporter: Reporter) -> int:
+    stop = _Stop()
+    with stop_on_signals(stop):
+        return await _serve(options, reporter, stop)
+
+
+async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     from wf.devserver.api import create_app
 
-    stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    _watch_parent(options.parent_fd, stopping.set)
+    _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
+    inbox = handoff.Inbox(socket.socket(fileno=options.inbox_fd))
 
     loaded = _load(options, reporter)
+    await _open_reads(loaded)
     state = loaded.state
     engine = loaded.engine
-    if engine is not None:
-        problem = await _start_engine(
-            engine, stopping, options.after_crash, first=options.generation == 0
+    first = options.generation == 0
+    standby: Standby | None = None
+    taking_over: asyncio.Task[None] | None = None
+    if engine is not None and not first and _held_elsewhere(engine):
+        # The previous child is finishing its step attempts: answer meanwhile (a reload
+        # should not stall the API), and take the engine over as soon as it lets go.
+        standby = await Standby.join(engine, reporter.notice)
+    # Loaded: the supervisor may now retire the serving child, which stops accepting and hands
+    # this one its connections (and, when it stops, the database).
+    _beat(options.heartbeat_fd)
+    if engine is not None and standby is None:
+        await _take_over(state, engine, stop.event, options.after_crash, first, reporter=None)
+    elif engine is not None:
+        state.engine = standby
+        taking_over = asyncio.create_task(
+            _take_over(state, engine, stop.event, options.after_crash, first, reporter)
         )
-        if problem is None:
-            state.engine = engine
-        else:
-            state.load_error = problem
-            engine = None
-    if stopping.is_set():  # superseded by a newer child before it could serve
-        if engine is not None:
-            await engine.stop()
+    await _first_of(inbox.predecessor_stopped, stop.event)
+    if stop.event.is_set():  # superseded by a newer child before it could serve
+        await _pass_on(inbox, stop.successor)
+        await _stop_engine(state, engine, standby, taking_over, 0.0, stop.cause)
         return 0
     if state.load_error:
         reporter.error(state.load_error)
 
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
-    app.on_response_prepare.append(_close_connections)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
+    closing = handoff.Closing()
+    closing.install(app)
+    runner = handoff.HandoffRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.SockSite(runner, sock)
     await site.start()
-    _beat(options.heartbeat_fd)
+    assert runner.server is not None
+    inbox.serve(handoff.adopter(runner.server))
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
     if options.generation == 0 or not options.changes:
@@ -238,43 +310,96 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
     else:
         reporter.reloaded(options.changes)
     try:
-        await stopping.wait()
+        await stop.event.wait()
     finally:
-        # Stop accepting (the next child takes new connections from the shared backlog), then
-        # let every connection already accepted send its one request and get its answer (there
-        # is no keep-alive, so each closes after that). A connection closed unanswered, its
-        # request unread, is a reset for its client.
-        await stop_accepting(site, sock)
-        await _drain_connections(runner)
+        await handoff.stop_accepting(site, sock)
+        if stop.successor is not None:
+            # A reload: every open connection goes to the next child once its request in
+            # progress (if any) is answered here, so a client keeping it sees nothing.
+            stop.successor.stopped_accepting()
+            inbox.forward(stop.successor)
+            left = await handoff.hand_over(runner.server, stop.successor, DRAIN_SECONDS)
+            if left:
+                log.warning("%d connection(s) still busy after %.0f s: closed", left, DRAIN_SECONDS)
+        else:
+            await handoff.close_all(runner.server, closing, DRAIN_SECONDS)
+        await _pass_on(inbox, stop.successor)
         await runner.cleanup()
-        if engine is not None:
-            await engine.stop(grace=STOP_GRACE_SECONDS)
+        await _stop_engine(state, engine, standby, taking_over, reload_grace(), stop.cause)
     return 0
 
 
-async def stop_accepting(site: web.SockSite, listener: socket.socket) -> None:
-    """Stop taking connections from the shared listener, keeping every connection accepted so
-    far. asyncio makes the transport of a connection it has accepted in a task of its own, a
-    loop turn later, and a server closed before that drops the connection. So the accepting
-    stops first, and the server is closed once those tasks have run."""
-    asyncio.get_running_loop().remove_reader(listener.fileno())
-    await asyncio.sleep(0)
-    await site.stop()
-    await asyncio.sleep(0)  # their protocols are told (aiohttp counts them from then on)
+async def _first_of(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
 
 
-async def _drain_connections(runner: web.AppRunner) -> None:
-    server = runner.server
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DRAIN_SECONDS
-    while server is not None and server.connections and loop.time() < deadline:
-        await asyncio.sleep(0.01)
+async def _take_over(
+    state: ServerState,
+    engine: Engine,
+    stopping: asyncio.Event,
+    after_crash: bool,
+    first: bool,
+    reporter: Reporter | None,
+) -> None:
+    """Start the engine (waiting for the previous child's lock) and serve the API through it."""
+    problem = await _start_engine(engine, stopping, after_crash, first)
+    if problem is None:
+        state.engine = engine
+        return
+    if stopping.is_set():
+        return  # superseded: the standby answers the requests still in progress here
+    state.engine = None
+    state.load_error = problem
+    if reporter is not None:
+        reporter.error(problem)
 
 
-async def _close_connections(request: web.Request, response: web.StreamResponse) -> None:
-    # No keep-alive: a reload must never leave a client holding a connection to a child that
-    # is going away. Each request is a new connection, queued by the kernel while children swap.
-    response.force_close()
+async def _stop_engine(
+    state: ServerState,
+    engine: Engine | None,
+    standby: Standby | None,
+    taking_over: asyncio.Task[None] | None,
+    grace: float,
+    cause: StopCause,
+) -> None:
+    if taking_over is not None:
+        await taking_over  # returns at once: it gives up when told to stop
+    if standby is not None:
+        await standby.close()
+    if engine is not None and state.engine is engine:
+        await engine.stop(grace=grace, cause=cause)
+    await _close_reads(state)
+
+
+def reload_grace() -> float:
+    """How long a reload lets running step attempts finish (``WF_DEV_RELOAD_GRACE``, seconds)."""
+    try:
+        seconds = float(os.environ.get(GRACE_VARIABLE, STOP_GRACE_SECONDS))
+    except ValueError:
+        return STOP_GRACE_SECONDS
+    return seconds if 0 <= seconds <= 3600 else STOP_GRACE_SECONDS
+
+
+def _held_elsewhere(engine: Engine) -> bool:
+    return isinstance(engine.store, SqliteStore) and engine.store.held_elsewhere()
+
+
+async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) -> None:
+    """Connections handed to this child that it will not serve go on to its successor (or are
+    closed, when there is none); then the successor may stop waiting for more."""
+    if successor is None:
+        inbox.serve(lambda conn, _read: conn.close())
+    else:
+        inbox.forward(successor)  # again is harmless
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(inbox.closed.wait(), DRAIN_SECONDS)
+    if successor is not None:
+        successor.close()
 
 
 def _display_host(host: str) -> str:

@@ -18,6 +18,7 @@ from wf.errors import (
     InstanceNotFound,
     InvalidTransition,
     StoreError,
+    StoreUnavailable,
     ValidationError,
     WfError,
     WorkflowNotFound,
@@ -25,15 +26,16 @@ from wf.errors import (
 
 # ---- error codes (the contract's table) ------------------------------------------------------
 INTERNAL = 10001  # 500
-BAD_REQUEST = 10002  # 400: bad body or parameter
+BAD_REQUEST = 10002  # 400: bad body or parameter, or not valid HTTP
 TOO_LARGE = 10003  # 413
 PROJECT_BROKEN = 10004  # 503: the project failed to load
 FORBIDDEN = 10005  # 403: Host or Origin refused
 UNAUTHORIZED = 10006  # 401: missing or wrong API token
 NO_ROUTE = 10007  # 404 / 405
+UNAVAILABLE = 10008  # 503: the database cannot be reached for now; retry
 WORKFLOW_NOT_FOUND = 10200  # 404
 INSTANCE_NOT_FOUND = 10400  # 404
-INSTANCE_EXISTS = 10405  # 409
+INSTANCE_EXISTS = 10405  # 400, as Cloudflare answers (its SDKs map the status to a class)
 INVALID_TRANSITION = 10406  # 409
 
 # wf's errors → (HTTP status, code); the first matching class wins, so subclasses come first.
@@ -41,8 +43,9 @@ WF_ERRORS: tuple[tuple[type[WfError], int, int], ...] = (
     (ValidationError, 400, BAD_REQUEST),
     (WorkflowNotFound, 404, WORKFLOW_NOT_FOUND),
     (InstanceNotFound, 404, INSTANCE_NOT_FOUND),
-    (InstanceAlreadyExists, 409, INSTANCE_EXISTS),
+    (InstanceAlreadyExists, 400, INSTANCE_EXISTS),
     (InvalidTransition, 409, INVALID_TRANSITION),
+    (StoreUnavailable, 503, UNAVAILABLE),
     (StoreError, 500, INTERNAL),
 )
 
@@ -69,7 +72,7 @@ def from_wf_error(exc: WfError) -> ApiError:
     for kind, status, code in WF_ERRORS:
         if isinstance(exc, kind):
             message = exc.message
-            if kind is StoreError:
+            if kind is StoreError or kind is StoreUnavailable:
                 message = f"database error: {message}"
             return ApiError(status, code, message)
     return ApiError(500, INTERNAL, f"internal error: {exc.message}")

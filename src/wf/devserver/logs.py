@@ -6,6 +6,8 @@ import logging
 import os
 import sys
 
+from wf.errors import cut, text_of
+
 
 class OneLine(logging.Formatter):
     """The message only, on one line; a traceback is left out (the log says what failed)."""
@@ -14,7 +16,7 @@ class OneLine(logging.Formatter):
         message = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
-            message = f"{message}: {type(error).__name__}: {error}"
+            message = f"{message}: {type(error).__name__}: {cut(text_of(error))}"
         return self._fmt % {"message": " ".join(message.split())} if self._fmt else message
 
     def formatException(self, ei: object) -> str:

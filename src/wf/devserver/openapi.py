@@ -34,6 +34,10 @@ ISO: Schema = {
     "description": "ISO 8601 UTC, e.g. 2025-01-01T00:00:00.000Z",
 }
 ANY: Schema = {"description": "any JSON value"}
+_WORKFLOW_ID: Schema = {
+    "type": "string",
+    "description": "the workflow's id: wf identifies a workflow by its name (Cloudflare by a UUID)",
+}
 
 
 def _object(
@@ -99,6 +103,7 @@ _SCHEMAS: dict[str, Schema] = {
     "InstanceCounts": _object({s: {"type": "integer", "minimum": 0} for s in STATUSES}),
     "Workflow": _object(
         {
+            "id": _WORKFLOW_ID,
             "name": {"type": "string"},
             "binding": _nullable({"type": "string"}),
             "class_name": {"type": "string"},
@@ -111,12 +116,23 @@ _SCHEMAS: dict[str, Schema] = {
     ),
     "DeletedWorkflow": _object({"name": {"type": "string"}, "deleted": {"type": "integer"}}),
     "InstanceStatus": {"enum": STATUSES},
-    "Trigger": {"enum": ["api", "binding", "cli", "event", "cron", "unknown"]},
+    "Trigger": {
+        "enum": ["api", "binding", "event", "cron", "unknown"],
+        "description": "Cloudflare's trigger sources; wf's own CLI triggers are api",
+    },
+    "InstanceTrigger": _object(
+        {
+            "source": _ref("Trigger"),
+            "via": {"const": "cli", "description": "wf's CLI asked (an api call to Cloudflare)"},
+        },
+        required=["source"],
+    ),
     "InstanceSummary": _object(
         {
             "id": {"type": "string"},
             "status": _ref("InstanceStatus"),
             "version_id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
             "created_on": ISO,
             "modified_on": ISO,
@@ -144,6 +160,7 @@ _SCHEMAS: dict[str, Schema] = {
             "id": {"type": "string"},
             "status": {"const": "queued"},
             "version_id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
         }
     ),
@@ -219,7 +236,7 @@ _SCHEMAS: dict[str, Schema] = {
         required=["type", "name", "start", "end", "finished", "error", "output", "event_type"],
     ),
     "StepTermination": _object(
-        {"type": {"const": "termination"}, "trigger": _object({"source": _ref("Trigger")})}
+        {"type": {"const": "termination"}, "trigger": _ref("InstanceTrigger")}
     ),
     "Step": {
         "oneOf": [
@@ -244,7 +261,7 @@ _SCHEMAS: dict[str, Schema] = {
             "workflow": {"type": "string"},
             "status": _ref("InstanceStatus"),
             "params": ANY,
-            "trigger": _object({"source": _ref("Trigger")}),
+            "trigger": _ref("InstanceTrigger"),
             "versionId": {"type": "string"},
             "created": ISO,
             "queued": ISO,
@@ -289,14 +306,26 @@ def _reply(description: str, result: Schema, *, info: bool = False) -> Schema:
 
 
 _ERRORS: dict[str, tuple[str, str]] = {
-    "BadRequest": ("400", "bad body or parameter (10002)"),
+    "BadRequest": (
+        "400",
+        "bad body or parameter, or a request that is not valid HTTP (10002), or an instance "
+        "with that id already exists (10405)",
+    ),
     "Unauthorized": ("401", "missing or wrong API token (10006; only when the server has one)"),
     "Forbidden": ("403", "Host header or cross-origin write refused (10005)"),
     "NotFound": ("404", "workflow (10200) or instance (10400) not found"),
-    "Conflict": ("409", "instance already exists (10405) or invalid transition (10406)"),
-    "TooLarge": ("413", "body over 1 MiB plus a small allowance (10003)"),
+    "Conflict": ("409", "invalid transition, e.g. the instance already finished (10406)"),
+    "TooLarge": (
+        "413",
+        "body over 1 MiB plus a small allowance, or a batch's over that for each of 100 "
+        "instances (10003)",
+    ),
     "Internal": ("500", "internal error (10001)"),
-    "ProjectBroken": ("503", "the project failed to load (10004); message is the load error"),
+    "ProjectBroken": (
+        "503",
+        "the project failed to load (10004); message is the load error. Reads answer from the "
+        "database all the same unless wf.toml itself is what fails",
+    ),
 }
 
 
@@ -348,7 +377,7 @@ _PARAMETERS: dict[str, Schema] = {
         "name": "page",
         "in": "query",
         "description": "page number, from 1",
-        "schema": {"type": "integer", "minimum": 1, "default": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": 1_000_000_000, "default": 1},
     },
     "per_page": {
         "name": "per_page",
@@ -361,6 +390,12 @@ _PARAMETERS: dict[str, Schema] = {
         "description": "only instances in this status",
         "schema": _ref("InstanceStatus"),
     },
+    "search": {
+        "name": "search",
+        "in": "query",
+        "description": "only workflows whose name contains this text (ignoring case)",
+        "schema": {"type": "string"},
+    },
     "reverse": {
         "name": "reverse",
         "in": "query",
@@ -370,7 +405,10 @@ _PARAMETERS: dict[str, Schema] = {
     "trigger": {
         "name": "X-WF-Trigger",
         "in": "header",
-        "description": "who asked: api (default) or cli; recorded as the trigger source",
+        "description": (
+            "who asked: api (default) or cli; recorded for the server's terminal, shown as api "
+            "in the REST API (Cloudflare's trigger sources)"
+        ),
         "schema": {"enum": ["api", "cli"], "default": "api"},
     },
 }
@@ -416,7 +454,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
         "get": {
             "operationId": "listWorkflows",
             "summary": "The project's workflows",
-            "parameters": [_param("page"), _param("per_page")],
+            "parameters": [_param("search"), _param("page"), _param("per_page")],
             "responses": {
                 "200": _reply(
                     "one page of workflows", {"type": "array", "items": _ref("Workflow")}, info=True
@@ -472,14 +510,17 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "requestBody": _json_body(_ref("NewInstance"), "id and params; an empty body is {}"),
             "responses": {
                 "201": _reply("the instance was queued", _ref("CreatedInstance")),
-                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
+                **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
             },
         },
     },
     "/api/workflows/{name}/instances/batch": {
         "post": {
             "operationId": "createInstances",
-            "summary": "Create up to 100 instances at once; existing ids are skipped",
+            "summary": (
+                "Create up to 100 instances at once, each with up to 1 MiB of params; existing "
+                "ids are skipped; a refused batch creates nothing"
+            ),
             "parameters": [*_NAME, _param("trigger")],
             "requestBody": _json_body(
                 {"type": "array", "items": _ref("NewInstance"), "minItems": 1, "maxItems": 100},
@@ -557,6 +598,7 @@ _SERVE_SCHEMAS: dict[str, Schema] = {
     "Version": _object(
         {
             "id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
             "created_on": ISO,
             "active": {"type": "boolean"},

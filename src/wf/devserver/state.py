@@ -14,6 +14,9 @@ class ServerState:
     workflows: tuple[WorkflowConfig, ...] = ()
     engine: Controller | None = None
     load_error: str | None = None  # one line naming file and line, when the project is broken
+    # Without an engine the read routes answer from the store (see reads.py), or with read_error.
+    reader: Controller | None = None
+    read_error: str | None = None
     version_id: str | None = None
     bound_host: str = "127.0.0.1"
     port: int = 8787

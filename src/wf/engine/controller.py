@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wf.engine import codec, details
@@ -22,6 +23,14 @@ from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, Work
 log = logging.getLogger("wf.engine")
 
 
+@dataclass(frozen=True)
+class EncodedParams:
+    """Params already encoded and size-checked by ``codec.encode_payload``: the REST API
+    encodes each instance of a batch as it reads it, so a large batch is never held as objects."""
+
+    text: str
+
+
 class Notifier(Protocol):
     """**Protocol:** whoever runs instances hears of changes made through a controller."""
 
@@ -34,6 +43,20 @@ class Notifier(Protocol):
         ...
 
     def workflow_deleted(self, workflow: str) -> None: ...
+
+
+class NobodyToTell:
+    """A notifier for a controller with no lives to reach: a read-only view, or the API a
+    reloaded ``wf dev`` serves before its engine starts (which then reads every change)."""
+
+    def created(self, workflow: str, version_id: str) -> None:
+        pass
+
+    def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
+        pass
+
+    def workflow_deleted(self, workflow: str) -> None:
+        pass
 
 
 class Controller:
@@ -100,9 +123,12 @@ class Controller:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
         check_identifier(instance_id, "instance id", self.limits.id_length)
-        text = codec.encode_payload(
-            {} if params is None else params, "params", self.limits.payload_bytes
-        )
+        if isinstance(params, EncodedParams):
+            text = params.text
+        else:
+            text = codec.encode_payload(
+                {} if params is None else params, "params", self.limits.payload_bytes
+            )
         return NewInstance(workflow, instance_id, text, trigger, version, self.clock.now())
 
     async def create(

@@ -6,7 +6,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from wf.engine import codec
-from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState
+from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState, Trigger
+
+# Cloudflare's trigger sources. wf records its own CLI as "cli" (the terminal says so); Cloudflare
+# shows wrangler's triggers, which are API calls, as "api".
+CLOUDFLARE_TRIGGERS = frozenset({"api", "binding", "event", "cron", "unknown"})
 
 
 def iso(epoch: float | None) -> str | None:
@@ -14,6 +18,21 @@ def iso(epoch: float | None) -> str | None:
         return None
     stamp = datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds")
     return stamp.replace("+00:00", "Z")
+
+
+def trigger_source(recorded: str | None) -> str:
+    """A recorded trigger source as Cloudflare's enum shows it."""
+    if recorded in CLOUDFLARE_TRIGGERS:
+        return recorded
+    return "api" if recorded == Trigger.CLI.value else "unknown"
+
+
+def trigger_json(recorded: str | None) -> dict[str, str]:
+    """Cloudflare's ``{"source"}``, plus ``"via": "cli"`` when wf's CLI asked (describe says so)."""
+    shown = {"source": trigger_source(recorded)}
+    if recorded == Trigger.CLI.value:
+        shown["via"] = Trigger.CLI.value
+    return shown
 
 
 def status_of(row: InstanceRow) -> dict[str, Any]:
@@ -73,13 +92,14 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
     steps = [_step(s) for s in history.steps]
     step_count = len(steps)
     if row.status is Status.TERMINATED:
-        steps.append({"type": "termination", "trigger": {"source": row.termination or "api"}})
+        trigger = trigger_json(row.termination or Trigger.API.value)
+        steps.append({"type": "termination", "trigger": trigger})
     return {
         "id": row.id,
         "workflow": row.workflow,
         "status": row.status.value,
         "params": codec.decode(row.params),
-        "trigger": {"source": row.trigger},
+        "trigger": trigger_json(row.trigger),
         "versionId": row.version_id,
         "created": iso(row.created),
         "queued": iso(row.queued),

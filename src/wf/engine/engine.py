@@ -16,7 +16,7 @@ from wf.engine.controller import Controller
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier
 from wf.engine.model import InstanceRow
-from wf.engine.runner import Notice
+from wf.engine.runner import Notice, StopCause
 from wf.engine.scheduler import Scheduler, Slots
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
@@ -161,11 +161,12 @@ class Engine(Controller):
             await self.store.close()
             raise
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0, cause: StopCause | None = None) -> None:
         """Stop running instances and close the store. With ``grace``, step attempts already
         running get up to that many seconds to finish (no new one starts), so a reload does not
-        cut them short; whatever is still running then is interrupted and retried next start."""
-        await self.scheduler.stop(grace)
+        cut them short; whatever is still running then is interrupted and retried next start,
+        its error saying the ``cause`` (a reload, a shutdown, a restart) when it is given."""
+        await self.scheduler.stop(grace, cause)
         await self.store.close()
 
     async def __aenter__(self) -> Engine:

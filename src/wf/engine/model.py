@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Literal
 
 from wf.durations import Duration
 
@@ -116,6 +116,10 @@ class WorkflowStepEvent:
 
 ErrorInfo = dict[str, str]  # {"name": ..., "message": ...}
 
+# A step's identity in its instance: (kind, name, count), the count per kind and name, as
+# Cloudflare counts (a sleep named like a step does not shift the step's count).
+StepKey = tuple[StepKind, str, int]
+
 
 @dataclass
 class AttemptRecord:
@@ -148,8 +152,8 @@ class StepRecord:
     attempts: list[AttemptRecord] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, int]:
-        return (self.name, self.count)
+    def key(self) -> StepKey:
+        return (self.kind, self.name, self.count)
 
     @property
     def display_name(self) -> str:
@@ -183,6 +187,11 @@ class InstanceRow:
     crashes: int = 0  # lives in a row that ended with their process dying
 
 
+# What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
+# completes until resume, even before word of the pause reaches the process running it.
+PAUSING: Literal["pausing"] = "pausing"
+
+
 @dataclass(frozen=True)
 class EventRecord:
     seq: int
@@ -198,7 +207,7 @@ class History:
 
     steps: list[StepRecord] = field(default_factory=list)
 
-    def by_key(self) -> dict[tuple[str, int], StepRecord]:
+    def by_key(self) -> dict[StepKey, StepRecord]:
         return {s.key: s for s in self.steps}
 
 
@@ -221,6 +230,27 @@ class Claim:
     fresh: bool = False  # it never ran before: there is no history to load
 
 
+@dataclass(frozen=True)
+class ClaimRound:
+    """What one claim round did: the instances it claimed, and those it errored instead for
+    killing their process too many times in a row (the terminal says so)."""
+
+    claims: list[Claim]
+    crashed: list[InstanceRow] = field(default_factory=list)
+
+
 def to_datetime(epoch: float) -> datetime:
     """Stored times are epoch seconds; users see aware UTC datetimes."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc)
+
+
+@dataclass(frozen=True)
+class VersionRow:
+    id: str
+    created: float
+    active: bool
+    workflows: list[dict[str, Any]]  # [{"name", "binding", "class_name"}] from its wf.toml
+    files: int
+    size: int
+    unloaded: float | None
+    retention: float | None = None  # seconds its finished instances are kept (None: the default)

@@ -1,8 +1,9 @@
 """Replay decisions, pure: given what was recorded for a step, what happens next.
 
-``run()`` is replayed from the top on every life. Each step call gets an identity (name, count):
-the count is how many calls with that name came before in this run, whatever their kind, so that
-a recorded step met by a call of another kind is noticed instead of silently mixing histories.
+``run()`` is replayed from the top on every life. Each step call gets an identity (kind, name,
+count): the count is how many calls of that kind with that name came before in this run, as
+Cloudflare counts, so a sleep named like a step neither shifts the step's count nor ever meets
+its record (histories of different kinds never mix).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from collections import Counter
 from dataclasses import dataclass
 
 from wf.engine.config import retry_delay
-from wf.engine.model import ErrorInfo, ResolvedConfig, StepKind, StepRecord, StepState
-from wf.errors import NonDeterminismError, StepLimitExceeded
+from wf.engine.model import ErrorInfo, ResolvedConfig, StepKey, StepKind, StepRecord, StepState
+from wf.errors import StepLimitExceeded
 
 INTERRUPTED: ErrorInfo = {
     "name": "WorkflowInternalError",
@@ -29,17 +30,18 @@ STORE_REFUSED: ErrorInfo = {
 
 
 class Identities:
-    """Hands out step identities in call order and checks them against the recorded history."""
+    """Hands out step identities in call order, each with what was recorded under it, and
+    enforces the step limit."""
 
-    def __init__(self, recorded: dict[tuple[str, int], StepRecord], step_limit: int) -> None:
+    def __init__(self, recorded: dict[StepKey, StepRecord], step_limit: int) -> None:
         self._recorded = recorded
-        self._counts: Counter[str] = Counter()
+        self._counts: Counter[tuple[StepKind, str]] = Counter()
         self._limited_steps = 0
         self._step_limit = step_limit
 
     def next(self, name: str, kind: StepKind) -> tuple[int, StepRecord | None]:
-        self._counts[name] += 1
-        count = self._counts[name]
+        self._counts[kind, name] += 1
+        count = self._counts[kind, name]
         if kind is not StepKind.SLEEP:  # sleeps do not count toward the limit, as on Cloudflare
             self._limited_steps += 1
             if self._limited_steps > self._step_limit:
@@ -47,18 +49,7 @@ class Identities:
                     f"The limit of {self._step_limit} steps has been reached. This limit can be "
                     "changed in your wf.toml (limits.steps)."
                 )
-        record = self._recorded.get((name, count))
-        if record is not None and record.kind is not kind:
-            raise NonDeterminismError(
-                f'step "{name}-{count}" was recorded as {_describe(record.kind)} but this run '
-                f"calls {_describe(kind)} there; run() must make the same step calls in the same "
-                "order on every replay (restart the instance to run the new code from scratch)"
-            )
-        return count, record
-
-
-def _describe(kind: StepKind) -> str:
-    return {"do": "step.do", "sleep": "step.sleep", "wait": "step.wait_for_event"}[kind.value]
+        return count, self._recorded.get((kind, name, count))
 
 
 @dataclass(frozen=True)
@@ -110,13 +101,19 @@ def plan_do(record: StepRecord | None, config: ResolvedConfig, now: float) -> Do
         return CachedError(record.error or last.error or INTERRUPTED, len(attempts))
     if last.ended is None:
         return CloseInterrupted(last.number)
-    # Attempts cut short by a graceful stop (a reload) do not use up the retry limit.
-    counted = sum(1 for attempt in attempts if not attempt.uncounted)
-    if record.non_retryable or counted > config.limit:
+    if not retries_left(record, config):
         return GiveUp(last.error or INTERRUPTED, len(attempts))
     retry_at = record.wake_at
     if retry_at is None:
+        counted = sum(1 for attempt in attempts if not attempt.uncounted)
         retry_at = last.ended + retry_delay(config, max(1, counted))
     if retry_at > now:
         return WaitRetry(retry_at)
     return Attempt(last.number + 1)
+
+
+def retries_left(record: StepRecord, config: ResolvedConfig) -> bool:
+    """Whether a step whose last attempt failed tries again. Attempts cut short by a graceful
+    stop (a reload, a shutdown) do not use up the retry limit."""
+    counted = sum(1 for attempt in record.attempts if not attempt.uncounted)
+    return not record.non_retryable and counted <= config.limit

@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
@@ -25,7 +25,9 @@ from wf.engine.limits import Limits
 from wf.engine.model import (
     AttemptRecord,
     Claim,
+    ErrorInfo,
     Status,
+    StepKey,
     StepKind,
     StepRecord,
     WorkflowEvent,
@@ -34,7 +36,7 @@ from wf.engine.model import (
 from wf.engine.replay import Identities
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
-from wf.errors import EngineSignal, EscapedBaseException, StepError, StoreError
+from wf.errors import EngineSignal, StoreError, error_info, exception_info
 
 if TYPE_CHECKING:
     from wf.engine.engine import WorkflowSpec
@@ -47,11 +49,24 @@ log = logging.getLogger("wf.engine")
 # may be a few event-loop hops away, behind asyncio.gather) has entered its next step.
 SETTLE_SECONDS = 0.005
 
-STOPPED_ATTEMPT = {
-    "name": "WorkflowInternalError",
-    "message": "the attempt was cut short because the server stopped (a reload); it does not "
-    "count toward the retry limit",
+# Why a graceful stop happens, as whoever stops the engine knows it: wf dev reloads on a change,
+# a server shuts down on SIGTERM or Ctrl-C, wf serve restarts a version's worker.
+StopCause = Literal["reload", "shutdown", "restart"]
+_STOP_CAUSES: dict[StopCause | None, str] = {
+    "reload": "the server reloaded",
+    "shutdown": "the server shut down",
+    "restart": "the server restarted the process running it",
+    None: "the server stopped",
 }
+
+
+def stopped_attempt(cause: StopCause | None) -> ErrorInfo:
+    """The error of an attempt a graceful stop cut short (describe shows it)."""
+    return {
+        "name": "WorkflowInternalError",
+        "message": f"the attempt was cut short because {_STOP_CAUSES[cause]}; it does not count "
+        "toward the retry limit",
+    }
 
 
 @dataclass(frozen=True)
@@ -105,7 +120,7 @@ class Wait:
     async def sleep(self) -> str:
         """Wait until the timer fires ("timer") or an event of the type arrives ("event")."""
         life = self.life
-        life.check_alive()
+        await life.hold_at_pause()
         if not self.event_seen and self.until > life.clock.now():
             self._wakeup = asyncio.get_running_loop().create_future()
             timer = asyncio.ensure_future(life.clock.sleep_until(self.until))
@@ -119,7 +134,7 @@ class Wait:
                 life.waits.discard(self)
                 timer.cancel()
                 self._wakeup = None
-            life.check_alive()
+            await life.hold_at_pause()  # it ended just as a pause was asked for
             await life.take_slot()
         if self.event_seen:
             self.event_seen = False
@@ -162,7 +177,7 @@ class Life:
         self.parked = 0  # branches parked at a requested pause
         self.waits: set[Wait] = set()
         self.event_waits: set[Wait] = set()
-        self.attempts: dict[tuple[str, int], tuple[StepRecord, AttemptRecord]] = {}
+        self.attempts: dict[StepKey, tuple[StepRecord, AttemptRecord]] = {}
         self.holds_slot = True
         self.shown = Status.RUNNING
         self.pause_requested = False
@@ -221,21 +236,7 @@ class Life:
         Pair with ``end_op`` (given what this returned)."""
         self.check_alive()
         while self.pause_requested or self.host.scheduler.draining:
-            pausing = self.pause_requested
-            if pausing:  # parked at a pause boundary: not busy, so the pause can happen
-                self.parked += 1
-                self.busy -= 1
-            if self._unpark is None or self._unpark.done():
-                self._unpark = asyncio.get_running_loop().create_future()
-            unpark = self._unpark
-            self.poke()
-            try:
-                await unpark
-            finally:
-                if pausing:
-                    self.parked -= 1
-                    self.busy += 1
-            self.check_alive()
+            await self._park(pausing=self.pause_requested)
         if not self.holds_slot or self.shown is not Status.RUNNING:
             await self.take_slot()
         self.running_ops += 1
@@ -243,6 +244,30 @@ class Life:
         if task is not None:
             self.op_tasks.add(task)
         return task
+
+    async def hold_at_pause(self) -> None:
+        """A step about to begin or complete waits here while a pause is requested: once the
+        pause is acknowledged, the step in flight ends and nothing else happens until resume
+        (the life ends paused meanwhile)."""
+        self.check_alive()
+        while self.pause_requested:
+            await self._park(pausing=True)
+
+    async def _park(self, pausing: bool) -> None:
+        if pausing:  # parked at a pause boundary: not busy, so the pause can happen
+            self.parked += 1
+            self.busy -= 1
+        if self._unpark is None or self._unpark.done():
+            self._unpark = asyncio.get_running_loop().create_future()
+        unpark = self._unpark
+        self.poke()
+        try:
+            await unpark
+        finally:
+            if pausing:
+                self.parked -= 1
+                self.busy += 1
+        self.check_alive()
 
     def end_op(self, task: asyncio.Task[Any] | None) -> None:
         self.running_ops -= 1
@@ -316,8 +341,11 @@ class Life:
             self.shown = Status.WAITING
             self.store.set_status(self.pk, self.epoch, Status.WAITING, self.now(), earliest)
 
-    def end(self, reason: str, wake_at: float | None = None) -> None:
-        """End this life now: write what the reason needs, then cancel ``run()``."""
+    def end(
+        self, reason: str, wake_at: float | None = None, cause: StopCause | None = None
+    ) -> None:
+        """End this life now: write what the reason needs, then cancel ``run()``. ``cause``
+        says why a "stop" happens."""
         if self.ending is not None:
             return
         self.ending = reason
@@ -330,7 +358,7 @@ class Life:
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
             self.emit("paused")
         elif reason == "stop":
-            self._record_stopped_attempts(now)
+            self._record_stopped_attempts(now, cause)
             self.final_write = self.store.release(self.pk, self.epoch)
         elif reason == "store-failure":
             # The database refused a write (a full disk, say). Keep the claim: the lease loop
@@ -348,11 +376,11 @@ class Life:
         for task in self.op_tasks:
             task.cancel()
 
-    def _record_stopped_attempts(self, now: float) -> None:
+    def _record_stopped_attempts(self, now: float, cause: StopCause | None) -> None:
         """Attempts cut short by a graceful stop are recorded as such and not counted."""
         for step, attempt in self.attempts.values():
             attempt.ended, attempt.success = now, False
-            attempt.error, attempt.uncounted = dict(STOPPED_ATTEMPT), True
+            attempt.error, attempt.uncounted = stopped_attempt(cause), True
             step.wake_at = now
             self.store.end_attempt(self.pk, self.epoch, step, attempt)
         self.attempts.clear()
@@ -433,13 +461,12 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         try:
             output = codec.encode(task.result())
         except codec.NotSerialisable as problem:
-            error = {"name": "TypeError", "message": f"the value run() returned: {problem}"}
-    elif isinstance(exc, (StepError, EngineSignal)):
-        error = {"name": exc.error_name, "message": exc.message}
-    elif isinstance(exc, EscapedBaseException):
-        error = {"name": exc.name, "message": exc.message}
+            error = error_info(
+                "TypeError",
+                f"run() returned a value that cannot be stored as JSON: {problem.at('output')}",
+            )
     elif exc is not None:
-        error = {"name": type(exc).__name__, "message": str(exc)}
+        error = exception_info(exc)
     status = Status.ERRORED if error else Status.COMPLETE
     try:
         ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)

@@ -7,13 +7,11 @@ import contextlib
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from wf.engine.clock import Clock
-from wf.engine.model import Claim, Status
-from wf.engine.runner import Life, run_life
-from wf.engine.store.base import Store
+from wf.engine.model import Claim, InstanceRow, Status, StepKey
+from wf.engine.runner import Life, Notice, StopCause, run_life
 
 if TYPE_CHECKING:
     from wf.engine.engine import Engine, WorkflowSpec
@@ -94,7 +92,7 @@ class Scheduler:
         self._stopping = False
         self.draining = False  # stopping: no new step attempt may start
         # Steps whose attempt a refused database write cut short: not counted when retried.
-        self.store_failures: dict[int, set[tuple[str, int]]] = {}
+        self.store_failures: dict[int, set[StepKey]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
 
     # ---- lifecycle ----------------------------------------------------------------------------
@@ -115,7 +113,7 @@ class Scheduler:
         if self.engine.owns_store:
             self._tasks.append(asyncio.create_task(self._retention_loop(), name="wf retention"))
 
-    async def stop(self, grace: float = 0.0) -> None:
+    async def stop(self, grace: float = 0.0, cause: StopCause | None = None) -> None:
         self._stopping = True
         for task in self._tasks:
             task.cancel()
@@ -123,7 +121,7 @@ class Scheduler:
         if grace > 0:
             await self._drain(grace)
         for life in list(self.lives.values()):
-            life.end("stop")
+            life.end("stop", cause=cause)
         if self._life_tasks:
             await asyncio.gather(*self._life_tasks, return_exceptions=True)
 
@@ -181,7 +179,7 @@ class Scheduler:
             try:
                 if wanted:
                     try:
-                        claims = await engine.store.claim_ready(
+                        claimed = await engine.store.claim_ready(
                             self.owner,
                             engine.clock.now(),
                             wanted,
@@ -191,8 +189,10 @@ class Scheduler:
                             # Suspects (running when a process died) run one at a time.
                             0 if any(life.suspect for life in self.lives.values()) else 1,
                         )
+                        claims = claimed.claims
                     finally:
                         slots.unreserve(wanted - len(claims))
+                    self._crash_errored(claimed.crashed)
                     self._generation += 1
                     for claim in claims:
                         self._start(claim)
@@ -215,6 +215,13 @@ class Scheduler:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+
+    def _crash_errored(self, rows: list[InstanceRow]) -> None:
+        """Say which instances were errored for killing their process again and again."""
+        engine = self.engine
+        for row in rows:
+            detail = {"error": row.error, "crashes": row.crashes}
+            engine.emit(Notice("errored", row.workflow, row.id, None, detail, engine.clock.now()))
 
     def _start(self, claim: Claim) -> None:
         spec = self.specs[claim.row.workflow]
@@ -263,14 +270,16 @@ class Scheduler:
 
     async def _retention_loop(self) -> None:
         engine = self.engine
-        await purge_forever(engine.store, engine.clock, engine.settings.retention_seconds)
+        retention = engine.settings.retention_seconds
+        await purge_forever(lambda: engine.store.purge_finished(engine.clock.now() - retention))
 
 
-async def purge_forever(store: Store, clock: Clock, retention: float) -> None:
-    """Purge instances finished longer than ``retention`` seconds ago, now and every hour."""
+async def purge_forever(purge: Callable[[], Awaitable[int]]) -> None:
+    """Purge instances past their retention (``purge`` does, and says how many), now and every
+    hour."""
     while True:
         try:
-            purged = await store.purge_finished(clock.now() - retention)
+            purged = await purge()
             if purged:
                 log.info("purged %d finished instance(s) past retention", purged)
         except Exception as exc:

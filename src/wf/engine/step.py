@@ -8,7 +8,7 @@ its outcome is committed before the call returns.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import functools
 import inspect
 import math
@@ -16,13 +16,15 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from wf.durations import Duration, format_duration, to_seconds
+from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config
 from wf.engine.clock import SystemClock
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
+    PAUSING,
     AttemptRecord,
     ErrorInfo,
+    EventRecord,
     ResolvedConfig,
     StepContext,
     StepKind,
@@ -41,13 +43,17 @@ from wf.engine.replay import (
     GiveUp,
     WaitRetry,
     plan_do,
+    retries_left,
 )
+from wf.engine.threads import Job
 from wf.errors import (
     EngineSignal,
     EscapedBaseException,
     NonRetryableError,
     StepError,
     ValidationError,
+    error_info,
+    exception_info,
 )
 
 if TYPE_CHECKING:
@@ -118,15 +124,18 @@ async def _do(
             return codec.decode(plan.output)
         if isinstance(plan, CachedError):
             raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
+        if life.pause_requested:  # held until resume, then planned afresh
+            await life.hold_at_pause()
+            continue
         assert record is not None or isinstance(plan, Attempt)
         if isinstance(plan, CloseInterrupted):
             assert record is not None
-            _close_interrupted(life, record)
+            _close_interrupted(life, record, resolved)
         elif isinstance(plan, GiveUp):
             assert record is not None
             record.state, record.error, record.ended = StepState.FAILED, plan.error, life.now()
             await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
-            life.emit("step_failed", record.display_name, error=plan.error)
+            life.emit("step_failed", record.display_name, attempt=plan.attempts, error=plan.error)
             raise StepError(name, plan.error["name"], plan.error["message"], plan.attempts)
         elif isinstance(plan, WaitRetry):
             with life.waiter(plan.until) as wait:
@@ -140,13 +149,14 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
     seconds = to_seconds(duration, f'duration of sleep "{name}"')
     _check_max_sleep(life, name, seconds)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
         record.duration = seconds
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     elif record.duration is not None and not math.isclose(record.duration, seconds):
         # The code now asks for another duration (an edit and a reload): sleep anew from now.
         record.wake_at, record.duration, record.started = now + seconds, seconds, now
@@ -158,13 +168,14 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     check_step_name(name, life.host.limits)
     target = _to_epoch(when, name)
     count, record = life.identify(name, StepKind.SLEEP)
+    if record is not None and record.state is StepState.SUCCEEDED:
+        return
+    await life.hold_at_pause()
     now = life.now()
     if record is None:
         _check_max_sleep(life, name, target - now)
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
         life.store.start_step(life.pk, life.epoch, record)
-    elif record.state is StepState.SUCCEEDED:
-        return
     await _finish_sleep(life, record)
 
 
@@ -177,10 +188,12 @@ async def _wait_for_event(
     seconds = to_seconds(timeout, f'timeout of wait "{name}"')
     if not limits.event_timeout_min <= seconds <= limits.event_timeout_max:
         raise ValidationError(
-            f'timeout of wait "{name}" must be between 1 second and 365 days, '
-            f"got {format_duration(seconds)}"
+            f'timeout of wait "{name}" must be from {exact_duration(limits.event_timeout_min)} '
+            f"to {exact_duration(limits.event_timeout_max)}, got {exact_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
+    if record is None or record.state is StepState.RUNNING:
+        await life.hold_at_pause()
     if record is None:
         now = life.now()
         record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
@@ -195,9 +208,7 @@ async def _wait_for_event(
     deadline = record.wake_at if record.wake_at is not None else life.now()
     with life.waiter(deadline, event_type) as wait:
         while True:
-            event = await life.commit(
-                life.store.consume_event(life.pk, life.epoch, record, life.now())
-            )
+            event = await _take_event(life, record)
             if event is not None:
                 record.state, record.output = StepState.SUCCEEDED, event.payload
                 record.event_time = event.received
@@ -207,7 +218,7 @@ async def _wait_for_event(
             if woke == "timer" and life.now() >= deadline:
                 break
     # One last look: an event may have come in just as the timer fired.
-    event = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+    event = await _take_event(life, record)
     if event is not None:
         record.state, record.output, record.event_time = (
             StepState.SUCCEEDED,
@@ -220,6 +231,19 @@ async def _wait_for_event(
     await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
     life.emit("step_failed", record.display_name, error=error)
     raise StepError(name, error["name"], error["message"], 1)
+
+
+async def _take_event(life: Life, record: StepRecord) -> EventRecord | None:
+    """The buffered event this wait now receives, if there is one. A pause the database has
+    acknowledged holds it first, though word of the pause may not have reached this process
+    yet (a wf serve worker hears through its server)."""
+    while True:
+        taken = await life.commit(life.store.consume_event(life.pk, life.epoch, record, life.now()))
+        if taken != PAUSING:
+            event: EventRecord | None = taken
+            return event
+        life.request_pause()
+        await life.hold_at_pause()
 
 
 def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
@@ -239,9 +263,10 @@ def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[...,
     return config_arg, callback
 
 
-def _close_interrupted(life: Life, record: StepRecord) -> None:
+def _close_interrupted(life: Life, record: StepRecord, resolved: ResolvedConfig) -> None:
     """The last attempt started and never ended: count it as failed, retry at once. One that a
-    refused database write cut short (in this process) does not count."""
+    refused database write cut short (in this process) does not count. The last attempt the
+    step had is not retried: the step fails next, and says so itself."""
     attempt = record.attempts[-1]
     now = life.now()
     attempt.ended, attempt.success, attempt.error = now, False, dict(INTERRUPTED)
@@ -252,7 +277,14 @@ def _close_interrupted(life: Life, record: StepRecord) -> None:
         attempt.error = dict(STORE_REFUSED)
     record.wake_at = now  # the engine's crash says nothing about the dependency: no backoff
     life.store.end_attempt(life.pk, life.epoch, record, attempt)
-    life.emit("attempt_failed", record.display_name, attempt=attempt.number, error=attempt.error)
+    if retries_left(record, resolved):
+        life.emit(
+            "attempt_failed",
+            record.display_name,
+            attempt=attempt.number,
+            error=attempt.error,
+            delay=0.0,
+        )
 
 
 async def _attempt(
@@ -287,18 +319,16 @@ async def _attempt(
             value = await _run_callback(life, callback, record, number, resolved)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
-            error, non_retryable = {"name": exc.name, "message": exc.message}, True
+            error, non_retryable = exception_info(exc), True
         except _StepOutputProblem as exc:
-            error, non_retryable = {"name": "StepOutputError", "message": str(exc)}, True
+            error, non_retryable = error_info("StepOutputError", exc.message), not exc.retryable
         except _AttemptTimedOut:
-            error = {
-                "name": "WorkflowTimeoutError",
-                "message": f"attempt {number} timed out after {format_duration(resolved.timeout)}",
-            }
-        except EscapedBaseException as exc:
-            error = {"name": exc.name, "message": exc.message}
+            error = error_info(
+                "WorkflowTimeoutError",
+                f"attempt {number} timed out after {format_duration(resolved.timeout)}",
+            )
         except Exception as exc:
-            error = {"name": type(exc).__name__, "message": str(exc)}
+            error = exception_info(exc)
         finally:
             life.attempts.pop(record.key, None)
         now = life.now()
@@ -308,9 +338,11 @@ async def _attempt(
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
-            life.emit(
-                "step_done", record.display_name, attempt=number, ms=(now - record.started) * 1000
-            )
+            # The attempt's own time; since the first attempt counts retry waits and downtime.
+            took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
+            if number > 1:
+                took["total_ms"] = (now - record.started) * 1000
+            life.emit("step_done", record.display_name, attempt=number, **took)
             return record
         record.non_retryable = non_retryable
         counted = sum(1 for a in record.attempts if not a.uncounted)
@@ -331,19 +363,31 @@ async def _attempt(
 
 
 class _StepOutputProblem(Exception):
-    pass
+    """The body's result cannot be stored. Too large is a failed attempt, retried as Cloudflare
+    does (the next attempt may return less); not JSON at all, the same every time, is not."""
+
+    def __init__(self, message: str, retryable: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
 
 
 def _encode_output(life: Life, record: StepRecord, value: Any) -> str:
     try:
         text = codec.encode(value)
     except codec.NotSerialisable as exc:
-        raise _StepOutputProblem(f'step "{record.display_name}" returned {exc}') from None
+        raise _StepOutputProblem(
+            f'step "{record.display_name}" returned a value that cannot be stored as JSON: '
+            f"{exc.at('result')}",
+            retryable=False,
+        ) from None
     size = codec.encoded_size(text)
     limit = life.host.limits.step_output_bytes
     if size > limit:
         raise _StepOutputProblem(
-            f'step "{record.display_name}" returned {size} bytes of JSON; the limit is {limit}'
+            f'step "{record.display_name}" returned {size:,} bytes of JSON; the limit is '
+            f"{limit:,} bytes",
+            retryable=True,
         )
     return text
 
@@ -356,33 +400,30 @@ async def _run_callback(
     resolved: ResolvedConfig,
 ) -> Any:
     """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
-    sync one runs in a worker thread and is abandoned (a thread cannot be killed). Time spent
-    waiting for a free worker thread does not count toward the timeout."""
+    sync one runs in a worker thread (see ``_from_thread``) and is abandoned (a thread cannot be
+    killed). Time spent waiting for a free worker thread does not count toward the timeout."""
     is_async, wants_context = _inspect_callback(callback)
     args: tuple[Any, ...] = ()
     if wants_context:
         args = (StepContext(record.name, record.count, number, resolved.as_step_config()),)
     timeout = resolved.timeout
     if is_async:
-        if isinstance(life.clock, SystemClock):  # the common case: run it right here
-            return await _run_here(life, callback(*args), timeout)
-        body = asyncio.ensure_future(contain(callback(*args)))
+        awaitable = callback(*args)
     else:
-        pool = life.host.threads
-        running = pool.submit(functools.partial(callback, *args))
-        if pool.queued(running):
-            await _thread_started(life, running)
-        body = asyncio.ensure_future(_from_thread(life, running))
+        sync_body = functools.partial(callback, *args)
+        job = None
+        if not life.host.threads.free():  # wait for a thread outside the attempt's time
+            job = life.host.threads.submit(sync_body)
+            await _thread_started(life, job)
+        awaitable = _from_thread(life, sync_body, _speed_key(callback), job, timeout)
+    if isinstance(life.clock, SystemClock):  # the common case: await it right here
+        return await _run_here(life, awaitable, timeout)
+    body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
+    timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
     try:
-        if isinstance(life.clock, SystemClock):
-            done, _ = await asyncio.wait({body}, timeout=timeout)
-        else:
-            timer = asyncio.ensure_future(life.clock.sleep_until(life.now() + timeout))
-            try:
-                done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                timer.cancel()
+        done, _ = await asyncio.wait({body, timer}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        timer.cancel()
         if not body.done():
             body.cancel()
     if body not in done:
@@ -437,20 +478,19 @@ async def _run_here(life: Life, body: Awaitable[Any], timeout: float) -> Any:
     return result
 
 
-async def _thread_started(life: Life, running: concurrent.futures.Future[Any]) -> None:
+async def _thread_started(life: Life, job: Job) -> None:
     """Wait (without a timeout) until a worker thread took the job."""
-    loop = asyncio.get_running_loop()
+    loop = life.loop
     started: asyncio.Future[None] = loop.create_future()
 
     def signal() -> None:
-        if not loop.is_closed():
-            loop.call_soon_threadsafe(_set_done, started)
+        _call_on(loop, _set_done, started)
 
-    life.host.threads.when_started(running, signal)
+    life.host.threads.when_started(job, signal)
     try:
         await started
     except asyncio.CancelledError:
-        life.host.threads.abandon(running)
+        life.host.threads.abandon(job)
         raise
 
 
@@ -459,15 +499,79 @@ def _set_done(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-async def _from_thread(life: Life, running: concurrent.futures.Future[Any]) -> Any:
-    try:
-        result = await asyncio.wrap_future(running)
-    except asyncio.CancelledError:
-        life.host.threads.abandon(running)  # timed out or the life ended: it finishes alone
-        raise
+# How long the loop's thread may wait in place for a ``def`` body that was quick last time,
+# when the loop has nothing else ready to run: about what a step costs the loop anyway. The wait
+# spares the thread's wake-up of the loop (a self-pipe write, an epoll return, two loop turns),
+# most of what a thread hop costs beyond the two threads' own wake-ups. Longer, the loop goes
+# back to its work and the thread hands it the outcome when it has it.
+WAIT_IN_PLACE = 0.0005
+
+_SLOW: set[object] = set()  # bodies (by code) not to wait for: the last one outlasted the wait
+
+
+async def _from_thread(
+    life: Life, body: Callable[[], Any], key: object, job: Job | None, timeout: float
+) -> Any:
+    """Run a sync body in a worker thread (``job``: submitted already) in the step's own task,
+    with no future chained to another: wait for it in place if it may be quick, else await the
+    thread's word. Submitted here, just before the loop's thread waits: woken any earlier, the
+    worker would only wait for it to let go of the GIL. Cancelled (timed out, or the life
+    ended), the step abandons the thread."""
+    threads = life.host.threads
+    waited = False
+    if job is None:
+        job = threads.submit(body)
+        if _may_wait(life, key):
+            waited = job.wait(min(WAIT_IN_PLACE, timeout))  # not past the attempt's time
+            if not waited:
+                _remember(key, slow=True)
+    if not waited:
+        loop = life.loop
+        finished: asyncio.Future[None] = loop.create_future()
+        if threads.deliver_to(job, functools.partial(_call_on, loop, _set_done, finished)):
+            try:
+                await finished
+            except asyncio.CancelledError:
+                threads.abandon(job)  # it finishes alone
+                raise
+    _remember(key, slow=job.seconds > WAIT_IN_PLACE)
+    if job.error is not None:
+        raise job.error
+    result = job.result
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
         result = await result
     return result
+
+
+def _remember(key: object, *, slow: bool) -> None:
+    if not slow:
+        _SLOW.discard(key)
+        return
+    if len(_SLOW) > 4096:
+        _SLOW.clear()
+    _SLOW.add(key)
+
+
+def _may_wait(life: Life, key: object) -> bool:
+    """Whether the loop's thread may wait in place for the body: it was quick last time, and
+    the loop has nothing ready to run but (at most) the writer's flush."""
+    if key in _SLOW:
+        return False
+    ready = getattr(life.loop, "_ready", None)  # asyncio's own loop; others never wait
+    return ready is not None and len(ready) <= 1
+
+
+def _speed_key(callback: Callable[..., Any]) -> object:
+    """What a body's speed is remembered by: its code (a lambda's is the same on every call)."""
+    code = getattr(callback, "__code__", None)
+    return code if code is not None else type(callback)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """Schedule ``fn`` on ``loop`` from another thread, unless the loop is gone."""
+    if not loop.is_closed():
+        with contextlib.suppress(RuntimeError):  # it closed just now
+            loop.call_soon_threadsafe(fn, *args)
 
 
 async def contain(awaitable: Awaitable[T]) -> T:
@@ -540,8 +644,8 @@ def _check_max_sleep(life: Life, name: str, seconds: float) -> None:
     limit = life.host.limits.sleep_seconds
     if seconds > limit:
         raise ValidationError(
-            f'sleep "{name}" is {format_duration(seconds)} long; the limit is '
-            f"{format_duration(limit)}"
+            f'sleep "{name}" is {exact_duration(seconds)} long; the limit is '
+            f"{exact_duration(limit)}"
         )
 
 

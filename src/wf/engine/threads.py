@@ -4,59 +4,94 @@ A callback that times out cannot be killed, only abandoned. A fixed pool would s
 abandoned callbacks and stall every later step, so an abandoned thread stops counting toward the
 limit: a new thread takes its place. Threads are daemons so an abandoned callback never holds up
 the process's exit, and idle ones go away after a while.
+
+A job's outcome is kept on the job. Its submitter either blocks a moment for it (``Job.wait``)
+or asks for a callback (``deliver_to``), called in the worker thread: a step hands it to its
+event loop with one ``call_soon_threadsafe``, the only wake-up on the way back. The worker finds
+its next job (or marks itself idle) before it wakes anyone, so whoever it wakes does not then
+wait for it to let go of the GIL.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextvars
 import queue
 import threading
+import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 from wf.errors import EscapedBaseException
 
-T = TypeVar("T")
-
 _IDLE_SECONDS = 30.0
 
+# Called in the worker thread once the callable returned (its outcome is on the job); it must
+# not raise.
+Done = Callable[[], None]
 
-class _Job:
-    __slots__ = ("abandoned", "backlogged", "finished", "fn", "future", "on_start", "started")
+
+class Job:
+    """One callable submitted to the pool: the handle to wait for its outcome, abandon it or
+    learn when it starts."""
+
+    __slots__ = (
+        "_signal",
+        "abandoned",
+        "cancelled",
+        "context",
+        "done",
+        "error",
+        "finished",
+        "fn",
+        "on_start",
+        "result",
+        "seconds",
+        "started",
+    )
 
     def __init__(self, fn: Callable[[], Any]) -> None:
         self.fn = fn
-        self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self.abandoned = False
-        self.finished = False
+        self.context = contextvars.copy_context()  # the submitter's, as run_in_executor does
+        self.done: Done | None = None
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0  # how long the callable ran
+        self.abandoned = False  # given up on while running: its thread no longer counts
+        self.cancelled = False  # given up on before it started: it never runs
         self.started = False
-        self.backlogged = False
+        self.finished = False
         self.on_start: Callable[[], None] | None = None
+        self._signal = threading.Lock()  # released when it finished, unless ``done`` is set
+        self._signal.acquire()
+
+    def wait(self, timeout: float) -> bool:
+        """Block the calling thread until the job finished (then ``result`` / ``error`` hold
+        its outcome), for at most ``timeout`` seconds; whether it did."""
+        return self._signal.acquire(timeout=timeout)
 
 
 class StepThreadPool:
     def __init__(self, max_workers: int = 128, name: str = "wf-step") -> None:
         self.max_workers = max_workers
         self._name = name
-        self._backlog: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        self._handoff: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._backlog: queue.SimpleQueue[Job] = queue.SimpleQueue()
+        self._handoff: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._workers = 0  # threads counted toward max_workers (abandoned ones are not)
         self._idle = 0
         self._started = 0
-        self._jobs: dict[concurrent.futures.Future[Any], _Job] = {}
 
     @property
     def workers(self) -> int:
         return self._workers
 
-    def submit(self, fn: Callable[[], T]) -> concurrent.futures.Future[T]:
-        """Run ``fn`` in a worker thread. While every worker is busy it waits in a backlog."""
-        context = contextvars.copy_context()
-        job = _Job(lambda: context.run(fn))
+    def submit(self, fn: Callable[[], Any], done: Done | None = None) -> Job:
+        """Run ``fn`` in a worker thread (in the caller's context); ``done`` is called there once
+        it finished (see ``deliver_to``). While every worker is busy the job waits in a
+        backlog."""
+        job = Job(fn)
+        job.done = done
         with self._lock:
-            self._jobs[job.future] = job
             if self._idle > 0:
                 self._idle -= 1
                 self._handoff.put(job)
@@ -64,34 +99,38 @@ class StepThreadPool:
                 self._workers += 1
                 self._start(job)
             else:
-                job.backlogged = True
                 self._backlog.put(job)
-        return job.future
+        return job
 
-    def queued(self, future: concurrent.futures.Future[Any]) -> bool:
-        """Whether the job is still waiting in the backlog for a thread to become free."""
+    def deliver_to(self, job: Job, done: Done) -> bool:
+        """Have ``done`` called (in the worker thread) once the job finished; False if it
+        already has."""
         with self._lock:
-            job = self._jobs.get(future)
-            return job is not None and job.backlogged and not job.started and not job.finished
+            if job.finished:
+                return False
+            job.done = done
+            return True
 
-    def when_started(
-        self, future: concurrent.futures.Future[Any], callback: Callable[[], None]
-    ) -> None:
+    def free(self) -> bool:
+        """Whether a job submitted now would get a thread at once (an idle one or a new one)."""
+        return self._idle > 0 or self._workers < self.max_workers
+
+    def when_started(self, job: Job, callback: Callable[[], None]) -> None:
         """Call ``callback`` (in the worker thread, or now) once the job has a thread."""
         with self._lock:
-            job = self._jobs.get(future)
-            if job is not None and not job.started and not job.finished:
+            if not job.started and not job.cancelled:
                 job.on_start = callback
                 return
         callback()
 
-    def abandon(self, future: concurrent.futures.Future[Any]) -> None:
-        """The callback behind ``future`` timed out: its thread no longer counts."""
+    def abandon(self, job: Job) -> None:
+        """The caller gave up on ``job`` (it timed out): still queued, it will never run;
+        running, its thread no longer counts. Its ``done`` may still be called."""
         with self._lock:
-            job = self._jobs.get(future)
-            if job is None or job.finished or job.abandoned:
+            if job.finished or job.abandoned or job.cancelled:
                 return
-            if future.cancel():  # still queued: it will simply never run
+            if not job.started:
+                job.cancelled = True
                 return
             job.abandoned = True
             self._workers -= 1
@@ -99,54 +138,68 @@ class StepThreadPool:
                 self._workers += 1
                 self._start(None)
 
-    def _start(self, job: _Job | None) -> None:
+    def _start(self, job: Job | None) -> None:
         self._started += 1
         threading.Thread(
             target=self._work, args=(job,), name=f"{self._name}-{self._started}", daemon=True
         ).start()
 
-    def _next(self) -> _Job | None:
-        """Called with the lock held: a backlog job, or None after marking this thread idle."""
-        try:
-            return self._backlog.get_nowait()
-        except queue.Empty:
+    def _next(self) -> Job | None:
+        """Called with the lock held: a backlog job, or None after marking this thread idle.
+        (Only lock holders take from the backlog: empty() is exact, and spares raising Empty
+        between a body's end and its submitter's wake-up.)"""
+        if self._backlog.empty():
             self._idle += 1
             return None
+        return self._backlog.get_nowait()
 
-    def _work(self, job: _Job | None) -> None:
-        while True:
-            if job is None:
-                with self._lock:
-                    job = self._next()
-                if job is None:
-                    try:
-                        job = self._handoff.get(timeout=_IDLE_SECONDS)
-                    except queue.Empty:
-                        with self._lock:
-                            try:  # a submitter counted on this thread just now
-                                job = self._handoff.get_nowait()
-                            except queue.Empty:
-                                self._idle -= 1
-                                self._workers -= 1
-                                return
+    def _wait(self) -> Job | None:
+        """An idle thread's next job, or None once it has been idle too long (it then stops)."""
+        try:
+            return self._handoff.get(timeout=_IDLE_SECONDS)
+        except queue.Empty:
             with self._lock:
+                try:  # a submitter counted on this thread just now
+                    return self._handoff.get_nowait()
+                except queue.Empty:
+                    self._idle -= 1
+                    self._workers -= 1
+                    return None
+
+    def _work(self, job: Job | None) -> None:
+        if job is None:  # started in place of an abandoned thread: the backlog first
+            with self._lock:
+                job = self._next()
+        while True:
+            if job is None:  # marked idle
+                job = self._wait()
+                if job is None:
+                    return
+            with self._lock:
+                run = not job.cancelled
                 job.started = True
-                on_start = job.on_start
-            if on_start is not None:
-                on_start()
-            if job.future.set_running_or_notify_cancel():
+                on_start, job.on_start = job.on_start, None
+            if run:
+                if on_start is not None:
+                    on_start()
+                started = time.perf_counter()
                 try:
-                    result = job.fn()
+                    job.result = job.context.run(job.fn)
                 except Exception as exc:
-                    job.future.set_exception(exc)
+                    job.error = exc
                 except BaseException as exc:  # sys.exit() in a step must not end the process
-                    job.future.set_exception(EscapedBaseException(exc))
-                else:
-                    job.future.set_result(result)
+                    job.error = EscapedBaseException(exc)
+                job.seconds = time.perf_counter() - started
             with self._lock:
                 job.finished = True
-                self._jobs.pop(job.future, None)
                 abandoned = job.abandoned
+                following = None if abandoned else self._next()
+                done = job.done
+            if run:
+                if done is not None:
+                    done()
+                else:
+                    job._signal.release()
             if abandoned:
                 return  # a replacement was started when this one was given up on
-            job = None
+            job = following

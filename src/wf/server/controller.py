@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from wf.engine.clock import Clock
 from wf.engine.controller import Controller
 from wf.engine.limits import Limits
-from wf.engine.model import InstanceRow
+from wf.engine.model import InstanceRow, VersionRow
 from wf.engine.store.sqlite import SqliteStore
-from wf.engine.store.sqlite_deploys import VersionRow
 from wf.errors import WorkflowNotFound
 from wf.server.workers import WorkerManager
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from wf.bundle import BundleError, bundle_version_id, extract_bundle
 from wf.engine.clock import Clock
+from wf.engine.model import VersionRow
 from wf.engine.store.sqlite import SqliteStore
-from wf.engine.store.sqlite_deploys import VersionRow
 from wf.errors import WfError
 from wf.project import ProjectError, load_project
 from wf.server.controller import Catalog
@@ -126,7 +126,12 @@ class Deployer:
             raise ImportFailed(str(exc)) from None
         try:
             version = await self.store.activate_version(
-                version_id, self.clock.now(), workflows, len(files), size
+                version_id,
+                self.clock.now(),
+                workflows,
+                len(files),
+                size,
+                project.engine_settings().retention_seconds,
             )
         except BaseException:
             if not running:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,12 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
+from wf.devserver import handoff
 from wf.devserver.api import create_app
 from wf.devserver.child import is_loopback
+from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
 from wf.server.state import ServeError, StateDir
+
+STOP_SECONDS = 10.0  # a request in progress gets this long to be answered when the server stops
 
 
 @dataclass(frozen=True)
@@ -69,39 +72,48 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
             "TLS in front"
         )
     stopping = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
-    try:
-        server_state = ServerState(
-            project_name="wf serve",
-            engine=runtime.controller,
-            bound_host=options.host,
-            port=options.port,
-            token=token,
-            host_check=loopback,
-            serve=True,
-        )
-        app = create_app(server_state)
-        add_serve_routes(app, runtime)
-        runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=10.0)
-        await runner.setup()
+    with stop_on_signals(stopping.set):
         try:
-            site = web.TCPSite(runner, options.host, options.port)
-            await site.start()
-        except OSError as exc:
-            await runner.cleanup()
-            raise ServeError(
-                f"cannot listen on {options.host}:{options.port}: {exc.strerror}"
-            ) from None
-        reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root)
-        try:
-            await stopping.wait()
+            server_state = ServerState(
+                project_name="wf serve",
+                engine=runtime.controller,
+                bound_host=options.host,
+                port=options.port,
+                token=token,
+                host_check=loopback,
+                serve=True,
+            )
+            app = create_app(server_state)
+            add_serve_routes(app, runtime)
+            closing = handoff.Closing()
+            closing.install(app)
+            # wf dev's runner: malformed requests answered in the envelope, and each connection
+            # knows whether a request is in progress on it, for a clean stop.
+            runner = handoff.HandoffRunner(
+                app, handle_signals=False, access_log=None, shutdown_timeout=STOP_SECONDS
+            )
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, options.host, options.port)
+                await site.start()
+            except OSError as exc:
+                await runner.cleanup()
+                raise ServeError(
+                    f"cannot listen on {options.host}:{options.port}: {exc.strerror}"
+                ) from None
+            reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root)
+            try:
+                await stopping.wait()
+            finally:
+                runtime.stop_supervising()  # a worker stopping now must not be "replaced"
+                # Idle connections end now; a request in progress is answered first (aiohttp's own
+                # shutdown would drop the rest of its body), saying that the connection ends too.
+                await site.stop()
+                assert runner.server is not None
+                await handoff.close_all(runner.server, closing, STOP_SECONDS)
+                await runner.cleanup()
         finally:
-            runtime.stop_supervising()  # a worker stopping now must not be "replaced"
-            await runner.cleanup()
-    finally:
-        await runtime.stop()
+            await runtime.stop()
     return 0
 
 

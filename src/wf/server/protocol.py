@@ -3,8 +3,9 @@
 Server → worker (stdin): first the ``WorkerConfig``, then ``{"op": "start"}`` once the version is
 to run, then controls: ``{"op": "poke"}``, ``{"op": "change", "pk", "change", "event_type"}``,
 ``{"op": "deleted", "workflow"}``, ``{"op": "active", "version", "workflows"}`` (what new
-instances get), ``{"op": "stop"}`` (stop gracefully). End of input without a stop means the server
-died: the worker stops at once.
+instances get), ``{"op": "stop", "cause"}`` (stop gracefully; the cause, shutdown or restart, is
+what an attempt cut short says). End of input without a stop means the server died: the worker
+stops at once.
 
 Worker → server (a pipe of its own, so a workflow's ``print`` goes to the terminal, not into the
 conversation): ``{"loaded": [workflows]}`` or ``{"error": "file:line: ..."}`` after

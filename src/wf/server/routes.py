@@ -79,6 +79,7 @@ async def list_versions(request: web.Request) -> web.Response:
         result.append(
             {
                 "id": version.id,
+                "workflow_id": known,
                 "workflow": known,
                 "created_on": iso(version.created),
                 "active": version.active,

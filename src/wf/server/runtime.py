@@ -27,7 +27,7 @@ from wf.server.workers import WorkerManager
 log = logging.getLogger("wf.server")
 
 RECONCILE_SECONDS = 1.0
-RETENTION = "30 days"
+RETENTION = "30 days"  # for a version deployed before versions kept their own
 
 
 class Runtime:
@@ -99,7 +99,11 @@ class Runtime:
                 log.error("cannot manage the workers: %s", exc)
 
     async def _purge_old(self) -> None:
-        await purge_forever(self.store, self.clock, to_seconds(RETENTION))
+        # Each version keeps its finished instances as long as its own wf.toml says.
+        default = to_seconds(RETENTION)
+        await purge_forever(
+            lambda: self.store.purge_by_version_retention(self.clock.now(), default)
+        )
 
     async def reconcile(self) -> None:
         """Replace dead workers, start missing ones, unload the versions nobody needs."""

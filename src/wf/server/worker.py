@@ -11,17 +11,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from wf.devserver.logs import configure
+from wf.devserver.signals import stop_on_signals
 from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
-from wf.engine.runner import Notice
+from wf.engine.runner import Notice, StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import WfError
 from wf.project import load_project, load_workflows
@@ -132,10 +132,13 @@ async def _lines(loop: asyncio.AbstractEventLoop) -> asyncio.StreamReader:
 
 
 async def main() -> int:
-    loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set)
+    with stop_on_signals(stopping.set):
+        return await _main(stopping)
+
+
+async def _main(stopping: asyncio.Event) -> int:
+    loop = asyncio.get_running_loop()
     reader = await _lines(loop)
     first = await reader.readline()
     if not first:
@@ -168,8 +171,8 @@ async def main() -> int:
         return 1
     _say({"started": True})
     _beat()
-    graceful = asyncio.Event()
-    listening = asyncio.ensure_future(_listen(reader, engine, stopping, graceful))
+    order = _StopOrder()
+    listening = asyncio.ensure_future(_listen(reader, engine, stopping, order))
     try:
         await stopping.wait()
     finally:
@@ -178,15 +181,24 @@ async def main() -> int:
             await listening
         # Told to stop: running attempts may finish. The server died: stop now, the next
         # server's workers take the instances over (and fence whatever this one writes).
-        await engine.stop(grace=STOP_GRACE_SECONDS if graceful.is_set() else 0.0)
+        grace = STOP_GRACE_SECONDS if order.told else 0.0
+        await engine.stop(grace=grace, cause=order.cause)
     return 0
+
+
+@dataclass
+class _StopOrder:
+    """Whether the server told this worker to stop (else it died), and why."""
+
+    told: bool = False
+    cause: StopCause | None = None
 
 
 async def _listen(
     reader: asyncio.StreamReader,
     engine: WorkerEngine,
     stopping: asyncio.Event,
-    graceful: asyncio.Event,
+    order: _StopOrder,
 ) -> None:
     notifier = engine.notifier
     assert isinstance(notifier, LocalNotifier)
@@ -210,7 +222,9 @@ async def _listen(
         elif op == "active":
             _set_active(engine, message)
         elif op == "stop":
-            graceful.set()
+            cause = message.get("cause")
+            order.told = True
+            order.cause = cause if cause in get_args(StopCause) else None
             stopping.set()
             return
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from wf.engine.runner import StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.server.protocol import WorkerConfig, decode, encode
 from wf.server.state import ServeError
@@ -172,7 +173,7 @@ class WorkerManager:
         self.workers[worker.version_id] = worker
         self._by_owner[worker.owner] = worker
         if old is not None and old is not worker:
-            await self.stop(old)
+            await self.stop(old, cause="restart")
 
     async def _read(self, worker: Worker, reader: asyncio.StreamReader) -> None:
         while True:
@@ -234,14 +235,15 @@ class WorkerManager:
             print(f"[{worker.version_id[:8]}] {text}", file=sys.stderr, flush=True)
 
     # ---- stopping -------------------------------------------------------------------------------
-    async def stop(self, worker: Worker) -> None:
-        """Stop a worker gracefully (its running attempts may finish), then forget it."""
+    async def stop(self, worker: Worker, cause: StopCause | None = None) -> None:
+        """Stop a worker gracefully (its running attempts may finish), then forget it. An
+        attempt it cuts short says the ``cause``."""
         worker.stopping = True
         if self.workers.get(worker.version_id) is worker:
             del self.workers[worker.version_id]
         process = worker.process
         if process is not None and process.returncode is None:
-            worker.send({"op": "stop"})
+            worker.send({"op": "stop", "cause": cause})
             if process.stdin is not None:
                 process.stdin.close()
             try:
@@ -272,7 +274,8 @@ class WorkerManager:
 
     async def stop_all(self) -> None:
         self._closing = True
-        await asyncio.gather(*(self.stop(w) for w in list(self.workers.values())))
+        workers = list(self.workers.values())
+        await asyncio.gather(*(self.stop(w, cause="shutdown") for w in workers))
 
     async def forget_dead(self) -> list[str]:
         """Forget every started worker that died on its own, or went silent (user code blocking

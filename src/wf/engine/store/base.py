@@ -14,12 +14,12 @@ where durability is not needed before going on (a status flip, a sleep's start).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any, Literal, Protocol
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -28,7 +28,11 @@ from wf.engine.model import (
     Status,
     StepRecord,
     StepState,
+    VersionRow,
 )
+
+# A message between the processes sharing a database: (topic, payload). See ``ServerStore.publish``.
+Listener = Callable[[str, dict[str, Any]], None]
 
 
 class PendingWrite(Protocol):
@@ -85,7 +89,7 @@ class Store(Protocol):
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
         given): woken or recovered ones first, then queued ones, oldest first. Leases last
         ``lease`` seconds of wall-clock time. At most ``suspects`` instances that were running
@@ -181,9 +185,10 @@ class Store(Protocol):
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Awaitable[EventRecord | Literal[False] | None]:
+    ) -> Awaitable[EventRecord | Literal[False, "pausing"] | None]:
         """Hand the oldest buffered event of ``step.event_type`` to this wait, and finish it;
-        ``None`` when none is buffered, ``False`` when fenced."""
+        ``None`` when none is buffered, ``False`` when fenced, ``PAUSING`` (and nothing
+        consumed) while a pause is acknowledged."""
         ...
 
     def hibernate(
@@ -216,3 +221,58 @@ class Store(Protocol):
         output: str | None,
         error: ErrorInfo | None,
     ) -> PendingWrite: ...
+
+
+class ServerStore(Store, Protocol):
+    """**Protocol:** what ``wf serve`` keeps beside the instances, for one node or a cluster of
+    nodes sharing the database: deployed versions and their bundles, secrets, settings (the API
+    token's hash), and messages between the nodes."""
+
+    async def list_versions(self) -> list[VersionRow]: ...
+
+    async def activate_version(
+        self,
+        version_id: str,
+        created: float,
+        workflows: list[dict[str, Any]],
+        files: int,
+        size: int,
+        retention: float | None = None,
+    ) -> VersionRow:
+        """Insert (or reload) a version and make it the only active one."""
+        ...
+
+    async def try_unload(self, version_id: str, now: float) -> bool:
+        """Mark a version unloaded (and forget its bundle) if no unfinished instance needs it,
+        decided in one transaction with the count."""
+        ...
+
+    async def purge_by_version_retention(self, now: float, default: float) -> int: ...
+
+    async def put_bundle(self, version_id: str, data: bytes) -> None: ...
+
+    async def get_bundle(self, version_id: str) -> bytes | None: ...
+
+    async def put_secret(self, name: str, value: str, now: float) -> None: ...
+
+    async def delete_secret(self, name: str) -> bool: ...
+
+    async def list_secrets(self) -> list[tuple[str, float]]: ...
+
+    async def secret_values(self) -> dict[str, str]: ...
+
+    async def get_setting(self, name: str) -> str | None: ...
+
+    async def put_setting(self, name: str, value: str, *, only_if_missing: bool = False) -> bool:
+        """Store a setting; with ``only_if_missing``, only if none is stored (True: written)."""
+        ...
+
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """Tell every process listening on this database, after the next commit (coalesced;
+        never inside a write transaction). A store only one process tree uses drops it."""
+        ...
+
+    def listen(self, callback: Listener) -> None:
+        """Have ``callback(topic, payload)`` called, on this event loop, for every message any
+        process publishes (this one's included) from now on, until the store closes."""
+        ...

@@ -117,6 +117,80 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_crashed ON instances (crashes) WHERE crashes > 0;
     CREATE INDEX instances_by_status ON instances (workflow, status, created);
     """,
+    # 6: each deployed version's [engine] retention in seconds (NULL: the server's default), and
+    # the finished instances of one version found by when they ended, for its own purge.
+    """
+    ALTER TABLE versions ADD COLUMN retention REAL;
+    CREATE INDEX instances_version_ended ON instances (version_id, ended) WHERE ended IS NOT NULL;
+    """,
+    # 7: a step's identity is (kind, name, count), counted per kind as Cloudflare does: wf used
+    # to count one name across kinds (do "poll", sleep "poll", do "poll" were poll-1, -2, -3;
+    # they are poll-1, poll-1, poll-2). Recorded steps are renumbered so that they replay under
+    # the new counting, with their attempts (do steps) and consumed events (waits). Rows keep
+    # their rowids: a history is read in rowid order.
+    """
+    CREATE TABLE step_renumbering (
+        instance INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        name TEXT NOT NULL,
+        old INTEGER NOT NULL,
+        new INTEGER NOT NULL,
+        PRIMARY KEY (instance, kind, name, old)
+    ) WITHOUT ROWID;
+    INSERT INTO step_renumbering (instance, kind, name, old, new)
+        SELECT instance, kind, name, count,
+               row_number() OVER (PARTITION BY instance, kind, name ORDER BY count)
+        FROM steps;
+
+    CREATE TABLE steps_by_kind (
+        instance INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        output TEXT,
+        error TEXT,
+        config TEXT,
+        wake_at REAL,
+        duration REAL,
+        event_type TEXT,
+        event_time REAL,
+        non_retryable INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (instance, kind, name, count)
+    );
+    INSERT INTO steps_by_kind (rowid, instance, name, count, kind, state, started, ended, output,
+                               error, config, wake_at, duration, event_type, event_time,
+                               non_retryable)
+        SELECT s.rowid, s.instance, s.name, r.new, s.kind, s.state, s.started, s.ended, s.output,
+               s.error, s.config, s.wake_at, s.duration, s.event_type, s.event_time,
+               s.non_retryable
+        FROM steps s JOIN step_renumbering r
+          ON r.instance = s.instance AND r.kind = s.kind AND r.name = s.name AND r.old = s.count;
+    DROP TABLE steps;
+    ALTER TABLE steps_by_kind RENAME TO steps;
+
+    UPDATE attempts SET count = -(
+            SELECT r.new FROM step_renumbering r
+            WHERE r.instance = attempts.instance AND r.kind = 'do' AND r.name = attempts.name
+              AND r.old = attempts.count)
+        WHERE EXISTS (
+            SELECT 1 FROM step_renumbering r
+            WHERE r.instance = attempts.instance AND r.kind = 'do' AND r.name = attempts.name
+              AND r.old = attempts.count AND r.new <> r.old);
+    UPDATE attempts SET count = -count WHERE count < 0;
+
+    UPDATE events SET consumed_count = (
+            SELECT r.new FROM step_renumbering r
+            WHERE r.instance = events.instance AND r.kind = 'wait'
+              AND r.name = events.consumed_name AND r.old = events.consumed_count)
+        WHERE EXISTS (
+            SELECT 1 FROM step_renumbering r
+            WHERE r.instance = events.instance AND r.kind = 'wait'
+              AND r.name = events.consumed_name AND r.old = events.consumed_count);
+    DROP TABLE step_renumbering;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

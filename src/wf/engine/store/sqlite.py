@@ -2,7 +2,8 @@
 
 Writes go through one group-commit writer (``writer.py``): on the event loop's thread when this
 process owns the file, on a thread of its own when it shares it with other processes (a ``wf serve``
-worker). Reads run on a small pool of reader threads with their own connections. The SQL lives in
+worker). Reads run on a small pool of reader threads with their own connections; a store opened
+``read_only`` has only those, and no lock (it reads beside whoever owns the file). The SQL lives in
 ``sqlite_rows`` (reading), ``sqlite_controls`` (whole instances) and ``sqlite_runs`` (a runner's
 fenced writes); this class wires them to the threads.
 """
@@ -20,7 +21,7 @@ from typing import Any, Literal, TypeVar
 
 from wf.engine.model import (
     AttemptRecord,
-    Claim,
+    ClaimRound,
     ErrorInfo,
     EventRecord,
     History,
@@ -29,11 +30,13 @@ from wf.engine.model import (
     Status,
     StepRecord,
     StepState,
+    VersionRow,
 )
 from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_deploys as deploys
 from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
+from wf.engine.store.base import Listener
 from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
     FINISHED_SQL,
@@ -59,12 +62,19 @@ class SqliteStore:
         durability: str = "fsync",
         readers: int = 4,
         shared: bool = False,
+        read_only: bool = False,
     ) -> None:
         """``shared``: another process (a ``wf serve`` server) owns the database and holds its
-        lock; this one (its worker) only joins it: no lock, no migrations."""
+        lock; this one (its worker) only joins it: no lock, no migrations. ``read_only``: only
+        read (no lock, no migrations, no writer), beside whoever owns the file or nobody; a
+        database not created yet reads as an empty one."""
+        if shared and read_only:
+            raise ValueError("a store is shared or read-only, not both")
         self.path = Path(path)
         self.durability = durability
         self.shared = shared
+        self.read_only = read_only
+        self._nothing_yet = False  # read-only, and there is no database yet
         self._lock = sqlite_file.FileLock(self.path)
         self._reader_count = readers
         self._writer: InlineWriter | GroupCommitWriter | None = None
@@ -91,6 +101,9 @@ class SqliteStore:
             raise StoreError(f"{self.path} is already open")
         if self.durability not in sqlite_file.DURABILITY_MODES:
             raise StoreError(f'durability must be "fsync" or "os", got {self.durability!r}')
+        if self.read_only:
+            self._open_read_only()
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -131,6 +144,10 @@ class SqliteStore:
             raise
         self._open = True
 
+    def held_elsewhere(self) -> bool:
+        """Whether another wf process has the database open (holds its lock) now."""
+        return self._lock.held_elsewhere()
+
     def _open_shared(self) -> None:
         if not self.path.is_file():
             raise StoreError(f"{self.path} does not exist; the server creates it")
@@ -146,6 +163,25 @@ class SqliteStore:
             self._connect, self._wal, self.durability == "fsync", self.path.name, self._same_file
         )
         self._writer.start()
+        self._readers = ThreadPoolExecutor(
+            max_workers=self._reader_count, thread_name_prefix="wf-reader"
+        )
+        self._open = True
+
+    def _open_read_only(self) -> None:
+        version = 0
+        if self.path.is_file():
+            conn = sqlite_file.connect_read_only(self.path)
+            try:
+                version = sqlite_file.schema_version(conn, self.path)
+            finally:
+                conn.close()
+        if version not in (0, LATEST):
+            raise StoreError(
+                f"{self.path} has schema {version}; this wf reads {LATEST} (a wf that runs the "
+                "project upgrades it)"
+            )
+        self._nothing_yet = version == 0
         self._readers = ThreadPoolExecutor(
             max_workers=self._reader_count, thread_name_prefix="wf-reader"
         )
@@ -167,26 +203,34 @@ class SqliteStore:
         if not self._open:
             return
         self._open = False
-        assert self._writer is not None and self._readers is not None
-        self._writer.close()
+        assert self._readers is not None
+        if self._writer is not None:
+            self._writer.close()
         self._readers.shutdown(wait=True)
         with self._conns_lock:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
         self._local = threading.local()
-        if not self.shared:
+        if not self.shared and not self.read_only:
             self._lock.release()
 
     # ---- plumbing -----------------------------------------------------------------------------
     def _reader(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._connect()
+            conn = self._connect_reader()
             self._local.conn = conn
             with self._conns_lock:
                 self._reader_conns.append(conn)
         return conn
+
+    def _connect_reader(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return self._connect()
+        if self._nothing_yet:
+            return sqlite_file.connect_empty()
+        return sqlite_file.connect_read_only(self.path)
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         if not self._open or self._readers is None:
@@ -208,6 +252,8 @@ class SqliteStore:
     def _write(self, fn: Callable[[sqlite3.Connection], T], durable: bool = True) -> Pending[T]:
         """Submit a write. ``durable=False``: a lazy write (see ``writer.py``), fsynced with the
         next durable one; for what a crash of the machine (not of the process) may lose."""
+        if self.read_only:
+            return Pending.failed(StoreError(f"{self.path} is open read-only here"))
         if self._writer is None:
             return Pending.failed(StoreError("the store is closed"))
         return self._writer.submit(fn, durable)
@@ -287,6 +333,15 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def workflows_with_instances(self) -> list[str]:
+        """The names of the workflows that have instances, sorted."""
+        return await self._read(
+            lambda conn: [
+                name
+                for (name,) in conn.execute("SELECT DISTINCT workflow FROM instances ORDER BY 1")
+            ]
+        )
+
     async def load_history(self, pk: int) -> History:
         return await self._read(lambda conn: read_history(conn, pk))
 
@@ -303,7 +358,7 @@ class SqliteStore:
         lease: float,
         version: str | None = None,
         suspects: int = 0,
-    ) -> list[Claim]:
+    ) -> ClaimRound:
         return await self._write(
             functools.partial(
                 controls.claim_ready,
@@ -453,7 +508,7 @@ class SqliteStore:
 
     def consume_event(
         self, pk: int, epoch: int, step: StepRecord, now: float
-    ) -> Pending[EventRecord | Literal[False] | None]:
+    ) -> Pending[EventRecord | Literal[False, "pausing"] | None]:
         return self._write(
             functools.partial(runs.consume_event, pk=pk, epoch=epoch, step=step, now=now)
         )
@@ -505,7 +560,7 @@ class SqliteStore:
         )
 
     # ---- what wf serve keeps: versions and secrets --------------------------------------------
-    async def list_versions(self) -> list[deploys.VersionRow]:
+    async def list_versions(self) -> list[VersionRow]:
         return await self._read(deploys.list_versions)
 
     async def activate_version(
@@ -515,7 +570,8 @@ class SqliteStore:
         workflows: list[dict[str, Any]],
         files: int,
         size: int,
-    ) -> deploys.VersionRow:
+        retention: float | None = None,
+    ) -> VersionRow:
         return await self._write(
             functools.partial(
                 deploys.activate_version,
@@ -524,7 +580,13 @@ class SqliteStore:
                 workflows=workflows,
                 files=files,
                 size=size,
+                retention=retention,
             )
+        )
+
+    async def purge_by_version_retention(self, now: float, default: float) -> int:
+        return await self._write(
+            functools.partial(deploys.purge_by_version_retention, now=now, default=default)
         )
 
     async def try_unload(self, version_id: str, now: float) -> bool:
@@ -543,6 +605,13 @@ class SqliteStore:
 
     async def secret_values(self) -> dict[str, str]:
         return await self._read(deploys.secret_values)
+
+    # ---- messages between processes: one process tree owns a SQLite file, so none -----------
+    def publish(self, topic: str, payload: dict[str, Any]) -> None:
+        pass
+
+    def listen(self, callback: Listener) -> None:
+        pass
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

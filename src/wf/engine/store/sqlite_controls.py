@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from wf.engine.model import (
     FINISHED,
     Claim,
+    ClaimRound,
     EventRecord,
     InstanceRow,
     NewInstance,
@@ -26,6 +27,15 @@ CRASHED_ERROR = json.dumps(
         "message": f"the process running this instance died {MAX_CRASHES} times in a row while "
         "it ran (does a step or run() crash or hang the process?); it was stopped so the other "
         "instances can run: restart it once the code is fixed",
+    }
+)
+
+
+UPGRADED_ATTEMPT = json.dumps(
+    {
+        "name": "WorkflowInternalError",
+        "message": "the attempt was cut short because the instance was upgraded to another "
+        "version; it does not count toward the retry limit",
     }
 )
 
@@ -85,7 +95,7 @@ def claim_ready(
     lease: float,
     version: str | None = None,
     suspects: int = 0,
-) -> list[Claim]:
+) -> ClaimRound:
     """Woken or recovered instances first, then queued ones, oldest first.
 
     Leases are wall-clock time (they are about live processes, not the engine's clock), and a
@@ -94,7 +104,8 @@ def claim_ready(
 
     A *suspect* was running when its process died. At most ``suspects`` of them are claimed
     (the caller runs one at a time), so a suspect that kills its process again is the only one
-    blamed; one that did so ``MAX_CRASHES`` times in a row is errored instead of claimed.
+    blamed; one that did so ``MAX_CRASHES`` times in a row is errored instead of claimed (and
+    returned as such, for the terminal to say).
     """
     real_now = time.time()
     names = list(workflows)
@@ -112,13 +123,15 @@ def claim_ready(
         f"WHERE status = 'waitingForPause' AND {free}",
         (now, now, owner, real_now),
     )
-    conn.execute(
-        "UPDATE instances INDEXED BY instances_crashed SET status = 'errored', error = ?, "
-        "ended = ?, modified = ?, owner = NULL, lease_until = NULL, wake_at = NULL "
-        f"WHERE crashes > 0 AND crashes >= ? AND {free} "
-        f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
-        (CRASHED_ERROR, now, now, MAX_CRASHES, owner, real_now, *names, *pinned),
-    )
+    crashed = [
+        _crash_errored(conn, row[0], now)
+        for row in conn.execute(
+            "SELECT pk FROM instances INDEXED BY instances_crashed "
+            f"WHERE crashes > 0 AND crashes >= ? AND {free} "
+            f"AND {mine} AND status IN ('running', 'waiting', 'queued')",
+            (MAX_CRASHES, owner, real_now, *names, *pinned),
+        ).fetchall()
+    ]
     ready = "(status = 'running' OR (status = 'waiting' AND wake_at <= ?))"
     pks = [
         row[0]
@@ -129,11 +142,13 @@ def claim_ready(
         )
     ]
     if suspects > 0 and len(pks) < limit:
+        # A running one without wake_at (let go by anything but a crash) is due now.
         pks.extend(
             row[0]
             for row in conn.execute(
                 f"SELECT pk FROM instances WHERE {free} AND {mine} AND crashes > 0 "
-                "AND status IN ('running', 'waiting') AND wake_at <= ? "
+                "AND status IN ('running', 'waiting') "
+                "AND (wake_at <= ? OR (status = 'running' AND wake_at IS NULL)) "
                 "ORDER BY crashes, wake_at LIMIT ?",
                 (owner, real_now, *names, *pinned, now, min(suspects, limit - len(pks))),
             )
@@ -158,7 +173,16 @@ def claim_ready(
         )
         row = select_instance(conn, pk)
         claims.append(Claim(row, row.epoch, bool(fresh[0])))
-    return claims
+    return ClaimRound(claims, crashed)
+
+
+def _crash_errored(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
+    conn.execute(
+        "UPDATE instances SET status = 'errored', error = ?, ended = ?, modified = ?, "
+        "owner = NULL, lease_until = NULL, wake_at = NULL WHERE pk = ?",
+        (CRASHED_ERROR, now, now, pk),
+    )
+    return select_instance(conn, pk)
 
 
 def renew_leases(
@@ -201,14 +225,40 @@ def _release(
 
 
 def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> InstanceRow:
+    """Move an instance to ``version``; whoever ran it lets go, and it is ready at once.
+
+    An operator's move is like a reload: the attempts a live process was running are recorded
+    as cut short, uncounted, and retried at once. (Without an owner, an unfinished attempt was
+    cut short by a crash: it counts, as any crash's does.)"""
     row = select_instance(conn, pk)
     _unfinished(row, "upgrade")
+    if row.owner is not None:
+        _cut_short_attempts(conn, pk, now, UPGRADED_ATTEMPT)
+    # A running instance that was claimed has no wake_at: give it one, or a suspect (one with
+    # crashes) would wait for a time that never comes.
     conn.execute(
         "UPDATE instances SET version_id = ?, owner = NULL, lease_until = NULL, "
+        "wake_at = CASE WHEN status = 'running' THEN coalesce(wake_at, ?) ELSE wake_at END, "
         "epoch = epoch + 1, modified = ? WHERE pk = ?",
-        (version, now, pk),
+        (version, now, now, pk),
     )
     return select_instance(conn, pk)
+
+
+def _cut_short_attempts(conn: sqlite3.Connection, pk: int, now: float, error: str) -> None:
+    running = conn.execute(
+        "SELECT name, count FROM attempts WHERE instance = ? AND ended IS NULL", (pk,)
+    ).fetchall()
+    for name, count in running:
+        conn.execute(
+            "UPDATE attempts SET ended = ?, success = 0, error = ?, uncounted = 1 "
+            "WHERE instance = ? AND name = ? AND count = ? AND ended IS NULL",
+            (now, error, pk, name, count),
+        )
+        conn.execute(  # retried at once: the dependency did nothing wrong
+            "UPDATE steps SET wake_at = ? WHERE instance = ? AND name = ? AND count = ?",
+            (now, pk, name, count),
+        )
 
 
 def release_all_claims(conn: sqlite3.Connection, crashed: bool, now: float) -> int:
@@ -316,7 +366,7 @@ def restart(
     conn.execute(
         "UPDATE instances SET status = 'queued', queued = ?, modified = ?, started = NULL, "
         "ended = NULL, output = NULL, error = NULL, termination = NULL, wake_at = NULL, "
-        "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, "
+        "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
         "epoch = epoch + 1 WHERE pk = ?",
         (now, now, pk),
     )

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
-
-@dataclass(frozen=True)
-class VersionRow:
-    id: str
-    created: float
-    active: bool
-    workflows: list[dict[str, Any]]  # [{"name", "binding", "class_name"}] from its wf.toml
-    files: int
-    size: int
-    unloaded: float | None
+from wf.engine.model import VersionRow
+from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances
 
 
 def _version(row: tuple[Any, ...]) -> VersionRow:
-    return VersionRow(row[0], row[1], bool(row[2]), json.loads(row[3]), row[4], row[5], row[6])
+    return VersionRow(
+        row[0], row[1], bool(row[2]), json.loads(row[3]), row[4], row[5], row[6], row[7]
+    )
 
 
-_COLUMNS = "id, created, active, workflows, files, size, unloaded"
+_COLUMNS = "id, created, active, workflows, files, size, unloaded, retention"
 
 
 def list_versions(conn: sqlite3.Connection) -> list[VersionRow]:
@@ -38,20 +31,22 @@ def activate_version(
     workflows: list[dict[str, Any]],
     files: int,
     size: int,
+    retention: float | None = None,
 ) -> VersionRow:
     """Insert (or reload) a version and make it the only active one."""
     conn.execute("UPDATE versions SET active = 0 WHERE active = 1")
     exists = conn.execute("SELECT 1 FROM versions WHERE id = ?", (version_id,)).fetchone()
     if exists:
         conn.execute(
-            "UPDATE versions SET active = 1, unloaded = NULL, created = ? WHERE id = ?",
-            (created, version_id),
+            "UPDATE versions SET active = 1, unloaded = NULL, created = ?, retention = ? "
+            "WHERE id = ?",
+            (created, retention, version_id),
         )
     else:
         conn.execute(
-            "INSERT INTO versions (id, created, active, workflows, files, size) "
-            "VALUES (?, ?, 1, ?, ?, ?)",
-            (version_id, created, json.dumps(workflows), files, size),
+            "INSERT INTO versions (id, created, active, workflows, files, size, retention) "
+            "VALUES (?, ?, 1, ?, ?, ?, ?)",
+            (version_id, created, json.dumps(workflows), files, size, retention),
         )
     row = conn.execute(f"SELECT {_COLUMNS} FROM versions WHERE id = ?", (version_id,)).fetchone()
     return _version(row)
@@ -67,6 +62,24 @@ def try_unload(conn: sqlite3.Connection, version_id: str, now: float) -> bool:
         (now, version_id, version_id),
     )
     return cursor.rowcount == 1
+
+
+def purge_by_version_retention(conn: sqlite3.Connection, now: float, default: float) -> int:
+    """Purge the instances each version finished longer ago than its retention (``default``
+    seconds for a version that set none), one version at a time on its own index range."""
+    pks: list[int] = []
+    for version_id, retention in conn.execute("SELECT id, retention FROM versions").fetchall():
+        before = now - (retention if retention is not None else default)
+        pks.extend(
+            row[0]
+            for row in conn.execute(
+                "SELECT pk FROM instances INDEXED BY instances_version_ended "
+                f"WHERE version_id = ? AND ended < ? AND status IN {FINISHED_SQL}",
+                (version_id, before),
+            )
+        )
+    delete_instances(conn, pks)
+    return len(pks)
 
 
 def put_secret(conn: sqlite3.Connection, name: str, value: str, now: float) -> None:

@@ -6,9 +6,10 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import urllib.parse
 from pathlib import Path
 
-from wf.engine.store.migrations import APPLICATION_ID, LATEST
+from wf.engine.store.migrations import APPLICATION_ID, LATEST, migrate
 from wf.errors import StoreCorrupt, StoreError, StoreLocked, StoreTooNew
 
 DURABILITY_MODES = ("fsync", "os")
@@ -36,6 +37,22 @@ class FileLock:
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._fd = fd
+
+    def held_elsewhere(self) -> bool:
+        """Whether another process holds the lock now (this one does not ask to keep it)."""
+        if self._fd is not None:
+            return False
+        try:
+            fd = os.open(self.path, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)  # closing drops a lock it may have taken
+        return False
 
     def release(self) -> None:
         if self._fd is not None:
@@ -82,13 +99,20 @@ def verify(path: Path, *, through_log: bool = False) -> None:
     except sqlite3.Error as exc:
         raise StoreCorrupt(f"{path} cannot be opened as a database: {exc}") from None
     try:
+        schema_version(conn, path)
+    finally:
+        conn.close()
+
+
+def schema_version(conn: sqlite3.Connection, path: Path) -> int:
+    """The schema version of a wf database (0: nothing in it yet); refuses a foreign, damaged or
+    newer one."""
+    try:
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt(f"{path} is not a wf database or is damaged ({exc})") from None
-    finally:
-        conn.close()
     if app_id != APPLICATION_ID and (tables or version):
         raise StoreCorrupt(
             f"{path} is an SQLite database, but not one of wf's; refusing to touch it"
@@ -98,6 +122,7 @@ def verify(path: Path, *, through_log: bool = False) -> None:
             f"{path} has schema version {version}, newer than this wf understands ({LATEST}); "
             "upgrade wf"
         )
+    return version
 
 
 def connect(path: Path, durability: str) -> sqlite3.Connection:
@@ -120,4 +145,24 @@ def connect(path: Path, durability: str) -> sqlite3.Connection:
         raise StoreError(f"{path} cannot be opened: {exc}") from None
     except sqlite3.DatabaseError as exc:
         raise StoreCorrupt(f"{path} is not a wf database or is damaged ({exc})") from None
+    return conn
+
+
+def connect_read_only(path: Path) -> sqlite3.Connection:
+    """A connection that can only read (``mode=ro``): it sees what the database's owner has
+    committed, beside it (WAL), and takes no lock that could hold the owner up."""
+    uri = f"file:{urllib.parse.quote(str(path))}?mode=ro"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout = 30000")
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} cannot be opened for reading: {exc}") from None
+    return conn
+
+
+def connect_empty() -> sqlite3.Connection:
+    """An empty wf database in memory: what a database not created yet reads as."""
+    conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+    migrate(conn)
     return conn

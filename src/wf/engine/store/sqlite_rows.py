@@ -14,11 +14,12 @@ from wf.engine.model import (
     History,
     InstanceRow,
     Status,
+    StepKey,
     StepKind,
     StepRecord,
     StepState,
 )
-from wf.errors import InstanceNotFound
+from wf.errors import InstanceNotFound, error_info
 
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
@@ -32,7 +33,12 @@ def dump_error(error: ErrorInfo | None) -> str | None:
 
 
 def load_error(text: str | None) -> ErrorInfo | None:
-    return None if text is None else dict(json.loads(text))
+    """A stored error; one recorded by an older wf (a message of any size, or not text) comes
+    back as one recorded today would."""
+    if text is None:
+        return None
+    stored = json.loads(text)
+    return error_info(stored.get("name"), stored.get("message"))
 
 
 def row_to_instance(row: Sequence[Any]) -> InstanceRow:
@@ -74,7 +80,7 @@ def find_instance(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> 
 
 
 def read_history(conn: sqlite3.Connection, pk: int) -> History:
-    steps: dict[tuple[str, int], StepRecord] = {}
+    steps: dict[StepKey, StepRecord] = {}
     for row in conn.execute(
         "SELECT name, count, kind, state, started, ended, output, error, config, wake_at, "
         "duration, event_type, event_time, non_retryable FROM steps WHERE instance = ? "
@@ -103,7 +109,7 @@ def read_history(conn: sqlite3.Connection, pk: int) -> History:
         "WHERE instance = ? ORDER BY name, count, number",
         (pk,),
     ):
-        step = steps.get((name, count))
+        step = steps.get((StepKind.DO, name, count))  # only step.do has attempts
         if step is not None:
             step.attempts.append(
                 AttemptRecord(

@@ -10,7 +10,14 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from wf.engine.model import AttemptRecord, EventRecord, Status, StepRecord, StepState
+from wf.engine.model import (
+    PAUSING,
+    AttemptRecord,
+    EventRecord,
+    Status,
+    StepRecord,
+    StepState,
+)
 from wf.engine.store.sqlite_rows import dump_error
 
 
@@ -19,16 +26,23 @@ def _fenced(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
     return row is not None and row[0] == epoch
 
 
+# A step row is found by its identity: (kind, name, count) within its instance.
+_STEP = "instance = ? AND kind = ? AND name = ? AND count = ?"
+
 _END_STEP = (
-    "UPDATE steps SET state = ?, ended = ?, output = ?, error = ?, wake_at = NULL "
-    "WHERE instance = ? AND name = ? AND count = ?"
+    f"UPDATE steps SET state = ?, ended = ?, output = ?, error = ?, wake_at = NULL WHERE {_STEP}"
 )
+
+
+def _step(pk: int, step: StepRecord) -> tuple[int, str, str, int]:
+    """The values of ``_STEP`` for this step."""
+    return (pk, step.kind.value, step.name, step.count)
 
 
 def _end_step(conn: sqlite3.Connection, pk: int, step: StepRecord, state: StepState) -> None:
     conn.execute(
         _END_STEP,
-        (state.value, step.ended, step.output, dump_error(step.error), pk, step.name, step.count),
+        (state.value, step.ended, step.output, dump_error(step.error), *_step(pk, step)),
     )
 
 
@@ -108,9 +122,8 @@ def update_step_timer(
     if not _fenced(conn, pk, epoch):
         return False
     conn.execute(
-        "UPDATE steps SET wake_at = ?, duration = ?, started = coalesce(?, started) "
-        "WHERE instance = ? AND name = ? AND count = ?",
-        (step.wake_at, step.duration, started, pk, step.name, step.count),
+        f"UPDATE steps SET wake_at = ?, duration = ?, started = coalesce(?, started) WHERE {_STEP}",
+        (step.wake_at, step.duration, started, *_step(pk, step)),
     )
     return True
 
@@ -129,12 +142,12 @@ def start_attempt(
             return False
     else:
         cursor = conn.execute(
-            "UPDATE steps SET wake_at = NULL, config = ? "
-            f"WHERE instance = ? AND name = ? AND count = ? AND {_FENCE}",
-            (config_text(step.config), pk, step.name, step.count, pk, epoch),
+            f"UPDATE steps SET wake_at = NULL, config = ? WHERE {_STEP} AND {_FENCE}",
+            (config_text(step.config), *_step(pk, step), pk, epoch),
         )
         if cursor.rowcount != 1:
             return False
+    # Only step.do has attempts: (name, count) is the step's identity among do steps.
     conn.execute(
         "INSERT INTO attempts (instance, name, count, number, started) VALUES (?, ?, ?, ?, ?)",
         (pk, step.name, step.count, attempt.number, attempt.started),
@@ -170,23 +183,20 @@ def end_attempt(
         return False
     if finish is None:
         conn.execute(
-            "UPDATE steps SET wake_at = ?, non_retryable = ? "
-            "WHERE instance = ? AND name = ? AND count = ?",
-            (step.wake_at, int(step.non_retryable), pk, step.name, step.count),
+            f"UPDATE steps SET wake_at = ?, non_retryable = ? WHERE {_STEP}",
+            (step.wake_at, int(step.non_retryable), *_step(pk, step)),
         )
     else:
         conn.execute(
             "UPDATE steps SET state = ?, ended = ?, output = ?, error = ?, wake_at = NULL, "
-            "non_retryable = ? WHERE instance = ? AND name = ? AND count = ?",
+            f"non_retryable = ? WHERE {_STEP}",
             (
                 finish.value,
                 step.ended,
                 step.output,
                 dump_error(step.error),
                 int(step.non_retryable),
-                pk,
-                step.name,
-                step.count,
+                *_step(pk, step),
             ),
         )
     return True
@@ -203,28 +213,32 @@ def end_step(
 
 def consume_event(
     conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, now: float
-) -> EventRecord | Literal[False] | None:
+) -> EventRecord | Literal[False, "pausing"] | None:
     """The oldest buffered event of the wait's type, now consumed by it; ``None`` if there is
-    none, ``False`` if fenced."""
-    if not _fenced(conn, pk, epoch):
+    none, ``False`` if fenced, ``PAUSING`` if a pause was acknowledged (none is consumed)."""
+    row = conn.execute("SELECT epoch, status FROM instances WHERE pk = ?", (pk,)).fetchone()
+    if row is None or row[0] != epoch:
         return False
+    if row[1] == Status.WAITING_FOR_PAUSE.value:
+        return PAUSING
     assert step.event_type is not None
-    row = conn.execute(
+    found = conn.execute(
         "SELECT seq, payload, received FROM events WHERE instance = ? AND type = ? "
         "AND consumed_name IS NULL ORDER BY seq LIMIT 1",
         (pk, step.event_type),
     ).fetchone()
-    if row is None:
+    if found is None:
         return None
-    seq, payload, received = row
+    seq, payload, received = found
+    # Only waits consume events: (name, count) is the wait's identity among waits.
     conn.execute(
         "UPDATE events SET consumed_name = ?, consumed_count = ? WHERE seq = ?",
         (step.name, step.count, seq),
     )
     conn.execute(
         "UPDATE steps SET state = 'succeeded', ended = ?, output = ?, event_time = ?, "
-        "wake_at = NULL WHERE instance = ? AND name = ? AND count = ?",
-        (now, payload, received, pk, step.name, step.count),
+        f"wake_at = NULL WHERE {_STEP}",
+        (now, payload, received, *_step(pk, step)),
     )
     return EventRecord(seq, step.event_type, payload, received, (step.name, step.count))
 
