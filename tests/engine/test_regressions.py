@@ -32,7 +32,9 @@ async def test_lives_waking_from_short_waits_never_deadlock_on_slots(harness: Ha
     ids = [(await engine.create("ticker")).id for _ in range(8)]
     for instance_id in ids:
         assert (await wait_status(engine, "ticker", instance_id, timeout=30))["output"] == "done"
-    assert engine.slots.used == 0
+    # A life gives its slot back after its last write, and a claim round counts the slots it
+    # reserves while it asks the store: all come back, but not at the instant of the status.
+    await wait_for(lambda: engine.slots.used == 0)
 
 
 async def test_a_branch_busy_with_an_event_is_not_cut_short_by_a_long_sibling_sleep(
