@@ -1,10 +1,14 @@
-"""Shared fixtures: engines on real SQLite files in a temporary folder."""
+"""Shared fixtures: engines on real SQLite files in a temporary folder, or on a throwaway
+PostgreSQL cluster (``pg_cluster``, ``pg_url``: see ``tests/postgres.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -12,18 +16,45 @@ import pytest
 
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
+from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
+
+from . import postgres
 
 FINISHED = ("complete", "errored", "terminated")
 
 
 class Harness:
-    """Builds engines on one database file; every engine it started is stopped at the end."""
+    """Builds engines on one database (a file, or a PostgreSQL ``url``); every engine it
+    started is stopped at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str | None = None) -> None:
         self.path = path
+        self.url = url
         self.engines: list[Engine] = []
         self.notices: list[Notice] = []
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.url else "sqlite"
+
+    def store(self, durability: str = "os") -> Store:
+        if self.url is not None:
+            from wf.engine.store.postgres import PostgresStore
+
+            return PostgresStore(self.url, durability=durability)
+        return SqliteStore(self.path, durability=durability)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a raw SQL query on the database, through a connection of its own (on
+        PostgreSQL, wf's tables are found without their schema's name)."""
+        if self.url is not None:
+            import psycopg
+
+            with psycopg.connect(self.url, options="-c search_path=wf") as conn:
+                return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+        with closing(sqlite3.connect(self.path)) as conn:
+            return conn.execute(sql).fetchall()
 
     async def start(
         self,
@@ -36,7 +67,7 @@ class Harness:
     ) -> Engine:
         settings.setdefault("poll_interval", 0.2)
         engine = Engine(
-            SqliteStore(self.path, durability=durability),
+            self.store(durability),
             workflows,
             clock=clock,
             vars=vars,
@@ -66,6 +97,33 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         yield h
     finally:
         await h.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[postgres.PgCluster]:
+    """A PostgreSQL server for the session; skipped (failed, with WF_REQUIRE_POSTGRES=1)
+    where PostgreSQL is not installed."""
+    if not postgres.available():
+        message = "PostgreSQL is not installed (or set WF_TEST_DATABASE_URL)"
+        if os.environ.get("WF_REQUIRE_POSTGRES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    cluster = postgres.PgCluster()
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: postgres.PgCluster) -> Iterator[str]:
+    """The URL of a fresh, empty database, dropped after the test."""
+    url = pg_cluster.create_database()
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(url)
 
 
 @pytest.fixture
