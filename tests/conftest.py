@@ -52,7 +52,7 @@ class Harness:
             import psycopg
 
             with psycopg.connect(self.url, options="-c search_path=wf") as conn:
-                return conn.execute(sql).fetchall()  # type: ignore[arg-type]
+                return conn.execute(sql).fetchall()
         with closing(sqlite3.connect(self.path)) as conn:
             return conn.execute(sql).fetchall()
 

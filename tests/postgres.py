@@ -128,7 +128,7 @@ class PgCluster:
         import psycopg
 
         with psycopg.connect(self.url(database), autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
     def create_database(self) -> str:
         name = f"wf_{uuid.uuid4().hex[:12]}"

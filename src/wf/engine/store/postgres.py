@@ -89,6 +89,7 @@ class PostgresStore:
         self._inbox: Inbox | None = None
         self._open = False
         self._next_takeover = 0.0
+        self.takeover_every = TAKEOVER_EVERY
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.where!r})"
@@ -284,7 +285,7 @@ class PostgresStore:
     ) -> ClaimRound:
         takeover = time.monotonic() >= self._next_takeover
         if takeover:
-            self._next_takeover = time.monotonic() + TAKEOVER_EVERY
+            self._next_takeover = time.monotonic() + self.takeover_every
         return await self._write(
             controls.claim_ready(
                 owner, self.node, now, limit, workflows, lease, version, suspects, takeover
