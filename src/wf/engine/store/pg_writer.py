@@ -32,6 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import psycopg
+from psycopg.pq import PipelineStatus, TransactionStatus
 
 from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
 from wf.engine.store.writer import Pending, settle
@@ -65,13 +66,15 @@ class Job(Generic[T]):
         self.pending: Pending[T] = Pending()
 
 
-class _Lost(Exception):
-    """The connection went away during a batch; ``sent``: its commit may have landed."""
+class _Failed(Exception):
+    """A batch failed. ``sent``: its Sync had gone out (the commit may have landed);
+    ``healthy``: the connection is fine (a statement failed), else it must be replaced."""
 
-    def __init__(self, exc: BaseException, sent: bool) -> None:
+    def __init__(self, exc: BaseException, sent: bool, healthy: bool) -> None:
         super().__init__(str(exc))
         self.exc = exc
         self.sent = sent
+        self.healthy = healthy
 
 
 def _refused(exc: BaseException) -> Finish[Any]:
@@ -176,16 +179,19 @@ class PgWriter:
                 return [(job.pending, None, exc) for job in batch]
             try:
                 return await self._apply(conn, batch)
-            except _Lost as lost:
-                await self.link.lost(lost.exc)
-                if lost.sent and await self._landed():
-                    error = StoreUnavailable(
+            except _Failed as failed:
+                problem = failed.exc
+                if not failed.healthy:
+                    await self.link.lost(problem)
+                if failed.sent and await self._landed():
+                    unknown = StoreUnavailable(
                         f"PostgreSQL at {self.link.health.where} went away as this write was "
                         "committed: it was written, but its result is unknown"
                     )
-                    return [(job.pending, None, error) for job in batch]
-            except psycopg.Error as exc:
-                sqlstate = exc.sqlstate or ""
+                    return [(job.pending, None, unknown) for job in batch]
+                if not failed.healthy or not isinstance(problem, psycopg.Error):
+                    continue  # not committed: once the database is back, run it again
+                sqlstate = problem.sqlstate or ""
                 if sqlstate in ("40001", "40P01") and tries < RETRIES:
                     tries += 1  # a deadlock or a serialization failure: the batch was rolled back
                     continue
@@ -194,10 +200,9 @@ class PgWriter:
                     for job in batch:
                         outcomes.extend(await self._commit([job]))
                     return outcomes
-                log.error("write failed: %s", cause(exc))
-                return [
-                    (batch[0].pending, None, StoreError(f"database write failed: {cause(exc)}"))
-                ]
+                log.error("write failed: %s", cause(problem))
+                refused = StoreError(f"database write failed: {cause(problem)}")
+                return [(batch[0].pending, None, refused)]
 
     async def _landed(self) -> bool:
         """After a connection died during a commit: whether that commit landed."""
@@ -239,12 +244,14 @@ class PgWriter:
                         finishes.append(_refused(exc))
                 sent = True
                 await pipeline.sync()
-        except psycopg.Error as exc:
-            if is_disconnect(exc, conn):
-                raise _Lost(exc, sent) from None
-            raise
-        except OSError as exc:
-            raise _Lost(exc, sent) from None
+        except (psycopg.Error, OSError) as exc:
+            healthy = (
+                isinstance(exc, psycopg.Error)
+                and not is_disconnect(exc, conn)
+                and conn.info.transaction_status == TransactionStatus.IDLE
+                and conn.pgconn.pipeline_status == PipelineStatus.OFF
+            )
+            raise _Failed(exc, sent, healthy) from None
         self.commits += 1
         self.jobs += len(batch)
         outcomes: list[tuple[Pending[Any], Any, Any]] = []
