@@ -41,7 +41,7 @@ async def stores(pg_url: str) -> AsyncIterator[list[PostgresStore]]:
 
 def query(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     with psycopg.connect(url, autocommit=True) as conn:
-        cur = conn.execute(sql, args)  # type: ignore[arg-type]
+        cur = conn.execute(sql, args)
         return cur.fetchall() if cur.description else []
 
 
