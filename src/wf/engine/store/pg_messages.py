@@ -39,13 +39,15 @@ class Outbox:
         self.messages[text] = None
         return True
 
-    async def send(self, conn: Conn) -> None:
-        """Send what is queued (called by the writer between its commits)."""
+    async def send(self, conn: Conn) -> bool:
+        """Queue the sending of what is waiting (the writer commits it, between its batches);
+        False if there was nothing."""
         if not self.messages:
-            return
+            return False
         texts = list(self.messages)
         self.messages.clear()
         await conn.execute("SELECT pg_notify(%s, p) FROM unnest(%s::text[]) AS p", (CHANNEL, texts))
+        return True
 
 
 class Inbox:

@@ -7,9 +7,11 @@ all (statements up to a Sync are one implicit transaction), then each job reads 
 jobs, one statement locks the instance rows the batch writes, in pk order (two writers never
 deadlock on them), and every fenced statement checks its (pk, epoch) against the locked row.
 
-A batch with only lazy writes (an attempt's start, a status flip) commits with
-``synchronous_commit = off``: it survives this process dying (the server has it), and the next
-durable commit flushes it to disk with its own. In ``durability="os"`` every commit is so.
+The connection stays in pipeline mode for good (entering and leaving it per batch would cost
+more than the statements). A batch with only lazy writes (an attempt's start, a status flip)
+commits with ``synchronous_commit = off``: it survives this process dying (the server has it),
+and the next durable commit flushes it to disk with its own. In ``durability="os"`` every
+commit is so.
 
 The connection can go away (PostgreSQL restarted): the batch waits for it to come back and runs
 again; a write is acknowledged only after its commit returned. Each batch also stamps its number
@@ -32,6 +34,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import psycopg
+from psycopg import AsyncPipeline
 from psycopg.pq import PipelineStatus, TransactionStatus
 
 from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
@@ -51,8 +54,9 @@ Finish = Callable[[], Awaitable[T]]
 Apply = Callable[[Conn], Awaitable[Finish[T]]]
 
 DBNOW = "extract(epoch from clock_timestamp())::double precision"
-_LAZY = "SELECT set_config('synchronous_commit', 'off', true)"
 _MARK = f"UPDATE wf.writers SET batch = %s, seen = {DBNOW} WHERE id = %s"
+# The same, for a batch of lazy writes only: its commit does not wait for the disk.
+_MARK_LAZY = _MARK + " RETURNING set_config('synchronous_commit', 'off', true)"
 _LOCK = "SELECT pk FROM wf.instances WHERE pk = ANY(%s) ORDER BY pk FOR NO KEY UPDATE"
 
 
@@ -85,13 +89,14 @@ def _refused(exc: BaseException) -> Finish[Any]:
 
 
 class PgWriter:
-    """See the module docstring. ``after_commit`` runs after each batch (sending messages)."""
+    """See the module docstring. ``after_commit`` runs after each batch: it may queue
+    statements (messages to send, says True), committed on their own at once."""
 
     def __init__(
         self,
         link: Link,
         fsync: bool,
-        after_commit: Callable[[Conn], Awaitable[None]] | None = None,
+        after_commit: Callable[[Conn], Awaitable[bool]] | None = None,
     ) -> None:
         self.link = link
         self.fsync = fsync
@@ -104,6 +109,29 @@ class PgWriter:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        # The writer's connection stays in pipeline mode: entering and leaving it costs more
+        # than a batch's statements.
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._pipe: AsyncPipeline | None = None
+        self._pipe_conn: Conn | None = None
+
+    async def _pipeline(self, conn: Conn) -> AsyncPipeline:
+        if self._pipe is None or self._pipe_conn is not conn:
+            await self._leave_pipeline()
+            self._stack = contextlib.AsyncExitStack()
+            self._pipe = await self._stack.enter_async_context(conn.pipeline())
+            self._pipe_conn = conn
+        return self._pipe
+
+    async def _leave_pipeline(self) -> None:
+        stack, self._stack, self._pipe, self._pipe_conn = self._stack, None, None, None
+        if stack is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await stack.aclose()
+
+    async def _lost(self, exc: BaseException) -> None:
+        await self._leave_pipeline()
+        await self.link.lost(exc)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def setup(self, conn: Conn) -> None:
@@ -127,9 +155,13 @@ class PgWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
-        if self.link.conn is not None and not self.link.conn.closed:
-            with contextlib.suppress(psycopg.Error):
-                await self.link.conn.execute("DELETE FROM wf.writers WHERE id = %s", (self.id,))
+        conn = self.link.conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error, OSError):
+                pipe = await self._pipeline(conn)
+                await conn.execute("DELETE FROM wf.writers WHERE id = %s", (self.id,))
+                await pipe.sync()
+        await self._leave_pipeline()
         await self.link.close()
 
     def submit(self, apply: Apply[T], pks: Sequence[int] = (), durable: bool = True) -> Pending[T]:
@@ -162,11 +194,15 @@ class PgWriter:
                         settle(outcomes)
                         raise
                 settle(outcomes)
-            if self.after_commit is not None and self.link.conn is not None:
+            conn = self.link.conn
+            if self.after_commit is not None and conn is not None and not conn.closed:
                 try:
-                    await self.after_commit(self.link.conn)
-                except psycopg.Error as exc:
+                    pipe = await self._pipeline(conn)
+                    if await self.after_commit(conn):
+                        await pipe.sync()
+                except (psycopg.Error, OSError) as exc:  # lost: polling is the fallback
                     log.debug("cannot send messages: %s", exc)
+                    await self._lost(exc)
             if self._closing and not self._queue:
                 return
 
@@ -182,7 +218,7 @@ class PgWriter:
             except _Failed as failed:
                 problem = failed.exc
                 if not failed.healthy:
-                    await self.link.lost(problem)
+                    await self._lost(problem)
                 if failed.sent and await self._landed():
                     unknown = StoreUnavailable(
                         f"PostgreSQL at {self.link.health.where} went away as this write was "
@@ -212,13 +248,13 @@ class PgWriter:
             except StoreError:
                 return False
             try:
+                pipe = await self._pipeline(conn)
                 cur = await conn.execute("SELECT batch FROM wf.writers WHERE id = %s", (self.id,))
+                await pipe.sync()
                 row = await cur.fetchone()
-            except psycopg.Error as exc:
-                if is_disconnect(exc, conn):
-                    await self.link.lost(exc)
-                    continue
-                raise
+            except (psycopg.Error, OSError) as exc:
+                await self._lost(exc)
+                continue
             return row is not None and row[0] == self.batch
 
     async def _apply(
@@ -228,28 +264,27 @@ class PgWriter:
         finishes: list[Finish[Any]] = []
         sent = False
         try:
-            async with conn.pipeline() as pipeline:
-                if self.fsync and not any(job.durable for job in batch):
-                    await conn.execute(_LAZY)
-                await conn.execute(_MARK, (self.batch, self.id))
-                pks = sorted({pk for job in batch for pk in job.pks})
-                if len(pks) > 1:
-                    await conn.execute(_LOCK, (pks,))
-                for job in batch:
-                    try:
-                        finishes.append(await job.apply(conn))
-                    except psycopg.Error:
-                        raise
-                    except Exception as exc:  # refused before it wrote anything
-                        finishes.append(_refused(exc))
-                sent = True
-                await pipeline.sync()
+            pipeline = await self._pipeline(conn)
+            lazy = self.fsync and not any(job.durable for job in batch)
+            await conn.execute(_MARK_LAZY if lazy else _MARK, (self.batch, self.id))
+            pks = sorted({pk for job in batch for pk in job.pks})
+            if len(pks) > 1:
+                await conn.execute(_LOCK, (pks,))
+            for job in batch:
+                try:
+                    finishes.append(await job.apply(conn))
+                except psycopg.Error:
+                    raise
+                except Exception as exc:  # refused before it wrote anything
+                    finishes.append(_refused(exc))
+            sent = True
+            await pipeline.sync()
         except (psycopg.Error, OSError) as exc:
             healthy = (
                 isinstance(exc, psycopg.Error)
                 and not is_disconnect(exc, conn)
                 and conn.info.transaction_status == TransactionStatus.IDLE
-                and conn.pgconn.pipeline_status == PipelineStatus.OFF
+                and conn.pgconn.pipeline_status == PipelineStatus.ON
             )
             raise _Failed(exc, sent, healthy) from None
         self.commits += 1
