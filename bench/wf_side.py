@@ -89,10 +89,18 @@ class Finished:
 
 def engine_for(
     args: argparse.Namespace, spec: WorkflowSpec, on_notice: Finished | None
-) -> tuple[Engine, SqliteStore]:
+) -> tuple[Engine, Any]:
     db = args.dir / "wf.db"
     fresh_db(db)
-    store = SqliteStore(db, durability=args.durability)
+    store: Any = SqliteStore(db, durability=args.durability)
+    if args.database:  # PostgreSQL: wf's schema in it is dropped first, for an empty start
+        import psycopg
+
+        from wf.engine.store.postgres import PostgresStore
+
+        with psycopg.connect(args.database, autocommit=True) as conn:
+            conn.execute("DROP SCHEMA IF EXISTS wf CASCADE")
+        store = PostgresStore(args.database, durability=args.durability)
     engine = Engine(store, [spec], settings=EngineSettings(), on_notice=on_notice)
     return engine, store
 
@@ -375,7 +383,7 @@ async def w4(args: argparse.Namespace) -> dict[str, Any]:
         "rss_peak_mib": peak / 1024,
         "kib_per_instance": (rss_waiting - rss_before) / args.instances,
         "peak_kib_per_instance": (peak - rss_before) / args.instances,
-        "db_mib": files_mib(db),
+        "db_mib": 0.0 if args.database else files_mib(db),
         "errored": errored,
     }
 
@@ -394,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8, help="W2-http client threads")
     parser.add_argument("--phase", choices=("load", "recover", "import"), help="W3-child")
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument(
+        "--database", help="W1, W2, W4 on this PostgreSQL database (its schema wf is dropped)"
+    )
     args = parser.parse_args(argv)
     if args.workload == "W3-child":
         mark("imported")
