@@ -29,6 +29,9 @@ class ServeOptions:
     state_dir: Path = Path(".wf-serve")
     rotate_token: bool = False
     durability: str = "fsync"
+    # --database or WF_DATABASE_URL, checked by the CLI (a postgresql:// URL or a SQLite file's
+    # absolute path); None: the SQLite file in the state folder.
+    database: str | None = None
 
 
 class Reporter:
