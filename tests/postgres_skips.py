@@ -26,7 +26,7 @@ def _skipped_for_postgres(report: pytest.TestReport) -> bool:
 def pytest_report_teststatus(
     report: pytest.TestReport, config: pytest.Config
 ) -> tuple[str, str, str] | None:
-    if isinstance(report, pytest.TestReport) and _skipped_for_postgres(report):
+    if _skipped_for_postgres(report):
         return CATEGORY, "s", "SKIPPED"
     return None
 
