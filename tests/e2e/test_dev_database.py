@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import sqlite3
 from pathlib import Path
 
@@ -21,6 +22,10 @@ def instances_in(database: Path) -> list[str]:
         return []
     with contextlib.closing(sqlite3.connect(database)) as conn:
         return [row[0] for row in conn.execute("SELECT id FROM instances ORDER BY id")]
+
+
+def recorded(database: Path, instance_id: str) -> bool:
+    return instance_id in instances_in(database)
 
 
 def test_the_option_comes_before_the_variable_before_wf_toml_before_the_state_folder(
@@ -46,7 +51,7 @@ def test_the_option_comes_before_the_variable_before_wf_toml_before_the_state_fo
                 config.write('\n[engine]\ndatabase = "data/toml.db"\n')
         with dev_server(project, env=env, args=args) as server:
             wf("trigger", NAME, "--id", name, "--url", server.url, cwd=project)
-            wait_until(lambda n=name: n in instances_in(files[n]), what=f"{name} recorded")
+            wait_until(functools.partial(recorded, files[name], name), what=f"{name} recorded")
         shown = {
             "state": None,
             "toml": "data/toml.db",
