@@ -260,3 +260,25 @@ def test_a_wrong_engine_database_is_one_line_without_its_password(
         load_project(make_project(tmp_path, with_database(given)))
     assert str(caught.value).startswith(message)
     assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [('"5 seconds"', 5.0), ("90", 90.0), (None, 30.0)])
+def test_engine_lease_is_a_duration(tmp_path: Path, given: str | None, seconds: float) -> None:
+    toml = WF_TOML if given is None else f"{WF_TOML}\n[engine]\nlease = {given}\n"
+    project = load_project(make_project(tmp_path, toml))
+    assert project.engine.lease == seconds
+    assert project.engine_settings().lease == seconds
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("0", "wf.toml: engine.lease must be from 1 second to 1 hour, got 0 (int)"),
+        ('"2 hours"', 'wf.toml: engine.lease must be from 1 second to 1 hour, got "2 hours"'),
+        ('"soon"', 'wf.toml: engine.lease is invalid: lease "soon" is not a duration'),
+    ],
+)
+def test_a_wrong_engine_lease_is_refused(tmp_path: Path, given: str, message: str) -> None:
+    with pytest.raises(ProjectError) as caught:
+        load_project(make_project(tmp_path, f"{WF_TOML}\n[engine]\nlease = {given}\n"))
+    assert str(caught.value).startswith(message)

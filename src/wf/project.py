@@ -75,6 +75,9 @@ class EngineConfig:
     durability: str = "fsync"
     # A PostgreSQL URL, or a SQLite file's absolute path; None: <state_dir>/wf.db.
     database: str | None = None
+    # How long this process's claims outlive its last renewal: after a crash, another process
+    # (a restarted wf dev on PostgreSQL) takes its instances over once it lapses.
+    lease: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,11 @@ class Project:
             return str(self.main)
 
     def engine_settings(self) -> EngineSettings:
-        return EngineSettings(concurrency=self.engine.concurrency, retention=self.engine.retention)
+        return EngineSettings(
+            concurrency=self.engine.concurrency,
+            retention=self.engine.retention,
+            lease=self.engine.lease,
+        )
 
     def source_files(self) -> list[Path]:
         """wf.toml and every Python file beside the main module (what a version is made of)."""
@@ -152,7 +159,7 @@ def find_config(start: Path | None = None) -> Path | None:
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "limits")
 _DEV_KEYS = ("port", "host", "state_dir")
-_ENGINE_KEYS = ("concurrency", "retention", "durability", "database")
+_ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
 
 
 class _Checker:
@@ -341,6 +348,7 @@ def _load_project(config_path: Path) -> Project:
         retention=retention,
         durability=durability,
         database=_database(check, engine_table, root),
+        lease=_lease(check, engine_table),
     )
     return Project(
         root=root,
@@ -362,6 +370,20 @@ def _database(check: _Checker, engine_table: Mapping[str, Any], root: Path) -> s
         return database_location(text, root)
     except BadLocation as exc:
         raise check.fail("engine.database", str(exc)) from None
+
+
+MIN_LEASE, MAX_LEASE = 1.0, 3600.0
+
+
+def _lease(check: _Checker, engine_table: Mapping[str, Any]) -> float:
+    value = engine_table.get("lease", EngineConfig.lease)
+    try:
+        seconds = to_seconds(value, "lease")
+    except ValidationError as exc:
+        raise check.fail("engine.lease", f"is invalid: {exc}") from None
+    if not MIN_LEASE <= seconds <= MAX_LEASE:
+        raise check.fail("engine.lease", f"must be from 1 second to 1 hour, got {_show(value)}")
+    return seconds
 
 
 def read_dev_vars(project: Project) -> dict[str, str]:
