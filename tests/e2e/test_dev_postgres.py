@@ -34,9 +34,10 @@ RUNS = Path(__file__).with_name("runs.txt")
 class MyWorkflow(WorkflowEntrypoint):
     async def run(self, event, step):
         async def slow():
+            again = RUNS.exists() and event.instance_id in RUNS.read_text().split()
             with RUNS.open("a") as runs:  # one line per run of this body
                 runs.write(event.instance_id + "\\n")
-            await asyncio.sleep(event.payload.get("slow", 0))
+            await asyncio.sleep(0 if again else event.payload.get("slow", 0))
             return "slept"
 
         await step.do("slow", slow)
@@ -77,7 +78,8 @@ def new_project(tmp_path: Path, lease: str = "2 seconds") -> Path:
     project = tmp_path / "proj"
     (project / "workflows.py").write_text(WORKFLOW)
     with (project / "wf.toml").open("a") as config:
-        # wf dev killed with its claims: a restart takes them over once this has lapsed.
+        # wf dev killed with its claims: a restart takes them over at the latest once this has
+        # lapsed (sooner when PostgreSQL saw its connections close).
         config.write(f'\n[engine]\nlease = "{lease}"\n')
     return project
 
@@ -111,15 +113,23 @@ def test_the_dev_loop_on_postgresql(tmp_path: Path, pg_url: str) -> None:
         assert runs_of(project).count("second") == 1
         assert status(url, "first") == "waiting"  # still in its six-second sleep
 
-        # Kill the whole server (supervisor and child) mid-sleep, then start it again: the
-        # instance it held is taken over once its lease (2 s here) lapses.
+        # Kill the whole server (supervisor and child) while "first" sleeps and "third" runs its
+        # step, then start it again: "first" wakes; "third", still claimed by the dead process,
+        # is taken over, its owner's connections being gone (or, at the latest, once its lease
+        # lapses: 2 s here); its step runs again (it never finished).
+        wf("trigger", NAME, '{"slow": 600}', "--id", "third", "--url", url, cwd=project)
+        wait_until(lambda: "third" in runs_of(project), what="third's slow step runs")
         server.kill()
-        assert rows(pg_url)["first"][1] is not None  # still claimed by the dead process
+        assert rows(pg_url)["third"][1] is not None  # still claimed by the dead process
         server = DevServer(project, port, args=("--database", pg_url)).start()
         wait_until(lambda: status(url, "first") == "complete", what="first completes after restart")
         first = details(url, "first")
         assert first["output"] == {"version": "v2", "approved": {"ok": True}}
         assert runs_of(project).count("first") == 1
+        wait_until(lambda: status(url, "third") == "waiting", what="third taken over")
+        assert runs_of(project).count("third") == 2
+        wf(*send_event("third"), "--url", url, cwd=project)
+        wait_until(lambda: status(url, "third") == "complete", what="third completes")
         described = wf("instances", "describe", NAME, "first", "--url", url, cwd=project)
         assert "Completed" in described.stdout and "cool down-1" in described.stdout
         assert "Traceback" not in server.output()
@@ -127,7 +137,7 @@ def test_the_dev_loop_on_postgresql(tmp_path: Path, pg_url: str) -> None:
         server.stop()
         server.kill()
     # Everything is in the schema wf: nothing in public, nothing on disk but the state folder.
-    assert set(rows(pg_url)) == {"first", "second"}
+    assert set(rows(pg_url)) == {"first", "second", "third"}
     with psycopg.connect(pg_url, autocommit=True) as conn:
         public = conn.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
