@@ -249,6 +249,11 @@ def test_engine_database_is_a_sqlite_path_of_the_project_or_a_postgresql_url(
             'wf.toml: engine.database "host=db password=*** dbname=app" is a key=value connection '
             "string; write it as postgresql://user:password@host:5432/database",
         ),
+        (
+            '"postgresql://app:se%cret@db/app"',
+            'wf.toml: engine.database "postgresql://app:***@db/app" has a % that does not start '
+            "an escape such as %25 (write a % in a password as %25)",
+        ),
         ('"sqlite:///"', 'wf.toml: engine.database "sqlite:///" names no file'),
         ('"."', 'wf.toml: engine.database "." is a folder; name the database file in it'),
     ],

@@ -17,6 +17,7 @@ from wf.errors import quote
 SQLITE_PREFIX = "sqlite:///"
 URL_FORM = "postgresql://user:password@host:5432/database"
 EXPECTED = "a postgresql:// URL, or the path of a SQLite file (or sqlite:///path)"
+_BAD_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # libpq's "host=... dbname=..." form: taken for a file name it would make a stray SQLite file.
 _KEYWORDS = re.compile(r"\s*(host|hostaddr|port|dbname|user|password|service)\s*=", re.IGNORECASE)
 
@@ -60,4 +61,10 @@ def _postgres(url: str, shown: str) -> str:
         raise BadLocation(f"{shown} is not a valid PostgreSQL URL ({exc})") from None
     if parts.fragment:
         raise BadLocation(f"{shown} has a #fragment, which PostgreSQL URLs do not take")
+    if _BAD_PERCENT.search(url):
+        # Said here: libpq's own message quotes the token, which may be the password.
+        raise BadLocation(
+            f"{shown} has a % that does not start an escape such as %25 (write a % in a "
+            "password as %25)"
+        )
     return url
