@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -21,10 +22,31 @@ WF = [sys.executable, "-m", "wf"]
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Sockets that keep the ports free_port() handed out: held until this process exits.
+_RESERVED: list[socket.socket] = []
+
+
+@atexit.register
+def _release_ports() -> None:
+    for sock in _RESERVED:
+        sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port for a server this test starts, taken by nobody else in the meantime.
+
+    A port only seen free can be taken before the server binds it (or between a kill and the
+    restart on the same port): by another server, or as the local end of any outgoing connection
+    on a busy machine. So a socket stays bound to it, never listening, until this process exits:
+    the kernel then gives the port to no other bind and no connect, yet a server that binds it
+    with SO_REUSEADDR (wf dev and wf serve do) still can, restarts included. Connections to it
+    while no server listens are refused, as to any closed port.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def wf(

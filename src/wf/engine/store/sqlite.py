@@ -120,9 +120,9 @@ class SqliteStore:
         self._lock.acquire()
         try:
             if refused is not None:
-                # Perhaps read while another process was writing it: look again, now that
-                # nobody else can.
-                sqlite_file.verify(self.path)
+                # Perhaps read while another process was writing it, or left half checkpointed
+                # by a killed one: look again, through the log, now that nobody else can write.
+                sqlite_file.verify(self.path, through_log=True)
             conn = self._connect()
             try:
                 migrate(conn)
