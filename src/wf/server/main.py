@@ -29,6 +29,8 @@ class ServeOptions:
     state_dir: Path = Path(".wf-serve")
     rotate_token: bool = False
     durability: str = "fsync"
+    database: str | None = None  # a PostgreSQL URL; None: wf.db in the state folder
+    lease: float = 30.0  # how long a worker's claims outlive its last renewal
 
 
 class Reporter:
