@@ -39,8 +39,8 @@ def serve(
             notices.notice(Notice(**data))
 
     reporter = Reporter(
-        token=lambda token, path, rotated: render.print_token(token, str(path), rotated),
-        ready=lambda url, root: render.print_serving(url, str(root)),
+        token=render.print_token,
+        ready=lambda url, root, cluster: render.print_serving(url, str(root), cluster),
         warning=render.print_warning,
         notice=on_notice,
     )

@@ -23,13 +23,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    database: str
+    database: str  # the SQLite file its server owns, or the PostgreSQL URL the nodes share
     bundle: str
     version_id: str
     owner: str
     durability: str = "fsync"
     secrets: dict[str, str] = field(default_factory=dict)
     active_version: str | None = None
+    lease: float = 30.0  # the node's, whatever the bundle's wf.toml says
 
     def to_line(self) -> bytes:
         return encode(asdict(self))

@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -22,9 +22,9 @@ from wf.devserver.signals import stop_on_signals
 from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice, StopCause
-from wf.engine.store.sqlite import SqliteStore
 from wf.errors import WfError
 from wf.project import load_project, load_workflows
+from wf.server.database import Database
 from wf.server.protocol import WorkerConfig, decode, encode
 
 log = logging.getLogger("wf.worker")
@@ -71,7 +71,7 @@ class WorkerEngine(Engine):
 
     def __init__(self, config: WorkerConfig, specs: Sequence[WorkflowSpec], **kwargs: Any) -> None:
         super().__init__(
-            SqliteStore(config.database, durability=config.durability, shared=True),
+            Database(config.database).open_for_worker(config.durability),
             specs,
             version_id=config.version_id,
             on_notice=_notice,
@@ -121,7 +121,7 @@ def load(config: WorkerConfig) -> WorkerEngine:
         config,
         specs,
         vars={**project.vars, **config.secrets},
-        settings=project.engine_settings(),
+        settings=replace(project.engine_settings(), lease=config.lease),
     )
 
 
