@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
 from wf.engine.store.sqlite import SqliteStore
@@ -115,3 +116,28 @@ async def settle(clock: ManualClock | None = None, rounds: int = 5) -> None:
     """Let the engine run until it has nothing to do but wait (for real I/O, a few ms)."""
     for _ in range(rounds):
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[TestServer]:
+    """The tests' PostgreSQL server (ours, or WF_TEST_DATABASE_URL's); skipped when there is none,
+    unless WF_REQUIRE_POSTGRES=1."""
+    server = start_test_server()
+    if server is None:
+        if required():
+            pytest.fail(f"{SKIP_REASON} and WF_REQUIRE_POSTGRES is set: {HOW_TO}")
+        pytest.skip(f"{SKIP_REASON}: {HOW_TO}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: TestServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its URL."""
+    url = pg_cluster.new_database()
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(url)
