@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
+from tests.postgres_skips import pytest_report_teststatus, pytest_terminal_summary  # noqa: F401
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
 from wf.engine.store.sqlite import SqliteStore

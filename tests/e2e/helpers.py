@@ -28,12 +28,18 @@ def free_port() -> int:
 
 
 def wf(
-    *args: str, cwd: Path, check: bool = True, timeout: float = 30
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
-    env.pop("WF_URL", None)
+    environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    environment.pop("WF_URL", None)
+    environment.pop("WF_DATABASE_URL", None)
+    environment.update(env or {})
     result = subprocess.run(
-        [*WF, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+        [*WF, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
     if check and result.returncode != 0:
         raise AssertionError(f"wf {' '.join(args)} exited {result.returncode}: {result.stderr}")
@@ -102,19 +108,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = ""
 class DevServer:
     """``wf dev`` in its own session, so the test can kill it (and its child) as a group."""
 
-    def __init__(self, project: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        project: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.project = project
         self.port = port
         self.env = env or {}
+        self.args = args  # more options for wf dev
         self.url = f"http://127.0.0.1:{port}"
         self.log = project / f"dev-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DevServer:
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **self.env}
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        env.pop("WF_DATABASE_URL", None)  # the user's own database is not the tests'
+        env.update(self.env)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [*WF, "dev", "--port", str(self.port)],
+                [*WF, "dev", "--port", str(self.port), *self.args],
                 cwd=self.project,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -159,9 +174,12 @@ class DevServer:
 
 @contextmanager
 def dev_server(
-    project: Path, port: int | None = None, env: dict[str, str] | None = None
+    project: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[DevServer]:
-    server = DevServer(project, port or free_port(), env)
+    server = DevServer(project, port or free_port(), env, args)
     try:
         yield server.start()
     finally:

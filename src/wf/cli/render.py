@@ -904,8 +904,11 @@ def banner(
     workflows: list[tuple[str, str, str]],
     state_dir: str,
     version_id: str | None,
+    database: str | None = None,
 ) -> None:
-    """What ``wf dev`` prints once it listens: where, which workflows, where the state is."""
+    """What ``wf dev`` prints once it listens: where, which workflows, where the state is
+    (``database``: the database, when it is not the state folder's SQLite file, its password
+    already hidden)."""
     console = console_or_none or _console()
     title = Text.assemble(("wf dev", "bold cyan"), "  project ", (f'"{clean(project)}"', "bold"))
     if version_id:
@@ -922,6 +925,8 @@ def banner(
         )
     )
     console.print(Text.assemble("  ➜ ", ("State:", "bold"), "   ", clean(state_dir)))
+    if database:
+        console.print(Text.assemble("  ➜ ", ("Database:", "bold"), " ", clean(database)))
     if not workflows:
         console.print(Text("  no workflows", style="yellow"))
         return

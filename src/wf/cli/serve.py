@@ -24,13 +24,30 @@ def serve(
         bool,
         typer.Option("--rotate-token", help="Replace the API token (printed once), then serve."),
     ] = False,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            show_default=False,
+            help="Database to run on: a postgresql://user:password@host/db URL (every node of a "
+            "cluster names the same) or a SQLite file (default: $WF_DATABASE_URL, else the "
+            "state folder's wf.db).",
+        ),
+    ] = None,
 ) -> None:
     """Serve deployed versions (token-authenticated, no reload)."""
     from wf.cli import render
+    from wf.cli.database import chosen_database
+    from wf.cli.exit import fail
     from wf.cli.notices import NoticePrinter
     from wf.engine.runner import Notice
     from wf.server.main import Reporter, ServeOptions
     from wf.server.main import serve as run_server
+
+    try:
+        chosen = chosen_database(database)
+    except WfError as exc:
+        fail(str(exc))
 
     notices = NoticePrinter()
 
@@ -47,14 +64,15 @@ def serve(
     from wf.devserver.logs import configure
 
     configure("wf serve")
-    options = ServeOptions(host=host, port=port, state_dir=state, rotate_token=rotate_token)
+    options = ServeOptions(
+        host=host, port=port, state_dir=state, rotate_token=rotate_token, database=chosen
+    )
     try:
         code = asyncio.run(run_server(options, reporter))
     except KeyboardInterrupt:
         code = 0
     except WfError as exc:
-        typer.echo(f"wf: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))  # one line, whatever the database's driver said
     finally:
         notices.flush()  # what the last iteration of the loop told
     raise typer.Exit(code)
