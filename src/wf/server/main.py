@@ -34,7 +34,8 @@ class ServeOptions:
     rotate_token: bool = False
     durability: str = "fsync"
     database: str | None = None  # a PostgreSQL URL; None: wf.db in the state folder
-    lease: float = 30.0  # how long a worker's claims outlive its last renewal
+    # How long a worker's claims outlive its last renewal; None: each bundle's [engine] lease.
+    lease: float | None = None
 
 
 class Reporter:

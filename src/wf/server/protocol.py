@@ -30,7 +30,7 @@ class WorkerConfig:
     durability: str = "fsync"
     secrets: dict[str, str] = field(default_factory=dict)
     active_version: str | None = None
-    lease: float = 30.0  # the node's, whatever the bundle's wf.toml says
+    lease: float | None = None  # wf serve --lease; None: the bundle's [engine] lease
 
     def to_line(self) -> bytes:
         return encode(asdict(self))

@@ -44,7 +44,7 @@ class Runtime:
         clock: Clock | None = None,
         *,
         database: Database | None = None,
-        lease: float = 30.0,
+        lease: float | None = None,
         node: str | None = None,
     ) -> None:
         self.state = state
@@ -76,6 +76,9 @@ class Runtime:
         self._round_wanted = asyncio.Event()
         self._supervising = False
         self._warned: set[str] = set()
+        # The secrets (names and times) this node's workers were started with: a round that
+        # finds others restarts them, should a node's message about them be lost.
+        self._secrets_seen: list[tuple[str, float]] | None = None
 
     async def start(self) -> None:
         await self.store.open()
@@ -127,7 +130,7 @@ class Runtime:
     def _listen(self) -> None:
         bus, workers = self.bus, self.workers
         bus.on("versions", lambda _: self._round_wanted.set())
-        bus.on("secrets", lambda _: self.chore(self._restart_for_secrets()))
+        bus.on("secrets", lambda _: self._round_wanted.set())
         bus.on(
             "change",
             lambda m: workers.change(
@@ -154,10 +157,6 @@ class Runtime:
         task = asyncio.ensure_future(work)
         self._chores.add(task)
         task.add_done_callback(self._chores.discard)
-
-    async def _restart_for_secrets(self) -> None:
-        async with self.changing:
-            await self.secrets_changed()
 
     def _active(self) -> tuple[str | None, list[str]]:
         active = self.catalog.active
@@ -187,6 +186,7 @@ class Runtime:
         async with self.changing:
             if await refresh(self.store, self.catalog):
                 self.workers.set_active(*self._active())
+            await self._follow_secrets()
             await self.workers.forget_dead()
             await self._stop_unloaded()
             unfinished = await self.store.count_unfinished_by_version()
@@ -262,10 +262,19 @@ class Runtime:
                 shutil.rmtree(folder, ignore_errors=True)
 
     async def secrets_saved(self) -> list[str]:
-        """A secret was put or deleted here: restart this node's workers, and tell the others to
-        restart theirs. Returns the problems of this node's (see ``secrets_changed``)."""
+        """A secret was put or deleted here (the caller holds ``changing``): restart this node's
+        workers, and tell the others to restart theirs. Returns the problems of this node's (see
+        ``secrets_changed``)."""
         self.bus.publish("secrets")
+        self._secrets_seen = await self.store.list_secrets()
         return await self.secrets_changed()
+
+    async def _follow_secrets(self) -> None:
+        """Restart the workers when another node changed the secrets."""
+        seen = await self.store.list_secrets()
+        if self._secrets_seen is not None and seen != self._secrets_seen:
+            await self.secrets_changed()
+        self._secrets_seen = seen
 
     async def secrets_changed(self) -> list[str]:
         """Restart every worker (a fresh one first, then the old one stops) so env is current.

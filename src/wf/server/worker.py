@@ -19,11 +19,11 @@ from typing import Any, get_args
 
 from wf.devserver.logs import configure
 from wf.devserver.signals import stop_on_signals
-from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
+from wf.engine.engine import Engine, EngineSettings, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice, StopCause
 from wf.errors import WfError
-from wf.project import load_project, load_workflows
+from wf.project import Project, load_project, load_workflows
 from wf.server.database import Database
 from wf.server.protocol import WorkerConfig, decode, encode
 
@@ -121,8 +121,13 @@ def load(config: WorkerConfig) -> WorkerEngine:
         config,
         specs,
         vars={**project.vars, **config.secrets},
-        settings=replace(project.engine_settings(), lease=config.lease),
+        settings=_settings(project, config),
     )
+
+
+def _settings(project: Project, config: WorkerConfig) -> EngineSettings:
+    settings = project.engine_settings()
+    return settings if config.lease is None else replace(settings, lease=config.lease)
 
 
 async def _lines(loop: asyncio.AbstractEventLoop) -> asyncio.StreamReader:

@@ -85,7 +85,7 @@ class WorkerManager:
         on_notice: Callable[[dict[str, Any]], None],
         *,
         bus: Bus,
-        lease: float = 30.0,
+        lease: float | None = None,
     ) -> None:
         self.store = store
         self.state_root = state_root
