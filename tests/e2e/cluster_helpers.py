@@ -48,8 +48,10 @@ class Node(Serve):
         *,
         lease: float | None = None,
         env: dict[str, str] | None = None,
+        workflow: str = "pin",
     ) -> None:
         super().__init__(home, home / f"state-{name}")
+        self.workflow = workflow  # what ``instance``, ``status`` and ``finished`` look at
         self.database = database
         self.name = name
         self.lease = lease
@@ -79,11 +81,14 @@ class Node(Serve):
                 start_new_session=True,
                 env=env,
             )
-        wait_until(self.ready, timeout=60, what=f"node {self.name} to be ready ({self.output()})")
-        output = self.output()
-        found = CLUSTER_LINE.search(output)
-        assert found, output
+        # The token line comes first, then the address, then the cluster line.
+        found = wait_until(
+            lambda: self.ready() and CLUSTER_LINE.search(self.output()),
+            timeout=60,
+            what=f"node {self.name} to be ready ({self.output()})",
+        )
         self.node_id = found.group(1)
+        output = self.output()
         printed = TOKEN_LINE.search(output)
         self.printed_token = printed.group(2) if printed else None
         self.token = self.printed_token or token or self.env.get("WF_API_TOKEN", "")
@@ -138,6 +143,9 @@ class Node(Serve):
         except subprocess.TimeoutExpired:
             self.kill()
 
+    def instance(self, instance_id: str, workflow: str | None = None) -> dict[str, Any]:
+        return super().instance(instance_id, workflow or self.workflow)
+
     def health(self) -> dict[str, Any]:
         result: dict[str, Any] = self.api("/api/health")
         return result
@@ -153,11 +161,16 @@ def _alive(pid: int) -> bool:
 
 @contextlib.contextmanager
 def cluster(
-    home: Path, database: str, names: tuple[str, ...] = ("a", "b"), lease: float | None = None
+    home: Path,
+    database: str,
+    names: tuple[str, ...] = ("a", "b"),
+    *,
+    lease: float | None = None,
+    workflow: str = "pin",
 ) -> Iterator[list[Node]]:
     """Nodes not yet started (the test starts them, the first without a token); every one is
     stopped, and killed if need be, at the end."""
-    nodes = [Node(home, database, name, lease=lease) for name in names]
+    nodes = [Node(home, database, name, lease=lease, workflow=workflow) for name in names]
     try:
         yield nodes
     finally:

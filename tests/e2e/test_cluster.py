@@ -135,7 +135,7 @@ def worker_versions(node: Node) -> set[str]:
 def test_a_deploy_on_one_node_runs_on_every_node_and_pins_versions(
     tmp_path: Path, pg_url: str
 ) -> None:
-    with cluster(tmp_path, pg_url) as (a, b):
+    with cluster(tmp_path, pg_url, workflow="roam") as (a, b):
         a.start()
         assert a.printed_token, a.output()
         b.start(token=a.token)
@@ -180,7 +180,7 @@ def test_a_deploy_on_one_node_runs_on_every_node_and_pins_versions(
 def test_controls_and_events_sent_to_one_node_reach_the_instance_on_another(
     tmp_path: Path, pg_url: str
 ) -> None:
-    with cluster(tmp_path, pg_url) as (a, b):
+    with cluster(tmp_path, pg_url, workflow="roam") as (a, b):
         a.start()
         a.deploy(project(tmp_path / "p"))
         # Created while a is alone: a runs them.
@@ -216,7 +216,7 @@ def test_controls_and_events_sent_to_one_node_reach_the_instance_on_another(
 def test_a_secret_put_on_one_node_reaches_the_workflows_of_another(
     tmp_path: Path, pg_url: str
 ) -> None:
-    with cluster(tmp_path, pg_url) as (a, b):
+    with cluster(tmp_path, pg_url, workflow="roam") as (a, b):
         a.start()
         b.start(token=a.token)
         version = a.deploy(project(tmp_path / "p"))
@@ -240,7 +240,7 @@ def test_a_secret_put_on_one_node_reaches_the_workflows_of_another(
 
 
 def test_one_token_for_every_node_rotated_from_any(tmp_path: Path, pg_url: str) -> None:
-    with cluster(tmp_path, pg_url) as (a, b):
+    with cluster(tmp_path, pg_url, workflow="roam") as (a, b):
         a.start()
         first = a.printed_token
         assert first is not None
@@ -285,7 +285,7 @@ LEASE = 3.0
 def test_a_killed_node_loses_its_instances_to_another_after_the_lease(
     tmp_path: Path, pg_url: str
 ) -> None:
-    with cluster(tmp_path, pg_url, lease=LEASE) as (a, b):
+    with cluster(tmp_path, pg_url, lease=LEASE, workflow="roam") as (a, b):
         a.start()
         a.deploy(project(tmp_path / "p"))
         ids = [f"kill-{n}" for n in range(4)]
@@ -303,7 +303,7 @@ def test_a_killed_node_loses_its_instances_to_another_after_the_lease(
 
 
 def test_a_frozen_node_wakes_up_fenced(tmp_path: Path, pg_url: str) -> None:
-    with cluster(tmp_path, pg_url, lease=LEASE) as (a, b):
+    with cluster(tmp_path, pg_url, lease=LEASE, workflow="roam") as (a, b):
         a.start()
         a.deploy(project(tmp_path / "p"))
         ids = [f"frozen-{n}" for n in range(3)]

@@ -80,6 +80,7 @@ async def _authentication(
     if rotate:
         runtime.bus.publish("token")
     runtime.bus.on("token", lambda _: runtime.chore(check.reread()))
+    runtime.chore(check.follow())
     return None, check
 
 

@@ -5,12 +5,14 @@
 * Otherwise, on SQLite: the token file in the state folder (0600), as a single node always had.
 * Otherwise, on PostgreSQL: the first node creates one, prints it once and stores only its sha256
   (setting ``api_token_sha256``); every node checks requests against that hash, rereading it on a
-  ``token`` message and, at most once a second, when a token does not match (another node may
-  have rotated it).
+  ``token`` message, every few seconds, and, at most once a second, when a token does not match
+  (another node may have rotated it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -18,11 +20,13 @@ import secrets
 import time
 
 from wf.engine.store.base import ServerStore
+from wf.errors import StoreError
 from wf.server.state import TOKEN_BYTES, ServeError
 
 HASH_SETTING = "api_token_sha256"
 ENV = "WF_API_TOKEN"
 REREAD_SECONDS = 1.0
+FOLLOW_SECONDS = 5.0
 
 
 class StoredTokenHash:
@@ -43,6 +47,14 @@ class StoredTokenHash:
             return False
         await self.reread()
         return hmac.compare_digest(given, self.digest)
+
+    async def follow(self) -> None:
+        """Reread the hash every few seconds, for good: a rotation whose message this node
+        missed still takes the old token away here (a wrong token alone never rereads it)."""
+        while True:
+            await asyncio.sleep(FOLLOW_SECONDS)
+            with contextlib.suppress(StoreError):
+                await self.reread()
 
     async def reread(self) -> None:
         self._read_at = time.monotonic()
