@@ -295,11 +295,18 @@ def test_a_killed_node_loses_its_instances_to_another_after_the_lease(
         b.start(token=a.token)
         a.kill()
         killed = time.monotonic()
+        wait_until(
+            lambda: any(ran_a_step(b, i, "b") for i in ids), timeout=60, what="b to take over"
+        )
+        took_over = time.monotonic() - killed
         for instance_id in ids:
             steps = output(b, instance_id, timeout=90)
             nodes = [s["node"] for s in steps]
             assert nodes[0] == "a" and nodes[-1] == "b", nodes
-        print(f"lease {LEASE} s: all {len(ids)} done on b {time.monotonic() - killed:.1f} s after")
+        print(
+            f"lease {LEASE} s: b's first step {took_over:.1f} s after the kill, all {len(ids)} "
+            f"done {time.monotonic() - killed:.1f} s after"
+        )
 
 
 def test_a_frozen_node_wakes_up_fenced(tmp_path: Path, pg_url: str) -> None:
