@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from tests.e2e.helpers import WF, wait_until
-from tests.e2e.serve_helpers import TOKEN_LINE, Serve, children
+from tests.e2e.serve_helpers import TOKEN_LINE, Serve, children, cmdline
 
 CLUSTER_LINE = re.compile(r"cluster: node (\S+) on ")
 
@@ -102,7 +102,8 @@ class Node(Serve):
         return process_tree(self.pid) if self.process and self.process.poll() is None else []
 
     def signal_tree(self, signum: int) -> list[int]:
-        tree = self.tree() or self._tree
+        """Send ``signum`` to the server and each of its workers; the pids it reached."""
+        tree = self.tree()
         for pid in tree:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -127,8 +128,9 @@ class Node(Serve):
 
     def thaw(self) -> None:
         for pid in self._tree:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+            if self._ours(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
         self._tree = []
 
     def stop(self) -> None:
@@ -142,6 +144,32 @@ class Node(Serve):
             self.process.wait(30)
         except subprocess.TimeoutExpired:
             self.kill()
+
+    def close(self) -> None:
+        """Stop it (thawed first), and make sure nothing of it outlives the test: a worker that
+        does not stop with its server is killed."""
+        self.thaw()
+        tree = self.tree()
+        try:
+            self.stop()
+        finally:
+            if self.process is not None and self.process.poll() is None:
+                self.kill()
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: not any(self._ours(pid) for pid in tree), timeout=20)
+            for pid in tree:
+                if self._ours(pid):  # never a process that took a dead worker's pid
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+
+    def _ours(self, pid: int) -> bool:
+        """Whether ``pid`` is (still) this node's server or one of its workers."""
+        if not _alive(pid) or not any("wf" in part for part in cmdline(pid)):
+            return False
+        try:
+            return Path(os.readlink(f"/proc/{pid}/cwd")).is_relative_to(self.home)
+        except OSError:
+            return False
 
     def instance(self, instance_id: str, workflow: str | None = None) -> dict[str, Any]:
         return super().instance(instance_id, workflow or self.workflow)
@@ -169,26 +197,13 @@ def cluster(
     workflow: str = "pin",
 ) -> Iterator[list[Node]]:
     """Nodes not yet started (the test starts them, the first without a token); every one is
-    stopped, and killed if need be, at the end."""
+    closed at the end, whatever state it is in."""
     nodes = [Node(home, database, name, lease=lease, workflow=workflow) for name in names]
     try:
         yield nodes
     finally:
         for node in nodes:
-            try:
-                node.stop()
-            finally:
-                node.thaw()
-                if node.process is not None and node.process.poll() is None:
-                    node.kill()
-                _kill_orphans(node)
-
-
-def _kill_orphans(node: Node) -> None:
-    """Workers whose server was killed stop by themselves; make sure none outlives the test."""
-    for pid in node._tree:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            node.close()
 
 
 def query(database: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
