@@ -1194,10 +1194,13 @@ def print_token(token: str, path: str, rotated: bool) -> None:
     )
 
 
-def print_serving(url: str, state_dir: str) -> None:
+def print_serving(url: str, state_dir: str, cluster: str | None = None) -> None:
+    """``cluster``: which node this is and which database the nodes share (password hidden)."""
     console = _console()
     console.print(Text.assemble(("wf serve", "bold"), "  ", ("➜ ", "green"), url))
     console.print(Text(f"  state: {state_dir}", style="dim"))
+    if cluster:
+        console.print(Text(f"  cluster: {clean(cluster)}", style="dim"))
     console.print(
         Text("  deploy with: wf deploy --url " + url + " (token: WF_API_TOKEN)", style="dim")
     )

@@ -34,6 +34,15 @@ def serve(
             "state folder's wf.db).",
         ),
     ] = None,
+    lease: Annotated[
+        str | None,
+        typer.Option(
+            "--lease",
+            show_default=False,
+            help="How long a dead node keeps its instances before another node takes them over, "
+            'e.g. "10 seconds" or 10 (default: each version\'s [engine] lease, else 30 seconds).',
+        ),
+    ] = None,
 ) -> None:
     """Serve deployed versions (token-authenticated, no reload)."""
     from wf.cli import render
@@ -46,6 +55,7 @@ def serve(
 
     try:
         chosen = chosen_database(database)
+        lease_seconds = None if lease is None else _lease(lease)
     except WfError as exc:
         fail(str(exc))
 
@@ -56,8 +66,8 @@ def serve(
             notices.notice(Notice(**data))
 
     reporter = Reporter(
-        token=lambda token, path, rotated: render.print_token(token, str(path), rotated),
-        ready=lambda url, root: render.print_serving(url, str(root)),
+        token=render.print_token,
+        ready=lambda url, root, cluster: render.print_serving(url, str(root), cluster),
         warning=render.print_warning,
         notice=on_notice,
     )
@@ -65,7 +75,12 @@ def serve(
 
     configure("wf serve")
     options = ServeOptions(
-        host=host, port=port, state_dir=state, rotate_token=rotate_token, database=chosen
+        host=host,
+        port=port,
+        state_dir=state,
+        rotate_token=rotate_token,
+        database=chosen,
+        lease=lease_seconds,
     )
     try:
         code = asyncio.run(run_server(options, reporter))
@@ -76,3 +91,22 @@ def serve(
     finally:
         notices.flush()  # what the last iteration of the loop told
     raise typer.Exit(code)
+
+
+def _lease(text: str) -> float:
+    """``--lease``: a duration ("10 seconds", "2m") or a number of seconds, within the bounds
+    wf.toml's ``[engine] lease`` has."""
+    from wf.cli.exit import CliError
+    from wf.durations import to_seconds
+    from wf.project import MAX_LEASE, MIN_LEASE
+
+    try:
+        seconds = float(text)
+    except ValueError:
+        try:
+            seconds = to_seconds(text, "--lease")
+        except WfError as exc:
+            raise CliError(f"--lease: {exc}") from None
+    if not MIN_LEASE <= seconds <= MAX_LEASE:
+        raise CliError(f"--lease must be from 1 second to 1 hour, got {text}")
+    return seconds
