@@ -24,7 +24,6 @@ from tests.e2e.helpers import wait_until
 pytestmark = pytest.mark.slow
 
 # The cluster needs the PostgreSQL store (branch agent/pg-store until it is merged) and psycopg.
-pytest.importorskip("wf.engine.store.postgres", reason="the PostgreSQL store is not installed")
 
 WF_TOML = """\
 name = "roam"
