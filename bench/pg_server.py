@@ -11,7 +11,9 @@ Every measurement gets a fresh database (``new_database``), dropped after it.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
+import stat
 import tempfile
 import uuid
 from pathlib import Path
@@ -45,7 +47,7 @@ REPORTED = (
 
 
 class Unavailable(RuntimeError):
-    """There are no PostgreSQL binaries on this machine."""
+    """No server can be started here: no PostgreSQL binaries, or no folder its user may use."""
 
 
 class BenchServer:
@@ -56,6 +58,15 @@ class BenchServer:
         bin_dir = find_binaries()
         if bin_dir is None:
             raise Unavailable("PostgreSQL is not installed (no initdb or pg_ctl found)")
+        if os.geteuid() == 0:  # the server runs as nobody: it must be able to reach its folder
+            folder = (parent or Path(tempfile.gettempdir())).resolve()
+            path = (folder, *folder.parents)
+            shut = next((p for p in path if not p.stat().st_mode & stat.S_IXOTH), None)
+            if shut is not None:
+                raise Unavailable(
+                    f"PostgreSQL runs as nobody, who may not enter {shut}: "
+                    "give --tmp a folder every user may enter"
+                )
         # Its own folder beside the runs' (mkdtemp's 0700 folders are closed to the server's user).
         self.root = Path(tempfile.mkdtemp(prefix="wf-bench-pg-", dir=parent))
         self.root.chmod(0o755)
