@@ -553,4 +553,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the finally blocks have run: the PostgreSQL server is stopped
+        log("interrupted")
+        sys.exit(130)
