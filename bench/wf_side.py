@@ -292,8 +292,10 @@ def reap(proc: subprocess.Popen[str]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    if proc.stdout is not None:
-        proc.stdout.close()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):  # a pipe to a killed process may be broken
+                pipe.close()
 
 
 def w3(args: argparse.Namespace) -> dict[str, Any]:
