@@ -85,7 +85,8 @@ class Measurement:
     engine: str  # wf, dbos, wrangler; L: sqlite, postgres
     workload: str
     durability: str  # fsync, os; DBOS on SQLite: default; wrangler: workerd
-    variant: str  # DBOS's workflow style (async/sync); W2-scale: "1 node", ...; "" otherwise
+    # DBOS's workflow style (async/sync); W2-scale: "1 node", ...; takeover: SIGKILL, SIGSTOP
+    variant: str
     argv: list[str]
     timeout: float
     store: str = "sqlite"  # sqlite, postgres (a fresh database of the run's server for each run)
@@ -200,7 +201,9 @@ def plan(
                     variant = f"{nodes} node" + ("s" if nodes > 1 else "")
                     add("wf", workload, "fsync", variant, [*wf, "--nodes", str(nodes)], "postgres")
             else:
-                add("wf", workload, "fsync", "", [*wf, "--lease", str(TAKEOVER_LEASE)], "postgres")
+                for how in ("SIGKILL", "SIGSTOP"):
+                    argv = [*wf, "--lease", str(TAKEOVER_LEASE), "--how", how]
+                    add("wf", workload, "fsync", how, argv, "postgres")
             continue
         for store in stores:
             if store == "postgres" and workload in SQLITE_ONLY:

@@ -399,6 +399,7 @@ def takeover_table(run: Run) -> str:
         goal = Target(f"≤ {bound:g} s", bound, at_most=True)
         rows.append(
             [
+                TAKEOVER_HOW.get(r["variant"], r["variant"]),
                 num(m["instances"]),
                 num(m["lease_seconds"], 1),
                 num(m["poll_interval_seconds"], 1),
@@ -408,8 +409,15 @@ def takeover_table(run: Run) -> str:
                 run.spread(r, "seconds", 2),
             ]
         )
-    headers = ["instances", "lease s", "poll s", "s to the first complete", "s to all complete"]
-    return table([*headers, "target (lease + 5 s)", "runs"], rows, right=set(range(7)))
+    headers = ["the holder", "instances", "lease s", "poll s", "s to the first complete"]
+    headers += ["s to all complete", "target (lease + 5 s)", "runs"]
+    return table(headers, rows, right=set(range(1, 8)))
+
+
+TAKEOVER_HOW = {
+    "SIGKILL": "SIGKILLed (its connections close)",
+    "SIGSTOP": "SIGSTOPped (frozen: its lease must lapse)",
+}
 
 
 # ---- wf against each peer and against L ------------------------------------------------------
@@ -615,9 +623,11 @@ def render(payload: dict[str, Any]) -> str:
     if run.of("takeover"):
         section(
             f"**Takeover**: a node process holding {sizes['takeover_instances']:,} running "
-            "instances (each inside W3's gate step) is SIGKILLed; another node, running since "
-            "before the kill with the same lease, takes them over once the dead node's lease "
-            "has lapsed (the database's clock) and its poll comes round: seconds from the kill",
+            "instances (each inside W3's gate step) is SIGKILLed or SIGSTOPped; another node, "
+            "running since before with the same lease, takes them over at its next claim round "
+            "once the holder counts as dead: at once when its connections closed (the server "
+            "sees that), after its lease lapsed (the database's clock) when it is frozen. "
+            "Seconds from the signal",
             takeover_table(run),
         )
     ratios = ratio_table(run)

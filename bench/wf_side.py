@@ -270,19 +270,12 @@ def w2_http(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ---- W3: recovery after SIGKILL ---------------------------------------------------------------
-# On PostgreSQL a killed process's claims outlive it by its lease (nothing tells the next process
-# that it is dead: it could be frozen on another host). W3 measures the recovery's own work, so
-# its killed process has a short lease, and the restart begins once that has lapsed; the wait
-# for a lease to lapse is what the takeover measurement is about.
-W3_PG_LEASE = 2.0
-
-
 def child(args: argparse.Namespace, phase: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.wf_side", "W3-child", "--phase", phase]
     argv += ["--dir", str(args.dir), "--durability", args.durability]
     argv += ["--instances", str(args.instances), "--timeout", str(args.timeout)]
     if args.database:
-        argv += ["--database", args.database, "--lease", str(W3_PG_LEASE)]
+        argv += ["--database", args.database]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -304,14 +297,11 @@ def w3(args: argparse.Namespace) -> dict[str, Any]:
     try:
         wait_mark(loader, "ready", args.timeout)
         os.killpg(loader.pid, signal.SIGKILL)
-        killed = time.monotonic()
     finally:
         reap(loader)
     (args.dir / "release").touch()  # from now on, step 2 returns at once
     os.sync()  # what the killed process left for the disk to write is not the restart's cost
     time.sleep(0.3)
-    if args.database:  # the killed process's lease lapses (renewed at the latest at the kill)
-        time.sleep(max(0.0, killed + W3_PG_LEASE + 0.5 - time.monotonic()))
 
     # The restart: from the command to every instance complete (its notice, in that process).
     started = time.perf_counter()
@@ -339,7 +329,6 @@ def w3(args: argparse.Namespace) -> dict[str, Any]:
         reap(only)
     return {
         "instances": args.instances,
-        **({"killed_lease_seconds": W3_PG_LEASE} if args.database else {}),
         "seconds": done,
         "import_seconds": import_only,
         "engine_seconds": done - import_only,
@@ -354,8 +343,7 @@ async def w3_child(args: argparse.Namespace) -> None:
     done = Finished()
     store = store_for(args, fresh=args.phase == "load")
     spec = WorkflowSpec("gated", Gated)
-    settings = EngineSettings(lease=args.lease) if args.phase == "load" else EngineSettings()
-    engine = Engine(store, [spec], settings=settings, on_notice=done)
+    engine = Engine(store, [spec], settings=EngineSettings(), on_notice=done)
     await engine.start()  # plain start: what it finds running is recovered, all at once
     if args.phase == "load":
         Gate.target = args.instances
@@ -519,10 +507,15 @@ async def w2_scale(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+HOW = {"SIGKILL": signal.SIGKILL, "SIGSTOP": signal.SIGSTOP}
+
+
 def takeover(args: argparse.Namespace) -> dict[str, Any]:
     """A node holding ``--instances`` running instances (each inside W3's gate step) is
-    SIGKILLed; another node, running since before the kill, with the same ``--lease``, takes
-    them over once the dead node's lease has lapsed: seconds from the kill until all complete."""
+    SIGKILLed (``--how``; its connections close, which the store sees) or SIGSTOPped (frozen:
+    its connections stay open, so only its lease lapsing frees its claims); another node,
+    running since before, with the same ``--lease``, takes them over: seconds from the signal
+    until all complete."""
     holder = node(args, "hold", "bench-holder")
     taker: subprocess.Popen[str] | None = None
     try:
@@ -532,7 +525,7 @@ def takeover(args: argparse.Namespace) -> dict[str, Any]:
         (args.dir / "release").touch()  # the gate opens for whoever runs it next
         time.sleep(0.5)  # the taker's first claim rounds found nothing: it is idle and polling
         killed = time.perf_counter()
-        os.killpg(holder.pid, signal.SIGKILL)
+        os.killpg(holder.pid, HOW[args.how])
         first = wait_mark(taker, "first", args.timeout) - killed
         done = wait_mark(taker, "done", args.timeout) - killed
         inner = node_result(taker, args.timeout)
@@ -542,6 +535,7 @@ def takeover(args: argparse.Namespace) -> dict[str, Any]:
             reap(taker)
     return {
         "instances": args.instances,
+        "how": args.how,
         "lease_seconds": args.lease,
         "seconds": done,
         "first_seconds": first,
@@ -618,9 +612,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--timeout", type=float, default=300.0)
     parser.add_argument("--database", help="postgresql://... (an empty database): run on it")
     parser.add_argument("--nodes", type=int, default=1, help="W2-scale: node processes")
-    parser.add_argument("--lease", type=float, default=30.0, help="W3-child, W2-scale, takeover")
+    parser.add_argument("--lease", type=float, default=30.0, help="W2-scale, takeover (s)")
     parser.add_argument("--role", choices=("scale", "hold", "take"), help="node")
     parser.add_argument("--owner", default="bench", help="node: its claim owner id")
+    parser.add_argument("--how", choices=sorted(HOW), default="SIGKILL", help="takeover")
     args = parser.parse_args(argv)
     if args.workload in ("W2-scale", "takeover", "node") and not args.database:
         parser.error(f"{args.workload} runs on PostgreSQL: give --database")

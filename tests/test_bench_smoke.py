@@ -152,7 +152,8 @@ def test_smoke_run_on_postgresql(tmp_path: Path) -> None:
         ("wf", "W2-scale", "1 node"),
         ("wf", "W2-scale", "2 nodes"),
         ("wf", "W2-scale", "4 nodes"),
-        ("wf", "takeover", ""),
+        ("wf", "takeover", "SIGKILL"),
+        ("wf", "takeover", "SIGSTOP"),
     }
     sizes = payload["settings"]["sizes"]
     w1 = results[("wf", "W1", "")]
@@ -177,7 +178,8 @@ def test_smoke_run_on_postgresql(tmp_path: Path) -> None:
         assert run["nodes"] == nodes and len(run["completed_by_node"]) == nodes
         # Each instance of the shared pool completed once, by one node or another.
         assert run["complete"] == run["completed_notices"] == sizes["scale_instances"]
-    takeover = results[("wf", "takeover", "")]
-    positive(takeover, "seconds", "first_seconds")
-    assert takeover["median"]["complete"] == sizes["takeover_instances"]
-    assert takeover["median"]["lease_seconds"] == 5
+    for how in ("SIGKILL", "SIGSTOP"):
+        takeover = results[("wf", "takeover", how)]
+        positive(takeover, "seconds", "first_seconds")
+        assert takeover["median"]["complete"] == sizes["takeover_instances"]
+        assert takeover["median"]["lease_seconds"] == 5 and takeover["how"] == how
