@@ -151,9 +151,9 @@ def wrangler_ready() -> str:
 def plan(
     workloads: list[str], peers: list[str], stores: list[str], sizes: Sizes, dbos: Path | None
 ) -> list[Measurement]:
-    """What to measure, on each store asked for: wf in fsync mode (on SQLite, W1 and W1-def in
-    both modes), DBOS with its defaults, wrangler dev (W1 and W2-http), and L (SQLite in both
-    modes, PostgreSQL); W2-scale and takeover on PostgreSQL alone."""
+    """What to measure, on each store asked for: wf in fsync mode (W1 and W1-def in both
+    modes), DBOS with its defaults, wrangler dev (W1 and W2-http), and L in both modes;
+    W2-scale and takeover on PostgreSQL alone, W1-def and wrangler on SQLite alone."""
     py = sys.executable
     out: list[Measurement] = []
     counts = {
@@ -188,9 +188,9 @@ def plan(
                     limit = [py, "-m", "bench.limit", "--durability", mode, *seconds]
                     add("sqlite", "L", mode, "", limit)
             if "postgres" in stores:
-                add(
-                    "postgres", "L", "fsync", "", [py, "-m", "bench.limit_pg", *seconds], "postgres"
-                )
+                for mode in ("fsync", "os"):
+                    limit = [py, "-m", "bench.limit_pg", "--durability", mode, *seconds]
+                    add("postgres", "L", mode, "", limit, "postgres")
             continue
         if workload in PG_ONLY:
             if "postgres" not in stores:
@@ -208,9 +208,8 @@ def plan(
         for store in stores:
             if store == "postgres" and workload in SQLITE_ONLY:
                 continue
-            # wf's durability modes are SQLite's; on PostgreSQL the server's settings decide.
-            sqlite_both = store == "sqlite" and workload in ("W1", "W1-def")
-            for mode in ("fsync", "os") if sqlite_both else ("fsync",):
+            # W1 in both durability modes (on PostgreSQL, "os" is synchronous_commit off).
+            for mode in ("fsync", "os") if workload in ("W1", "W1-def") else ("fsync",):
                 wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
                 add("wf", workload, mode, "", [*wf, *counts[workload]], store)
             if workload in SQLITE_ONLY:  # wf's own comparison: the peers' W1 has both styles

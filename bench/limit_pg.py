@@ -1,10 +1,12 @@
 """L for PostgreSQL: raw psycopg commits on the bench's server, the most a store on it can do.
 
-``python -m bench.limit_pg --database URL``
+``python -m bench.limit_pg --database URL --durability fsync|os``
 
 One connection from Python (psycopg 3, the driver wf's store uses), on the same server and with
-its settings (fsync, synchronous_commit and full_page_writes on). Each commit inserts rows shaped
-like a step's (an instance number, a name, a small JSON output, two times).
+its settings (fsync, synchronous_commit and full_page_writes on); ``os`` sets
+``synchronous_commit = off`` for the session, as wf's store does in that mode (a commit does not
+wait for its WAL flush: a crash of the server may lose the last ones, never corrupt). Each commit
+inserts rows shaped like a step's (an instance number, a name, a small JSON output, two times).
 
 * single-row commits per second: one ``INSERT`` then ``COMMIT`` after another. Each waits for
   its WAL record to be flushed: the most durable commits per second one client can make.
@@ -53,6 +55,8 @@ def commits(
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     with psycopg.connect(args.database, connect_timeout=10) as conn:
+        if args.durability == "os":
+            conn.execute("SET synchronous_commit = off")
         conn.execute(
             "CREATE TABLE steps (instance bigint NOT NULL, name text NOT NULL, output text, "
             "started double precision, ended double precision, PRIMARY KEY (instance, name))"
@@ -65,7 +69,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "engine": "postgres",
         "workload": "L",
-        "durability": "fsync",
+        "durability": args.durability,
         "store": "postgres",
         "synchronous_commit": shown[0] if shown else "?",
         "commits_per_s": single / single_s,
@@ -78,6 +82,7 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.limit_pg")
     parser.add_argument("--database", required=True, help="postgresql://... (an empty database)")
+    parser.add_argument("--durability", choices=("fsync", "os"), default="fsync")
     parser.add_argument("--seconds", type=float, default=1.5, help="for each of the two figures")
     args = parser.parse_args(argv)
     emit_result(measure(args))

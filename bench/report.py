@@ -110,8 +110,8 @@ ENGINE_ORDER = {"wf": 0, "dbos": 1, "wrangler": 2, "sqlite": 3, "postgres": 3}
 MODE_ORDER = {"fsync": 0, "os": 1, "default": 2, "workerd": 3}
 STORE_ORDER = {"sqlite": 0, "postgres": 1}
 STORE_NAMES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
-# What "fsync" means on the bench's PostgreSQL server (bench/pg_server.py).
-PG_DURABLE = "fsync + synchronous_commit on"
+# What the durability modes mean on the bench's PostgreSQL server (bench/pg_server.py).
+PG_MODES = {"fsync": "fsync + synchronous_commit on", "os": "synchronous_commit off"}
 
 
 class Run:
@@ -173,7 +173,7 @@ class Run:
     @staticmethod
     def mode_name(r: dict[str, Any]) -> str:
         if r["store"] == "postgres":
-            return PG_DURABLE
+            return PG_MODES.get(r["durability"], str(r["durability"]))
         if r["engine"] == "dbos":
             journal = str(r.get("journal_mode", "?")).upper()
             if r["durability"] == "default":
@@ -195,7 +195,8 @@ class Run:
 # ---- the tables -------------------------------------------------------------------------------
 def limit_table(run: Run) -> str:
     rows = []
-    for store, mode in (("sqlite", "fsync"), ("sqlite", "os"), ("postgres", "fsync")):
+    pairs = (("sqlite", "fsync"), ("sqlite", "os"), ("postgres", "fsync"), ("postgres", "os"))
+    for store, mode in pairs:
         r = run.find(store, "L", mode, store=store)
         if r is None:
             continue
@@ -203,7 +204,7 @@ def limit_table(run: Run) -> str:
         if store == "sqlite":
             what = f"SQLite {mode} (WAL, synchronous={r['synchronous']})"
         else:
-            what = f"PostgreSQL (synchronous_commit={r.get('synchronous_commit', '?')}, fsync on)"
+            what = f"PostgreSQL {mode} (synchronous_commit={r.get('synchronous_commit', '?')})"
         rows.append(
             [
                 what,
@@ -445,7 +446,7 @@ def against_l(run: Run, measure: Measure, wf: dict[str, Any]) -> list[str] | Non
     """The row comparing a wf figure with what L allows, or None."""
     value = wf["median"][measure.key]
     store = wf["store"]
-    mode = wf["durability"] if store == "sqlite" else "PostgreSQL"
+    mode = wf["durability"] if store == "sqlite" else f"PostgreSQL {wf['durability']}"
     if measure.workload in ("W1", "W1-def"):
         commit = run.limit(wf["durability"], "commit_us", store)
         if commit is None:
@@ -478,7 +479,8 @@ def ratio_table(run: Run) -> str:
         for wf in run.of(measure.workload):
             if wf["engine"] != "wf":
                 continue
-            where = wf["durability"] if wf["store"] == "sqlite" else "PostgreSQL"
+            where = wf["durability"]
+            where += "" if wf["store"] == "sqlite" else " on PostgreSQL"
             mine = f"{num(wf['median'][measure.key], measure.digits)} (wf {where})"
             if wf["durability"] == "fsync":
                 for peer in run.of(measure.workload):

@@ -100,7 +100,7 @@ def store_for(args: argparse.Namespace, fresh: bool = True) -> Store:
     """The run's store: PostgreSQL when ``--database`` names one, else ``wf.db`` in ``--dir``
     (removed first when ``fresh``)."""
     if args.database:
-        return open_store(args.database)
+        return open_store(args.database, durability=args.durability)
     db = args.dir / "wf.db"
     if fresh:
         fresh_db(db)

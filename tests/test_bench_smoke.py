@@ -141,45 +141,52 @@ def test_smoke_run_on_postgresql(tmp_path: Path) -> None:
         assert server["settings"][name] == "on", name
     assert "PostgreSQL" in stdout and "fsync=on" in stdout
 
-    results = {(r["engine"], r["workload"], r["variant"]): r for r in payload["results"]}
+    results = {
+        (r["engine"], r["workload"], r["durability"], r["variant"]): r for r in payload["results"]
+    }
     assert set(results) == {
-        ("wf", "W1", ""),
-        ("wf", "W2", ""),
-        ("wf", "W2-http", ""),
-        ("wf", "W3", ""),
-        ("wf", "W4", ""),
-        ("postgres", "L", ""),
-        ("wf", "W2-scale", "1 node"),
-        ("wf", "W2-scale", "2 nodes"),
-        ("wf", "W2-scale", "4 nodes"),
-        ("wf", "takeover", "SIGKILL"),
-        ("wf", "takeover", "SIGSTOP"),
+        ("wf", "W1", "fsync", ""),
+        ("wf", "W1", "os", ""),
+        ("wf", "W2", "fsync", ""),
+        ("wf", "W2-http", "fsync", ""),
+        ("wf", "W3", "fsync", ""),
+        ("wf", "W4", "fsync", ""),
+        ("postgres", "L", "fsync", ""),
+        ("postgres", "L", "os", ""),
+        ("wf", "W2-scale", "fsync", "1 node"),
+        ("wf", "W2-scale", "fsync", "2 nodes"),
+        ("wf", "W2-scale", "fsync", "4 nodes"),
+        ("wf", "takeover", "fsync", "SIGKILL"),
+        ("wf", "takeover", "fsync", "SIGSTOP"),
     }
     sizes = payload["settings"]["sizes"]
-    w1 = results[("wf", "W1", "")]
-    positive(w1, "step_us", "step_us_median", "seconds")
-    assert w1["median"]["steps"] == sizes["w1_steps"]
-    positive(results[("postgres", "L", "")], "commits_per_s", "commit_us", "rows_per_s_64")
-    positive(results[("wf", "W2", "")], "instances_per_s", "seconds")
-    http = results[("wf", "W2-http", "")]
+    for mode in ("fsync", "os"):
+        w1 = results[("wf", "W1", mode, "")]
+        positive(w1, "step_us", "step_us_median", "seconds")
+        assert w1["median"]["steps"] == sizes["w1_steps"]
+        limit = results[("postgres", "L", mode, "")]
+        positive(limit, "commits_per_s", "commit_us", "rows_per_s_64")
+        assert limit["synchronous_commit"] == ("on" if mode == "fsync" else "off")
+    positive(results[("wf", "W2", "fsync", "")], "instances_per_s", "seconds")
+    http = results[("wf", "W2-http", "fsync", "")]
     positive(http, "instances_per_s", "creates_per_s", "startup_seconds")
     assert http["median"]["failed"] == 0
-    w3 = results[("wf", "W3", "")]
+    w3 = results[("wf", "W3", "fsync", "")]
     positive(w3, "seconds", "import_seconds")
     assert w3["median"]["complete"] == sizes["w3_instances"]
-    w4 = results[("wf", "W4", "")]
+    w4 = results[("wf", "W4", "fsync", "")]
     positive(w4, "creates_per_s", "waiting_per_s", "rss_peak_mib", "db_mib")
     assert w4["median"]["instances"] == sizes["w4_instances"]
 
     for nodes in (1, 2, 4):
-        scale = results[("wf", "W2-scale", f"{nodes} node" + ("s" if nodes > 1 else ""))]
+        scale = results[("wf", "W2-scale", "fsync", f"{nodes} node" + ("s" if nodes > 1 else ""))]
         positive(scale, "instances_per_s", "seconds")
         run = scale["runs"][0]
         assert run["nodes"] == nodes and len(run["completed_by_node"]) == nodes
         # Each instance of the shared pool completed once, by one node or another.
         assert run["complete"] == run["completed_notices"] == sizes["scale_instances"]
     for how in ("SIGKILL", "SIGSTOP"):
-        takeover = results[("wf", "takeover", how)]
+        takeover = results[("wf", "takeover", "fsync", how)]
         positive(takeover, "seconds", "first_seconds")
         assert takeover["median"]["complete"] == sizes["takeover_instances"]
         assert takeover["median"]["lease_seconds"] == 5 and takeover["how"] == how
