@@ -124,6 +124,26 @@ def dbos_python() -> Path:
     return python
 
 
+def npm_installed(project: Path) -> bool:
+    """Whether ``project``'s node_modules holds every package of its lock file, at the locked
+    version. (Not by file times: a fresh checkout's lock file is newer than any install, and
+    ``npm ci`` through a node_modules linked from another checkout empties that one.)"""
+    lock = json.loads((project / "package-lock.json").read_text())
+    for path, package in lock.get("packages", {}).items():
+        if not path.startswith("node_modules/") or package.get("link"):
+            continue
+        manifest = project / path / "package.json"
+        if not manifest.exists() and (package.get("optional") or package.get("peer")):
+            continue  # another platform's build, or a peer nothing here asks for
+        try:
+            version = json.loads(manifest.read_text()).get("version")
+        except (OSError, ValueError):
+            return False
+        if version != package.get("version"):
+            return False
+    return True
+
+
 def wrangler_ready() -> str:
     """Install wrangler in bench/cloudflare (``npm ci``) if needed; its version."""
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -133,9 +153,7 @@ def wrangler_ready() -> str:
     match = re.match(r"v(\d+)\.(\d+)", version)
     if match is None or (int(match[1]), int(match[2])) < (20, 3):
         raise RuntimeError(f"wrangler 4.86 needs Node.js 20.3 or newer, found {version or 'none'}")
-    lock = CF_PROJECT / "package-lock.json"
-    installed = CF_PROJECT / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+    if not npm_installed(CF_PROJECT):
         log("installing wrangler in bench/cloudflare: npm ci ...")
         subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel", "error"],
