@@ -340,13 +340,13 @@ def summarise(job: Measurement) -> dict[str, Any]:
     medians = {key: median(values) for key, values in numeric.items()}
     fixed = {k: v for k, v in (job.runs[0].items() if job.runs else ()) if k not in numeric}
     return {
+        **fixed,  # what the side reported; the plan's names of the measurement win
         "engine": job.engine,
         "workload": job.workload,
         "durability": job.durability,
         "variant": job.variant,
         "store": job.store,
         "argv": job.argv,
-        **fixed,
         "median": medians,
         "runs": job.runs,
         "errors": job.errors,
