@@ -1,30 +1,59 @@
-"""Shared fixtures: engines on real SQLite files in a temporary folder."""
+"""Shared fixtures: engines on real SQLite files in a temporary folder, or on a throwaway
+PostgreSQL cluster (``pg_cluster``, ``pg_url``: see ``tests/postgres.py``)."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
+from tests.postgres_skips import pytest_report_teststatus, pytest_terminal_summary  # noqa: F401
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
+from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
 
 FINISHED = ("complete", "errored", "terminated")
 
 
 class Harness:
-    """Builds engines on one database file; every engine it started is stopped at the end."""
+    """Builds engines on one database (a file, or a PostgreSQL ``url``); every engine it
+    started is stopped at the end."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, url: str | None = None) -> None:
         self.path = path
+        self.url = url
         self.engines: list[Engine] = []
         self.notices: list[Notice] = []
+
+    @property
+    def backend(self) -> str:
+        return "postgres" if self.url else "sqlite"
+
+    def store(self, durability: str = "os") -> Store:
+        if self.url is not None:
+            from wf.engine.store.postgres import PostgresStore
+
+            return PostgresStore(self.url, durability=durability)
+        return SqliteStore(self.path, durability=durability)
+
+    def query(self, sql: str) -> list[tuple[Any, ...]]:
+        """Rows of a raw SQL query on the database, through a connection of its own (on
+        PostgreSQL, wf's tables are found without their schema's name)."""
+        if self.url is not None:
+            import psycopg
+
+            with psycopg.connect(self.url, options="-c search_path=wf") as conn:
+                return conn.execute(sql).fetchall()
+        with closing(sqlite3.connect(self.path)) as conn:
+            return conn.execute(sql).fetchall()
 
     async def start(
         self,
@@ -37,7 +66,7 @@ class Harness:
     ) -> Engine:
         settings.setdefault("poll_interval", 0.2)
         engine = Engine(
-            SqliteStore(self.path, durability=durability),
+            self.store(durability),
             workflows,
             clock=clock,
             vars=vars,

@@ -27,6 +27,7 @@ HOW_TO = (
 )
 # The tests' server favours speed over surviving a power cut: a crash of PostgreSQL itself (what
 # the chaos tests do) keeps everything, since the OS still holds what it wrote.
+PASSWORD_ROLE, PASSWORD = "secret", "hunter2"  # a role of our clusters that logs in with a password
 FAST_SETTINGS = {
     "fsync": "off",
     "synchronous_commit": "on",
@@ -51,7 +52,7 @@ def find_binaries() -> Path | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -69,7 +70,7 @@ class Cluster:
         self.data = root / "data"
         self.log = root / "server.log"
         self.bin = bin_dir
-        self.port = _free_port()
+        self.port = free_port()
         self.settings = {**FAST_SETTINGS, **(settings or {})}
         self._as_user: list[str] = []
         if os.geteuid() == 0:
@@ -108,6 +109,13 @@ class Cluster:
             "UTF8",
             "--no-sync",
             "--no-instructions",
+        )
+        # The role "secret" must give its password (the tests of a wrong password need a server
+        # that asks); everyone else is trusted on loopback.
+        (self.data / "pg_hba.conf").write_text(
+            "local all all trust\n"
+            f"host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
+            "host all all 127.0.0.1/32 trust\n"
         )
         return self
 
@@ -165,10 +173,26 @@ class TestServer:
     def _admin(self) -> psycopg.Connection[tuple[object, ...]]:
         return psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10)
 
-    def url(self, database: str) -> str:
+    @property
+    def external(self) -> bool:
+        """The server is WF_TEST_DATABASE_URL's: it is not ours to restart."""
+        return self.cluster is None
+
+    def url(self, database: str, user: str | None = None, password: str | None = None) -> str:
         info = psycopg.conninfo.conninfo_to_dict(self.admin_url)
         info["dbname"] = database
+        if user is not None:
+            info["user"] = user
+            info.pop("password", None)
+        if password is not None:
+            info["password"] = password
         return _to_url(info)
+
+    def restart(self, mode: str = "fast") -> None:
+        """``pg_ctl restart -m fast|immediate`` of our own cluster: every connection is cut."""
+        if self.cluster is None:
+            raise RuntimeError("a server given by WF_TEST_DATABASE_URL is not restarted")
+        self.cluster.restart(mode)
 
     def new_database(self) -> str:
         """A fresh, empty database; its URL."""
@@ -218,6 +242,12 @@ def start_test_server() -> TestServer | None:
     cluster = Cluster(root / "cluster", bin_dir)
     try:
         cluster.init().start()
+        with psycopg.connect(cluster.admin_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(PASSWORD_ROLE), sql.Literal(PASSWORD)
+                )
+            )
     except BaseException:
         cluster.destroy()
         shutil.rmtree(root, ignore_errors=True)

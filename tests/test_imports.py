@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click")
+HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg")
 
 SCRIPT = """
 import json, sys
@@ -52,6 +52,7 @@ def test_the_heavy_libraries_are_installed(tmp_path: Path) -> None:
         "from wf import WorkflowEntrypoint, WorkflowStep, StepConfig, NonRetryableError",
         "from wf.engine import Engine, EngineSettings, WorkflowSpec, ManualClock",
         "import wf.engine.store.sqlite",
+        "from wf.engine.store import open_store",
     ],
 )
 def test_importing_wf_loads_no_heavy_library(imports: str, tmp_path: Path) -> None:

@@ -3,7 +3,6 @@ to ``MESSAGE_LIMIT`` characters wherever they are stored or announced."""
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
 
 import pytest
@@ -165,11 +164,10 @@ async def test_a_huge_error_message_is_cut_everywhere_it_is_recorded(harness: Ha
     assert len(failures) == 2
     for notice in failures:
         _assert_cut(notice.detail["error"]["message"], length)
-    with sqlite3.connect(harness.path) as conn:
-        stored = conn.execute(
-            "SELECT max(length(error)) FROM steps UNION ALL SELECT max(length(error)) FROM "
-            "attempts UNION ALL SELECT max(length(error)) FROM instances"
-        ).fetchall()
+    stored = harness.query(
+        "SELECT max(length(error)) FROM steps UNION ALL SELECT max(length(error)) FROM "
+        "attempts UNION ALL SELECT max(length(error)) FROM instances"
+    )
     assert all(MESSAGE_LIMIT < size < MESSAGE_LIMIT + 100 for (size,) in stored)
 
 

@@ -142,6 +142,9 @@ def _settle(
         event.set()
 
 
+settle = _settle  # for the PostgreSQL store's writer, which settles its own jobs
+
+
 def _wake(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():

@@ -1,0 +1,298 @@
+"""The group-commit writer of the PostgreSQL store: one asyncio task and one connection per
+process, committing everything submitted meanwhile in one transaction.
+
+A batch is one pipeline: every job queues its statements (``apply``), one ``Sync`` commits them
+all (statements up to a Sync are one implicit transaction), then each job reads its results
+(``finish``). So a step costs no round trip of its own beyond the batch's commit. Before the
+jobs, one statement locks the instance rows the batch writes, in pk order (two writers never
+deadlock on them), and every fenced statement checks its (pk, epoch) against the locked row.
+
+The connection stays in pipeline mode for good (entering and leaving it per batch would cost
+more than the statements). A batch with only lazy writes (an attempt's start, a status flip)
+commits with ``synchronous_commit = off``: it survives this process dying (the server has it),
+and the next durable commit flushes it to disk with its own. In ``durability="os"`` every
+commit is so.
+
+The connection can go away (PostgreSQL restarted): the batch waits for it to come back and runs
+again; a write is acknowledged only after its commit returned. Each batch also stamps its number
+on this writer's row of ``wf.writers``, so when the connection dies *during* a commit the writer
+learns after reconnecting whether the commit landed (and then cannot tell the jobs' results:
+they fail with ``StoreUnavailable``, which a runner treats like any refused write) or not (run
+it again).
+
+A statement failing (a constraint, a deadlock) rolls back the whole batch: its jobs then run
+one transaction each, so one bad write does not take the others with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import psycopg
+from psycopg import AsyncPipeline
+from psycopg.pq import PipelineStatus, TransactionStatus
+
+from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
+from wf.engine.store.writer import Pending, settle
+from wf.errors import StoreError, StoreUnavailable, WfError
+
+T = TypeVar("T")
+log = logging.getLogger("wf.store")
+
+MAX_BATCH = 1024
+RETRIES = 5  # a deadlock or serialization failure is retried this many times
+
+# What a job does: queue its statements on the connection (in pipeline mode) and return how to
+# read its result once the batch is committed. It may raise a WfError (refusing the write)
+# only before it queued any write.
+Finish = Callable[[], Awaitable[T]]
+Apply = Callable[[Conn], Awaitable[Finish[T]]]
+
+DBNOW = "extract(epoch from clock_timestamp())::double precision"
+_MARK = f"UPDATE wf.writers SET batch = %s, seen = {DBNOW} WHERE id = %s"
+# The same, for a batch of lazy writes only: its commit does not wait for the disk.
+_MARK_LAZY = _MARK + " RETURNING set_config('synchronous_commit', 'off', true)"
+_LOCK = "SELECT pk FROM wf.instances WHERE pk = ANY(%s) ORDER BY pk FOR NO KEY UPDATE"
+
+
+class Job(Generic[T]):
+    __slots__ = ("apply", "durable", "pending", "pks")
+
+    def __init__(self, apply: Apply[T], pks: Sequence[int], durable: bool) -> None:
+        self.apply = apply
+        self.pks = pks
+        self.durable = durable
+        self.pending: Pending[T] = Pending()
+
+
+class _Failed(Exception):
+    """A batch failed. ``sent``: its Sync had gone out (the commit may have landed);
+    ``healthy``: the connection is fine (a statement failed), else it must be replaced."""
+
+    def __init__(self, exc: BaseException, sent: bool, healthy: bool) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+        self.sent = sent
+        self.healthy = healthy
+
+
+def _refused(exc: BaseException) -> Finish[Any]:
+    async def finish() -> Any:
+        raise exc
+
+    return finish
+
+
+class PgWriter:
+    """See the module docstring. ``after_commit`` runs after each batch: it may queue
+    statements (messages to send, says True), committed on their own at once."""
+
+    def __init__(
+        self,
+        link: Link,
+        fsync: bool,
+        after_commit: Callable[[Conn], Awaitable[bool]] | None = None,
+    ) -> None:
+        self.link = link
+        self.fsync = fsync
+        self.id = f"{uuid.uuid4()}"
+        self.after_commit = after_commit
+        self.batch = 0  # the number of the last batch sent
+        self.commits = 0
+        self.jobs = 0
+        self._queue: list[Job[Any]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        # The writer's connection stays in pipeline mode: entering and leaving it costs more
+        # than a batch's statements.
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._pipe: AsyncPipeline | None = None
+        self._pipe_conn: Conn | None = None
+
+    async def _pipeline(self, conn: Conn) -> AsyncPipeline:
+        if self._pipe is None or self._pipe_conn is not conn:
+            await self._leave_pipeline()
+            self._stack = contextlib.AsyncExitStack()
+            self._pipe = await self._stack.enter_async_context(conn.pipeline())
+            self._pipe_conn = conn
+        return self._pipe
+
+    async def _leave_pipeline(self) -> None:
+        stack, self._stack, self._pipe, self._pipe_conn = self._stack, None, None, None
+        if stack is not None:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await stack.aclose()
+
+    async def _lost(self, exc: BaseException) -> None:
+        await self._leave_pipeline()
+        await self.link.lost(exc)
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+    async def setup(self, conn: Conn) -> None:
+        """On each new connection: this writer's row (its batch number stays as it was)."""
+        await conn.execute(
+            f"INSERT INTO wf.writers (id, batch, seen) VALUES (%s, %s, {DBNOW}) "
+            "ON CONFLICT (id) DO NOTHING",
+            (self.id, self.batch),
+        )
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="wf postgres writer")
+
+    async def close(self) -> None:
+        """Commit what is pending (if the database answers), then stop."""
+        if self._closing:
+            return
+        self._closing = True
+        if self.link.health.down_since is not None:
+            self.link.closed = True  # nothing will be written: fail the waiting writes now
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+        conn = self.link.conn
+        if conn is not None and not conn.closed:
+            with contextlib.suppress(psycopg.Error, OSError):
+                pipe = await self._pipeline(conn)
+                await conn.execute("DELETE FROM wf.writers WHERE id = %s", (self.id,))
+                await pipe.sync()
+        await self._leave_pipeline()
+        await self.link.close()
+
+    def submit(self, apply: Apply[T], pks: Sequence[int] = (), durable: bool = True) -> Pending[T]:
+        job: Job[T] = Job(apply, pks, durable)
+        if self._closing:
+            settle([(job.pending, None, StoreError("the store is closed"))])
+        else:
+            self._queue.append(job)
+            self._wake.set()
+        return job.pending
+
+    def poke(self) -> None:
+        """Run ``after_commit`` soon even if nothing is written (a message to send)."""
+        self._wake.set()
+
+    # ---- the loop -----------------------------------------------------------------------------
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch = self._queue[:MAX_BATCH]
+                del self._queue[:MAX_BATCH]
+                try:
+                    outcomes = await self._commit(batch)
+                except BaseException as exc:  # never leave a write unanswered
+                    error = exc if isinstance(exc, StoreError) else StoreError(f"{exc}")
+                    outcomes = [(job.pending, None, error) for job in batch]
+                    if not isinstance(exc, Exception):
+                        settle(outcomes)
+                        raise
+                settle(outcomes)
+            conn = self.link.conn
+            if self.after_commit is not None and conn is not None and not conn.closed:
+                try:
+                    pipe = await self._pipeline(conn)
+                    if await self.after_commit(conn):
+                        await pipe.sync()
+                except (psycopg.Error, OSError) as exc:  # lost: polling is the fallback
+                    log.debug("cannot send messages: %s", exc)
+                    await self._lost(exc)
+            if self._closing and not self._queue:
+                return
+
+    async def _commit(self, batch: list[Job[Any]]) -> list[tuple[Pending[Any], Any, Any]]:
+        tries = 0
+        while True:
+            try:
+                conn = await self.link.wait()
+            except StoreError as exc:  # the store closed while the database was away
+                return [(job.pending, None, exc) for job in batch]
+            try:
+                return await self._apply(conn, batch)
+            except _Failed as failed:
+                problem = failed.exc
+                if not failed.healthy:
+                    await self._lost(problem)
+                if failed.sent and await self._landed():
+                    unknown = StoreUnavailable(
+                        f"PostgreSQL at {self.link.health.where} went away as this write was "
+                        "committed: it was written, but its result is unknown"
+                    )
+                    return [(job.pending, None, unknown) for job in batch]
+                if not failed.healthy or not isinstance(problem, psycopg.Error):
+                    continue  # not committed: once the database is back, run it again
+                sqlstate = problem.sqlstate or ""
+                if sqlstate in ("40001", "40P01") and tries < RETRIES:
+                    tries += 1  # a deadlock or a serialization failure: the batch was rolled back
+                    continue
+                if len(batch) > 1:  # one of them failed: each alone, so the others commit
+                    outcomes: list[tuple[Pending[Any], Any, Any]] = []
+                    for job in batch:
+                        outcomes.extend(await self._commit([job]))
+                    return outcomes
+                log.error("write failed: %s", cause(problem))
+                refused = StoreError(f"database write failed: {cause(problem)}")
+                return [(batch[0].pending, None, refused)]
+
+    async def _landed(self) -> bool:
+        """After a connection died during a commit: whether that commit landed."""
+        while True:
+            try:
+                conn = await self.link.wait()
+            except StoreError:
+                return False
+            try:
+                pipe = await self._pipeline(conn)
+                cur = await conn.execute("SELECT batch FROM wf.writers WHERE id = %s", (self.id,))
+                await pipe.sync()
+                row = await cur.fetchone()
+            except (psycopg.Error, OSError) as exc:
+                await self._lost(exc)
+                continue
+            return row is not None and row[0] == self.batch
+
+    async def _apply(
+        self, conn: Conn, batch: list[Job[Any]]
+    ) -> list[tuple[Pending[Any], Any, Any]]:
+        self.batch += 1
+        finishes: list[Finish[Any]] = []
+        sent = False
+        try:
+            pipeline = await self._pipeline(conn)
+            lazy = self.fsync and not any(job.durable for job in batch)
+            await conn.execute(_MARK_LAZY if lazy else _MARK, (self.batch, self.id))
+            pks = sorted({pk for job in batch for pk in job.pks})
+            if len(pks) > 1:
+                await conn.execute(_LOCK, (pks,))
+            for job in batch:
+                try:
+                    finishes.append(await job.apply(conn))
+                except psycopg.Error:
+                    raise
+                except Exception as exc:  # refused before it wrote anything
+                    finishes.append(_refused(exc))
+            sent = True
+            await pipeline.sync()
+        except (psycopg.Error, OSError) as exc:
+            healthy = (
+                isinstance(exc, psycopg.Error)
+                and not is_disconnect(exc, conn)
+                and conn.info.transaction_status == TransactionStatus.IDLE
+                and conn.pgconn.pipeline_status == PipelineStatus.ON
+            )
+            raise _Failed(exc, sent, healthy) from None
+        self.commits += 1
+        self.jobs += len(batch)
+        outcomes: list[tuple[Pending[Any], Any, Any]] = []
+        for job, finish in zip(batch, finishes, strict=False):
+            try:
+                outcomes.append((job.pending, await finish(), None))
+            except (WfError, Exception) as exc:
+                outcomes.append((job.pending, None, exc))
+        return outcomes
