@@ -656,6 +656,7 @@ measured). Written by `make bench`; the same figures as JSON are in `bench/resul
 
     make bench                                          # everything, with DBOS and wrangler dev
     make bench BENCH_ARGS="--workload W1 --workload L"  # some workloads, wf alone
+    make bench BENCH_ARGS="--store postgres --peer dbos"  # the PostgreSQL forms, with DBOS
     .venv/bin/python -m bench --render bench/results/latest.json   # these tables again
 
 This run took {minutes:.0f} minutes; installing the peers on first use (DBOS Transact into
