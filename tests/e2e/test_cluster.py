@@ -12,6 +12,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ import pytest
 
 from tests.e2e.cluster_helpers import Node, cluster, query
 from tests.e2e.helpers import wait_until
+from tests.postgres import SKIP_REASON, find_binaries, own_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -359,3 +363,64 @@ def test_a_frozen_node_wakes_up_fenced(tmp_path: Path, pg_url: str) -> None:
                 instance_id,
             )
             assert [json.loads(text) for (text,) in recorded] == steps
+
+
+def test_a_database_outage_is_one_line_on_a_node_and_503_meanwhile(tmp_path: Path) -> None:
+    """PostgreSQL stopped under a serving node: requests get 503 with the reason in one line; the
+    terminal says once that it is gone and once that it is back, not once a second (the node's
+    round of its workers) nor once a request."""
+    if find_binaries() is None:
+        pytest.skip(SKIP_REASON)  # a server of its own: this one is stopped for a while
+    with (
+        own_cluster() as server,
+        cluster(tmp_path, server.admin_url, names=("a",), workflow="roam") as (a,),
+    ):
+        a.start()
+        a.deploy(project(tmp_path / "p"))
+        server.stop("fast")
+        try:
+            wait_until(lambda: "is unreachable" in a.output(), timeout=20, what="a to see it gone")
+            for _ in range(3):
+                reply = a.request("GET", "/api/workflows/roam/instances")
+                assert reply.status == 503, reply.text
+                [error] = json.loads(reply.text)["errors"]
+                assert "unreachable" in error["message"] and "\n" not in error["message"]
+            time.sleep(3.5)  # a round of the workers each second
+        finally:
+            server.start()
+        wait_until(a.healthy, timeout=30, what="a to be back")
+        wait_until(lambda: "reachable again" in a.output(), timeout=20, what="the line saying so")
+        # The server's lines (its worker says the same of its own connections, once each).
+        lines = a.output().splitlines()
+        said = [line for line in lines if line.startswith("wf serve:") and "reachable" in line]
+        assert len(said) == 2, a.output()
+        assert "Traceback" not in a.output()
+
+
+def test_a_node_stops_on_ctrl_c_while_its_database_is_down(tmp_path: Path) -> None:
+    """Ctrl-C must stop a node whose database went away: what its workers held cannot be given
+    back now, and need not be (their lease lapses); the node and its workers exit."""
+    if find_binaries() is None:
+        pytest.skip(SKIP_REASON)
+    with (
+        own_cluster() as server,
+        cluster(tmp_path, server.admin_url, names=("a",), workflow="roam") as (a,),
+    ):
+        a.start()
+        a.deploy(project(tmp_path / "p"))
+        create(a, "held", steps=30, nap=0.5)
+        running_steps(a, ["held"])
+        tree = a.tree()
+        assert len(tree) >= 2, tree  # the server and its worker
+        server.stop("fast")
+        wait_until(lambda: "is unreachable" in a.output(), timeout=20, what="a to see it gone")
+        assert a.process is not None
+        os.kill(a.pid, signal.SIGINT)
+        try:
+            a.process.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node did not stop on Ctrl-C with its database down: {a.output()}")
+        wait_until(
+            lambda: not any(a._ours(pid) for pid in tree), timeout=20, what="its workers to exit"
+        )
+        assert "Traceback" not in a.output()

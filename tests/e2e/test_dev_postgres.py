@@ -14,7 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.e2e.cluster_helpers import process_tree
 from tests.e2e.helpers import DevServer, api, dev_server, free_port, wait_until, wf
+from tests.e2e.serve_helpers import cmdline
 from tests.postgres import HOW_TO, SKIP_REASON, Cluster, find_binaries, required
 from wf.engine.store.urls import redact
 
@@ -276,3 +278,25 @@ def test_the_right_password_serves(tmp_path: Path, guarded: Cluster) -> None:
         wait_until(functools.partial(has_step, server.url, "one", "my first step-1"), what="runs")
         assert PASSWORD not in server.output()
         assert f"Database: {redact(url)} (schema wf)" in server.output()
+
+
+@pytest.mark.parametrize("source", ["option", "variable"])
+def test_the_password_is_on_no_command_line_wf_dev_starts(
+    tmp_path: Path, guarded: Cluster, source: str
+) -> None:
+    """``ps`` shows every user's command lines: a URL given in WF_DATABASE_URL (or typed after
+    --database, on wf dev's own line) must not reappear on the line of the process wf dev starts."""
+    wf("init", "proj", cwd=tmp_path)
+    url = f"postgresql://postgres:{PASSWORD}@127.0.0.1:{guarded.port}/postgres"
+    args, env = _where(source, url, tmp_path / "proj")
+    with dev_server(tmp_path / "proj", args=args, env=env) as server:
+        assert server.process is not None
+        started = process_tree(server.process.pid)[1:]
+        assert started, "wf dev runs its project in a process of its own"
+        for pid in started:
+            assert PASSWORD not in " ".join(cmdline(pid)), cmdline(pid)
+        instance = f"ps-{source}"  # the guarded cluster's database is the module's
+        wf("trigger", NAME, "--id", instance, "--url", server.url, cwd=tmp_path / "proj")
+        wait_until(
+            functools.partial(has_step, server.url, instance, "my first step-1"), what="runs"
+        )

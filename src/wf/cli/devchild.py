@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 
 from wf.cli.notices import NoticePrinter
-from wf.devserver.child import ChildOptions, serve
+from wf.devserver.child import DATABASE_VARIABLE, ChildOptions, serve
 from wf.devserver.logs import configure
 from wf.devserver.state import ServerState
 from wf.engine.runner import Notice
@@ -58,7 +59,9 @@ class TerminalReporter:
 
 def main() -> None:
     configure("wf")
-    options = ChildOptions.from_json(sys.argv[1])
+    # Taken out of the environment: the workflows this process imports need not see it.
+    database = os.environ.pop(DATABASE_VARIABLE, None) or None
+    options = ChildOptions.from_json(sys.argv[1], database)
     reporter = TerminalReporter()
     try:
         code = asyncio.run(serve(options, reporter))

@@ -37,7 +37,7 @@ from wf.engine.controller import Controller, EncodedParams
 from wf.engine.details import iso, trigger_source
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
-from wf.errors import ValidationError, WfError, quote
+from wf.errors import StoreUnavailable, ValidationError, WfError, quote
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -128,7 +128,8 @@ async def envelope_errors(request: web.Request, handler: Handler) -> web.StreamR
         return _from_http_exception(request, exc)
     except WfError as exc:
         error = from_wf_error(exc)
-        if error.status >= 500:
+        # A database that went away is said once by its store, not once a request.
+        if error.status >= 500 and not isinstance(exc, StoreUnavailable):
             log.error("%s %s failed: %s", request.method, request.path, exc.message)
         return error_response(error)
     except Exception as exc:

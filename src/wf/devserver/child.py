@@ -15,7 +15,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -51,9 +51,14 @@ HEARTBEAT_SECONDS = 1.0
 DRAIN_SECONDS = 10.0  # a request in progress gets this long to be answered before a reload
 
 
+# The database reaches a child in its environment, never on its command line: ps shows command
+# lines to every user, and a PostgreSQL URL may carry a password.
+DATABASE_VARIABLE = "WF_DEV_CHILD_DATABASE"
+
+
 @dataclass(frozen=True)
 class ChildOptions:
-    """What the supervisor tells a child (as JSON on its command line)."""
+    """What the supervisor tells a child (as JSON on its command line, but the database)."""
 
     config_path: str
     listen_fd: int
@@ -69,11 +74,19 @@ class ChildOptions:
     database: str | None = None
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self))
+        """For the child's command line: everything but ``database`` (see ``DATABASE_VARIABLE``)."""
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "database"})
+
+    def environment(self, base: Mapping[str, str]) -> dict[str, str]:
+        """The child's environment: ``base`` with the database, if one was given."""
+        env = {k: v for k, v in base.items() if k != DATABASE_VARIABLE}
+        if self.database:
+            env[DATABASE_VARIABLE] = self.database
+        return env
 
     @classmethod
-    def from_json(cls, text: str) -> ChildOptions:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str, database: str | None = None) -> ChildOptions:
+        return cls(**json.loads(text), database=database)
 
 
 class Reporter(Protocol):

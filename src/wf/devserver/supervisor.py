@@ -186,6 +186,7 @@ class Supervisor:
         try:
             process = subprocess.Popen(
                 [*self.child_command, options.to_json()],
+                env=options.environment(os.environ),
                 pass_fds=(self._sock.fileno(), child_control.fileno(), inbox.fileno(), beat_write),
                 cwd=self.root,
             )

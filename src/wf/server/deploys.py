@@ -141,6 +141,10 @@ class Deployer:
             if not running:
                 await self.workers.stop(worker)
             raise
+        # Another node may have unloaded this version between the two (it saw it inactive and
+        # unneeded: a rollback) and deleted its bundle; active now, it stays, and so must that.
+        if await self.store.get_bundle(version_id) is None:
+            await self.store.put_bundle(version_id, data)
         self.workers.bus.publish("versions")
         await refresh(self.store, self.catalog)
         active = self.catalog.active

@@ -22,6 +22,7 @@ from wf.engine.clock import Clock, SystemClock
 from wf.engine.limits import Limits
 from wf.engine.scheduler import purge_forever
 from wf.engine.store.base import ServerStore
+from wf.errors import StoreUnavailable
 from wf.server.cluster import Bus, new_node_id
 from wf.server.controller import Catalog, ServerController
 from wf.server.database import Database
@@ -170,6 +171,8 @@ class Runtime:
             self._round_wanted.clear()
             try:
                 await self.reconcile()
+            except StoreUnavailable:
+                pass  # the store says once when the database goes away and once when it is back
             except Exception as exc:  # the loop must outlive any one bad round
                 log.error("cannot manage the workers: %s", exc)
 

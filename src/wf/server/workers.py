@@ -31,6 +31,7 @@ log = logging.getLogger("wf.server")
 
 LOAD_TIMEOUT = 120.0  # importing a bundle (a check before a deploy is accepted)
 STOP_TIMEOUT = 15.0  # a worker's graceful stop, then SIGKILL
+RELEASE_TIMEOUT = 5.0  # giving back what a gone worker held (else its lease frees it)
 LINE_LIMIT = 1 << 24  # one message from a worker; longer ones are skipped, never fatal
 STDERR_LINES = 20  # kept from each worker, to explain a worker that dies while loading
 WATCHDOG_SECONDS = 8.0  # a started worker silent this long is hung
@@ -278,9 +279,12 @@ class WorkerManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
         if worker.started:
-            # Whatever it still held runs again in another worker.
+            # Whatever it still held runs again in another worker. Not waited for long: with the
+            # database away the write would wait for it, and the claims lapse with the lease.
             with contextlib.suppress(Exception):
-                await self.store.release_claims(worker.owner, crashed, time.time())
+                await asyncio.wait_for(
+                    self.store.release_claims(worker.owner, crashed, time.time()), RELEASE_TIMEOUT
+                )
 
     async def stop_all(self) -> None:
         self._closing = True
