@@ -316,6 +316,8 @@ async def _attempt(
         text: str | None = None
         life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
         try:
+            # Still ours? After a freeze past the lease, another process may have run it.
+            await life.host.scheduler.confirm_lease(life)
             value = await _run_callback(life, callback, record, number, resolved)
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
