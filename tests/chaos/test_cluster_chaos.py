@@ -23,11 +23,13 @@ undisturbed finish, on everything):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,17 @@ class Chaos:
 
     def fail(self, message: str) -> str:
         """``message``, the seed and the tail of every node's log."""
+        return self.watch.fail(message) + "\n" + self.tails()
+
+    @contextlib.contextmanager
+    def told(self) -> Iterator[None]:
+        """The checks of ``tests.chaos.checks`` (which name the seed) fail with the logs too."""
+        try:
+            yield
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.tails()}") from None
+
+    def tails(self) -> str:
         tails = []
         for node in self.nodes:
             state = "never started"
@@ -87,7 +100,7 @@ class Chaos:
                 state = "running" if code is None else f"exited {code}"
             lines = node.output().splitlines()[-LOG_TAIL:]
             tails.append(f"--- node {node.name} ({state}; {node.log}):\n" + "\n".join(lines))
-        return self.watch.fail(message) + "\n" + "\n".join(tails)
+        return "\n".join(tails)
 
     def start(self, node: Node) -> None:
         try:
@@ -221,7 +234,8 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
                 # What was committed so far stays so, whatever the nodes do meanwhile.
                 acked = set().union(*(c.acked_ids() for c in clients))
                 snap = pg_state.snapshot(database)
-                chaos.watch.check(number, snap, checks.read_marks(marker), acked, settled=False)
+                with chaos.told():
+                    chaos.watch.check(number, snap, checks.read_marks(marker), acked, settled=False)
             chaos_seconds = time.monotonic() - chaos_began
             acked_in_chaos = sum(len(c.acked_ids()) for c in clients)
 
@@ -265,8 +279,9 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
                 f"never acknowledged: {sorted(set(numbers) - acked)[:10]}"
             )
             final, marks = pg_state.snapshot(database), checks.read_marks(marker)
-            chaos.watch.check(len(schedule) + 1, final, marks, acked)
-            totals = checks.verify_final(chaos.watch, final, marks, numbers, acked)
+            with chaos.told():
+                chaos.watch.check(len(schedule) + 1, final, marks, acked)
+                totals = checks.verify_final(chaos.watch, final, marks, numbers, acked)
             twice = pg_state.recorded_twice(database)
             assert not twice, fail(f"recorded twice: {twice[:10]}")
             finishes = pg_state.finishes(database)
