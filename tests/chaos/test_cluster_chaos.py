@@ -46,7 +46,7 @@ LEASE = 3.0  # --lease of every node: a frozen node loses its instances after th
 INSTANCES = 1100 if FULL else 240
 # How many of each disruption; they run one after another, in a seeded order.
 PLAN = (
-    {"kill": 8, "freeze": 3, "pg fast": 3, "pg immediate": 3}
+    {"kill": 8, "freeze": 4, "pg fast": 3, "pg immediate": 3}
     if FULL
     else {
         "kill": 2,
