@@ -448,3 +448,68 @@ async def test_a_process_frozen_past_its_lease_runs_no_body_of_a_step_taken_over
     await asyncio.sleep(0.5)
     assert runs == ["ran"]
     assert (await other.status("once", created.id))["output"] == 1
+
+
+async def test_a_body_that_waited_for_a_thread_while_frozen_does_not_begin_once_taken_over(
+    harness: Harness,
+) -> None:
+    """The same, when the body waited for a free worker thread: a thread takes it as soon as one
+    is free, without the loop's say, so the thread checks the lease itself."""
+    gate = threading.Event()
+    runs: list[str] = []
+    blocked: list[bool] = []
+
+    def block() -> str:
+        if not blocked:  # only the first process's run holds the only thread
+            blocked.append(True)
+            gate.wait(30)
+        return "blocked"
+
+    def effect() -> int:
+        runs.append("ran")
+        return len(runs)
+
+    class Blocker(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("block", block)
+
+    class Once(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("effect", effect)
+
+    specs = [WorkflowSpec("blocker", Blocker), WorkflowSpec("once", Once)]
+
+    def store() -> Any:
+        if harness.url is None:
+            return SqliteStore(harness.path, durability="os", shared=True)
+        return harness.store()
+
+    if harness.url is None:
+        server = harness.store()
+        await server.open()
+        await server.close()
+    frozen = _Freezable(store())
+    first = Engine(
+        frozen, specs, settings=EngineSettings(lease=1.0, poll_interval=0.05), owns_store=False
+    )
+    first.threads.max_workers = 1
+    await first.start()
+    harness.engines.append(first)
+    blocker = await first.create("blocker")
+    await wait_for(lambda: blocked)
+    created = await first.create("once")
+    await wait_status(first, "once", created.id, "running")
+    await asyncio.sleep(0.2)  # its attempt's start is committed; its body waits for the thread
+    frozen.thawed.clear()  # no renewal from now on: the lease lapses
+    other = Engine(
+        store(), specs, settings=EngineSettings(lease=1.0, poll_interval=0.05), owns_store=False
+    )
+    await other.start()
+    harness.engines.append(other)
+    assert (await wait_status(other, "once", created.id, timeout=20))["output"] == 1
+    assert (await wait_status(other, "blocker", blocker.id, timeout=20))["output"] == "blocked"
+    gate.set()  # the thread is free: the body that waited for it must not begin
+    await asyncio.sleep(0.3)
+    frozen.thawed.set()
+    await asyncio.sleep(0.5)
+    assert runs == ["ran"]

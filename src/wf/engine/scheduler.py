@@ -96,7 +96,8 @@ class Scheduler:
         self.store_failures: dict[int, set[StepKey]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
         # Until when (monotonic) this process's claims are surely its own: the lease from the
-        # last claim or renewal that went through, counted from when it was sent.
+        # last renewal that went through, counted from when it was sent. (Not from a claim: on
+        # SQLite a claim renews only the instances it claims.)
         self._lease_sure_until = 0.0
         self._renewal: asyncio.Future[None] | None = None  # a renewal asked for by a life
 
@@ -186,7 +187,6 @@ class Scheduler:
             wake_at: float | None = None
             try:
                 if wanted:
-                    sent = time.monotonic()
                     try:
                         claimed = await engine.store.claim_ready(
                             self.owner,
@@ -201,7 +201,6 @@ class Scheduler:
                         claims = claimed.claims
                     finally:
                         slots.unreserve(wanted - len(claims))
-                    self._lease_renewed(sent)
                     self._crash_errored(claimed.crashed)
                     self._generation += 1
                     for claim in claims:
@@ -253,17 +252,21 @@ class Scheduler:
     def _lease_renewed(self, sent: float) -> None:
         self._lease_sure_until = max(self._lease_sure_until, sent + self.engine.settings.lease)
 
+    def lease_sure(self) -> bool:
+        """Whether this process's claims are surely still its own (any thread may ask)."""
+        return time.monotonic() < self._lease_sure_until
+
     async def confirm_lease(self, life: Life) -> None:
         """Before a step body begins: make sure ``life``'s claim is still this process's. After a
         pause longer than the lease (the process was frozen, the database was away), another
         process may have taken the instance over and finished the step already: renew first
         (which ends every life whose claim was taken). Nothing to do while the lease is fresh."""
-        while time.monotonic() >= self._lease_sure_until and not self._stopping:
+        while not self.lease_sure():
             if self._renewal is None or self._renewal.done():
                 self._renewal = asyncio.ensure_future(self._renew())
             await asyncio.shield(self._renewal)
             life.check_alive()
-            if time.monotonic() >= self._lease_sure_until:
+            if not self.lease_sure():
                 await asyncio.sleep(min(0.1, self.engine.settings.poll_interval))  # it failed
 
     async def _lease_loop(self) -> None:
