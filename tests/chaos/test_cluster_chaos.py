@@ -50,7 +50,7 @@ PLAN = (
     if FULL
     else {
         "kill": 2,
-        "freeze": 1,
+        "freeze": 2,
         "pg fast": 1,
         "pg immediate": 1,
     }
