@@ -67,8 +67,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600 if FULL else 400)]
 class Chaos:
     """The nodes, the database and what happened to them, for the figures and the messages."""
 
-    def __init__(self, home: Path, database: str, seed: int) -> None:
+    def __init__(self, home: Path, database: str, seed: int, marker: Path) -> None:
         self.home = home
+        self.marker = marker
         self.database = database
         self.seed = seed
         self.watch = checks.Watch(seed)
@@ -78,6 +79,7 @@ class Chaos:
         self.frozen_seconds = 0.0
         self.outages: list[float] = []  # seconds PostgreSQL was down, each time
         self.landed: Counter[str] = Counter()  # where the kills and freezes landed
+        self.events: list[str] = []  # what was done when
 
     def fail(self, message: str) -> str:
         """``message``, the seed and the tail of every node's log."""
@@ -100,7 +102,7 @@ class Chaos:
                 state = "running" if code is None else f"exited {code}"
             lines = node.output().splitlines()[-LOG_TAIL:]
             tails.append(f"--- node {node.name} ({state}; {node.log}):\n" + "\n".join(lines))
-        return "\n".join(tails)
+        return "\n".join(["disruptions: " + "; ".join(self.events), *tails])
 
     def start(self, node: Node) -> None:
         try:
@@ -161,6 +163,8 @@ def restart_postgres(chaos: Chaos, cluster: Cluster, mode: str, rng: random.Rand
     """``pg_ctl stop -m <mode>``, down a moment (requests meanwhile get 503), then start."""
     down = time.monotonic()
     cluster.stop(mode)
+    if mode == "immediate":  # what began before it may have lost its lazily committed start
+        chaos.watch.crash_cuts.append(chaos.marker.read_text().count("\n"))
     time.sleep(rng.uniform(0.0, 2.0))
     cluster.start()
     chaos.outages.append(time.monotonic() - down)
@@ -190,12 +194,11 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
     began = time.monotonic()
     with own_cluster() as cluster:
         database = cluster.url("postgres")
-        chaos = Chaos(tmp_path, database, seed)
+        chaos = Chaos(tmp_path, database, seed, marker)
         fail = chaos.fail
         # Each client sends its share of the creations to the nodes in turn, from its own first.
         shares = [units[k::CLIENTS] for k in range(CLIENTS)]
         clients: list[Client] = []
-        events: list[str] = []
         try:
             for node in chaos.nodes:
                 chaos.start(node)
@@ -230,7 +233,7 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
                     mode = what.removeprefix("pg ")
                     done = restart_postgres(chaos, cluster, mode, rng)
                 chaos.done[what] += 1
-                events.append(f"{time.monotonic() - chaos_began:.1f}s {done}")
+                chaos.events.append(f"{time.monotonic() - chaos_began:.1f}s {done}")
                 # What was committed so far stays so, whatever the nodes do meanwhile.
                 acked = set().union(*(c.acked_ids() for c in clients))
                 snap = pg_state.snapshot(database)
@@ -318,12 +321,13 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
         f"{no_answer} requests unanswered; {totals['runs']} bodies run for "
         f"{totals['do steps']} committed do steps, {totals['re-runs']} re-runs before commit "
         f"({totals['interrupted attempts']} interrupted attempts, "
-        f"{totals['planned failures']} planned failures), 0 after commit; landed: "
+        f"{totals['planned failures']} planned failures), 0 after commit; "
+        f"{len(chaos.watch.lost_starts)} attempt starts lost to immediate restarts; landed: "
         f"{', '.join(f'{k} {v}' for k, v in sorted(chaos.landed.items()))}; "
         f"{elapsed:.1f}s; seed {seed}"
     )
     with capsys.disabled():
-        print(f"\n{summary}\n  " + "\n  ".join(events))
+        print(f"\n{summary}\n  " + "\n  ".join(chaos.events))
     if FULL:
         assert len(acked) >= 1000, fail(summary)
         assert all(chaos.done[what] >= 3 for what in PLAN), fail(summary)
