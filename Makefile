@@ -43,7 +43,8 @@ bench: $(STAMP)
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-# The chaos suite's full form (tests/chaos): wf dev SIGKILLed 200+ times across 1,000+ instances.
+# The chaos suites' full forms (tests/chaos): wf dev SIGKILLed 200+ times across 1,000+ instances;
+# three wf serve nodes on PostgreSQL killed, frozen and cut off by PostgreSQL restarts, 3+ times each.
 # Its quick form runs in `make test`. WF_CHAOS_SEED=<seed> replays a run.
 .PHONY: chaos
 chaos: $(STAMP)

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +27,17 @@ REQUEST_TIMEOUT = 5.0
 
 
 # ---- HTTP -----------------------------------------------------------------------------------
-def request(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
+def request(
+    url: str, method: str = "GET", body: Any = None, token: str | None = None
+) -> tuple[int, Any]:
     """``(HTTP status, decoded envelope)``; raises ``OSError``/``HTTPException``/``ValueError``
-    when there is no complete answer (refused, reset, timed out, cut short)."""
+    when there is no complete answer (refused, reset, timed out, cut short). ``token``: sent as
+    a bearer token (wf serve's)."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=REQUEST_TIMEOUT) as response:
             return response.status, json.load(response)
@@ -165,18 +170,25 @@ class Server:
 class Client(threading.Thread):
     """Creates the planned instances over REST, one request at a time, as they are released,
     and sends each instance that waits for an event its event a moment after its creation was
-    acknowledged. Requests that get no answer are sent again later, unchanged."""
+    acknowledged. Requests that get no answer are sent again later, unchanged.
+
+    ``urls``: the server, or the nodes of a cluster, which get the requests in turn (a request
+    sent again goes to the next one); ``token``: the bearer token they want, if any."""
 
     def __init__(
         self,
-        url: str,
+        urls: str | Sequence[str],
         units: list[workload.Unit],
         numbers: dict[str, int],
         seed: int,
+        *,
+        token: str | None = None,
+        name: str = "chaos-client",
     ) -> None:
-        super().__init__(name="chaos-client", daemon=True)
-        self.url = url
-        self.base = f"{url}/api/workflows/{workload.WORKFLOW_NAME}/instances"
+        super().__init__(name=name, daemon=True)
+        self.urls = [urls] if isinstance(urls, str) else list(urls)
+        self.token = token
+        self._turn = 0
         self.units = units
         self.numbers = numbers
         self.rng = random.Random(seed)
@@ -244,12 +256,18 @@ class Client(threading.Thread):
             # Spread requests over a server's life; back off a little while nobody answers.
             time.sleep(self.rng.uniform(0.02, 0.25) if ok else self.rng.uniform(0.03, 0.1))
 
-    def _call(self, url: str, body: Any, creation: bool = False) -> tuple[int, Any] | None:
+    def _base(self) -> str:
+        """The instances' URL on the next server in turn."""
+        url = self.urls[self._turn % len(self.urls)]
+        self._turn += 1
+        return f"{url}/api/workflows/{workload.WORKFLOW_NAME}/instances"
+
+    def _call(self, path: str, body: Any, creation: bool = False) -> tuple[int, Any] | None:
         self.inflight += 1
         if creation:
             self.creating.set()
         try:
-            return request(url, "POST", body)
+            return request(self._base() + path, "POST", body, self.token)
         except NO_ANSWER as exc:
             self.stats[f"no answer ({type(exc).__name__})"] += 1
             return None
@@ -258,11 +276,10 @@ class Client(threading.Thread):
 
     def _create(self, index: int) -> bool:
         unit = self.units[index]
-        url = f"{self.base}/batch" if unit.batch else self.base
         self.stats["creation requests"] += 1
         if index in self._retried:
             self.stats["creation retries"] += 1
-        answer = self._call(url, unit.body(self.numbers), creation=True)
+        answer = self._call("/batch" if unit.batch else "", unit.body(self.numbers), creation=True)
         if answer is None or answer[0] >= 500:
             if answer is not None:
                 self.stats[f"HTTP {answer[0]}"] += 1
@@ -289,8 +306,8 @@ class Client(threading.Thread):
         return True
 
     def _send_event(self, instance_id: str) -> bool:
-        url = f"{self.base}/{instance_id}/events/{workload.EVENT_TYPE}"
-        answer = self._call(url, workload.event_payload(instance_id))
+        path = f"/{instance_id}/events/{workload.EVENT_TYPE}"
+        answer = self._call(path, workload.event_payload(instance_id))
         done = False
         if answer is None or answer[0] >= 500:
             if answer is not None:

@@ -9,12 +9,13 @@ import sqlite3
 import sys
 import threading
 from datetime import datetime
+from typing import Any
 
 import pytest
 
 from tests.conftest import Harness, wait_for, wait_status
 from wf import StepContext, StepError, WorkflowEntrypoint
-from wf.engine import Engine, Notice, WorkflowSpec
+from wf.engine import Engine, EngineSettings, Notice, WorkflowSpec
 from wf.engine.runner import StopCause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import StoreError
@@ -356,3 +357,159 @@ async def test_a_life_stopped_before_run_begins_leaves_no_unawaited_coroutine(tm
         sys.unraisablehook = previous
         await engine.stop()
     assert unraisable == []
+
+
+class _Freezable:
+    """A process's store that freezes (as SIGSTOP would) just as the commit of an attempt's
+    start returns: the commit landed, but nothing of the process runs on (no renewal, no claim)
+    until ``thawed`` is set."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.freeze_at_attempt = False
+        self.thawed = asyncio.Event()
+        self.thawed.set()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def start_attempt(self, *args: Any, **kwargs: Any) -> Any:
+        pending = self._inner.start_attempt(*args, **kwargs)
+        if not self.freeze_at_attempt:
+            return pending
+        self.freeze_at_attempt = False
+        self.thawed.clear()
+
+        async def answered_on_waking() -> Any:
+            result = await pending
+            await self.thawed.wait()
+            return result
+
+        return answered_on_waking()
+
+    async def renew_leases(self, *args: Any, **kwargs: Any) -> Any:
+        await self.thawed.wait()
+        return await self._inner.renew_leases(*args, **kwargs)
+
+    async def claim_ready(self, *args: Any, **kwargs: Any) -> Any:
+        await self.thawed.wait()
+        return await self._inner.claim_ready(*args, **kwargs)
+
+
+async def test_a_process_frozen_past_its_lease_runs_no_body_of_a_step_taken_over(
+    harness: Harness,
+) -> None:
+    """The cluster chaos suite found it: a node frozen just as an attempt's start committed woke
+    up after another node had taken the instance over and finished that step, and ran the body
+    again (its write was refused, but the body's side effects happened twice)."""
+    runs: list[str] = []
+
+    def effect() -> int:
+        runs.append("ran")
+        return len(runs)
+
+    class Once(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("effect", effect)
+
+    def store() -> Any:  # one per process, as a cluster's nodes (or wf serve's workers) have
+        if harness.url is None:
+            return SqliteStore(harness.path, durability="os", shared=True)
+        return harness.store()
+
+    if harness.url is None:  # the server makes the file its workers share
+        server = harness.store()
+        await server.open()
+        await server.close()
+    frozen = _Freezable(store())
+    first = Engine(
+        frozen,
+        [WorkflowSpec("once", Once)],
+        settings=EngineSettings(lease=1.0, poll_interval=0.05),
+        owns_store=False,
+    )
+    await first.start()
+    harness.engines.append(first)
+    frozen.freeze_at_attempt = True
+    created = await first.create("once")
+    await wait_for(lambda: not frozen.thawed.is_set())  # its attempt's start is committed
+    other = Engine(
+        store(),
+        [WorkflowSpec("once", Once)],
+        settings=EngineSettings(lease=1.0, poll_interval=0.05),
+        owns_store=False,
+    )
+    await other.start()
+    harness.engines.append(other)
+    # The lease lapses; the other process takes the instance over and finishes it.
+    assert (await wait_status(other, "once", created.id, timeout=20))["output"] == 1
+    assert runs == ["ran"]
+    frozen.thawed.set()  # it wakes up, believing the attempt it started is still its own
+    await asyncio.sleep(0.5)
+    assert runs == ["ran"]
+    assert (await other.status("once", created.id))["output"] == 1
+
+
+async def test_a_body_that_waited_for_a_thread_while_frozen_does_not_begin_once_taken_over(
+    harness: Harness,
+) -> None:
+    """The same, when the body waited for a free worker thread: a thread takes it as soon as one
+    is free, without the loop's say, so the thread checks the lease itself."""
+    gate = threading.Event()
+    runs: list[str] = []
+    blocked: list[bool] = []
+
+    def block() -> str:
+        if not blocked:  # only the first process's run holds the only thread
+            blocked.append(True)
+            gate.wait(30)
+        return "blocked"
+
+    def effect() -> int:
+        runs.append("ran")
+        return len(runs)
+
+    class Blocker(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("block", block)
+
+    class Once(WorkflowEntrypoint):
+        async def run(self, event, step):
+            return await step.do("effect", effect)
+
+    specs = [WorkflowSpec("blocker", Blocker), WorkflowSpec("once", Once)]
+
+    def store() -> Any:
+        if harness.url is None:
+            return SqliteStore(harness.path, durability="os", shared=True)
+        return harness.store()
+
+    if harness.url is None:
+        server = harness.store()
+        await server.open()
+        await server.close()
+    frozen = _Freezable(store())
+    first = Engine(
+        frozen, specs, settings=EngineSettings(lease=1.0, poll_interval=0.05), owns_store=False
+    )
+    first.threads.max_workers = 1
+    await first.start()
+    harness.engines.append(first)
+    blocker = await first.create("blocker")
+    await wait_for(lambda: blocked)
+    created = await first.create("once")
+    await wait_status(first, "once", created.id, "running")
+    await asyncio.sleep(0.2)  # its attempt's start is committed; its body waits for the thread
+    frozen.thawed.clear()  # no renewal from now on: the lease lapses
+    other = Engine(
+        store(), specs, settings=EngineSettings(lease=1.0, poll_interval=0.05), owns_store=False
+    )
+    await other.start()
+    harness.engines.append(other)
+    assert (await wait_status(other, "once", created.id, timeout=20))["output"] == 1
+    assert (await wait_status(other, "blocker", blocker.id, timeout=20))["output"] == "blocked"
+    gate.set()  # the thread is free: the body that waited for it must not begin
+    await asyncio.sleep(0.3)
+    frozen.thawed.set()
+    await asyncio.sleep(0.5)
+    assert runs == ["ran"]

@@ -200,6 +200,42 @@ async def test_an_unreachable_server_is_one_line(pg_cluster: TestServer) -> None
     assert "refused" in message.lower()
 
 
+async def test_an_event_committed_while_its_instance_hibernates_wakes_it(
+    stores: list[PostgresStore], pg_url: str
+) -> None:
+    """An event sent through another node while the holder hibernates the instance: the
+    sender's transaction holds the instance's row, so the hibernation waits for it. The cluster
+    chaos suite saw the instance sleep on until its wait's timeout (the hibernation's look for
+    unconsumed events read the database as it was before it waited); it must wake now."""
+    store = stores[0]
+    await store.create_instances([new("sleepy")], skip_existing=False)
+    [claim] = (await store.claim_ready("holder", 1000.0, 10, [WF], 30.0)).claims
+    pk, epoch = claim.row.pk, claim.epoch
+    sender = await psycopg.AsyncConnection.connect(pg_url)
+    async with sender, sender.transaction():  # what send_event does on another node
+        await sender.execute("SELECT 1 FROM wf.instances WHERE pk = %s FOR NO KEY UPDATE", (pk,))
+        await sender.execute(
+            "INSERT INTO wf.events (instance, type, payload, received) "
+            "VALUES (%s, 'go', '{}', 1001.0)",
+            (pk,),
+        )
+        hibernated = asyncio.ensure_future(store.hibernate(pk, epoch, 9999.0, 1002.0, ["go"]))
+        for _ in range(500):  # until the hibernation waits for the sender's row lock
+            await asyncio.sleep(0.01)
+            cur = await sender.execute(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()"
+            )
+            row = await cur.fetchone()
+            if row is not None and row[0] > 0:
+                break
+        else:
+            raise AssertionError("the hibernation never waited for the sender")
+    assert await hibernated
+    assert query(
+        pg_url, "SELECT status, owner, wake_at FROM wf.instances WHERE pk = %s", (pk,)
+    ) == [("waiting", None, 1002.0)]
+
+
 # ---- PostgreSQL restarting under writes --------------------------------------------------------
 
 
@@ -257,3 +293,37 @@ async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
     stored = {r[0] for r in query(pg_url, "SELECT id FROM wf.instances")}
     assert set(acknowledged) <= stored
     assert len(stored - set(acknowledged) - set(unknown)) == 0
+
+
+@pytest.mark.slow
+async def test_a_restart_of_postgresql_is_one_line_when_it_starts_and_one_when_it_ends(
+    pg_cluster: TestServer, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every link of the store (writer, both readers, listener) loses its connection; those that
+    find out after the writer reconnected must not report an outage of their own (the cluster
+    chaos suite saw up to three "unreachable ... reachable again (after 0.0 s)" pairs)."""
+    if pg_cluster.external:
+        pytest.skip("a server given by WF_TEST_DATABASE_URL is not restarted")
+    store = PostgresStore(pg_url, durability="fsync")
+    await store.open()
+    heard: list[str] = []
+    try:
+        store.listen(lambda topic, payload: heard.append(topic))
+        await store.listening()
+        for _ in range(2):  # each reader link holds a connection
+            await store.count_statuses(WF)
+        await asyncio.to_thread(pg_cluster.restart, "fast")
+        await store.create_instances([new("after")], skip_existing=False)  # the writer waits
+        for _ in range(2):
+            await store.count_statuses(WF)  # the readers find their connections dead
+        for _ in range(500):  # and the listener, which listens again
+            store.publish("ping", {})
+            await asyncio.sleep(0.02)
+            if heard:
+                break
+        assert heard
+    finally:
+        await store.close()
+    said = [r.getMessage() for r in caplog.records if r.name == "wf.store"]
+    assert sum("is unreachable" in line for line in said) == 1, said
+    assert sum("reachable again" in line for line in said) == 1, said

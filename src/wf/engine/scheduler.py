@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
@@ -94,6 +95,11 @@ class Scheduler:
         # Steps whose attempt a refused database write cut short: not counted when retried.
         self.store_failures: dict[int, set[StepKey]] = {}
         self._generation = 0  # counts claim rounds, to tell old lives from new ones
+        # Until when (monotonic) this process's claims are surely its own: the lease from the
+        # last renewal that went through, counted from when it was sent. (Not from a claim: on
+        # SQLite a claim renews only the instances it claims.)
+        self._lease_sure_until = 0.0
+        self._renewal: asyncio.Future[None] | None = None  # a renewal asked for by a life
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, after_crash: bool = False) -> None:
@@ -124,6 +130,9 @@ class Scheduler:
             life.end("stop", cause=cause)
         if self._life_tasks:
             await asyncio.gather(*self._life_tasks, return_exceptions=True)
+        if self._renewal is not None:  # one a life asked for, and nobody waits for now
+            self._renewal.cancel()
+            await asyncio.gather(self._renewal, return_exceptions=True)
 
     async def _drain(self, grace: float) -> None:
         """Let running attempts finish (new ones wait at the gate) for up to ``grace`` seconds."""
@@ -240,33 +249,58 @@ class Scheduler:
             log.error("a life ended with an engine error", exc_info=task.exception())
         self.poke()
 
+    def _lease_renewed(self, sent: float) -> None:
+        self._lease_sure_until = max(self._lease_sure_until, sent + self.engine.settings.lease)
+
+    def lease_sure(self) -> bool:
+        """Whether this process's claims are surely still its own (any thread may ask)."""
+        return time.monotonic() < self._lease_sure_until
+
+    async def confirm_lease(self, life: Life) -> None:
+        """Before a step body begins: make sure ``life``'s claim is still this process's. After a
+        pause longer than the lease (the process was frozen, the database was away), another
+        process may have taken the instance over and finished the step already: renew first
+        (which ends every life whose claim was taken). Nothing to do while the lease is fresh."""
+        while not self.lease_sure():
+            if self._renewal is None or self._renewal.done():
+                self._renewal = asyncio.ensure_future(self._renew())
+            await asyncio.shield(self._renewal)
+            life.check_alive()
+            if not self.lease_sure():
+                await asyncio.sleep(min(0.1, self.engine.settings.poll_interval))  # it failed
+
     async def _lease_loop(self) -> None:
+        interval = max(0.05, self.engine.settings.lease / 3)
+        while True:
+            await asyncio.sleep(interval)
+            await self._renew()
+
+    async def _renew(self) -> None:
         """Renew this process's leases. A life whose claim was taken away (terminated or
         restarted elsewhere) ends; a pause asked for elsewhere is honoured; a claim with no life
         (its life ended without managing to give it back) is given back now."""
         engine = self.engine
-        interval = max(0.05, engine.settings.lease / 3)
-        while True:
-            await asyncio.sleep(interval)
-            generation = self._generation  # lives claimed later are newer than this renewal
-            try:
-                held = await engine.store.renew_leases(self.owner, engine.settings.lease)
-            except Exception as exc:
-                log.error("cannot renew leases: %s", exc)
+        generation = self._generation  # lives claimed later are newer than this renewal
+        sent = time.monotonic()
+        try:
+            held = await engine.store.renew_leases(self.owner, engine.settings.lease)
+        except Exception as exc:
+            log.error("cannot renew leases: %s", exc)
+            return
+        self._lease_renewed(sent)
+        for pk, (status, epoch) in held.items():
+            life = self.lives.get(pk)
+            if life is None:
+                if generation == self._generation:  # not claimed since the renewal
+                    engine.store.release(pk, epoch)
+            elif life.generation <= generation and status is Status.WAITING_FOR_PAUSE:
+                life.request_pause()
+        for pk, life in list(self.lives.items()):
+            if life.generation > generation:
                 continue
-            for pk, (status, epoch) in held.items():
-                life = self.lives.get(pk)
-                if life is None:
-                    if generation == self._generation:  # not claimed since the renewal
-                        engine.store.release(pk, epoch)
-                elif life.generation <= generation and status is Status.WAITING_FOR_PAUSE:
-                    life.request_pause()
-            for pk, life in list(self.lives.items()):
-                if life.generation > generation:
-                    continue
-                status_epoch = held.get(pk)
-                if (status_epoch is None or status_epoch[1] != life.epoch) and not life.has_ended:
-                    life.end("fenced")
+            status_epoch = held.get(pk)
+            if (status_epoch is None or status_epoch[1] != life.epoch) and not life.has_ended:
+                life.end("fenced")
 
     async def _retention_loop(self) -> None:
         engine = self.engine

@@ -316,7 +316,14 @@ async def _attempt(
         text: str | None = None
         life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
         try:
-            value = await _run_callback(life, callback, record, number, resolved)
+            while True:
+                # Still ours? After a freeze past the lease, another process may have run it.
+                await life.host.scheduler.confirm_lease(life)
+                try:
+                    value = await _run_callback(life, callback, record, number, resolved)
+                    break
+                except _LeaseLapsed:  # while it waited for a thread: renew, then begin
+                    continue
             text = _encode_output(life, record, value)
         except NonRetryableError as exc:
             error, non_retryable = exception_info(exc), True
@@ -360,6 +367,24 @@ async def _attempt(
         return record
     finally:
         life.end_op(task)
+
+
+class _LeaseLapsed(Exception):
+    """A worker thread took a body when this process's claims were no longer sure (the body
+    waited for a thread while the process was frozen): it did not begin it."""
+
+
+def _unless_lapsed(life: Life, body: Callable[[], Any]) -> Callable[[], Any]:
+    """``body``, begun in its worker thread only while the lease is sure (checked there: a body
+    waiting for a free thread begins as soon as one is free, without the loop's say)."""
+    scheduler = life.host.scheduler
+
+    def guarded() -> Any:
+        if not scheduler.lease_sure():
+            raise _LeaseLapsed()
+        return body()
+
+    return guarded
 
 
 class _StepOutputProblem(Exception):
@@ -410,7 +435,7 @@ async def _run_callback(
     if is_async:
         awaitable = callback(*args)
     else:
-        sync_body = functools.partial(callback, *args)
+        sync_body = _unless_lapsed(life, functools.partial(callback, *args))
         job = None
         if not life.host.threads.free():  # wait for a thread outside the attempt's time
             job = life.host.threads.submit(sync_body)

@@ -69,6 +69,7 @@ class Health:
         self.url = url
         self.where = redact(url)
         self.down_since: float | None = None
+        self.recovered_at = float("-inf")  # when the last outage ended (monotonic)
 
     def cause(self, exc: BaseException) -> str:
         return scrub(cause(exc), self.url)
@@ -82,7 +83,8 @@ class Health:
 
     def up(self) -> None:
         if self.down_since is not None:
-            took = time.monotonic() - self.down_since
+            self.recovered_at = time.monotonic()
+            took = self.recovered_at - self.down_since
             self.down_since = None
             log.warning("PostgreSQL at %s is reachable again (after %.1f s)", self.where, took)
 
@@ -103,6 +105,7 @@ class Link:
         self.health = health
         self.setup = setup
         self.conn: Conn | None = None
+        self.connected_at = 0.0  # when ``conn`` was made (monotonic)
         self.closed = False
         self._backoff = BACKOFF_FIRST
         self._retry_at = 0.0  # a read does not retry a failed connect before this (monotonic)
@@ -117,6 +120,7 @@ class Link:
         except BaseException:
             await conn.close()
             raise
+        self.connected_at = time.monotonic()
         return conn
 
     async def get(self) -> Conn:
@@ -157,8 +161,11 @@ class Link:
             return self.conn
 
     async def lost(self, exc: BaseException) -> None:
-        """The connection failed: drop it (the next ``get``/``wait`` reconnects)."""
-        self.health.down(exc)
+        """The connection failed: drop it (the next ``get``/``wait`` reconnects). A connection
+        made before the last outage ended died in that outage, already told (an idle link finds
+        out late): it starts no new one, unless reconnecting fails."""
+        if self.connected_at >= self.health.recovered_at:
+            self.health.down(exc)
         await self.drop()
 
     async def drop(self) -> None:

@@ -284,6 +284,12 @@ def hibernate(
     )
 
     async def apply(conn: Conn) -> Finish[bool]:
+        if types:
+            # Lock the row first, in a statement of its own: an event being sent (its
+            # transaction holds the row) is committed when the UPDATE begins, so the UPDATE's
+            # look at wf.events sees it. Waiting for the lock within the UPDATE, it would read
+            # wf.events as they were before it waited, and sleep through the event.
+            await conn.execute("SELECT 1 FROM wf.instances WHERE pk = %s FOR NO KEY UPDATE", (pk,))
         return await _rowcount(conn, sql, args)
 
     return apply
