@@ -279,3 +279,28 @@ async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
     # One line when the outage began and one when it ended, however many writes waited.
     said = [r.getMessage() for r in caplog.records if r.name == "wf.store"]
     assert [m.split(" is ")[1][:11] for m in said] == ["unreachable", "reachable a"], said
+
+
+@pytest.mark.slow
+async def test_messages_arrive_again_after_postgresql_restarts(
+    pg_cluster: PgCluster, pg_url: str
+) -> None:
+    if pg_cluster.external:
+        pytest.skip("a server given by WF_TEST_DATABASE_URL is not restarted")
+    sender, listener = PostgresStore(pg_url), PostgresStore(pg_url)
+    await sender.open()
+    await listener.open()
+    heard: list[dict[str, Any]] = []
+    try:
+        listener.listen(lambda topic, payload: heard.append(payload))
+        await listener.listening()
+        await asyncio.to_thread(pg_cluster.restart, "fast")
+        for n in range(200):  # until the listener is back: polling covered the gap meanwhile
+            sender.publish("change", {"n": n})
+            await asyncio.sleep(0.05)
+            if heard:
+                break
+        assert heard and heard[0]["n"] > 0
+    finally:
+        await sender.close()
+        await listener.close()

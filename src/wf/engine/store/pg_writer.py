@@ -38,6 +38,7 @@ from psycopg import AsyncPipeline
 from psycopg.pq import PipelineStatus, TransactionStatus
 
 from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
+from wf.engine.store.pg_messages import Outbox
 from wf.engine.store.writer import Pending, settle
 from wf.errors import StoreError, StoreUnavailable, WfError
 
@@ -136,19 +137,14 @@ def _refused(exc: BaseException) -> Finish[Any]:
 
 
 class PgWriter:
-    """See the module docstring. ``after_commit`` runs after each batch: it may queue
-    statements (messages to send, says True), committed on their own at once."""
+    """See the module docstring. Messages in ``outbox`` are sent after each batch, in a
+    transaction of their own."""
 
-    def __init__(
-        self,
-        link: Link,
-        fsync: bool,
-        after_commit: Callable[[Conn], Awaitable[bool]] | None = None,
-    ) -> None:
+    def __init__(self, link: Link, fsync: bool, outbox: Outbox | None = None) -> None:
         self.link = link
         self.fsync = fsync
         self.id = f"{uuid.uuid4()}"
-        self.after_commit = after_commit
+        self.outbox = outbox
         self.batch = 0  # the number of the last batch sent
         self.commits = 0
         self.jobs = 0
@@ -229,7 +225,7 @@ class PgWriter:
         return job.pending
 
     def poke(self) -> None:
-        """Run ``after_commit`` soon even if nothing is written (a message to send)."""
+        """Send the outbox's messages soon, even if nothing is written."""
         self._wake.set()
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -249,17 +245,25 @@ class PgWriter:
                         settle(outcomes)
                         raise
                 settle(outcomes)
-            conn = self.link.conn
-            if self.after_commit is not None and conn is not None and not conn.closed:
-                try:
-                    pipe = await self._pipeline(conn)
-                    if await self.after_commit(conn):
-                        await pipe.sync()
-                except (psycopg.Error, OSError) as exc:  # lost: polling is the fallback
-                    log.debug("cannot send messages: %s", exc)
-                    await self._lost(exc)
+            if self.outbox is not None and self.outbox.messages:
+                await self._send_messages(self.outbox)
             if self._closing and not self._queue:
                 return
+
+    async def _send_messages(self, outbox: Outbox) -> None:
+        """Send the waiting messages (reconnecting if need be); lost if the connection dies
+        meanwhile: polling is the fallback."""
+        try:
+            conn = await self.link.wait()
+        except StoreError:  # the store closed while the database was away
+            return
+        try:
+            pipe = await self._pipeline(conn)
+            await outbox.send(conn)
+            await pipe.sync()
+        except (psycopg.Error, OSError) as exc:
+            log.debug("cannot send messages: %s", exc)
+            await self._lost(exc)
 
     async def _commit(self, batch: list[Job[Any]]) -> list[tuple[Pending[Any], Any, Any]]:
         tries = 0

@@ -109,7 +109,7 @@ class PostgresStore:
             await conn.close()
         fsync = self.durability == "fsync"
         writer_link = Link(self.url, self._health, self._setup_writer)
-        self._writer = PgWriter(writer_link, fsync, self._outbox.send)
+        self._writer = PgWriter(writer_link, fsync, self._outbox)
         try:
             await writer_link.get()
         except StoreUnavailable as exc:
