@@ -33,8 +33,8 @@ pytest: $(STAMP)
 	$(BIN)/pytest -q
 
 # The benchmark suite (bench/README.md): every workload, wf against DBOS Transact and wrangler dev,
-# 3 runs each (~6 min); installs DBOS (bench/.venv-dbos) and wrangler (bench/cloudflare/node_modules)
-# on first use. BENCH_ARGS replaces the options: `make bench BENCH_ARGS=--quick` (wf alone, < 1 min),
+# on SQLite and on a throwaway durable PostgreSQL cluster of its own, 3 runs each; installs DBOS
+# (bench/.venv-dbos) and wrangler (bench/cloudflare/node_modules) on first use. BENCH_ARGS replaces the options: `make bench BENCH_ARGS=--quick` (wf alone, < 1 min),
 # `make bench BENCH_ARGS="--workload W1 --peer dbos"`.
 BENCH_ARGS ?= --peer all
 bench: $(STAMP)

@@ -4,11 +4,18 @@
     python -m bench --peer all               # with DBOS Transact and wrangler dev (= make bench)
     python -m bench --workload W1 --workload L --runs 5
     python -m bench --quick                  # small counts, one run (--smoke: the same)
+    python -m bench --store postgres         # the PostgreSQL forms alone
+
+``--store sqlite|postgres|all`` (default all) picks the stores wf (and DBOS) run on: with
+postgres, one throwaway durable PostgreSQL cluster serves the whole run (bench/pg_server.py),
+every measurement on a fresh database of its own, and the cluster is stopped at the end, also
+after an error or Ctrl-C.
 
 Every measurement runs in its own subprocess, from an empty temporary folder (on the same disk as
 the fsync probe and L), warms up before timing, and is repeated ``--runs`` times (the rounds are
 interleaved, so a drift of the machine spreads over every configuration); the tables show
-medians. A full run (every workload, both peers, ``--runs`` >= 3, not ``--quick``, no ``--out``)
+medians. A full run (every workload, both peers, both stores, ``--runs`` >= 3, not ``--quick``,
+no ``--out``)
 writes ``bench/results/latest.json`` and ``bench/RESULTS.md``; any other run writes
 ``bench/results/partial.json`` (``quick.json`` for ``--quick``) and leaves them alone.
 """
@@ -22,16 +29,20 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.common import RESULT_MARK, fsync_micros, machine_info, median
 from bench.report import RESULTS_FILE, Run, body_ratios, render, results_markdown
+
+if TYPE_CHECKING:
+    from bench.pg_server import BenchServer
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -39,8 +50,13 @@ RESULTS = BENCH / "results"
 DBOS_VENV = BENCH / ".venv-dbos"
 DBOS_REQUIREMENTS = BENCH / "requirements-dbos.txt"
 CF_PROJECT = BENCH / "cloudflare"
-WORKLOADS = ("W1", "W1-def", "W2", "W2-http", "W3", "W4", "L")
+WORKLOADS = ("W1", "W1-def", "W2", "W2-http", "W3", "W4", "L", "W2-scale", "takeover")
+PG_ONLY = ("W2-scale", "takeover")  # runs of several wf processes sharing one database
+SQLITE_ONLY = ("W1-def",)  # the cost of a def body's thread hop does not depend on the store
 PEERS = ("dbos", "wrangler")
+STORES = ("sqlite", "postgres")
+SCALE_NODES = (1, 2, 4)
+TAKEOVER_LEASE = 5.0
 DBOS_MODES = ("default", "fsync", "os")
 
 
@@ -54,28 +70,33 @@ class Sizes:
     w4_dbos_instances: int  # every sleeping DBOS workflow stays in memory, and starts slowly
     limit_seconds: float
     timeout: float  # of one measurement (W4: three times as long)
+    scale_instances: int  # W2-scale: the pool the nodes share
+    takeover_instances: int
 
 
-FULL = Sizes(1000, 1000, 500, 1000, 100_000, 2000, 1.5, 300.0)
-QUICK = Sizes(200, 200, 100, 200, 5000, 200, 0.3, 60.0)
+FULL = Sizes(1000, 1000, 500, 1000, 100_000, 2000, 1.5, 300.0, 4000, 500)
+QUICK = Sizes(200, 200, 100, 200, 5000, 200, 0.3, 60.0, 600, 50)
 
 
 @dataclass
 class Measurement:
     """One configuration of one workload on one engine, run ``runs`` times."""
 
-    engine: str  # wf, dbos, wrangler, sqlite
+    engine: str  # wf, dbos, wrangler; L: sqlite, postgres
     workload: str
-    durability: str  # fsync, os; DBOS: default; wrangler: workerd
-    variant: str  # DBOS's workflow style (async/sync); "" otherwise
+    durability: str  # fsync, os; DBOS on SQLite: default; wrangler: workerd
+    # DBOS's workflow style (async/sync); W2-scale: "1 node", ...; takeover: SIGKILL, SIGSTOP
+    variant: str
     argv: list[str]
     timeout: float
+    store: str = "sqlite"  # sqlite, postgres (a fresh database of the run's server for each run)
     runs: list[dict[str, Any]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
     @property
     def label(self) -> str:
-        parts = [self.engine, self.workload, self.durability, self.variant]
+        store = "on PostgreSQL" if self.store == "postgres" else ""
+        parts = [self.engine, self.workload, self.durability, self.variant, store]
         return " ".join(p for p in parts if p)
 
 
@@ -103,6 +124,26 @@ def dbos_python() -> Path:
     return python
 
 
+def npm_installed(project: Path) -> bool:
+    """Whether ``project``'s node_modules holds every package of its lock file, at the locked
+    version. (Not by file times: a fresh checkout's lock file is newer than any install, and
+    ``npm ci`` through a node_modules linked from another checkout empties that one.)"""
+    lock = json.loads((project / "package-lock.json").read_text())
+    for path, package in lock.get("packages", {}).items():
+        if not path.startswith("node_modules/") or package.get("link"):
+            continue
+        manifest = project / path / "package.json"
+        if not manifest.exists() and (package.get("optional") or package.get("peer")):
+            continue  # another platform's build, or a peer nothing here asks for
+        try:
+            version = json.loads(manifest.read_text()).get("version")
+        except (OSError, ValueError):
+            return False
+        if version != package.get("version"):
+            return False
+    return True
+
+
 def wrangler_ready() -> str:
     """Install wrangler in bench/cloudflare (``npm ci``) if needed; its version."""
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -112,9 +153,7 @@ def wrangler_ready() -> str:
     match = re.match(r"v(\d+)\.(\d+)", version)
     if match is None or (int(match[1]), int(match[2])) < (20, 3):
         raise RuntimeError(f"wrangler 4.86 needs Node.js 20.3 or newer, found {version or 'none'}")
-    lock = CF_PROJECT / "package-lock.json"
-    installed = CF_PROJECT / "node_modules" / ".package-lock.json"
-    if not installed.exists() or installed.stat().st_mtime < lock.stat().st_mtime:
+    if not npm_installed(CF_PROJECT):
         log("installing wrangler in bench/cloudflare: npm ci ...")
         subprocess.run(
             [npm, "ci", "--no-audit", "--no-fund", "--loglevel", "error"],
@@ -128,10 +167,11 @@ def wrangler_ready() -> str:
 
 # ---- the plan ---------------------------------------------------------------------------------
 def plan(
-    workloads: list[str], peers: list[str], sizes: Sizes, dbos: Path | None
+    workloads: list[str], peers: list[str], stores: list[str], sizes: Sizes, dbos: Path | None
 ) -> list[Measurement]:
-    """What to measure: wf in fsync mode (W1 and W1-def in both modes), DBOS with its defaults,
-    wrangler dev (W1 and W2-http), and L in both modes."""
+    """What to measure, on each store asked for: wf in fsync mode (W1 and W1-def in both
+    modes), DBOS with its defaults, wrangler dev (W1 and W2-http), and L in both modes;
+    W2-scale and takeover on PostgreSQL alone, W1-def and wrangler on SQLite alone."""
     py = sys.executable
     out: list[Measurement] = []
     counts = {
@@ -141,52 +181,105 @@ def plan(
         "W2-http": ["--instances", str(sizes.http_instances)],
         "W3": ["--instances", str(sizes.w3_instances)],
         "W4": ["--instances", str(sizes.w4_instances)],
+        "W2-scale": ["--instances", str(sizes.scale_instances)],
+        "takeover": ["--instances", str(sizes.takeover_instances)],
     }
 
-    def add(engine: str, workload: str, durability: str, variant: str, argv: list[str]) -> None:
+    def add(
+        engine: str,
+        workload: str,
+        durability: str,
+        variant: str,
+        argv: list[str],
+        store: str = "sqlite",
+    ) -> None:
         timeout = sizes.timeout * (3 if workload == "W4" else 1)
-        if engine != "sqlite":
+        if engine not in ("sqlite", "postgres"):
             argv = [*argv, "--timeout", str(timeout - 15)]
-        out.append(Measurement(engine, workload, durability, variant, argv, timeout))
+        out.append(Measurement(engine, workload, durability, variant, argv, timeout, store=store))
 
     for workload in workloads:
         if workload == "L":
-            for mode in ("fsync", "os"):
-                limit = [py, "-m", "bench.limit", "--durability", mode]
-                add("sqlite", "L", mode, "", [*limit, "--seconds", str(sizes.limit_seconds)])
+            seconds = ["--seconds", str(sizes.limit_seconds)]
+            if "sqlite" in stores:
+                for mode in ("fsync", "os"):
+                    limit = [py, "-m", "bench.limit", "--durability", mode, *seconds]
+                    add("sqlite", "L", mode, "", limit)
+            if "postgres" in stores:
+                for mode in ("fsync", "os"):
+                    limit = [py, "-m", "bench.limit_pg", "--durability", mode, *seconds]
+                    add("postgres", "L", mode, "", limit, "postgres")
             continue
-        for mode in ("fsync", "os") if workload in ("W1", "W1-def") else ("fsync",):
-            wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
-            add("wf", workload, mode, "", [*wf, *counts[workload]])
-        if workload == "W1-def":  # wf's own comparison: the peers' W1 has both styles already
-            continue
-        if "dbos" in peers and dbos is not None:
-            side = [str(dbos), "-m", "bench.dbos_side", workload, "--durability", "default"]
-            if workload == "W4":
-                count = ["--instances", str(sizes.w4_dbos_instances)]
+        if workload in PG_ONLY:
+            if "postgres" not in stores:
+                continue
+            wf = [py, "-m", "bench.wf_side", workload, *counts[workload]]
+            if workload == "W2-scale":
+                for nodes in SCALE_NODES:
+                    variant = f"{nodes} node" + ("s" if nodes > 1 else "")
+                    add("wf", workload, "fsync", variant, [*wf, "--nodes", str(nodes)], "postgres")
             else:
-                count = counts[workload]
-            # W1: async (the same workload as wf's) and sync, DBOS's faster style; W2, W2-http
-            # and W3 run sync (faster, and what DBOS's HTTP examples use); W4 sleeps async.
-            styles = {"W1": ("async", "sync"), "W4": ("async",)}.get(workload, ("sync",))
-            for style in styles:
-                add("dbos", workload, "default", style, [*side, "--style", style, *count])
-        if "wrangler" in peers and workload in ("W1", "W2-http"):
-            side = [py, "-m", "bench.cf_side", workload]
-            add("wrangler", workload, "workerd", "", [*side, *counts[workload]])
+                for how in ("SIGKILL", "SIGSTOP"):
+                    argv = [*wf, "--lease", str(TAKEOVER_LEASE), "--how", how]
+                    add("wf", workload, "fsync", how, argv, "postgres")
+            continue
+        for store in stores:
+            if store == "postgres" and workload in SQLITE_ONLY:
+                continue
+            # W1 in both durability modes (on PostgreSQL, "os" is synchronous_commit off).
+            for mode in ("fsync", "os") if workload in ("W1", "W1-def") else ("fsync",):
+                wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
+                add("wf", workload, mode, "", [*wf, *counts[workload]], store)
+            if workload in SQLITE_ONLY:  # wf's own comparison: the peers' W1 has both styles
+                continue
+            if "dbos" in peers and dbos is not None:
+                side = [str(dbos), "-m", "bench.dbos_side", workload, "--durability", "default"]
+                if workload == "W4":
+                    count = ["--instances", str(sizes.w4_dbos_instances)]
+                else:
+                    count = counts[workload]
+                # W1: async (the same workload as wf's) and sync, DBOS's faster style; W2,
+                # W2-http and W3 run sync (faster, and what DBOS's HTTP examples use); W4
+                # sleeps async.
+                styles = {"W1": ("async", "sync"), "W4": ("async",)}.get(workload, ("sync",))
+                mode = "default" if store == "sqlite" else "fsync"
+                for style in styles:
+                    argv = [*side, "--style", style, *count]
+                    add("dbos", workload, mode, style, argv, store)
+            if "wrangler" in peers and store == "sqlite" and workload in ("W1", "W2-http"):
+                side = [py, "-m", "bench.cf_side", workload]
+                add("wrangler", workload, "workerd", "", [*side, *counts[workload]])
     return out
 
 
 # ---- running ----------------------------------------------------------------------------------
-def run_once(job: Measurement, scratch: Path) -> None:
-    """One run of ``job`` in its own process and empty folder; its result or error kept."""
+def run_once(job: Measurement, scratch: Path, server: BenchServer | None) -> None:
+    """One run of ``job`` in its own process and empty folder (and, on PostgreSQL, a fresh
+    database of ``server``, dropped after it); its result or error kept."""
+    if job.store != "postgres":
+        run_in(job, scratch, [])
+        return
+    if server is None:
+        job.errors.append("no PostgreSQL server")
+        return
+    url = server.new_database()
+    try:
+        run_in(job, scratch, ["--database", url])
+    finally:
+        server.drop_database(url)
+
+
+def run_in(job: Measurement, scratch: Path, extra: list[str]) -> None:
     folder = Path(tempfile.mkdtemp(prefix="run-", dir=scratch))
     pythonpath = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": pythonpath}
     if job.engine == "sqlite":
         argv = [*job.argv, "--db", str(folder / "limit.db")]
+    elif job.engine == "postgres":
+        argv = list(job.argv)
     else:
         argv = [*job.argv, "--dir", str(folder)]
+    argv += extra
     # Start on a quiet disk: what an earlier run left to write back would slow this one.
     os.sync()
     time.sleep(0.3)
@@ -247,12 +340,13 @@ def summarise(job: Measurement) -> dict[str, Any]:
     medians = {key: median(values) for key, values in numeric.items()}
     fixed = {k: v for k, v in (job.runs[0].items() if job.runs else ()) if k not in numeric}
     return {
+        **fixed,  # what the side reported; the plan's names of the measurement win
         "engine": job.engine,
         "workload": job.workload,
         "durability": job.durability,
         "variant": job.variant,
+        "store": job.store,
         "argv": job.argv,
-        **fixed,
         "median": medians,
         "runs": job.runs,
         "errors": job.errors,
@@ -304,6 +398,29 @@ def selection(values: list[str] | None, known: tuple[str, ...], what: str) -> li
     return [k for k in known if k in chosen]
 
 
+def start_server(
+    parent: Path | None, errors: list[str]
+) -> tuple[BenchServer | None, dict[str, Any]]:
+    """The run's PostgreSQL server, and what the JSON says of it; (None, {}) and an error when
+    there is none to be had."""
+    from bench.pg_server import BenchServer, Unavailable
+
+    log("starting a durable PostgreSQL cluster for this run ...")
+    try:
+        server = BenchServer(parent)
+    except (Unavailable, RuntimeError, OSError) as exc:
+        errors.append(f"PostgreSQL could not be started: {exc}")
+        log(f"  {errors[-1]}")
+        return None, {}
+    try:
+        described = server.describe()
+    except BaseException:
+        server.close()
+        raise
+    log(f"  PostgreSQL {described['version']} on port {server.cluster.port}")
+    return server, described
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
@@ -321,6 +438,12 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         metavar="P",
         help="dbos, wrangler, all or none (repeatable; default none, and none with --quick)",
+    )
+    parser.add_argument(
+        "--store",
+        action="append",
+        metavar="S",
+        help="sqlite, postgres or all: what wf and DBOS run on (repeatable; default all)",
     )
     parser.add_argument("--runs", type=int, help="runs of each measurement (default 3; 1 quick)")
     parser.add_argument("--quick", action="store_true", help="small counts, one run")
@@ -348,6 +471,7 @@ def main(argv: list[str] | None = None) -> int:
     quick = args.quick or args.smoke
     workloads = selection(args.workload or ["all"], WORKLOADS, "workload")
     peers = selection(args.peer, PEERS, "peer")
+    stores = selection(args.store or ["all"], STORES, "store")
     runs = args.runs or (1 if quick else 3)
     if runs < 1:
         raise SystemExit("--runs must be at least 1")
@@ -357,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         and runs >= 3
         and workloads == list(WORKLOADS)
         and peers == list(PEERS)
+        and stores == list(STORES)
         and args.out is None
     )
 
@@ -381,12 +506,22 @@ def main(argv: list[str] | None = None) -> int:
         except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
             setup_errors.append(f"wrangler dev could not be installed: {exc}")
             peers = [p for p in peers if p != "wrangler"]
-    jobs = plan(workloads, peers, sizes, dbos)
+    jobs = plan(workloads, peers, stores, sizes, dbos)
 
     if args.tmp is not None:
         args.tmp.mkdir(parents=True, exist_ok=True)
+    # SIGTERM, like Ctrl-C, ends the run through the finally blocks: the server is stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     scratch = Path(tempfile.mkdtemp(prefix="wf-bench-", dir=args.tmp))
+    server: BenchServer | None = None
+    postgres: dict[str, Any] = {}
     try:
+        if any(job.store == "postgres" for job in jobs):
+            server, postgres = start_server(args.tmp, setup_errors)
+            if server is None:
+                jobs = [job for job in jobs if job.store != "postgres"]
+            else:
+                versions["postgres"] = postgres["version"]
         info = {
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **machine_info(),
@@ -400,8 +535,10 @@ def main(argv: list[str] | None = None) -> int:
         for round_number in range(runs):
             log(f"  round {round_number + 1} of {runs}")
             for job in jobs:
-                run_once(job, scratch)
+                run_once(job, scratch, server)
     finally:
+        if server is not None:
+            server.close()
         shutil.rmtree(scratch, ignore_errors=True)
     info["total_seconds"] = round(time.monotonic() - began, 1)
     payload = {
@@ -409,11 +546,13 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {
             "workloads": workloads,
             "peers": peers,
+            "stores": stores,
             "runs": runs,
             "quick": quick,
             "sizes": asdict(sizes),
             "full": full,
         },
+        "postgres": postgres,
         "results": [summarise(job) for job in jobs],
         "errors": setup_errors + [f"{j.label}: {e}" for j in jobs for e in j.errors],
     }
@@ -434,4 +573,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:  # the finally blocks have run: the PostgreSQL server is stopped
+        log("interrupted")
+        sys.exit(130)

@@ -23,10 +23,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", type=Path, required=True)
     parser.add_argument("--durability", choices=sorted(dbos_side.PRAGMAS), default="default")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--database", help="postgresql://...: DBOS's system database")
     args = parser.parse_args(argv)
     fastapi: Any = importlib.import_module("fastapi")
     uvicorn: Any = importlib.import_module("uvicorn")
-    dbos_side.configure(args.db, args.durability)
+    dbos_side.configure(args.db, args.durability, url=args.database)
     dbos = dbos_side.DBOS
     three = dbos_side.W["three_sync"]
     app = fastapi.FastAPI()

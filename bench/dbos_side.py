@@ -3,7 +3,9 @@ process, ``python -m bench.dbos_side W --dir DIR [--durability default|fsync|os]
 
 DBOS is a process-wide singleton, which is one more reason for a process per measurement. Its
 system database is SQLite (``system_database_url = sqlite:///…``, DBOS's default kind of
-database when no Postgres is given). Durability:
+database when no Postgres is given), or with ``--database postgresql://…`` the bench's
+PostgreSQL server (an empty database of its own; DBOS's tables go in its schema ``dbos``, and its
+durability is the server's: fsync and synchronous_commit on). On SQLite, durability:
 
 * ``default`` (what ``python -m bench --peer dbos`` runs): DBOS as shipped. It sets busy_timeout
   (30 s) and foreign_keys and leaves SQLite's defaults: a rollback journal (``DELETE``) with
@@ -68,8 +70,39 @@ sa: Any = None
 DBOS: Any = None
 
 
-def configure(db: Path, durability: str, fresh: bool = True) -> None:
-    """Import DBOS and configure it on ``db`` (it is not launched yet)."""
+class Where:
+    """The system database of this process: SQLite at ``path``, or PostgreSQL at ``url``."""
+
+    def __init__(self, path: Path, url: str | None) -> None:
+        self.path = path
+        self.url = url
+
+    @property
+    def system_database_url(self) -> str:
+        return self.url or f"sqlite:///{self.path}"
+
+    def count(self, sql: str) -> int:
+        """One integer from the system database (table names unqualified: DBOS's schema is on
+        the search path for PostgreSQL)."""
+        if self.url is None:
+            return count(self.path, sql)
+        psycopg: Any = importlib.import_module("psycopg")
+        with psycopg.connect(self.url, options="-c search_path=dbos") as conn:
+            return int(conn.execute(sql).fetchone()[0] or 0)
+
+    def journal_mode(self) -> str:
+        return "postgres" if self.url else journal_mode(self.path)
+
+    def mib(self) -> float:
+        if self.url is None:
+            return files_mib(self.path)
+        size = self.count("SELECT pg_database_size(current_database())")
+        return size / (1024 * 1024)
+
+
+def configure(db: Path, durability: str, fresh: bool = True, url: str | None = None) -> None:
+    """Import DBOS and configure it on ``db`` (on PostgreSQL at ``url`` if given; it is not
+    launched yet)."""
     global sa, DBOS
     sa = importlib.import_module("sqlalchemy")
     DBOS = importlib.import_module("dbos").DBOS
@@ -81,14 +114,15 @@ def configure(db: Path, durability: str, fresh: bool = True) -> None:
         if synchronous is not None:
             dbapi_conn.execute(f"PRAGMA synchronous={synchronous}")
 
-    sa.event.listen(sa.engine.Engine, "connect", pragmas)
-    if fresh:
+    if url is None:
+        sa.event.listen(sa.engine.Engine, "connect", pragmas)
+    if fresh and url is None:
         fresh_db(db)
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(
         config={
             "name": "wfbench",
-            "system_database_url": f"sqlite:///{db}",
+            "system_database_url": url or f"sqlite:///{db}",
             "run_admin_server": False,
             "log_level": "WARNING",
         }
@@ -301,6 +335,7 @@ def w2_http(args: argparse.Namespace) -> dict[str, Any]:
         args.durability,
         "--port",
         str(port),
+        *(["--database", args.database] if args.database else []),
     ]
     api = dbos_api()
     with Group(argv, Path.cwd(), args.dir / "app.log", dict(os.environ)) as server:
@@ -322,6 +357,8 @@ def child(args: argparse.Namespace, phase: str) -> subprocess.Popen[str]:
     argv = [sys.executable, "-m", "bench.dbos_side", "W3-child", "--phase", phase]
     argv += ["--dir", str(args.dir), "--durability", args.durability]
     argv += ["--instances", str(args.instances)]
+    if args.database:
+        argv += ["--database", args.database]
     return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -372,9 +409,9 @@ def w3(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def w3_child(args: argparse.Namespace) -> None:
-    db = args.dir / DB_NAME
+    where = Where(args.dir / DB_NAME, args.database)
     Tally.gate_flag = str(args.dir / "release")
-    configure(db, args.durability, fresh=args.phase == "load")
+    configure(where.path, args.durability, fresh=args.phase == "load", url=args.database)
     if args.phase == "load":
         Tally.gate_target = args.instances
         DBOS.launch()
@@ -392,7 +429,7 @@ def w3_child(args: argparse.Namespace) -> None:
             raise TimeoutError(f"only {Tally.returned} workflows returned")
         time.sleep(0.002)
     success = "SELECT count(*) FROM workflow_status WHERE status = 'SUCCESS'"
-    while (complete := count(db, success)) < args.instances:  # ... and their outcome is stored
+    while (complete := where.count(success)) < args.instances:  # ... and their outcome is stored
         if time.monotonic() > deadline:
             raise TimeoutError(f"only {complete} workflows complete")
         time.sleep(0.002)
@@ -404,12 +441,12 @@ def w3_child(args: argparse.Namespace) -> None:
 
 # ---- W4 -------------------------------------------------------------------------------------
 async def w4(args: argparse.Namespace) -> dict[str, Any]:
-    db = args.dir / DB_NAME
+    where = Where(args.dir / DB_NAME, args.database)
     sleeping = "SELECT count(*) FROM operation_outputs WHERE function_name = 'DBOS.sleep'"
 
     async def all_sleeping(target: int) -> None:
         deadline = time.monotonic() + args.timeout
-        while count(db, sleeping) < target:
+        while where.count(sleeping) < target:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"fewer than {target} workflows sleeping")
             await asyncio.sleep(0.1)
@@ -427,8 +464,7 @@ async def w4(args: argparse.Namespace) -> dict[str, Any]:
     await all_sleeping(warm + args.instances)
     rss_waiting = rss_kib()
     peak = peak_rss_kib()
-    last = count(
-        db,
+    last = where.count(
         "SELECT max(started_at_epoch_ms) FROM operation_outputs WHERE function_name = 'DBOS.sleep'",
     )
     waiting = last / 1000 - epoch_started
@@ -443,7 +479,7 @@ async def w4(args: argparse.Namespace) -> dict[str, Any]:
         "rss_peak_mib": peak / 1024,
         "kib_per_instance": (rss_waiting - rss_before) / args.instances,
         "peak_kib_per_instance": (peak - rss_before) / args.instances,
-        "db_mib": files_mib(db),
+        "db_mib": where.mib(),
         "threads": threading.active_count(),
     }
 
@@ -462,8 +498,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--phase", choices=("load", "recover", "import"))
     parser.add_argument("--timeout", type=float, default=300.0)
+    parser.add_argument("--database", help="postgresql://... (an empty database): run on it")
     args = parser.parse_args(argv)
-    db = args.dir / DB_NAME
+    where = Where(args.dir / DB_NAME, args.database)
     if args.workload == "W3-child":
         importlib.import_module("dbos")
         mark("imported")
@@ -474,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.workload in ("W2-http", "W3"):
         outcome = w2_http(args) if args.workload == "W2-http" else w3(args)
     else:
-        configure(db, args.durability)
+        configure(where.path, args.durability, url=args.database)
 
         async def launched() -> dict[str, Any]:
             DBOS.launch()  # on the loop that async workflows run on
@@ -487,7 +524,8 @@ def main(argv: list[str] | None = None) -> None:
             "engine": "dbos",
             "workload": args.workload,
             "durability": args.durability,
-            "journal_mode": journal_mode(db),
+            "journal_mode": where.journal_mode(),
+            "store": "postgres" if args.database else "sqlite",
             "dbos_version": importlib.metadata.version("dbos"),
             **outcome,
         }

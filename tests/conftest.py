@@ -4,7 +4,6 @@ PostgreSQL cluster (``pg_cluster``, ``pg_url``: see ``tests/postgres.py``)."""
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -14,12 +13,12 @@ from typing import Any
 
 import pytest
 
+from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
+from tests.postgres_skips import pytest_report_teststatus, pytest_terminal_summary  # noqa: F401
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
 from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
-
-from . import postgres
 
 FINISHED = ("complete", "errored", "terminated")
 
@@ -99,33 +98,6 @@ async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
         await h.close()
 
 
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[postgres.PgCluster]:
-    """A PostgreSQL server for the session; skipped (failed, with WF_REQUIRE_POSTGRES=1)
-    where PostgreSQL is not installed."""
-    if not postgres.available():
-        message = "PostgreSQL is not installed (or set WF_TEST_DATABASE_URL)"
-        if os.environ.get("WF_REQUIRE_POSTGRES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
-    cluster = postgres.PgCluster()
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture
-def pg_url(pg_cluster: postgres.PgCluster) -> Iterator[str]:
-    """The URL of a fresh, empty database, dropped after the test."""
-    url = pg_cluster.create_database()
-    try:
-        yield url
-    finally:
-        pg_cluster.drop_database(url)
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock()
@@ -173,3 +145,28 @@ async def settle(clock: ManualClock | None = None, rounds: int = 5) -> None:
     """Let the engine run until it has nothing to do but wait (for real I/O, a few ms)."""
     for _ in range(rounds):
         await asyncio.sleep(0.01)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[TestServer]:
+    """The tests' PostgreSQL server (ours, or WF_TEST_DATABASE_URL's); skipped when there is none,
+    unless WF_REQUIRE_POSTGRES=1."""
+    server = start_test_server()
+    if server is None:
+        if required():
+            pytest.fail(f"{SKIP_REASON} and WF_REQUIRE_POSTGRES is set: {HOW_TO}")
+        pytest.skip(f"{SKIP_REASON}: {HOW_TO}")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: TestServer) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test; its URL."""
+    url = pg_cluster.new_database()
+    try:
+        yield url
+    finally:
+        pg_cluster.drop_database(url)

@@ -12,7 +12,9 @@ Modes (each runs its instances until they are all finished, then exits 0):
              ``--instances`` instances. Sends each instance the event its ``approval`` step waits
              for once that wait has lasted a moment.
 ``sleep``    ``sleeper``: a step, ``step.sleep("nap", --seconds)``, a step returning when it ran.
-``queue``    ``queued`` with concurrency 1: ``--instances`` instances of one slow step each.
+``queue``    ``queued`` with concurrency 1: ``--instances`` instances of one slow step each;
+             a body does not end while the file MARKER.hold exists (a test holds it there
+             until it has killed the process).
 ``suicide``  ``doomed``: a step (retries limit 1) whose body SIGKILLs its own process. Prints
              the engine's notices: ``notice <kind> <step> <detail as JSON>``.
 ``hold``     open the store and hold it until killed (never exits by itself).
@@ -166,6 +168,9 @@ class Queued(WorkflowEntrypoint):
         def work(ctx: StepContext) -> str:
             token = uuid.uuid4().hex
             note(marker, "run", me, ctx, token)
+            hold = Path(marker + ".hold")
+            while hold.exists():
+                time.sleep(0.01)
             time.sleep(0.15)
             note(marker, "ret", me, ctx, token)
             return token

@@ -196,3 +196,94 @@ def test_dev_vars_are_read_as_dotenv(tmp_path: Path) -> None:
     }
     with pytest.raises(ProjectError, match=r"\.dev\.vars:2: expected KEY=VALUE"):
         parse_dotenv("A=1\nnot a pair\n", ".dev.vars")
+
+
+def with_database(value: str) -> str:
+    return f"{WF_TOML}\n[engine]\ndatabase = {value}\n"
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ('"data/wf.db"', "{root}/data/wf.db"),
+        ('"sqlite:///data/wf.db"', "{root}/data/wf.db"),
+        ('"sqlite:////var/tmp/wf.db"', "/var/tmp/wf.db"),
+        (
+            '"postgresql://app:secret@db.example:5432/app"',
+            "postgresql://app:secret@db.example:5432/app",
+        ),
+        (
+            '"postgres://db.example/app?sslmode=require"',
+            "postgres://db.example/app?sslmode=require",
+        ),
+    ],
+)
+def test_engine_database_is_a_sqlite_path_of_the_project_or_a_postgresql_url(
+    tmp_path: Path, given: str, expected: str
+) -> None:
+    project = load_project(make_project(tmp_path, with_database(given)))
+    assert project.engine.database == expected.format(root=tmp_path)
+    assert project.store_location() == expected.format(root=tmp_path)
+    # --database or WF_DATABASE_URL come first; without any, the state folder's file.
+    assert project.store_location("/elsewhere/wf.db") == "/elsewhere/wf.db"
+    assert load_project(make_project(tmp_path)).store_location() == str(tmp_path / ".wf/wf.db")
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ('""', "wf.toml: engine.database must be a non-empty string"),
+        ("5432", "wf.toml: engine.database must be a non-empty string, got 5432 (int)"),
+        (
+            '"mysql://app:secret@db/app"',
+            'wf.toml: engine.database "mysql://app:***@db/app" uses the scheme "mysql"; expected a '
+            "postgresql:// URL, or the path of a SQLite file (or sqlite:///path)",
+        ),
+        (
+            '"postgresql://app:secret@db:port/app"',
+            'wf.toml: engine.database "postgresql://app:***@db:port/app" is not a valid '
+            "PostgreSQL URL (Port could not be cast to integer value as 'port')",
+        ),
+        (
+            '"host=db password=secret dbname=app"',
+            'wf.toml: engine.database "host=db password=*** dbname=app" is a key=value connection '
+            "string; write it as postgresql://user:password@host:5432/database",
+        ),
+        (
+            '"postgresql://app:se%cret@db/app"',
+            'wf.toml: engine.database "postgresql://app:***@db/app" has a % that does not start '
+            "an escape such as %25 (write a % in a password as %25)",
+        ),
+        ('"sqlite:///"', 'wf.toml: engine.database "sqlite:///" names no file'),
+        ('"."', 'wf.toml: engine.database "." is a folder; name the database file in it'),
+    ],
+)
+def test_a_wrong_engine_database_is_one_line_without_its_password(
+    tmp_path: Path, given: str, message: str
+) -> None:
+    with pytest.raises(ProjectError) as caught:
+        load_project(make_project(tmp_path, with_database(given)))
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value) and "secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(("given", "seconds"), [('"5 seconds"', 5.0), ("90", 90.0), (None, 30.0)])
+def test_engine_lease_is_a_duration(tmp_path: Path, given: str | None, seconds: float) -> None:
+    toml = WF_TOML if given is None else f"{WF_TOML}\n[engine]\nlease = {given}\n"
+    project = load_project(make_project(tmp_path, toml))
+    assert project.engine.lease == seconds
+    assert project.engine_settings().lease == seconds
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("0", "wf.toml: engine.lease must be from 1 second to 1 hour, got 0 (int)"),
+        ('"2 hours"', 'wf.toml: engine.lease must be from 1 second to 1 hour, got "2 hours"'),
+        ('"soon"', 'wf.toml: engine.lease is invalid: lease "soon" is not a duration'),
+    ],
+)
+def test_a_wrong_engine_lease_is_refused(tmp_path: Path, given: str, message: str) -> None:
+    with pytest.raises(ProjectError) as caught:
+        load_project(make_project(tmp_path, f"{WF_TOML}\n[engine]\nlease = {given}\n"))
+    assert str(caught.value).startswith(message)

@@ -20,6 +20,7 @@ from wf.durations import to_seconds
 from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
+from wf.engine.store.location import BadLocation, database_location
 from wf.engine.version import version_of_files
 from wf.errors import ValidationError, WfError, quote
 
@@ -72,6 +73,11 @@ class EngineConfig:
     concurrency: int = 1000
     retention: str | float = "30 days"
     durability: str = "fsync"
+    # A PostgreSQL URL, or a SQLite file's absolute path; None: <state_dir>/wf.db.
+    database: str | None = None
+    # How long this process's claims outlive its last renewal: after a crash, another process
+    # (a restarted wf dev on PostgreSQL) takes its instances over once it lapses.
+    lease: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,14 @@ class Project:
 
     @property
     def database(self) -> Path:
+        """The SQLite file a project uses unless told otherwise."""
         return self.state_dir / "wf.db"
+
+    def store_location(self, given: str | None = None) -> str:
+        """The database this project runs on: ``given`` (``--database`` or ``WF_DATABASE_URL``,
+        checked by ``database_location``), else wf.toml's ``[engine] database``, else SQLite in
+        the state folder."""
+        return given or self.engine.database or str(self.database)
 
     @property
     def main_label(self) -> str:
@@ -101,7 +114,11 @@ class Project:
             return str(self.main)
 
     def engine_settings(self) -> EngineSettings:
-        return EngineSettings(concurrency=self.engine.concurrency, retention=self.engine.retention)
+        return EngineSettings(
+            concurrency=self.engine.concurrency,
+            retention=self.engine.retention,
+            lease=self.engine.lease,
+        )
 
     def source_files(self) -> list[Path]:
         """wf.toml and every Python file beside the main module (what a version is made of)."""
@@ -142,7 +159,7 @@ def find_config(start: Path | None = None) -> Path | None:
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
 _WORKFLOW_KEYS = ("name", "binding", "class_name", "limits")
 _DEV_KEYS = ("port", "host", "state_dir")
-_ENGINE_KEYS = ("concurrency", "retention", "durability")
+_ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
 
 
 class _Checker:
@@ -330,6 +347,8 @@ def _load_project(config_path: Path) -> Project:
         ),
         retention=retention,
         durability=durability,
+        database=_database(check, engine_table, root),
+        lease=_lease(check, engine_table),
     )
     return Project(
         root=root,
@@ -341,6 +360,30 @@ def _load_project(config_path: Path) -> Project:
         dev=dev,
         engine=engine,
     )
+
+
+def _database(check: _Checker, engine_table: Mapping[str, Any], root: Path) -> str | None:
+    text = check.string(engine_table, "database", "engine", required=False)
+    if text is None:
+        return None
+    try:
+        return database_location(text, root)
+    except BadLocation as exc:
+        raise check.fail("engine.database", str(exc)) from None
+
+
+MIN_LEASE, MAX_LEASE = 1.0, 3600.0
+
+
+def _lease(check: _Checker, engine_table: Mapping[str, Any]) -> float:
+    value = engine_table.get("lease", EngineConfig.lease)
+    try:
+        seconds = to_seconds(value, "lease")
+    except ValidationError as exc:
+        raise check.fail("engine.lease", f"is invalid: {exc}") from None
+    if not MIN_LEASE <= seconds <= MAX_LEASE:
+        raise check.fail("engine.lease", f"must be from 1 second to 1 hour, got {_show(value)}")
+    return seconds
 
 
 def read_dev_vars(project: Project) -> dict[str, str]:

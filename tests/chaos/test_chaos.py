@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -29,6 +28,7 @@ import pytest
 
 from tests.chaos import checks, workload
 from tests.chaos.harness import NO_ANSWER, Client, Server, request
+from tests.e2e.helpers import free_port
 
 FULL = os.environ.get("WF_CHAOS", "").strip().lower() == "full"
 FORM = "full" if FULL else "quick"
@@ -39,12 +39,6 @@ START_TIMEOUT = 45.0  # a restarted server must answer /api/health within this
 
 # The quick form takes about 30-50 s; the timeout leaves room for a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600 if FULL else 300)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def kill_plan(rng: random.Random, startup: float) -> tuple[str, float]:

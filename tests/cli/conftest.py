@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import pytest
 from aiohttp import web
 
+from tests.e2e.helpers import free_port
 from wf import RetryConfig, StepConfig, WorkflowEntrypoint
 from wf.client import Client
 from wf.devserver.api import create_app
@@ -175,10 +176,8 @@ def _plain_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 
 def unused_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
+    """A port where nothing listens, kept so (no other process can take it meanwhile)."""
+    return free_port()
 
 
 def wait_status(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -21,19 +22,46 @@ WF = [sys.executable, "-m", "wf"]
 REPO = Path(__file__).resolve().parents[2]
 
 
+# Sockets that keep the ports free_port() handed out: held until this process exits.
+_RESERVED: list[socket.socket] = []
+
+
+@atexit.register
+def _release_ports() -> None:
+    for sock in _RESERVED:
+        sock.close()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port for a server this test starts, taken by nobody else in the meantime.
+
+    A port only seen free can be taken before the server binds it (or between a kill and the
+    restart on the same port): by another server, or as the local end of any outgoing connection
+    on a busy machine. So a socket stays bound to it, never listening, until this process exits:
+    the kernel then gives the port to no other bind and no connect, yet a server that binds it
+    with SO_REUSEADDR (wf dev and wf serve do) still can, restarts included. Connections to it
+    while no server listens are refused, as to any closed port.
+    """
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _RESERVED.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def wf(
-    *args: str, cwd: Path, check: bool = True, timeout: float = 30
+    *args: str,
+    cwd: Path,
+    check: bool = True,
+    timeout: float = 30,
+    env: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
-    env.pop("WF_URL", None)
+    environment = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+    environment.pop("WF_URL", None)
+    environment.pop("WF_DATABASE_URL", None)
+    environment.update(env or {})
     result = subprocess.run(
-        [*WF, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+        [*WF, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment
     )
     if check and result.returncode != 0:
         raise AssertionError(f"wf {' '.join(args)} exited {result.returncode}: {result.stderr}")
@@ -102,19 +130,28 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, what: str = ""
 class DevServer:
     """``wf dev`` in its own session, so the test can kill it (and its child) as a group."""
 
-    def __init__(self, project: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        project: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.project = project
         self.port = port
         self.env = env or {}
+        self.args = args  # more options for wf dev
         self.url = f"http://127.0.0.1:{port}"
         self.log = project / f"dev-{time.monotonic_ns()}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DevServer:
-        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120", **self.env}
+        env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "120"}
+        env.pop("WF_DATABASE_URL", None)  # the user's own database is not the tests'
+        env.update(self.env)
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [*WF, "dev", "--port", str(self.port)],
+                [*WF, "dev", "--port", str(self.port), *self.args],
                 cwd=self.project,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -159,9 +196,12 @@ class DevServer:
 
 @contextmanager
 def dev_server(
-    project: Path, port: int | None = None, env: dict[str, str] | None = None
+    project: Path,
+    port: int | None = None,
+    env: dict[str, str] | None = None,
+    args: tuple[str, ...] = (),
 ) -> Iterator[DevServer]:
-    server = DevServer(project, port or free_port(), env)
+    server = DevServer(project, port or free_port(), env, args)
     try:
         yield server.start()
     finally:

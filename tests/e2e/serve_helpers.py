@@ -34,7 +34,9 @@ class_name = "{class_name}"
 
 # Sleeps for params["nap"] seconds, then answers with the module's VERSION (read when the step
 # runs, so the code that runs it decides). params["mark"], a file, counts the runs of a step
-# taken before the sleep: one line per run.
+# taken before the sleep: one line per run. With params["wait"], it first waits for a "go" event:
+# a test that needs the instance unfinished until some point sends the event then, not a guess
+# of how long the steps in between take.
 PIN_WORKFLOW = """\
 from pathlib import Path
 
@@ -54,6 +56,8 @@ class PinWorkflow(WorkflowEntrypoint):
             return True
 
         await step.do("before", mark)
+        if params.get("wait"):
+            await step.wait_for_event("go", type="go", timeout="1 hour")
         await step.sleep("nap", params.get("nap", 0))
         return await step.do("answer", lambda: {"version": VERSION})
 """
@@ -262,6 +266,10 @@ class Serve:
 
     def status(self, instance_id: str) -> str:
         return str(self.instance(instance_id)["status"])
+
+    def go(self, instance_id: str) -> None:
+        """Send the "go" event an instance created with ``{"wait": True}`` waits for."""
+        self.api(f"/api/workflows/pin/instances/{instance_id}/events/go", "POST", {})
 
     def finished(self, instance_id: str, timeout: float = 20) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:

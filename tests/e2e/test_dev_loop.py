@@ -77,23 +77,7 @@ def test_init_dev_trigger_event_reload_crash_and_recover(tmp_path: Path) -> None
         assert '🚀 Workflow instance "first" has been queued successfully' in triggered.stdout
         wait_until(lambda: status(url, "first") == "waiting", what="first waits for its event")
 
-        sent = wf(
-            "instances",
-            "send-event",
-            "workflows-starter",
-            "first",
-            "--type",
-            "approval",
-            "--payload",
-            '{"ok": true}',
-            "--url",
-            url,
-            cwd=project,
-        )
-        assert '📤 The event with type "approval"' in sent.stdout
-        wait_until(lambda: "cool down-1" in step_names(url, "first"), what="first sleeps")
-
-        # Edit the module: the reload serves the new code.
+        # Edit the module: the reload serves the new code; first waits on, for its event.
         (project / "workflows.py").write_text(WORKFLOW.replace('"v1"', '"v2"'))
         wait_until(
             lambda: server.health()["version_id"] not in (None, first_version),
@@ -114,7 +98,23 @@ def test_init_dev_trigger_event_reload_crash_and_recover(tmp_path: Path) -> None
         wait_until(lambda: status(url, "second") == "complete", what="second completes")
         second = api(url, "/api/workflows/workflows-starter/instances/second")
         assert second["output"] == {"version": "v2", "approved": {}}
-        assert status(url, "first") == "waiting"  # still in its six-second sleep
+        assert status(url, "first") == "waiting"  # still waiting for its event
+
+        sent = wf(
+            "instances",
+            "send-event",
+            "workflows-starter",
+            "first",
+            "--type",
+            "approval",
+            "--payload",
+            '{"ok": true}',
+            "--url",
+            url,
+            cwd=project,
+        )
+        assert '📤 The event with type "approval"' in sent.stdout
+        wait_until(lambda: "cool down-1" in step_names(url, "first"), what="first sleeps")
 
         # Crash the whole server (supervisor and child) mid-sleep, then start it again.
         server.kill()
@@ -137,20 +137,24 @@ def test_no_request_fails_while_the_server_reloads(tmp_path: Path) -> None:
     project = tmp_path / "proj"
     with dev_server(project) as server:
         failures: list[str] = []
-        served = 0
+        served: list[None] = []  # one item per answer (list.append is atomic)
         stop = threading.Event()
 
         def poll() -> None:
-            nonlocal served
             while not stop.is_set():
                 try:
                     with urllib.request.urlopen(
                         server.url + "/api/workflows/workflows-starter/instances", timeout=30
                     ) as response:
                         json.load(response)
-                        served += 1
+                        served.append(None)
                 except (OSError, ValueError) as exc:
                     failures.append(repr(exc))
+
+        def serve_more(count: int) -> None:
+            """Wait until the pollers have had ``count`` more answers (or a failure)."""
+            target = len(served) + count
+            wait_until(lambda: len(served) >= target or failures, what=f"{count} answers")
 
         pollers = [threading.Thread(target=poll) for _ in range(3)]
         for poller in pollers:
@@ -158,19 +162,19 @@ def test_no_request_fails_while_the_server_reloads(tmp_path: Path) -> None:
         try:
             version = server.health()["version_id"]
             for n in range(3):
-                time.sleep(0.5)
+                serve_more(20)  # from the child serving now, then it is replaced
                 with (project / "workflows.py").open("a") as source:
                     source.write(f"\n# edit {n}\n")
                 version = wait_until(
                     functools.partial(_new_version, server, version), what="reload"
                 )
-            time.sleep(0.5)
+            serve_more(20)
         finally:
             stop.set()
             for poller in pollers:
                 poller.join(30)
         assert failures == []
-        assert served > 50
+        assert len(served) >= 80
         assert server.output().count("reloaded after changes to workflows.py") >= 3
 
 

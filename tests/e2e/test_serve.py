@@ -89,8 +89,8 @@ def test_in_flight_instances_stay_on_their_version_and_upgrade_moves_one(tmp_pat
     with serving(tmp_path) as server:
         v1 = server.deploy(project)
         assert server.bundles() == [v1]
-        server.trigger(project, "A", {"nap": 4})
-        wait_until(lambda: server.status("A") == "waiting", what="A sleeps")
+        server.trigger(project, "A", {"wait": True})
+        wait_until(lambda: server.status("A") == "waiting", what="A waits")
 
         write_project(project, "v2")
         v2 = server.deploy(project)
@@ -100,17 +100,18 @@ def test_in_flight_instances_stay_on_their_version_and_upgrade_moves_one(tmp_pat
         assert (b["status"], b["output"], b["versionId"]) == ("complete", {"version": "v2"}, v2)
 
         versions = server.versions()
-        a_status = server.status("A")
         assert versions[v2]["active"] is True and versions[v2]["loaded"] is True
         assert versions[v1]["active"] is False
-        if a_status == "waiting":  # A still sleeps: its version stays loaded for it
-            assert versions[v1]["unfinished"] == 1 and versions[v1]["loaded"] is True
-            assert sorted(server.workers().values()) == sorted([v1, v2])
+        # A still waits: its version stays loaded for it.
+        assert versions[v1]["unfinished"] == 1 and versions[v1]["loaded"] is True
+        assert sorted(server.workers().values()) == sorted([v1, v2])
         listed = server.wf("versions", "list", "pin", cwd=project).stdout
         assert "Version Id" in listed and "Unfinished" in listed
         assert listed.index(v2) < listed.index(v1)  # newest first
         assert table_row(listed, v2)[2:4] == ["✅ Yes", "Yes"]
+        assert table_row(listed, v1)[2:] == ["No", "Yes", "1"]
 
+        server.go("A")
         a = server.finished("A")
         assert (a["status"], a["output"], a["versionId"]) == ("complete", {"version": "v1"}, v1)
 
@@ -125,15 +126,16 @@ def test_in_flight_instances_stay_on_their_version_and_upgrade_moves_one(tmp_pat
         assert table_row(listed, v1)[2:] == ["No", "No", "0"]
         assert table_row(listed, v2)[2:] == ["✅ Yes", "Yes", "0"]
 
-        # Upgrade: C sleeps on v2; v3 is deployed; C is moved and finishes with v3's code.
-        server.trigger(project, "C", {"nap": 5})
-        wait_until(lambda: server.status("C") == "waiting", what="C sleeps")
+        # Upgrade: C waits on v2; v3 is deployed; C is moved and finishes with v3's code.
+        server.trigger(project, "C", {"wait": True})
+        wait_until(lambda: server.status("C") == "waiting", what="C waits")
         write_project(project, "v3")
         v3 = server.deploy(project)
         moved = server.wf("instances", "upgrade", "pin", "C", cwd=project)
         assert f'⬆️ The instance "C" from pin was moved from version {v2} to {v3}' in moved.stdout, (
             moved.stdout
         )
+        server.go("C")
         c = server.finished("C")
         assert (c["status"], c["output"], c["versionId"]) == ("complete", {"version": "v3"}, v3)
         refused = server.wf("instances", "upgrade", "pin", "A", cwd=project, check=False)
@@ -399,8 +401,8 @@ def test_a_killed_worker_is_replaced_and_its_instance_completes(tmp_path: Path) 
     mark = tmp_path / "before-ran"
     with serving(tmp_path) as server:
         v1 = server.deploy(project)
-        server.trigger(project, "A", {"nap": 3, "mark": str(mark)})
-        wait_until(lambda: server.status("A") == "waiting", what="A sleeps")
+        server.trigger(project, "A", {"wait": True, "nap": 1, "mark": str(mark)})
+        wait_until(lambda: server.status("A") == "waiting", what="A waits")
         workers = server.workers()
         assert list(workers.values()) == [v1], workers
         (victim,) = workers
@@ -410,6 +412,7 @@ def test_a_killed_worker_is_replaced_and_its_instance_completes(tmp_path: Path) 
             return [pid for pid, version in server.workers().items() if pid != victim]
 
         wait_until(replaced, timeout=15, what="a new worker")
+        server.go("A")
         a = server.finished("A")
         assert (a["status"], a["output"], a["versionId"]) == ("complete", {"version": "v1"}, v1)
         assert mark.read_text() == "ran\n"  # the step before the crash was not run again
@@ -418,7 +421,7 @@ def test_a_killed_worker_is_replaced_and_its_instance_completes(tmp_path: Path) 
         assert server.finished("B")["output"] == {"version": "v1"}
 
 
-def sleeping(server: Serve, name: str) -> bool:
+def waiting(server: Serve, name: str) -> bool:
     return server.status(name) == "waiting"
 
 
@@ -430,15 +433,16 @@ def test_a_killed_server_resumes_the_instances_of_every_version(tmp_path: Path) 
     try:
         server.start()
         v1 = server.deploy(project)
+        # They wait for an event until after the restart, then sleep (on the restarted server).
         for name in ("A1", "A2"):
-            server.trigger(project, name, {"nap": 5, "mark": str(tmp_path / name)})
+            server.trigger(project, name, {"wait": True, "nap": 1, "mark": str(tmp_path / name)})
         write_project(project, "v2")
         v2 = server.deploy(project)
         for name in ("B1", "B2"):
-            server.trigger(project, name, {"nap": 3, "mark": str(tmp_path / name)})
+            server.trigger(project, name, {"wait": True, "nap": 1, "mark": str(tmp_path / name)})
         expected = {"A1": v1, "A2": v1, "B1": v2, "B2": v2}
         for name in expected:
-            wait_until(functools.partial(sleeping, server, name), what=f"{name} sleeps")
+            wait_until(functools.partial(waiting, server, name), what=f"{name} waits")
         assert sorted(server.workers().values()) == sorted([v1, v2])
         token = server.token
 
@@ -446,6 +450,8 @@ def test_a_killed_server_resumes_the_instances_of_every_version(tmp_path: Path) 
         restarted.start()
         assert restarted.token == token
         assert "API token" not in restarted.output()  # shown once, on the first start only
+        for name in expected:
+            restarted.go(name)
         for name, version in expected.items():
             done = restarted.finished(name)
             wanted = {"version": "v1" if version == v1 else "v2"}
@@ -568,7 +574,11 @@ def test_a_secret_put_during_a_deploy_reaches_the_new_version(tmp_path: Path) ->
         deploying = threading.Thread(target=lambda: deployed.append(server.deploy(project)))
         deploying.start()
         try:
-            time.sleep(1)  # v2's worker is importing the module
+            # v2's bundle is unpacked: its worker is importing the module (for 3 s)
+            wait_until(
+                lambda: [b for b in server.bundles() if b != v1 and not b.startswith(".")],
+                what="the deploy of v2 to unpack its bundle",
+            )
             server.wf("secret", "put", "API_KEY", cwd=project, stdin="new value")
         finally:
             deploying.join(60)

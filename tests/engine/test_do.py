@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, wait_status
+from tests.conftest import Harness, wait_for, wait_status
 from wf import NonRetryableError, StepConfig, StepContext, StepError, WorkflowEntrypoint
 from wf.engine import ManualClock, WorkflowSpec
 
@@ -147,6 +146,7 @@ async def test_same_name_in_a_loop_gets_counted_identities(harness: Harness) -> 
 async def test_parallel_steps_under_gather(harness: Harness) -> None:
     running = 0
     peak = 0
+    four = asyncio.Event()  # each body holds on until all four run at once
 
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
@@ -154,7 +154,9 @@ async def test_parallel_steps_under_gather(harness: Harness) -> None:
                 nonlocal running, peak
                 running += 1
                 peak = max(peak, running)
-                await asyncio.sleep(0.05)
+                if running == 4:
+                    four.set()
+                await asyncio.wait_for(four.wait(), 10)
                 running -= 1
                 return i * i
 
@@ -203,7 +205,7 @@ async def test_sync_callback_is_abandoned_on_timeout(harness: Harness) -> None:
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
             def stuck() -> str:
-                release.wait(10)
+                release.wait(60)
                 finished.set()
                 return "late"
 
@@ -211,9 +213,7 @@ async def test_sync_callback_is_abandoned_on_timeout(harness: Harness) -> None:
 
     engine = await harness.start(spec(Flow))
     inst = await engine.create("wf")
-    started = time.monotonic()
     status = await wait_status(engine, "wf", inst.id)
-    assert time.monotonic() - started < 5
     assert status["error"]["name"] == "WorkflowTimeoutError"
     assert not finished.is_set()  # the thread is still stuck: abandoned, not awaited
     release.set()
@@ -330,11 +330,17 @@ async def test_retry_delays_follow_backoff_on_a_manual_clock(
 
     engine = await harness.start(spec(Flow), clock=clock)
     inst = await engine.create("wf")
-    for _ in range(200):
-        await asyncio.sleep(0.01)
+
+    async def complete() -> bool:
         if (await engine.status("wf", inst.id))["status"] == "complete":
-            break
-        if clock.next_wake is not None:
-            clock.set(clock.next_wake)
+            return True
+        wake = clock.next_wake
+        # A retry's delay (10, 20, 40 s) is moved to its end; the timeout of an attempt still
+        # running (10 minutes) never is, or the next attempt would come 10 minutes late.
+        if wake is not None and wake - clock.now() <= 60:
+            clock.set(wake)
+        return False
+
+    await wait_for(complete)
     gaps = [round(b - a, 3) for a, b in itertools.pairwise(attempts_at)]
     assert gaps == [10.0, 20.0, 40.0]

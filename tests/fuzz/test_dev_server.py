@@ -102,15 +102,6 @@ def wf(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 # ---- broken projects -------------------------------------------------------------------------
 
 GOOD_TOML = 'name = "broken-project"\nmain = "fuzzflows.py"\n'
@@ -171,13 +162,16 @@ def test_wf_workflows_list_reads_a_broken_wf_toml_without_a_traceback(
 ) -> None:
     """Without --url the address comes from wf.toml; a broken one falls back to the default
     address, so the command says that no server answers there, in one line."""
-    if not _port_is_free(8787):
-        pytest.skip("something listens on 127.0.0.1:8787, the default address")
     project = tmp_path / "project"
     write_project(project)
     filename, content = BROKEN[case]
     (project / filename).write_bytes(content)
-    listed = wf("workflows", "list", cwd=project)
+    with socket.socket() as default_port:
+        try:  # bound, never listening, while the command runs: no server can start there
+            default_port.bind(("127.0.0.1", 8787))
+        except OSError:
+            pytest.skip("something uses 127.0.0.1:8787, the default address")
+        listed = wf("workflows", "list", cwd=project)
     assert listed.returncode == 1, listed
     assert listed.stderr == (
         "wf: no wf server at http://127.0.0.1:8787; start one with wf dev\n"

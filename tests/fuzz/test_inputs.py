@@ -474,7 +474,7 @@ def test_outputs_that_cannot_be_stored_fail_the_instance(
     instance_id = _new_id()
     params = {"codepoints": [ord(c) for c in text], "from": source}
     live_api.run(live_api.engine.create("emit", instance_id, params))
-    status = _wait_finished(live_api, "emit", instance_id, timeout=3)
+    status = _wait_finished(live_api, "emit", instance_id, timeout=10)
     storable = not any(unicodedata.category(c) == "Cs" for c in text)
     if storable:
         assert status == {"status": "complete", "error": None, "output": text}

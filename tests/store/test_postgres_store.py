@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.postgres import PgCluster, free_port
+from tests.postgres import TestServer, free_port
 from wf.engine.model import AttemptRecord, NewInstance, Status, StepKind, StepRecord
 from wf.engine.store import open_store
 from wf.engine.store.base import ServerStore
@@ -196,7 +196,7 @@ async def _refusal(url: str) -> str:
 
 
 async def test_a_wrong_password_is_one_line_with_the_password_hidden(
-    pg_cluster: PgCluster,
+    pg_cluster: TestServer,
 ) -> None:
     url = pg_cluster.url("postgres", user="secret", password="not-hunter2")
     message = await _refusal(url)
@@ -205,13 +205,13 @@ async def test_a_wrong_password_is_one_line_with_the_password_hidden(
     assert "password authentication failed" in message
 
 
-async def test_a_missing_database_is_one_line(pg_cluster: PgCluster) -> None:
+async def test_a_missing_database_is_one_line(pg_cluster: TestServer) -> None:
     message = await _refusal(pg_cluster.url("no_such_db", user="secret", password="hunter2"))
     assert 'database "no_such_db" does not exist' in message
     assert "hunter2" not in message
 
 
-async def test_an_unreachable_server_is_one_line(pg_cluster: PgCluster) -> None:
+async def test_an_unreachable_server_is_one_line(pg_cluster: TestServer) -> None:
     port = free_port()
     message = await _refusal(f"postgresql://secret:hunter2@127.0.0.1:{port}/postgres")
     assert f"127.0.0.1:{port}" in message and "hunter2" not in message
@@ -224,7 +224,7 @@ async def test_an_unreachable_server_is_one_line(pg_cluster: PgCluster) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
-    pg_cluster: PgCluster, pg_url: str, mode: str, caplog: pytest.LogCaptureFixture
+    pg_cluster: TestServer, pg_url: str, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="wf.store")
     if pg_cluster.external:
@@ -283,7 +283,7 @@ async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
 
 @pytest.mark.slow
 async def test_messages_arrive_again_after_postgresql_restarts(
-    pg_cluster: PgCluster, pg_url: str
+    pg_cluster: TestServer, pg_url: str
 ) -> None:
     if pg_cluster.external:
         pytest.skip("a server given by WF_TEST_DATABASE_URL is not restarted")

@@ -178,6 +178,61 @@ async def test_an_unknown_durability_is_refused_before_touching_anything(
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_a_database_reopens_with_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "wf.db"
+    await make_real_db(path, instances=3)
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        rows, total = await s.list_instances(
+            WF, status=None, offset=0, limit=10, newest_first=False
+        )
+        assert total == 3
+        assert sorted(r.id for r in rows) == ["i0", "i1", "i2"]
+    finally:
+        await s.close()
+
+
+async def test_a_database_killed_during_a_checkpoint_reopens_with_its_data(
+    tmp_path: Path,
+) -> None:
+    """A checkpoint copies the log's pages into the database file in page order; a SIGKILL part
+    way leaves page 1 counting pages the file does not have yet, and the log holding them. SQLite
+    reads the two together, so nothing is lost; the file alone looks damaged. (The crash test
+    met this: the restarted process refused its own database as damaged, and every later one.)"""
+    path = tmp_path / "wf.db"
+    await make_real_db(path, instances=10)
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    s = SqliteStore(path, durability="os")
+    await s.open()
+    try:  # more instances, in the log only: the files as a SIGKILL now would leave them
+        pad = '{"pad":"' + "y" * 100 + '"}'
+        await s.create_instances([new(f"j{n}", pad) for n in range(300)], skip_existing=False)
+        for name in ("wf.db", "wf.db-wal"):
+            (killed / name).write_bytes((tmp_path / name).read_bytes())
+    finally:
+        await s.close()
+    checkpointed = (tmp_path / "wf.db").read_bytes()  # closed: the log was copied in whole
+    page_size = int.from_bytes(checkpointed[16:18], "big")
+    with (killed / "wf.db").open("r+b") as db:  # the checkpoint's first page, then the kill
+        db.write(checkpointed[:page_size])
+    alone = f"file:{killed / 'wf.db'}?immutable=1"
+    with (
+        pytest.raises(sqlite3.DatabaseError, match="malformed"),
+        closing(sqlite3.connect(alone, uri=True)) as conn,
+    ):
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
+    s = SqliteStore(killed / "wf.db")
+    await s.open()
+    try:
+        _, total = await s.list_instances(WF, status=None, offset=0, limit=1, newest_first=False)
+        assert total == 310
+    finally:
+        await s.close()
+
+
 # ---- files it must not touch -------------------------------------------------------------------
 
 

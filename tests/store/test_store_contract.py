@@ -693,8 +693,6 @@ async def test_secrets_are_stored_listed_and_deleted(store: Any) -> None:
 
 
 async def test_bundles_and_settings(store: Any) -> None:
-    if not hasattr(store, "put_bundle"):
-        pytest.skip(f"{type(store).__name__} keeps no bundles or settings yet")
     data = bytes(range(256)) * 100
     assert await store.get_bundle("v1") is None
     await store.put_bundle("v1", data)
@@ -737,3 +735,10 @@ async def test_published_messages_reach_every_listening_process(backend: Backend
     finally:
         await first.close()
         await second.close()
+
+
+async def test_live_owners_are_those_with_a_live_lease(store: Any) -> None:
+    await store.create_instances([new("a")], skip_existing=False)
+    claimed = await store.claim_ready("node-1/worker-a", 1000.0, 10, [WF], 30.0)
+    assert [claim.row.id for claim in claimed.claims] == ["a"]
+    assert await store.live_owners() == ["node-1/worker-a"]

@@ -65,13 +65,16 @@ def test_never_runs_more_than_max_workers_at_once() -> None:
     pool = StepThreadPool(max_workers=3)
     lock = threading.Lock()
     running = peak = 0
+    three = threading.Event()  # the first jobs hold their threads until three run at once
 
     def job() -> None:
         nonlocal running, peak
         with lock:
             running += 1
             peak = max(peak, running)
-        time.sleep(0.02)
+            if running == 3:
+                three.set()
+        three.wait(10)
         with lock:
             running -= 1
 

@@ -19,12 +19,16 @@ class TerminalReporter:
     def __init__(self) -> None:
         self._notices = NoticePrinter()
 
-    def ready(self, state: ServerState, url: str, state_dir: str, first: bool) -> None:
+    def ready(
+        self, state: ServerState, url: str, state_dir: str, first: bool, database: str | None
+    ) -> None:
         from wf.cli import render
 
         self.flush()
         workflows = [(w.name, w.binding, w.class_name) for w in state.workflows]
-        render.banner(None, url, state.project_name, workflows, state_dir, state.version_id)
+        render.banner(
+            None, url, state.project_name, workflows, state_dir, state.version_id, database
+        )
 
     def reloaded(self, changes: list[str]) -> None:
         from wf.cli import render

@@ -904,8 +904,11 @@ def banner(
     workflows: list[tuple[str, str, str]],
     state_dir: str,
     version_id: str | None,
+    database: str | None = None,
 ) -> None:
-    """What ``wf dev`` prints once it listens: where, which workflows, where the state is."""
+    """What ``wf dev`` prints once it listens: where, which workflows, where the state is
+    (``database``: the database, when it is not the state folder's SQLite file, its password
+    already hidden)."""
     console = console_or_none or _console()
     title = Text.assemble(("wf dev", "bold cyan"), "  project ", (f'"{clean(project)}"', "bold"))
     if version_id:
@@ -922,6 +925,8 @@ def banner(
         )
     )
     console.print(Text.assemble("  ➜ ", ("State:", "bold"), "   ", clean(state_dir)))
+    if database:
+        console.print(Text.assemble("  ➜ ", ("Database:", "bold"), " ", clean(database)))
     if not workflows:
         console.print(Text("  no workflows", style="yellow"))
         return
@@ -1189,10 +1194,13 @@ def print_token(token: str, path: str, rotated: bool) -> None:
     )
 
 
-def print_serving(url: str, state_dir: str) -> None:
+def print_serving(url: str, state_dir: str, cluster: str | None = None) -> None:
+    """``cluster``: which node this is and which database the nodes share (password hidden)."""
     console = _console()
     console.print(Text.assemble(("wf serve", "bold"), "  ", ("➜ ", "green"), url))
     console.print(Text(f"  state: {state_dir}", style="dim"))
+    if cluster:
+        console.print(Text(f"  cluster: {clean(cluster)}", style="dim"))
     console.print(
         Text("  deploy with: wf deploy --url " + url + " (token: WF_API_TOKEN)", style="dim")
     )

@@ -433,15 +433,16 @@ async def health(request: web.Request) -> web.Response:
     else:
         names = [w.name for w in state.workflows]
     broken = engine is None or state.load_error is not None
-    return ok(
-        {
-            "status": "error" if broken else "ok",
-            "project": state.project_name,
-            "version_id": _version(state, engine),
-            "workflows": names,
-            "error": (state.load_error or "the project failed to load") if broken else None,
-        }
-    )
+    result = {
+        "status": "error" if broken else "ok",
+        "project": state.project_name,
+        "version_id": _version(state, engine),
+        "workflows": names,
+        "error": (state.load_error or "the project failed to load") if broken else None,
+    }
+    if state.node_status is not None:
+        result.update(await state.node_status())
+    return ok(result)
 
 
 async def openapi_document(request: web.Request) -> web.Response:

@@ -23,13 +23,14 @@ from typing import Protocol
 from aiohttp import web
 
 from wf.devserver import handoff
+from wf.devserver.database import engine_store, held_elsewhere
 from wf.devserver.reads import open_reader
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice, StopCause
-from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.urls import is_postgres, redact
 from wf.errors import StoreLocked, WfError
 from wf.project import (
     Project,
@@ -64,6 +65,8 @@ class ChildOptions:
     generation: int = 0
     changes: list[str] = field(default_factory=list)
     after_crash: bool = False  # the previous child died on its own (or hung and was killed)
+    # --database or WF_DATABASE_URL, checked (a URL or an absolute path); None: wf.toml says.
+    database: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -76,7 +79,11 @@ class ChildOptions:
 class Reporter(Protocol):
     """How a child talks to the terminal (the CLI renders it; the server stays rich-free)."""
 
-    def ready(self, state: ServerState, url: str, state_dir: str, first: bool) -> None: ...
+    def ready(
+        self, state: ServerState, url: str, state_dir: str, first: bool, database: str | None
+    ) -> None:
+        """``database``: where the database is, shown (password hidden), unless it is the
+        state folder's SQLite file."""
 
     def reloaded(self, changes: list[str]) -> None: ...
 
@@ -92,6 +99,7 @@ class _Loaded:
     project: Project | None
     state: ServerState
     engine: Engine | None = None
+    database: str | None = None  # where the project's database is, once wf.toml loaded
 
 
 def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
@@ -112,17 +120,18 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
         return _Loaded(None, base)
     base.project_name = project.name
     base.workflows = project.workflows
+    database = project.store_location(options.database)
     try:
         _private_folder(project.state_dir)
-        engine = project_engine(project, on_notice=reporter.notice)
+        engine = project_engine(project, on_notice=reporter.notice, database=database)
     except WfError as exc:
         base.load_error = str(exc)
-        return _Loaded(project, base)
+        return _Loaded(project, base, database=database)
     except Exception as exc:  # an unexpected problem still leaves a server that says what
         base.load_error = f"{project.main_label}: {type(exc).__name__}: {exc}"
-        return _Loaded(project, base)
+        return _Loaded(project, base, database=database)
     base.version_id = engine.version_id
-    return _Loaded(project, base, engine)
+    return _Loaded(project, base, engine, database)
 
 
 async def _open_reads(loaded: _Loaded) -> None:
@@ -131,7 +140,7 @@ async def _open_reads(loaded: _Loaded) -> None:
     if loaded.project is None or loaded.engine is not None:
         return
     try:
-        state.reader = await open_reader(loaded.project)
+        state.reader = await open_reader(loaded.project, loaded.database)
     except Exception as exc:  # whatever it is, the server still says what is wrong
         problem = str(exc) if isinstance(exc, WfError) else f"{type(exc).__name__}: {exc}"
         state.read_error = f"{state.load_error}; its instances cannot be read either: {problem}"
@@ -143,11 +152,16 @@ async def _close_reads(state: ServerState) -> None:
         state.reader = None
 
 
-def project_engine(project: Project, on_notice: Callable[[Notice], None] | None = None) -> Engine:
-    """The engine ``wf dev`` runs a project on: its workflows (imported now), vars and
-    ``.dev.vars`` secrets, ``[engine]`` settings, and the version id of its sources."""
+def project_engine(
+    project: Project,
+    on_notice: Callable[[Notice], None] | None = None,
+    database: str | None = None,
+) -> Engine:
+    """The engine ``wf dev`` runs a project on: its database (``database``, else wf.toml's),
+    its workflows (imported now), vars and ``.dev.vars`` secrets, ``[engine]`` settings, and
+    the version id of its sources."""
     return Engine(
-        SqliteStore(project.database, durability=project.engine.durability),
+        engine_store(project.store_location(database), project.engine.durability),
         load_workflows(project),
         vars={**project.vars, **read_dev_vars(project)},
         settings=project.engine_settings(),
@@ -271,10 +285,13 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     first = options.generation == 0
     standby: Standby | None = None
     taking_over: asyncio.Task[None] | None = None
-    if engine is not None and not first and _held_elsewhere(engine):
+    if engine is not None and not first and held_elsewhere(engine.store):
         # The previous child is finishing its step attempts: answer meanwhile (a reload
         # should not stall the API), and take the engine over as soon as it lets go.
-        standby = await Standby.join(engine, reporter.notice)
+        assert loaded.project is not None and loaded.database is not None
+        standby = await Standby.join(
+            engine, loaded.database, loaded.project.engine.durability, reporter.notice
+        )
     # Loaded: the supervisor may now retire the serving child, which stops accepting and hands
     # this one its connections (and, when it stops, the database).
     _beat(options.heartbeat_fd)
@@ -306,7 +323,7 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     url = f"http://{_display_host(options.host)}:{options.port}"
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
     if options.generation == 0 or not options.changes:
-        reporter.ready(state, url, state_dir, first=options.generation == 0)
+        reporter.ready(state, url, state_dir, options.generation == 0, _shown_database(loaded))
     else:
         reporter.reloaded(options.changes)
     try:
@@ -385,10 +402,6 @@ def reload_grace() -> float:
     return seconds if 0 <= seconds <= 3600 else STOP_GRACE_SECONDS
 
 
-def _held_elsewhere(engine: Engine) -> bool:
-    return isinstance(engine.store, SqliteStore) and engine.store.held_elsewhere()
-
-
 async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) -> None:
     """Connections handed to this child that it will not serve go on to its successor (or are
     closed, when there is none); then the successor may stop waiting for more."""
@@ -400,6 +413,18 @@ async def _pass_on(inbox: handoff.Inbox, successor: handoff.Successor | None) ->
         await asyncio.wait_for(inbox.closed.wait(), DRAIN_SECONDS)
     if successor is not None:
         successor.close()
+
+
+def _shown_database(loaded: _Loaded) -> str | None:
+    """The database for the banner, unless it is the usual SQLite file in the state folder."""
+    project, database = loaded.project, loaded.database
+    if project is None or database is None or database == str(project.database):
+        return None
+    if is_postgres(database):
+        return f"{redact(database)} (schema wf)"
+    with contextlib.suppress(ValueError):
+        return str(Path(database).relative_to(project.root))
+    return database
 
 
 def _display_host(host: str) -> str:

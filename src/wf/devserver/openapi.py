@@ -98,7 +98,21 @@ _SCHEMAS: dict[str, Schema] = {
             "error": _nullable(
                 {"type": "string", "description": "why the project failed to load (file and line)"}
             ),
-        }
+            "node": {
+                "type": "string",
+                "description": "wf serve only: the node that answered (random per start)",
+            },
+            "nodes": {
+                "type": "integer",
+                "minimum": 1,
+                "description": "wf serve only: the nodes sharing the database (with a live lease)",
+            },
+            "database": {
+                "enum": ["sqlite", "postgresql"],
+                "description": "wf serve only: the kind of database",
+            },
+        },
+        required=["status", "project", "version_id", "workflows", "error"],
     ),
     "InstanceCounts": _object({s: {"type": "integer", "minimum": 0} for s in STATUSES}),
     "Workflow": _object(

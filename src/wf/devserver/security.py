@@ -9,14 +9,15 @@ A web page on another site can make a browser send requests to ``127.0.0.1``. Tw
   GET, HEAD, OPTIONS) are refused unless the origin is this server itself. Requests without
   ``Origin`` (curl, the CLI, same-origin GETs) pass.
 
-The token check (``wf serve``, issue 4) applies only when ``state.token`` is set.
+The token check (``wf serve``, issue 4) applies only when ``state.token`` (a token known in full)
+or ``state.token_check`` (one known by its hash, as a cluster of nodes keeps it) is set.
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
@@ -85,16 +86,27 @@ def origin_allowed(origin: str, state: ServerState) -> bool:
     return origin.strip().lower().rstrip("/") in allowed_origins(state)
 
 
-def token_matches(header: str | None, token: str) -> bool:
-    """``Authorization: Bearer <token>``, compared in constant time."""
+class TokenCheck(Protocol):
+    """**Protocol:** tells a right token from a wrong one without holding the token itself."""
+
+    async def matches(self, supplied: bytes) -> bool: ...
+
+
+def bearer(header: str | None) -> bytes | None:
+    """The token of ``Authorization: Bearer <token>`` (as bytes: a header that is not valid
+    UTF-8 is a wrong token, not a crash), or None."""
     if header is None:
-        return False
+        return None
     scheme, _, given = header.strip().partition(" ")
     if scheme.lower() != "bearer":
-        return False
-    # surrogateescape: a header that is not valid UTF-8 is a wrong token, not a crash.
-    supplied = given.strip().encode("utf-8", "surrogateescape")
-    return hmac.compare_digest(supplied, token.encode("utf-8"))
+        return None
+    return given.strip().encode("utf-8", "surrogateescape")
+
+
+def token_matches(header: str | None, token: str) -> bool:
+    """``Authorization: Bearer <token>``, compared in constant time."""
+    supplied = bearer(header)
+    return supplied is not None and hmac.compare_digest(supplied, token.encode("utf-8"))
 
 
 def host_middleware(state: ServerState) -> Middleware:
@@ -134,17 +146,24 @@ def origin_middleware(state: ServerState) -> Middleware:
 
 
 def token_middleware(state: ServerState, exempt: Iterable[str] = ()) -> Middleware:
-    """Require ``Authorization: Bearer <state.token>`` on every path but ``exempt`` ones.
+    """Require ``Authorization: Bearer <state.token>`` (or one ``state.token_check`` accepts) on
+    every path but ``exempt`` ones.
 
-    Does nothing while ``state.token`` is unset (``wf dev``)."""
+    Does nothing while neither is set (``wf dev``)."""
     open_paths = frozenset(exempt)
+
+    async def accepted(header: str | None) -> bool:
+        if state.token_check is not None:
+            supplied = bearer(header)
+            return supplied is not None and await state.token_check.matches(supplied)
+        return state.token is not None and token_matches(header, state.token)
 
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        token = state.token
-        if token and request.path not in open_paths:
+        guarded = bool(state.token) or state.token_check is not None
+        if guarded and request.path not in open_paths:
             header = request.headers.get("Authorization")
-            if not token_matches(header, token):
+            if not await accepted(header):
                 problem = "missing" if header is None else "wrong"
                 raise ApiError(
                     401,

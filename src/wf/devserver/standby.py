@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from wf.devserver.database import joined_store
 from wf.engine.controller import Controller, NobodyToTell
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice
-from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.base import Store
 from wf.errors import WfError
 
 
@@ -22,7 +23,7 @@ class Standby(Controller):
     """The engine's workflows and limits, over the store joined while another process holds it."""
 
     def __init__(
-        self, engine: Engine, store: SqliteStore, on_notice: Callable[[Notice], None] | None
+        self, engine: Engine, store: Store, on_notice: Callable[[Notice], None] | None
     ) -> None:
         super().__init__(store, engine.clock, engine.limits, on_notice)
         self.engine = engine
@@ -30,14 +31,16 @@ class Standby(Controller):
 
     @classmethod
     async def join(
-        cls, engine: Engine, on_notice: Callable[[Notice], None] | None
+        cls,
+        engine: Engine,
+        location: str,
+        durability: str,
+        on_notice: Callable[[Notice], None] | None,
     ) -> Standby | None:
-        """Join ``engine``'s SQLite database while another process holds it; None if it cannot
-        be joined (not created yet, another schema…): then requests wait for the engine."""
-        store = engine.store
-        if not isinstance(store, SqliteStore):
-            return None
-        joined = SqliteStore(store.path, durability=store.durability, shared=True)
+        """Join ``engine``'s database (at ``location``) while another process holds it; None if
+        it cannot be joined (not created yet, another schema…): then requests wait for the
+        engine."""
+        joined = joined_store(location, durability)
         try:
             await joined.open()
         except WfError:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from wf.engine.controller import Controller
 from wf.project import WorkflowConfig
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from wf.devserver.security import TokenCheck
 
 
 @dataclass
@@ -21,6 +27,9 @@ class ServerState:
     bound_host: str = "127.0.0.1"
     port: int = 8787
     token: str | None = None  # wf serve requires it
+    token_check: TokenCheck | None = None  # ... or one this accepts (a cluster keeps its hash)
     extra_hosts: tuple[str, ...] = field(default_factory=tuple)
     host_check: bool = True  # off when wf serve listens beyond loopback (the token guards it)
     serve: bool = False  # wf serve: deploys, versions, secrets and upgrades are served too
+    # wf serve: which node answered, and how many the cluster has (added to /api/health).
+    node_status: Callable[[], Awaitable[dict[str, Any]]] | None = None

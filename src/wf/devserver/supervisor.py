@@ -141,8 +141,12 @@ class Supervisor:
         state_dir: str,
         child_command: Sequence[str],
         say: Callable[[str], None],
+        database: str | None = None,
     ) -> None:
+        """``database``: ``--database`` or ``WF_DATABASE_URL``, checked; None: wf.toml says
+        (each child reads it, so an edit of ``[engine] database`` is followed)."""
         self.config_path = config_path
+        self.database = database
         self.root = config_path.parent
         self.host = host
         self.port = port
@@ -176,6 +180,7 @@ class Supervisor:
             generation=self._generation,
             changes=changes,
             after_crash=after_crash,
+            database=self.database,
         )
         self._generation += 1
         try:

@@ -9,7 +9,7 @@ from wf.engine.clock import Clock
 from wf.engine.controller import Controller
 from wf.engine.limits import Limits
 from wf.engine.model import InstanceRow, VersionRow
-from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.base import ServerStore
 from wf.errors import WorkflowNotFound
 from wf.server.workers import WorkerManager
 
@@ -48,7 +48,7 @@ class Catalog:
 class ServerController(Controller):
     def __init__(
         self,
-        store: SqliteStore,
+        store: ServerStore,
         clock: Clock,
         limits: Limits,
         catalog: Catalog,
@@ -98,14 +98,17 @@ class ServerController(Controller):
 
 
 class WorkerNotifier:
+    """Changes reach the worker that holds the instance: on this node through its pipe, on
+    another node through the database (``wf.server.cluster``)."""
+
     def __init__(self, workers: WorkerManager) -> None:
         self.workers = workers
 
     def created(self, workflow: str, version_id: str) -> None:
-        self.workers.poke(version_id)
+        self.workers.created(version_id)
 
     def changed(self, row: InstanceRow, change: str, event_type: str | None = None) -> None:
         self.workers.change(row.owner, row.version_id, row.pk, change, event_type)
 
     def workflow_deleted(self, workflow: str) -> None:
-        self.workers.broadcast({"op": "deleted", "workflow": workflow})
+        self.workers.workflow_deleted(workflow)

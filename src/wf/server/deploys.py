@@ -1,6 +1,8 @@
 """Deploying a bundle: check it, unpack it, import it in a fresh worker, and only then activate it.
 
 Any failure leaves everything as it was: the active version, its worker, the bundles on disk.
+The bundle's bytes are stored in the database with the version, so every node sharing it (a
+cluster on PostgreSQL) fetches them into its own state folder (``fetch_bundle``).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from wf.bundle import BundleError, bundle_version_id, extract_bundle
 from wf.engine.clock import Clock
 from wf.engine.model import VersionRow
-from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.base import ServerStore
 from wf.errors import WfError
 from wf.project import ProjectError, load_project
 from wf.server.controller import Catalog
@@ -51,7 +53,7 @@ class Deployer:
     def __init__(
         self,
         state: StateDir,
-        store: SqliteStore,
+        store: ServerStore,
         workers: WorkerManager,
         catalog: Catalog,
         clock: Clock,
@@ -125,6 +127,8 @@ class Deployer:
                 await asyncio.to_thread(shutil.rmtree, target, True)
             raise ImportFailed(str(exc)) from None
         try:
+            # Before the version is active: a node that sees the version finds its bundle.
+            await self.store.put_bundle(version_id, data)
             version = await self.store.activate_version(
                 version_id,
                 self.clock.now(),
@@ -137,6 +141,7 @@ class Deployer:
             if not running:
                 await self.workers.stop(worker)
             raise
+        self.workers.bus.publish("versions")
         await refresh(self.store, self.catalog)
         active = self.catalog.active
         self.workers.set_active(active.id if active else None, self.catalog.active_workflows())
@@ -144,12 +149,44 @@ class Deployer:
         return Deployed(version, len(files), size, already_active=False)
 
 
-async def refresh(store: SqliteStore, catalog: Catalog) -> None:
-    """Reread the versions into the catalog (after a deploy or an unload)."""
+async def refresh(store: ServerStore, catalog: Catalog) -> bool:
+    """Reread the versions into the catalog (after a deploy or an unload, here or on another
+    node); True when the active version changed."""
     versions = await store.list_versions()
+    before = catalog.active.id if catalog.active else None
     catalog.known = versions
     catalog.versions = {v.id: v for v in versions if v.unloaded is None}
     catalog.active = next((v for v in versions if v.active), None)
+    return (catalog.active.id if catalog.active else None) != before
+
+
+async def fetch_bundle(state: StateDir, store: ServerStore, version_id: str) -> Path | None:
+    """The bundle of a version deployed on another node, unpacked from the database into this
+    node's state folder (checked against its version id); None when the database has none."""
+    target = state.bundle(version_id)
+    if target.is_dir():
+        return target
+    data = await store.get_bundle(version_id)
+    if data is None:
+        return None
+    staging = state.bundles / f".staging-{uuid.uuid4().hex}"
+    try:
+        try:
+            await asyncio.to_thread(extract_bundle, data, staging)
+        except BundleError as exc:
+            raise ServeError(
+                f"the stored bundle of version {version_id} is unreadable: {exc}"
+            ) from None
+        found = await asyncio.to_thread(bundle_version_id, staging)
+        if found != version_id:
+            raise ServeError(
+                f"the stored bundle of version {version_id} unpacks as version {found}"
+            )
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+    return target
 
 
 def deployed_json(deployed: Deployed, iso: Any) -> dict[str, Any]:

@@ -1,4 +1,6 @@
-"""``wf serve``: open the state folder, make sure there is a token, start the runtime, serve."""
+"""``wf serve``: open the state folder and the database, make sure there is a token, start the
+runtime, serve. Many nodes may share one PostgreSQL database (a cluster); see ``runtime`` and
+``cluster``."""
 
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from wf.devserver.api import create_app
 from wf.devserver.child import is_loopback
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
+from wf.server import tokens
+from wf.server.database import Database
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
 from wf.server.state import ServeError, StateDir
@@ -29,6 +33,9 @@ class ServeOptions:
     state_dir: Path = Path(".wf-serve")
     rotate_token: bool = False
     durability: str = "fsync"
+    database: str | None = None  # a PostgreSQL URL; None: wf.db in the state folder
+    # How long a worker's claims outlive its last renewal; None: each bundle's [engine] lease.
+    lease: float | None = None
 
 
 class Reporter:
@@ -36,8 +43,8 @@ class Reporter:
 
     def __init__(
         self,
-        token: Callable[[str, Path, bool], None],
-        ready: Callable[[str, Path], None],
+        token: Callable[[str, str, bool], None],
+        ready: Callable[[str, Path, str | None], None],
         warning: Callable[[str], None],
         notice: Callable[[dict[str, Any]], None],
     ) -> None:
@@ -51,17 +58,43 @@ def _token(state: StateDir, rotate: bool, reporter: Reporter) -> str:
     token = state.read_token()
     if token is None or rotate:
         token = state.new_token()
-        reporter.token(token, state.token_file, rotate)
+        reporter.token(token, str(state.token_file), rotate)
     return token
+
+
+async def _authentication(
+    runtime: Runtime, state: StateDir, rotate: bool, reporter: Reporter
+) -> tuple[str | None, tokens.StoredTokenHash | None]:
+    """(the token, or how to check one): WF_API_TOKEN, else the token file of a SQLite node,
+    else the hash the nodes of a cluster share."""
+    from_env = tokens.from_environment()
+    if from_env is not None:
+        if rotate:
+            tokens.refuse_rotation_of_env_token()
+        return from_env, None
+    if not runtime.database.clustered:
+        return _token(state, rotate, reporter), None
+    check, made = await tokens.cluster_token(runtime.store, rotate)
+    if made is not None:
+        reporter.token(made, "the database, as its sha256 only", rotate)
+    if rotate:
+        runtime.bus.publish("token")
+    runtime.bus.on("token", lambda _: runtime.chore(check.reread()))
+    runtime.chore(check.follow())
+    return None, check
 
 
 async def serve(options: ServeOptions, reporter: Reporter) -> int:
     state = StateDir(options.state_dir.resolve())
     state.prepare()
-    runtime = Runtime(state, options.durability, reporter.notice)
-    await runtime.start()  # takes the database lock: a second server stops here, token untouched
+    database = Database(options.database or str(state.database))
+    runtime = Runtime(
+        state, options.durability, reporter.notice, database=database, lease=options.lease
+    )
+    # On SQLite this takes the database lock: a second server stops here, token untouched.
+    await runtime.start()
     try:
-        token = _token(state, options.rotate_token, reporter)
+        token, token_check = await _authentication(runtime, state, options.rotate_token, reporter)
     except BaseException:
         await runtime.stop()
         raise
@@ -80,8 +113,10 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 bound_host=options.host,
                 port=options.port,
                 token=token,
+                token_check=token_check,
                 host_check=loopback,
                 serve=True,
+                node_status=runtime.node_status,
             )
             app = create_app(server_state)
             add_serve_routes(app, runtime)
@@ -101,7 +136,8 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 raise ServeError(
                     f"cannot listen on {options.host}:{options.port}: {exc.strerror}"
                 ) from None
-            reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root)
+            cluster = f"node {runtime.node} on {database.shown}" if database.clustered else None
+            reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root, cluster)
             try:
                 await stopping.wait()
             finally:

@@ -23,13 +23,14 @@ from typing import Any
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    database: str
+    database: str  # the SQLite file its server owns, or the PostgreSQL URL the nodes share
     bundle: str
     version_id: str
     owner: str
     durability: str = "fsync"
     secrets: dict[str, str] = field(default_factory=dict)
     active_version: str | None = None
+    lease: float | None = None  # wf serve --lease; None: the bundle's [engine] lease
 
     def to_line(self) -> bytes:
         return encode(asdict(self))

@@ -144,7 +144,7 @@ async def put_secret(request: web.Request) -> web.Response:
             raise bad_request(f"all secrets together may hold {MAX_SECRETS_TOTAL} bytes")
         now = runtime.clock.now()
         await runtime.store.put_secret(name, value, now)
-        problems = await runtime.secrets_changed()
+        problems = await runtime.secrets_saved()
     if problems:
         raise ApiError(500, INTERNAL, f"saved, but a worker could not restart: {problems[0]}")
     return ok({"name": name, "updated_on": iso(now)})
@@ -156,7 +156,7 @@ async def delete_secret(request: web.Request) -> web.Response:
     async with runtime.changing:
         if not await runtime.store.delete_secret(name):
             raise ApiError(404, SECRET_NOT_FOUND, f'no secret named "{name}"')
-        problems = await runtime.secrets_changed()
+        problems = await runtime.secrets_saved()
     if problems:
         raise ApiError(500, INTERNAL, f"deleted, but a worker could not restart: {problems[0]}")
     return ok({"name": name, "deleted": True})

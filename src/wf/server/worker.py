@@ -13,18 +13,18 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
 from wf.devserver.logs import configure
 from wf.devserver.signals import stop_on_signals
-from wf.engine.engine import Engine, LocalNotifier, WorkflowSpec
+from wf.engine.engine import Engine, EngineSettings, LocalNotifier, WorkflowSpec
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice, StopCause
-from wf.engine.store.sqlite import SqliteStore
 from wf.errors import WfError
-from wf.project import load_project, load_workflows
+from wf.project import Project, load_project, load_workflows
+from wf.server.database import Database
 from wf.server.protocol import WorkerConfig, decode, encode
 
 log = logging.getLogger("wf.worker")
@@ -71,7 +71,7 @@ class WorkerEngine(Engine):
 
     def __init__(self, config: WorkerConfig, specs: Sequence[WorkflowSpec], **kwargs: Any) -> None:
         super().__init__(
-            SqliteStore(config.database, durability=config.durability, shared=True),
+            Database(config.database).open_for_worker(config.durability),
             specs,
             version_id=config.version_id,
             on_notice=_notice,
@@ -121,8 +121,13 @@ def load(config: WorkerConfig) -> WorkerEngine:
         config,
         specs,
         vars={**project.vars, **config.secrets},
-        settings=project.engine_settings(),
+        settings=_settings(project, config),
     )
+
+
+def _settings(project: Project, config: WorkerConfig) -> EngineSettings:
+    settings = project.engine_settings()
+    return settings if config.lease is None else replace(settings, lease=config.lease)
 
 
 async def _lines(loop: asyncio.AbstractEventLoop) -> asyncio.StreamReader:

@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from wf.engine.runner import StopCause
-from wf.engine.store.sqlite import SqliteStore
+from wf.engine.store.base import ServerStore
+from wf.server.cluster import Bus
+from wf.server.database import Database
 from wf.server.protocol import WorkerConfig, decode, encode
 from wf.server.state import ServeError
 
@@ -37,10 +39,12 @@ WATCHDOG_SECONDS = 8.0  # a started worker silent this long is hung
 class Worker:
     """One worker process and the pipes to it."""
 
-    def __init__(self, version_id: str, bundle: Path) -> None:
+    def __init__(self, version_id: str, bundle: Path, node: str) -> None:
         self.version_id = version_id
         self.bundle = bundle
-        self.owner = f"worker-{uuid.uuid4()}"
+        # The node in the name: who holds a claim, and how many nodes there are, show in the
+        # database.
+        self.owner = f"{node}/worker-{uuid.uuid4().hex[:12]}"
         self.process: asyncio.subprocess.Process | None = None
         self.workflows: list[str] = []
         self.started = False
@@ -73,17 +77,22 @@ class Worker:
 class WorkerManager:
     def __init__(
         self,
-        store: SqliteStore,
+        store: ServerStore,
         state_root: Path,
-        database: Path,
+        database: Database,
         durability: str,
         secrets: Callable[[], Awaitable[dict[str, str]]],
         on_notice: Callable[[dict[str, Any]], None],
+        *,
+        bus: Bus,
+        lease: float | None = None,
     ) -> None:
         self.store = store
         self.state_root = state_root
         self.database = database
         self.durability = durability
+        self.bus = bus  # to the other nodes sharing the database (none on SQLite)
+        self.lease = lease
         self._secrets = secrets
         self._on_notice = on_notice
         self.active_version: str | None = None  # what new instances get, told to every worker
@@ -97,17 +106,18 @@ class WorkerManager:
         """Start a worker for a version and wait until it has imported the bundle. Raises
         ``ServeError`` with the import error (file and line) when it cannot; the process is
         gone then, whatever happened (a cancelled deploy included)."""
-        worker = Worker(version_id, bundle)
+        worker = Worker(version_id, bundle, self.bus.node)
         try:
             await self._spawn(worker)
             config = WorkerConfig(
-                database=str(self.database),
+                database=self.database.url,
                 bundle=str(bundle),
                 version_id=version_id,
                 owner=worker.owner,
                 durability=self.durability,
                 secrets=await self._secrets(),
                 active_version=self.active_version,
+                lease=self.lease,
             )
             worker.send(dataclasses.asdict(config))
             worker.send(
@@ -204,7 +214,7 @@ class WorkerManager:
         elif "relay" in message:  # a change made through a binding inside a workflow
             relay = message["relay"]
             if relay.get("created"):
-                self.poke(str(relay["version"]))
+                self.created(str(relay["version"]))
             else:
                 self.change(
                     relay.get("owner"),
@@ -310,9 +320,24 @@ class WorkerManager:
         if worker is not None:
             worker.send({"op": "poke"})
 
+    def created(self, version_id: str) -> None:
+        """New instances of a version: its workers here and on every other node look for work."""
+        self.poke(version_id)
+        self.bus.publish("created", version=version_id)
+
     def change(
-        self, owner: str | None, version_id: str, pk: int, change: str, event: str | None
+        self,
+        owner: str | None,
+        version_id: str,
+        pk: int,
+        change: str,
+        event: str | None,
+        *,
+        relay: bool = True,
     ) -> None:
+        """A committed change to instance ``pk``: its holder acts on it, and the version's runner
+        looks for work (a resumed or woken instance may be claimable now). ``relay``: a holder on
+        another node (or no runner for it here) hears of it through the database."""
         message = {"op": "change", "pk": pk, "change": change, "event_type": event}
         holder = self._by_owner.get(owner) if owner else None
         if holder is not None:
@@ -320,6 +345,19 @@ class WorkerManager:
         runner = self.workers.get(version_id)
         if runner is not None and runner is not holder:
             runner.send({"op": "poke"})
+        if relay and holder is None and (owner is not None or runner is None):
+            self.bus.publish(
+                "change",
+                pk=pk,
+                owner=owner,
+                version=version_id,
+                change=change,
+                event_type=event,
+            )
+
+    def workflow_deleted(self, workflow: str) -> None:
+        self.broadcast({"op": "deleted", "workflow": workflow})
+        self.bus.publish("deleted", workflow=workflow)
 
     def broadcast(self, message: dict[str, Any]) -> None:
         for worker in list(self.workers.values()):

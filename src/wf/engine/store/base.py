@@ -267,6 +267,12 @@ class ServerStore(Store, Protocol):
         """Store a setting; with ``only_if_missing``, only if none is stored (True: written)."""
         ...
 
+    async def live_owners(self) -> list[str]:
+        """The owners (worker processes, on any node) whose lease is live now, by the database's
+        clock: an idle owner counts too. ``wf serve`` names its owners ``<node>/<worker>``, so
+        this also says how many nodes share the database."""
+        ...
+
     def publish(self, topic: str, payload: dict[str, Any]) -> None:
         """Tell every process listening on this database, after the next commit (coalesced;
         never inside a write transaction). A store only one process tree uses drops it."""

@@ -191,6 +191,18 @@ MIGRATIONS: list[str] = [
               AND r.name = events.consumed_name AND r.old = events.consumed_count);
     DROP TABLE step_renumbering;
     """,
+    # 8: what a cluster of `wf serve` nodes shares through the database: each loaded version's
+    # bundle (a node lacking one fetches it from here) and settings (the API token's hash).
+    """
+    CREATE TABLE bundles (
+        version_id TEXT PRIMARY KEY,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE settings (
+        name TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

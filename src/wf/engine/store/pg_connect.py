@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 from psycopg.rows import TupleRow
 
-from wf.engine.store.urls import redact
+from wf.engine.store.urls import redact, scrub
 from wf.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("wf.store")
@@ -58,21 +58,26 @@ async def connect(url: str) -> Conn:
             url, autocommit=True, connect_timeout=CONNECT_TIMEOUT, options=SESSION_OPTIONS
         )
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {cause(exc)}") from None
+        why = scrub(cause(exc), url)
+        raise StoreError(f"cannot connect to PostgreSQL at {redact(url)}: {why}") from None
 
 
 class Health:
     """Whether the database answers; logs one line when that changes."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         self.where = redact(url)
         self.down_since: float | None = None
+
+    def cause(self, exc: BaseException) -> str:
+        return scrub(cause(exc), self.url)
 
     def down(self, exc: BaseException) -> None:
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning(
-                "PostgreSQL at %s is unreachable: %s; waiting for it", self.where, cause(exc)
+                "PostgreSQL at %s is unreachable: %s; waiting for it", self.where, self.cause(exc)
             )
 
     def up(self) -> None:
@@ -82,7 +87,7 @@ class Health:
             log.warning("PostgreSQL at %s is reachable again (after %.1f s)", self.where, took)
 
     def unavailable(self, exc: BaseException | None = None) -> StoreUnavailable:
-        why = f": {cause(exc)}" if exc is not None else ""
+        why = f": {self.cause(exc)}" if exc is not None else ""
         return StoreUnavailable(
             f"PostgreSQL at {self.where} is unreachable{why}; try again shortly"
         )

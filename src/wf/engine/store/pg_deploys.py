@@ -9,7 +9,7 @@ from typing import Any
 from wf.engine.model import VersionRow
 from wf.engine.store.pg_connect import Conn
 from wf.engine.store.pg_rows import FINISHED_SQL
-from wf.engine.store.pg_writer import Apply, Finish
+from wf.engine.store.pg_writer import DBNOW, Apply, Finish
 
 # Deploys on several nodes at once take turns: "the only active version" stays one.
 DEPLOY_LOCK = 0x7766_0002
@@ -137,6 +137,15 @@ async def list_secrets(conn: Conn) -> list[tuple[str, float]]:
 async def secret_values(conn: Conn) -> dict[str, str]:
     cur = await conn.execute("SELECT name, value FROM wf.secrets")
     return dict(await cur.fetchall())
+
+
+async def live_owners(conn: Conn) -> list[str]:
+    """Owners whose lease is live by the database's clock (idle ones included: a node's
+    workers renew their lease whether or not they hold anything)."""
+    cur = await conn.execute(
+        f"SELECT owner FROM wf.owners WHERE lease_until > {DBNOW} ORDER BY owner"
+    )
+    return [owner for (owner,) in await cur.fetchall()]
 
 
 async def get_setting(conn: Conn, name: str) -> str | None:

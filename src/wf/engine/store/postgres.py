@@ -490,6 +490,9 @@ class PostgresStore:
     async def secret_values(self) -> dict[str, str]:
         return await self._read(deploys.secret_values)
 
+    async def live_owners(self) -> list[str]:
+        return await self._read(deploys.live_owners)
+
     async def get_setting(self, name: str) -> str | None:
         return await self._read(lambda conn: deploys.get_setting(conn, name))
 

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -120,9 +121,9 @@ class SqliteStore:
         self._lock.acquire()
         try:
             if refused is not None:
-                # Perhaps read while another process was writing it: look again, now that
-                # nobody else can.
-                sqlite_file.verify(self.path)
+                # Perhaps read while another process was writing it, or left half checkpointed
+                # by a killed one: look again, through the log, now that nobody else can write.
+                sqlite_file.verify(self.path, through_log=True)
             conn = self._connect()
             try:
                 migrate(conn)
@@ -559,7 +560,7 @@ class SqliteStore:
             )
         )
 
-    # ---- what wf serve keeps: versions and secrets --------------------------------------------
+    # ---- what wf serve keeps: versions, bundles, secrets, settings ------------------------------
     async def list_versions(self) -> list[VersionRow]:
         return await self._read(deploys.list_versions)
 
@@ -594,6 +595,22 @@ class SqliteStore:
             functools.partial(deploys.try_unload, version_id=version_id, now=now)
         )
 
+    async def put_bundle(self, version_id: str, data: bytes) -> None:
+        await self._write(functools.partial(deploys.put_bundle, version_id=version_id, data=data))
+
+    async def get_bundle(self, version_id: str) -> bytes | None:
+        return await self._read(lambda conn: deploys.get_bundle(conn, version_id))
+
+    async def get_setting(self, name: str) -> str | None:
+        return await self._read(lambda conn: deploys.get_setting(conn, name))
+
+    async def put_setting(self, name: str, value: str, *, only_if_missing: bool = False) -> bool:
+        return await self._write(
+            functools.partial(
+                deploys.put_setting, name=name, value=value, only_if_missing=only_if_missing
+            )
+        )
+
     async def put_secret(self, name: str, value: str, now: float) -> None:
         await self._write(functools.partial(deploys.put_secret, name=name, value=value, now=now))
 
@@ -605,6 +622,20 @@ class SqliteStore:
 
     async def secret_values(self) -> dict[str, str]:
         return await self._read(deploys.secret_values)
+
+    async def live_owners(self) -> list[str]:
+        """Owners holding a claim with a live lease (an idle one holds none: one process tree
+        owns a SQLite file, so nobody asks who else is there)."""
+        return await self._read(
+            lambda conn: [
+                owner
+                for (owner,) in conn.execute(
+                    "SELECT DISTINCT owner FROM instances WHERE owner IS NOT NULL "
+                    "AND lease_until > ? ORDER BY 1",
+                    (time.time(),),
+                )
+            ]
+        )
 
     # ---- messages between processes: one process tree owns a SQLite file, so none -----------
     def publish(self, topic: str, payload: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What ``wf serve`` keeps beside the instances: deployed versions and secrets."""
+"""What ``wf serve`` keeps beside the instances: deployed versions, their bundles, secrets and
+settings."""
 
 from __future__ import annotations
 
@@ -61,7 +62,10 @@ def try_unload(conn: sqlite3.Connection, version_id: str, now: float) -> bool:
         "AND status NOT IN ('complete', 'errored', 'terminated'))",
         (now, version_id, version_id),
     )
-    return cursor.rowcount == 1
+    if cursor.rowcount != 1:
+        return False
+    conn.execute("DELETE FROM bundles WHERE version_id = ?", (version_id,))
+    return True
 
 
 def purge_by_version_retention(conn: sqlite3.Connection, now: float, default: float) -> int:
@@ -100,3 +104,30 @@ def list_secrets(conn: sqlite3.Connection) -> list[tuple[str, float]]:
 
 def secret_values(conn: sqlite3.Connection) -> dict[str, str]:
     return dict(conn.execute("SELECT name, value FROM secrets").fetchall())
+
+
+def put_bundle(conn: sqlite3.Connection, version_id: str, data: bytes) -> None:
+    conn.execute(
+        "INSERT INTO bundles (version_id, data) VALUES (?, ?) "
+        "ON CONFLICT (version_id) DO UPDATE SET data = excluded.data",
+        (version_id, data),
+    )
+
+
+def get_bundle(conn: sqlite3.Connection, version_id: str) -> bytes | None:
+    row = conn.execute("SELECT data FROM bundles WHERE version_id = ?", (version_id,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def get_setting(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT value FROM settings WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def put_setting(conn: sqlite3.Connection, name: str, value: str, only_if_missing: bool) -> bool:
+    conflict = "DO NOTHING" if only_if_missing else "DO UPDATE SET value = excluded.value"
+    cursor = conn.execute(
+        f"INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) {conflict}",
+        (name, value),
+    )
+    return cursor.rowcount == 1

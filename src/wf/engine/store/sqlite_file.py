@@ -80,16 +80,22 @@ def check_writable(path: Path) -> None:
         raise StoreError(f"{path.parent} is not writable; wf keeps its database there")
 
 
-def verify(path: Path) -> None:
+def verify(path: Path, *, through_log: bool = False) -> None:
     """Refuse a file that is not a wf database, is damaged, or was written by a newer wf.
 
-    Reads only: a refused file is left exactly as it was.
+    Reads only: a refused file is left exactly as it was. By default it reads the file alone
+    (immutable: no locks, no -wal/-shm files created), which is exact for a file closed cleanly.
+    But a process killed during a checkpoint leaves the file half updated (page 1, say, already
+    counting pages only the log holds) and its write-ahead log holding the rest: SQLite reads the
+    two together and loses nothing. ``through_log`` reads it that way, when it has a log; only the
+    holder of the lock may, as nobody else is writing then.
     """
     if not path.exists() or path.stat().st_size == 0:
         return
+    log = path.with_name(path.name + "-wal")
+    whole = through_log and log.exists() and log.stat().st_size > 0
     try:
-        # immutable: no locks and no -wal/-shm files, so a refused file is not touched at all
-        conn = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True)
+        conn = sqlite3.connect(f"file:{path}?mode=ro{'' if whole else '&immutable=1'}", uri=True)
     except sqlite3.Error as exc:
         raise StoreCorrupt(f"{path} cannot be opened as a database: {exc}") from None
     try:

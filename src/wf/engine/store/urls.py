@@ -6,8 +6,9 @@ before, or without, connecting to it.
 
 from __future__ import annotations
 
+import contextlib
 import re
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 POSTGRES_SCHEMES = ("postgres", "postgresql")
 HIDDEN = "***"
@@ -47,3 +48,31 @@ def redact(url: str) -> str:
 def _redact_roughly(url: str) -> str:
     """For a URL too malformed to parse: hide everything between ``://user:`` and ``@``."""
     return re.sub(r"(://[^:/@]*:)[^@]*@", lambda m: m.group(1) + HIDDEN + "@", url)
+
+
+def passwords(url: str) -> set[str]:
+    """The password(s) ``url`` carries, as written and percent-decoded (to scrub them from a
+    driver's messages, which may quote the text they could not parse)."""
+    found: set[str] = set()
+    # Where the user info ends is ambiguous in a URL with two "@": take both readings.
+    for pattern in (r"://[^:/@]*:([^@]*)@", r"://[^:/@]*:(.*)@"):
+        match = re.search(pattern, url)
+        if match and match.group(1):
+            found.add(match.group(1))
+    for m in re.finditer(r"[?&]password=([^&#]*)", url, re.IGNORECASE):
+        found.add(m.group(1))
+    for m in _KEYWORD_PASSWORD.finditer(url):
+        found.add(m.group(2).strip("'"))
+    decoded = set()
+    for text in found:
+        with contextlib.suppress(UnicodeDecodeError):
+            decoded.add(unquote(text, errors="strict"))
+    return {p for p in found | decoded if p}
+
+
+def scrub(message: str, url: str) -> str:
+    """``message`` with every password of ``url`` replaced by ``***``."""
+    for secret in sorted(passwords(url), key=len, reverse=True):
+        # Whole tokens only: a short password must not eat the letters of other words.
+        message = re.sub(rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])", HIDDEN, message)
+    return message
