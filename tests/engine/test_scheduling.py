@@ -171,7 +171,8 @@ async def test_a_same_named_sleep_added_by_an_edit_does_not_shift_later_steps(
     await inst.pause()
     await inst.resume()
     await wait_for(lambda: harness.kinds(inst.id).count("hibernated") == 2)
-    assert (await engine.status("flow", inst.id))["status"] == "waiting"
+    # The notice comes as the write is submitted; on PostgreSQL its commit is a round trip away.
+    await wait_status(engine, "flow", inst.id, "waiting")
     assert ran == [1, 2]  # both steps replayed from their records, neither ran again
     steps = (await engine.details("flow", inst.id))["steps"]
     assert [(s["type"], s["name"]) for s in steps] == [

@@ -5,6 +5,8 @@ PostgreSQL restarting under writes."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +16,7 @@ import pytest
 from tests.postgres import TestServer, free_port
 from wf.engine.model import AttemptRecord, NewInstance, Status, StepKind, StepRecord
 from wf.engine.store import open_store
+from wf.engine.store.base import ServerStore
 from wf.engine.store.pg_schema import LATEST
 from wf.engine.store.postgres import PostgresStore
 from wf.errors import StoreError, StoreTooNew, StoreUnavailable
@@ -43,6 +46,21 @@ def query(url: str, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...
     with psycopg.connect(url, autocommit=True) as conn:
         cur = conn.execute(sql, args)
         return cur.fetchall() if cur.description else []
+
+
+def as_server_store(url: str) -> ServerStore:
+    return PostgresStore(url)  # mypy checks that it has everything wf serve needs
+
+
+def test_without_psycopg_a_postgres_url_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in [m for m in sys.modules if m.startswith(("psycopg", "wf.engine.store.p"))]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "psycopg", None)
+    with pytest.raises(StoreError) as info:
+        open_store("postgresql://u:secret@localhost/db")
+    assert str(info.value) == 'PostgreSQL needs psycopg: pip install "wf[postgres]"'
 
 
 async def test_open_store_gives_the_postgres_store_for_its_urls(pg_url: str) -> None:
@@ -242,8 +260,9 @@ async def test_an_event_committed_while_its_instance_hibernates_wakes_it(
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
-    pg_cluster: TestServer, pg_url: str, mode: str
+    pg_cluster: TestServer, pg_url: str, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="wf.store")
     if pg_cluster.external:
         pytest.skip("a server given by WF_TEST_DATABASE_URL is not restarted")
     store = PostgresStore(pg_url, durability="fsync")
@@ -293,6 +312,34 @@ async def test_a_restart_of_postgresql_under_writes_loses_nothing_acknowledged(
     stored = {r[0] for r in query(pg_url, "SELECT id FROM wf.instances")}
     assert set(acknowledged) <= stored
     assert len(stored - set(acknowledged) - set(unknown)) == 0
+    # One line when the outage began and one when it ended, however many writes waited.
+    said = [r.getMessage() for r in caplog.records if r.name == "wf.store"]
+    assert [m.split(" is ")[1][:11] for m in said] == ["unreachable", "reachable a"], said
+
+
+@pytest.mark.slow
+async def test_messages_arrive_again_after_postgresql_restarts(
+    pg_cluster: TestServer, pg_url: str
+) -> None:
+    if pg_cluster.external:
+        pytest.skip("a server given by WF_TEST_DATABASE_URL is not restarted")
+    sender, listener = PostgresStore(pg_url), PostgresStore(pg_url)
+    await sender.open()
+    await listener.open()
+    heard: list[dict[str, Any]] = []
+    try:
+        listener.listen(lambda topic, payload: heard.append(payload))
+        await listener.listening()
+        await asyncio.to_thread(pg_cluster.restart, "fast")
+        for n in range(200):  # until the listener is back: polling covered the gap meanwhile
+            sender.publish("change", {"n": n})
+            await asyncio.sleep(0.05)
+            if heard:
+                break
+        assert heard and heard[0]["n"] > 0
+    finally:
+        await sender.close()
+        await listener.close()
 
 
 @pytest.mark.slow

@@ -1,5 +1,7 @@
-"""A runner's writes on PostgreSQL, each fenced by (pk, epoch): one statement per write, queued
-in the writer's pipeline, whose result is read once the batch is committed.
+"""A runner's writes on PostgreSQL, each fenced by (pk, epoch): statements queued in the
+writer's pipeline, whose results are read once the batch is committed. The hot ones are groups
+(one statement for every instance's write of that kind in a batch); the rarer ones below are a
+statement per write.
 
 A fenced statement locks its instance row (``FOR NO KEY UPDATE``) where it checks the epoch: a
 claim or a control that bumps the epoch elsewhere waits for this commit, or this write sees the
@@ -13,7 +15,7 @@ from typing import Any, Literal
 
 from wf.engine.model import PAUSING, AttemptRecord, EventRecord, Status, StepRecord, StepState
 from wf.engine.store.pg_connect import Conn
-from wf.engine.store.pg_writer import Apply, Finish
+from wf.engine.store.pg_writer import Apply, Finish, Group
 from wf.engine.store.sqlite_rows import dump_error
 from wf.engine.store.sqlite_runs import config_text
 
@@ -54,52 +56,6 @@ async def _fenced_count(conn: Conn, sql: str, args: dict[str, Any]) -> Finish[bo
     return finish
 
 
-def set_status(
-    pk: int, epoch: int, status: Status, now: float, wake_at: float | None
-) -> Apply[bool]:
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _rowcount(
-            conn,
-            "UPDATE wf.instances SET status = %s, wake_at = %s, modified = %s "
-            "WHERE pk = %s AND epoch = %s AND status IN ('running', 'waiting')",
-            (status.value, wake_at, now, pk, epoch),
-        )
-
-    return apply
-
-
-_INSERT_STEP = (
-    "INSERT INTO wf.steps (instance, name, count, kind, state, started, ended, output, error, "
-    "config, wake_at, duration, event_type) SELECT f.pk, %(name)s, %(count)s, %(kind)s, "
-    "%(state)s, %(started)s, %(ended)s, %(output)s, %(error)s, %(config)s, %(wake_at)s, "
-    "%(duration)s, %(event_type)s FROM f"
-)
-
-
-def _step_row(pk: int, epoch: int, step: StepRecord) -> dict[str, Any]:
-    return {
-        **_step(pk, epoch, step),
-        "state": step.state.value,
-        "started": step.started,
-        "ended": step.ended,
-        "output": step.output,
-        "error": dump_error(step.error),
-        "config": config_text(step.config),
-        "wake_at": step.wake_at,
-        "duration": step.duration,
-        "event_type": step.event_type,
-    }
-
-
-def start_step(pk: int, epoch: int, step: StepRecord) -> Apply[bool]:
-    args = _step_row(pk, epoch, step)
-
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _rowcount(conn, f"WITH {_FENCE} {_INSERT_STEP}", args)
-
-    return apply
-
-
 def update_step_timer(pk: int, epoch: int, step: StepRecord, started: float | None) -> Apply[bool]:
     args = {**_step(pk, epoch, step), "wake_at": step.wake_at, "duration": step.duration}
     args["started"] = started
@@ -112,77 +68,6 @@ def update_step_timer(pk: int, epoch: int, step: StepRecord, started: float | No
             f"FROM f WHERE {_STEP} RETURNING 1) SELECT count(*) FROM f",
             args,
         )
-
-    return apply
-
-
-_ADD_ATTEMPT = (
-    "INSERT INTO wf.attempts (instance, name, count, number, started) "
-    "SELECT instance, %(name)s, %(count)s, %(number)s, %(attempt_started)s FROM s"
-)
-
-
-def start_attempt(
-    pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord, first: bool
-) -> Apply[bool]:
-    """An attempt's start; ``first``: the step's row is new, insert it too. One statement."""
-    args = _step_row(pk, epoch, step)
-    args["number"], args["attempt_started"] = attempt.number, attempt.started
-    if first:
-        sql = f"WITH {_FENCE}, s AS ({_INSERT_STEP} RETURNING instance) {_ADD_ATTEMPT}"
-    else:
-        sql = (
-            f"WITH {_FENCE}, s AS (UPDATE wf.steps s SET wake_at = NULL, config = %(config)s "
-            f"FROM f WHERE {_STEP} RETURNING s.instance) {_ADD_ATTEMPT}"
-        )
-
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _rowcount(conn, sql, args)
-
-    return apply
-
-
-def end_attempt(
-    pk: int,
-    epoch: int,
-    step: StepRecord,
-    attempt: AttemptRecord,
-    finish: StepState | None,
-) -> Apply[bool]:
-    args = {
-        **_step(pk, epoch, step),
-        "ended": attempt.ended,
-        "success": attempt.success,
-        "error": dump_error(attempt.error),
-        "uncounted": attempt.uncounted,
-        "number": attempt.number,
-        "wake_at": step.wake_at,
-        "non_retryable": step.non_retryable,
-    }
-    if finish is None:
-        then = "wake_at = %(wake_at)s, non_retryable = %(non_retryable)s"
-    else:
-        args.update(
-            state=finish.value,
-            step_ended=step.ended,
-            output=step.output,
-            step_error=dump_error(step.error),
-        )
-        then = (
-            "state = %(state)s, ended = %(step_ended)s, output = %(output)s, "
-            "error = %(step_error)s, wake_at = NULL, non_retryable = %(non_retryable)s"
-        )
-    sql = (
-        f"WITH {_FENCE}, a AS (UPDATE wf.attempts a SET ended = %(ended)s, success = %(success)s, "
-        "error = %(error)s, uncounted = %(uncounted)s FROM f WHERE a.instance = f.pk "
-        "AND a.name = %(name)s AND a.count = %(count)s AND a.number = %(number)s "
-        "RETURNING a.instance), "
-        f"u AS (UPDATE wf.steps s SET {then} FROM f WHERE {_STEP} AND EXISTS (SELECT 1 FROM a) "
-        "RETURNING 1) SELECT count(*) FROM a"
-    )
-
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _fenced_count(conn, sql, args)
 
     return apply
 
@@ -254,59 +139,6 @@ def consume_event(
     return apply
 
 
-def hibernate(
-    pk: int, epoch: int, wake_at: float | None, now: float, event_types: Sequence[str]
-) -> Apply[bool]:
-    types = sorted(set(event_types))
-    args = {
-        "pk": pk,
-        "epoch": epoch,
-        "now": now,
-        "wake_at": wake_at,
-        "types": types,
-        "waiting_for": ",".join(types) or None,
-    }
-    # An awaited event that arrived while this life was ending wakes it at once.
-    woken = (
-        "CASE WHEN EXISTS (SELECT 1 FROM wf.events WHERE instance = %(pk)s "
-        "AND consumed_name IS NULL AND type = ANY(%(types)s::text[])) THEN %(now)s "
-        "ELSE %(wake_at)s::double precision END"
-        if types
-        else "%(wake_at)s::double precision"
-    )
-    sql = (
-        "UPDATE wf.instances SET "
-        "paused_at = CASE WHEN status = 'waitingForPause' THEN %(now)s ELSE paused_at END, "
-        "status = CASE status WHEN 'running' THEN 'waiting' "
-        "WHEN 'waitingForPause' THEN 'paused' ELSE status END, "
-        f"wake_at = {woken}, waiting_for = %(waiting_for)s, owner = NULL, lease_until = NULL, "
-        "modified = %(now)s, crashes = 0 WHERE pk = %(pk)s AND epoch = %(epoch)s"
-    )
-
-    async def apply(conn: Conn) -> Finish[bool]:
-        if types:
-            # Lock the row first, in a statement of its own: an event being sent (its
-            # transaction holds the row) is committed when the UPDATE begins, so the UPDATE's
-            # look at wf.events sees it. Waiting for the lock within the UPDATE, it would read
-            # wf.events as they were before it waited, and sleep through the event.
-            await conn.execute("SELECT 1 FROM wf.instances WHERE pk = %s FOR NO KEY UPDATE", (pk,))
-        return await _rowcount(conn, sql, args)
-
-    return apply
-
-
-def release(pk: int, epoch: int) -> Apply[bool]:
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _rowcount(
-            conn,
-            "UPDATE wf.instances SET owner = NULL, lease_until = NULL, crashes = 0 "
-            "WHERE pk = %s AND epoch = %s",
-            (pk, epoch),
-        )
-
-    return apply
-
-
 def reach_pause(pk: int, epoch: int, now: float) -> Apply[bool]:
     async def apply(conn: Conn) -> Finish[bool]:
         return await _rowcount(
@@ -322,21 +154,229 @@ def reach_pause(pk: int, epoch: int, now: float) -> Apply[bool]:
     return apply
 
 
-def finish(
-    pk: int,
-    epoch: int,
-    status: Status,
-    now: float,
-    output: str | None,
-    error_text: str | None,
-) -> Apply[bool]:
-    async def apply(conn: Conn) -> Finish[bool]:
-        return await _rowcount(
-            conn,
-            "UPDATE wf.instances SET status = %s, ended = %s, modified = %s, output = %s, "
-            "error = %s, owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, "
-            "paused_at = NULL, crashes = 0 WHERE pk = %s AND epoch = %s",
-            (status.value, now, now, output, error_text, pk, epoch),
-        )
+# ---- the same writes, for many instances in one statement --------------------------------------
+# The hot writes of a batch are grouped by kind (see ``pg_writer.Group``): one statement takes
+# an array per column, so a batch of N instances' steps costs a few statements, not N. Each
+# returns the pks it wrote; a fenced one is missing.
 
-    return apply
+
+def _unnest(columns: dict[str, str]) -> str:
+    arrays = ", ".join(f"%({name})s::{kind}[]" for name, kind in columns.items())
+    return f"u AS (SELECT * FROM unnest({arrays}) AS u({', '.join(columns)}))"
+
+
+# The batch locked every instance row it writes (in pk order) before its first statement, so a
+# group statement only checks the epochs, joining the instances by pk.
+_EPOCH_OK = "JOIN wf.instances i ON i.pk = u.pk AND i.epoch = u.epoch"
+_U_STEP = "s.instance = u.pk AND s.kind = u.kind AND s.name = u.name AND s.count = u.count"
+
+_KEY = {"pk": "bigint", "epoch": "bigint"}
+_STEP_COLUMNS = {
+    **_KEY,
+    "name": "text",
+    "count": "integer",
+    "kind": "text",
+    "state": "text",
+    "started": "float8",
+    "ended": "float8",
+    "output": "text",
+    "error": "text",
+    "config": "text",
+    "wake_at": "float8",
+    "duration": "float8",
+    "event_type": "text",
+}
+_INSERT_STEPS = (
+    "INSERT INTO wf.steps (instance, name, count, kind, state, started, ended, output, error, "
+    "config, wake_at, duration, event_type) SELECT u.pk, u.name, u.count, u.kind, u.state, "
+    "u.started, u.ended, u.output, u.error, u.config, u.wake_at, u.duration, u.event_type "
+    f"FROM u {_EPOCH_OK} RETURNING instance"
+)
+_ADD_ATTEMPTS = (
+    "INSERT INTO wf.attempts (instance, name, count, number, started) "
+    f"SELECT u.pk, u.name, u.count, u.number, u.attempt_started FROM u {_EPOCH_OK} "
+    "RETURNING instance"
+)
+
+
+_ONE_STEP = (
+    "INSERT INTO wf.steps (instance, name, count, kind, state, started, ended, output, error, "
+    "config, wake_at, duration, event_type) SELECT f.pk, %(name)s, %(count)s, %(kind)s, "
+    "%(state)s, %(started)s, %(ended)s, %(output)s, %(error)s, %(config)s, %(wake_at)s, "
+    "%(duration)s, %(event_type)s FROM f RETURNING instance"
+)
+_ONE_ATTEMPT = (
+    "INSERT INTO wf.attempts (instance, name, count, number, started) "
+    "SELECT instance, %(name)s, %(count)s, %(number)s, %(attempt_started)s FROM s "
+    "RETURNING instance"
+)
+
+
+def step_row(pk: int, epoch: int, step: StepRecord) -> tuple[Any, ...]:
+    return (
+        pk,
+        epoch,
+        step.name,
+        step.count,
+        step.kind.value,
+        step.state.value,
+        step.started,
+        step.ended,
+        step.output,
+        dump_error(step.error),
+        config_text(step.config),
+        step.wake_at,
+        step.duration,
+        step.event_type,
+    )
+
+
+SET_STATUS = Group(
+    f"WITH {_unnest({**_KEY, 'status': 'text', 'now': 'float8', 'wake_at': 'float8'})} "
+    "UPDATE wf.instances i SET status = u.status, wake_at = u.wake_at, modified = u.now FROM u "
+    "WHERE i.pk = u.pk AND i.epoch = u.epoch AND i.status IN ('running', 'waiting') "
+    "RETURNING i.pk",
+    ("pk", "epoch", "status", "now", "wake_at"),
+    "UPDATE wf.instances SET status = %(status)s, wake_at = %(wake_at)s, modified = %(now)s "
+    "WHERE pk = %(pk)s AND epoch = %(epoch)s AND status IN ('running', 'waiting') RETURNING pk",
+)
+
+START_STEP = Group(
+    f"WITH {_unnest(_STEP_COLUMNS)} {_INSERT_STEPS}",
+    tuple(_STEP_COLUMNS),
+    f"WITH {_FENCE} {_ONE_STEP}",
+)
+
+_ATTEMPT_COLUMNS = {**_STEP_COLUMNS, "number": "integer", "attempt_started": "float8"}
+START_FIRST_ATTEMPT = Group(
+    f"WITH {_unnest(_ATTEMPT_COLUMNS)}, s AS ({_INSERT_STEPS}) {_ADD_ATTEMPTS}",
+    tuple(_ATTEMPT_COLUMNS),
+    f"WITH {_FENCE}, s AS ({_ONE_STEP}) {_ONE_ATTEMPT}",
+)
+START_NEXT_ATTEMPT = Group(
+    f"WITH {_unnest(_ATTEMPT_COLUMNS)}, "
+    f"s AS (UPDATE wf.steps s SET wake_at = NULL, config = u.config FROM u {_EPOCH_OK} "
+    f"WHERE {_U_STEP}) {_ADD_ATTEMPTS}",
+    tuple(_ATTEMPT_COLUMNS),
+    f"WITH {_FENCE}, s AS (UPDATE wf.steps s SET wake_at = NULL, config = %(config)s "
+    f"FROM f WHERE {_STEP} RETURNING s.instance) {_ONE_ATTEMPT}",
+)
+
+# An attempt's end, and its step's next retry time; with ``state`` (not NULL), the step's end.
+_END_COLUMNS = {
+    **_KEY,
+    "name": "text",
+    "count": "integer",
+    "number": "integer",
+    "ended": "float8",
+    "success": "boolean",
+    "error": "text",
+    "uncounted": "boolean",
+    "wake_at": "float8",
+    "non_retryable": "boolean",
+    "state": "text",
+    "step_ended": "float8",
+    "output": "text",
+    "step_error": "text",
+}
+END_ATTEMPT = Group(
+    f"WITH {_unnest(_END_COLUMNS)}, "
+    "a AS (UPDATE wf.attempts a SET ended = u.ended, success = u.success, error = u.error, "
+    f"uncounted = u.uncounted FROM u {_EPOCH_OK} WHERE a.instance = u.pk "
+    "AND a.name = u.name AND a.count = u.count AND a.number = u.number "
+    "RETURNING a.instance, a.name, a.count, u.state, u.step_ended, u.output, u.step_error, "
+    "u.wake_at, u.non_retryable), "
+    "st AS (UPDATE wf.steps s SET "
+    "state = coalesce(a.state, s.state), "
+    "ended = CASE WHEN a.state IS NULL THEN s.ended ELSE a.step_ended END, "
+    "output = CASE WHEN a.state IS NULL THEN s.output ELSE a.output END, "
+    "error = CASE WHEN a.state IS NULL THEN s.error ELSE a.step_error END, "
+    "wake_at = CASE WHEN a.state IS NULL THEN a.wake_at END, "
+    "non_retryable = a.non_retryable FROM a "
+    "WHERE s.instance = a.instance AND s.kind = 'do' AND s.name = a.name AND s.count = a.count) "
+    "SELECT instance FROM a",
+    tuple(_END_COLUMNS),
+    f"WITH {_FENCE}, a AS (UPDATE wf.attempts a SET ended = %(ended)s, success = %(success)s, "
+    "error = %(error)s, uncounted = %(uncounted)s FROM f WHERE a.instance = f.pk "
+    "AND a.name = %(name)s AND a.count = %(count)s AND a.number = %(number)s "
+    "RETURNING a.instance), "
+    "st AS (UPDATE wf.steps s SET state = coalesce(%(state)s, s.state), "
+    "ended = CASE WHEN %(state)s::text IS NULL THEN s.ended ELSE %(step_ended)s::float8 END, "
+    "output = CASE WHEN %(state)s::text IS NULL THEN s.output ELSE %(output)s::text END, "
+    "error = CASE WHEN %(state)s::text IS NULL THEN s.error ELSE %(step_error)s::text END, "
+    "wake_at = CASE WHEN %(state)s::text IS NULL THEN %(wake_at)s::float8 END, "
+    "non_retryable = %(non_retryable)s FROM a WHERE s.instance = a.instance AND s.kind = 'do' "
+    "AND s.name = %(name)s AND s.count = %(count)s) SELECT instance FROM a",
+)
+
+
+def end_attempt_row(
+    pk: int, epoch: int, step: StepRecord, attempt: AttemptRecord, finish: StepState | None
+) -> tuple[Any, ...]:
+    finished = finish is not None
+    return (
+        pk,
+        epoch,
+        step.name,
+        step.count,
+        attempt.number,
+        attempt.ended,
+        attempt.success,
+        dump_error(attempt.error),
+        attempt.uncounted,
+        step.wake_at,
+        step.non_retryable,
+        finish.value if finish is not None else None,
+        step.ended if finished else None,
+        step.output if finished else None,
+        dump_error(step.error) if finished else None,
+    )
+
+
+HIBERNATE = Group(
+    f"WITH {_unnest({**_KEY, 'now': 'float8', 'wake_at': 'float8', 'types': 'text'})} "
+    "UPDATE wf.instances i SET "
+    "paused_at = CASE WHEN i.status = 'waitingForPause' THEN u.now ELSE i.paused_at END, "
+    "status = CASE i.status WHEN 'running' THEN 'waiting' "
+    "WHEN 'waitingForPause' THEN 'paused' ELSE i.status END, "
+    # An awaited event that arrived while the life was ending wakes it at once.
+    "wake_at = CASE WHEN u.types IS NOT NULL AND EXISTS (SELECT 1 FROM wf.events e "
+    "WHERE e.instance = u.pk AND e.consumed_name IS NULL "
+    "AND e.type = ANY(string_to_array(u.types, ','))) THEN u.now ELSE u.wake_at END, "
+    "waiting_for = u.types, owner = NULL, lease_until = NULL, modified = u.now, crashes = 0 "
+    "FROM u WHERE i.pk = u.pk AND i.epoch = u.epoch RETURNING i.pk",
+    ("pk", "epoch", "now", "wake_at", "types"),
+    "UPDATE wf.instances SET "
+    "paused_at = CASE WHEN status = 'waitingForPause' THEN %(now)s ELSE paused_at END, "
+    "status = CASE status WHEN 'running' THEN 'waiting' "
+    "WHEN 'waitingForPause' THEN 'paused' ELSE status END, "
+    "wake_at = CASE WHEN %(types)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM wf.events e "
+    "WHERE e.instance = %(pk)s AND e.consumed_name IS NULL "
+    "AND e.type = ANY(string_to_array(%(types)s, ','))) THEN %(now)s "
+    "ELSE %(wake_at)s::float8 END, waiting_for = %(types)s, owner = NULL, lease_until = NULL, "
+    "modified = %(now)s, crashes = 0 WHERE pk = %(pk)s AND epoch = %(epoch)s RETURNING pk",
+    # Its look for an awaited event must see one whose sender held the row as it arrived.
+    lock_first=True,
+)
+
+RELEASE = Group(
+    f"WITH {_unnest(_KEY)} UPDATE wf.instances i SET owner = NULL, lease_until = NULL, "
+    "crashes = 0 FROM u WHERE i.pk = u.pk AND i.epoch = u.epoch RETURNING i.pk",
+    ("pk", "epoch"),
+    "UPDATE wf.instances SET owner = NULL, lease_until = NULL, crashes = 0 "
+    "WHERE pk = %(pk)s AND epoch = %(epoch)s RETURNING pk",
+)
+
+_FINISH_COLUMNS = {**_KEY, "status": "text", "now": "float8", "output": "text", "error": "text"}
+FINISH = Group(
+    f"WITH {_unnest(_FINISH_COLUMNS)} "
+    "UPDATE wf.instances i SET status = u.status, ended = u.now, modified = u.now, "
+    "output = u.output, error = u.error, owner = NULL, lease_until = NULL, wake_at = NULL, "
+    "waiting_for = NULL, paused_at = NULL, crashes = 0 FROM u "
+    "WHERE i.pk = u.pk AND i.epoch = u.epoch RETURNING i.pk",
+    ("pk", "epoch", "status", "now", "output", "error"),
+    "UPDATE wf.instances SET status = %(status)s, ended = %(now)s, modified = %(now)s, "
+    "output = %(output)s, error = %(error)s, owner = NULL, lease_until = NULL, wake_at = NULL, "
+    "waiting_for = NULL, paused_at = NULL, crashes = 0 WHERE pk = %(pk)s AND epoch = %(epoch)s "
+    "RETURNING pk",
+)

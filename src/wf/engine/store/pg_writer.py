@@ -38,6 +38,7 @@ from psycopg import AsyncPipeline
 from psycopg.pq import PipelineStatus, TransactionStatus
 
 from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
+from wf.engine.store.pg_messages import Outbox
 from wf.engine.store.writer import Pending, settle
 from wf.errors import StoreError, StoreUnavailable, WfError
 
@@ -60,13 +61,59 @@ _MARK_LAZY = _MARK + " RETURNING set_config('synchronous_commit', 'off', true)"
 _LOCK = "SELECT pk FROM wf.instances WHERE pk = ANY(%s) ORDER BY pk FOR NO KEY UPDATE"
 
 
-class Job(Generic[T]):
-    __slots__ = ("apply", "durable", "pending", "pks")
+class Group:
+    """A kind of fenced write that many instances' jobs in a batch share one statement for:
+    ``sql`` takes one array per column (``%(column)s``) and returns the pks it wrote; ``one``
+    does the same for a single row, with one value per column (cheaper for the server than
+    arrays of one)."""
 
-    def __init__(self, apply: Apply[T], pks: Sequence[int], durable: bool) -> None:
+    def __init__(
+        self, sql: str, columns: Sequence[str], one: str, *, lock_first: bool = False
+    ) -> None:
+        self.sql = sql
+        self.columns = tuple(columns)
+        self.one = one
+        # Whether its rows must be locked by a statement of their own before it runs: a
+        # statement that waits for a row lock still reads other tables as they were before it
+        # waited (READ COMMITTED takes the snapshot when the statement begins).
+        self.lock_first = lock_first
+
+    async def apply(self, conn: Conn, rows: list[tuple[Any, ...]]) -> Finish[set[int]]:
+        if len(rows) == 1:
+            cur = await conn.execute(self.one, dict(zip(self.columns, rows[0], strict=True)))
+        else:
+            columns = (list(c) for c in zip(*rows, strict=True))
+            cur = await conn.execute(self.sql, dict(zip(self.columns, columns, strict=True)))
+        written: set[int] | None = None
+
+        async def finish() -> set[int]:
+            nonlocal written
+            if written is None:
+                written = {row[0] for row in await cur.fetchall()}
+            return written
+
+        return finish
+
+
+class Job(Generic[T]):
+    """A write: ``apply`` queues its own statements, or it is a ``row`` of a ``group``
+    (its result: whether the group's statement wrote its pk)."""
+
+    __slots__ = ("apply", "durable", "group", "pending", "pks", "row")
+
+    def __init__(
+        self,
+        apply: Apply[T] | None,
+        pks: Sequence[int],
+        durable: bool,
+        group: Group | None = None,
+        row: tuple[Any, ...] = (),
+    ) -> None:
         self.apply = apply
         self.pks = pks
         self.durable = durable
+        self.group = group
+        self.row = row
         self.pending: Pending[T] = Pending()
 
 
@@ -81,6 +128,13 @@ class _Failed(Exception):
         self.healthy = healthy
 
 
+def _member(written: Finish[set[int]], pk: int) -> Finish[bool]:
+    async def finish() -> bool:
+        return pk in await written()
+
+    return finish
+
+
 def _refused(exc: BaseException) -> Finish[Any]:
     async def finish() -> Any:
         raise exc
@@ -89,19 +143,14 @@ def _refused(exc: BaseException) -> Finish[Any]:
 
 
 class PgWriter:
-    """See the module docstring. ``after_commit`` runs after each batch: it may queue
-    statements (messages to send, says True), committed on their own at once."""
+    """See the module docstring. Messages in ``outbox`` are sent after each batch, in a
+    transaction of their own."""
 
-    def __init__(
-        self,
-        link: Link,
-        fsync: bool,
-        after_commit: Callable[[Conn], Awaitable[bool]] | None = None,
-    ) -> None:
+    def __init__(self, link: Link, fsync: bool, outbox: Outbox | None = None) -> None:
         self.link = link
         self.fsync = fsync
         self.id = f"{uuid.uuid4()}"
-        self.after_commit = after_commit
+        self.outbox = outbox
         self.batch = 0  # the number of the last batch sent
         self.commits = 0
         self.jobs = 0
@@ -165,7 +214,15 @@ class PgWriter:
         await self.link.close()
 
     def submit(self, apply: Apply[T], pks: Sequence[int] = (), durable: bool = True) -> Pending[T]:
-        job: Job[T] = Job(apply, pks, durable)
+        return self._enqueue(Job(apply, pks, durable))
+
+    def submit_row(
+        self, group: Group, pk: int, row: tuple[Any, ...], durable: bool = True
+    ) -> Pending[bool]:
+        """A fenced write on instance ``pk`` that shares its batch's statement of ``group``."""
+        return self._enqueue(Job(None, (pk,), durable, group, row))
+
+    def _enqueue(self, job: Job[T]) -> Pending[T]:
         if self._closing:
             settle([(job.pending, None, StoreError("the store is closed"))])
         else:
@@ -174,7 +231,7 @@ class PgWriter:
         return job.pending
 
     def poke(self) -> None:
-        """Run ``after_commit`` soon even if nothing is written (a message to send)."""
+        """Send the outbox's messages soon, even if nothing is written."""
         self._wake.set()
 
     # ---- the loop -----------------------------------------------------------------------------
@@ -194,17 +251,25 @@ class PgWriter:
                         settle(outcomes)
                         raise
                 settle(outcomes)
-            conn = self.link.conn
-            if self.after_commit is not None and conn is not None and not conn.closed:
-                try:
-                    pipe = await self._pipeline(conn)
-                    if await self.after_commit(conn):
-                        await pipe.sync()
-                except (psycopg.Error, OSError) as exc:  # lost: polling is the fallback
-                    log.debug("cannot send messages: %s", exc)
-                    await self._lost(exc)
+            if self.outbox is not None and self.outbox.messages:
+                await self._send_messages(self.outbox)
             if self._closing and not self._queue:
                 return
+
+    async def _send_messages(self, outbox: Outbox) -> None:
+        """Send the waiting messages (reconnecting if need be); lost if the connection dies
+        meanwhile: polling is the fallback."""
+        try:
+            conn = await self.link.wait()
+        except StoreError:  # the store closed while the database was away
+            return
+        try:
+            pipe = await self._pipeline(conn)
+            await outbox.send(conn)
+            await pipe.sync()
+        except (psycopg.Error, OSError) as exc:
+            log.debug("cannot send messages: %s", exc)
+            await self._lost(exc)
 
     async def _commit(self, batch: list[Job[Any]]) -> list[tuple[Pending[Any], Any, Any]]:
         tries = 0
@@ -240,6 +305,42 @@ class PgWriter:
                 refused = StoreError(f"database write failed: {cause(problem)}")
                 return [(batch[0].pending, None, refused)]
 
+    async def _queue_statements(self, conn: Conn, batch: list[Job[Any]]) -> list[Finish[Any]]:
+        """Queue every job's statements; the rows of a group share one statement, as long as
+        each pk appears once in it (a job on a pk already pending runs after it: the writes on
+        one instance keep their order)."""
+        finishes: list[Finish[Any] | None] = [None] * len(batch)
+        pending: dict[Group, list[int]] = {}  # group -> indexes of its jobs in the batch
+        pending_pks: set[int] = set()
+
+        async def flush() -> None:
+            for group, indexes in pending.items():
+                written = await group.apply(conn, [batch[i].row for i in indexes])
+                for i in indexes:
+                    finishes[i] = _member(written, batch[i].pks[0])
+            pending.clear()
+            pending_pks.clear()
+
+        for index, job in enumerate(batch):
+            if job.group is not None:
+                pk = job.pks[0]
+                if pk in pending_pks:
+                    await flush()
+                pending.setdefault(job.group, []).append(index)
+                pending_pks.add(pk)
+                continue
+            if not job.pks or not pending_pks.isdisjoint(job.pks):
+                await flush()  # a job on many instances, or on one with a write pending
+            assert job.apply is not None
+            try:
+                finishes[index] = await job.apply(conn)
+            except psycopg.Error:
+                raise
+            except Exception as exc:  # refused before it wrote anything
+                finishes[index] = _refused(exc)
+        await flush()
+        return [f for f in finishes if f is not None]
+
     async def _landed(self) -> bool:
         """After a connection died during a commit: whether that commit landed."""
         while True:
@@ -268,15 +369,9 @@ class PgWriter:
             lazy = self.fsync and not any(job.durable for job in batch)
             await conn.execute(_MARK_LAZY if lazy else _MARK, (self.batch, self.id))
             pks = sorted({pk for job in batch for pk in job.pks})
-            if len(pks) > 1:
+            if len(pks) > 1 or any(job.group is not None and job.group.lock_first for job in batch):
                 await conn.execute(_LOCK, (pks,))
-            for job in batch:
-                try:
-                    finishes.append(await job.apply(conn))
-                except psycopg.Error:
-                    raise
-                except Exception as exc:  # refused before it wrote anything
-                    finishes.append(_refused(exc))
+            finishes = await self._queue_statements(conn, batch)
             sent = True
             await pipeline.sync()
         except (psycopg.Error, OSError) as exc:

@@ -49,7 +49,7 @@ from wf.engine.store.pg_rows import (
     row_to_instance,
 )
 from wf.engine.store.pg_schema import migrate
-from wf.engine.store.pg_writer import Apply, PgWriter
+from wf.engine.store.pg_writer import Apply, Group, PgWriter
 from wf.engine.store.sqlite_rows import dump_error
 from wf.engine.store.urls import redact
 from wf.engine.store.writer import Pending
@@ -109,7 +109,7 @@ class PostgresStore:
             await conn.close()
         fsync = self.durability == "fsync"
         writer_link = Link(self.url, self._health, self._setup_writer)
-        self._writer = PgWriter(writer_link, fsync, self._outbox.send)
+        self._writer = PgWriter(writer_link, fsync, self._outbox)
         try:
             await writer_link.get()
         except StoreUnavailable as exc:
@@ -123,6 +123,15 @@ class PostgresStore:
         self._open = True
 
     async def _setup_writer(self, conn: Conn) -> None:
+        # Every write finds its rows by key, a few at a time. A plan made while the tables were
+        # nearly empty (a fresh database, statistics not gathered yet) would scan and hash them
+        # whole, and psycopg keeps that plan with the prepared statement: index lookups only,
+        # planned once (a statement over arrays would otherwise be planned at every execution,
+        # which costs more than running it).
+        await conn.execute("SET plan_cache_mode = force_generic_plan")
+        await conn.execute("SET enable_seqscan = off")
+        await conn.execute("SET enable_hashjoin = off")
+        await conn.execute("SET enable_mergejoin = off")
         if self.durability == "os":
             await conn.execute("SET synchronous_commit = off")
         assert self._writer is not None
@@ -173,6 +182,13 @@ class PostgresStore:
         if self._writer is None or not self._open:
             return Pending.failed(StoreError("the store is closed"))
         return self._writer.submit(apply, pks, durable)
+
+    def _row(
+        self, group: Group, pk: int, row: tuple[Any, ...], durable: bool = True
+    ) -> Pending[bool]:
+        if self._writer is None or not self._open:
+            return Pending.failed(StoreError("the store is closed"))
+        return self._writer.submit_row(group, pk, row, durable)
 
     async def _purge(self, where: str, args: dict[str, Any]) -> int:
         """Delete matching instances in transactions of ``PURGE_BATCH`` at most."""
@@ -359,10 +375,10 @@ class PostgresStore:
         self, pk: int, epoch: int, status: Status, now: float, wake_at: float | None = None
     ) -> Pending[bool]:
         # Lazy: what the instance shows; recovery does not depend on it.
-        return self._write(runs.set_status(pk, epoch, status, now, wake_at), (pk,), False)
+        return self._row(runs.SET_STATUS, pk, (pk, epoch, status.value, now, wake_at), False)
 
     def start_step(self, pk: int, epoch: int, step: StepRecord) -> Pending[bool]:
-        return self._write(runs.start_step(pk, epoch, step), (pk,))
+        return self._row(runs.START_STEP, pk, runs.step_row(pk, epoch, step))
 
     def update_step_timer(
         self, pk: int, epoch: int, step: StepRecord, *, started: float | None = None
@@ -374,7 +390,9 @@ class PostgresStore:
     ) -> Pending[bool]:
         # Lazy: committed before the body runs (it survives this process dying), flushed to
         # disk with the next durable commit.
-        return self._write(runs.start_attempt(pk, epoch, step, attempt, first), (pk,), False)
+        group = runs.START_FIRST_ATTEMPT if first else runs.START_NEXT_ATTEMPT
+        row = (*runs.step_row(pk, epoch, step), attempt.number, attempt.started)
+        return self._row(group, pk, row, False)
 
     def end_attempt(
         self,
@@ -384,7 +402,8 @@ class PostgresStore:
         attempt: AttemptRecord,
         finish: StepState | None = None,
     ) -> Pending[bool]:
-        return self._write(runs.end_attempt(pk, epoch, step, attempt, finish), (pk,))
+        row = runs.end_attempt_row(pk, epoch, step, attempt, finish)
+        return self._row(runs.END_ATTEMPT, pk, row)
 
     def end_step(self, pk: int, epoch: int, step: StepRecord, state: StepState) -> Pending[bool]:
         return self._write(runs.end_step(pk, epoch, step, state), (pk,))
@@ -402,10 +421,11 @@ class PostgresStore:
         now: float,
         event_types: Sequence[str] = (),
     ) -> Pending[bool]:
-        return self._write(runs.hibernate(pk, epoch, wake_at, now, event_types), (pk,))
+        types = ",".join(sorted(set(event_types))) or None
+        return self._row(runs.HIBERNATE, pk, (pk, epoch, now, wake_at, types))
 
     def release(self, pk: int, epoch: int) -> Pending[bool]:
-        return self._write(runs.release(pk, epoch), (pk,))
+        return self._row(runs.RELEASE, pk, (pk, epoch))
 
     def reach_pause(self, pk: int, epoch: int, now: float) -> Pending[bool]:
         return self._write(runs.reach_pause(pk, epoch, now), (pk,))
@@ -419,7 +439,8 @@ class PostgresStore:
         output: str | None,
         error: ErrorInfo | None,
     ) -> Pending[bool]:
-        return self._write(runs.finish(pk, epoch, status, now, output, dump_error(error)), (pk,))
+        row = (pk, epoch, status.value, now, output, dump_error(error))
+        return self._row(runs.FINISH, pk, row)
 
     # ---- what wf serve keeps ------------------------------------------------------------------
     async def list_versions(self) -> list[VersionRow]:
