@@ -107,6 +107,7 @@ class Link:
         self.conn: Conn | None = None
         self.connected_at = 0.0  # when ``conn`` was made (monotonic)
         self.closed = False
+        self._made: list[Conn] = []  # every connection made, closed for sure at the end
         self._backoff = BACKOFF_FIRST
         self._retry_at = 0.0  # a read does not retry a failed connect before this (monotonic)
 
@@ -121,6 +122,8 @@ class Link:
             await conn.close()
             raise
         self.connected_at = time.monotonic()
+        self._made = [c for c in self._made if not c.closed]
+        self._made.append(conn)
         return conn
 
     async def get(self) -> Conn:
@@ -177,3 +180,7 @@ class Link:
     async def close(self) -> None:
         self.closed = True
         await self.drop()
+        for conn in self._made:  # one a failure left behind without closing it
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
+        self._made.clear()

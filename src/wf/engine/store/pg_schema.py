@@ -151,6 +151,8 @@ MIGRATIONS: list[list[str]] = [
             backend_start timestamptz
         )
         """,
+        # No longer used (a writer learns whether its last commit landed from the
+        # transaction's status); kept so that databases made by schema 1 stay schema 1.
         """
         CREATE TABLE wf.writers (
             id text PRIMARY KEY,

@@ -14,11 +14,12 @@ and the next durable commit flushes it to disk with its own. In ``durability="os
 commit is so.
 
 The connection can go away (PostgreSQL restarted): the batch waits for it to come back and runs
-again; a write is acknowledged only after its commit returned. Each batch also stamps its number
-on this writer's row of ``wf.writers``, so when the connection dies *during* a commit the writer
-learns after reconnecting whether the commit landed (and then cannot tell the jobs' results:
-they fail with ``StoreUnavailable``, which a runner treats like any refused write) or not (run
-it again).
+again; a write is acknowledged only after its commit returned. Each batch first asks for its
+transaction id, with a flush request so that the answer comes back at once, while the rest is
+still being sent: when the connection dies *during* a commit, the writer asks the server after
+reconnecting whether that transaction committed. If not, the batch runs again. If it did, or
+its id never arrived, the jobs' results are unknown: they fail with ``StoreUnavailable``, which
+a runner treats like any refused write (it is taken over and replays what was written).
 
 A statement failing (a constraint, a deadlock) rolls back the whole batch: its jobs then run
 one transaction each, so one bad write does not take the others with it.
@@ -29,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -55,9 +55,9 @@ Finish = Callable[[], Awaitable[T]]
 Apply = Callable[[Conn], Awaitable[Finish[T]]]
 
 DBNOW = "extract(epoch from clock_timestamp())::double precision"
-_MARK = f"UPDATE wf.writers SET batch = %s, seen = {DBNOW} WHERE id = %s"
+_XID = "SELECT pg_current_xact_id()::text"
 # The same, for a batch of lazy writes only: its commit does not wait for the disk.
-_MARK_LAZY = _MARK + " RETURNING set_config('synchronous_commit', 'off', true)"
+_XID_LAZY = _XID + ", set_config('synchronous_commit', 'off', true)"
 _LOCK = "SELECT pk FROM wf.instances WHERE pk = ANY(%s) ORDER BY pk FOR NO KEY UPDATE"
 
 
@@ -119,13 +119,24 @@ class Job(Generic[T]):
 
 class _Failed(Exception):
     """A batch failed. ``sent``: its Sync had gone out (the commit may have landed);
-    ``healthy``: the connection is fine (a statement failed), else it must be replaced."""
+    ``healthy``: the connection is fine (a statement failed: nothing was committed), else it
+    must be replaced; ``xid``: the batch's transaction id, if it came back."""
 
-    def __init__(self, exc: BaseException, sent: bool, healthy: bool) -> None:
+    def __init__(self, exc: BaseException, sent: bool, healthy: bool, xid: str | None) -> None:
         super().__init__(str(exc))
         self.exc = exc
         self.sent = sent
         self.healthy = healthy
+        self.xid = xid
+
+
+def _xid(cur: psycopg.AsyncCursor[Any] | None) -> str | None:
+    """The transaction id a batch's first statement returned, if it came back."""
+    result = None if cur is None else cur.pgresult
+    if result is None or result.ntuples != 1:
+        return None
+    value = result.get_value(0, 0)
+    return None if value is None else value.decode()
 
 
 def _member(written: Finish[set[int]], pk: int) -> Finish[bool]:
@@ -149,9 +160,7 @@ class PgWriter:
     def __init__(self, link: Link, fsync: bool, outbox: Outbox | None = None) -> None:
         self.link = link
         self.fsync = fsync
-        self.id = f"{uuid.uuid4()}"
         self.outbox = outbox
-        self.batch = 0  # the number of the last batch sent
         self.commits = 0
         self.jobs = 0
         self._queue: list[Job[Any]] = []
@@ -183,14 +192,6 @@ class PgWriter:
         await self.link.lost(exc)
 
     # ---- lifecycle ----------------------------------------------------------------------------
-    async def setup(self, conn: Conn) -> None:
-        """On each new connection: this writer's row (its batch number stays as it was)."""
-        await conn.execute(
-            f"INSERT INTO wf.writers (id, batch, seen) VALUES (%s, %s, {DBNOW}) "
-            "ON CONFLICT (id) DO NOTHING",
-            (self.id, self.batch),
-        )
-
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="wf postgres writer")
 
@@ -204,12 +205,6 @@ class PgWriter:
         self._wake.set()
         if self._task is not None:
             await self._task
-        conn = self.link.conn
-        if conn is not None and not conn.closed:
-            with contextlib.suppress(psycopg.Error, OSError):
-                pipe = await self._pipeline(conn)
-                await conn.execute("DELETE FROM wf.writers WHERE id = %s", (self.id,))
-                await pipe.sync()
         await self._leave_pipeline()
         await self.link.close()
 
@@ -284,14 +279,15 @@ class PgWriter:
                 problem = failed.exc
                 if not failed.healthy:
                     await self._lost(problem)
-                if failed.sent and await self._landed():
-                    unknown = StoreUnavailable(
-                        f"PostgreSQL at {self.link.health.where} went away as this write was "
-                        "committed: it was written, but its result is unknown"
-                    )
-                    return [(job.pending, None, unknown) for job in batch]
-                if not failed.healthy or not isinstance(problem, psycopg.Error):
+                    if failed.sent and (failed.xid is None or await self._landed(failed.xid)):
+                        unknown = StoreUnavailable(
+                            f"PostgreSQL at {self.link.health.where} went away as this write "
+                            "was committed: it may have been written, its result is unknown"
+                        )
+                        return [(job.pending, None, unknown) for job in batch]
                     continue  # not committed: once the database is back, run it again
+                if not isinstance(problem, psycopg.Error):
+                    continue
                 sqlstate = problem.sqlstate or ""
                 if sqlstate in ("40001", "40P01") and tries < RETRIES:
                     tries += 1  # a deadlock or a serialization failure: the batch was rolled back
@@ -341,33 +337,38 @@ class PgWriter:
         await flush()
         return [f for f in finishes if f is not None]
 
-    async def _landed(self) -> bool:
-        """After a connection died during a commit: whether that commit landed."""
+    async def _landed(self, xid: str) -> bool:
+        """After a connection died during a commit: whether that transaction committed."""
         while True:
             try:
                 conn = await self.link.wait()
             except StoreError:
-                return False
+                return True  # closing: say unknown rather than run it again
             try:
                 pipe = await self._pipeline(conn)
-                cur = await conn.execute("SELECT batch FROM wf.writers WHERE id = %s", (self.id,))
+                cur = await conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,))
                 await pipe.sync()
                 row = await cur.fetchone()
             except (psycopg.Error, OSError) as exc:
                 await self._lost(exc)
                 continue
-            return row is not None and row[0] == self.batch
+            status = None if row is None else row[0]
+            if status == "in progress":  # its old session is still ending
+                await asyncio.sleep(0.05)
+                continue
+            return status != "aborted"
 
     async def _apply(
         self, conn: Conn, batch: list[Job[Any]]
     ) -> list[tuple[Pending[Any], Any, Any]]:
-        self.batch += 1
         finishes: list[Finish[Any]] = []
         sent = False
+        xid_cur = None
         try:
             pipeline = await self._pipeline(conn)
             lazy = self.fsync and not any(job.durable for job in batch)
-            await conn.execute(_MARK_LAZY if lazy else _MARK, (self.batch, self.id))
+            xid_cur = await conn.execute(_XID_LAZY if lazy else _XID)
+            conn.pgconn.send_flush_request()  # its answer comes back while the rest is sent
             pks = sorted({pk for job in batch for pk in job.pks})
             if len(pks) > 1 or any(job.group is not None and job.group.lock_first for job in batch):
                 await conn.execute(_LOCK, (pks,))
@@ -381,7 +382,7 @@ class PgWriter:
                 and conn.info.transaction_status == TransactionStatus.IDLE
                 and conn.pgconn.pipeline_status == PipelineStatus.ON
             )
-            raise _Failed(exc, sent, healthy) from None
+            raise _Failed(exc, sent, healthy, _xid(xid_cur)) from None
         self.commits += 1
         self.jobs += len(batch)
         outcomes: list[tuple[Pending[Any], Any, Any]] = []

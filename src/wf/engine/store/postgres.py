@@ -134,8 +134,6 @@ class PostgresStore:
         await conn.execute("SET enable_mergejoin = off")
         if self.durability == "os":
             await conn.execute("SET synchronous_commit = off")
-        assert self._writer is not None
-        await self._writer.setup(conn)
 
     async def close(self) -> None:
         if not self._open:
