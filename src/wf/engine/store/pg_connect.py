@@ -22,6 +22,18 @@ from wf.errors import StoreError, StoreUnavailable
 
 log = logging.getLogger("wf.store")
 
+
+class _QuietPipelineExit(logging.Filter):
+    """psycopg warns when leaving a pipeline fails after the block raised; here that block's
+    error is a lost connection the store already reports (once per outage), so the warning only
+    repeats it, in psycopg's words."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("error ignored terminating")
+
+
+logging.getLogger("psycopg").addFilter(_QuietPipelineExit())
+
 CONNECT_TIMEOUT = 10  # seconds: libpq's connect_timeout
 BACKOFF_FIRST, BACKOFF_MAX = 0.05, 2.0
 # A transaction left open by a bug (or a frozen process) must not pin the xmin horizon: the
