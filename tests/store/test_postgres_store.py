@@ -374,3 +374,19 @@ async def test_a_restart_of_postgresql_is_one_line_when_it_starts_and_one_when_i
     said = [r.getMessage() for r in caplog.records if r.name == "wf.store"]
     assert sum("is unreachable" in line for line in said) == 1, said
     assert sum("reachable again" in line for line in said) == 1, said
+
+
+async def test_a_commit_lost_with_a_crash_of_postgresql_counts_as_not_landed(pg_url: str) -> None:
+    """A batch whose connection died during its commit asks whether its transaction landed. After
+    a crash (``-m immediate``) the server may come back without that transaction's id at all
+    ("transaction ID ... is in the future"): it did not commit, and the batch runs again. (The
+    restart test hung on it once: the writer took the answer for a lost connection, for ever.)"""
+    store = PostgresStore(pg_url)
+    await store.open()
+    try:
+        assert store._writer is not None
+        future = "1000000000"  # an xid this fresh server has not reached (same epoch)
+        assert await asyncio.wait_for(store._writer._landed(future), 10) is False
+        await store.create_instances([new("after")], skip_existing=False)  # still writes
+    finally:
+        await store.close()

@@ -349,6 +349,11 @@ class PgWriter:
                 cur = await conn.execute("SELECT pg_xact_status(%s::xid8)", (xid,))
                 await pipe.sync()
                 row = await cur.fetchone()
+            except psycopg.errors.InvalidParameterValue:
+                # "transaction ID ... is in the future": the server came back from a crash
+                # without it (its commit never reached the log), so it did not commit.
+                await self._leave_pipeline()
+                return False
             except (psycopg.Error, OSError) as exc:
                 await self._lost(exc)
                 continue
