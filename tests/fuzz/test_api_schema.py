@@ -116,7 +116,11 @@ def test_the_server_serves_the_document_under_test(live_api: LiveApi) -> None:
 @schema.parametrize()
 def test_every_operation(case: Any, seeded: LiveApi) -> None:
     response = case.call(base_url=seeded.url)
-    case.validate_response(response, checks=CHECKS)
+    # Creating an id hypothesis made up before is valid data refused as Cloudflare refuses it
+    # (400, code 10405, "already exists"): everything but "valid data is accepted" holds.
+    duplicate = response.status_code == 400 and b'"code": 10405' in response.content
+    checks = [c for c in CHECKS if c is not positive_data_acceptance] if duplicate else CHECKS
+    case.validate_response(response, checks=checks)
     if case.path != "/api/openapi.json":
         headers = {k.lower(): v[0] for k, v in response.headers.items()}
         check_envelope(Reply(response.status_code, headers, response.content))
