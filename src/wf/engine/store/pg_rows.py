@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
-from wf.engine.model import (
-    AttemptRecord,
-    History,
-    InstanceRow,
-    StepKey,
-    StepKind,
-    StepRecord,
-    StepState,
-)
+from wf.engine.model import History, InstanceRow
 from wf.engine.store.pg_connect import Conn
-from wf.engine.store.sqlite_rows import INSTANCE_COLUMNS, load_error, row_to_instance
+from wf.engine.store.sqlite_rows import (
+    ATTEMPT_COLUMNS,
+    INSTANCE_COLUMNS,
+    STEP_COLUMNS,
+    history_from_rows,
+    row_to_instance,
+)
 from wf.errors import InstanceNotFound
 
 __all__ = [
@@ -50,50 +47,13 @@ async def select_instance(conn: Conn, pk: int, lock: bool = True) -> InstanceRow
 async def read_history(conn: Conn, pk: int) -> History:
     async with conn.pipeline():
         steps_cur = await conn.execute(
-            "SELECT name, count, kind, state, started, ended, output, error, config, wake_at, "
-            "duration, event_type, event_time, non_retryable FROM wf.steps WHERE instance = %s "
-            "ORDER BY seq",
-            (pk,),
+            f"SELECT {STEP_COLUMNS} FROM wf.steps WHERE instance = %s ORDER BY seq", (pk,)
         )
         attempts_cur = await conn.execute(
-            "SELECT name, count, number, started, ended, success, error, uncounted "
-            "FROM wf.attempts WHERE instance = %s ORDER BY name, count, number",
+            f"SELECT {ATTEMPT_COLUMNS} FROM wf.attempts WHERE instance = %s "
+            "ORDER BY name, count, number",
             (pk,),
         )
         step_rows = await steps_cur.fetchall()
         attempt_rows = await attempts_cur.fetchall()
-    steps: dict[StepKey, StepRecord] = {}
-    for row in step_rows:
-        r: Any = row
-        record = StepRecord(
-            name=r[0],
-            count=r[1],
-            kind=StepKind(r[2]),
-            state=StepState(r[3]),
-            started=r[4],
-            ended=r[5],
-            output=r[6],
-            error=load_error(r[7]),
-            config=None if r[8] is None else json.loads(r[8]),
-            wake_at=r[9],
-            duration=r[10],
-            event_type=r[11],
-            event_time=r[12],
-            non_retryable=bool(r[13]),
-        )
-        steps[record.key] = record
-    for row in attempt_rows:
-        name, count, number, started, ended, success, error, uncounted = row
-        step = steps.get((StepKind.DO, name, count))
-        if step is not None:
-            step.attempts.append(
-                AttemptRecord(
-                    number,
-                    started,
-                    ended,
-                    success,
-                    load_error(error),
-                    bool(uncounted),
-                )
-            )
-    return History(list(steps.values()))
+    return history_from_rows(step_rows, attempt_rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from wf.engine.model import (
@@ -79,14 +79,20 @@ def find_instance(conn: sqlite3.Connection, where: str, args: Sequence[Any]) -> 
     return None if row is None else row_to_instance(row)
 
 
-def read_history(conn: sqlite3.Connection, pk: int) -> History:
+STEP_COLUMNS = (
+    "name, count, kind, state, started, ended, output, error, config, wake_at, duration, "
+    "event_type, event_time, non_retryable"
+)
+ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted"
+
+
+def history_from_rows(
+    step_rows: Iterable[Sequence[Any]], attempt_rows: Iterable[Sequence[Any]]
+) -> History:
+    """A history from its steps' rows (``STEP_COLUMNS``, in order) and attempts' rows
+    (``ATTEMPT_COLUMNS``), as either database returns them."""
     steps: dict[StepKey, StepRecord] = {}
-    for row in conn.execute(
-        "SELECT name, count, kind, state, started, ended, output, error, config, wake_at, "
-        "duration, event_type, event_time, non_retryable FROM steps WHERE instance = ? "
-        "ORDER BY rowid",
-        (pk,),
-    ):
+    for row in step_rows:
         record = StepRecord(
             name=row[0],
             count=row[1],
@@ -104,11 +110,7 @@ def read_history(conn: sqlite3.Connection, pk: int) -> History:
             non_retryable=bool(row[13]),
         )
         steps[record.key] = record
-    for name, count, number, started, ended, success, error, uncounted in conn.execute(
-        "SELECT name, count, number, started, ended, success, error, uncounted FROM attempts "
-        "WHERE instance = ? ORDER BY name, count, number",
-        (pk,),
-    ):
+    for name, count, number, started, ended, success, error, uncounted in attempt_rows:
         step = steps.get((StepKind.DO, name, count))  # only step.do has attempts
         if step is not None:
             step.attempts.append(
@@ -122,6 +124,17 @@ def read_history(conn: sqlite3.Connection, pk: int) -> History:
                 )
             )
     return History(list(steps.values()))
+
+
+def read_history(conn: sqlite3.Connection, pk: int) -> History:
+    steps = conn.execute(
+        f"SELECT {STEP_COLUMNS} FROM steps WHERE instance = ? ORDER BY rowid", (pk,)
+    )
+    attempts = conn.execute(
+        f"SELECT {ATTEMPT_COLUMNS} FROM attempts WHERE instance = ? ORDER BY name, count, number",
+        (pk,),
+    )
+    return history_from_rows(steps.fetchall(), attempts)
 
 
 def delete_instances(conn: sqlite3.Connection, pks: list[int]) -> None:
