@@ -316,9 +316,11 @@ async def _attempt(
         text: str | None = None
         life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
         try:
+            scheduler = life.host.scheduler
             while True:
                 # Still ours? After a freeze past the lease, another process may have run it.
-                await life.host.scheduler.confirm_lease(life)
+                if not scheduler.lease_sure():  # rare: no coroutine per step while it is fresh
+                    await scheduler.confirm_lease(life)
                 try:
                     value = await _run_callback(life, callback, record, number, resolved)
                     break
