@@ -17,6 +17,7 @@ from wf.engine.step import WorkflowStep as WorkflowStep
 from wf.errors import InstanceAlreadyExists as InstanceAlreadyExists
 from wf.errors import InstanceNotFound as InstanceNotFound
 from wf.errors import InvalidTransition as InvalidTransition
+from wf.errors import NonDeterminismError as NonDeterminismError
 from wf.errors import NonRetryableError as NonRetryableError
 from wf.errors import StepError as StepError
 from wf.errors import WfError as WfError
@@ -28,6 +29,7 @@ __all__ = [
     "InstanceAlreadyExists",
     "InstanceNotFound",
     "InvalidTransition",
+    "NonDeterminismError",
     "NonRetryableError",
     "RetryConfig",
     "StepConfig",

@@ -210,3 +210,25 @@ class EngineSignal(BaseException):
 
 class StepLimitExceeded(EngineSignal):
     error_name = "WorkflowFatalError"
+
+
+class NonDeterminismError(EngineSignal):
+    """The code no longer matches a recorded history: a step it calls is not the one recorded
+    there (another kind, name or count, or a wait for another event type), or a recorded step
+    is never reached. ``index`` is the 0-based position of the call among run()'s step calls;
+    ``expected`` and ``got`` describe the recorded step and the call (either may be None)."""
+
+    error_name = "NonDeterminismError"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        index: int | None = None,
+        expected: str | None = None,
+        got: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.index = index
+        self.expected = expected
+        self.got = got

@@ -1,0 +1,1 @@
+"""wf.testing: test workflows in pytest, in-process, with time control, mocks and replay."""
