@@ -64,3 +64,15 @@ def test_importing_wf_loads_no_heavy_library(imports: str, tmp_path: Path) -> No
 def test_importing_wf_does_not_load_its_cli(tmp_path: Path) -> None:
     modules = loaded_by("import wf, wf.engine", tmp_path)
     assert [m for m in modules if m.startswith("wf.cli")] == []
+
+
+def test_importing_wf_loads_nothing_of_the_test_kit(tmp_path: Path) -> None:
+    modules = loaded_by("import wf, wf.engine", tmp_path)
+    assert [m for m in modules if m.startswith("wf.testing") or m.split(".")[0] == "pytest"] == []
+
+
+def test_the_test_kit_loads_pytest_only_in_its_plugin(tmp_path: Path) -> None:
+    modules = loaded_by("import wf.testing", tmp_path)
+    assert "wf.testing" in modules
+    assert [m for m in modules if m.split(".")[0] in ("pytest", "_pytest", *HEAVY)] == []
+    assert "pytest" in loaded_by("import wf.testing.plugin", tmp_path)

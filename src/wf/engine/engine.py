@@ -14,6 +14,7 @@ from wf.engine.bindings import Env, WorkflowBinding
 from wf.engine.clock import Clock, SystemClock
 from wf.engine.controller import Controller
 from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.intercept import Interceptor
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice, StopCause
@@ -106,7 +107,7 @@ class Engine(Controller):
     worker runs one version; ``wf dev`` runs every instance on the current code). ``owns_store``:
     this process owns the database, so it frees every claim on start and purges instances past
     retention (workers sharing a database leave both to their server). ``owner``: this process's
-    claim owner id.
+    claim owner id. ``interceptor``: a test kit's hooks (``wf.testing``).
     """
 
     def __init__(
@@ -122,6 +123,7 @@ class Engine(Controller):
         pinned: bool = False,
         owns_store: bool = True,
         owner: str | None = None,
+        interceptor: Interceptor | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
         self.settings.check()
@@ -144,6 +146,7 @@ class Engine(Controller):
         self.env = Env({**dict(vars or {}), **bindings})
         self.version_id = version_id or version_of_classes([s.cls for s in workflows])
         self.pinned = pinned
+        self.interceptor = interceptor
         self.owns_store = owns_store
         self.threads = StepThreadPool()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
+from wf.engine.intercept import Interceptor, StepCall
 from wf.engine.limits import Limits
 from wf.engine.model import (
     AttemptRecord,
@@ -96,6 +97,7 @@ class Host(Protocol):
     limits: Limits
     observed: bool  # whether anyone listens to notices (so they are not built for nobody)
     scheduler: Scheduler
+    interceptor: Interceptor | None  # a test kit's hooks (wf.testing); None in production
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -168,6 +170,7 @@ class Life:
         self.pk = claim.row.pk
         self.epoch = claim.epoch
         self.spec = spec
+        self.intercept = host.interceptor
         self.generation = generation  # which claim round of this process made it
         self.loop = asyncio.get_running_loop()  # asked once: asyncio asks the OS for its pid
         self.suspect = claim.row.crashes > 0  # it was running when a process died
@@ -193,6 +196,17 @@ class Life:
     def has_ended(self) -> bool:
         return self.ending is not None
 
+    def blocked(self) -> bool:
+        """Whether this life only waits, on a timer or an event, or at a requested pause, and
+        has settled (what it does about it is decided)."""
+        return (
+            self.ending is None
+            and self.busy == 0
+            and self.running_ops == 0
+            and self._poke is None
+            and bool(self.waits or self.parked)
+        )
+
     # ---- helpers for step.py -----------------------------------------------------------------
     def now(self) -> float:
         return self.clock.now()
@@ -213,6 +227,17 @@ class Life:
         except EngineSignal as signal:
             self.poison = signal
             raise
+
+    def call(self, kind: StepKind, name: str, count: int) -> StepCall:
+        """The step as the interceptor knows it."""
+        return StepCall(self.row.workflow, self.row.id, kind, name, count)
+
+    def kill(self) -> None:
+        """End this life writing nothing more, as a SIGKILL of its process would (the test
+        kit's crash injection): its claim stays taken until the engine restarts."""
+        self.host.scheduler.killed.add(self.pk)
+        self.end("killed")
+        raise asyncio.CancelledError()
 
     def check_alive(self) -> None:
         if self.ending is not None:

@@ -100,6 +100,9 @@ class Scheduler:
         # SQLite a claim renews only the instances it claims.)
         self._lease_sure_until = 0.0
         self._renewal: asyncio.Future[None] | None = None  # a renewal asked for by a life
+        # Instances whose life the test kit killed: their claims stay as a dead process's would.
+        self.killed: set[int] = set()
+        self._claims_idle = False  # the claim loop waits for a poke or a timer
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, after_crash: bool = False) -> None:
@@ -175,6 +178,16 @@ class Scheduler:
         else:
             loop.call_soon_threadsafe(fn)
 
+    def quiet(self) -> bool:
+        """Whether nothing happens here until a timer fires or someone acts: no claim round is
+        under way or asked for, and every life only waits (the test kit's clock moves only
+        then, as Temporal's time-skipping does)."""
+        if not self._claims_idle or self._wakeup.is_set():
+            return False
+        if len(self._life_tasks) != len(self.lives):  # a life is writing how it ended
+            return False
+        return all(life.blocked() for life in self.lives.values())
+
     # ---- the loops ----------------------------------------------------------------------------
     async def _claim_loop(self) -> None:
         engine = self.engine
@@ -215,6 +228,7 @@ class Scheduler:
             waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._wakeup.wait())]
             if wake_at is not None:
                 waiters.append(asyncio.ensure_future(engine.clock.sleep_until(wake_at)))
+            self._claims_idle = True
             try:
                 await asyncio.wait(
                     waiters,
@@ -222,6 +236,7 @@ class Scheduler:
                     return_when=asyncio.FIRST_COMPLETED,
                 )
             finally:
+                self._claims_idle = False
                 for waiter in waiters:
                     waiter.cancel()
 
@@ -291,7 +306,8 @@ class Scheduler:
         for pk, (status, epoch) in held.items():
             life = self.lives.get(pk)
             if life is None:
-                if generation == self._generation:  # not claimed since the renewal
+                # Not claimed since the renewal (nor killed by the test kit: a dead process's).
+                if generation == self._generation and pk not in self.killed:
                     engine.store.release(pk, epoch)
             elif life.generation <= generation and status is Status.WAITING_FOR_PAUSE:
                 life.request_pause()

@@ -14,11 +14,12 @@ import inspect
 import math
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config
 from wf.engine.clock import SystemClock
+from wf.engine.intercept import MockedError, MockedResult, StepCall
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
     PAUSING,
@@ -156,6 +157,7 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
     if record is None:
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
         record.duration = seconds
+        _maybe_skip_sleep(life, record)
         life.store.start_step(life.pk, life.epoch, record)
     elif record.duration is not None and not math.isclose(record.duration, seconds):
         # The code now asks for another duration (an edit and a reload): sleep anew from now.
@@ -175,6 +177,7 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     if record is None:
         _check_max_sleep(life, name, target - now)
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
+        _maybe_skip_sleep(life, record)
         life.store.start_step(life.pk, life.epoch, record)
     await _finish_sleep(life, record)
 
@@ -194,12 +197,19 @@ async def _wait_for_event(
     count, record = life.identify(name, StepKind.WAIT)
     if record is None or record.state is StepState.RUNNING:
         await life.hold_at_pause()
+    forced_timeout = False
     if record is None:
         now = life.now()
         record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
         record.event_type, record.duration = event_type, seconds
         life.store.start_step(life.pk, life.epoch, record)
         life.emit("waiting_event", record.display_name, event_type=event_type, until=record.wake_at)
+        if life.intercept is not None:
+            begun = await life.intercept.wait_begins(_call(life, record), event_type)
+            forced_timeout = begun == "timeout"
+            life.check_alive()
+    if forced_timeout:
+        await _time_out_wait(life, record)
     if record.state is StepState.SUCCEEDED:
         return _received(record)
     if record.state is StepState.FAILED:
@@ -213,6 +223,8 @@ async def _wait_for_event(
                 record.state, record.output = StepState.SUCCEEDED, event.payload
                 record.event_time = event.received
                 life.emit("event_received", record.display_name, event_type=event_type)
+                if life.intercept is not None and life.intercept.kill_after(_call(life, record)):
+                    life.kill()
                 return _received(record)
             woke = await wait.sleep()
             if woke == "timer" and life.now() >= deadline:
@@ -226,11 +238,17 @@ async def _wait_for_event(
             event.received,
         )
         return _received(record)
+    await _time_out_wait(life, record)
+
+
+async def _time_out_wait(life: Life, record: StepRecord) -> NoReturn:
+    """The wait's time is up: record its timeout error and raise it."""
     error = _event_timeout(record)
     record.state, record.error, record.ended = StepState.FAILED, error, life.now()
     await life.commit(life.store.end_step(life.pk, life.epoch, record, record.state))
+    _maybe_killed(life, record)
     life.emit("step_failed", record.display_name, error=error)
-    raise StepError(name, error["name"], error["message"], 1)
+    raise StepError(record.name, error["name"], error["message"], 1)
 
 
 async def _take_event(life: Life, record: StepRecord) -> EventRecord | None:
@@ -322,7 +340,10 @@ async def _attempt(
                 if not scheduler.lease_sure():  # rare: no coroutine per step while it is fresh
                     await scheduler.confirm_lease(life)
                 try:
-                    value = await _run_callback(life, callback, record, number, resolved)
+                    if life.intercept is None:
+                        value = await _run_callback(life, callback, record, number, resolved)
+                    else:
+                        value = await _intercepted(life, callback, record, number, resolved)
                     break
                 except _LeaseLapsed:  # while it waited for a thread: renew, then begin
                     continue
@@ -347,6 +368,7 @@ async def _attempt(
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
+            _maybe_killed(life, record)
             # The attempt's own time; since the first attempt counts retry waits and downtime.
             took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
             if number > 1:
@@ -360,15 +382,50 @@ async def _attempt(
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
+            _maybe_killed(life, record)
             life.emit("step_failed", record.display_name, attempt=number, error=error)
             raise StepError(name, error["name"], error["message"], len(record.attempts))
         delay = config.retry_delay(resolved, counted)
+        if life.intercept is not None and life.intercept.skip_retry_delay(_call(life, record)):
+            delay = 0.0
         record.wake_at = now + delay
         life.store.end_attempt(life.pk, life.epoch, record, attempt)
         life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
         return record
     finally:
         life.end_op(task)
+
+
+def _call(life: Life, record: StepRecord) -> StepCall:
+    return life.call(record.kind, record.name, record.count)
+
+
+def _maybe_killed(life: Life, record: StepRecord) -> None:
+    """The step's outcome is durable: the test kit may kill the life right here."""
+    if life.intercept is not None and life.intercept.kill_after(_call(life, record)):
+        life.kill()
+
+
+async def _intercepted(
+    life: Life,
+    callback: Callable[..., Any],
+    record: StepRecord,
+    number: int,
+    resolved: ResolvedConfig,
+) -> Any:
+    """An attempt the test kit may answer instead of the body (a mocked result or error, a
+    forced timeout)."""
+    assert life.intercept is not None
+    answer = life.intercept.attempt(_call(life, record), number)
+    if answer is None:
+        return await _run_callback(life, callback, record, number, resolved)
+    if isinstance(answer, MockedResult):
+        return answer.value
+    if isinstance(answer, MockedError):
+        if isinstance(answer.error, Exception):
+            raise answer.error
+        raise EscapedBaseException(answer.error)
+    raise _AttemptTimedOut()
 
 
 class _LeaseLapsed(Exception):
@@ -657,6 +714,13 @@ def _takes_context(callback: Callable[..., Any]) -> bool:
     return False
 
 
+def _maybe_skip_sleep(life: Life, record: StepRecord) -> None:
+    """The test kit may end a new sleep at once (its asked-for duration stays recorded, so a
+    replay finds the same sleep)."""
+    if life.intercept is not None and life.intercept.skip_sleep(_call(life, record)):
+        record.wake_at = record.started
+
+
 async def _finish_sleep(life: Life, record: StepRecord) -> None:
     assert record.wake_at is not None
     if record.wake_at > life.now():
@@ -664,7 +728,10 @@ async def _finish_sleep(life: Life, record: StepRecord) -> None:
         with life.waiter(record.wake_at) as wait:
             await wait.sleep()
     record.state, record.ended = StepState.SUCCEEDED, life.now()
-    life.store.end_step(life.pk, life.epoch, record, record.state)
+    ended = life.store.end_step(life.pk, life.epoch, record, record.state)
+    if life.intercept is not None and life.intercept.kill_after(_call(life, record)):
+        await life.commit(ended)
+        life.kill()
 
 
 def _check_max_sleep(life: Life, name: str, seconds: float) -> None:

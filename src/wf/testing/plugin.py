@@ -1,0 +1,54 @@
+"""The pytest plugin (entry point ``pytest11``, so loaded wherever wf is installed): the
+``wf_env`` fixture and the ``wf_project`` ini option."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wf.testing.env import WorkflowTestEnv
+
+PROJECT_OPTION = "wf_project"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        PROJECT_OPTION,
+        "the wf project (a folder with wf.toml, relative to the rootdir) the wf_env fixture "
+        "loads; default: the rootdir",
+        default=None,
+    )
+
+
+def project_folder(config: pytest.Config) -> Path:
+    """The project ``wf_env`` loads: the ``wf_project`` ini option, else pytest's rootdir."""
+    given = config.getini(PROJECT_OPTION)
+    root = Path(config.rootpath)
+    return root / given if given else root
+
+
+async def _wf_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowTestEnv]:
+    """A fresh ``WorkflowTestEnv`` for the project at pytest's rootdir (or ``wf_project``),
+    with the defaults: ``time="auto"``, not strict, every finished instance replayed when the
+    test ends. Tests wanting other options build their own env."""
+    async with WorkflowTestEnv(project=project_folder(request.config)) as env:
+        yield env
+
+
+def _needs_pytest_asyncio() -> Any:
+    """Needs pytest-asyncio (``pip install "wf[testing]"``)."""
+    pytest.fail('the wf_env fixture needs pytest-asyncio: pip install "wf[testing]"', pytrace=False)
+
+
+def _fixture() -> Any:
+    try:
+        import pytest_asyncio
+    except ImportError:  # the fixture cannot run: say how to fix it where it is used
+        return pytest.fixture(name="wf_env")(_needs_pytest_asyncio)
+    return pytest_asyncio.fixture(name="wf_env")(_wf_env)
+
+
+wf_env = _fixture()
