@@ -31,9 +31,22 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 CONFIG_NAME = "wf.toml"
 DEV_VARS_NAME = ".dev.vars"
-# Never part of a project's sources: state, environments, caches, VCS.
+# Never part of a project's sources: state, environments, caches, VCS, and its tests (editing a
+# test neither reloads wf dev nor makes a new version; a deploy does not ship them).
 IGNORED_DIRS = frozenset(
-    {".wf", ".git", ".hg", ".venv", "venv", "env", "__pycache__", "node_modules", "build", "dist"}
+    {
+        ".wf",
+        ".git",
+        ".hg",
+        ".venv",
+        "venv",
+        "env",
+        "__pycache__",
+        "node_modules",
+        "build",
+        "dist",
+        "tests",
+    }
 )
 
 
