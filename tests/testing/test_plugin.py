@@ -1,0 +1,107 @@
+"""The pytest plugin as a user meets it: installed with wf, it gives a project's tests a fresh
+``wf_env`` for the wf.toml at the rootdir (or the ``wf_project`` ini option). Run as a user
+runs it: pytest in a subprocess, in a project folder of its own."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+WF_TOML = """\
+name = "plugin-check"
+main = "flows.py"
+
+[[workflows]]
+name = "greet"
+binding = "GREET"
+class_name = "Greet"
+
+[vars]
+GREETING = "hello"
+"""
+
+FLOWS = """\
+from wf import WorkflowEntrypoint
+
+
+class Greet(WorkflowEntrypoint):
+    async def run(self, event, step):
+        await step.sleep("think it over", "2 days")
+        who = await step.do("look up", lambda: event.payload["who"])
+        return f"{self.env.GREETING} {who}"
+"""
+
+TESTS = """\
+async def test_greets(wf_env):
+    inst = await wf_env.create("greet", params={"who": "ada"})
+    assert await inst.result() == "hello ada"
+
+
+async def test_each_test_gets_a_fresh_env(wf_env):
+    assert await wf_env.instances("greet") == []
+    wf_env.mock_step("greet", "look up", result="grace")
+    inst = await wf_env.create("greet", params={"who": "ada"})
+    assert await inst.result() == "hello grace"
+    assert wf_env.calls("greet", "look up") == 1
+
+
+async def test_the_kit_is_the_real_thing(wf_env):
+    inst = await wf_env.create("greet", params={})  # no "who": the step fails, then run()
+    assert (await inst.wait_for_status("errored"))["error"]["name"] == "KeyError"
+"""
+
+PYTEST_INI = """\
+[pytest]
+asyncio_mode = auto
+asyncio_default_fixture_loop_scope = function
+"""
+
+
+def make_project(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "wf.toml").write_text(WF_TOML)
+    (folder / "flows.py").write_text(FLOWS)
+
+
+def run_pytest(folder: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_wf_env_loads_the_project_at_the_rootdir(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_greet.py").write_text(TESTS)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_wf_project_names_a_project_elsewhere(tmp_path: Path) -> None:
+    make_project(tmp_path / "service")
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI + "wf_project = service\n")
+    (tmp_path / "test_greet.py").write_text(TESTS)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "3 passed" in result.stdout
+
+
+def test_a_missing_project_fails_the_test_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "test_greet.py").write_text(TESTS)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1
+    assert "TestKitError: no wf.toml at" in result.stdout
+    assert "3 errors" in result.stdout
