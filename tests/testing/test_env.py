@@ -407,3 +407,17 @@ def _hours_between(start: str, end: str) -> float:
         return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
     return (parse(end) - parse(start)).total_seconds() / 3600
+
+
+async def test_the_env_runs_on_postgresql_too(pg_url: str) -> None:
+    async with WorkflowTestEnv(
+        workflows={"order": Order, "checkout": Checkout}, database=pg_url
+    ) as env:
+        env.mock_event("checkout", "shipped", {"carrier": "DHL"})
+        checkout = await env.create("checkout")
+        assert (await checkout.result())["carrier"] == "DHL"
+        order = await env.create("order", crash_after="charge card")
+        await env.settle()
+        await env.restart_engine()
+        assert await order.result() == ["charged", "shipped"]
+        assert env.calls("order", "charge card") == 1

@@ -143,15 +143,19 @@ class TestInstance:
         await self.env.engine.send_event(self.workflow, self.id, type, payload)
 
     async def pause(self) -> None:
+        """Pause it (it stops at its next step boundary: ``wait_for_status("paused")``)."""
         await self.env.engine.pause(self.workflow, self.id)
 
     async def resume(self) -> None:
+        """Resume it after a pause."""
         await self.env.engine.resume(self.workflow, self.id)
 
     async def terminate(self) -> None:
+        """Terminate it: it stops for good (``result()`` raises ``InstanceFailed``)."""
         await self.env.engine.terminate(self.workflow, self.id)
 
     async def restart(self) -> None:
+        """Run it again from the start, with its history discarded."""
         await self.env.engine.restart(self.workflow, self.id)
 
 
