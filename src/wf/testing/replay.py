@@ -91,6 +91,7 @@ async def replay(
     """
     cls = _check_class(workflow_class)
     recorded = _as_history(history)
+    bindings = _as_env(env)
     replayer = _Replayer(recorded)
     event = WorkflowEvent(
         payload=copy.deepcopy(recorded.params),
@@ -101,7 +102,7 @@ async def replay(
     output: Any = None
     error: BaseException | None = None
     try:
-        entry = cls(None, _as_env(env))
+        entry = cls(None, bindings)
         step: Any = ReplayStep(replayer)  # duck-typed: the same methods as WorkflowStep
         output = await contain(entry.run(event, step))
     except EngineSignal as signal:
