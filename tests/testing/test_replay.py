@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 from datetime import datetime, timezone
 from pathlib import Path
@@ -20,12 +21,13 @@ from wf import (
     StepError,
     WorkflowEntrypoint,
     WorkflowEvent,
+    WorkflowStep,
     WorkflowStepEvent,
 )
 from wf.engine import ManualClock, WorkflowSpec
 from wf.errors import EngineSignal, ValidationError
 from wf.testing.history import History
-from wf.testing.replay import ReplayResult, replay
+from wf.testing.replay import ReplayResult, ReplayStep, replay
 
 ORDER = document(
     do("reserve stock", {"reserved": 2}),
@@ -464,3 +466,35 @@ async def test_an_unfinished_instance_replays_up_to_where_it_is(
     result = await replay(Slow, History.from_json(doc))
     assert (result.replayed, result.complete) == (1, False)
     assert result.stopped is not None and "still running" in result.stopped
+
+
+async def test_a_stop_inside_gather_leaves_no_branch_behind() -> None:
+    unfinished = document(
+        do("a", state="running"),
+        do("b", 2),
+        do("c", 3),
+        status="running",
+    )
+
+    class Parallel(WorkflowEntrypoint):
+        async def run(self, event, step):
+            async def branch(name: str, later: int) -> Any:
+                for _ in range(later):  # branches that get going a little later
+                    await asyncio.sleep(0)
+                return await step.do(name, never)
+
+            return await asyncio.gather(branch("a", 0), branch("b", 3), branch("c", 5))
+
+    before = asyncio.all_tasks()
+    result = await replay(Parallel, History.from_json(unfinished))
+    assert not result.complete and result.stopped is not None
+    assert "still running" in result.stopped
+    assert asyncio.all_tasks() == before  # every branch ended before replay() returned
+
+
+def test_the_replay_step_has_the_workflow_steps_methods_and_signatures() -> None:
+    def public(cls: type) -> dict[str, inspect.Signature]:
+        names = [n for n in vars(cls) if not n.startswith("_")]
+        return {n: inspect.signature(getattr(cls, n)) for n in names}
+
+    assert public(ReplayStep) == public(WorkflowStep)

@@ -10,6 +10,7 @@ adds steps after the recorded ones. The rules are in testing-design.md, "Replay 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
 import os
@@ -101,6 +102,7 @@ async def replay(
     )
     output: Any = None
     error: BaseException | None = None
+    tasks_before = asyncio.all_tasks()
     try:
         entry = cls(None, bindings)
         step: Any = ReplayStep(replayer)  # duck-typed: the same methods as WorkflowStep
@@ -110,7 +112,21 @@ async def replay(
             error = signal
     except Exception as exc:  # run() raised: the instance would have errored
         error = exc
+    if replayer.poison is not None:
+        await _let_branches_end(tasks_before)
     return replayer.finish(output, error)
+
+
+async def _let_branches_end(tasks_before: set[asyncio.Task[Any]], rounds: int = 50) -> None:
+    """Replay stopped inside an ``asyncio.gather``: run() is over, but its other branches are
+    tasks that have yet to reach their next step call (which raises the stop again). Give them
+    a few turns of the loop to end, so none outlives the replay. Tasks cannot be told apart by
+    who made them, so none is cancelled: one awaiting something else is left to its owner."""
+    current = asyncio.current_task()
+    for _ in range(rounds):
+        if all(t.done() for t in asyncio.all_tasks() - tasks_before if t is not current):
+            return
+        await asyncio.sleep(0)
 
 
 class ReplayStep:
