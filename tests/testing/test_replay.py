@@ -255,16 +255,22 @@ async def test_a_step_still_running_in_the_history_ends_the_replay_there() -> No
 
 
 async def test_user_code_cannot_swallow_a_mismatch_or_the_stop() -> None:
+    swallowed: list[BaseException] = []
+
     class Swallows(WorkflowEntrypoint):
         async def run(self, event, step):
             with contextlib.suppress(Exception):
                 await step.do("renamed", never)
-            with contextlib.suppress(BaseException):  # what a careless user writes
-                await step.do("reserve stock", never)
+            for name in ("reserve stock", "also new"):
+                try:
+                    await step.do(name, never)
+                except BaseException as exc:  # what a careless user writes
+                    swallowed.append(exc)
             return "finished anyway"
 
     error = await mismatch(Swallows, ORDER)
     assert error.got == 'do "renamed" (1st)'
+    assert swallowed == [error, error]  # every later call raises it again
 
     class SwallowsStop(Checkout):
         async def run(self, event, step):
