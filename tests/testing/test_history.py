@@ -42,6 +42,7 @@ def test_reads_every_field_of_the_schema() -> None:
     assert charge.config == {"retries": {"limit": 5, "delay": 10.0, "backoff": "exponential"}}
     assert cool.kind is StepKind.SLEEP and cool.duration == 60.0
     assert shipped.event_type == "shipped" and shipped.output == {"carrier": "DHL"}
+    assert shipped.duration == 86400.0  # its timeout
     assert shipped.event_time == datetime(2026, 12, 3, 10, 0, 3, tzinfo=timezone.utc)
     assert receipt.state is StepState.FAILED
     assert receipt.error == {"name": "ValueError", "message": "smtp"}

@@ -226,7 +226,7 @@ async def test_a_recorded_step_error_is_raised_into_run_and_can_be_caught() -> N
     card, timeout = caught
     assert (card.error_name, card.message, card.attempts) == ("CardDeclined", "no", 3)
     assert (timeout.error_name, timeout.attempts) == ("WorkflowTimeoutError", 1)
-    assert timeout.message == 'waited its timeout for an event of type "shipped"'
+    assert timeout.message == 'waited 1 day for an event of type "shipped"'
 
 
 async def test_a_step_error_run_does_not_catch_ends_the_replay_as_an_error() -> None:

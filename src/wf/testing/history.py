@@ -64,8 +64,9 @@ class HistoryStep:
 
     ``output`` is the decoded JSON a ``do`` returned or the payload a ``wait`` received;
     ``error`` is ``{"name", "message"}`` when it failed; ``event_type`` and ``event_time`` belong
-    to waits; ``config`` (as stored) and ``attempts`` to ``do`` steps; ``duration`` (seconds) to
-    sleeps and waits. ``raw`` is the step's JSON object as read.
+    to waits; ``config`` (as stored) and ``attempts`` to ``do`` steps; ``duration`` (seconds) is
+    what a sleep asked for (None for ``sleep_until``) or a wait's ``timeout``. ``raw`` is the
+    step's JSON object as read.
     """
 
     kind: StepKind
@@ -427,7 +428,11 @@ class _Reader:
             ),
             event_time=self.optional_time(obj, "event_time", f"{path}.event_time"),
             config=self.typed(obj, "config", f"{path}.config", dict, "an object or null", False),
-            duration=self.number(obj, "duration", f"{path}.duration"),
+            duration=(  # a wait's length is its timeout
+                self.number(obj, "timeout", f"{path}.timeout")
+                if kind is StepKind.WAIT
+                else self.number(obj, "duration", f"{path}.duration")
+            ),
             raw=obj,
         )
 
