@@ -116,7 +116,7 @@ async def _do(
     life: Life, name: str, args: tuple[Any, ...], retries: Any, timeout: Duration | None
 ) -> Any:
     check_step_name(name, life.host.limits)
-    config_arg, callback = _split_do_args(name, args)
+    config_arg, callback = split_do_args(name, args)
     resolved = config.resolve(name, config_arg, retries=retries, timeout=timeout)
     count, record = life.identify(name, StepKind.DO)
     while True:
@@ -168,7 +168,7 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
 
 async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     check_step_name(name, life.host.limits)
-    target = _to_epoch(when, name)
+    target = to_epoch(when, name)
     count, record = life.identify(name, StepKind.SLEEP)
     if record is not None and record.state is StepState.SUCCEEDED:
         return
@@ -264,7 +264,7 @@ async def _take_event(life: Life, record: StepRecord) -> EventRecord | None:
         await life.hold_at_pause()
 
 
-def _split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
+def split_do_args(name: str, args: tuple[Any, ...]) -> tuple[Any, Callable[..., Any]]:
     if len(args) == 1:
         config_arg, callback = None, args[0]
     elif len(args) == 2:
@@ -743,7 +743,7 @@ def _check_max_sleep(life: Life, name: str, seconds: float) -> None:
         )
 
 
-def _to_epoch(when: object, name: str) -> float:
+def to_epoch(when: object, name: str) -> float:
     if isinstance(when, datetime):
         if when.tzinfo is None or when.utcoffset() is None:
             raise ValidationError(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from wf.testing.env import WorkflowTestEnv
+from wf.testing.history import History
 
 PROJECT_OPTION = "wf_project"
 
@@ -52,3 +53,10 @@ def _fixture() -> Any:
 
 
 wf_env = _fixture()
+
+
+def pytest_make_parametrize_id(config: pytest.Config, val: object, argname: str) -> str | None:
+    """A ``History`` parameter is named by its file (``History.glob`` in ``parametrize``)."""
+    if isinstance(val, History):
+        return str(val)
+    return None

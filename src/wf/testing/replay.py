@@ -36,7 +36,7 @@ from wf.engine.model import (
 from wf.engine.replay import INTERRUPTED, Identities
 
 # The engine's own argument checks, shared so that replay refuses exactly what a real run refuses.
-from wf.engine.step import _split_do_args, _to_epoch, contain
+from wf.engine.step import contain, split_do_args, to_epoch
 from wf.errors import (
     EngineSignal,
     NonDeterminismError,
@@ -147,7 +147,7 @@ class ReplayStep:
     ) -> Any:
         """The recorded output of this step, or its recorded ``StepError`` raised again."""
         check_step_name(name)
-        config_arg, _body = _split_do_args(name, args)
+        config_arg, _body = split_do_args(name, args)
         config.resolve(name, config_arg, retries=retries, timeout=timeout)
         recorded = self._replayer.identify(StepKind.DO, name)
         if recorded.state is StepState.SUCCEEDED:
@@ -170,7 +170,7 @@ class ReplayStep:
     async def sleep_until(self, name: str, when: datetime | float) -> None:
         """Returns at once if the history has this sleep finished."""
         check_step_name(name)
-        _to_epoch(when, name)
+        to_epoch(when, name)
         self._replayer.identify(StepKind.SLEEP, name)
 
     async def wait_for_event(
