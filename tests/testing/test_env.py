@@ -184,7 +184,7 @@ async def test_errors_and_timeouts_answer_attempts_in_order_then_the_body_runs()
         inst = await env.create("flaky")
         assert (await inst.result())[-1] == "kept"
         store = await inst.wait_for_step("store")
-        errors = [a["error"] for a in store.attempts]
+        errors = [a.error for a in store.attempts]
         assert errors[0] == {"name": "ConnectionError", "message": "db down"}
         assert errors[1] is not None and errors[1]["name"] == "WorkflowTimeoutError"
         assert errors[2] is None
