@@ -31,6 +31,8 @@ READS = (
     f"{BASE}/napper/instances/n1",
     f"{BASE}/approval/instances/a1",
     f"{BASE}/approval/instances/a2",
+    f"{BASE}/quick/instances/q1/history",
+    f"{BASE}/approval/instances/a2/history",
 )
 NEED_CODE = (
     ("POST", f"{BASE}/quick/instances", {"id": "new"}),
