@@ -14,10 +14,13 @@ import pytest
 
 from tests.conftest import wait_for, wait_status
 from tests.devserver.conftest import Client, MakeClient, call, fails
+from tests.postgres import SKIP_REASON, find_binaries, own_cluster
 from wf import NonRetryableError, StepError, WorkflowEntrypoint
+from wf.devserver.reads import StoreReader
 from wf.devserver.state import ServerState
 from wf.engine import Engine, EngineSettings, WorkflowSpec
 from wf.engine.limits import Limits
+from wf.engine.model import NewInstance
 from wf.engine.store.sqlite import SqliteStore
 from wf.project import WorkflowConfig
 
@@ -171,3 +174,37 @@ async def test_unknown_workflow_or_instance_is_404(story: tuple[Client, Engine])
     assert message == 'workflow "nope" not found; known workflows: story'
     message = await fails(client, "GET", f"{BASE}/story/instances/nope/history", 404, 10400)
     assert message == 'instance "nope" not found in workflow "story"'
+
+
+@pytest.mark.slow
+async def test_a_database_that_went_away_is_503_in_one_line(make_client: MakeClient) -> None:
+    if find_binaries() is None:
+        pytest.skip(SKIP_REASON)
+    from wf.engine.store.postgres import PostgresStore
+
+    with own_cluster() as cluster:
+        store = PostgresStore(cluster.url("postgres"), durability="os")
+        await store.open()
+        try:
+            new = NewInstance("story", "s1", '{"a": 1}', "api", "v1", 1_800_000_000.0)
+            await store.create_instances([new], skip_existing=False)
+            state = ServerState(
+                project_name="demo",
+                workflows=(WorkflowConfig("story", "STORY", "Story"),),
+                load_error="workflows.py:1: SyntaxError",  # the read-only view answers
+                reader=StoreReader(store, ["story"]),
+            )
+            client = await make_client(state)
+            path = f"{BASE}/story/instances/s1/history"
+            got = (await call(client, "GET", path))["result"]
+            assert (got["params"], got["created"], got["steps"]) == (
+                {"a": 1},
+                "2027-01-15T08:00:00.000Z",
+                [],
+            )
+            cluster.stop("immediate")
+            message = await fails(client, "GET", path, 503, 10008)
+            assert message.startswith("database error: PostgreSQL at ")
+            assert message.endswith(" is unreachable: Connection refused; try again shortly")
+        finally:
+            await store.close()
