@@ -171,7 +171,8 @@ def export(
         typer.Option(
             "--output",
             "-o",
-            help="Write the history to FILE (replaced whole, or left as it was) instead of stdout.",
+            help="Write the history to FILE instead of stdout (- is stdout): the whole history "
+            "replaces FILE, or FILE is left as it was.",
             metavar="FILE",
             show_default=False,
         ),
