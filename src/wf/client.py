@@ -325,6 +325,13 @@ class Client:
         )
         return result
 
+    def get_history(self, name: str, instance_id: str) -> dict[str, Any]:
+        """The instance's full history (format "wf-history"), as ``wf.testing`` replays it."""
+        result: dict[str, Any] = self._get(
+            f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/history"
+        )
+        return result
+
     def change_status(
         self, name: str, instance_id: str, action: str, *, trigger: str | None = None
     ) -> dict[str, Any]:

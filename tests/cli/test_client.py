@@ -62,6 +62,13 @@ def test_every_route(server: LiveServer) -> None:
         "instance_id": "a1",
     }
     assert wait_status(client, "approval", "a1")["output"] == {"approved_with": [1, 2]}
+    history = client.get_history("approval", "a1")
+    assert (history["format"], history["id"], history["output"]) == (
+        "wf-history",
+        "a1",
+        {"approved_with": [1, 2]},
+    )
+    assert history["events"][0]["payload"] == [1, 2]
     assert client.delete_workflow("quick") == {"name": "quick", "deleted": 2}
 
 
@@ -76,6 +83,9 @@ def test_errors_carry_the_server_code_and_status(server: LiveServer) -> None:
 
     with pytest.raises(ClientError) as caught:
         client.get_instance("quick", "ghost")
+    assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_NOT_FOUND, 404)
+    with pytest.raises(ClientError) as caught:
+        client.get_history("quick", "ghost")
     assert (caught.value.api_code, caught.value.http_status) == (INSTANCE_NOT_FOUND, 404)
 
     client.create_instance("quick", id="once")

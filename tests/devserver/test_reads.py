@@ -31,6 +31,8 @@ READS = (
     f"{BASE}/napper/instances/n1",
     f"{BASE}/approval/instances/a1",
     f"{BASE}/approval/instances/a2",
+    f"{BASE}/quick/instances/q1/history",
+    f"{BASE}/approval/instances/a2/history",
 )
 NEED_CODE = (
     ("POST", f"{BASE}/quick/instances", {"id": "new"}),
@@ -214,7 +216,13 @@ async def test_without_a_reader_the_reads_say_why_they_cannot_answer(
         read_error=f"{toml_error}; instances can be read once wf.toml loads",
     )
     client = await make_client(state)
-    for path in (BASE, f"{BASE}/quick", f"{BASE}/quick/instances", f"{BASE}/quick/instances/x"):
+    for path in (
+        BASE,
+        f"{BASE}/quick",
+        f"{BASE}/quick/instances",
+        f"{BASE}/quick/instances/x",
+        f"{BASE}/quick/instances/x/history",
+    ):
         message = await fails(client, "GET", path, 503, 10004)
         assert message == f"{toml_error}; instances can be read once wf.toml loads"
     assert await fails(client, "POST", f"{BASE}/quick/instances", 503, 10004) == toml_error

@@ -153,6 +153,20 @@ async def test_deploy_run_redeploy_and_versions(
     assert [c["id"] for c in created_batch] == ["h1", "h2"]
     done = await wait_complete(client, "greet", "a")
     assert done["output"] == {"version": "v1", "secret": None, "params": {"n": 1}}
+    history = await result_of(client, "GET", "/api/workflows/greet/instances/a/history")
+    assert (history["format"], history["version"], history["params"]) == (
+        "wf-history",
+        first["version_id"],
+        {"n": 1},
+    )
+    assert history["output"] == done["output"]
+    [secret] = history["steps"]
+    assert (secret["kind"], secret["name"], secret["count"], secret["state"]) == (
+        "do",
+        "read secret",
+        1,
+        "succeeded",
+    )
 
     await result_of(client, "PUT", "/api/secrets/API_KEY", json={"value": "s3cret"})
     listed = await result_of(client, "GET", "/api/secrets")

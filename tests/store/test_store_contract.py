@@ -459,6 +459,29 @@ async def test_a_restart_starts_over_and_keeps_the_events_not_yet_consumed(store
     assert await store.consume_event(pk, claim.epoch, again, 2002.0) is None
 
 
+async def test_the_events_of_an_instance_consumed_or_not_oldest_first(store: Any) -> None:
+    pk, epoch = await _claimed(store)
+    [other] = await store.create_instances([new("b")], skip_existing=False)
+    assert await store.load_events(pk) == []
+    wait = StepRecord("w", 2, StepKind.WAIT, 1000.0, event_type="go", wake_at=2000.0)
+    assert await store.start_step(pk, epoch, wait)
+    await store.send_event(pk, "other", '{"k": [1, 2]}', 1001.0)
+    await store.send_event(other.pk, "go", '"not mine"', 1001.5)
+    await store.send_event(pk, "go", '"first"', 1002.0)
+    await store.send_event(pk, "go", '"second"', 1003.0)
+    await store.consume_event(pk, epoch, wait, 1004.0)
+    events = await store.load_events(pk)
+    assert [(e.type, e.payload, e.received, e.consumed_by) for e in events] == [
+        ("other", '{"k": [1, 2]}', 1001.0, None),
+        ("go", '"first"', 1002.0, ("w", 2)),
+        ("go", '"second"', 1003.0, None),
+    ]
+    assert events[0].seq < events[1].seq < events[2].seq
+    assert [e.payload for e in await store.load_events(other.pk)] == ['"not mine"']
+    await store.restart(pk, 1005.0)  # a new run: the consumed event went with the old one
+    assert [e.payload for e in await store.load_events(pk)] == ['{"k": [1, 2]}', '"second"']
+
+
 async def test_an_event_wakes_a_hibernating_instance_waiting_for_its_type_only(
     store: Any,
 ) -> None:

@@ -1,4 +1,5 @@
-"""``wf instances list | describe | pause | resume | terminate | restart | send-event | upgrade``.
+"""``wf instances list | describe | export | pause | resume | terminate | restart | send-event |
+upgrade``.
 
 Every command that takes an instance id also takes ``latest``: the newest instance. ``upgrade``
 talks to ``wf serve`` (the only server with versions to move between), so its address defaults
@@ -7,6 +8,8 @@ to wf serve's.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -150,6 +153,53 @@ def describe(
         latest=instance_id == LATEST,
         step_output=step_output,
         truncate_output_limit=truncate_output_limit,
+    )
+
+
+@app.command("export")
+@exits
+def export(
+    name: NameArgument,
+    instance_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help='Id of the instance, or "latest" (the default) for the newest.'
+        ),
+    ] = LATEST,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the history to FILE instead of stdout (- is stdout): the whole history "
+            "replaces FILE, or FILE is left as it was.",
+            metavar="FILE",
+            show_default=False,
+        ),
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+) -> None:
+    """Export an instance's full history as JSON, to replay it in tests.
+
+    The history holds the params, every step with its attempts, outputs and errors, and the
+    events sent to the instance. wf.testing replays it against your code:
+    replay(MyWorkflow, History.load("history.json"))."""
+    client = make_client(url, token)
+    resolved = resolve_id(client, name, instance_id)
+    history = client.get_history(name, resolved)
+    text = json.dumps(history, indent=2, ensure_ascii=False) + "\n"
+    if output is None or str(output) == "-":
+        typer.echo(text, nl=False)
+        return
+    from wf.cli.files import write_atomically
+
+    write_atomically(output, text)
+    steps, events = len(history.get("steps", ())), len(history.get("events", ()))
+    typer.echo(
+        f'📄 Wrote the history of instance "{resolved}" from {name} to {output} '
+        f"({steps} step{'s' * (steps != 1)}, {events} event{'s' * (events != 1)})",
+        err=True,
     )
 
 

@@ -531,6 +531,13 @@ async def get_instance(request: web.Request) -> web.Response:
     return ok(await engine.details(name, instance_id))
 
 
+async def get_history(request: web.Request) -> web.Response:
+    """The instance's full history (format "wf-history"), for ``wf instances export`` and replay."""
+    engine = _reads(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    return ok(await engine.history(name, instance_id))
+
+
 async def change_status(request: web.Request) -> web.Response:
     engine = _engine(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
@@ -585,6 +592,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/workflows/{name}/instances", create_instance),
     ("POST", "/api/workflows/{name}/instances/batch", create_batch),
     ("GET", "/api/workflows/{name}/instances/{id}", get_instance),
+    ("GET", "/api/workflows/{name}/instances/{id}/history", get_history),
     ("PATCH", "/api/workflows/{name}/instances/{id}/status", change_status),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
 )

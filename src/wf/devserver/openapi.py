@@ -49,6 +49,122 @@ def _object(
     return schema
 
 
+_STEP_CONFIG = _object(
+    {
+        "retries": _object(
+            {
+                "limit": {"type": "integer"},
+                "delay": {"type": ["number", "string"]},
+                "backoff": {"enum": ["constant", "linear", "exponential"]},
+            }
+        ),
+        "timeout": {"type": ["number", "string"]},
+    }
+)
+_STEP_STATE: Schema = {"enum": ["running", "succeeded", "failed"]}
+
+
+def _history_step(kind: str, properties: dict[str, Schema]) -> Schema:
+    """A step of a history: its identity (kind, name, count) and times, then its kind's own."""
+    return _object(
+        {
+            "kind": {"const": kind},
+            "name": {"type": "string"},
+            "count": {"type": "integer", "minimum": 1, "description": "per kind and name, from 1"},
+            "state": _STEP_STATE,
+            "start": ISO,
+            "end": _nullable(ISO),
+            **properties,
+        }
+    )
+
+
+# The history export (format "wf-history"): a record for programs (``wf.testing`` replays it).
+_HISTORY_SCHEMAS: dict[str, Schema] = {
+    "HistoryAttempt": _object(
+        {
+            "number": {"type": "integer", "minimum": 1},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "success": _nullable({"type": "boolean"}),
+            "error": _nullable(_ref("ErrorInfo")),
+            "uncounted": {
+                "type": "boolean",
+                "description": "cut short by a graceful stop: it did not use up a retry",
+            },
+        }
+    ),
+    "HistoryStepDo": _history_step(
+        "do",
+        {
+            "output": ANY,
+            "error": _nullable(_ref("ErrorInfo")),
+            "config": _nullable(_STEP_CONFIG),
+            "attempts": {"type": "array", "items": _ref("HistoryAttempt")},
+        },
+    ),
+    "HistoryStepSleep": _history_step(
+        "sleep",
+        {
+            "duration": _nullable(
+                {"type": "number", "description": "seconds asked for (null: a sleep_until)"}
+            ),
+            "wake_at": _nullable(ISO | {"description": "its end; null once it finished"}),
+        },
+    ),
+    "HistoryStepWait": _history_step(
+        "wait",
+        {
+            "event_type": _nullable({"type": "string"}),
+            "timeout": _nullable({"type": "number", "description": "seconds"}),
+            "wake_at": _nullable(ISO | {"description": "its deadline; null once it finished"}),
+            "output": ANY | {"description": "the payload of the event received"},
+            "event_time": _nullable(ISO | {"description": "when that event was sent"}),
+            "error": _nullable(_ref("ErrorInfo")),
+        },
+    ),
+    "HistoryStep": {
+        "oneOf": [_ref("HistoryStepDo"), _ref("HistoryStepSleep"), _ref("HistoryStepWait")],
+        "discriminator": {
+            "propertyName": "kind",
+            "mapping": {
+                "do": "#/components/schemas/HistoryStepDo",
+                "sleep": "#/components/schemas/HistoryStepSleep",
+                "wait": "#/components/schemas/HistoryStepWait",
+            },
+        },
+    },
+    "HistoryEvent": _object(
+        {
+            "type": {"type": "string"},
+            "payload": ANY,
+            "received": ISO,
+            "consumed_by": _nullable(
+                {"type": "string", "description": "name-count of the wait that received it"}
+            ),
+        }
+    ),
+    "History": _object(
+        {
+            "format": {"const": "wf-history"},
+            "format_version": {"const": 1},
+            "workflow": {"type": "string"},
+            "id": {"type": "string"},
+            "version": {"type": "string", "description": "the version the instance runs under"},
+            "status": _ref("InstanceStatus"),
+            "trigger": {"type": "string", "description": "as recorded: api, cli, binding…"},
+            "params": ANY,
+            "created": ISO,
+            "start": _nullable(ISO),
+            "end": _nullable(ISO),
+            "output": ANY,
+            "error": _nullable(_ref("ErrorInfo")),
+            "steps": {"type": "array", "items": _ref("HistoryStep")},
+            "events": {"type": "array", "items": _ref("HistoryEvent")},
+        }
+    ),
+}
+
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object(
         {"code": {"type": "integer", "examples": [10200]}, "message": {"type": "string"}}
@@ -195,20 +311,7 @@ _SCHEMAS: dict[str, Schema] = {
             "success": _nullable({"type": "boolean"}),
             "output": ANY,
             "error": _nullable(_ref("ErrorInfo")),
-            "config": _nullable(
-                _object(
-                    {
-                        "retries": _object(
-                            {
-                                "limit": {"type": "integer"},
-                                "delay": {"type": ["number", "string"]},
-                                "backoff": {"enum": ["constant", "linear", "exponential"]},
-                            }
-                        ),
-                        "timeout": {"type": ["number", "string"]},
-                    }
-                )
-            ),
+            "config": _nullable(_STEP_CONFIG),
             "attempts": {"type": "array", "items": _ref("Attempt")},
             "retries_at": ISO | {"description": "when the next attempt starts"},
         },
@@ -300,6 +403,7 @@ _SCHEMAS: dict[str, Schema] = {
     },
     "StatusChanged": _object({"status": _ref("InstanceStatus"), "timestamp": ISO}),
     "EventSent": _object({"type": {"type": "string"}, "instance_id": {"type": "string"}}),
+    **_HISTORY_SCHEMAS,
 }
 
 
@@ -557,6 +661,21 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "parameters": _INSTANCE,
             "responses": {
                 "200": _reply("the instance", _ref("InstanceDetails")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}/history": {
+        "get": {
+            "operationId": "getInstanceHistory",
+            "summary": (
+                "An instance's full history (format wf-history): params, every step with its "
+                "attempts, outputs and errors, and the events sent to it; what wf instances "
+                "export writes and wf.testing replays"
+            ),
+            "parameters": _INSTANCE,
+            "responses": {
+                "200": _reply("the history", _ref("History")),
                 **_errors("NotFound", "ProjectBroken"),
             },
         }

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from wf.engine import codec, details
 from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
+from wf.engine.history_json import history_json
 from wf.engine.limits import Limits, check_identifier
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
 from wf.engine.runner import Notice
@@ -207,6 +208,13 @@ class Controller:
         row = await self.row(workflow, instance_id)
         history = await self.store.load_history(row.pk)
         return details.instance_details(row, history)
+
+    async def history(self, workflow: str, instance_id: str) -> dict[str, Any]:
+        """The instance's full history as JSON (format "wf-history"), to export and replay."""
+        row = await self.row(workflow, instance_id)
+        history = await self.store.load_history(row.pk)
+        events = await self.store.load_events(row.pk)
+        return history_json(row, history, events)
 
     async def list_instances(
         self,

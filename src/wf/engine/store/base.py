@@ -77,6 +77,10 @@ class Store(Protocol):
 
     async def load_history(self, pk: int) -> History: ...
 
+    async def load_events(self, pk: int) -> list[EventRecord]:
+        """Every event sent to the instance's current run, consumed or not, oldest first."""
+        ...
+
     async def delete_workflow(self, workflow: str) -> int: ...
 
     # ---- claims and timers ------------------------------------------------------------------

@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from wf.engine.model import History, InstanceRow
+from wf.engine.model import EventRecord, History, InstanceRow
 from wf.engine.store.pg_connect import Conn
 from wf.engine.store.sqlite_rows import (
     ATTEMPT_COLUMNS,
+    EVENT_COLUMNS,
     INSTANCE_COLUMNS,
     STEP_COLUMNS,
+    events_from_rows,
     history_from_rows,
     row_to_instance,
 )
@@ -19,6 +21,7 @@ from wf.errors import InstanceNotFound
 __all__ = [
     "INSTANCE_COLUMNS",
     "find_instance",
+    "read_events",
     "read_history",
     "row_to_instance",
     "select_instance",
@@ -57,3 +60,10 @@ async def read_history(conn: Conn, pk: int) -> History:
         step_rows = await steps_cur.fetchall()
         attempt_rows = await attempts_cur.fetchall()
     return history_from_rows(step_rows, attempt_rows)
+
+
+async def read_events(conn: Conn, pk: int) -> list[EventRecord]:
+    cur = await conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM wf.events WHERE instance = %s ORDER BY seq", (pk,)
+    )
+    return events_from_rows(await cur.fetchall())

@@ -45,6 +45,7 @@ from wf.engine.store.pg_rows import (
     FINISHED_SQL,
     INSTANCE_COLUMNS,
     find_instance,
+    read_events,
     read_history,
     row_to_instance,
 )
@@ -282,6 +283,9 @@ class PostgresStore:
 
     async def load_history(self, pk: int) -> History:
         return await self._read(lambda conn: read_history(conn, pk))
+
+    async def load_events(self, pk: int) -> list[EventRecord]:
+        return await self._read(lambda conn: read_events(conn, pk))
 
     async def delete_workflow(self, workflow: str) -> int:
         return await self._purge("workflow = %(workflow)s", {"workflow": workflow})

@@ -44,6 +44,7 @@ from wf.engine.store.sqlite_rows import (
     INSTANCE_COLUMNS,
     dump_error,
     find_instance,
+    read_events,
     read_history,
     row_to_instance,
 )
@@ -345,6 +346,9 @@ class SqliteStore:
 
     async def load_history(self, pk: int) -> History:
         return await self._read(lambda conn: read_history(conn, pk))
+
+    async def load_events(self, pk: int) -> list[EventRecord]:
+        return await self._read(lambda conn: read_events(conn, pk))
 
     async def delete_workflow(self, workflow: str) -> int:
         return await self._write(functools.partial(controls.delete_workflow, workflow=workflow))

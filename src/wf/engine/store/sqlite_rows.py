@@ -11,6 +11,7 @@ from typing import Any
 from wf.engine.model import (
     AttemptRecord,
     ErrorInfo,
+    EventRecord,
     History,
     InstanceRow,
     Status,
@@ -135,6 +136,24 @@ def read_history(conn: sqlite3.Connection, pk: int) -> History:
         (pk,),
     )
     return history_from_rows(steps.fetchall(), attempts)
+
+
+EVENT_COLUMNS = "seq, type, payload, received, consumed_name, consumed_count"
+
+
+def events_from_rows(rows: Iterable[Sequence[Any]]) -> list[EventRecord]:
+    """Events from their rows (``EVENT_COLUMNS``, in order), as either database returns them."""
+    return [
+        EventRecord(seq, type_, payload, received, None if name is None else (name, count))
+        for seq, type_, payload, received, name, count in rows
+    ]
+
+
+def read_events(conn: sqlite3.Connection, pk: int) -> list[EventRecord]:
+    rows = conn.execute(
+        f"SELECT {EVENT_COLUMNS} FROM events WHERE instance = ? ORDER BY seq", (pk,)
+    )
+    return events_from_rows(rows)
 
 
 def delete_instances(conn: sqlite3.Connection, pks: list[int]) -> None:
