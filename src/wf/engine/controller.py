@@ -311,23 +311,3 @@ class Controller:
         deleted = await self.store.delete_workflow(name)
         self.notifier.workflow_deleted(name)
         return deleted
-
-    async def history(self, workflow: str, instance_id: str) -> dict[str, Any]:  # TEMP SHIM
-        row = await self.row(workflow, instance_id)
-        h = await self.store.load_history(row.pk)
-        return {
-            "workflow": row.workflow,
-            "id": row.id,
-            "steps": [
-                {
-                    "kind": s.kind.value,
-                    "name": s.name,
-                    "count": s.count,
-                    "state": s.state.value,
-                    "output": codec.decode(s.output),
-                    "error": s.error,
-                    "attempts": [{"error": a.error} for a in s.attempts],
-                }
-                for s in h.steps
-            ],
-        }

@@ -49,7 +49,7 @@ class TestInstance:
 
     async def steps(self) -> list[HistoryStep]:
         """The recorded steps, in the order they began, each with its attempts."""
-        return (await self.history()).steps
+        return list((await self.history()).steps)
 
     async def timeline(self) -> str:
         """Its steps as a few lines of text (what failed waits show)."""
