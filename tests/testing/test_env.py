@@ -11,7 +11,14 @@ from typing import Any
 
 import pytest
 
-from wf import NonRetryableError, StepError, WorkflowEntrypoint, WorkflowEvent, WorkflowStep
+from wf import (
+    NonDeterminismError,
+    NonRetryableError,
+    StepError,
+    WorkflowEntrypoint,
+    WorkflowEvent,
+    WorkflowStep,
+)
 from wf.testing import (
     InstanceFailed,
     StatusUnreachable,
@@ -421,3 +428,39 @@ async def test_the_env_runs_on_postgresql_too(pg_url: str) -> None:
         await env.restart_engine()
         assert await order.result() == ["charged", "shipped"]
         assert env.calls("order", "charge card") == 1
+
+
+RUNS_OF_FICKLE: list[int] = []
+
+
+class Fickle(WorkflowEntrypoint):
+    """Takes another path on every run(): not deterministic."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        RUNS_OF_FICKLE.append(1)
+        name = "first path" if len(RUNS_OF_FICKLE) == 1 else "second path"
+        return await step.do(name, lambda: "done")
+
+
+async def test_closing_the_env_replays_what_finished_and_catches_non_determinism() -> None:
+    RUNS_OF_FICKLE.clear()
+    env = WorkflowTestEnv(workflows={"fickle": Fickle, "flaky": Flaky})
+    with pytest.raises(NonDeterminismError) as mismatch:
+        async with env:
+            await (await env.create("flaky")).result()  # deterministic: replays fine
+            inst = await env.create("fickle", id="f1")
+            assert await inst.result() == "done"
+    message = str(mismatch.value)
+    assert message.startswith("replay of fickle/f1 at the end of the test:")
+    assert '"second path"' in message and '"first path"' in message
+
+
+async def test_replay_on_exit_can_be_turned_off_and_never_hides_the_test_s_own_failure() -> None:
+    RUNS_OF_FICKLE.clear()
+    async with WorkflowTestEnv(workflows={"fickle": Fickle}, replay_on_exit=False) as env:
+        await (await env.create("fickle")).result()
+    RUNS_OF_FICKLE.clear()
+    with pytest.raises(KeyError, match="the test's own"):
+        async with WorkflowTestEnv(workflows={"fickle": Fickle}) as env:
+            await (await env.create("fickle")).result()
+            raise KeyError("the test's own")
