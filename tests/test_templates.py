@@ -298,15 +298,24 @@ async def test_cart_reminder_emails_a_cart_that_was_not_checked_out(
     inst = await engine.create("cart-reminder", params={"cartId": "cart-1", "wait": "10 seconds"})
     await step_started(engine, "cart-reminder", inst.id, "wait before reminding-1")
     clock.advance(10)
-    status = await wait_status(engine, "cart-reminder", inst.id)
-    assert status["output"] == {"cartId": "cart-1", "reminded": True, "email": "ada@example.com"}
+    await step_started(engine, "cart-reminder", inst.id, "wait for checkout-1")
     [email] = jsonl(root / "outbox.jsonl")
     assert email["to"] == "ada@example.com"
     assert email["key"] == f"{inst.id}/reminder"
     assert email["items"] == ["Mechanical keyboard", "Wireless mouse"]
 
+    await inst.send_event("checked-out", {"orderId": "order-1"})
+    status = await wait_status(engine, "cart-reminder", inst.id)
+    assert status["output"] == {
+        "cartId": "cart-1",
+        "reminded": True,
+        "email": "ada@example.com",
+        "followedUp": False,
+    }
+    assert len(jsonl(root / "outbox.jsonl")) == 1
 
-async def test_cart_reminder_waits_three_days_by_default(
+
+async def test_cart_reminder_waits_three_days_then_two_more_before_following_up(
     tmp_path: Path, harness: Harness, clock: ManualClock
 ) -> None:
     root = new_project(tmp_path, "cart-reminder")
@@ -318,8 +327,18 @@ async def test_cart_reminder_waits_three_days_by_default(
     assert (await inst.status())["status"] == "waiting"
     assert not (root / "outbox.jsonl").exists()
     clock.advance(1)
+    await step_started(engine, "cart-reminder", inst.id, "wait for checkout-1")
+    assert [e["key"] for e in jsonl(root / "outbox.jsonl")] == [f"{inst.id}/reminder"]
+
+    clock.advance(2 * 86400 - 1)
+    await asyncio.sleep(0.1)
+    assert (await inst.status())["status"] == "waiting"
+    clock.advance(1)
     status = await wait_status(engine, "cart-reminder", inst.id)
-    assert status["output"]["reminded"] is True
+    assert status["output"]["followedUp"] is True
+    follow_up = jsonl(root / "outbox.jsonl")[-1]
+    assert follow_up["key"] == f"{inst.id}/follow-up"
+    assert follow_up["to"] == "alan@example.com"
 
 
 async def test_cart_reminder_leaves_a_checked_out_cart_alone(
