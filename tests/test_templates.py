@@ -1,14 +1,17 @@
 """The `wf init` templates, the example projects and wrangler-like.toml.example.
 
 Each one must be a valid project that loads, is clean Python, and runs to completion on a
-real engine (a real SQLite file). A manual clock skips the sleeps.
+real engine (a real SQLite file). A manual clock skips the sleeps. Each one's own tests (its
+tests/, using wf.testing) pass with a plain `pytest` in its folder, and leave it as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import py_compile
+import re
 import shutil
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Harness, wait_for, wait_status
+from tests.e2e.helpers import wf
 from wf.cli.init import TEMPLATES, create_project
 from wf.engine import Engine, ManualClock, WorkflowSpec
 from wf.project import (
@@ -88,6 +92,44 @@ def jsonl(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder``, by relative path, with its bytes."""
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def run_project_tests(folder: Path) -> None:
+    """``pytest`` in a project's folder as its user runs it (this interpreter has wf and the
+    kit installed): every test in its tests/ passes, with no warning, and the folder is left
+    as it was (Python's own __pycache__ aside, which this run does not write)."""
+    defined = sum(
+        len(re.findall(r"^async def test_|^def test_", path.read_text(encoding="utf-8"), re.M))
+        for path in (folder / "tests").glob("test_*.py")
+    )
+    assert defined >= 3
+    before = snapshot(folder)
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "WF_"))}
+    environment["PYTHONDONTWRITEBYTECODE"] = "1"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=environment,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    summary = result.stdout.strip().splitlines()[-1]
+    # "N passed in 0.52s": no failure, no skip, no warning, and every test ran.
+    assert re.fullmatch(rf"{defined} passed in [\d.]+s", summary), output
+    assert snapshot(folder) == before, "the tests changed files in the project folder"
 
 
 def ruff(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -211,6 +253,23 @@ def test_wrangler_like_example_documents_every_key() -> None:
     assert ".dev.vars" in text
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("template", sorted(TEMPLATES))
+def test_generated_projects_tests_pass_with_pytest(tmp_path: Path, template: str) -> None:
+    wf("init", "proj", "--template", template, cwd=tmp_path)
+    project = tmp_path / "proj"
+    assert (project / "pytest.ini").is_file() and (project / "tests").is_dir()
+    run_project_tests(project)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_examples_tests_pass_with_pytest_and_leave_the_folder_clean(
+    tmp_path: Path, name: str
+) -> None:
+    run_project_tests(example(tmp_path, name))
+
+
 # ---- the templates run ------------------------------------------------------------------------
 
 
@@ -298,15 +357,24 @@ async def test_cart_reminder_emails_a_cart_that_was_not_checked_out(
     inst = await engine.create("cart-reminder", params={"cartId": "cart-1", "wait": "10 seconds"})
     await step_started(engine, "cart-reminder", inst.id, "wait before reminding-1")
     clock.advance(10)
-    status = await wait_status(engine, "cart-reminder", inst.id)
-    assert status["output"] == {"cartId": "cart-1", "reminded": True, "email": "ada@example.com"}
+    await step_started(engine, "cart-reminder", inst.id, "wait for checkout-1")
     [email] = jsonl(root / "outbox.jsonl")
     assert email["to"] == "ada@example.com"
     assert email["key"] == f"{inst.id}/reminder"
     assert email["items"] == ["Mechanical keyboard", "Wireless mouse"]
 
+    await inst.send_event("checked-out", {"orderId": "order-1"})
+    status = await wait_status(engine, "cart-reminder", inst.id)
+    assert status["output"] == {
+        "cartId": "cart-1",
+        "reminded": True,
+        "email": "ada@example.com",
+        "followedUp": False,
+    }
+    assert len(jsonl(root / "outbox.jsonl")) == 1
 
-async def test_cart_reminder_waits_three_days_by_default(
+
+async def test_cart_reminder_waits_three_days_then_two_more_before_following_up(
     tmp_path: Path, harness: Harness, clock: ManualClock
 ) -> None:
     root = new_project(tmp_path, "cart-reminder")
@@ -318,8 +386,18 @@ async def test_cart_reminder_waits_three_days_by_default(
     assert (await inst.status())["status"] == "waiting"
     assert not (root / "outbox.jsonl").exists()
     clock.advance(1)
+    await step_started(engine, "cart-reminder", inst.id, "wait for checkout-1")
+    assert [e["key"] for e in jsonl(root / "outbox.jsonl")] == [f"{inst.id}/reminder"]
+
+    clock.advance(2 * 86400 - 1)
+    await asyncio.sleep(0.1)
+    assert (await inst.status())["status"] == "waiting"
+    clock.advance(1)
     status = await wait_status(engine, "cart-reminder", inst.id)
-    assert status["output"]["reminded"] is True
+    assert status["output"]["followedUp"] is True
+    follow_up = jsonl(root / "outbox.jsonl")[-1]
+    assert follow_up["key"] == f"{inst.id}/follow-up"
+    assert follow_up["to"] == "alan@example.com"
 
 
 async def test_cart_reminder_leaves_a_checked_out_cart_alone(

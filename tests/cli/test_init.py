@@ -17,7 +17,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-STARTER_FILES = {".dev.vars.example", ".gitignore", "README.md", "wf.toml", "workflows.py"}
+STARTER_FILES = {
+    ".dev.vars.example",
+    ".gitignore",
+    "README.md",
+    "pytest.ini",
+    "tests/test_workflows.py",
+    "wf.toml",
+    "workflows.py",
+}
 CART_FILES = STARTER_FILES | {"carts.json"}
 
 
