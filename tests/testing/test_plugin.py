@@ -105,3 +105,38 @@ def test_a_missing_project_fails_the_test_with_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "TestKitError: no wf.toml at" in result.stdout
     assert "3 errors" in result.stdout
+
+
+MARKED_TESTS = """\
+import pytest
+
+
+@pytest.mark.wf_env(time="manual", vars={"GREETING": "hi"})
+async def test_options_from_the_marker(wf_env):
+    inst = await wf_env.create("greet", params={"who": "ada"})
+    await wf_env.settle()
+    assert (await inst.status())["status"] == "waiting"  # manual: the 2-day sleep waits
+    await wf_env.advance("2 days")
+    assert await inst.result() == "hi ada"
+
+
+@pytest.mark.wf_env(strict=True)
+async def test_strict_from_the_marker(wf_env):
+    inst = await wf_env.create("greet", params={"who": "ada"})
+    assert (await inst.wait_for_status("errored"))["error"]["message"].startswith('step "look up"')
+
+
+@pytest.mark.wf_env(clock="fast")
+async def test_a_wrong_option_is_one_line(wf_env):
+    pass
+"""
+
+
+def test_a_marker_sets_the_fixture_s_options(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "test_marked.py").write_text(MARKED_TESTS)
+    result = run_pytest(tmp_path)
+    assert "2 passed, 1 error" in result.stdout, result.stdout
+    assert "TestKitError: @pytest.mark.wf_env: " in result.stdout
+    assert "unexpected keyword argument 'clock'" in result.stdout

@@ -40,8 +40,10 @@ class WorkflowTestEnv:
     """A wf engine for one test.
 
     ``project``: a folder with a ``wf.toml`` (or the file itself): its main module's workflows,
-    its ``[vars]`` and ``.dev.vars``. Or ``workflows={"name": Class}`` (the binding of each is
-    its name in upper case, ``-`` as ``_``) with ``vars``.
+    its ``[vars]`` and ``.dev.vars`` (``vars`` given here win). A main module the test imported
+    already (from the same file) is used as it is, not imported again, so what a test patches in
+    it (a path, a client) is what the workflows see. Or ``workflows={"name": Class}`` (the
+    binding of each is its name in upper case, ``-`` as ``_``) with ``vars``.
 
     ``time``: ``"auto"`` (default) skips to the next timer whenever the test waits on the env
     and every instance only waits (on a sleep, a retry delay or a wait's timeout) with no step

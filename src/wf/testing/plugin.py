@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from wf.testing.env import WorkflowTestEnv
+from wf.testing.errors import TestKitError
 from wf.testing.history import History
 
 PROJECT_OPTION = "wf_project"
+MARKER = "wf_env"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -24,6 +26,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        f"{MARKER}(**options): options of the test's wf_env fixture, as WorkflowTestEnv takes "
+        'them (time="manual", strict=True, vars={...}, database=...)',
+    )
+
+
 def project_folder(config: pytest.Config) -> Path:
     """The project ``wf_env`` loads: the ``wf_project`` ini option, else pytest's rootdir."""
     given = config.getini(PROJECT_OPTION)
@@ -32,10 +42,25 @@ def project_folder(config: pytest.Config) -> Path:
 
 
 async def _wf_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowTestEnv]:
-    """A fresh ``WorkflowTestEnv`` for the project at pytest's rootdir (or ``wf_project``),
-    with the defaults: ``time="auto"``, not strict, every finished instance replayed when the
-    test ends. Tests wanting other options build their own env."""
-    async with WorkflowTestEnv(project=project_folder(request.config)) as env:
+    """A fresh ``WorkflowTestEnv`` for the project at pytest's rootdir (or ``wf_project``).
+    Its options are ``WorkflowTestEnv``'s defaults (``time="auto"``, not strict, every finished
+    instance replayed when the test ends) unless the test is marked
+    ``@pytest.mark.wf_env(time="manual", vars={...}, ...)``."""
+    options: dict[str, Any] = {}
+    for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest one wins
+        if marker.args:
+            raise TestKitError(f'@pytest.mark.{MARKER} takes keywords only, e.g. time="manual"')
+        options.update(marker.kwargs)
+    if "project" in options or "workflows" in options:
+        raise TestKitError(
+            f"@pytest.mark.{MARKER} cannot change the project (set the {PROJECT_OPTION} ini "
+            "option, or build a WorkflowTestEnv yourself)"
+        )
+    try:
+        env = WorkflowTestEnv(project=project_folder(request.config), **options)
+    except TypeError as exc:
+        raise TestKitError(f"@pytest.mark.{MARKER}: {exc}") from None
+    async with env:
         yield env
 
 
