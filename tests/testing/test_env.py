@@ -287,6 +287,16 @@ async def test_a_mocked_event_arrives_when_the_wait_begins() -> None:
         assert await inst.step_result("approval") == {"ok": True}
 
 
+async def test_a_mocked_event_arrives_again_after_a_restart() -> None:
+    async with WorkflowTestEnv(workflows={"approval": Approval}) as env:
+        env.mock_event("approval", "approve", {"ok": True})
+        inst = await env.create("approval")
+        assert await inst.result() == {"approved": True, "type": "approve"}
+        await inst.restart()  # the run starts over, and its consumed event is gone
+        assert await inst.result() == {"approved": True, "type": "approve"}
+        assert len(await inst.steps()) == 1
+
+
 async def test_a_wait_can_be_made_to_time_out_at_once() -> None:
     async with WorkflowTestEnv(workflows={"approval": Approval}, time="manual") as env:
         env.mock_event_timeout("approval", "approval")

@@ -339,6 +339,8 @@ class WorkflowTestEnv:
 
     def _noticed(self, notice: Notice) -> None:
         self._progress += 1
+        if notice.kind == "restarted":
+            self.mocks.restarted(notice.workflow, notice.instance_id)
         self.notices.append(notice)
 
     def _progressed(self) -> int:

@@ -66,7 +66,7 @@ class _EventMock:
     event_type: str
     payload: Any
     instance_id: str | None
-    delivered: set[str] = field(default_factory=set)  # instances that got it
+    delivered: set[str] = field(default_factory=set)  # instances that got it (this run)
 
 
 class Mocks:
@@ -118,6 +118,13 @@ class Mocks:
 
     def skip_retry_delays(self, workflow: str, names: frozenset[str] | None) -> None:
         self._retry_delays.append((workflow, names))
+
+    def restarted(self, workflow: str, instance_id: str) -> None:
+        """The instance starts over (its consumed events are gone): its new run's waits get the
+        mocked events again."""
+        for mock in self._events:
+            if mock.workflow == workflow:
+                mock.delivered.discard(instance_id)
 
     def crash_after(self, selector: Selector) -> None:
         self._crashes.append(selector)
