@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
+from wf.errors import NonDeterminismError
 from wf.testing.env import WorkflowTestEnv
+from wf.testing.errors import TestKitError
 from wf.testing.history import History
 
 PROJECT_OPTION = "wf_project"
@@ -34,9 +36,21 @@ def project_folder(config: pytest.Config) -> Path:
 async def _wf_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowTestEnv]:
     """A fresh ``WorkflowTestEnv`` for the project at pytest's rootdir (or ``wf_project``),
     with the defaults: ``time="auto"``, not strict, every finished instance replayed when the
-    test ends. Tests wanting other options build their own env."""
-    async with WorkflowTestEnv(project=project_folder(request.config)) as env:
+    test ends. Tests wanting other options build their own env. A project that does not load
+    fails the test with one line, and so does a replay that does not match (its message says
+    everything; a traceback through the kit would bury it)."""
+    env = WorkflowTestEnv(project=project_folder(request.config))
+    try:
+        await env.start()
+    except TestKitError as exc:
+        pytest.fail(f"wf_env: {exc}", pytrace=False)
+    try:
         yield env
+    finally:
+        try:
+            await env.close()
+        except NonDeterminismError as exc:
+            pytest.fail(str(exc), pytrace=False)
 
 
 def _needs_pytest_asyncio() -> Any:
