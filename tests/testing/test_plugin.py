@@ -133,7 +133,9 @@ def test_a_project_whose_main_imports_a_sibling_loads(tmp_path: Path) -> None:
 
 def test_a_replay_that_does_not_match_fails_the_test_with_its_message(tmp_path: Path) -> None:
     make_project(tmp_path)
-    fickle = FLOWS.replace('"look up"', '"look up" if RUNS.append(1) or len(RUNS) == 1 else "other"')
+    # The step's name changes on the second run(): the replay at the test's end.
+    renamed = '"look up" if RUNS.append(1) or len(RUNS) == 1 else "other"'
+    fickle = FLOWS.replace('"look up"', renamed)
     (tmp_path / "flows.py").write_text("RUNS = []\n" + fickle)
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
     (tmp_path / "test_greet.py").write_text(TESTS.split("\n\n\nasync def test_each")[0] + "\n")
