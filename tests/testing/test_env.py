@@ -367,6 +367,26 @@ async def test_instances_created_through_bindings_are_visible_and_mocked() -> No
         assert BODIES == []
 
 
+class Notifier(WorkflowEntrypoint):
+    """Looks its parent up through a binding in run(), outside a step: the same answer on every
+    replay, so deterministic."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        parent = await self.env.PARENT.get(event.payload["parent"])
+        return await step.do("tell", lambda: f"told {parent.id}")
+
+
+async def test_the_replay_at_the_end_can_use_bindings_as_run_does() -> None:
+    async with WorkflowTestEnv(
+        workflows={"parent": Parent, "child": Child, "notifier": Notifier}
+    ) as env:
+        parent = await env.create("parent", id="p1")
+        await parent.result()
+        notifier = await env.create("notifier", params={"parent": "p1"})
+        assert await notifier.result() == "told p1"
+    # Leaving the env replayed it, binding call included, with no error.
+
+
 class Order(WorkflowEntrypoint):
     async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
         charge = await step.do("charge card", lambda: ran("charge card", "charged"))

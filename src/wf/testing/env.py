@@ -123,12 +123,18 @@ class WorkflowTestEnv:
             histories: list[History] = []
             if check_replay and self.replay_on_exit:
                 histories = await self._finished_histories(engine)
-            await engine.stop()
+            # No life runs from here, but the store stays open while the replays run: a run()
+            # that uses a binding outside its steps (``self.env.OTHER.get(id)``) does so again
+            # on replay, as it does on every replay in production.
+            await engine.scheduler.stop()
             for history in histories:
                 await self._replay(engine, history)
         finally:
-            if engine.scheduler.lives:  # stop() failed part-way: do not leave tasks behind
-                await engine.stop()
+            try:
+                if engine.scheduler.lives:  # stopping failed part-way: leave no task behind
+                    await engine.scheduler.stop()
+            finally:
+                await engine.store.close()
             if self._tempdir is not None:
                 shutil.rmtree(self._tempdir, ignore_errors=True)
                 self._tempdir = None
