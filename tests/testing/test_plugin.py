@@ -98,6 +98,23 @@ def test_wf_project_names_a_project_elsewhere(tmp_path: Path) -> None:
     assert "3 passed" in result.stdout
 
 
+def test_async_tests_taking_wf_env_run_without_asyncio_mode_auto(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    # pytest-asyncio's default (strict) mode, as a user who never configured it has.
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (tmp_path / "test_greet.py").write_text(
+        "import pytest\n\n"
+        + TESTS
+        + "\n\n@pytest.mark.asyncio\nasync def test_marked_already(wf_env):\n"
+        "    assert await wf_env.instances('greet') == []\n"
+    )
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+
+
 def test_a_missing_project_fails_the_test_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
     (tmp_path / "test_greet.py").write_text(TESTS)

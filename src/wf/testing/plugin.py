@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "loads; default: the rootdir",
         default=None,
     )
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """An ``async def`` test that takes ``wf_env`` runs on asyncio as if marked
+    ``@pytest.mark.asyncio``: without ``asyncio_mode = auto`` in their pytest configuration,
+    users following the README got "async def functions are not natively supported" (with
+    pytest-asyncio installed). Runs before any item is made, so the mark is seen as a
+    decorator's would be; creates nothing itself."""
+    if not inspect.iscoroutinefunction(obj) or _has_asyncio_mark(obj):
+        return
+    try:
+        takes_env = "wf_env" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # no signature to read: not ours to decide
+        return
+    if takes_env and importlib.util.find_spec("pytest_asyncio") is not None:
+        pytest.mark.asyncio(obj)
+
+
+def _has_asyncio_mark(obj: object) -> bool:
+    marks = getattr(obj, "pytestmark", [])
+    return any(getattr(mark, "name", None) == "asyncio" for mark in marks)
 
 
 def project_folder(config: pytest.Config) -> Path:
