@@ -257,6 +257,13 @@ async def test_a_step_is_mocked_only_once() -> None:
             env.mock_step("flaky", "fetch", result=1, index=0)
         with pytest.raises(Exception, match='workflow "nope" not found'):
             env.mock_step("nope", "fetch", result=1)
+        # A class that cannot be made without arguments: said now, not as the step's error.
+        with pytest.raises(TestKitError, match=r"error=UnicodeDecodeError cannot be made"):
+            env.mock_step("flaky", "fetch", error=UnicodeDecodeError)
+        with pytest.raises(TestKitError, match="index must be a whole number from 1"):
+            await env.create("flaky", crash_after=("fetch", 0))
+        with pytest.raises(TestKitError, match=r'crash_after takes a step name or \("name", n\)'):
+            await env.create("flaky", crash_after=3)  # type: ignore[arg-type]
 
 
 async def test_strict_mode_fails_a_step_without_a_mock_naming_it() -> None:

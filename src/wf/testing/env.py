@@ -176,7 +176,7 @@ class WorkflowTestEnv:
         if crash_after is not None:
             if id is None:
                 id = str(uuid.uuid4())
-            name, index = (crash_after, 1) if isinstance(crash_after, str) else crash_after
+            name, index = _crash_point(crash_after)
             self.mocks.crash_after(Selector(engine.workflow(workflow), name, index, id))
         handle = await engine.create(workflow, id=id, params=params)
         return TestInstance(self, handle.workflow_name, handle.id)
@@ -399,6 +399,16 @@ async def _all_rows(engine: Engine, workflow: str, status: str | None) -> list[I
         if len(found) >= total or not rows:
             return found
         page += 1
+
+
+def _crash_point(value: object) -> tuple[str, int]:
+    """``crash_after``'s step: a name (its first occurrence) or ``(name, n)``."""
+    if isinstance(value, str):
+        return value, 1
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        _check_count("index", value[1])
+        return value[0], value[1]
+    raise TestKitError(f'crash_after takes a step name or ("name", n), got {value!r}')
 
 
 def _times(times: int | None) -> int | None:

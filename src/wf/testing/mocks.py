@@ -96,6 +96,13 @@ class Mocks:
             if not issubclass(error, BaseException):
                 raise TestKitError(f"error= must be an exception, got {error.__name__}")
             exc_type = error
+            try:  # made anew for each attempt: a class that needs arguments fails here, once
+                exc_type()
+            except Exception:
+                raise TestKitError(
+                    f"error={exc_type.__name__} cannot be made without arguments: give an "
+                    f"instance, error={exc_type.__name__}(...)"
+                ) from None
             self._failures.append(_StepMock(selector, lambda: MockedError(exc_type()), times))
             return
         if not isinstance(error, BaseException):
