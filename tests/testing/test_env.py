@@ -19,6 +19,7 @@ from wf import (
     WorkflowEvent,
     WorkflowStep,
 )
+from wf.errors import ValidationError
 from wf.testing import (
     InstanceFailed,
     StatusUnreachable,
@@ -292,6 +293,16 @@ async def test_a_mocked_event_arrives_when_the_wait_begins() -> None:
         inst = await env.create("approval")
         assert await inst.result() == {"approved": True, "type": "approve"}
         assert await inst.step_result("approval") == {"ok": True}
+
+
+async def test_a_mocked_event_that_could_not_be_sent_is_refused_at_once() -> None:
+    async with WorkflowTestEnv(workflows={"approval": Approval}) as env:
+        with pytest.raises(ValidationError, match="event payload cannot be stored as JSON"):
+            env.mock_event("approval", "approve", {1, 2})
+        with pytest.raises(ValidationError, match="event type"):
+            env.mock_event("approval", "not a type!", {"ok": True})
+        inst = await env.create("approval")  # no mocked event: the wait times out
+        assert await inst.result() == {"approved": False, "why": "WorkflowTimeoutError"}
 
 
 async def test_a_mocked_event_arrives_again_after_a_restart() -> None:

@@ -16,9 +16,11 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from wf.durations import Duration, to_seconds
+from wf.engine import codec
 from wf.engine.bindings import Env
 from wf.engine.engine import Engine, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.limits import check_identifier
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice
 from wf.engine.scheduler import Scheduler
@@ -234,8 +236,13 @@ class WorkflowTestEnv:
         self, workflow: str, type: str, payload: Any = None, *, instance_id: str | None = None
     ) -> None:
         """Deliver an event of ``type`` to each instance of ``workflow`` (or only
-        ``instance_id``) when it begins waiting for one, through the real ``send_event``."""
-        self.engine.workflow(workflow)
+        ``instance_id``) when it begins waiting for one, through the real ``send_event``. A
+        type or payload that ``send_event`` would refuse is refused here, as it would be to the
+        sender (not later, as the waiting instance's error)."""
+        engine = self.engine
+        engine.workflow(workflow)
+        check_identifier(type, "event type", engine.limits.id_length)
+        codec.encode_payload(payload, "event payload", engine.limits.payload_bytes)
         self.mocks.add_event(workflow, type, payload, instance_id)
 
     def mock_event_timeout(
