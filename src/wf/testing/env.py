@@ -87,7 +87,6 @@ class WorkflowTestEnv:
         self._settings = EngineSettings()
         self._engine: Engine | None = None
         self._progress = 0
-        self._killed = False
         self.notices: list[Notice] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -143,12 +142,13 @@ class WorkflowTestEnv:
 
     async def restart_engine(self) -> None:
         """Stop the engine and start a new one on the same database, as after a crash when an
-        instance was killed (``crash_after``): its recovery runs as it would in a new process."""
+        instance was killed (``crash_after``): its recovery runs as it would in a new ``wf
+        serve`` process (which starts with ``after_crash`` False: the crash is not counted
+        against the instance, and it runs again at once)."""
         engine = self.engine
         await engine.stop()
         self._engine = self._new_engine()
-        await self._engine.start(after_crash=self._killed)
-        self._killed = False
+        await self._engine.start()
 
     @property
     def engine(self) -> Engine:
@@ -206,9 +206,10 @@ class WorkflowTestEnv:
     ) -> None:
         """Answer attempts of ``step.do(step, …)`` without running its body: with ``result``
         (stored through the real codec and limits) or by raising ``error`` (an instance, or a
-        class to instantiate). ``times``: only the first that many attempts (of each
-        instance); without it, every attempt. ``index``: only the index-th step of that name
-        (1-based); ``instance_id``: only in that instance. Mocked errors and forced timeouts
+        class to instantiate). ``times``: only the first that many attempts of each step it
+        matches (counted per instance and per occurrence of the name); without it, every
+        attempt. ``index``: only the index-th step of that name (1-based); ``instance_id``:
+        only in that instance. Mocked errors and forced timeouts
         answer attempts in the order they were given, before a mocked result."""
         selector = self._selector(workflow, step, index, instance_id)
         times = _times(times)
