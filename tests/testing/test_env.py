@@ -19,6 +19,7 @@ from wf import (
     WorkflowEvent,
     WorkflowStep,
 )
+from wf.errors import ValidationError
 from wf.testing import (
     InstanceFailed,
     StatusUnreachable,
@@ -257,6 +258,13 @@ async def test_a_step_is_mocked_only_once() -> None:
             env.mock_step("flaky", "fetch", result=1, index=0)
         with pytest.raises(Exception, match='workflow "nope" not found'):
             env.mock_step("nope", "fetch", result=1)
+        # A class that cannot be made without arguments: said now, not as the step's error.
+        with pytest.raises(TestKitError, match=r"error=UnicodeDecodeError cannot be made"):
+            env.mock_step("flaky", "fetch", error=UnicodeDecodeError)
+        with pytest.raises(TestKitError, match="index must be a whole number from 1"):
+            await env.create("flaky", crash_after=("fetch", 0))
+        with pytest.raises(TestKitError, match=r'crash_after takes a step name or \("name", n\)'):
+            await env.create("flaky", crash_after=3)  # type: ignore[arg-type]
 
 
 async def test_strict_mode_fails_a_step_without_a_mock_naming_it() -> None:
@@ -285,6 +293,26 @@ async def test_a_mocked_event_arrives_when_the_wait_begins() -> None:
         inst = await env.create("approval")
         assert await inst.result() == {"approved": True, "type": "approve"}
         assert await inst.step_result("approval") == {"ok": True}
+
+
+async def test_a_mocked_event_that_could_not_be_sent_is_refused_at_once() -> None:
+    async with WorkflowTestEnv(workflows={"approval": Approval}) as env:
+        with pytest.raises(ValidationError, match="event payload cannot be stored as JSON"):
+            env.mock_event("approval", "approve", {1, 2})
+        with pytest.raises(ValidationError, match="event type"):
+            env.mock_event("approval", "not a type!", {"ok": True})
+        inst = await env.create("approval")  # no mocked event: the wait times out
+        assert await inst.result() == {"approved": False, "why": "WorkflowTimeoutError"}
+
+
+async def test_a_mocked_event_arrives_again_after_a_restart() -> None:
+    async with WorkflowTestEnv(workflows={"approval": Approval}) as env:
+        env.mock_event("approval", "approve", {"ok": True})
+        inst = await env.create("approval")
+        assert await inst.result() == {"approved": True, "type": "approve"}
+        await inst.restart()  # the run starts over, and its consumed event is gone
+        assert await inst.result() == {"approved": True, "type": "approve"}
+        assert len(await inst.steps()) == 1
 
 
 async def test_a_wait_can_be_made_to_time_out_at_once() -> None:
@@ -355,6 +383,26 @@ async def test_instances_created_through_bindings_are_visible_and_mocked() -> No
         assert [c.id for c in children] == ["child-of-p1"]
         assert await children[0].result() == "mocked child"
         assert BODIES == []
+
+
+class Notifier(WorkflowEntrypoint):
+    """Looks its parent up through a binding in run(), outside a step: the same answer on every
+    replay, so deterministic."""
+
+    async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+        parent = await self.env.PARENT.get(event.payload["parent"])
+        return await step.do("tell", lambda: f"told {parent.id}")
+
+
+async def test_the_replay_at_the_end_can_use_bindings_as_run_does() -> None:
+    async with WorkflowTestEnv(
+        workflows={"parent": Parent, "child": Child, "notifier": Notifier}
+    ) as env:
+        parent = await env.create("parent", id="p1")
+        await parent.result()
+        notifier = await env.create("notifier", params={"parent": "p1"})
+        assert await notifier.result() == "told p1"
+    # Leaving the env replayed it, binding call included, with no error.
 
 
 class Order(WorkflowEntrypoint):

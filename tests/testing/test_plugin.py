@@ -98,12 +98,29 @@ def test_wf_project_names_a_project_elsewhere(tmp_path: Path) -> None:
     assert "3 passed" in result.stdout
 
 
+def test_async_tests_taking_wf_env_run_without_asyncio_mode_auto(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    # pytest-asyncio's default (strict) mode, as a user who never configured it has.
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
+    )
+    (tmp_path / "test_greet.py").write_text(
+        "import pytest\n\n"
+        + TESTS
+        + "\n\n@pytest.mark.asyncio\nasync def test_marked_already(wf_env):\n"
+        "    assert await wf_env.instances('greet') == []\n"
+    )
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "4 passed" in result.stdout
+
+
 def test_a_missing_project_fails_the_test_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "pytest.ini").write_text(PYTEST_INI)
     (tmp_path / "test_greet.py").write_text(TESTS)
     result = run_pytest(tmp_path)
     assert result.returncode == 1
-    assert "TestKitError: no wf.toml at" in result.stdout
+    assert "wf_env: no wf.toml at" in result.stdout
     assert "3 errors" in result.stdout
 
 
@@ -138,5 +155,42 @@ def test_a_marker_sets_the_fixture_s_options(tmp_path: Path) -> None:
     (tmp_path / "test_marked.py").write_text(MARKED_TESTS)
     result = run_pytest(tmp_path)
     assert "2 passed, 1 error" in result.stdout, result.stdout
-    assert "TestKitError: @pytest.mark.wf_env: " in result.stdout
-    assert "unexpected keyword argument 'clock'" in result.stdout
+    assert "wf_env: @pytest.mark.wf_env: unknown option 'clock'; use database, " in result.stdout
+
+
+def test_a_project_that_does_not_import_fails_the_test_with_one_line(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    # The main module imports a sibling, which is broken: the line says where.
+    (tmp_path / "flows.py").write_text("import helpers\n" + FLOWS)
+    (tmp_path / "helpers.py").write_text("X = 1\nraise ImportError('helpers are broken')\n")
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "test_greet.py").write_text(TESTS)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1
+    assert "wf_env: helpers.py:2: ImportError: helpers are broken" in result.stdout
+    assert "Traceback" not in result.stdout and "env.py" not in result.stdout, result.stdout
+
+
+def test_a_project_whose_main_imports_a_sibling_loads(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    flows = FLOWS.replace("{self.env.GREETING}", "{hello()}")
+    (tmp_path / "flows.py").write_text("from helpers import hello\n" + flows)
+    (tmp_path / "helpers.py").write_text("def hello():\n    return 'hello'\n")
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "test_greet.py").write_text(TESTS)
+    result = run_pytest(tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_replay_that_does_not_match_fails_the_test_with_its_message(tmp_path: Path) -> None:
+    make_project(tmp_path)
+    # The step's name changes on the second run(): the replay at the test's end.
+    renamed = '"look up" if RUNS.append(1) or len(RUNS) == 1 else "other"'
+    fickle = FLOWS.replace('"look up"', renamed)
+    (tmp_path / "flows.py").write_text("RUNS = []\n" + fickle)
+    (tmp_path / "pytest.ini").write_text(PYTEST_INI)
+    (tmp_path / "test_greet.py").write_text(TESTS.split("\n\n\nasync def test_each")[0] + "\n")
+    result = run_pytest(tmp_path)
+    assert result.returncode == 1
+    assert 'does not match the code: call 2 is do "other" (1st)' in result.stdout, result.stdout
+    assert "Traceback" not in result.stdout and "env.py" not in result.stdout, result.stdout

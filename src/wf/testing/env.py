@@ -16,9 +16,11 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from wf.durations import Duration, to_seconds
+from wf.engine import codec
 from wf.engine.bindings import Env
 from wf.engine.engine import Engine, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.limits import check_identifier
 from wf.engine.model import InstanceRow
 from wf.engine.runner import Notice
 from wf.engine.scheduler import Scheduler
@@ -87,7 +89,6 @@ class WorkflowTestEnv:
         self._settings = EngineSettings()
         self._engine: Engine | None = None
         self._progress = 0
-        self._killed = False
         self.notices: list[Notice] = []
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -125,24 +126,31 @@ class WorkflowTestEnv:
             histories: list[History] = []
             if check_replay and self.replay_on_exit:
                 histories = await self._finished_histories(engine)
-            await engine.stop()
+            # No life runs from here, but the store stays open while the replays run: a run()
+            # that uses a binding outside its steps (``self.env.OTHER.get(id)``) does so again
+            # on replay, as it does on every replay in production.
+            await engine.scheduler.stop()
             for history in histories:
                 await self._replay(engine, history)
         finally:
-            if engine.scheduler.lives:  # stop() failed part-way: do not leave tasks behind
-                await engine.stop()
+            try:
+                if engine.scheduler.lives:  # stopping failed part-way: leave no task behind
+                    await engine.scheduler.stop()
+            finally:
+                await engine.store.close()
             if self._tempdir is not None:
                 shutil.rmtree(self._tempdir, ignore_errors=True)
                 self._tempdir = None
 
     async def restart_engine(self) -> None:
         """Stop the engine and start a new one on the same database, as after a crash when an
-        instance was killed (``crash_after``): its recovery runs as it would in a new process."""
+        instance was killed (``crash_after``): its recovery runs as it would in a new ``wf
+        serve`` process (which starts with ``after_crash`` False: the crash is not counted
+        against the instance, and it runs again at once)."""
         engine = self.engine
         await engine.stop()
         self._engine = self._new_engine()
-        await self._engine.start(after_crash=self._killed)
-        self._killed = False
+        await self._engine.start()
 
     @property
     def engine(self) -> Engine:
@@ -172,7 +180,7 @@ class WorkflowTestEnv:
         if crash_after is not None:
             if id is None:
                 id = str(uuid.uuid4())
-            name, index = (crash_after, 1) if isinstance(crash_after, str) else crash_after
+            name, index = _crash_point(crash_after)
             self.mocks.crash_after(Selector(engine.workflow(workflow), name, index, id))
         handle = await engine.create(workflow, id=id, params=params)
         return TestInstance(self, handle.workflow_name, handle.id)
@@ -200,9 +208,10 @@ class WorkflowTestEnv:
     ) -> None:
         """Answer attempts of ``step.do(step, …)`` without running its body: with ``result``
         (stored through the real codec and limits) or by raising ``error`` (an instance, or a
-        class to instantiate). ``times``: only the first that many attempts (of each
-        instance); without it, every attempt. ``index``: only the index-th step of that name
-        (1-based); ``instance_id``: only in that instance. Mocked errors and forced timeouts
+        class to instantiate). ``times``: only the first that many attempts of each step it
+        matches (counted per instance and per occurrence of the name); without it, every
+        attempt. ``index``: only the index-th step of that name (1-based); ``instance_id``:
+        only in that instance. Mocked errors and forced timeouts
         answer attempts in the order they were given, before a mocked result."""
         selector = self._selector(workflow, step, index, instance_id)
         times = _times(times)
@@ -230,8 +239,13 @@ class WorkflowTestEnv:
         self, workflow: str, type: str, payload: Any = None, *, instance_id: str | None = None
     ) -> None:
         """Deliver an event of ``type`` to each instance of ``workflow`` (or only
-        ``instance_id``) when it begins waiting for one, through the real ``send_event``."""
-        self.engine.workflow(workflow)
+        ``instance_id``) when it begins waiting for one, through the real ``send_event``. A
+        type or payload that ``send_event`` would refuse is refused here, as it would be to the
+        sender (not later, as the waiting instance's error)."""
+        engine = self.engine
+        engine.workflow(workflow)
+        check_identifier(type, "event type", engine.limits.id_length)
+        codec.encode_payload(payload, "event payload", engine.limits.payload_bytes)
         self.mocks.add_event(workflow, type, payload, instance_id)
 
     def mock_event_timeout(
@@ -341,6 +355,8 @@ class WorkflowTestEnv:
 
     def _noticed(self, notice: Notice) -> None:
         self._progress += 1
+        if notice.kind == "restarted":
+            self.mocks.restarted(notice.workflow, notice.instance_id)
         self.notices.append(notice)
 
     def _progressed(self) -> int:
@@ -393,6 +409,16 @@ async def _all_rows(engine: Engine, workflow: str, status: str | None) -> list[I
         if len(found) >= total or not rows:
             return found
         page += 1
+
+
+def _crash_point(value: object) -> tuple[str, int]:
+    """``crash_after``'s step: a name (its first occurrence) or ``(name, n)``."""
+    if isinstance(value, str):
+        return value, 1
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str):
+        _check_count("index", value[1])
+        return value[0], value[1]
+    raise TestKitError(f'crash_after takes a step name or ("name", n), got {value!r}')
 
 
 def _times(times: int | None) -> int | None:

@@ -66,7 +66,7 @@ class _EventMock:
     event_type: str
     payload: Any
     instance_id: str | None
-    delivered: set[str] = field(default_factory=set)  # instances that got it
+    delivered: set[str] = field(default_factory=set)  # instances that got it (this run)
 
 
 class Mocks:
@@ -96,6 +96,13 @@ class Mocks:
             if not issubclass(error, BaseException):
                 raise TestKitError(f"error= must be an exception, got {error.__name__}")
             exc_type = error
+            try:  # made anew for each attempt: a class that needs arguments fails here, once
+                exc_type()
+            except Exception:
+                raise TestKitError(
+                    f"error={exc_type.__name__} cannot be made without arguments: give an "
+                    f"instance, error={exc_type.__name__}(...)"
+                ) from None
             self._failures.append(_StepMock(selector, lambda: MockedError(exc_type()), times))
             return
         if not isinstance(error, BaseException):
@@ -118,6 +125,13 @@ class Mocks:
 
     def skip_retry_delays(self, workflow: str, names: frozenset[str] | None) -> None:
         self._retry_delays.append((workflow, names))
+
+    def restarted(self, workflow: str, instance_id: str) -> None:
+        """The instance starts over (its consumed events are gone): its new run's waits get the
+        mocked events again."""
+        for mock in self._events:
+            if mock.workflow == workflow:
+                mock.delivered.discard(instance_id)
 
     def crash_after(self, selector: Selector) -> None:
         self._crashes.append(selector)

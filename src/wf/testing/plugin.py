@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+import inspect
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from wf.errors import NonDeterminismError
 from wf.testing.env import WorkflowTestEnv
 from wf.testing.errors import TestKitError
 from wf.testing.history import History
@@ -34,6 +37,28 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pycollect_makeitem(collector: pytest.Collector, name: str, obj: object) -> None:
+    """An ``async def`` test that takes ``wf_env`` runs on asyncio as if marked
+    ``@pytest.mark.asyncio``: without ``asyncio_mode = auto`` in their pytest configuration,
+    users following the README got "async def functions are not natively supported" (with
+    pytest-asyncio installed). Runs before any item is made, so the mark is seen as a
+    decorator's would be; creates nothing itself."""
+    if not inspect.iscoroutinefunction(obj) or _has_asyncio_mark(obj):
+        return
+    try:
+        takes_env = "wf_env" in inspect.signature(obj).parameters
+    except (TypeError, ValueError):  # no signature to read: not ours to decide
+        return
+    if takes_env and importlib.util.find_spec("pytest_asyncio") is not None:
+        pytest.mark.asyncio(obj)
+
+
+def _has_asyncio_mark(obj: object) -> bool:
+    marks = getattr(obj, "pytestmark", [])
+    return any(getattr(mark, "name", None) == "asyncio" for mark in marks)
+
+
 def project_folder(config: pytest.Config) -> Path:
     """The project ``wf_env`` loads: the ``wf_project`` ini option, else pytest's rootdir."""
     given = config.getini(PROJECT_OPTION)
@@ -45,9 +70,27 @@ async def _wf_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowTestE
     """A fresh ``WorkflowTestEnv`` for the project at pytest's rootdir (or ``wf_project``).
     Its options are ``WorkflowTestEnv``'s defaults (``time="auto"``, not strict, every finished
     instance replayed when the test ends) unless the test is marked
-    ``@pytest.mark.wf_env(time="manual", vars={...}, ...)``."""
+    ``@pytest.mark.wf_env(time="manual", vars={...}, ...)``. A project that does not load fails
+    the test with one line, and so does a replay that does not match (its message says
+    everything; a traceback through the kit would bury it)."""
+    try:
+        env = WorkflowTestEnv(project=project_folder(request.config), **_marked_options(request))
+        await env.start()
+    except TestKitError as exc:
+        pytest.fail(f"wf_env: {exc}", pytrace=False)
+    try:
+        yield env
+    finally:
+        try:
+            await env.close()
+        except NonDeterminismError as exc:
+            pytest.fail(str(exc), pytrace=False)
+
+
+def _marked_options(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The keywords of the test's ``wf_env`` markers (the closest one wins), checked."""
     options: dict[str, Any] = {}
-    for marker in reversed(list(request.node.iter_markers(MARKER))):  # the closest one wins
+    for marker in reversed(list(request.node.iter_markers(MARKER))):
         if marker.args:
             raise TestKitError(f'@pytest.mark.{MARKER} takes keywords only, e.g. time="manual"')
         options.update(marker.kwargs)
@@ -56,12 +99,13 @@ async def _wf_env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowTestE
             f"@pytest.mark.{MARKER} cannot change the project (set the {PROJECT_OPTION} ini "
             "option, or build a WorkflowTestEnv yourself)"
         )
-    try:
-        env = WorkflowTestEnv(project=project_folder(request.config), **options)
-    except TypeError as exc:
-        raise TestKitError(f"@pytest.mark.{MARKER}: {exc}") from None
-    async with env:
-        yield env
+    known = set(inspect.signature(WorkflowTestEnv).parameters) - {"project", "workflows"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TestKitError(
+            f"@pytest.mark.{MARKER}: unknown option {unknown[0]!r}; use {', '.join(sorted(known))}"
+        )
+    return options
 
 
 def _needs_pytest_asyncio() -> Any:
