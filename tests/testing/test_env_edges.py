@@ -413,3 +413,19 @@ async def test_more_instances_than_slots(tmp_path: Path) -> None:
         insts = [await env.create("many", params={"n": n % 5 + 1}) for n in range(20)]
         for n, inst in enumerate(insts):
             assert await inst.result() == n % 5 + 1
+
+
+async def test_times_mocks_answer_a_restarted_instance_afresh() -> None:
+    class Once(WorkflowEntrypoint):
+        async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            return await step.do("call", {"retries": {"limit": 0}}, lambda: "real")
+
+    async with WorkflowTestEnv(workflows={"once": Once}) as env:
+        env.mock_step("once", "call", error=ConnectionError("down"), times=1)
+        inst = await env.create("once")
+        with pytest.raises(InstanceFailed, match="down"):
+            await inst.result()
+        await inst.restart()
+        with pytest.raises(InstanceFailed, match="down"):  # the new run's first attempt again
+            await inst.result()
+        assert env.calls("once", "call") == 2

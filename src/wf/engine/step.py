@@ -223,8 +223,7 @@ async def _wait_for_event(
                 record.state, record.output = StepState.SUCCEEDED, event.payload
                 record.event_time = event.received
                 life.emit("event_received", record.display_name, event_type=event_type)
-                if life.intercept is not None and life.intercept.kill_after(_call(life, record)):
-                    life.kill()
+                _maybe_killed(life, record)
                 return _received(record)
             woke = await wait.sleep()
             if woke == "timer" and life.now() >= deadline:
@@ -237,6 +236,8 @@ async def _wait_for_event(
             event.payload,
             event.received,
         )
+        life.emit("event_received", record.display_name, event_type=event_type)
+        _maybe_killed(life, record)
         return _received(record)
     await _time_out_wait(life, record)
 

@@ -128,10 +128,14 @@ class Mocks:
 
     def restarted(self, workflow: str, instance_id: str) -> None:
         """The instance starts over (its consumed events are gone): its new run's waits get the
-        mocked events again."""
+        mocked events again, and ``times=`` mocks answer its new attempts afresh."""
         for mock in self._events:
             if mock.workflow == workflow:
                 mock.delivered.discard(instance_id)
+        for step_mock in (*self._failures, *self._results):
+            if step_mock.selector.workflow == workflow:
+                for key in [key for key in step_mock.used if key[0] == instance_id]:
+                    del step_mock.used[key]
 
     def crash_after(self, selector: Selector) -> None:
         self._crashes.append(selector)
