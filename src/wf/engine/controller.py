@@ -277,7 +277,10 @@ class Controller:
 
     def _many_items(self, request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
         given: object = request
-        usage = 'a batch must be {"count": N, "params": ...} or {"instances": [...]}'
+        usage = (
+            'a batch must be a JSON array of {"id", "params"} objects, or {"count": N, '
+            '"params": ...}, or {"instances": [...]}'
+        )
         if not isinstance(given, Mapping):
             raise ValidationError(f"{usage}, got {type(given).__name__}")
         keys = set(request)
