@@ -47,7 +47,13 @@ async def test_delete_one_and_in_batches(client: Client, engine: Engine) -> None
     ]
     assert result["deleted"] == [{"id": "b"}, {"id": "c"}, {"id": "b"}]
     assert [(e["id"], e["code"]) for e in result["errors"]] == [("zz", 10400)]
-    for wrong in ({"ids": ["b"]}, {"instances": "b"}, {"instances": []}, {"instances": ["a b"]}):
+    wrongs: list[dict[str, object]] = [
+        {"ids": ["b"]},
+        {"instances": "b"},
+        {"instances": []},
+        {"instances": ["a b"]},
+    ]
+    for wrong in wrongs:
         await fails(client, "POST", f"{BASE}/napper/instances/batch/delete", 400, 10002, json=wrong)
 
 

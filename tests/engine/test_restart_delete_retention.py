@@ -20,12 +20,17 @@ def spec(cls: type[WorkflowEntrypoint], **kw: Any) -> list[WorkflowSpec]:
     return [WorkflowSpec("wf", cls, "WF", **kw)]
 
 
+def noting(ran: list[str], name: str, value: Any) -> Any:
+    ran.append(name)
+    return value
+
+
 def counting_flow(ran: list[str]) -> type[WorkflowEntrypoint]:
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            a = await step.do("a", lambda: ran.append("a") or "A")
-            b = await step.do("b", lambda: ran.append("b") or event.payload.get("b", "B"))
-            c = await step.do("c", lambda: ran.append("c") or "C")
+            a = await step.do("a", lambda: noting(ran, "a", "A"))
+            b = await step.do("b", lambda: noting(ran, "b", event.payload.get("b", "B")))
+            c = await step.do("c", lambda: noting(ran, "c", "C"))
             return [a, b, c]
 
     return Flow
@@ -98,9 +103,9 @@ async def test_restart_from_the_nth_call_and_from_a_sleep(
         async def run(self, event, step):
             out = []
             for i in range(3):
-                out.append(await step.do("poll", lambda i=i: ran.append(f"poll{i}") or i))
+                out.append(await step.do("poll", lambda i=i: noting(ran, f"poll{i}", i)))
             await step.sleep("rest", "1 second")
-            out.append(await step.do("after", lambda: ran.append("after") or "done"))
+            out.append(await step.do("after", lambda: noting(ran, "after", "done")))
             return out
 
     engine = await harness.start(spec(Flow), clock=clock)
