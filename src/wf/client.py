@@ -307,10 +307,12 @@ class Client:
         return result
 
     def create_batch(
-        self, name: str, items: list[dict[str, Any]], *, trigger: str | None = None
-    ) -> list[dict[str, Any]]:
+        self, name: str, items: list[dict[str, Any]] | dict[str, Any], *, trigger: str | None = None
+    ) -> Any:
+        """A list of ``{id, params}`` (the created instances back), or the object form
+        ``{"count", "params"}`` / ``{"instances": [...]}`` (``{"created", "errors"}`` back)."""
         headers = {"X-WF-Trigger": trigger} if trigger else None
-        result: list[dict[str, Any]] = self.request(
+        result: Any = self.request(
             "POST",
             f"/workflows/{_segment(name)}/instances/batch",
             body=items,
@@ -333,16 +335,23 @@ class Client:
         return result
 
     def change_status(
-        self, name: str, instance_id: str, action: str, *, trigger: str | None = None
+        self,
+        name: str,
+        instance_id: str,
+        action: str,
+        *,
+        trigger: str | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """``action`` is pause, resume, terminate or restart; returns ``{status, timestamp}``.
-        ``trigger`` ("cli") is recorded as who terminated the instance."""
+        ``trigger`` ("cli") is recorded as who terminated the instance; ``extra`` goes into the
+        body (a restart's ``from`` and ``params``)."""
         if action not in ACTIONS:
             raise ClientError(f'"{action}" is not an action; use one of {", ".join(ACTIONS)}')
         result: dict[str, Any] = self.request(
             "PATCH",
             f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/status",
-            body={"status": action},
+            body={"status": action, **(extra or {})},
             send_body=True,
             headers={"X-WF-Trigger": trigger} if trigger else None,
         )[0]
@@ -357,8 +366,38 @@ class Client:
     def terminate(self, name: str, instance_id: str) -> dict[str, Any]:
         return self.change_status(name, instance_id, "terminate")
 
-    def restart(self, name: str, instance_id: str) -> dict[str, Any]:
-        return self.change_status(name, instance_id, "restart")
+    def restart(
+        self,
+        name: str,
+        instance_id: str,
+        *,
+        from_step: dict[str, Any] | None = None,
+        params: Any = None,
+    ) -> dict[str, Any]:
+        """Restart, from ``from_step`` (``{"name", "count"?, "type"?}``) if given, with new
+        ``params`` if not None."""
+        extra: dict[str, Any] = {}
+        if from_step is not None:
+            extra["from"] = from_step
+        if params is not None:
+            extra["params"] = params
+        return self.change_status(name, instance_id, "restart", extra=extra)
+
+    def delete_instance(self, name: str, instance_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.request(
+            "DELETE", f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}"
+        )[0]
+        return result
+
+    def delete_batch(self, name: str, ids: list[str]) -> dict[str, Any]:
+        """``{"deleted": [{"id"}], "errors": [{"id", "code", "message"}]}``."""
+        result: dict[str, Any] = self.request(
+            "POST",
+            f"/workflows/{_segment(name)}/instances/batch/delete",
+            body={"instances": ids},
+            send_body=True,
+        )[0]
+        return result
 
     def send_event(
         self, name: str, instance_id: str, event_type: str, payload: Any = None

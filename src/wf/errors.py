@@ -7,6 +7,7 @@
      │    ├── InstanceNotFound
      │    ├── InstanceAlreadyExists
      │    ├── InvalidTransition       e.g. terminating an instance that already finished
+     │    │    └── CannotRestart      restart from a step the history does not have
      │    ├── StepOutputError         a step returned something that cannot be stored
      │    └── StoreError              the database cannot be used
      │         ├── StoreLocked        another live wf process holds it
@@ -125,6 +126,12 @@ class InstanceAlreadyExists(WfError):
 
 class InvalidTransition(WfError):
     code = "instance.invalid_transition"
+
+
+class CannotRestart(InvalidTransition):
+    """``restart(from_step=...)`` names no step of the instance's history (Cloudflare's text)."""
+
+    code = "instance.cannot_restart"
 
 
 class StepOutputError(WfError):

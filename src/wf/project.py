@@ -20,6 +20,7 @@ from wf.durations import to_seconds
 from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
+from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.store.location import BadLocation, database_location
 from wf.engine.version import version_of_files
 from wf.errors import ValidationError, WfError, quote
@@ -72,6 +73,7 @@ class WorkflowConfig:
     binding: str
     class_name: str
     step_limit: int = DEFAULT_LIMITS.steps
+    default_retention: Retention = NO_RETENTION
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,34 @@ def find_config(start: Path | None = None) -> Path | None:
 # ---- reading and validating wf.toml ---------------------------------------------------------
 
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits", "default_retention")
 _DEV_KEYS = ("port", "host", "state_dir")
 _ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
+
+
+def _default_retention(value: Any, where: str, check: _Checker) -> Retention:
+    """``default_retention = { success_retention = "7 days", error_retention = "30 days" }``:
+    duration strings only (Cloudflare reads a bare number as milliseconds, wf's other durations
+    read one as seconds: a number here would be ambiguous)."""
+    place = f"{where}.default_retention"
+    if value is None:
+        return NO_RETENTION
+    if not isinstance(value, dict):
+        raise check.fail(
+            place,
+            'must be a table such as { success_retention = "7 days", error_retention = '
+            f'"30 days" }}, got {_show(value)}',
+        )
+    check.keys(value, ("success_retention", "error_retention"), place)
+    for key, raw in value.items():
+        if not isinstance(raw, str):
+            raise check.fail(
+                f"{place}.{key}", f'must be a duration string such as "7 days", got {_show(raw)}'
+            )
+    try:
+        return parse_retention(value, place)
+    except ValidationError as exc:
+        raise check.fail("", str(exc)) from None
 
 
 class _Checker:
@@ -323,7 +350,10 @@ def _load_project(config_path: Path) -> Project:
                 step_limit = check.integer(
                     limits["steps"], f"{where}.limits.steps", 1, MAX_STEP_LIMIT
                 )
-        workflows.append(WorkflowConfig(wf_name, binding, class_name, step_limit))
+        default_retention = _default_retention(entry.get("default_retention"), where, check)
+        workflows.append(
+            WorkflowConfig(wf_name, binding, class_name, step_limit, default_retention)
+        )
 
     variables = dict(check.table(data, "vars"))
     for key in variables:
@@ -507,5 +537,13 @@ def load_workflows(project: Project, module: ModuleType | None = None) -> list[W
                 f'{CONFIG_NAME}: {where} "{workflow.class_name}" in {project.main_label} is not a '
                 "subclass of wf.WorkflowEntrypoint"
             )
-        specs.append(WorkflowSpec(workflow.name, cls, workflow.binding, workflow.step_limit))
+        specs.append(
+            WorkflowSpec(
+                workflow.name,
+                cls,
+                workflow.binding,
+                workflow.step_limit,
+                workflow.default_retention,
+            )
+        )
     return specs

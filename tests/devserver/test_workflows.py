@@ -133,7 +133,7 @@ async def test_unknown_route_and_wrong_method(client: Client) -> None:
     assert "PUT" in body["errors"][0]["message"] and "GET" in body["errors"][0]["message"]
     assert resp.headers["Allow"] == "GET"
     await fails(client, "POST", "/api/health", 405, 10007)
-    await fails(client, "DELETE", "/api/workflows/quick/instances/x", 405, 10007)
+    await fails(client, "PUT", "/api/workflows/quick/instances/x", 405, 10007)
 
 
 async def test_store_failure_is_500_without_traceback(

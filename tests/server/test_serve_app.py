@@ -287,3 +287,39 @@ async def test_attempts_cut_short_say_a_worker_restart_from_a_shutdown(
         "the attempt was cut short because the server shut down; it does not count toward the "
         "retry limit",
     ]
+
+
+async def test_restart_from_delete_and_retention_under_wf_serve(
+    served: tuple[Client, Runtime], tmp_path: Path
+) -> None:
+    """Issue 12 through wf serve's worker processes: default_retention from the deployed wf.toml,
+    restart from a step with new params, delete one and in a batch, create_batch's object form."""
+    client, runtime = served
+    toml = WF_TOML + 'default_retention = { success_retention = "3 days" }\n'
+    await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v1", "v1", toml))
+    base = "/api/workflows/greet/instances"
+    await result_of(client, "POST", base, json={"id": "a", "params": {"n": 1}})
+    await result_of(
+        client,
+        "POST",
+        base,
+        json={"id": "b", "instance_retention": {"error_retention": "1 hour"}},
+    )
+    first = await wait_complete(client, "greet", "a")
+    assert first["retention"] == {"success_retention": "3 days", "error_retention": None}
+    assert (await wait_complete(client, "greet", "b"))["retention"] == {
+        "success_retention": "3 days",
+        "error_retention": "1 hour",
+    }
+    body = {"status": "restart", "from": {"name": "read secret"}, "params": {"n": 2}}
+    await result_of(client, "PATCH", f"{base}/a/status", json=body)
+    again = await wait_complete(client, "greet", "a")
+    assert again["output"]["params"] == {"n": 2} and again["restarted"]["new_params"] is True
+    created = await result_of(client, "POST", f"{base}/batch", json={"count": 2})
+    assert len(created["created"]) == 2 and created["errors"] == []
+    assert await result_of(client, "DELETE", f"{base}/a") == {"id": "a", "deleted": True}
+    ids = ["b", *(c["id"] for c in created["created"]), "a"]
+    result = await result_of(client, "POST", f"{base}/batch/delete", json={"instances": ids})
+    assert [d["id"] for d in result["deleted"]] == ids[:3]
+    assert [e["id"] for e in result["errors"]] == ["a"]
+    assert await runtime.store.get_instance("greet", "b") is None

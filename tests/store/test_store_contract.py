@@ -20,6 +20,7 @@ import pytest
 from wf.engine.model import (
     AttemptRecord,
     NewInstance,
+    RestartFrom,
     Status,
     StepKind,
     StepRecord,
@@ -27,7 +28,13 @@ from wf.engine.model import (
 )
 from wf.engine.store.sqlite import SqliteStore
 from wf.engine.store.sqlite_controls import MAX_CRASHES
-from wf.errors import InstanceAlreadyExists, InvalidTransition, StoreError, WfError
+from wf.errors import (
+    CannotRestart,
+    InstanceAlreadyExists,
+    InvalidTransition,
+    StoreError,
+    WfError,
+)
 
 WF = "wf"
 TABLES = ("instances", "steps", "attempts", "events")
@@ -765,3 +772,114 @@ async def test_live_owners_are_those_with_a_live_lease(store: Any) -> None:
     claimed = await store.claim_ready("node-1/worker-a", 1000.0, 10, [WF], 30.0)
     assert [claim.row.id for claim in claimed.claims] == ["a"]
     assert await store.live_owners() == ["node-1/worker-a"]
+
+
+# ---- restart from a step, delete, retention (issue 12) -----------------------------------------
+
+
+async def _history_of_four(store: Any) -> tuple[int, int]:
+    """An instance that ran do a, sleep nap, wait w (which consumed an event), do b, with one
+    event still buffered, and is still claimed."""
+    pk, epoch = await _claimed(store)
+    a = StepRecord("a", 1, StepKind.DO, 1000.0)
+    assert await store.start_attempt(pk, epoch, a, AttemptRecord(1, 1000.0), first=True)
+    a.output, a.ended = '"A"', 1001.0
+    assert await store.end_attempt(
+        pk, epoch, a, AttemptRecord(1, 1000.0, 1001.0, True), StepState.SUCCEEDED
+    )
+    nap = StepRecord("nap", 1, StepKind.SLEEP, 1002.0, wake_at=1003.0, duration=1.0)
+    assert await store.start_step(pk, epoch, nap)
+    wait = StepRecord("w", 1, StepKind.WAIT, 1004.0, event_type="go", wake_at=2000.0)
+    assert await store.start_step(pk, epoch, wait)
+    await store.send_event(pk, "go", '"used"', 1005.0)
+    assert (await store.consume_event(pk, epoch, wait, 1006.0)).payload == '"used"'
+    await store.send_event(pk, "go", '"buffered"', 1007.0)
+    b = StepRecord("b", 1, StepKind.DO, 1008.0)
+    assert await store.start_attempt(pk, epoch, b, AttemptRecord(1, 1008.0), first=True)
+    return pk, epoch
+
+
+async def test_a_restart_from_a_step_wipes_it_and_everything_started_later(
+    store: Any, backend: Backend
+) -> None:
+    pk, epoch = await _history_of_four(store)
+    row = await store.restart(
+        pk,
+        1010.0,
+        from_step=RestartFrom("w", 1, StepKind.WAIT),
+        params='{"new": 1}',
+        record='{"at": 1010.0}',
+    )
+    assert (row.status, row.owner, row.params, row.restarted) == (
+        Status.QUEUED,
+        None,
+        '{"new": 1}',
+        '{"at": 1010.0}',
+    )
+    assert row.started is not None and row.epoch > epoch  # its runner is fenced; not fresh
+    assert [s.key for s in (await store.load_history(pk)).steps] == [
+        (StepKind.DO, "a", 1),
+        (StepKind.SLEEP, "nap", 1),
+    ]
+    assert await store.load_events(pk) == []  # the consumed one and the buffered one
+    assert backend.query("SELECT name FROM attempts WHERE instance = %s", (pk,)) == [("a",)]
+    [claim] = (await store.claim_ready("me", 1011.0, 10, [WF], 30.0)).claims
+    assert not claim.fresh
+
+
+async def test_a_restart_from_an_unknown_step_changes_nothing(store: Any, backend: Backend) -> None:
+    pk, _ = await _history_of_four(store)
+    before = backend.dump()
+    for wrong in (RestartFrom("zzz"), RestartFrom("a", 2), RestartFrom("a", 1, StepKind.SLEEP)):
+        with pytest.raises(CannotRestart, match=f'Step "{wrong.name}" not found'):
+            await store.restart(pk, 1010.0, from_step=wrong, params='"x"', record="{}")
+    assert backend.dump() == before
+
+
+async def test_deleting_instances_removes_them_with_everything_they_own(
+    store: Any, backend: Backend
+) -> None:
+    pk, epoch = await _history_of_four(store)
+    [other] = await store.create_instances([new("other")], skip_existing=False)
+    assert await store.delete_instances([pk, 999_999, pk]) == [pk]
+    assert {t: [r for r in rows if pk in r[:2]] for t, rows in backend.dump().items()} == {
+        t: [] for t in TABLES
+    }
+    assert await store.get_instance(WF, "other") == other
+    step = StepRecord("late", 1, StepKind.DO, 1020.0)  # its old runner's writes are fenced
+    assert await store.start_attempt(pk, epoch, step, AttemptRecord(1, 1020.0), first=True) is False
+    assert backend.query("SELECT count(*) FROM steps")[0][0] == 0
+    await store.create_instances([new("a")], skip_existing=False)  # the id is free again
+
+
+async def test_an_instances_own_retention_decides_its_purge(store: Any) -> None:
+    day = 86400.0
+    await store.activate_version("v", 0.0, [], 1, 1, retention=10 * day)
+    plan = {  # id: (success retention, error retention, how it ends)
+        "short-ok": (1 * day, None, Status.COMPLETE),
+        "long-ok": (60 * day, None, Status.COMPLETE),
+        "plain-ok": (None, None, Status.COMPLETE),
+        "short-err": (None, 2 * day, Status.ERRORED),
+        "err-by-default": (5 * day, None, Status.ERRORED),  # set only for success
+    }
+    for instance_id, (ok, err, status) in plan.items():
+        created = NewInstance(WF, instance_id, "{}", "api", "v", 1000.0, ok, err)
+        [row] = await store.create_instances([created], skip_existing=False)
+        assert (row.success_retention, row.error_retention) == (ok, err)
+        [claim] = (await store.claim_ready("me", 1000.0, 10, [WF], 30.0)).claims
+        error = None if status is Status.COMPLETE else {"name": "E", "message": "m"}
+        assert await store.finish(claim.row.pk, claim.epoch, status, 1000.0, "1", error)
+
+    async def left() -> list[str]:
+        rows, _ = await store.list_instances(WF, status=None, offset=0, limit=10, newest_first=1)
+        return sorted(r.id for r in rows)
+
+    assert await store.purge_by_own_retention(1000.0 + 1.5 * day) == 1
+    assert await left() == ["err-by-default", "long-ok", "plain-ok", "short-err"]
+    assert await store.purge_by_own_retention(1000.0 + 3 * day) == 1
+    # The version's (and the engine's) retention leaves alone what set its own.
+    assert await store.purge_by_version_retention(1000.0 + 11 * day, 30 * day) == 2
+    assert await store.purge_finished(1000.0 + 11 * day) == 0
+    assert await left() == ["long-ok"]
+    assert await store.purge_by_own_retention(1000.0 + 61 * day) == 1
+    assert await left() == []

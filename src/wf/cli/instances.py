@@ -1,5 +1,5 @@
-"""``wf instances list | describe | export | pause | resume | terminate | restart | send-event |
-upgrade``.
+"""``wf instances list | describe | export | pause | resume | terminate | restart | delete |
+send-event | upgrade``.
 
 Every command that takes an instance id also takes ``latest``: the newest instance. ``upgrade``
 talks to ``wf serve`` (the only server with versions to move between), so its address defaults
@@ -255,17 +255,147 @@ def terminate(
     )
 
 
+RESTART_STEP_TYPES = ("do", "sleep", "waitForEvent")
+
+
+def _check_step_type(value: str | None) -> str | None:
+    if value is not None and value not in RESTART_STEP_TYPES:
+        raise typer.BadParameter(f'"{value}" is not a step type; use do, sleep or waitForEvent')
+    return value
+
+
 @app.command("restart")
 @exits
 def restart(
     name: NameArgument,
     instance_id: IdArgument,
+    from_step_name: Annotated[
+        str | None,
+        typer.Option(
+            "--from-step-name",
+            help="Restart from this step: earlier steps keep their results, this step and "
+            "every later one run again.",
+            show_default=False,
+        ),
+    ] = None,
+    from_step_count: Annotated[
+        int | None,
+        typer.Option(
+            "--from-step-count",
+            min=1,
+            help="Which call of the step named --from-step-name (1 is the first; default 1).",
+            show_default=False,
+        ),
+    ] = None,
+    from_step_type: Annotated[
+        str | None,
+        typer.Option(
+            "--from-step-type",
+            callback=_check_step_type,
+            help="The type of that step: do (default), sleep or waitForEvent.",
+            show_default=False,
+        ),
+    ] = None,
+    params: Annotated[
+        str | None,
+        typer.Option(
+            "--params",
+            help="New params for the restarted run, as a JSON string (default: the old ones).",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Restart an instance from the beginning, with the same params."""
-    _change("restart", "restarted", "🥷", name, instance_id, make_client(url, token), json_output)
+    """Restart an instance from the beginning, or from a step, with the same params or new."""
+    if from_step_name is None and (from_step_count is not None or from_step_type is not None):
+        raise CliError("--from-step-count and --from-step-type go with --from-step-name")
+    from_step: dict[str, object] | None = None
+    if from_step_name is not None:
+        from_step = {"name": from_step_name}
+        if from_step_count is not None:
+            from_step["count"] = from_step_count
+        if from_step_type is not None:
+            from_step["type"] = from_step_type
+    new_params = None if params is None else parse_json(params, "params", plural=True)
+    client = make_client(url, token)
+    resolved = resolve_id(client, name, instance_id)
+    extra: dict[str, object] = {}
+    if from_step is not None:
+        extra["from"] = from_step
+    if new_params is not None:
+        extra["params"] = new_params
+    result = client.change_status(name, resolved, "restart", trigger="cli", extra=extra)
+    if json_output:
+        print_json(result)
+        return
+    typer.echo(f'🥷 The instance "{resolved}" from {name} was restarted successfully')
+
+
+def _ids_from_file(path: Path) -> list[str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{path} is not UTF-8 text") from None
+    ids = parse_json(text, f"{path}")
+    if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+        raise CliError(f'{path} must hold a JSON array of instance ids, such as ["a", "b"]')
+    return ids
+
+
+@app.command("delete")
+@exits
+def delete(
+    name: NameArgument,
+    instance_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="ID...",
+            help='Ids of the instances to delete ("latest" is the newest).',
+            show_default=False,
+        ),
+    ] = None,
+    filename: Annotated[
+        Path | None,
+        typer.Option(
+            "--filename",
+            help="A JSON file holding an array of instance ids to delete (with the ids given).",
+            metavar="F",
+            show_default=False,
+        ),
+    ] = None,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Delete instances and everything stored about them (up to 100 at once).
+
+    A running instance stops at once, without running rollbacks."""
+    given = list(instance_ids or [])
+    if filename is not None:
+        given += _ids_from_file(filename)
+    if not given:
+        raise CliError("give the ids of the instances to delete, or --filename with a JSON array")
+    if len(given) > 100:
+        raise CliError(f"at most 100 instances can be deleted at once, got {len(given)}")
+    client = make_client(url, token)
+    ids = [resolve_id(client, name, i) for i in given]
+    result = client.delete_batch(name, ids)
+    if json_output:
+        print_json(result)
+    else:
+        deleted = [str(d.get("id")) for d in result.get("deleted", [])]
+        if deleted:
+            shown = ", ".join(f'"{i}"' for i in deleted)
+            typer.echo(f'🗑️  Deleted workflow instances from "{name}": {shown}')
+    errors = result.get("errors") or []
+    if errors:
+        for error in errors if not json_output else ():
+            typer.echo(f'wf: "{error.get("id")}": {error.get("message")}', err=True)
+        raise typer.Exit(1)
 
 
 @app.command("send-event")

@@ -274,6 +274,36 @@ def _instance_rows(
         rows.append(("Last Successful Step", last))
     if details.get("error"):
         rows.append(("Error", Text(error_text(details["error"]), style="red")))
+    rows.extend(_restart_and_retention_rows(details, tz))
+    return rows
+
+
+def _restart_and_retention_rows(
+    details: dict[str, Any], tz: tzinfo | None
+) -> list[tuple[str, Text | str]]:
+    """``Restarted`` (when, from which step, with new params or not) and ``Retention``."""
+    rows: list[tuple[str, Text | str]] = []
+    restarted = details.get("restarted")
+    if isinstance(restarted, dict):
+        text = format_date(restarted.get("at"), tz)
+        origin = restarted.get("from")
+        if isinstance(origin, dict):
+            text += (
+                f' from step "{clean(str(origin.get("name")))}" '
+                f"({clean(str(origin.get('type')))}, count {clean(str(origin.get('count')))})"
+            )
+        else:
+            text += " from the beginning"
+        text += ", with new params" if restarted.get("new_params") else ", same params"
+        rows.append(("Restarted", text))
+    retention = details.get("retention")
+    if isinstance(retention, dict):
+        sides = [
+            f"{label} {clean(str(retention[key]))}"
+            for key, label in (("success_retention", "success"), ("error_retention", "error"))
+            if retention.get(key)
+        ]
+        rows.append(("Retention", ", ".join(sides)))
     return rows
 
 

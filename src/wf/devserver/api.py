@@ -37,6 +37,7 @@ from wf.engine.controller import Controller, EncodedParams
 from wf.engine.details import iso, trigger_source
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
+from wf.engine.retention import parse_retention
 from wf.errors import StoreUnavailable, ValidationError, WfError, quote
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ DEFAULT_PER_PAGE = 25
 TRIGGER_HEADER = "X-WF-Trigger"
 TRIGGERS = ("api", "cli")
 ACTIONS = ("pause", "resume", "terminate", "restart")
+RESTART_KEYS = ("from", "params")  # restart from a step; new params (beyond Cloudflare)
 
 STATE_KEY = web.AppKey("wf_state", ServerState)
 
@@ -281,10 +283,13 @@ def _trigger(request: web.Request) -> str:
 
 
 def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``{"id"?, "params"?}`` with Cloudflare's ``instance_id`` accepted for ``id``."""
+    """``{"id"?, "params"?, "instance_retention"?}`` with Cloudflare's ``instance_id`` accepted
+    for ``id``; retention durations are strings or (as Cloudflare's) milliseconds."""
     for key in body:
-        if key not in ("id", "instance_id", "params"):
-            raise bad_request(f'{where} has unknown key "{key}"; expected id and params')
+        if key not in ("id", "instance_id", "params", "instance_retention"):
+            raise bad_request(
+                f'{where} has unknown key "{key}"; expected id, params and instance_retention'
+            )
     if "id" in body and "instance_id" in body:
         raise bad_request(f'{where} has both "id" and "instance_id"; give one')
     item: dict[str, Any] = {}
@@ -293,6 +298,13 @@ def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
         item["id"] = instance_id
     if "params" in body:
         item["params"] = body["params"]
+    if body.get("instance_retention") is not None:
+        try:
+            item["retention"] = parse_retention(
+                body["instance_retention"], f"{where}.instance_retention", numbers_are_ms=True
+            )
+        except ValidationError as exc:
+            raise bad_request(str(exc)) from None
     return item
 
 
@@ -336,7 +348,8 @@ def _read_batch(text: str, limits: Limits) -> list[dict[str, Any]]:
                     problem = exc
     except NotAnArray as exc:
         raise bad_request(
-            f'body must be a JSON array of {{"id", "params"}} objects, got {exc.kind}'
+            f'body must be a JSON array of {{"id", "params"}} objects, or {{"count", "params"}} '
+            f'or {{"instances": [...]}}, got {exc.kind}'
         ) from None
     except (ValueError, RecursionError) as exc:
         raise _not_json(exc) from None
@@ -508,7 +521,9 @@ async def create_instance(request: web.Request) -> web.Response:
             f"got {_json_type(body)}"
         )
     item = _instance_item(body, "body")
-    instance = await engine.create(name, item.get("id"), item.get("params"), trigger)
+    instance = await engine.create(
+        name, item.get("id"), item.get("params"), trigger, item.get("retention")
+    )
     return ok(_created(engine, name, instance.id), status=201)
 
 
@@ -519,10 +534,64 @@ async def create_batch(request: web.Request) -> web.Response:
     text = _body_text(await read_body(request, MAX_BATCH_BODY, BATCH_ROOM))
     if text is None:
         raise bad_request('body must be a JSON array of {"id", "params"} objects, got nothing')
+    if text.lstrip().startswith("{"):
+        return await _create_many(engine, name, text, trigger)
     items = _read_batch(text, engine.limits)
     del text  # up to 100 MiB: let it go before the instances are written
     instances = await engine.create_batch(name, items, trigger)
     return ok([_created(engine, name, i.id) for i in instances], status=201)
+
+
+async def _create_many(engine: Controller, name: str, text: str, trigger: str) -> web.Response:
+    """The object form: ``{"count": N, "params"}`` or ``{"instances": [{"instance_id",
+    "params", "instance_retention"}]}`` → ``{"created": [...], "errors": [...]}``."""
+    try:
+        body = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        raise _not_json(exc) from None
+    del text
+    request: dict[str, Any] = dict(body)
+    if "instances" in request and isinstance(request["instances"], list):
+        items = []
+        for index, entry in enumerate(request["instances"]):
+            if not isinstance(entry, dict):
+                raise bad_request(
+                    f"instances[{index}] must be an object with instance_id and params, "
+                    f"got {_json_type(entry)}"
+                )
+            items.append(_instance_item(entry, f"instances[{index}]"))
+        request["instances"] = items
+    elif "instance_retention" in request:
+        request["retention"] = _instance_item(
+            {"instance_retention": request.pop("instance_retention")}, "body"
+        ).get("retention")
+    created, errors = await engine.create_many(name, request, trigger)
+    result = {"created": [_created(engine, name, i.id) for i in created], "errors": errors}
+    return ok(result, status=201 if created else 200)
+
+
+async def delete_instance(request: web.Request) -> web.Response:
+    """Delete an instance with its history; a running one stops, without rollbacks."""
+    engine = _engine(request)
+    name, instance_id = request.match_info["name"], request.match_info["id"]
+    await engine.delete(name, instance_id)
+    log.info("deleted instance %s/%s", name, instance_id)
+    return ok({"id": instance_id, "deleted": True})
+
+
+async def delete_batch(request: web.Request) -> web.Response:
+    """``{"instances": [ids]}`` (1 to 100) → ``{"deleted": [{"id"}], "errors": [...]}``."""
+    engine = _engine(request)
+    name = engine.workflow(request.match_info["name"])
+    body = await read_json(request)
+    usage = 'body must be {"instances": ["<id>", ...]}'
+    if not isinstance(body, dict) or set(body) != {"instances"}:
+        got = "nothing" if body is EMPTY else _json_type(body)
+        raise bad_request(f"{usage}, got {got}")
+    ids = body["instances"]
+    if not isinstance(ids, list):
+        raise bad_request(f"{usage}; instances is {_json_type(ids)}")
+    return ok(await engine.delete_batch(name, ids))
 
 
 async def get_instance(request: web.Request) -> web.Response:
@@ -548,7 +617,7 @@ async def change_status(request: web.Request) -> web.Response:
         got = "nothing" if body is EMPTY else _json_type(body)
         raise bad_request(f"{usage}, got {got}")
     for key in body:
-        if key not in ("status", "action"):
+        if key not in ("status", "action", *RESTART_KEYS):
             raise bad_request(f'body has unknown key "{key}"; {usage}')
     if "status" in body and "action" in body:
         raise bad_request(f'body has both "status" and "action"; give one ({usage})')
@@ -558,6 +627,9 @@ async def change_status(request: web.Request) -> web.Response:
     if action not in ACTIONS:
         shown = f'"{action}"' if isinstance(action, str) else _json_type(action)
         raise bad_request(f"unknown status change {shown}; use one of {', '.join(ACTIONS)}")
+    for key in RESTART_KEYS:
+        if key in body and action != "restart":
+            raise bad_request(f'"{key}" goes with "status": "restart" only')
     if action == "pause":
         row = await engine.pause(name, instance_id)
     elif action == "resume":
@@ -565,7 +637,7 @@ async def change_status(request: web.Request) -> web.Response:
     elif action == "terminate":
         row = await engine.terminate(name, instance_id, trigger)
     else:
-        row = await engine.restart(name, instance_id)
+        row = await engine.restart(name, instance_id, body.get("from"), body.get("params"))
     log.info("%s %s/%s → %s", action, name, instance_id, row.status.value)
     return ok({"status": row.status.value, "timestamp": iso(engine.clock.now())})
 
@@ -591,7 +663,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/workflows/{name}/instances", list_instances),
     ("POST", "/api/workflows/{name}/instances", create_instance),
     ("POST", "/api/workflows/{name}/instances/batch", create_batch),
+    ("POST", "/api/workflows/{name}/instances/batch/delete", delete_batch),
     ("GET", "/api/workflows/{name}/instances/{id}", get_instance),
+    ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
     ("GET", "/api/workflows/{name}/instances/{id}/history", get_history),
     ("PATCH", "/api/workflows/{name}/instances/{id}/status", change_status),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),

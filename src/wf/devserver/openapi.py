@@ -62,6 +62,10 @@ _STEP_CONFIG = _object(
     }
 )
 _STEP_STATE: Schema = {"enum": ["running", "succeeded", "failed"]}
+_DURATION_MS: Schema = {
+    "type": ["integer", "string"],
+    "description": 'milliseconds, or a duration such as "7 days"',
+}
 
 
 def _history_step(kind: str, properties: dict[str, Schema]) -> Schema:
@@ -279,11 +283,105 @@ _SCHEMAS: dict[str, Schema] = {
                 "description": "Cloudflare's name for id",
             },
             "params": ANY | {"description": "the instance's params (at most 1 MiB as JSON)"},
+            "instance_retention": _ref("Retention"),
         },
         required=[],
         additionalProperties=False,
         # One name for the id, not both.
         **{"not": {"required": ["id", "instance_id"]}},
+    ),
+    "Retention": _object(
+        {
+            "success_retention": _DURATION_MS,
+            "error_retention": _DURATION_MS
+            | {"description": "for errored and terminated instances"},
+        },
+        required=[],
+        additionalProperties=False,
+        description="how long the instance is kept once finished (default: the workflow's "
+        "default_retention, then the server's retention); its id stays taken meanwhile",
+    ),
+    "RestartFrom": _object(
+        {
+            "name": {"type": "string", "minLength": 1, "maxLength": 256},
+            "count": {"type": "integer", "minimum": 1, "description": "1-based; default 1"},
+            "type": {"enum": ["do", "sleep", "waitForEvent"], "description": "default do"},
+        },
+        required=["name"],
+        additionalProperties=False,
+    ),
+    "Restarted": _object(
+        {
+            "at": ISO,
+            "from": _nullable(_ref("RestartFrom")),
+            "new_params": {"type": "boolean"},
+        },
+        description="wf only: the instance's latest restart",
+    ),
+    "CreateBatchObject": {
+        "oneOf": [
+            _object(
+                {
+                    "count": {"type": "integer", "minimum": 1, "maximum": 100},
+                    "params": ANY,
+                    "instance_retention": _ref("Retention"),
+                },
+                required=["count"],
+                additionalProperties=False,
+            ),
+            _object(
+                {
+                    "instances": {
+                        "type": "array",
+                        "items": _ref("NewInstance"),
+                        "minItems": 1,
+                        "maxItems": 100,
+                    }
+                },
+                additionalProperties=False,
+            ),
+        ]
+    },
+    "BatchError": _object(
+        {
+            "index": {"type": "integer"},
+            "id": {"type": "string"},
+            "code": {"type": "integer"},
+            "message": {"type": "string"},
+        }
+    ),
+    "BatchCreated": _object(
+        {
+            "created": {"type": "array", "items": _ref("CreatedInstance")},
+            "errors": {"type": "array", "items": _ref("BatchError")},
+        }
+    ),
+    "DeletedInstance": _object({"id": {"type": "string"}, "deleted": {"const": True}}),
+    "DeleteBatch": _object(
+        {
+            "instances": {
+                "type": "array",
+                "items": {"type": "string", "pattern": ID_REGEX, "maxLength": 100},
+                "minItems": 1,
+                "maxItems": 100,
+            }
+        },
+        additionalProperties=False,
+    ),
+    "BatchDeleted": _object(
+        {
+            "deleted": {"type": "array", "items": _object({"id": {"type": "string"}})},
+            "errors": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "id": {"type": "string"},
+                        "code": {"type": "integer"},
+                        "message": {"type": "string"},
+                    }
+                ),
+            },
+        }
     ),
     "CreatedInstance": _object(
         {
@@ -389,7 +487,32 @@ _SCHEMAS: dict[str, Schema] = {
             "output": ANY,
             "step_count": {"type": "integer"},
             "steps": {"type": "array", "items": _ref("Step")},
-        }
+            "restarted": _ref("Restarted"),
+            "retention": _object(
+                {
+                    "success_retention": _nullable({"type": "string"}),
+                    "error_retention": _nullable({"type": "string"}),
+                },
+                description="wf only: the retention the instance set (durations in words)",
+            ),
+        },
+        required=[
+            "id",
+            "workflow",
+            "status",
+            "params",
+            "trigger",
+            "versionId",
+            "created",
+            "queued",
+            "start",
+            "end",
+            "success",
+            "error",
+            "output",
+            "step_count",
+            "steps",
+        ],
     ),
     "StatusChange": {
         "type": "object",
@@ -397,6 +520,13 @@ _SCHEMAS: dict[str, Schema] = {
         "properties": {
             "status": {"enum": ["pause", "resume", "terminate", "restart"]},
             "action": {"enum": ["pause", "resume", "terminate", "restart"]},
+            "from": _ref("RestartFrom")
+            | {
+                "description": "restart only: start again from this step; earlier steps keep "
+                "their results (unknown step: 409, nothing changes)"
+            },
+            "params": ANY
+            | {"description": "restart only (wf, beyond Cloudflare): new params for the run"},
         },
         "oneOf": [{"required": ["status"]}, {"required": ["action"]}],
         "additionalProperties": False,
@@ -641,15 +771,50 @@ _PATHS: dict[str, dict[str, Schema]] = {
             ),
             "parameters": [*_NAME, _param("trigger")],
             "requestBody": _json_body(
-                {"type": "array", "items": _ref("NewInstance"), "minItems": 1, "maxItems": 100},
-                "the instances to create",
+                {
+                    "oneOf": [
+                        {
+                            "type": "array",
+                            "items": _ref("NewInstance"),
+                            "minItems": 1,
+                            "maxItems": 100,
+                        },
+                        _ref("CreateBatchObject"),
+                    ]
+                },
+                "the instances to create: an array (existing ids skipped), or the object form "
+                '{"count", "params"} / {"instances": [...]} (existing or repeated ids are errors)',
                 required=True,
             ),
             "responses": {
                 "201": _reply(
-                    "the instances created (existing ids left out)",
-                    {"type": "array", "items": _ref("CreatedInstance")},
+                    "array form: the instances created (existing ids left out); object form: "
+                    "{created, errors}",
+                    {
+                        "oneOf": [
+                            {"type": "array", "items": _ref("CreatedInstance")},
+                            _ref("BatchCreated"),
+                        ]
+                    },
                 ),
+                "200": _reply(
+                    "object form, nothing created: {created: [], errors}", _ref("BatchCreated")
+                ),
+                **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/batch/delete": {
+        "post": {
+            "operationId": "deleteInstances",
+            "summary": (
+                "Delete up to 100 instances with their histories; running ones stop without "
+                "rollbacks; one result per id given"
+            ),
+            "parameters": _NAME,
+            "requestBody": _json_body(_ref("DeleteBatch"), "the ids", required=True),
+            "responses": {
+                "200": _reply("what was deleted, and the ids not found", _ref("BatchDeleted")),
                 **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
             },
         }
@@ -663,7 +828,19 @@ _PATHS: dict[str, dict[str, Schema]] = {
                 "200": _reply("the instance", _ref("InstanceDetails")),
                 **_errors("NotFound", "ProjectBroken"),
             },
-        }
+        },
+        "delete": {
+            "operationId": "deleteInstance",
+            "summary": (
+                "Delete an instance with its history; a running one stops without rollbacks; "
+                "its id can be used again"
+            ),
+            "parameters": _INSTANCE,
+            "responses": {
+                "200": _reply("the instance was deleted", _ref("DeletedInstance")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        },
     },
     "/api/workflows/{name}/instances/{id}/history": {
         "get": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from wf.engine.model import Trigger
 
@@ -49,8 +49,15 @@ class WorkflowInstance:
     async def terminate(self) -> None:
         await self._engine.terminate(self.workflow_name, self.id, Trigger.BINDING.value)
 
-    async def restart(self) -> None:
-        await self._engine.restart(self.workflow_name, self.id)
+    async def restart(self, from_step: Any = None, *, params: Any = None) -> None:
+        """Start over, or from ``from_step={"name": ..., "count": 1, "type": "do"}`` (count and
+        type optional): earlier steps stay cached, that step and every later one run again.
+        ``params`` (beyond Cloudflare): new params for the restarted run."""
+        await self._engine.restart(self.workflow_name, self.id, from_step, params)
+
+    async def delete(self) -> None:
+        """Delete the instance and its history; a running one stops without rollbacks."""
+        await self._engine.delete(self.workflow_name, self.id)
 
     async def send_event(self, type: str, payload: Any = None) -> None:
         await self._engine.send_event(self.workflow_name, self.id, type, payload)
@@ -66,11 +73,38 @@ class WorkflowBinding:
         self._engine = engine
         self.workflow_name = workflow
 
-    async def create(self, id: str | None = None, params: Any = None) -> WorkflowInstance:
-        return await self._engine.create(self.workflow_name, id, params, Trigger.BINDING.value)
+    async def create(
+        self, id: str | None = None, params: Any = None, *, retention: Any = None
+    ) -> WorkflowInstance:
+        """``retention={"success_retention": "7 days", "error_retention": "30 days"}``."""
+        return await self._engine.create(
+            self.workflow_name, id, params, Trigger.BINDING.value, retention
+        )
 
-    async def create_batch(self, items: Sequence[Mapping[str, Any]]) -> list[WorkflowInstance]:
+    @overload
+    async def create_batch(self, items: Sequence[Mapping[str, Any]]) -> list[WorkflowInstance]: ...
+
+    @overload
+    async def create_batch(self, items: Mapping[str, Any]) -> dict[str, Any]: ...
+
+    async def create_batch(
+        self, items: Sequence[Mapping[str, Any]] | Mapping[str, Any]
+    ) -> list[WorkflowInstance] | dict[str, Any]:
+        """A list of ``{id, params}``: the instances created (existing ids are skipped). Or the
+        object form, ``{"count": N, "params": ...}`` or ``{"instances": [...]}``: returns
+        ``{"created": [instances], "errors": [{"index", "id", "code", "message"}]}``, where an
+        id that exists (or comes twice) is an error."""
+        if isinstance(items, Mapping):
+            created, errors = await self._engine.create_many(
+                self.workflow_name, items, Trigger.BINDING.value
+            )
+            return {"created": created, "errors": errors}
         return await self._engine.create_batch(self.workflow_name, items, Trigger.BINDING.value)
+
+    async def delete_batch(self, ids: Sequence[str]) -> dict[str, Any]:
+        """Delete up to 100 instances: ``{"deleted": [{"id"}], "errors": [{"id", "code",
+        "message"}]}``."""
+        return await self._engine.delete_batch(self.workflow_name, ids)
 
     async def get(self, id: str) -> WorkflowInstance:
         return await self._engine.get(self.workflow_name, id)

@@ -17,9 +17,16 @@ from wf.engine.clock import Clock
 from wf.engine.history_json import history_json
 from wf.engine.limits import Limits, check_identifier
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
+from wf.engine.restarts import parse_from_step, restart_record
+from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.runner import Notice
 from wf.engine.store.base import Store
 from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, WorkflowNotFound
+
+# Cloudflare's numeric codes in the results of create_batch's object form and delete_batch (the
+# REST API answers with the same ones).
+ALREADY_EXISTS_CODE = 10405
+NOT_FOUND_CODE = 10400
 
 log = logging.getLogger("wf.engine")
 
@@ -97,6 +104,14 @@ class Controller:
         """(binding, class name) of a workflow, for listings."""
         return None, ""
 
+    def default_retention(self, workflow: str) -> Retention:
+        """The ``default_retention`` of a workflow's wf.toml entry (for new instances)."""
+        return NO_RETENTION
+
+    def restart_home(self, row: InstanceRow) -> str | None:
+        """The version a restarted instance moves to should its own be unloaded (None: refuse)."""
+        return None
+
     def workflow(self, name: str) -> str:
         """``name`` if such a workflow exists, else ``WorkflowNotFound`` listing the known ones."""
         names = self.workflow_names()
@@ -119,18 +134,34 @@ class Controller:
 
     # ---- instances ------------------------------------------------------------------------------
     def _new(
-        self, workflow: str, instance_id: str | None, params: Any, trigger: str, version: str
+        self,
+        workflow: str,
+        instance_id: str | None,
+        params: Any,
+        trigger: str,
+        version: str,
+        retention: Any = None,
     ) -> NewInstance:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
         check_identifier(instance_id, "instance id", self.limits.id_length)
+        kept = parse_retention(retention).over(self.default_retention(workflow))
         if isinstance(params, EncodedParams):
             text = params.text
         else:
             text = codec.encode_payload(
                 {} if params is None else params, "params", self.limits.payload_bytes
             )
-        return NewInstance(workflow, instance_id, text, trigger, version, self.clock.now())
+        return NewInstance(
+            workflow,
+            instance_id,
+            text,
+            trigger,
+            version,
+            self.clock.now(),
+            kept.success,
+            kept.error,
+        )
 
     async def create(
         self,
@@ -138,11 +169,14 @@ class Controller:
         id: str | None = None,
         params: Any = None,
         trigger: str = Trigger.API.value,
+        retention: Any = None,
     ) -> WorkflowInstance:
-        """Create an instance; it is on disk when this returns. A duplicate id is an error."""
+        """Create an instance; it is on disk when this returns. A duplicate id is an error (an
+        id is taken until its instance is purged or deleted). ``retention``:
+        ``{"success_retention", "error_retention"}`` durations, over the workflow's default."""
         name = self.workflow(workflow)
         version = self.new_instance_version(name)
-        new = self._new(name, id, params, trigger, version)
+        new = self._new(name, id, params, trigger, version, retention)
         await self.store.create_instances([new], skip_existing=False)
         self.notifier.created(name, version)
         self._notice("queued", name, new.id, trigger=trigger)
@@ -172,11 +206,18 @@ class Controller:
         for index, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise ValidationError(f"batch[{index}] must be an object with id and params")
-            unknown = set(item) - {"id", "params"}
+            unknown = set(item) - {"id", "params", "retention"}
             if unknown:
                 raise ValidationError(f"batch[{index}] has unknown key {sorted(unknown)[0]!r}")
             try:
-                one = self._new(name, item.get("id"), item.get("params"), trigger, version)
+                one = self._new(
+                    name,
+                    item.get("id"),
+                    item.get("params"),
+                    trigger,
+                    version,
+                    item.get("retention"),
+                )
             except ValidationError as exc:
                 raise ValidationError(f"batch[{index}]: {exc}") from None
             if one.id not in seen:
@@ -187,6 +228,94 @@ class Controller:
         for row in rows:
             self._notice("queued", name, row.id, trigger=trigger)
         return [WorkflowInstance(self, name, row.id) for row in rows]
+
+    async def create_many(
+        self,
+        workflow: str,
+        request: Mapping[str, Any],
+        trigger: str = Trigger.API.value,
+    ) -> tuple[list[WorkflowInstance], list[dict[str, Any]]]:
+        """``create_batch``'s object form: ``{"count": N, "params": ...}`` (N instances with new
+        ids) or ``{"instances": [{"id", "params", "retention"}, ...]}``; up to 100 in one
+        commit. Returns (created, errors): an id that exists already, or comes twice, is an
+        error ``{"index", "id", "code", "message"}``, not skipped. A malformed request or
+        instance refuses the whole call, before anything is created."""
+        name = self.workflow(workflow)
+        version = self.new_instance_version(name)
+        items = self._many_items(request)
+        new: list[NewInstance] = []
+        errors: list[dict[str, Any]] = []
+        at: dict[str, int] = {}  # id → index of the instance that creates it
+        for index, item in enumerate(items):
+            try:
+                one = self._new(
+                    name,
+                    item.get("id"),
+                    item.get("params"),
+                    trigger,
+                    version,
+                    item.get("retention"),
+                )
+            except ValidationError as exc:
+                raise ValidationError(f"instances[{index}]: {exc}") from None
+            if one.id in at:
+                errors.append(_batch_error(index, one.id, "appears twice in the batch"))
+                continue
+            at[one.id] = index
+            new.append(one)
+        rows = await self.store.create_instances(new, skip_existing=True)
+        created_ids = {row.id for row in rows}
+        for one in new:
+            if one.id not in created_ids:
+                errors.append(_batch_error(at[one.id], one.id, f'already exists in "{name}"'))
+        errors.sort(key=lambda e: int(e["index"]))
+        if rows:
+            self.notifier.created(name, version)
+        for row in rows:
+            self._notice("queued", name, row.id, trigger=trigger)
+        return [WorkflowInstance(self, name, row.id) for row in rows], errors
+
+    def _many_items(self, request: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        given: object = request
+        usage = (
+            'a batch must be a JSON array of {"id", "params"} objects, or {"count": N, '
+            '"params": ...}, or {"instances": [...]}'
+        )
+        if not isinstance(given, Mapping):
+            raise ValidationError(f"{usage}, got {type(given).__name__}")
+        keys = set(request)
+        limit = self.limits.batch_size
+        if "instances" in keys:
+            if keys - {"instances"}:
+                raise ValidationError(f"{usage}; instances goes alone")
+            items = request["instances"]
+            if not isinstance(items, (list, tuple)):
+                raise ValidationError("instances must be a list of {id, params} objects")
+            for index, item in enumerate(items):
+                if not isinstance(item, Mapping):
+                    raise ValidationError(
+                        f"instances[{index}] must be an object with id and params"
+                    )
+                unknown = set(item) - {"id", "params", "retention"}
+                if unknown:
+                    raise ValidationError(
+                        f"instances[{index}] has unknown key {sorted(unknown)[0]!r}"
+                    )
+            count = len(items)
+        elif "count" in keys:
+            unknown = keys - {"count", "params", "retention"}
+            if unknown:
+                raise ValidationError(f"{usage}; unknown key {sorted(unknown)[0]!r}")
+            count = request["count"]
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise ValidationError(f"count must be a whole number from 1 to {limit}")
+            shared = {k: request[k] for k in ("params", "retention") if k in request}
+            items = [shared] * max(count, 0)
+        else:
+            raise ValidationError(usage)
+        if not 1 <= count <= limit:
+            raise ValidationError(f"a batch holds from 1 to {limit} instances, got {count}")
+        return list(items)
 
     async def row(self, workflow: str, instance_id: str) -> InstanceRow:
         name = self.workflow(workflow)
@@ -268,13 +397,89 @@ class Controller:
         self._notice("terminated", row.workflow, row.id, source=source)
         return row
 
-    async def restart(self, workflow: str, instance_id: str) -> InstanceRow:
+    async def restart(
+        self,
+        workflow: str,
+        instance_id: str,
+        from_step: Any = None,
+        params: Any = None,
+    ) -> InstanceRow:
+        """Start over, or from ``from_step`` (``{"name", "count"?, "type"?}``: it and every step
+        that started after it run again, earlier ones stay cached, buffered events are dropped;
+        an unknown step is refused before anything changes). ``params``: new params for the
+        restarted run (None keeps the old ones); recorded, and shown by describe."""
+        target = parse_from_step(from_step)
+        text = None
+        if params is not None:
+            text = codec.encode_payload(params, "params", self.limits.payload_bytes)
         before = await self.row(workflow, instance_id)
-        row = await self.store.restart(before.pk, self.clock.now())
+        now = self.clock.now()
+        row = await self.store.restart(
+            before.pk,
+            now,
+            self.restart_home(before),
+            from_step=target,
+            params=text,
+            record=restart_record(now, target, text is not None),
+        )
         self.notifier.changed(before, "restart")
         self.notifier.created(row.workflow, row.version_id)
         self._notice("restarted", row.workflow, row.id)
         return row
+
+    async def delete(self, workflow: str, instance_id: str) -> None:
+        """Delete an instance and everything stored about it; a running one stops at once,
+        without rollbacks. Its id can be used again."""
+        before = await self.row(workflow, instance_id)
+        if not await self.store.delete_instances([before.pk]):
+            raise InstanceNotFound(
+                f'instance "{instance_id}" not found in workflow "{before.workflow}"'
+            )
+        self.notifier.changed(before, "delete")
+        self._notice("deleted", before.workflow, before.id)
+
+    async def delete_batch(self, workflow: str, ids: Sequence[str]) -> dict[str, Any]:
+        """Delete up to 100 instances in one commit: ``{"deleted": [{"id"}], "errors": [{"id",
+        "code", "message"}]}``, one entry per id given, in order (an id given twice is deleted
+        once and reported twice). Any invalid id refuses the whole call first."""
+        name = self.workflow(workflow)
+        given: object = ids
+        if isinstance(given, str) or not isinstance(given, (list, tuple)):
+            raise ValidationError("ids must be a list of instance ids")
+        if not 1 <= len(ids) <= self.limits.batch_size:
+            raise ValidationError(
+                f"a delete batch holds from 1 to {self.limits.batch_size} ids, got {len(ids)}"
+            )
+        for index, instance_id in enumerate(ids):
+            try:
+                check_identifier(instance_id, "instance id", self.limits.id_length)
+            except ValidationError as exc:
+                raise ValidationError(f"ids[{index}]: {exc}") from None
+        rows: dict[str, InstanceRow] = {}
+        for instance_id in dict.fromkeys(ids):
+            found = await self.store.get_instance(name, instance_id)
+            if found is not None:
+                rows[instance_id] = found
+        gone = set(await self.store.delete_instances([r.pk for r in rows.values()]))
+        deleted: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for instance_id in ids:
+            row = rows.get(instance_id)
+            if row is not None and row.pk in gone:
+                deleted.append({"id": instance_id})
+            else:
+                errors.append(
+                    {
+                        "id": instance_id,
+                        "code": NOT_FOUND_CODE,
+                        "message": f'instance "{instance_id}" not found in workflow "{name}"',
+                    }
+                )
+        for row in rows.values():
+            if row.pk in gone:
+                self.notifier.changed(row, "delete")
+                self._notice("deleted", row.workflow, row.id)
+        return {"deleted": deleted, "errors": errors}
 
     async def send_event(
         self, workflow: str, instance_id: str, event_type: str, payload: Any = None
@@ -311,3 +516,12 @@ class Controller:
         deleted = await self.store.delete_workflow(name)
         self.notifier.workflow_deleted(name)
         return deleted
+
+
+def _batch_error(index: int, instance_id: str, why: str) -> dict[str, Any]:
+    return {
+        "index": index,
+        "id": instance_id,
+        "code": ALREADY_EXISTS_CODE,
+        "message": f'an instance with id "{instance_id}" {why}',
+    }

@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from wf.durations import format_duration
 from wf.engine import codec
 from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState, Trigger
+from wf.engine.restarts import read_record
 
 # Cloudflare's trigger sources. wf records its own CLI as "cli" (the terminal says so); Cloudflare
 # shows wrangler's triggers, which are API calls, as "api".
@@ -94,7 +96,7 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
     if row.status is Status.TERMINATED:
         trigger = trigger_json(row.termination or Trigger.API.value)
         steps.append({"type": "termination", "trigger": trigger})
-    return {
+    shown = {
         "id": row.id,
         "workflow": row.workflow,
         "status": row.status.value,
@@ -111,3 +113,29 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
         "step_count": step_count,
         "steps": steps,
     }
+    shown.update(extras(row))
+    return shown
+
+
+def extras(row: InstanceRow) -> dict[str, Any]:
+    """What wf keeps beyond Cloudflare's shape, present only when there is something to say:
+    the instance's latest restart and the retention it set."""
+    found: dict[str, Any] = {}
+    record = read_record(row.restarted)
+    if record is not None:
+        at = record.get("at")
+        found["restarted"] = {
+            "at": iso(at) if isinstance(at, (int, float)) else None,
+            "from": record.get("from"),
+            "new_params": bool(record.get("new_params")),
+        }
+    if row.success_retention is not None or row.error_retention is not None:
+        found["retention"] = {
+            "success_retention": _seconds(row.success_retention),
+            "error_retention": _seconds(row.error_retention),
+        }
+    return found
+
+
+def _seconds(value: float | None) -> str | None:
+    return None if value is None else format_duration(value)

@@ -17,6 +17,7 @@ from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.intercept import Interceptor
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier
 from wf.engine.model import InstanceRow
+from wf.engine.retention import NO_RETENTION, Retention
 from wf.engine.runner import Notice, StopCause
 from wf.engine.scheduler import Scheduler, Slots
 from wf.engine.store.base import Store
@@ -37,6 +38,7 @@ class WorkflowSpec:
     cls: type[WorkflowEntrypoint]
     binding: str | None = None
     step_limit: int = DEFAULT_LIMITS.steps
+    default_retention: Retention = NO_RETENTION  # wf.toml's default_retention
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,10 @@ class Engine(Controller):
         spec = self.specs[name]
         return spec.binding, spec.cls.__name__
 
+    def default_retention(self, workflow: str) -> Retention:
+        spec = self.specs.get(workflow)
+        return spec.default_retention if spec is not None else NO_RETENTION
+
     def spec(self, workflow: str) -> WorkflowSpec:
         return self.specs[self.workflow(workflow)]
 
@@ -228,7 +234,7 @@ class LocalNotifier:
                 life.request_pause()
             elif change == "resume":
                 life.cancel_pause()
-            elif change in ("terminate", "restart", "upgrade"):
+            elif change in ("terminate", "restart", "upgrade", "delete"):
                 life.end("fenced")
             elif change == "event" and event_type is not None:
                 life.notify_event(event_type)

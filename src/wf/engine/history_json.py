@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from wf.engine import codec
-from wf.engine.details import iso
+from wf.engine.details import extras, iso
 from wf.engine.model import EventRecord, History, InstanceRow, StepKind, StepRecord
 
 FORMAT = "wf-history"
@@ -20,7 +20,7 @@ FORMAT_VERSION = 1
 
 def history_json(row: InstanceRow, history: History, events: list[EventRecord]) -> dict[str, Any]:
     """The history of ``row``'s current run: its steps in start order, then its events."""
-    return {
+    shown = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "workflow": row.workflow,
@@ -37,6 +37,8 @@ def history_json(row: InstanceRow, history: History, events: list[EventRecord]) 
         "steps": [step_json(s) for s in history.steps],
         "events": [event_json(e) for e in events],
     }
+    shown.update(extras(row))
+    return shown
 
 
 def step_json(record: StepRecord) -> dict[str, Any]:

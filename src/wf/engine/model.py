@@ -37,6 +37,14 @@ class StepKind(str, enum.Enum):
     def cloudflare_type(self) -> str:
         return {"do": "step", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
 
+    @property
+    def restart_type(self) -> str:
+        """The name ``restart({from: {type}})`` gives this kind."""
+        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+
+
+RESTART_TYPES = {"do": StepKind.DO, "sleep": StepKind.SLEEP, "waitForEvent": StepKind.WAIT}
+
 
 class StepState(str, enum.Enum):
     RUNNING = "running"
@@ -185,6 +193,9 @@ class InstanceRow:
     queued: float = 0.0
     termination: str | None = None  # who terminated it: a trigger source
     crashes: int = 0  # lives in a row that ended with their process dying
+    success_retention: float | None = None  # seconds kept once complete (None: the default)
+    error_retention: float | None = None  # seconds kept once errored or terminated
+    restarted: str | None = None  # JSON of its latest restart (``RestartRecord``)
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
@@ -219,6 +230,21 @@ class NewInstance:
     trigger: str
     version_id: str
     created: float
+    success_retention: float | None = None
+    error_retention: float | None = None
+
+
+@dataclass(frozen=True)
+class RestartFrom:
+    """Where a restart starts again: the ``count``-th step of ``kind`` named ``name``, in the
+    order steps started. It and every step that started after it run again."""
+
+    name: str
+    count: int = 1
+    kind: StepKind = StepKind.DO
+
+    def as_json(self) -> dict[str, Any]:
+        return {"name": self.name, "count": self.count, "type": self.kind.restart_type}
 
 
 @dataclass(frozen=True)

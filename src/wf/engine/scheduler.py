@@ -321,7 +321,14 @@ class Scheduler:
     async def _retention_loop(self) -> None:
         engine = self.engine
         retention = engine.settings.retention_seconds
-        await purge_forever(lambda: engine.store.purge_finished(engine.clock.now() - retention))
+
+        async def purge() -> int:
+            now = engine.clock.now()
+            # Instances that set their own retention first, then the others by the engine's.
+            own = await engine.store.purge_by_own_retention(now)
+            return own + await engine.store.purge_finished(now - retention)
+
+        await purge_forever(purge)
 
 
 async def purge_forever(purge: Callable[[], Awaitable[int]]) -> None:

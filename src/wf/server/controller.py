@@ -9,6 +9,7 @@ from wf.engine.clock import Clock
 from wf.engine.controller import Controller
 from wf.engine.limits import Limits
 from wf.engine.model import InstanceRow, VersionRow
+from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.store.base import ServerStore
 from wf.errors import WorkflowNotFound
 from wf.server.workers import WorkerManager
@@ -80,21 +81,21 @@ class ServerController(Controller):
             )
         return active.id
 
-    async def restart(self, workflow: str, instance_id: str) -> InstanceRow:
+    def restart_home(self, row: InstanceRow) -> str | None:
         """A restarted instance whose version was unloaded (nothing needed that code any more)
         starts again on the active version, decided in the restart's own transaction."""
-        before = await self.row(workflow, instance_id)
         active = self.catalog.active
-        rehome = (
-            active.id
-            if active is not None and before.workflow in self.catalog.active_workflows()
-            else None
-        )
-        row = await self.store.restart(before.pk, self.clock.now(), rehome)
-        self.notifier.changed(before, "restart")
-        self.notifier.created(row.workflow, row.version_id)
-        self._notice("restarted", row.workflow, row.id)
-        return row
+        if active is not None and row.workflow in self.catalog.active_workflows():
+            return active.id
+        return None
+
+    def default_retention(self, workflow: str) -> Retention:
+        """From the active version's wf.toml (new instances run on it)."""
+        active = self.catalog.active
+        for entry in active.workflows if active else ():
+            if entry["name"] == workflow:
+                return parse_retention(entry.get("default_retention"))
+        return NO_RETENTION
 
 
 class WorkerNotifier:

@@ -19,6 +19,7 @@ from typing import Any
 from wf.bundle import BundleError, bundle_version_id, extract_bundle
 from wf.engine.clock import Clock
 from wf.engine.model import VersionRow
+from wf.engine.retention import NO_RETENTION
 from wf.engine.store.base import ServerStore
 from wf.errors import WfError
 from wf.project import ProjectError, load_project
@@ -95,10 +96,13 @@ class Deployer:
                 f'wf.toml: main "{project.main_label}" is outside the bundle; the module must be '
                 "one of the files deployed"
             )
-        workflows = [
+        workflows: list[dict[str, Any]] = [
             {"name": w.name, "binding": w.binding, "class_name": w.class_name}
             for w in project.workflows
         ]
+        for entry, workflow in zip(workflows, project.workflows, strict=True):
+            if workflow.default_retention != NO_RETENTION:  # seconds, for ServerController
+                entry["default_retention"] = workflow.default_retention.as_json()
         secrets = await self.store.secret_values()
         for workflow in project.workflows:
             if workflow.binding in secrets:

@@ -178,10 +178,16 @@ class Runtime:
 
     async def _purge_old(self) -> None:
         # Each version keeps its finished instances as long as its own wf.toml says.
+        # An instance's own retention (create(..., retention=...) or its workflow's
+        # default_retention) goes before its version's.
         default = to_seconds(RETENTION)
-        await purge_forever(
-            lambda: self.store.purge_by_version_retention(self.clock.now(), default)
-        )
+
+        async def purge() -> int:
+            now = self.clock.now()
+            own = await self.store.purge_by_own_retention(now)
+            return own + await self.store.purge_by_version_retention(now, default)
+
+        await purge_forever(purge)
 
     async def reconcile(self) -> None:
         """Replace dead workers, start missing ones, unload the versions nobody needs; follow

@@ -25,6 +25,7 @@ from wf.engine.model import (
     History,
     InstanceRow,
     NewInstance,
+    RestartFrom,
     Status,
     StepRecord,
     StepState,
@@ -129,7 +130,18 @@ class Store(Protocol):
         died on its own (not a graceful stop, not a kill of the whole server)."""
         ...
 
-    async def purge_finished(self, before: float) -> int: ...
+    async def purge_finished(self, before: float) -> int:
+        """Purge instances finished before ``before``, but those with a retention of their own."""
+        ...
+
+    async def purge_by_own_retention(self, now: float) -> int:
+        """Purge instances whose own retention (``create(retention=...)``) has passed."""
+        ...
+
+    async def delete_instances(self, pks: Sequence[int]) -> list[int]:
+        """Delete instances with their histories, in one commit; return the pks that existed.
+        Whoever ran one loses its claim (its writes are fenced: the row is gone)."""
+        ...
 
     # ---- controls (from the API or a binding) -----------------------------------------------
     async def pause(self, pk: int, now: float) -> InstanceRow: ...
@@ -138,8 +150,20 @@ class Store(Protocol):
 
     async def terminate(self, pk: int, now: float, source: str) -> InstanceRow: ...
 
-    async def restart(self, pk: int, now: float, rehome: str | None = None) -> InstanceRow:
-        """Start over; an instance of an unloaded version moves to ``rehome`` (or is refused)."""
+    async def restart(
+        self,
+        pk: int,
+        now: float,
+        rehome: str | None = None,
+        *,
+        from_step: RestartFrom | None = None,
+        params: str | None = None,
+        record: str | None = None,
+    ) -> InstanceRow:
+        """Start over, or from ``from_step`` (earlier steps stay; an unknown step raises
+        ``CannotRestart`` and changes nothing), with ``params`` if given, in one commit. An
+        instance of an unloaded version moves to ``rehome`` (or is refused). ``record`` (JSON)
+        is kept as the instance's latest restart."""
         ...
 
     async def send_event(

@@ -203,6 +203,16 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # Per-instance retention (seconds kept once complete / once errored or terminated; NULL:
+    # the default), found by the purge without reading the others; and each instance's latest
+    # restart (JSON), which describe shows.
+    """
+    ALTER TABLE instances ADD COLUMN success_retention REAL;
+    ALTER TABLE instances ADD COLUMN error_retention REAL;
+    ALTER TABLE instances ADD COLUMN restarted TEXT;
+    CREATE INDEX instances_own_retention ON instances (ended)
+        WHERE ended IS NOT NULL AND (success_retention IS NOT NULL OR error_retention IS NOT NULL);
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -15,12 +15,20 @@ from wf.engine.model import (
     EventRecord,
     InstanceRow,
     NewInstance,
+    RestartFrom,
     Status,
 )
 from wf.engine.store.pg_connect import Conn
 from wf.engine.store.pg_rows import FINISHED_SQL, INSTANCE_COLUMNS, row_to_instance, select_instance
 from wf.engine.store.pg_writer import DBNOW, Apply, Finish
-from wf.engine.store.sqlite_controls import CRASHED_ERROR, MAX_CRASHES, UPGRADED_ATTEMPT
+from wf.engine.store.sqlite_controls import (
+    CRASHED_ERROR,
+    MAX_CRASHES,
+    RESTARTED_ATTEMPT,
+    UPGRADED_ATTEMPT,
+    step_not_found,
+)
+from wf.engine.store.sqlite_rows import HAS_OWN_RETENTION_SQL, OWN_RETENTION_SQL
 from wf.errors import InstanceAlreadyExists, InvalidTransition
 
 PURGE_BATCH = 1000  # instances deleted per transaction: short transactions, no long locks
@@ -64,16 +72,18 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
         "t": [n.trigger for n in items],
         "v": [n.version_id for n in items],
         "c": [n.created for n in items],
+        "sr": [n.success_retention for n in items],
+        "er": [n.error_retention for n in items],
     }
     rows = (
         "n AS (SELECT * FROM unnest(%(w)s::text[], %(i)s::text[], %(p)s::text[], %(t)s::text[], "
-        "%(v)s::text[], %(c)s::float8[]) WITH ORDINALITY "
-        "AS n(workflow, id, params, trigger, version_id, created, ord))"
+        "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[]) WITH ORDINALITY "
+        "AS n(workflow, id, params, trigger, version_id, created, sr, er, ord))"
     )
     insert = (
         "INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
-        "queued, modified) SELECT workflow, id, 'queued', params, trigger, version_id, created, "
-        "created, created FROM n"
+        "queued, modified, success_retention, error_retention) SELECT workflow, id, 'queued', "
+        "params, trigger, version_id, created, created, created, sr, er FROM n"
     )
     if skip_existing:
         sql = (
@@ -123,6 +133,8 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
                             created=item.created,
                             modified=item.created,
                             queued=item.created,
+                            success_retention=item.success_retention,
+                            error_retention=item.error_retention,
                         )
                     )
             return created
@@ -379,7 +391,34 @@ def purge(where: str, args: dict[str, Any]) -> Apply[int]:
     return apply
 
 
-FINISHED_BEFORE = f"status IN {FINISHED_SQL} AND ended < %(before)s"
+FINISHED_BEFORE = f"status IN {FINISHED_SQL} AND ended < %(before)s AND {OWN_RETENTION_SQL} IS NULL"
+OWN_RETENTION_PASSED = (
+    f"{HAS_OWN_RETENTION_SQL} AND status IN {FINISHED_SQL} "
+    f"AND ended < %(now)s - {OWN_RETENTION_SQL}"
+)
+
+
+def delete_instances(pks: list[int]) -> Apply[list[int]]:
+    """Delete instances with everything they own, in one transaction; the pks that existed."""
+    sql = (
+        "WITH p AS MATERIALIZED (SELECT pk FROM wf.instances WHERE pk = ANY(%(pks)s) "
+        "ORDER BY pk FOR UPDATE), "
+        "s AS (DELETE FROM wf.steps WHERE instance IN (SELECT pk FROM p)), "
+        "a AS (DELETE FROM wf.attempts WHERE instance IN (SELECT pk FROM p)), "
+        "e AS (DELETE FROM wf.events WHERE instance IN (SELECT pk FROM p)) "
+        "DELETE FROM wf.instances WHERE pk IN (SELECT pk FROM p) RETURNING pk"
+    )
+
+    async def apply(conn: Conn) -> Finish[list[int]]:
+        cur = await conn.execute(sql, {"pks": pks})
+
+        async def finish() -> list[int]:
+            gone = {int(r[0]) for r in await cur.fetchall()}
+            return [pk for pk in pks if pk in gone]
+
+        return finish
+
+    return apply
 
 
 # ---- controls ----------------------------------------------------------------------------------
@@ -452,12 +491,31 @@ def terminate(pk: int, now: float, source: str) -> Apply[InstanceRow]:
     return apply
 
 
-def restart(pk: int, now: float, rehome: str | None) -> Apply[InstanceRow]:
-    """Start over with the same params; see ``sqlite_controls.restart``. The version's row is
-    locked, so a concurrent unload either sees this instance unfinished or unloads first."""
+def restart(
+    pk: int,
+    now: float,
+    rehome: str | None,
+    from_step: RestartFrom | None = None,
+    params: str | None = None,
+    record: str | None = None,
+) -> Apply[InstanceRow]:
+    """Start over (or from ``from_step``) in one transaction; see ``sqlite_controls.restart``.
+    The version's row is locked, so a concurrent unload either sees this instance unfinished or
+    unloads first."""
 
     async def apply(conn: Conn) -> Finish[InstanceRow]:
         row = await select_instance(conn, pk)
+        target: int | None = None
+        if from_step is not None:  # refused before anything changes
+            cur = await conn.execute(
+                "SELECT seq FROM wf.steps WHERE instance = %s AND kind = %s AND name = %s "
+                "AND count = %s",
+                (pk, from_step.kind.value, from_step.name, from_step.count),
+            )
+            found_step = await cur.fetchone()
+            if found_step is None:
+                raise step_not_found(from_step.name)
+            target = int(found_step[0])
         cur = await conn.execute(
             "SELECT unloaded IS NOT NULL FROM wf.versions WHERE id = %s FOR SHARE",
             (row.version_id,),
@@ -473,22 +531,54 @@ def restart(pk: int, now: float, rehome: str | None) -> Apply[InstanceRow]:
             await conn.execute(
                 "UPDATE wf.instances SET version_id = %s WHERE pk = %s", (rehome, pk)
             )
-        await conn.execute("DELETE FROM wf.steps WHERE instance = %s", (pk,))
-        await conn.execute("DELETE FROM wf.attempts WHERE instance = %s", (pk,))
-        await conn.execute(
-            "DELETE FROM wf.events WHERE instance = %s AND consumed_name IS NOT NULL", (pk,)
-        )
+        if target is None:
+            await conn.execute("DELETE FROM wf.steps WHERE instance = %s", (pk,))
+            await conn.execute("DELETE FROM wf.attempts WHERE instance = %s", (pk,))
+            await conn.execute(
+                "DELETE FROM wf.events WHERE instance = %s AND consumed_name IS NOT NULL", (pk,)
+            )
+            started = "NULL"
+        else:
+            await _wipe_from(conn, pk, target, now, row.owner is not None)
+            started = "started"  # the kept steps are its history: not a fresh instance
         return await _row_after(
             conn,
-            "UPDATE wf.instances SET status = 'queued', queued = %s, modified = %s, "
-            "started = NULL, ended = NULL, output = NULL, error = NULL, termination = NULL, "
-            "wake_at = NULL, waiting_for = NULL, paused_at = NULL, owner = NULL, "
-            "lease_until = NULL, crashes = 0, epoch = epoch + 1 WHERE pk = %s "
-            f"RETURNING {INSTANCE_COLUMNS}",
-            (now, now, pk),
+            "UPDATE wf.instances SET status = 'queued', queued = %(now)s, modified = %(now)s, "
+            f"started = {started}, params = coalesce(%(params)s, params), "
+            "restarted = coalesce(%(record)s, restarted), ended = NULL, output = NULL, "
+            "error = NULL, termination = NULL, wake_at = NULL, waiting_for = NULL, "
+            "paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
+            f"epoch = epoch + 1 WHERE pk = %(pk)s RETURNING {INSTANCE_COLUMNS}",
+            {"now": now, "params": params, "record": record, "pk": pk},
         )
 
     return apply
+
+
+async def _wipe_from(conn: Conn, pk: int, target: int, now: float, was_running: bool) -> None:
+    """See ``sqlite_controls._wipe_from``: ``seq`` is start order here."""
+    args = {"pk": pk, "target": target, "now": now, "error": RESTARTED_ATTEMPT}
+    later = "SELECT name, count FROM wf.steps WHERE instance = %(pk)s AND seq >= %(target)s"
+    await conn.execute(
+        f"DELETE FROM wf.attempts WHERE instance = %(pk)s AND (name, count) IN ({later} "
+        "AND kind = 'do')",
+        args,
+    )
+    await conn.execute(
+        "DELETE FROM wf.events WHERE instance = %(pk)s AND (consumed_name IS NULL "
+        f"OR (consumed_name, consumed_count) IN ({later} AND kind = 'wait'))",
+        args,
+    )
+    await conn.execute("DELETE FROM wf.steps WHERE instance = %(pk)s AND seq >= %(target)s", args)
+    if was_running:  # attempts of kept steps a live process was running: retried, uncounted
+        await conn.execute(
+            "WITH a AS (UPDATE wf.attempts SET ended = %(now)s, success = false, "
+            "error = %(error)s, uncounted = true WHERE instance = %(pk)s AND ended IS NULL "
+            "RETURNING name, count) UPDATE wf.steps s SET wake_at = %(now)s FROM a "
+            "WHERE s.instance = %(pk)s AND s.kind = 'do' AND s.name = a.name "
+            "AND s.count = a.count",
+            args,
+        )
 
 
 def send_event(

@@ -161,6 +161,14 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # Per-instance retention and each instance's latest restart; see SQLite's migration.
+    [
+        "ALTER TABLE wf.instances ADD COLUMN success_retention double precision",
+        "ALTER TABLE wf.instances ADD COLUMN error_retention double precision",
+        "ALTER TABLE wf.instances ADD COLUMN restarted text",
+        "CREATE INDEX instances_own_retention ON wf.instances (ended) WHERE ended IS NOT NULL "
+        "AND (success_retention IS NOT NULL OR error_retention IS NOT NULL)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -30,6 +30,7 @@ from wf.engine.model import (
     History,
     InstanceRow,
     NewInstance,
+    RestartFrom,
     Status,
     StepRecord,
     StepState,
@@ -51,7 +52,7 @@ from wf.engine.store.pg_rows import (
 )
 from wf.engine.store.pg_schema import migrate
 from wf.engine.store.pg_writer import Apply, Group, PgWriter
-from wf.engine.store.sqlite_rows import dump_error
+from wf.engine.store.sqlite_rows import OWN_RETENTION_SQL, dump_error
 from wf.engine.store.urls import redact
 from wf.engine.store.writer import Pending
 from wf.errors import StoreError, StoreUnavailable
@@ -354,6 +355,13 @@ class PostgresStore:
     async def purge_finished(self, before: float) -> int:
         return await self._purge(controls.FINISHED_BEFORE, {"before": before})
 
+    async def purge_by_own_retention(self, now: float) -> int:
+        return await self._purge(controls.OWN_RETENTION_PASSED, {"now": now})
+
+    async def delete_instances(self, pks: Sequence[int]) -> list[int]:
+        wanted = list(dict.fromkeys(pks))
+        return await self._write(controls.delete_instances(wanted), wanted)
+
     # ---- controls -----------------------------------------------------------------------------
     async def pause(self, pk: int, now: float) -> InstanceRow:
         return await self._write(controls.pause(pk, now), (pk,))
@@ -364,8 +372,19 @@ class PostgresStore:
     async def terminate(self, pk: int, now: float, source: str) -> InstanceRow:
         return await self._write(controls.terminate(pk, now, source), (pk,))
 
-    async def restart(self, pk: int, now: float, rehome: str | None = None) -> InstanceRow:
-        return await self._write(controls.restart(pk, now, rehome), (pk,))
+    async def restart(
+        self,
+        pk: int,
+        now: float,
+        rehome: str | None = None,
+        *,
+        from_step: RestartFrom | None = None,
+        params: str | None = None,
+        record: str | None = None,
+    ) -> InstanceRow:
+        return await self._write(
+            controls.restart(pk, now, rehome, from_step, params, record), (pk,)
+        )
 
     async def send_event(
         self, pk: int, event_type: str, payload: str, now: float
@@ -466,7 +485,8 @@ class PostgresStore:
         for version in await self.list_versions():
             before = now - (version.retention if version.retention is not None else default)
             total += await self._purge(
-                f"version_id = %(version)s AND ended < %(before)s AND status IN {FINISHED_SQL}",
+                f"version_id = %(version)s AND ended < %(before)s AND status IN {FINISHED_SQL} "
+                f"AND {OWN_RETENTION_SQL} IS NULL",
                 {"version": version.id, "before": before},
             )
         return total

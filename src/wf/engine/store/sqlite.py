@@ -28,6 +28,7 @@ from wf.engine.model import (
     History,
     InstanceRow,
     NewInstance,
+    RestartFrom,
     Status,
     StepRecord,
     StepState,
@@ -433,6 +434,12 @@ class SqliteStore:
     async def purge_finished(self, before: float) -> int:
         return await self._write(functools.partial(controls.purge_finished, before=before))
 
+    async def purge_by_own_retention(self, now: float) -> int:
+        return await self._write(functools.partial(controls.purge_by_own_retention, now=now))
+
+    async def delete_instances(self, pks: Sequence[int]) -> list[int]:
+        return await self._write(functools.partial(controls.delete_by_pk, pks=list(pks)))
+
     # ---- controls -----------------------------------------------------------------------------
     async def pause(self, pk: int, now: float) -> InstanceRow:
         return await self._write(functools.partial(controls.pause, pk=pk, now=now))
@@ -445,8 +452,27 @@ class SqliteStore:
             functools.partial(controls.terminate, pk=pk, now=now, source=source)
         )
 
-    async def restart(self, pk: int, now: float, rehome: str | None = None) -> InstanceRow:
-        return await self._write(functools.partial(controls.restart, pk=pk, now=now, rehome=rehome))
+    async def restart(
+        self,
+        pk: int,
+        now: float,
+        rehome: str | None = None,
+        *,
+        from_step: RestartFrom | None = None,
+        params: str | None = None,
+        record: str | None = None,
+    ) -> InstanceRow:
+        return await self._write(
+            functools.partial(
+                controls.restart,
+                pk=pk,
+                now=now,
+                rehome=rehome,
+                from_step=from_step,
+                params=params,
+                record=record,
+            )
+        )
 
     async def send_event(
         self, pk: int, event_type: str, payload: str, now: float

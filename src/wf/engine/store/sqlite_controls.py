@@ -15,10 +15,17 @@ from wf.engine.model import (
     EventRecord,
     InstanceRow,
     NewInstance,
+    RestartFrom,
     Status,
 )
-from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances, select_instance
-from wf.errors import InstanceAlreadyExists, InvalidTransition
+from wf.engine.store.sqlite_rows import (
+    FINISHED_SQL,
+    HAS_OWN_RETENTION_SQL,
+    OWN_RETENTION_SQL,
+    delete_instances,
+    select_instance,
+)
+from wf.errors import CannotRestart, InstanceAlreadyExists, InvalidTransition
 
 MAX_CRASHES = 5
 CRASHED_ERROR = json.dumps(
@@ -29,6 +36,20 @@ CRASHED_ERROR = json.dumps(
         "instances can run: restart it once the code is fixed",
     }
 )
+
+
+RESTARTED_ATTEMPT = json.dumps(
+    {
+        "name": "WorkflowInternalError",
+        "message": "the attempt was cut short because the instance was restarted from a later "
+        "step; it does not count toward the retry limit",
+    }
+)
+
+
+def step_not_found(name: str) -> CannotRestart:
+    """Cloudflare's words when ``restart({from})`` names no recorded step."""
+    return CannotRestart(f'(instance.cannot_restart) Step "{name}" not found in execution history')
 
 
 UPGRADED_ATTEMPT = json.dumps(
@@ -56,7 +77,8 @@ def create_instances(
             )
         cursor = conn.execute(
             "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
-            "queued, modified) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+            "queued, modified, success_retention, error_retention) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.workflow,
                 item.id,
@@ -66,6 +88,8 @@ def create_instances(
                 item.created,
                 item.created,
                 item.created,
+                item.success_retention,
+                item.error_retention,
             ),
         )
         assert cursor.lastrowid is not None
@@ -81,6 +105,8 @@ def create_instances(
                 created=item.created,
                 modified=item.created,
                 queued=item.created,
+                success_retention=item.success_retention,
+                error_retention=item.error_retention,
             )
         )
     return created
@@ -266,17 +292,44 @@ def release_all_claims(conn: sqlite3.Connection, crashed: bool, now: float) -> i
 
 
 def purge_finished(conn: sqlite3.Connection, before: float) -> int:
+    """Purge what ended before ``before``, but for instances that set their own retention."""
     pks = [
         row[0]
         for row in conn.execute(
             # By when they ended: the status index would read every finished instance.
             "SELECT pk FROM instances INDEXED BY instances_ended "
-            f"WHERE status IN {FINISHED_SQL} AND ended < ?",
+            f"WHERE status IN {FINISHED_SQL} AND ended < ? AND {OWN_RETENTION_SQL} IS NULL",
             (before,),
         )
     ]
     delete_instances(conn, pks)
     return len(pks)
+
+
+def purge_by_own_retention(conn: sqlite3.Connection, now: float) -> int:
+    """Purge the instances that set a retention of their own once it has passed."""
+    pks = [
+        row[0]
+        for row in conn.execute(
+            "SELECT pk FROM instances INDEXED BY instances_own_retention "
+            f"WHERE {HAS_OWN_RETENTION_SQL} AND status IN {FINISHED_SQL} "
+            f"AND ended < ? - {OWN_RETENTION_SQL}",
+            (now,),
+        )
+    ]
+    delete_instances(conn, pks)
+    return len(pks)
+
+
+def delete_by_pk(conn: sqlite3.Connection, pks: Sequence[int]) -> list[int]:
+    """Delete instances with everything they own, in one transaction; the pks that existed."""
+    found = [
+        pk
+        for pk in dict.fromkeys(pks)
+        if conn.execute("SELECT 1 FROM instances WHERE pk = ?", (pk,)).fetchone()
+    ]
+    delete_instances(conn, found)
+    return found
 
 
 def delete_workflow(conn: sqlite3.Connection, workflow: str) -> int:
@@ -345,11 +398,28 @@ def terminate(conn: sqlite3.Connection, pk: int, now: float, source: str) -> Ins
 
 
 def restart(
-    conn: sqlite3.Connection, pk: int, now: float, rehome: str | None = None
+    conn: sqlite3.Connection,
+    pk: int,
+    now: float,
+    rehome: str | None = None,
+    from_step: RestartFrom | None = None,
+    params: str | None = None,
+    record: str | None = None,
 ) -> InstanceRow:
-    """Start over with the same params. An instance whose version was unloaded moves to
-    ``rehome`` (the active version) in the same transaction, or the restart is refused."""
+    """Start over (or from ``from_step``), with the same params or ``params``, in one
+    transaction: a crash leaves the history as it was or wiped as asked, never half-wiped. An
+    instance whose version was unloaded moves to ``rehome`` (the active version), or the restart
+    is refused. ``record`` (JSON) is kept as the instance's latest restart."""
     row = select_instance(conn, pk)
+    target: int | None = None
+    if from_step is not None:  # refused before anything changes
+        found = conn.execute(
+            "SELECT rowid FROM steps WHERE instance = ? AND kind = ? AND name = ? AND count = ?",
+            (pk, from_step.kind.value, from_step.name, from_step.count),
+        ).fetchone()
+        if found is None:
+            raise step_not_found(from_step.name)
+        target = found[0]
     unloaded = conn.execute(
         "SELECT 1 FROM versions WHERE id = ? AND unloaded IS NOT NULL", (row.version_id,)
     ).fetchone()
@@ -360,17 +430,44 @@ def restart(
                 f'is no longer deployed, and the active version has no workflow "{row.workflow}"'
             )
         conn.execute("UPDATE instances SET version_id = ? WHERE pk = ?", (rehome, pk))
-    conn.execute("DELETE FROM steps WHERE instance = ?", (pk,))
-    conn.execute("DELETE FROM attempts WHERE instance = ?", (pk,))
-    conn.execute("DELETE FROM events WHERE instance = ? AND consumed_name IS NOT NULL", (pk,))
+    if target is None:
+        conn.execute("DELETE FROM steps WHERE instance = ?", (pk,))
+        conn.execute("DELETE FROM attempts WHERE instance = ?", (pk,))
+        conn.execute("DELETE FROM events WHERE instance = ? AND consumed_name IS NOT NULL", (pk,))
+        started = "NULL"
+    else:
+        _wipe_from(conn, pk, target, now, row.owner is not None)
+        started = "started"  # the kept steps are its history: not a fresh instance
     conn.execute(
-        "UPDATE instances SET status = 'queued', queued = ?, modified = ?, started = NULL, "
+        "UPDATE instances SET status = 'queued', queued = ?, modified = ?, "
+        f"started = {started}, params = coalesce(?, params), restarted = coalesce(?, restarted), "
         "ended = NULL, output = NULL, error = NULL, termination = NULL, wake_at = NULL, "
         "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
         "epoch = epoch + 1 WHERE pk = ?",
-        (now, now, pk),
+        (now, now, params, record, pk),
     )
     return select_instance(conn, pk)
+
+
+def _wipe_from(
+    conn: sqlite3.Connection, pk: int, target: int, now: float, was_running: bool
+) -> None:
+    """Forget the step at rowid ``target`` and every step that started after it (rows are read
+    in rowid order: start order), with their attempts and the events their waits consumed;
+    events still buffered are dropped too, so a wait after the restart point waits again."""
+    later = "SELECT name, count FROM steps WHERE instance = ? AND kind = ? AND rowid >= ?"
+    conn.execute(
+        f"DELETE FROM attempts WHERE instance = ? AND (name, count) IN ({later})",
+        (pk, pk, "do", target),
+    )
+    conn.execute(
+        "DELETE FROM events WHERE instance = ? AND (consumed_name IS NULL "
+        f"OR (consumed_name, consumed_count) IN ({later}))",
+        (pk, pk, "wait", target),
+    )
+    conn.execute("DELETE FROM steps WHERE instance = ? AND rowid >= ?", (pk, target))
+    if was_running:  # attempts of kept steps a live process was running: retried, uncounted
+        _cut_short_attempts(conn, pk, now, RESTARTED_ATTEMPT)
 
 
 def send_event(

@@ -8,7 +8,7 @@ import sqlite3
 from typing import Any
 
 from wf.engine.model import VersionRow
-from wf.engine.store.sqlite_rows import FINISHED_SQL, delete_instances
+from wf.engine.store.sqlite_rows import FINISHED_SQL, OWN_RETENTION_SQL, delete_instances
 
 
 def _version(row: tuple[Any, ...]) -> VersionRow:
@@ -78,7 +78,8 @@ def purge_by_version_retention(conn: sqlite3.Connection, now: float, default: fl
             row[0]
             for row in conn.execute(
                 "SELECT pk FROM instances INDEXED BY instances_version_ended "
-                f"WHERE version_id = ? AND ended < ? AND status IN {FINISHED_SQL}",
+                f"WHERE version_id = ? AND ended < ? AND status IN {FINISHED_SQL} "
+                f"AND {OWN_RETENTION_SQL} IS NULL",
                 (version_id, before),
             )
         )

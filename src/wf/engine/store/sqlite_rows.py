@@ -24,9 +24,18 @@ from wf.errors import InstanceNotFound, error_info
 
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
-    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes"
+    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes, "
+    "success_retention, error_retention, restarted"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
+# The retention a finished instance set for the way it ended (NULL: the default applies).
+OWN_RETENTION_SQL = (
+    "(CASE WHEN status = 'complete' THEN success_retention ELSE error_retention END)"
+)
+# The instances that set a retention of their own (the purge reads them on their own index).
+HAS_OWN_RETENTION_SQL = (
+    "ended IS NOT NULL AND (success_retention IS NOT NULL OR error_retention IS NOT NULL)"
+)
 
 
 def dump_error(error: ErrorInfo | None) -> str | None:
@@ -65,6 +74,9 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         queued=row[18],
         termination=row[19],
         crashes=row[20],
+        success_retention=row[21],
+        error_retention=row[22],
+        restarted=row[23],
     )
 
 
