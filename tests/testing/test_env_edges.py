@@ -429,3 +429,20 @@ async def test_times_mocks_answer_a_restarted_instance_afresh() -> None:
         with pytest.raises(InstanceFailed, match="down"):  # the new run's first attempt again
             await inst.result()
         assert env.calls("once", "call") == 2
+
+
+async def test_restart_from_a_step_and_delete_through_the_handle() -> None:
+    class Two(WorkflowEntrypoint):
+        async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
+            first = await step.do("first", lambda: event.payload["n"])
+            second = await step.do("second", lambda: event.payload["n"] * 10)
+            return [first, second]
+
+    async with WorkflowTestEnv(workflows={"two": Two}) as env:
+        inst = await env.create("two", {"n": 1})
+        assert await inst.result() == [1, 10]
+        await inst.restart(from_step={"name": "second"}, params={"n": 2})
+        assert await inst.result() == [1, 20]  # "first" stayed cached
+        assert env.calls("two", "first") == 1 and env.calls("two", "second") == 2
+        await inst.delete()
+        assert await env.instances("two") == []

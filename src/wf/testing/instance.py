@@ -154,9 +154,14 @@ class TestInstance:
         """Terminate it: it stops for good (``result()`` raises ``InstanceFailed``)."""
         await self.env.engine.terminate(self.workflow, self.id)
 
-    async def restart(self) -> None:
-        """Run it again from the start, with its history discarded."""
-        await self.env.engine.restart(self.workflow, self.id)
+    async def restart(self, from_step: Any = None, params: Any = None) -> None:
+        """Run it again from the start (its history discarded), or ``from_step``
+        (``{"name", "count"?, "type"?}``: earlier steps stay cached); ``params``: new params."""
+        await self.env.engine.restart(self.workflow, self.id, from_step, params)
+
+    async def delete(self) -> None:
+        """Delete it and everything stored about it (a running instance stops at once)."""
+        await self.env.engine.delete(self.workflow, self.id)
 
 
 def _finished_step(steps: list[HistoryStep], name: str, index: int) -> HistoryStep | None:
