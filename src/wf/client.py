@@ -333,16 +333,26 @@ class Client:
         return result
 
     def change_status(
-        self, name: str, instance_id: str, action: str, *, trigger: str | None = None
+        self,
+        name: str,
+        instance_id: str,
+        action: str,
+        *,
+        trigger: str | None = None,
+        rollback: bool = False,
     ) -> dict[str, Any]:
         """``action`` is pause, resume, terminate or restart; returns ``{status, timestamp}``.
-        ``trigger`` ("cli") is recorded as who terminated the instance."""
+        ``trigger`` ("cli") is recorded as who terminated the instance; ``rollback`` (with
+        terminate) runs its rollback handlers first."""
         if action not in ACTIONS:
             raise ClientError(f'"{action}" is not an action; use one of {", ".join(ACTIONS)}')
+        body: dict[str, Any] = {"status": action}
+        if rollback:
+            body["rollback"] = True
         result: dict[str, Any] = self.request(
             "PATCH",
             f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/status",
-            body={"status": action},
+            body=body,
             send_body=True,
             headers={"X-WF-Trigger": trigger} if trigger else None,
         )[0]
@@ -354,8 +364,8 @@ class Client:
     def resume(self, name: str, instance_id: str) -> dict[str, Any]:
         return self.change_status(name, instance_id, "resume")
 
-    def terminate(self, name: str, instance_id: str) -> dict[str, Any]:
-        return self.change_status(name, instance_id, "terminate")
+    def terminate(self, name: str, instance_id: str, rollback: bool = False) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "terminate", rollback=rollback)
 
     def restart(self, name: str, instance_id: str) -> dict[str, Any]:
         return self.change_status(name, instance_id, "restart")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from wf.engine import codec
+from wf.engine import codec, rollback
 from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState, Trigger
 
 # Cloudflare's trigger sources. wf records its own CLI as "cli" (the terminal says so); Cloudflare
@@ -40,6 +40,7 @@ def status_of(row: InstanceRow) -> dict[str, Any]:
         "status": row.status.value,
         "error": row.error,
         "output": codec.decode(row.output),
+        "rollback": rollback.view(row),
     }
 
 
@@ -50,11 +51,11 @@ def _success(state: StepState) -> bool | None:
 def _step(record: StepRecord) -> dict[str, Any]:
     base: dict[str, Any] = {
         "type": record.kind.cloudflare_type,
-        "name": record.display_name,
+        "name": f"{record.name}-{record.count}",  # a rollback's: its step's (type says it)
         "start": iso(record.started),
         "end": iso(record.ended),
     }
-    if record.kind is StepKind.DO:
+    if record.kind in (StepKind.DO, StepKind.ROLLBACK):
         base.update(
             success=_success(record.state),
             output=codec.decode(record.output),
@@ -108,6 +109,7 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
         "success": (None if not row.status.finished else row.status is Status.COMPLETE),
         "error": row.error,
         "output": codec.decode(row.output),
+        "rollback": rollback.view(row),
         "step_count": step_count,
         "steps": steps,
     }

@@ -32,10 +32,13 @@ class StepKind(str, enum.Enum):
     DO = "do"
     SLEEP = "sleep"
     WAIT = "wait"
+    ROLLBACK = "rollback"  # a do step's rollback handler, run as a durable step of its own
 
     @property
     def cloudflare_type(self) -> str:
-        return {"do": "step", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+        return {"do": "step", "sleep": "sleep", "wait": "waitForEvent", "rollback": "rollback"}[
+            self.value
+        ]
 
 
 class StepState(str, enum.Enum):
@@ -157,6 +160,8 @@ class StepRecord:
 
     @property
     def display_name(self) -> str:
+        if self.kind is StepKind.ROLLBACK:
+            return f"{self.name}-{self.count} (rollback)"
         return f"{self.name}-{self.count}"
 
 
@@ -185,6 +190,7 @@ class InstanceRow:
     queued: float = 0.0
     termination: str | None = None  # who terminated it: a trigger source
     crashes: int = 0  # lives in a row that ended with their process dying
+    rollback: str | None = None  # JSON: the rollback phase, once one began (see engine.rollback)
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing

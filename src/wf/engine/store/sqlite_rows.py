@@ -24,7 +24,8 @@ from wf.errors import InstanceNotFound, error_info
 
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
-    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes"
+    "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes, "
+    "rollback"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
 
@@ -65,6 +66,7 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         queued=row[18],
         termination=row[19],
         crashes=row[20],
+        rollback=row[21],
     )
 
 
@@ -84,7 +86,7 @@ STEP_COLUMNS = (
     "name, count, kind, state, started, ended, output, error, config, wake_at, duration, "
     "event_type, event_time, non_retryable"
 )
-ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted"
+ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted, kind"
 
 
 def history_from_rows(
@@ -111,8 +113,8 @@ def history_from_rows(
             non_retryable=bool(row[13]),
         )
         steps[record.key] = record
-    for name, count, number, started, ended, success, error, uncounted in attempt_rows:
-        step = steps.get((StepKind.DO, name, count))  # only step.do has attempts
+    for name, count, number, started, ended, success, error, uncounted, kind in attempt_rows:
+        step = steps.get((StepKind(kind), name, count))  # do steps and their rollbacks
         if step is not None:
             step.attempts.append(
                 AttemptRecord(
