@@ -15,7 +15,7 @@ import copy
 import inspect
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -145,7 +145,7 @@ class ReplayStep:
         *args: Any,
         retries: Any = None,
         timeout: Duration | None = None,
-        rollback: Any = None,
+        rollback: Callable[..., Any] | None = None,
         rollback_config: Any = None,
     ) -> Any:
         """The recorded output of this step, or its recorded ``StepError`` raised again. A
