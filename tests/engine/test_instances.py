@@ -185,6 +185,7 @@ async def test_an_exception_in_run_errors_the_instance(harness: Harness) -> None
         "status": "errored",
         "error": {"name": "KeyError", "message": "'cartId'"},
         "output": None,
+        "rollback": None,
     }
 
 

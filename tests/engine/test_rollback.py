@@ -354,3 +354,22 @@ async def test_error_passed_is_an_instance_error(harness: Harness) -> None:
     (error,) = errors
     assert isinstance(error, InstanceError)
     assert (error.name, error.message) == ("KeyError", "'k'")
+
+
+async def test_a_history_with_rollback_steps_replays(harness: Harness) -> None:
+    from wf.testing import replay
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("a", lambda: 1, rollback=lambda c: None)
+            await step.do("b", FAST, _fail, rollback=lambda c: None, rollback_config=FAST)
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf")
+    await wait_status(engine, "wf", inst.id)
+    history = await engine.history("wf", inst.id)
+    assert [s["kind"] for s in history["steps"]] == ["do", "do", "rollback", "rollback"]
+    assert history["rollback"] == {"outcome": "complete", "error": None}
+    result = await replay(Flow, history)
+    assert result.complete and result.replayed == 2
+    assert isinstance(result.error, StepError)
