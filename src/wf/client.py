@@ -342,16 +342,21 @@ class Client:
         *,
         trigger: str | None = None,
         extra: dict[str, Any] | None = None,
+        rollback: bool = False,
     ) -> dict[str, Any]:
         """``action`` is pause, resume, terminate or restart; returns ``{status, timestamp}``.
         ``trigger`` ("cli") is recorded as who terminated the instance; ``extra`` goes into the
-        body (a restart's ``from`` and ``params``)."""
+        body (a restart's ``from`` and ``params``); ``rollback`` (with terminate) runs its
+        rollback handlers first."""
         if action not in ACTIONS:
             raise ClientError(f'"{action}" is not an action; use one of {", ".join(ACTIONS)}')
+        body: dict[str, Any] = {"status": action, **(extra or {})}
+        if rollback:
+            body["rollback"] = True
         result: dict[str, Any] = self.request(
             "PATCH",
             f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/status",
-            body={"status": action, **(extra or {})},
+            body=body,
             send_body=True,
             headers={"X-WF-Trigger": trigger} if trigger else None,
         )[0]
@@ -363,8 +368,8 @@ class Client:
     def resume(self, name: str, instance_id: str) -> dict[str, Any]:
         return self.change_status(name, instance_id, "resume")
 
-    def terminate(self, name: str, instance_id: str) -> dict[str, Any]:
-        return self.change_status(name, instance_id, "terminate")
+    def terminate(self, name: str, instance_id: str, rollback: bool = False) -> dict[str, Any]:
+        return self.change_status(name, instance_id, "terminate", rollback=rollback)
 
     def restart(
         self,

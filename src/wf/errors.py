@@ -14,6 +14,8 @@
      │         ├── StoreTooNew        written by a newer wf
      │         └── StoreCorrupt       not a wf database, or damaged
      ├── NonRetryableError            raised by user code in a step: stop retrying
+     │    └── WorkflowFatalError      a step call refused for good (e.g. during a rollback)
+     ├── InstanceError                the error that failed an instance (rollback handlers)
      ├── StepError                    raised by ``step.do`` when a step failed for good
      └── EscapedBaseException         user code raised SystemExit & co.: contained
     BaseException
@@ -90,7 +92,7 @@ def exception_info(exc: BaseException) -> dict[str, str]:
         return error_info(name, getattr(exc, "message", ""))
     if isinstance(exc, (StepError, EngineSignal)):
         return error_info(exc.error_name, exc.message)
-    if isinstance(exc, EscapedBaseException):
+    if isinstance(exc, (EscapedBaseException, InstanceError)):
         return error_info(exc.name, exc.message)
     return error_info(type(exc).__name__, text_of(exc))
 
@@ -203,6 +205,27 @@ class EscapedBaseException(Exception):
         super().__init__(message)
         self.name = type(original).__name__
         self.message = message
+
+
+class WorkflowFatalError(NonRetryableError):
+    """A step call the engine refuses for good, as Cloudflare's ``WorkflowFatalError``: e.g. a
+    step begun by a rollback handler ("Cannot execute steps during rollback phase")."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message, "WorkflowFatalError")
+
+
+class InstanceError(Exception):
+    """The error that failed an instance, as recorded (``name``, ``message``): what a rollback
+    handler gets as ``error``, on the first run and after a restart alike."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.name, self.message))
 
 
 class EngineSignal(BaseException):

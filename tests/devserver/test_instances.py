@@ -273,7 +273,7 @@ async def test_details_have_cloudflares_shape(client: Client, engine: Engine) ->
     result = (await call(client, "GET", f"{BASE}/quick/instances/d1"))["result"]
     assert set(result) == {
         "id", "workflow", "status", "params", "trigger", "versionId", "created", "queued",
-        "start", "end", "success", "error", "output", "step_count", "steps",
+        "start", "end", "success", "error", "output", "rollback", "step_count", "steps",
     }  # fmt: skip
     assert result["id"] == "d1" and result["workflow"] == "quick"
     assert result["status"] == "complete" and result["success"] is True

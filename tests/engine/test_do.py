@@ -34,6 +34,7 @@ async def test_returns_the_decoded_stored_form(harness: Harness) -> None:
         "status": "complete",
         "error": None,
         "output": {"pair": [1, 2], "3": "int key"},
+        "rollback": None,
     }
     assert seen == [{"pair": [1, 2], "3": "int key"}]
 

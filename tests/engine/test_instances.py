@@ -41,7 +41,12 @@ async def test_a_fresh_instance_is_queued(harness: Harness) -> None:
     engine = await harness.start(SPECS, concurrency=1)
     engine.slots.reserve(1)  # hold the only slot: nothing can start
     inst = await engine.create("echo")
-    assert await inst.status() == {"status": "queued", "error": None, "output": None}
+    assert await inst.status() == {
+        "status": "queued",
+        "error": None,
+        "output": None,
+        "rollback": None,
+    }
     engine.slots.release()
     await wait_status(engine, "echo", inst.id)
 
@@ -180,6 +185,7 @@ async def test_an_exception_in_run_errors_the_instance(harness: Harness) -> None
         "status": "errored",
         "error": {"name": "KeyError", "message": "'cartId'"},
         "output": None,
+        "rollback": None,
     }
 
 

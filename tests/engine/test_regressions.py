@@ -139,7 +139,7 @@ async def test_a_reload_does_not_use_up_retries(harness: Harness) -> None:
     await engine.stop(grace=0.1)  # a reload: the running attempt is cut short
     engine = await harness.start(specs)
     status = await wait_status(engine, "flow", inst.id)
-    assert status == {"status": "complete", "error": None, "output": 2}
+    assert status == {"status": "complete", "error": None, "output": 2, "rollback": None}
     recorded = (await engine.details("flow", inst.id))["steps"][0]["attempts"]
     assert [a["success"] for a in recorded] == [False, True]
     assert "does not count toward the retry limit" in recorded[0]["error"]["message"]

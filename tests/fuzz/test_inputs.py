@@ -477,7 +477,7 @@ def test_outputs_that_cannot_be_stored_fail_the_instance(
     status = _wait_finished(live_api, "emit", instance_id, timeout=10)
     storable = not any(unicodedata.category(c) == "Cs" for c in text)
     if storable:
-        assert status == {"status": "complete", "error": None, "output": text}
+        assert status == {"status": "complete", "error": None, "output": text, "rollback": None}
         return
     assert status["status"] == "errored", status
     if source == "step":

@@ -161,6 +161,7 @@ async def test_an_instance_recorded_by_the_old_numbering_replays_under_the_new(
         "status": "complete",
         "error": None,
         "output": ["first", "second", {"n": 1}, "third"],
+        "rollback": None,
     }
     assert ran == []  # the recorded steps were replayed, not run again
     assert [(c.step_name, c.count, c.attempt) for c in contexts] == [("poll", 3, 2)]

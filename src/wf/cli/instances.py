@@ -245,14 +245,34 @@ def resume(
 def terminate(
     name: NameArgument,
     instance_id: IdArgument,
+    rollback: Annotated[
+        bool,
+        typer.Option(
+            "--rollback",
+            help="Run the instance's rollback handlers (newest step first) before it ends "
+            "terminated.",
+        ),
+    ] = False,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Terminate an instance for good."""
-    _change(
-        "terminate", "terminated", "🥷", name, instance_id, make_client(url, token), json_output
-    )
+    client = make_client(url, token)
+    if not rollback:
+        _change("terminate", "terminated", "🥷", name, instance_id, client, json_output)
+        return
+    resolved = resolve_id(client, name, instance_id)
+    result = client.change_status(name, resolved, "terminate", trigger="cli", rollback=True)
+    if json_output:
+        print_json(result)
+    elif result.get("status") == "terminated":
+        typer.echo(f'🥷 The instance "{resolved}" from {name} was terminated successfully')
+    else:
+        typer.echo(
+            f'🥷 The instance "{resolved}" from {name} is rolling back; it ends terminated '
+            "once its rollback handlers ran"
+        )
 
 
 RESTART_STEP_TYPES = ("do", "sleep", "waitForEvent")

@@ -62,6 +62,7 @@ STEP_TYPE_LABELS = {
     "sleep": "💤 Sleeping",
     "waitForEvent": "👀 Waiting for event",
     "termination": "🚫 Termination",
+    "rollback": "↩️ Rollback",
 }
 UNKNOWN = "❓ Unknown"
 
@@ -274,6 +275,9 @@ def _instance_rows(
         rows.append(("Last Successful Step", last))
     if details.get("error"):
         rows.append(("Error", Text(error_text(details["error"]), style="red")))
+    rollback = details.get("rollback")
+    if isinstance(rollback, dict):
+        rows.append(("Rollback", _rollback_text(rollback)))
     rows.extend(_restart_and_retention_rows(details, tz))
     return rows
 
@@ -305,6 +309,16 @@ def _restart_and_retention_rows(
         ]
         rows.append(("Retention", ", ".join(sides)))
     return rows
+
+
+def _rollback_text(rollback: dict[str, Any]) -> Text:
+    """The instance's rollback outcome: complete, or failed with the handler's error."""
+    if rollback.get("outcome") == "complete":
+        return Text("✅ Complete", style="green")
+    text = "❌ Failed"
+    if rollback.get("error"):
+        text += f": {error_text(rollback['error'])}"
+    return Text(text, style="red")
 
 
 def _status_style(details: dict[str, Any]) -> str:
@@ -342,7 +356,7 @@ def _step_rows(
     duration = _between(step.get("start"), step.get("end"), now)
     if duration is not None:
         rows.append(("Duration", human_duration(duration)))
-    if kind == "step":
+    if kind in ("step", "rollback"):
         success = step.get("success")
         rows.append(("Success", success_label(success)))
         retry_at = _retry_at(step) if success is None and not ended else None
@@ -364,7 +378,7 @@ def _step_rows(
         text = truncate_output(clean(_json_text(step.get("output"))), limit)
         rows.append(("Output", text))
     error = step.get("error")
-    if error and (kind != "step" or not _error_in_attempts(step, error)):
+    if error and (kind not in ("step", "rollback") or not _error_in_attempts(step, error)):
         rows.append(("Error", Text(error_text(error), style="red")))
     return rows
 
@@ -480,7 +494,7 @@ def describe_instance(
         )
         parts.append(Text())
         parts.append(Labelled(rows, indent=2))
-        if step.get("type") == "step" and step.get("attempts"):
+        if step.get("type") in ("step", "rollback") and step.get("attempts"):
             parts.append(_Indented(attempts_table(step["attempts"], horizon, tz), 2))
     if timeline:
         parts.append(Text())
@@ -578,7 +592,9 @@ class Timeline:
             finish = parse_time(step.get("end"))
             first, last = start.timestamp(), finish.timestamp() if finish else stop
             label = clean(step.get("name", ""))
-            if kind == "step":
+            if kind in ("step", "rollback"):
+                if kind == "rollback":
+                    label += " ↩"
                 rows.append(self._do_row(label, step, first, last, stop, begin, ended))
                 continue
             took = short_duration(last - first)
@@ -1077,6 +1093,21 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         line.append("🚫 terminated" + (f" via {clean(source)}" if source else ""), style="red")
     elif kind == "restarted":
         line.append("🔄 restarted", style="yellow")
+    elif kind == "rolling_back":
+        source = detail.get("source")
+        line.append(
+            "↩️ terminating with rollbacks" + (f" via {clean(source)}" if source else ""),
+            style="yellow",
+        )
+    elif kind == "rollback_started":
+        steps = detail.get("steps")
+        count = f" {_plural(steps, 'step')}" if isinstance(steps, int) and steps > 0 else ""
+        line.append(f"↩️ rolling back{count} after: {error or 'error'}", style="yellow")
+    elif kind == "rolled_back":
+        if detail.get("outcome") == "complete":
+            line.append("↩️ rollback complete", style="green")
+        else:
+            line.append(f"↩️ rollback failed: {error or 'error'}", style="bold red")
     elif kind == "completed":
         line.append("✅ completed", style="bold green")
     elif kind == "errored" and _is_count(detail.get("crashes")):

@@ -617,7 +617,7 @@ async def change_status(request: web.Request) -> web.Response:
         got = "nothing" if body is EMPTY else _json_type(body)
         raise bad_request(f"{usage}, got {got}")
     for key in body:
-        if key not in ("status", "action", *RESTART_KEYS):
+        if key not in ("status", "action", "rollback", *RESTART_KEYS):
             raise bad_request(f'body has unknown key "{key}"; {usage}')
     if "status" in body and "action" in body:
         raise bad_request(f'body has both "status" and "action"; give one ({usage})')
@@ -630,12 +630,17 @@ async def change_status(request: web.Request) -> web.Response:
     for key in RESTART_KEYS:
         if key in body and action != "restart":
             raise bad_request(f'"{key}" goes with "status": "restart" only')
+    rollback = body.get("rollback", False)
+    if not isinstance(rollback, bool):
+        raise bad_request(f'"rollback" must be true or false, got {_json_type(rollback)}')
+    if rollback and action != "terminate":
+        raise bad_request('"rollback" goes with {"status": "terminate"} only')
     if action == "pause":
         row = await engine.pause(name, instance_id)
     elif action == "resume":
         row = await engine.resume(name, instance_id)
     elif action == "terminate":
-        row = await engine.terminate(name, instance_id, trigger)
+        row = await engine.terminate(name, instance_id, trigger, rollback=rollback)
     else:
         row = await engine.restart(name, instance_id, body.get("from"), body.get("params"))
     log.info("%s %s/%s → %s", action, name, instance_id, row.status.value)

@@ -107,6 +107,16 @@ _HISTORY_SCHEMAS: dict[str, Schema] = {
             "attempts": {"type": "array", "items": _ref("HistoryAttempt")},
         },
     ),
+    "HistoryStepRollback": _history_step(
+        "rollback",
+        {
+            "output": ANY,
+            "error": _nullable(_ref("ErrorInfo")),
+            "config": _nullable(_STEP_CONFIG),
+            "attempts": {"type": "array", "items": _ref("HistoryAttempt")},
+        },
+    )
+    | {"description": "a do step's rollback handler, run as a step of its own"},
     "HistoryStepSleep": _history_step(
         "sleep",
         {
@@ -128,11 +138,17 @@ _HISTORY_SCHEMAS: dict[str, Schema] = {
         },
     ),
     "HistoryStep": {
-        "oneOf": [_ref("HistoryStepDo"), _ref("HistoryStepSleep"), _ref("HistoryStepWait")],
+        "oneOf": [
+            _ref("HistoryStepDo"),
+            _ref("HistoryStepSleep"),
+            _ref("HistoryStepWait"),
+            _ref("HistoryStepRollback"),
+        ],
         "discriminator": {
             "propertyName": "kind",
             "mapping": {
                 "do": "#/components/schemas/HistoryStepDo",
+                "rollback": "#/components/schemas/HistoryStepRollback",
                 "sleep": "#/components/schemas/HistoryStepSleep",
                 "wait": "#/components/schemas/HistoryStepWait",
             },
@@ -163,6 +179,7 @@ _HISTORY_SCHEMAS: dict[str, Schema] = {
             "end": _nullable(ISO),
             "output": ANY,
             "error": _nullable(_ref("ErrorInfo")),
+            "rollback": _nullable(_ref("Rollback")),
             "steps": {"type": "array", "items": _ref("HistoryStep")},
             "events": {"type": "array", "items": _ref("HistoryEvent")},
         }
@@ -425,6 +442,38 @@ _SCHEMAS: dict[str, Schema] = {
             "attempts",
         ],
     ),
+    "StepRollback": _object(
+        {
+            "type": {"const": "rollback"},
+            "name": {"type": "string", "description": "name-count of the step it rolls back"},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "success": _nullable({"type": "boolean"}),
+            "output": ANY,
+            "error": _nullable(_ref("ErrorInfo")),
+            "config": _nullable(_STEP_CONFIG),
+            "attempts": {"type": "array", "items": _ref("Attempt")},
+            "retries_at": ISO | {"description": "when the next attempt starts"},
+        },
+        required=[
+            "type",
+            "name",
+            "start",
+            "end",
+            "success",
+            "output",
+            "error",
+            "config",
+            "attempts",
+        ],
+    ),
+    "Rollback": _object(
+        {
+            "outcome": {"enum": ["complete", "failed"]},
+            "error": _nullable(_ref("ErrorInfo")),
+        },
+        description="how the rollback handlers went once the instance ended (null: none ran)",
+    ),
     "StepSleep": _object(
         {
             "type": {"const": "sleep"},
@@ -459,11 +508,13 @@ _SCHEMAS: dict[str, Schema] = {
             _ref("StepSleep"),
             _ref("StepWaitForEvent"),
             _ref("StepTermination"),
+            _ref("StepRollback"),
         ],
         "discriminator": {
             "propertyName": "type",
             "mapping": {
                 "step": "#/components/schemas/StepDo",
+                "rollback": "#/components/schemas/StepRollback",
                 "sleep": "#/components/schemas/StepSleep",
                 "waitForEvent": "#/components/schemas/StepWaitForEvent",
                 "termination": "#/components/schemas/StepTermination",
@@ -485,6 +536,7 @@ _SCHEMAS: dict[str, Schema] = {
             "success": _nullable({"type": "boolean"}),
             "error": _nullable(_ref("ErrorInfo")),
             "output": ANY,
+            "rollback": _nullable(_ref("Rollback")),
             "step_count": {"type": "integer"},
             "steps": {"type": "array", "items": _ref("Step")},
             "restarted": _ref("Restarted"),
@@ -527,6 +579,10 @@ _SCHEMAS: dict[str, Schema] = {
             },
             "params": ANY
             | {"description": "restart only (wf, beyond Cloudflare): new params for the run"},
+            "rollback": {
+                "type": "boolean",
+                "description": "with terminate: run the rollback handlers first",
+            },
         },
         "oneOf": [{"required": ["status"]}, {"required": ["action"]}],
         "additionalProperties": False,

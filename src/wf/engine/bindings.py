@@ -37,7 +37,8 @@ class WorkflowInstance:
         self.id = instance_id
 
     async def status(self) -> dict[str, Any]:
-        """``{"status": ..., "error": {"name", "message"} | None, "output": ...}``."""
+        """``{"status": ..., "error": {"name", "message"} | None, "output": ..., "rollback":
+        {"outcome": "complete" | "failed", "error": ... | None} | None}``."""
         return await self._engine.status(self.workflow_name, self.id)
 
     async def pause(self) -> None:
@@ -46,8 +47,12 @@ class WorkflowInstance:
     async def resume(self) -> None:
         await self._engine.resume(self.workflow_name, self.id)
 
-    async def terminate(self) -> None:
-        await self._engine.terminate(self.workflow_name, self.id, Trigger.BINDING.value)
+    async def terminate(self, rollback: bool = False) -> None:
+        """Stop it for good; ``rollback=True`` runs its rollback handlers first (it reports
+        ``running`` meanwhile, then ``terminated``)."""
+        await self._engine.terminate(
+            self.workflow_name, self.id, Trigger.BINDING.value, rollback=rollback
+        )
 
     async def restart(self, from_step: Any = None, *, params: Any = None) -> None:
         """Start over, or from ``from_step={"name": ..., "count": 1, "type": "do"}`` (count and

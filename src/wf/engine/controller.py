@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wf.engine import codec, details
+from wf.engine import rollback as rollbacks
 from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
 from wf.engine.history_json import history_json
@@ -389,12 +390,24 @@ class Controller:
         return row
 
     async def terminate(
-        self, workflow: str, instance_id: str, source: str = Trigger.API.value
+        self,
+        workflow: str,
+        instance_id: str,
+        source: str = Trigger.API.value,
+        *,
+        rollback: bool = False,
     ) -> InstanceRow:
+        """Stop an instance for good. With ``rollback``, one that ran a step is handed to a
+        runner to run its rollback handlers first, then it ends ``terminated``."""
         before = await self.row(workflow, instance_id)
-        row = await self.store.terminate(before.pk, self.clock.now(), source)
+        phase = rollbacks.begin(rollbacks.TERMINATED) if rollback else None
+        row = await self.store.terminate(before.pk, self.clock.now(), source, phase)
         self.notifier.changed(before, "terminate")
-        self._notice("terminated", row.workflow, row.id, source=source)
+        if row.status is Status.TERMINATED:
+            self._notice("terminated", row.workflow, row.id, source=source)
+        else:  # rolling back first: whoever runs instances claims it again
+            self.notifier.created(row.workflow, row.version_id)
+            self._notice("rolling_back", row.workflow, row.id, source=source)
         return row
 
     async def restart(

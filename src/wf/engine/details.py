@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from wf.durations import format_duration
-from wf.engine import codec
+from wf.engine import codec, rollback
 from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState, Trigger
 from wf.engine.restarts import read_record
 
@@ -42,6 +42,7 @@ def status_of(row: InstanceRow) -> dict[str, Any]:
         "status": row.status.value,
         "error": row.error,
         "output": codec.decode(row.output),
+        "rollback": rollback.view(row),
     }
 
 
@@ -52,11 +53,11 @@ def _success(state: StepState) -> bool | None:
 def _step(record: StepRecord) -> dict[str, Any]:
     base: dict[str, Any] = {
         "type": record.kind.cloudflare_type,
-        "name": record.display_name,
+        "name": f"{record.name}-{record.count}",  # a rollback's: its step's (type says it)
         "start": iso(record.started),
         "end": iso(record.ended),
     }
-    if record.kind is StepKind.DO:
+    if record.kind in (StepKind.DO, StepKind.ROLLBACK):
         base.update(
             success=_success(record.state),
             output=codec.decode(record.output),
@@ -110,6 +111,7 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
         "success": (None if not row.status.finished else row.status is Status.COMPLETE),
         "error": row.error,
         "output": codec.decode(row.output),
+        "rollback": rollback.view(row),
         "step_count": step_count,
         "steps": steps,
     }

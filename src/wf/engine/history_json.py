@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from wf.engine import codec
+from wf.engine import codec, rollback
 from wf.engine.details import extras, iso
 from wf.engine.model import EventRecord, History, InstanceRow, StepKind, StepRecord
 
@@ -34,6 +34,7 @@ def history_json(row: InstanceRow, history: History, events: list[EventRecord]) 
         "end": iso(row.ended),
         "output": codec.decode(row.output),
         "error": row.error,
+        "rollback": rollback.view(row),
         "steps": [step_json(s) for s in history.steps],
         "events": [event_json(e) for e in events],
     }
@@ -50,7 +51,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
         "start": iso(record.started),
         "end": iso(record.ended),
     }
-    if record.kind is StepKind.DO:
+    if record.kind in (StepKind.DO, StepKind.ROLLBACK):  # a rollback is a do step's handler
         shown.update(
             output=codec.decode(record.output),
             error=record.error,

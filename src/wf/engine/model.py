@@ -32,10 +32,13 @@ class StepKind(str, enum.Enum):
     DO = "do"
     SLEEP = "sleep"
     WAIT = "wait"
+    ROLLBACK = "rollback"  # a do step's rollback handler, run as a durable step of its own
 
     @property
     def cloudflare_type(self) -> str:
-        return {"do": "step", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+        return {"do": "step", "sleep": "sleep", "wait": "waitForEvent", "rollback": "rollback"}[
+            self.value
+        ]
 
     @property
     def restart_type(self) -> str:
@@ -165,6 +168,8 @@ class StepRecord:
 
     @property
     def display_name(self) -> str:
+        if self.kind is StepKind.ROLLBACK:
+            return f"{self.name}-{self.count} (rollback)"
         return f"{self.name}-{self.count}"
 
 
@@ -196,6 +201,7 @@ class InstanceRow:
     success_retention: float | None = None  # seconds kept once complete (None: the default)
     error_retention: float | None = None  # seconds kept once errored or terminated
     restarted: str | None = None  # JSON of its latest restart (``RestartRecord``)
+    rollback: str | None = None  # JSON: the rollback phase, once one began (see engine.rollback)
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing

@@ -35,6 +35,7 @@ from wf.engine.model import (
     to_datetime,
 )
 from wf.engine.replay import Identities
+from wf.engine.rollback import Rollbacks, refuse_step, run_then_roll_back
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
 from wf.errors import EngineSignal, StoreError, error_info, exception_info
@@ -175,6 +176,7 @@ class Life:
         self.loop = asyncio.get_running_loop()  # asked once: asyncio asks the OS for its pid
         self.suspect = claim.row.crashes > 0  # it was running when a process died
         self.identities = Identities({}, spec.step_limit)
+        self.rollbacks = Rollbacks(claim.row)
         self.busy = 0  # branches doing something other than sleeping in a wait
         self.running_ops = 0  # attempts in flight (what a graceful stop waits for)
         self.parked = 0  # branches parked at a requested pause
@@ -222,6 +224,8 @@ class Life:
         self.check_alive()
         if self.poison is not None:
             raise self.poison
+        if self.rollbacks.rolling_back:
+            raise refuse_step()
         try:
             return self.identities.next(name, kind)
         except EngineSignal as signal:
@@ -413,7 +417,7 @@ class Life:
 
 async def run_life(host: Host, life: Life) -> None:
     """Run one life of a claimed instance to its end, and write how it ended."""
-    from wf.engine.step import WorkflowStep, contain
+    from wf.engine.step import WorkflowStep
 
     row, spec = life.row, life.spec
     coro: Any = None
@@ -442,7 +446,7 @@ async def run_life(host: Host, life: Life) -> None:
             return
         if life.claim.fresh:
             life.emit("started")
-        task: asyncio.Task[Any] = asyncio.ensure_future(contain(coro))
+        task: asyncio.Task[Any] = asyncio.ensure_future(run_then_roll_back(life, coro))
         life.task = task
         try:
             await asyncio.wait({task})
@@ -493,6 +497,8 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
     elif exc is not None:
         error = exception_info(exc)
     status = Status.ERRORED if error else Status.COMPLETE
+    if life.rollbacks.ends_terminated:  # a terminate that asked for the rollbacks
+        status, output, error = Status.TERMINATED, None, None
     try:
         ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)
     except StoreError as problem:
@@ -501,7 +507,9 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         life.final_write = life.store.release(life.pk, life.epoch)
         return
     if ok:
-        if error:
+        if status is Status.TERMINATED:
+            life.emit("terminated", source=life.row.termination)
+        elif error:
             life.emit("errored", error=error)
         else:
             life.emit("completed", output=output)

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
-from wf.engine import codec, config
+from wf.engine import codec, config, rollback
 from wf.engine.clock import SystemClock
 from wf.engine.intercept import MockedError, MockedResult, StepCall
 from wf.engine.limits import check_identifier, check_step_name
@@ -46,6 +46,7 @@ from wf.engine.replay import (
     plan_do,
     retries_left,
 )
+from wf.engine.rollback import options as rollback_options
 from wf.engine.threads import Job
 from wf.errors import (
     EngineSignal,
@@ -82,15 +83,22 @@ class WorkflowStep:
         *args: Any,
         retries: Any = None,
         timeout: Duration | None = None,
+        rollback: Callable[..., Any] | None = None,
+        rollback_config: Any = None,
     ) -> Any:
         """Run ``callback`` as a durable step: ``do(name, callback)`` or
         ``do(name, config, callback)``; ``retries=`` / ``timeout=`` may be given as keywords.
 
         Returns the callback's result as decoded from its stored JSON form, on the first run and
         on every replay alike. Raises ``StepError`` once the step failed for good.
+
+        ``rollback``: a handler (``def`` or ``async def``) taking a ``RollbackContext``, run if
+        the instance fails for good (or is terminated with rollbacks) once this step started;
+        ``rollback_config``: its retries and timeout (see ``wf.engine.rollback``).
         """
+        options = rollback_options(name, rollback, rollback_config)
         with self._life.branch():
-            return await _do(self._life, name, args, retries, timeout)
+            return await _do(self._life, name, args, retries, timeout, options)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Sleep durably: survives restarts, and an instance sleeping longer than about a second
@@ -113,12 +121,21 @@ class WorkflowStep:
 
 
 async def _do(
-    life: Life, name: str, args: tuple[Any, ...], retries: Any, timeout: Duration | None
+    life: Life,
+    name: str,
+    args: tuple[Any, ...],
+    retries: Any,
+    timeout: Duration | None,
+    options: rollback.RollbackOptions | None = None,
 ) -> Any:
     check_step_name(name, life.host.limits)
     config_arg, callback = split_do_args(name, args)
     resolved = config.resolve(name, config_arg, retries=retries, timeout=timeout)
     count, record = life.identify(name, StepKind.DO)
+    if options is not None:
+        life.rollbacks.register(name, count, options, resolved)
+    if life.rollbacks.replaying:
+        return rollback.replayed_do(name, record)
     while True:
         plan = plan_do(record, resolved, life.now())
         if isinstance(plan, Cached):
@@ -150,7 +167,7 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
     seconds = to_seconds(duration, f'duration of sleep "{name}"')
     _check_max_sleep(life, name, seconds)
     count, record = life.identify(name, StepKind.SLEEP)
-    if record is not None and record.state is StepState.SUCCEEDED:
+    if life.rollbacks.replaying or (record is not None and record.state is StepState.SUCCEEDED):
         return
     await life.hold_at_pause()
     now = life.now()
@@ -170,7 +187,7 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
     check_step_name(name, life.host.limits)
     target = to_epoch(when, name)
     count, record = life.identify(name, StepKind.SLEEP)
-    if record is not None and record.state is StepState.SUCCEEDED:
+    if life.rollbacks.replaying or (record is not None and record.state is StepState.SUCCEEDED):
         return
     await life.hold_at_pause()
     now = life.now()
@@ -195,6 +212,8 @@ async def _wait_for_event(
             f"to {exact_duration(limits.event_timeout_max)}, got {exact_duration(seconds)}"
         )
     count, record = life.identify(name, StepKind.WAIT)
+    if life.rollbacks.replaying:
+        return rollback.replayed_wait(name, record)  # type: ignore[no-any-return]
     if record is None or record.state is StepState.RUNNING:
         await life.hold_at_pause()
     forced_timeout = False
@@ -320,7 +339,7 @@ async def _attempt(
     task = await life.begin_op()
     try:
         now = life.now()
-        first = record is None
+        first = record is None or not record.attempts  # a rollback's record comes new
         if record is None:
             record = StepRecord(name, count, StepKind.DO, now, config=config.to_json(resolved))
         else:

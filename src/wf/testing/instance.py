@@ -150,9 +150,10 @@ class TestInstance:
         """Resume it after a pause."""
         await self.env.engine.resume(self.workflow, self.id)
 
-    async def terminate(self) -> None:
-        """Terminate it: it stops for good (``result()`` raises ``InstanceFailed``)."""
-        await self.env.engine.terminate(self.workflow, self.id)
+    async def terminate(self, rollback: bool = False) -> None:
+        """Terminate it: it stops for good (``result()`` raises ``InstanceFailed``);
+        ``rollback=True`` runs its rollback handlers first."""
+        await self.env.engine.terminate(self.workflow, self.id, rollback=rollback)
 
     async def restart(self, from_step: Any = None, params: Any = None) -> None:
         """Run it again from the start (its history discarded), or ``from_step``

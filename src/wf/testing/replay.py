@@ -15,7 +15,7 @@ import copy
 import inspect
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -34,6 +34,7 @@ from wf.engine.model import (
     WorkflowStepEvent,
 )
 from wf.engine.replay import INTERRUPTED, Identities
+from wf.engine.rollback import options as rollback_options
 
 # The engine's own argument checks, shared so that replay refuses exactly what a real run refuses.
 from wf.engine.step import contain, split_do_args, to_epoch
@@ -144,11 +145,15 @@ class ReplayStep:
         *args: Any,
         retries: Any = None,
         timeout: Duration | None = None,
+        rollback: Callable[..., Any] | None = None,
+        rollback_config: Any = None,
     ) -> Any:
-        """The recorded output of this step, or its recorded ``StepError`` raised again."""
+        """The recorded output of this step, or its recorded ``StepError`` raised again. A
+        rollback handler is checked as the engine checks it, and never called."""
         check_step_name(name)
         config_arg, _body = split_do_args(name, args)
         config.resolve(name, config_arg, retries=retries, timeout=timeout)
+        rollback_options(name, rollback, rollback_config)
         recorded = self._replayer.identify(StepKind.DO, name)
         if recorded.state is StepState.SUCCEEDED:
             return copy.deepcopy(recorded.output)
@@ -257,7 +262,15 @@ class _Replayer:
         return recorded
 
     def first_unreached(self) -> HistoryStep | None:
-        return next((s for s in self.history.steps if s.identity not in self.reached), None)
+        """The first recorded step no call reached; rollbacks are no calls of ``run()``."""
+        return next(
+            (
+                s
+                for s in self.history.steps
+                if s.identity not in self.reached and s.kind is not StepKind.ROLLBACK
+            ),
+            None,
+        )
 
     def halt(self, why: str) -> _ReplayStopped:
         """Replay ends here and passes: the signal to raise."""

@@ -148,7 +148,14 @@ class Store(Protocol):
 
     async def resume(self, pk: int, now: float) -> InstanceRow: ...
 
-    async def terminate(self, pk: int, now: float, source: str) -> InstanceRow: ...
+    async def terminate(
+        self, pk: int, now: float, source: str, rollback: str | None = None
+    ) -> InstanceRow:
+        """Terminate now; with ``rollback`` (JSON of the rollback phase to begin), an instance
+        that ran a do step goes back to ``running``, unclaimed and ready, with ``termination``
+        and that phase set (an instance already rolling back keeps its own phase): its next
+        life runs its rollback handlers, then ends it ``terminated``."""
+        ...
 
     async def restart(
         self,
@@ -229,6 +236,10 @@ class Store(Protocol):
     ) -> PendingWrite:
         """Give up the claim; the instance waits (``wake_at``) with nothing in memory. If an event
         of one of ``event_types`` is already buffered, it wakes at once instead."""
+        ...
+
+    def set_rollback(self, pk: int, epoch: int, state: str) -> PendingWrite:
+        """Store the instance's rollback phase (JSON; see ``wf.engine.rollback``)."""
         ...
 
     def release(self, pk: int, epoch: int) -> PendingWrite:

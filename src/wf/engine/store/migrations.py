@@ -213,6 +213,31 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_own_retention ON instances (ended)
         WHERE ended IS NOT NULL AND (success_retention IS NOT NULL OR error_retention IS NOT NULL);
     """,
+    # Rollbacks (sagas): the instance's rollback phase as JSON (its trigger error, then its
+    # outcome); a rollback handler runs as a step of kind 'rollback' under its do step's name
+    # and count, so an attempt is known by its step's kind too.
+    """
+    ALTER TABLE instances ADD COLUMN rollback TEXT;
+    CREATE TABLE attempts_by_kind (
+        instance INTEGER NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'do',
+        name TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        started REAL NOT NULL,
+        ended REAL,
+        success INTEGER,
+        error TEXT,
+        uncounted INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (instance, kind, name, count, number)
+    ) WITHOUT ROWID;
+    INSERT INTO attempts_by_kind (instance, kind, name, count, number, started, ended, success,
+                                  error, uncounted)
+        SELECT instance, 'do', name, count, number, started, ended, success, error, uncounted
+        FROM attempts;
+    DROP TABLE attempts;
+    ALTER TABLE attempts_by_kind RENAME TO attempts;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

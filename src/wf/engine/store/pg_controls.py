@@ -350,8 +350,8 @@ def upgrade(pk: int, version: str, now: float) -> Apply[InstanceRow]:
             await conn.execute(
                 "WITH a AS (UPDATE wf.attempts SET ended = %(now)s, success = false, "
                 "error = %(error)s, uncounted = true WHERE instance = %(pk)s AND ended IS NULL "
-                "RETURNING name, count) UPDATE wf.steps s SET wake_at = %(now)s FROM a "
-                "WHERE s.instance = %(pk)s AND s.kind = 'do' AND s.name = a.name "
+                "RETURNING kind, name, count) UPDATE wf.steps s SET wake_at = %(now)s FROM a "
+                "WHERE s.instance = %(pk)s AND s.kind = a.kind AND s.name = a.name "
                 "AND s.count = a.count",
                 args,
             )
@@ -476,10 +476,25 @@ def resume(pk: int, now: float) -> Apply[InstanceRow]:
     return apply
 
 
-def terminate(pk: int, now: float, source: str) -> Apply[InstanceRow]:
+def terminate(pk: int, now: float, source: str, rollback: str | None) -> Apply[InstanceRow]:
+    """See ``sqlite_controls.terminate``."""
+
     async def apply(conn: Conn) -> Finish[InstanceRow]:
         row = await select_instance(conn, pk)
         _unfinished(row, "terminate")
+        if rollback is not None:
+            cur = await conn.execute(
+                "SELECT 1 FROM wf.steps WHERE instance = %s AND kind = 'do' LIMIT 1", (pk,)
+            )
+            if await cur.fetchone() is not None:
+                return await _row_after(
+                    conn,
+                    "UPDATE wf.instances SET status = 'running', modified = %s, "
+                    "termination = %s, rollback = coalesce(rollback, %s), owner = NULL, "
+                    "lease_until = NULL, wake_at = %s, waiting_for = NULL, paused_at = NULL, "
+                    f"epoch = epoch + 1 WHERE pk = %s RETURNING {INSTANCE_COLUMNS}",
+                    (now, source, rollback, now, pk),
+                )
         return await _row_after(
             conn,
             "UPDATE wf.instances SET status = 'terminated', ended = %s, modified = %s, "
@@ -547,7 +562,7 @@ def restart(
             f"started = {started}, params = coalesce(%(params)s, params), "
             "restarted = coalesce(%(record)s, restarted), ended = NULL, output = NULL, "
             "error = NULL, termination = NULL, wake_at = NULL, waiting_for = NULL, "
-            "paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
+            "paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, rollback = NULL, "
             f"epoch = epoch + 1 WHERE pk = %(pk)s RETURNING {INSTANCE_COLUMNS}",
             {"now": now, "params": params, "record": record, "pk": pk},
         )
@@ -559,9 +574,9 @@ async def _wipe_from(conn: Conn, pk: int, target: int, now: float, was_running: 
     """See ``sqlite_controls._wipe_from``: ``seq`` is start order here."""
     args = {"pk": pk, "target": target, "now": now, "error": RESTARTED_ATTEMPT}
     later = "SELECT name, count FROM wf.steps WHERE instance = %(pk)s AND seq >= %(target)s"
-    await conn.execute(
-        f"DELETE FROM wf.attempts WHERE instance = %(pk)s AND (name, count) IN ({later} "
-        "AND kind = 'do')",
+    await conn.execute(  # of every kind: a rollback step's attempts go with it
+        "DELETE FROM wf.attempts WHERE instance = %(pk)s AND (kind, name, count) IN "
+        "(SELECT kind, name, count FROM wf.steps WHERE instance = %(pk)s AND seq >= %(target)s)",
         args,
     )
     await conn.execute(
@@ -574,8 +589,8 @@ async def _wipe_from(conn: Conn, pk: int, target: int, now: float, was_running: 
         await conn.execute(
             "WITH a AS (UPDATE wf.attempts SET ended = %(now)s, success = false, "
             "error = %(error)s, uncounted = true WHERE instance = %(pk)s AND ended IS NULL "
-            "RETURNING name, count) UPDATE wf.steps s SET wake_at = %(now)s FROM a "
-            "WHERE s.instance = %(pk)s AND s.kind = 'do' AND s.name = a.name "
+            "RETURNING kind, name, count) UPDATE wf.steps s SET wake_at = %(now)s FROM a "
+            "WHERE s.instance = %(pk)s AND s.kind = a.kind AND s.name = a.name "
             "AND s.count = a.count",
             args,
         )

@@ -139,6 +139,17 @@ def consume_event(
     return apply
 
 
+def set_rollback(pk: int, epoch: int, state: str) -> Apply[bool]:
+    async def apply(conn: Conn) -> Finish[bool]:
+        return await _rowcount(
+            conn,
+            "UPDATE wf.instances SET rollback = %s WHERE pk = %s AND epoch = %s",
+            (state, pk, epoch),
+        )
+
+    return apply
+
+
 def reach_pause(pk: int, epoch: int, now: float) -> Apply[bool]:
     async def apply(conn: Conn) -> Finish[bool]:
         return await _rowcount(
@@ -193,8 +204,8 @@ _INSERT_STEPS = (
     f"FROM u {_EPOCH_OK} RETURNING instance"
 )
 _ADD_ATTEMPTS = (
-    "INSERT INTO wf.attempts (instance, name, count, number, started) "
-    f"SELECT u.pk, u.name, u.count, u.number, u.attempt_started FROM u {_EPOCH_OK} "
+    "INSERT INTO wf.attempts (instance, kind, name, count, number, started) "
+    f"SELECT u.pk, u.kind, u.name, u.count, u.number, u.attempt_started FROM u {_EPOCH_OK} "
     "RETURNING instance"
 )
 
@@ -206,8 +217,8 @@ _ONE_STEP = (
     "%(duration)s, %(event_type)s FROM f RETURNING instance"
 )
 _ONE_ATTEMPT = (
-    "INSERT INTO wf.attempts (instance, name, count, number, started) "
-    "SELECT instance, %(name)s, %(count)s, %(number)s, %(attempt_started)s FROM s "
+    "INSERT INTO wf.attempts (instance, kind, name, count, number, started) "
+    "SELECT instance, %(kind)s, %(name)s, %(count)s, %(number)s, %(attempt_started)s FROM s "
     "RETURNING instance"
 )
 
@@ -265,6 +276,7 @@ START_NEXT_ATTEMPT = Group(
 # An attempt's end, and its step's next retry time; with ``state`` (not NULL), the step's end.
 _END_COLUMNS = {
     **_KEY,
+    "kind": "text",
     "name": "text",
     "count": "integer",
     "number": "integer",
@@ -282,9 +294,9 @@ _END_COLUMNS = {
 END_ATTEMPT = Group(
     f"WITH {_unnest(_END_COLUMNS)}, "
     "a AS (UPDATE wf.attempts a SET ended = u.ended, success = u.success, error = u.error, "
-    f"uncounted = u.uncounted FROM u {_EPOCH_OK} WHERE a.instance = u.pk "
+    f"uncounted = u.uncounted FROM u {_EPOCH_OK} WHERE a.instance = u.pk AND a.kind = u.kind "
     "AND a.name = u.name AND a.count = u.count AND a.number = u.number "
-    "RETURNING a.instance, a.name, a.count, u.state, u.step_ended, u.output, u.step_error, "
+    "RETURNING a.instance, a.kind, a.name, a.count, u.state, u.step_ended, u.output, u.step_error, "
     "u.wake_at, u.non_retryable), "
     "st AS (UPDATE wf.steps s SET "
     "state = coalesce(a.state, s.state), "
@@ -293,19 +305,19 @@ END_ATTEMPT = Group(
     "error = CASE WHEN a.state IS NULL THEN s.error ELSE a.step_error END, "
     "wake_at = CASE WHEN a.state IS NULL THEN a.wake_at END, "
     "non_retryable = a.non_retryable FROM a "
-    "WHERE s.instance = a.instance AND s.kind = 'do' AND s.name = a.name AND s.count = a.count) "
+    "WHERE s.instance = a.instance AND s.kind = a.kind AND s.name = a.name AND s.count = a.count) "
     "SELECT instance FROM a",
     tuple(_END_COLUMNS),
     f"WITH {_FENCE}, a AS (UPDATE wf.attempts a SET ended = %(ended)s, success = %(success)s, "
     "error = %(error)s, uncounted = %(uncounted)s FROM f WHERE a.instance = f.pk "
-    "AND a.name = %(name)s AND a.count = %(count)s AND a.number = %(number)s "
+    "AND a.kind = %(kind)s AND a.name = %(name)s AND a.count = %(count)s AND a.number = %(number)s "
     "RETURNING a.instance), "
     "st AS (UPDATE wf.steps s SET state = coalesce(%(state)s, s.state), "
     "ended = CASE WHEN %(state)s::text IS NULL THEN s.ended ELSE %(step_ended)s::float8 END, "
     "output = CASE WHEN %(state)s::text IS NULL THEN s.output ELSE %(output)s::text END, "
     "error = CASE WHEN %(state)s::text IS NULL THEN s.error ELSE %(step_error)s::text END, "
     "wake_at = CASE WHEN %(state)s::text IS NULL THEN %(wake_at)s::float8 END, "
-    "non_retryable = %(non_retryable)s FROM a WHERE s.instance = a.instance AND s.kind = 'do' "
+    "non_retryable = %(non_retryable)s FROM a WHERE s.instance = a.instance AND s.kind = %(kind)s "
     "AND s.name = %(name)s AND s.count = %(count)s) SELECT instance FROM a",
 )
 
@@ -317,6 +329,7 @@ def end_attempt_row(
     return (
         pk,
         epoch,
+        step.kind.value,
         step.name,
         step.count,
         attempt.number,

@@ -169,6 +169,15 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_own_retention ON wf.instances (ended) WHERE ended IS NOT NULL "
         "AND (success_retention IS NOT NULL OR error_retention IS NOT NULL)",
     ],
+    # Rollbacks (sagas): the instance's rollback phase as JSON; a rollback handler runs as a
+    # step of kind 'rollback' under its do step's name and count, so an attempt's key has the
+    # kind too (SQLite's schema 9).
+    [
+        "ALTER TABLE wf.instances ADD COLUMN rollback text",
+        "ALTER TABLE wf.attempts ADD COLUMN kind text NOT NULL DEFAULT 'do'",
+        "ALTER TABLE wf.attempts DROP CONSTRAINT attempts_pkey",
+        "ALTER TABLE wf.attempts ADD PRIMARY KEY (instance, kind, name, count, number)",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -369,8 +369,10 @@ class PostgresStore:
     async def resume(self, pk: int, now: float) -> InstanceRow:
         return await self._write(controls.resume(pk, now), (pk,))
 
-    async def terminate(self, pk: int, now: float, source: str) -> InstanceRow:
-        return await self._write(controls.terminate(pk, now, source), (pk,))
+    async def terminate(
+        self, pk: int, now: float, source: str, rollback: str | None = None
+    ) -> InstanceRow:
+        return await self._write(controls.terminate(pk, now, source, rollback), (pk,))
 
     async def restart(
         self,
@@ -447,6 +449,9 @@ class PostgresStore:
 
     def release(self, pk: int, epoch: int) -> Pending[bool]:
         return self._row(runs.RELEASE, pk, (pk, epoch))
+
+    def set_rollback(self, pk: int, epoch: int, state: str) -> Pending[bool]:
+        return self._write(runs.set_rollback(pk, epoch, state), (pk,))
 
     def reach_pause(self, pk: int, epoch: int, now: float) -> Pending[bool]:
         return self._write(runs.reach_pause(pk, epoch, now), (pk,))

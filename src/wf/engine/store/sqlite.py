@@ -447,9 +447,11 @@ class SqliteStore:
     async def resume(self, pk: int, now: float) -> InstanceRow:
         return await self._write(functools.partial(controls.resume, pk=pk, now=now))
 
-    async def terminate(self, pk: int, now: float, source: str) -> InstanceRow:
+    async def terminate(
+        self, pk: int, now: float, source: str, rollback: str | None = None
+    ) -> InstanceRow:
         return await self._write(
-            functools.partial(controls.terminate, pk=pk, now=now, source=source)
+            functools.partial(controls.terminate, pk=pk, now=now, source=source, rollback=rollback)
         )
 
     async def restart(
@@ -565,6 +567,9 @@ class SqliteStore:
 
     def release(self, pk: int, epoch: int) -> Pending[bool]:
         return self._write(functools.partial(runs.release, pk=pk, epoch=epoch))
+
+    def set_rollback(self, pk: int, epoch: int, state: str) -> Pending[bool]:
+        return self._write(functools.partial(runs.set_rollback, pk=pk, epoch=epoch, state=state))
 
     def reach_pause(self, pk: int, epoch: int, now: float) -> Pending[bool]:
         return self._write(functools.partial(runs.reach_pause, pk=pk, epoch=epoch, now=now))

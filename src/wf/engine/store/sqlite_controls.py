@@ -273,17 +273,18 @@ def upgrade(conn: sqlite3.Connection, pk: int, version: str, now: float) -> Inst
 
 def _cut_short_attempts(conn: sqlite3.Connection, pk: int, now: float, error: str) -> None:
     running = conn.execute(
-        "SELECT name, count FROM attempts WHERE instance = ? AND ended IS NULL", (pk,)
+        "SELECT kind, name, count FROM attempts WHERE instance = ? AND ended IS NULL", (pk,)
     ).fetchall()
-    for name, count in running:
+    for kind, name, count in running:
         conn.execute(
             "UPDATE attempts SET ended = ?, success = 0, error = ?, uncounted = 1 "
-            "WHERE instance = ? AND name = ? AND count = ? AND ended IS NULL",
-            (now, error, pk, name, count),
+            "WHERE instance = ? AND kind = ? AND name = ? AND count = ? AND ended IS NULL",
+            (now, error, pk, kind, name, count),
         )
         conn.execute(  # retried at once: the dependency did nothing wrong
-            "UPDATE steps SET wake_at = ? WHERE instance = ? AND name = ? AND count = ?",
-            (now, pk, name, count),
+            "UPDATE steps SET wake_at = ? "
+            "WHERE instance = ? AND kind = ? AND name = ? AND count = ?",
+            (now, pk, kind, name, count),
         )
 
 
@@ -385,9 +386,27 @@ def resume(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
     return select_instance(conn, pk)
 
 
-def terminate(conn: sqlite3.Connection, pk: int, now: float, source: str) -> InstanceRow:
+def terminate(
+    conn: sqlite3.Connection, pk: int, now: float, source: str, rollback: str | None = None
+) -> InstanceRow:
+    """Terminate now; with ``rollback`` (the rollback phase to begin, as JSON), an instance that
+    ran a do step is handed back to a runner instead, to run its rollback handlers and then end
+    terminated (one already rolling back keeps its phase)."""
     row = select_instance(conn, pk)
     _unfinished(row, "terminate")
+    if (
+        rollback is not None
+        and conn.execute(
+            "SELECT 1 FROM steps WHERE instance = ? AND kind = 'do' LIMIT 1", (pk,)
+        ).fetchone()
+    ):
+        conn.execute(
+            "UPDATE instances SET status = 'running', modified = ?, termination = ?, "
+            "rollback = coalesce(rollback, ?), owner = NULL, lease_until = NULL, wake_at = ?, "
+            "waiting_for = NULL, paused_at = NULL, epoch = epoch + 1 WHERE pk = ?",
+            (now, source, rollback, now, pk),
+        )
+        return select_instance(conn, pk)
     conn.execute(
         "UPDATE instances SET status = 'terminated', ended = ?, modified = ?, termination = ?, "
         "owner = NULL, lease_until = NULL, wake_at = NULL, waiting_for = NULL, "
@@ -443,7 +462,7 @@ def restart(
         f"started = {started}, params = coalesce(?, params), restarted = coalesce(?, restarted), "
         "ended = NULL, output = NULL, error = NULL, termination = NULL, wake_at = NULL, "
         "waiting_for = NULL, paused_at = NULL, owner = NULL, lease_until = NULL, crashes = 0, "
-        "epoch = epoch + 1 WHERE pk = ?",
+        "rollback = NULL, epoch = epoch + 1 WHERE pk = ?",
         (now, now, params, record, pk),
     )
     return select_instance(conn, pk)
@@ -456,9 +475,10 @@ def _wipe_from(
     in rowid order: start order), with their attempts and the events their waits consumed;
     events still buffered are dropped too, so a wait after the restart point waits again."""
     later = "SELECT name, count FROM steps WHERE instance = ? AND kind = ? AND rowid >= ?"
-    conn.execute(
-        f"DELETE FROM attempts WHERE instance = ? AND (name, count) IN ({later})",
-        (pk, pk, "do", target),
+    conn.execute(  # of every kind: a rollback step's attempts go with it
+        "DELETE FROM attempts WHERE instance = ? AND (kind, name, count) IN "
+        "(SELECT kind, name, count FROM steps WHERE instance = ? AND rowid >= ?)",
+        (pk, pk, target),
     )
     conn.execute(
         "DELETE FROM events WHERE instance = ? AND (consumed_name IS NULL "

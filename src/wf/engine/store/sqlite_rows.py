@@ -25,7 +25,7 @@ from wf.errors import InstanceNotFound, error_info
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
     "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes, "
-    "success_retention, error_retention, restarted"
+    "success_retention, error_retention, restarted, rollback"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
 # The retention a finished instance set for the way it ended (NULL: the default applies).
@@ -77,6 +77,7 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         success_retention=row[21],
         error_retention=row[22],
         restarted=row[23],
+        rollback=row[24],
     )
 
 
@@ -96,7 +97,7 @@ STEP_COLUMNS = (
     "name, count, kind, state, started, ended, output, error, config, wake_at, duration, "
     "event_type, event_time, non_retryable"
 )
-ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted"
+ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted, kind"
 
 
 def history_from_rows(
@@ -123,8 +124,8 @@ def history_from_rows(
             non_retryable=bool(row[13]),
         )
         steps[record.key] = record
-    for name, count, number, started, ended, success, error, uncounted in attempt_rows:
-        step = steps.get((StepKind.DO, name, count))  # only step.do has attempts
+    for name, count, number, started, ended, success, error, uncounted, kind in attempt_rows:
+        step = steps.get((StepKind(kind), name, count))  # do steps and their rollbacks
         if step is not None:
             step.attempts.append(
                 AttemptRecord(

@@ -147,10 +147,11 @@ def start_attempt(
         )
         if cursor.rowcount != 1:
             return False
-    # Only step.do has attempts: (name, count) is the step's identity among do steps.
+    # Only step.do and rollbacks have attempts.
     conn.execute(
-        "INSERT INTO attempts (instance, name, count, number, started) VALUES (?, ?, ?, ?, ?)",
-        (pk, step.name, step.count, attempt.number, attempt.started),
+        "INSERT INTO attempts (instance, kind, name, count, number, started) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (pk, step.kind.value, step.name, step.count, attempt.number, attempt.started),
     )
     return True
 
@@ -165,13 +166,14 @@ def end_attempt(
 ) -> bool:
     cursor = conn.execute(
         "UPDATE attempts SET ended = ?, success = ?, error = ?, uncounted = ? "
-        f"WHERE instance = ? AND name = ? AND count = ? AND number = ? AND {_FENCE}",
+        f"WHERE instance = ? AND kind = ? AND name = ? AND count = ? AND number = ? AND {_FENCE}",
         (
             attempt.ended,
             None if attempt.success is None else int(attempt.success),
             dump_error(attempt.error),
             int(attempt.uncounted),
             pk,
+            step.kind.value,
             step.name,
             step.count,
             attempt.number,
@@ -278,6 +280,13 @@ def release(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
         "UPDATE instances SET owner = NULL, lease_until = NULL, crashes = 0 "
         "WHERE pk = ? AND epoch = ?",
         (pk, epoch),
+    )
+    return cursor.rowcount == 1
+
+
+def set_rollback(conn: sqlite3.Connection, pk: int, epoch: int, state: str) -> bool:
+    cursor = conn.execute(
+        "UPDATE instances SET rollback = ? WHERE pk = ? AND epoch = ?", (state, pk, epoch)
     )
     return cursor.rowcount == 1
 
