@@ -94,7 +94,10 @@ class Scheduler:
         self.draining = False  # stopping: no new step attempt may start
         # Steps whose attempt a refused database write cut short: not counted when retried.
         self.store_failures: dict[int, set[StepKey]] = {}
-        self._generation = 0  # counts claim rounds, to tell old lives from new ones
+        # Counts claim rounds (twice each: as one begins and once it claimed), to tell old lives
+        # from new ones and renewals that overlapped a round.
+        self._generation = 0
+        self._claiming = False  # a claim round awaits the store
         # Until when (monotonic) this process's claims are surely its own: the lease from the
         # last renewal that went through, counted from when it was sent. (Not from a claim: on
         # SQLite a claim renews only the instances it claims.)
@@ -200,6 +203,10 @@ class Scheduler:
             wake_at: float | None = None
             try:
                 if wanted:
+                    # A round under way: a renewal answered meanwhile may already hold what it
+                    # claims, with no life yet, and must not give it back.
+                    self._generation += 1
+                    self._claiming = True
                     try:
                         claimed = await engine.store.claim_ready(
                             self.owner,
@@ -213,6 +220,7 @@ class Scheduler:
                         )
                         claims = claimed.claims
                     finally:
+                        self._claiming = False
                         slots.unreserve(wanted - len(claims))
                     self._crash_errored(claimed.crashed)
                     self._generation += 1
@@ -307,7 +315,7 @@ class Scheduler:
             life = self.lives.get(pk)
             if life is None:
                 # Not claimed since the renewal (nor killed by the test kit: a dead process's).
-                if generation == self._generation and pk not in self.killed:
+                if generation == self._generation and not self._claiming and pk not in self.killed:
                     engine.store.release(pk, epoch)
             elif life.generation <= generation and status is Status.WAITING_FOR_PAUSE:
                 life.request_pause()
