@@ -138,6 +138,7 @@ def test_an_instance_with_every_kind_of_step_and_its_events() -> None:
         "end": at(400),
         "output": {"shipped": True},
         "error": None,
+        "rollback": None,
         "steps": [
             {
                 "kind": "do",
