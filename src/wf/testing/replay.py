@@ -23,6 +23,7 @@ from typing import Any
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import config
 from wf.engine.bindings import Env
+from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier, check_step_name
 from wf.engine.model import (
@@ -133,11 +134,13 @@ class ReplayStep:
     """The ``step`` that ``run()`` gets on replay: ``WorkflowStep``'s methods and argument
     checks, answered from the history. No step body is ever called."""
 
-    __slots__ = ("_replayer",)
+    __slots__ = ("_decorated", "_replayer")
 
     def __init__(self, replayer: _Replayer) -> None:
         self._replayer = replayer
+        self._decorated = None  # Cloudflare's decorated steps (wf.engine.decorated), once used
 
+    @accepts_decorator_form
     async def do(
         self,
         name: str,
@@ -173,6 +176,7 @@ class ReplayStep:
         to_epoch(when, name)
         self._replayer.identify(StepKind.SLEEP, name)
 
+    @accepts_positional_event_type
     async def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent:
