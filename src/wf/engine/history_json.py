@@ -11,15 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from wf.engine import codec
-from wf.engine.details import iso
+from wf.engine.details import iso, shown_output
 from wf.engine.model import EventRecord, History, InstanceRow, StepKind, StepRecord
 
 FORMAT = "wf-history"
 FORMAT_VERSION = 1
 
 
-def history_json(row: InstanceRow, history: History, events: list[EventRecord]) -> dict[str, Any]:
-    """The history of ``row``'s current run: its steps in start order, then its events."""
+def history_json(
+    row: InstanceRow, history: History, events: list[EventRecord], *, redact: bool = True
+) -> dict[str, Any]:
+    """The history of ``row``'s current run: its steps in start order, then its events. The
+    output of a ``sensitive="output"`` step is ``"[REDACTED]"`` unless ``redact`` is False (the
+    test kit's own reads, which never leave the test's process)."""
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -34,12 +38,12 @@ def history_json(row: InstanceRow, history: History, events: list[EventRecord]) 
         "end": iso(row.ended),
         "output": codec.decode(row.output),
         "error": row.error,
-        "steps": [step_json(s) for s in history.steps],
+        "steps": [step_json(s, redact=redact) for s in history.steps],
         "events": [event_json(e) for e in events],
     }
 
 
-def step_json(record: StepRecord) -> dict[str, Any]:
+def step_json(record: StepRecord, *, redact: bool = True) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "kind": record.kind.value,
         "name": record.name,
@@ -50,7 +54,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
     }
     if record.kind is StepKind.DO:
         shown.update(
-            output=codec.decode(record.output),
+            output=shown_output(record) if redact else codec.decode(record.output),
             error=record.error,
             config=record.config,
             attempts=[
