@@ -16,6 +16,10 @@ result is memoized per step name for the rest of the run, and one still running 
 while calling a decorated step directly runs it again (count 2), as Cloudflare does. A name that
 is neither raises ``TypeError("Received unexpected parameter <name>")``.
 
+A decorated step that failed for good raises ``StepError`` as ever; when its error was a
+``TypeError``, ``ValueError`` or ``NonRetryableError``, the ``StepError`` is one of those too (and
+``str()`` is the message), as Cloudflare's SDK re-creates exactly those three by type.
+
 ``step.wait_for_event(name, event_type)`` takes the type positionally, as Cloudflare's SDK does,
 beside wf's ``type=`` keyword.
 
@@ -31,7 +35,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
-from wf.errors import ValidationError
+from wf.errors import NonRetryableError, StepError, ValidationError
 
 DoMethod = Callable[..., Awaitable[Any]]
 
@@ -173,6 +177,8 @@ class DecoratedStep:
         try:
             result = await task
             registry.memo[self.step_name] = result
+        except StepError as failed:
+            raise _as_cloudflare_raises(failed) from None
         finally:
             if registry.in_flight.get(self.step_name) is task:
                 del registry.in_flight[self.step_name]
@@ -188,6 +194,33 @@ class DecoratedStep:
             else:
                 raise TypeError(f"Received unexpected parameter {parameter.name}")
         return found
+
+
+# The errors Cloudflare's Python SDK re-creates by type when a step fails (others arrive as a
+# plain Exception): a StepError is made one of them too, so ``except ValueError`` still catches.
+_RECREATED: dict[str, type[Exception]] = {
+    "TypeError": TypeError,
+    "ValueError": ValueError,
+    "NonRetryableError": NonRetryableError,
+}
+_RECREATED_CLASSES: dict[str, type[StepError]] = {}
+
+
+class _CloudflareStepError(StepError):
+    def __str__(self) -> str:
+        return self.message
+
+
+def _as_cloudflare_raises(error: StepError) -> StepError:
+    base = _RECREATED.get(error.error_name)
+    if base is None or isinstance(error, base):
+        return error
+    cls = _RECREATED_CLASSES.get(error.error_name)
+    if cls is None:
+        cls = _RECREATED_CLASSES[error.error_name] = type(
+            error.error_name, (_CloudflareStepError, base), {"__module__": __name__}
+        )
+    return cls(error.step_name, error.error_name, error.message, error.attempts)
 
 
 def _body(function: Callable[..., Any], values: list[Any]) -> Callable[[Any], Any]:
