@@ -76,7 +76,7 @@ class TestWorkflow(WorkflowEntrypoint):
             return {"caught": type(exc).__name__, "message": str(exc)}
 
     async def _sensitive(self, event, step):
-        @step.do("issue-token", config={"sensitive": "output"})
+        @step.do(config={"sensitive": "output"})
         async def issue_token():
             return {"token": "s3cr3t-" + event["instanceId"]}
 

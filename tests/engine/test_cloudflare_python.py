@@ -237,7 +237,7 @@ async def test_misuse_is_one_clear_error(harness: Harness) -> None:
 
     class Flow(WorkflowEntrypoint):
         async def run(self, event, step):
-            calls = [
+            calls: list[Any] = [
                 lambda: step.do("x"),  # awaited without a callback, as before
                 lambda: step.do("x", lambda: 1, concurrent=True),
                 lambda: step.do("x", {}, lambda: 1, config={}),

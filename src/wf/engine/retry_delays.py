@@ -21,7 +21,7 @@ from wf.durations import to_seconds
 from wf.engine import config
 from wf.engine.dictview import ReadsAsDict
 from wf.engine.model import DelayFunction, ErrorInfo, ResolvedConfig, StepContext
-from wf.errors import EngineSignal, ValidationError, error_info, quote, text_of
+from wf.errors import EngineSignal, ValidationError, cut, error_info, text_of
 
 TIMEOUT = 5.0
 ERROR_NAME = "NonRetryableDelayError"
@@ -70,7 +70,7 @@ async def next_delay(
     try:
         base = to_seconds(value, "delay")
     except ValidationError:
-        shown = quote(repr(value), 60)
+        shown = cut(repr(value), 60)
         raise DelayFunctionFailed(
             error_info(ERROR_NAME, f"{where} returned an invalid delay value ({shown})")
         ) from None
