@@ -54,12 +54,20 @@ _STEP_CONFIG = _object(
         "retries": _object(
             {
                 "limit": {"type": "integer"},
-                "delay": {"type": ["number", "string"]},
+                "delay": {
+                    "type": ["number", "string"],
+                    "description": '"[dynamic]" when a function decides it',
+                },
                 "backoff": {"enum": ["constant", "linear", "exponential"]},
             }
         ),
         "timeout": {"type": ["number", "string"]},
-    }
+        "sensitive": {
+            "const": "output",
+            "description": 'the step\'s output is shown as "[REDACTED]"',
+        },
+    },
+    required=["retries", "timeout"],
 )
 _STEP_STATE: Schema = {"enum": ["running", "succeeded", "failed"]}
 _DURATION_MS: Schema = {

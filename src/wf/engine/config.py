@@ -7,7 +7,7 @@ from dataclasses import asdict, is_dataclass
 from typing import Any
 
 from wf.durations import format_duration, to_seconds
-from wf.engine.model import ResolvedConfig, StepConfig
+from wf.engine.model import DYNAMIC_DELAY, ResolvedConfig, StepConfig
 from wf.errors import ValidationError, quote
 
 DEFAULT_LIMIT = 5
@@ -19,7 +19,8 @@ BACKOFFS = ("constant", "linear", "exponential")
 
 DEFAULT = ResolvedConfig(DEFAULT_LIMIT, DEFAULT_DELAY, DEFAULT_BACKOFF, DEFAULT_TIMEOUT)
 
-_CONFIG_KEYS = {"retries", "timeout"}
+_CONFIG_KEYS = {"retries", "timeout", "sensitive"}
+SENSITIVE_VALUES = ("output",)
 _RETRY_KEYS = {"limit", "delay", "backoff"}
 
 
@@ -50,15 +51,19 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
             raw = {"retries": config.retries, "timeout": config.timeout}
             if config.retries is None:
                 del raw["retries"]
+            if config.sensitive is not None:
+                raw["sensitive"] = config.sensitive
         else:
             raw = dict(_as_mapping(config, f"config of {where}", "StepConfig"))
     raw.update({k: v for k, v in overrides.items() if v is not None})
     unknown = set(raw) - _CONFIG_KEYS
     if unknown:
         raise ValidationError(
-            f"config of {where} has unknown key {_first(unknown)}; expected retries, timeout"
+            f"config of {where} has unknown key {_first(unknown)}; "
+            "expected retries, timeout, sensitive"
         )
     limit, delay, backoff = DEFAULT_LIMIT, DEFAULT_DELAY, DEFAULT_BACKOFF
+    delay_function = None
     retries = raw.get("retries")
     if retries is not None:
         retry_map = dict(_as_mapping(retries, f"retries of {where}", "RetryConfig"))
@@ -74,7 +79,9 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
                 f"retries.limit of {where} must be an integer from 0 to {MAX_RETRIES}, "
                 f"got {limit!r}"
             )
-        if "delay" in retry_map:
+        if callable(retry_map.get("delay")):  # called after each failed attempt that retries
+            delay_function, delay = retry_map["delay"], 0.0
+        elif "delay" in retry_map:
             delay = to_seconds(retry_map["delay"], f"retries.delay of {where}")
         backoff = retry_map.get("backoff", backoff)
         if backoff not in BACKOFFS:
@@ -87,21 +94,27 @@ def resolve(step_name: str, config: object = None, **overrides: Any) -> Resolved
         timeout = to_seconds(raw["timeout"], f"timeout of {where}")
         if timeout <= 0:
             raise ValidationError(f"timeout of {where} must be more than zero")
-    return ResolvedConfig(limit, delay, backoff, timeout)
+    sensitive = raw.get("sensitive")
+    if sensitive is not None and sensitive not in SENSITIVE_VALUES:
+        raise ValidationError(f'sensitive of {where} must be "output", got {sensitive!r}')
+    return ResolvedConfig(limit, delay, backoff, timeout, delay_function, sensitive is not None)
 
 
 MAX_RETRY_DELAY = 365 * 86400.0  # as long as the longest sleep: beyond that, a wait is a bug
 
 
-def retry_delay(config: ResolvedConfig, attempts_made: int) -> float:
-    """Seconds to wait before the next attempt, after ``attempts_made`` (≥ 1) failed ones."""
+def retry_delay(config: ResolvedConfig, attempts_made: int, base: float | None = None) -> float:
+    """Seconds to wait before the next attempt, after ``attempts_made`` (≥ 1) failed ones.
+    ``base`` (what a delay function returned) replaces the configured delay; the backoff
+    applies to it all the same, as Cloudflare's local engine does."""
     n = max(1, attempts_made)
+    d = config.delay if base is None else base
     if config.backoff == "constant":
-        delay = config.delay
+        delay = d
     elif config.backoff == "linear":
-        delay = config.delay * n
+        delay = d * n
     else:
-        delay = config.delay * 2.0 ** min(n - 1, 64)
+        delay = d * 2.0 ** min(n - 1, 64)
     return min(delay, MAX_RETRY_DELAY)
 
 
@@ -115,12 +128,11 @@ def to_json(config: ResolvedConfig) -> dict[str, Any]:
     if found is None:
         if len(_JSON_FORMS) > 1024:
             _JSON_FORMS.clear()
+        delay = DYNAMIC_DELAY if config.delay_function else format_duration(config.delay)
         found = _JSON_FORMS[config] = {
-            "retries": {
-                "limit": config.limit,
-                "delay": format_duration(config.delay),
-                "backoff": config.backoff,
-            },
+            "retries": {"limit": config.limit, "delay": delay, "backoff": config.backoff},
             "timeout": format_duration(config.timeout),
         }
+        if config.sensitive:
+            found["sensitive"] = "output"
     return found

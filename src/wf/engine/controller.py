@@ -339,12 +339,15 @@ class Controller:
         history = await self.store.load_history(row.pk)
         return details.instance_details(row, history)
 
-    async def history(self, workflow: str, instance_id: str) -> dict[str, Any]:
-        """The instance's full history as JSON (format "wf-history"), to export and replay."""
+    async def history(
+        self, workflow: str, instance_id: str, *, redact: bool = True
+    ) -> dict[str, Any]:
+        """The instance's full history as JSON (format "wf-history"), to export and replay;
+        ``redact=False`` keeps the outputs of sensitive steps (for the test kit only)."""
         row = await self.row(workflow, instance_id)
         history = await self.store.load_history(row.pk)
         events = await self.store.load_events(row.pk)
-        return history_json(row, history, events)
+        return history_json(row, history, events, redact=redact)
 
     async def list_instances(
         self,

@@ -7,7 +7,16 @@ from typing import Any
 
 from wf.durations import format_duration
 from wf.engine import codec, rollback
-from wf.engine.model import History, InstanceRow, Status, StepKind, StepRecord, StepState, Trigger
+from wf.engine.model import (
+    REDACTED,
+    History,
+    InstanceRow,
+    Status,
+    StepKind,
+    StepRecord,
+    StepState,
+    Trigger,
+)
 from wf.engine.restarts import read_record
 
 # Cloudflare's trigger sources. wf records its own CLI as "cli" (the terminal says so); Cloudflare
@@ -46,6 +55,19 @@ def status_of(row: InstanceRow) -> dict[str, Any]:
     }
 
 
+def is_sensitive(record: StepRecord) -> bool:
+    """A ``sensitive="output"`` step: its stored config says so."""
+    return record.config is not None and record.config.get("sensitive") == "output"
+
+
+def shown_output(record: StepRecord) -> Any:
+    """A step's output as people and logs see it: ``"[REDACTED]"`` for a sensitive step that
+    has one (``run()`` still gets the real value, and the store keeps it); errors are shown."""
+    if record.output is not None and is_sensitive(record):
+        return REDACTED
+    return codec.decode(record.output)
+
+
 def _success(state: StepState) -> bool | None:
     return None if state is StepState.RUNNING else state is StepState.SUCCEEDED
 
@@ -60,7 +82,7 @@ def _step(record: StepRecord) -> dict[str, Any]:
     if record.kind in (StepKind.DO, StepKind.ROLLBACK):
         base.update(
             success=_success(record.state),
-            output=codec.decode(record.output),
+            output=shown_output(record),
             error=record.error,
             config=record.config,
             attempts=[

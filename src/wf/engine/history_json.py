@@ -11,15 +11,19 @@ from __future__ import annotations
 from typing import Any
 
 from wf.engine import codec, rollback
-from wf.engine.details import extras, iso
+from wf.engine.details import extras, iso, shown_output
 from wf.engine.model import EventRecord, History, InstanceRow, StepKind, StepRecord
 
 FORMAT = "wf-history"
 FORMAT_VERSION = 1
 
 
-def history_json(row: InstanceRow, history: History, events: list[EventRecord]) -> dict[str, Any]:
-    """The history of ``row``'s current run: its steps in start order, then its events."""
+def history_json(
+    row: InstanceRow, history: History, events: list[EventRecord], *, redact: bool = True
+) -> dict[str, Any]:
+    """The history of ``row``'s current run: its steps in start order, then its events. The
+    output of a ``sensitive="output"`` step is ``"[REDACTED]"`` unless ``redact`` is False (the
+    test kit's own reads, which never leave the test's process)."""
     shown = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -35,14 +39,14 @@ def history_json(row: InstanceRow, history: History, events: list[EventRecord]) 
         "output": codec.decode(row.output),
         "error": row.error,
         "rollback": rollback.view(row),
-        "steps": [step_json(s) for s in history.steps],
+        "steps": [step_json(s, redact=redact) for s in history.steps],
         "events": [event_json(e) for e in events],
     }
     shown.update(extras(row))
     return shown
 
 
-def step_json(record: StepRecord) -> dict[str, Any]:
+def step_json(record: StepRecord, *, redact: bool = True) -> dict[str, Any]:
     shown: dict[str, Any] = {
         "kind": record.kind.value,
         "name": record.name,
@@ -53,7 +57,7 @@ def step_json(record: StepRecord) -> dict[str, Any]:
     }
     if record.kind in (StepKind.DO, StepKind.ROLLBACK):  # a rollback is a do step's handler
         shown.update(
-            output=codec.decode(record.output),
+            output=shown_output(record) if redact else codec.decode(record.output),
             error=record.error,
             config=record.config,
             attempts=[

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from wf.durations import Duration
+from wf.durations import Duration, format_duration
+from wf.engine.dictview import ReadsAsDict
 
 
 class Status(str, enum.Enum):
@@ -65,13 +67,24 @@ class Trigger(str, enum.Enum):
 
 Backoff = str  # "constant" | "linear" | "exponential"
 
+# ``retries.delay`` given as a function: ``(ctx, error)`` (or Cloudflare's one argument with
+# ``.ctx`` and ``.error``) → seconds, a duration string or a timedelta; sync or async.
+DelayFunction = Callable[..., Any]
+
+# What a stored config shows for a delay function, as Cloudflare stores it: the function itself
+# is read again from the code on every replay.
+DYNAMIC_DELAY = "[dynamic]"
+
+# What an API, describe, an export or a log shows for the output of a ``sensitive="output"`` step.
+REDACTED = "[REDACTED]"
+
 
 @dataclass(frozen=True)
 class RetryConfig:
     """How a step retries: ``limit`` retries after the first attempt, ``delay`` before each."""
 
     limit: int = 5
-    delay: Duration = "10 seconds"
+    delay: Duration | DelayFunction = "10 seconds"
     backoff: Backoff = "exponential"
 
 
@@ -81,6 +94,7 @@ class StepConfig:
 
     retries: RetryConfig | dict[str, Any] | None = None
     timeout: Duration = "10 minutes"
+    sensitive: str | None = None  # "output": the output is "[REDACTED]" wherever it is shown
 
 
 @dataclass(frozen=True)
@@ -88,27 +102,62 @@ class ResolvedConfig:
     """A step config with every default filled in and every duration in seconds."""
 
     limit: int
-    delay: float
+    delay: float  # the base delay; with a delay function, what it returned is the base instead
     backoff: Backoff
     timeout: float
+    delay_function: DelayFunction | None = None
+    sensitive: bool = False  # sensitive="output"
 
     def as_step_config(self) -> StepConfig:
-        return StepConfig(RetryConfig(self.limit, self.delay, self.backoff), self.timeout)
+        delay: Duration | DelayFunction = self.delay_function or self.delay
+        retries = RetryConfig(self.limit, delay, self.backoff)
+        return StepConfig(retries, self.timeout, "output" if self.sensitive else None)
 
 
 @dataclass(frozen=True)
-class StepContext:
-    """What a step callback may take as its one argument."""
+class StepContext(ReadsAsDict):
+    """What a step callback may take as its one argument. It also reads as the dict Cloudflare's
+    Python SDK passes: ``ctx["attempt"]``, ``ctx["step"]["name"]``, ``ctx["config"]``."""
 
     step_name: str
     count: int
     attempt: int
     config: StepConfig
 
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "step": {"name": self.step_name, "count": self.count},
+            "attempt": self.attempt,
+            "config": _config_dict(self.config),
+        }
+
+
+def _config_dict(config: StepConfig) -> dict[str, Any]:
+    """A step's config as Cloudflare's ``ctx.config`` shows it: durations in words, and no
+    ``delay`` when it is a function (Cloudflare leaves it out too)."""
+    retries = config.retries
+    shown: dict[str, Any] = {}
+    if isinstance(retries, RetryConfig):
+        shown = {"limit": retries.limit, "backoff": retries.backoff}
+        if not callable(retries.delay):
+            shown["delay"] = _words(retries.delay)
+    elif isinstance(retries, dict):
+        shown = {k: v for k, v in retries.items() if not (k == "delay" and callable(v))}
+    result: dict[str, Any] = {"retries": shown, "timeout": _words(config.timeout)}
+    if config.sensitive is not None:
+        result["sensitive"] = config.sensitive
+    return result
+
+
+def _words(duration: Duration) -> Any:
+    return format_duration(duration) if isinstance(duration, (int, float)) else duration
+
 
 @dataclass(frozen=True)
-class WorkflowEvent:
-    """The first argument of ``run()``: the params the instance was created with, and who it is."""
+class WorkflowEvent(ReadsAsDict):
+    """The first argument of ``run()``: the params the instance was created with, and who it is.
+    It also reads as Cloudflare's dict: ``event["payload"]``, ``event["instanceId"]``,
+    ``event["timestamp"]``, ``event["workflowName"]``."""
 
     payload: Any
     timestamp: datetime
@@ -117,8 +166,8 @@ class WorkflowEvent:
 
 
 @dataclass(frozen=True)
-class WorkflowStepEvent:
-    """What ``step.wait_for_event`` returns."""
+class WorkflowStepEvent(ReadsAsDict):
+    """What ``step.wait_for_event`` returns; also read as a dict (``received["payload"]``)."""
 
     type: str
     payload: Any

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
+from wf.engine.entrypoint import ExecutionContext
 from wf.engine.intercept import Interceptor, StepCall
 from wf.engine.limits import Limits
 from wf.engine.model import (
@@ -433,7 +434,7 @@ async def run_life(host: Host, life: Life) -> None:
         if life.has_ended:
             return
         try:
-            entry = spec.cls(None, host.env)
+            entry = spec.cls(ExecutionContext(), host.env)
             event = WorkflowEvent(
                 payload=codec.decode(row.params),
                 timestamp=to_datetime(row.created),

@@ -17,8 +17,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
-from wf.engine import codec, config, rollback
+from wf.engine import codec, config, retry_delays, rollback
 from wf.engine.clock import SystemClock
+from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
 from wf.engine.intercept import MockedError, MockedResult, StepCall
 from wf.engine.limits import check_identifier, check_step_name
 from wf.engine.model import (
@@ -72,11 +73,13 @@ class _AttemptTimedOut(Exception):
 class WorkflowStep:
     """The second argument of ``run()``."""
 
-    __slots__ = ("_life",)
+    __slots__ = ("_decorated", "_life")
 
     def __init__(self, life: Life) -> None:
         self._life = life
+        self._decorated = None  # Cloudflare's decorated steps (wf.engine.decorated), once used
 
+    @accepts_decorator_form
     async def do(
         self,
         name: str,
@@ -111,6 +114,7 @@ class WorkflowStep:
         with self._life.branch():
             return await _sleep_until(self._life, name, when)
 
+    @accepts_positional_event_type
     async def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent:
@@ -350,6 +354,7 @@ async def _attempt(
             life.store.start_attempt(life.pk, life.epoch, record, attempt, first=first)
         )
         error: ErrorInfo | None = None
+        raised: BaseException | None = None  # what a delay function gets as the error
         non_retryable = False
         text: str | None = None
         life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
@@ -378,7 +383,7 @@ async def _attempt(
                 f"attempt {number} timed out after {format_duration(resolved.timeout)}",
             )
         except Exception as exc:
-            error = exception_info(exc)
+            error, raised = exception_info(exc), exc
         finally:
             life.attempts.pop(record.key, None)
         now = life.now()
@@ -395,8 +400,14 @@ async def _attempt(
                 took["total_ms"] = (now - record.started) * 1000
             life.emit("step_done", record.display_name, attempt=number, **took)
             return record
-        record.non_retryable = non_retryable
         counted = sum(1 for a in record.attempts if not a.uncounted)
+        delay = 0.0
+        if not non_retryable and counted <= resolved.limit:
+            try:
+                delay = await _next_delay(record, number, resolved, counted, error, raised)
+            except retry_delays.DelayFunctionFailed as failed:  # the attempt keeps its own error
+                error, non_retryable = failed.error, True
+        record.non_retryable = non_retryable
         if non_retryable or counted > resolved.limit:
             record.state, record.error, record.ended = StepState.FAILED, error, now
             await life.commit(
@@ -405,7 +416,6 @@ async def _attempt(
             _maybe_killed(life, record)
             life.emit("step_failed", record.display_name, attempt=number, error=error)
             raise StepError(name, error["name"], error["message"], len(record.attempts))
-        delay = config.retry_delay(resolved, counted)
         if life.intercept is not None and life.intercept.skip_retry_delay(_call(life, record)):
             delay = 0.0
         record.wake_at = now + delay
@@ -414,6 +424,22 @@ async def _attempt(
         return record
     finally:
         life.end_op(task)
+
+
+async def _next_delay(
+    record: StepRecord,
+    number: int,
+    resolved: ResolvedConfig,
+    counted: int,
+    error: ErrorInfo,
+    raised: BaseException | None,
+) -> float:
+    """The wait before the next attempt; a delay function, if the step has one, is asked."""
+    if resolved.delay_function is None:
+        return config.retry_delay(resolved, counted)
+    context = StepContext(record.name, record.count, number, resolved.as_step_config())
+    exc = raised if raised is not None else retry_delays.AttemptFailed(error)
+    return await retry_delays.next_delay(resolved, counted, context, exc)
 
 
 def _call(life: Life, record: StepRecord) -> StepCall:

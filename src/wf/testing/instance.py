@@ -44,8 +44,10 @@ class TestInstance:
         return await self.env.engine.details(self.workflow, self.id)
 
     async def history(self) -> History:
-        """Its full history (as ``wf instances export`` writes it)."""
-        return History.from_json(await self.env.engine.history(self.workflow, self.id))
+        """Its full history (as ``wf instances export`` writes it, but with the outputs of
+        ``sensitive="output"`` steps: a test may check them)."""
+        document = await self.env.engine.history(self.workflow, self.id, redact=False)
+        return History.from_json(document)
 
     async def steps(self) -> list[HistoryStep]:
         """The recorded steps, in the order they began, each with its attempts."""

@@ -23,9 +23,11 @@ from typing import Any
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import config
 from wf.engine.bindings import Env
-from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
+from wf.engine.entrypoint import ExecutionContext, WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier, check_step_name
 from wf.engine.model import (
+    REDACTED,
     StepKey,
     StepKind,
     StepRecord,
@@ -105,7 +107,7 @@ async def replay(
     error: BaseException | None = None
     tasks_before = asyncio.all_tasks()
     try:
-        entry = cls(None, bindings)
+        entry = cls(ExecutionContext(), bindings)
         step: Any = ReplayStep(replayer)  # duck-typed: the same methods as WorkflowStep
         output = await contain(entry.run(event, step))
     except EngineSignal as signal:
@@ -134,11 +136,13 @@ class ReplayStep:
     """The ``step`` that ``run()`` gets on replay: ``WorkflowStep``'s methods and argument
     checks, answered from the history. No step body is ever called."""
 
-    __slots__ = ("_replayer",)
+    __slots__ = ("_decorated", "_replayer")
 
     def __init__(self, replayer: _Replayer) -> None:
         self._replayer = replayer
+        self._decorated = None  # Cloudflare's decorated steps (wf.engine.decorated), once used
 
+    @accepts_decorator_form
     async def do(
         self,
         name: str,
@@ -156,6 +160,8 @@ class ReplayStep:
         rollback_options(name, rollback, rollback_config)
         recorded = self._replayer.identify(StepKind.DO, name)
         if recorded.state is StepState.SUCCEEDED:
+            if _redacted(recorded):
+                raise self._replayer.cannot_supply(recorded)
             return copy.deepcopy(recorded.output)
         last = recorded.attempts[-1].error if recorded.attempts else None
         error = recorded.error or last or INTERRUPTED
@@ -178,6 +184,7 @@ class ReplayStep:
         to_epoch(when, name)
         self._replayer.identify(StepKind.SLEEP, name)
 
+    @accepts_positional_event_type
     async def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"
     ) -> WorkflowStepEvent:
@@ -203,6 +210,12 @@ class ReplayStep:
             "message": f'waited {waited} for an event of type "{type}"',
         }
         raise StepError(name, error["name"], error["message"], 1)
+
+
+def _redacted(recorded: HistoryStep) -> bool:
+    """A ``sensitive="output"`` step exported with ``"[REDACTED]"`` in place of its output."""
+    config = recorded.config or {}
+    return config.get("sensitive") == "output" and recorded.output == REDACTED
 
 
 class _Replayer:
@@ -260,6 +273,15 @@ class _Replayer:
             raise self.halt(f"call {index + 1}, {got}, is still running in the history")
         self.replayed += 1
         return recorded
+
+    def cannot_supply(self, recorded: HistoryStep) -> _ReplayStopped:
+        """A step the history has without its output (redacted): replay stops there, and
+        passes, as at a step still running (the code matched the history so far)."""
+        self.replayed -= 1
+        return self.halt(
+            f'{recorded.label} has its output redacted in the history (sensitive="output"): '
+            "replay cannot supply it"
+        )
 
     def first_unreached(self) -> HistoryStep | None:
         """The first recorded step no call reached; rollbacks are no calls of ``run()``."""
