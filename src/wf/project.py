@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from wf.durations import to_seconds
+from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
@@ -72,6 +73,8 @@ class WorkflowConfig:
     binding: str
     class_name: str
     step_limit: int = DEFAULT_LIMITS.steps
+    # Cron expressions (UTC), each firing creating an instance; spaces normalised.
+    schedules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def find_config(start: Path | None = None) -> Path | None:
 # ---- reading and validating wf.toml ---------------------------------------------------------
 
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits", "schedules")
 _DEV_KEYS = ("port", "host", "state_dir")
 _ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
 
@@ -323,7 +326,14 @@ def _load_project(config_path: Path) -> Project:
                 step_limit = check.integer(
                     limits["steps"], f"{where}.limits.steps", 1, MAX_STEP_LIMIT
                 )
-        workflows.append(WorkflowConfig(wf_name, binding, class_name, step_limit))
+        schedules: tuple[str, ...] = ()
+        if "schedules" in entry:
+            try:
+                schedules = tuple(c.expression for c in check_schedules(entry["schedules"]))
+            except BadSchedule as exc:
+                place = f"{where}.schedules" + ("" if exc.index is None else f"[{exc.index}]")
+                raise check.fail(f'{place} (workflow "{wf_name}")', exc.problem) from None
+        workflows.append(WorkflowConfig(wf_name, binding, class_name, step_limit, schedules))
 
     variables = dict(check.table(data, "vars"))
     for key in variables:
@@ -507,5 +517,9 @@ def load_workflows(project: Project, module: ModuleType | None = None) -> list[W
                 f'{CONFIG_NAME}: {where} "{workflow.class_name}" in {project.main_label} is not a '
                 "subclass of wf.WorkflowEntrypoint"
             )
-        specs.append(WorkflowSpec(workflow.name, cls, workflow.binding, workflow.step_limit))
+        specs.append(
+            WorkflowSpec(
+                workflow.name, cls, workflow.binding, workflow.step_limit, workflow.schedules
+            )
+        )
     return specs

@@ -49,6 +49,7 @@ class Trigger(str, enum.Enum):
     BINDING = "binding"
     CLI = "cli"
     EVENT = "event"
+    CRON = "cron"
     UNKNOWN = "unknown"
 
 
@@ -96,13 +97,34 @@ class StepContext:
 
 
 @dataclass(frozen=True)
+class WorkflowSchedule:
+    """``event.schedule`` of an instance a cron schedule created: which cron, and the firing
+    time it was created for (an aware UTC datetime; Cloudflare's ``scheduledTime`` is the same
+    moment in epoch milliseconds, and ``schedule["scheduledTime"]`` reads it so)."""
+
+    cron: str
+    scheduled_time: datetime
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "cron":
+            return self.cron
+        if key == "scheduled_time":
+            return self.scheduled_time
+        if key == "scheduledTime":
+            return round(self.scheduled_time.timestamp() * 1000)
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
 class WorkflowEvent:
-    """The first argument of ``run()``: the params the instance was created with, and who it is."""
+    """The first argument of ``run()``: the params the instance was created with, and who it is.
+    ``schedule``: the cron and firing time, for an instance a schedule created (else None)."""
 
     payload: Any
     timestamp: datetime
     instance_id: str
     workflow_name: str
+    schedule: WorkflowSchedule | None = None
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,16 @@ MIGRATIONS: list[str] = [
         value TEXT NOT NULL
     );
     """,
+    # cron schedules: up to when each (workflow, cron) has fired, so a restart makes up a
+    # firing it missed, once, and never fires one twice.
+    """
+    CREATE TABLE schedule_firings (
+        workflow TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        fired REAL NOT NULL,
+        PRIMARY KEY (workflow, cron)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

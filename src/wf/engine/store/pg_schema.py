@@ -161,6 +161,18 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # cron schedules: up to when each (workflow, cron) has fired, shared by every node, so a
+    # restart makes up a firing it missed, once, and never fires one twice.
+    [
+        """
+        CREATE TABLE wf.schedule_firings (
+            workflow text NOT NULL,
+            cron text NOT NULL,
+            fired double precision NOT NULL,
+            PRIMARY KEY (workflow, cron)
+        )
+        """,
+    ],
 ]
 
 LATEST = len(MIGRATIONS)
