@@ -50,7 +50,9 @@ def utc(text: str) -> float:
         ('["  0   9 * *  mon-fri "]', ("0 9 * * mon-fri",)),  # spaces normalised
     ],
 )
-def test_schedules_are_a_string_or_a_list(tmp_path: Path, given: str, expected: tuple) -> None:
+def test_schedules_are_a_string_or_a_list(
+    tmp_path: Path, given: str, expected: tuple[str, ...]
+) -> None:
     project = load_project(project_with(tmp_path, given))
     assert project.workflows[0].schedules == ()
     assert project.workflows[1].schedules == expected

@@ -98,6 +98,10 @@ class Controller:
         """(binding, class name) of a workflow, for listings."""
         return None, ""
 
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        """The cron schedules of a workflow (those new firings use), for listings."""
+        return ()
+
     def workflow(self, name: str) -> str:
         """``name`` if such a workflow exists, else ``WorkflowNotFound`` listing the known ones."""
         names = self.workflow_names()

@@ -10,11 +10,14 @@ Such ids are only ever made here (users' ids keep the usual, narrower pattern).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 from cronsim import CronSim, CronSimError
 
+from wf.engine.details import iso
 from wf.engine.model import WorkflowSchedule
 from wf.errors import ValidationError, quote
 
@@ -151,3 +154,19 @@ def schedule_of(trigger: str, instance_id: str) -> WorkflowSchedule | None:
         return None
     scheduled = datetime.fromtimestamp(int(match.group(2)) / 1000, _UTC)
     return WorkflowSchedule(cron=match.group(1), scheduled_time=scheduled)
+
+
+def schedules_json(expressions: Sequence[str], now: float) -> list[dict[str, Any]]:
+    """A workflow's schedules as the REST API shows them: each cron, its next firing after
+    ``now`` (ISO 8601, UTC) and what it means in words."""
+    shown = []
+    for expression in expressions:
+        cron = Cron(expression)
+        shown.append(
+            {
+                "cron": expression,
+                "next": iso(cron.next_after(now)),
+                "description": cron.explain(),
+            }
+        )
+    return shown

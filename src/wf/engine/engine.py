@@ -212,6 +212,9 @@ class Engine(Controller):
         spec = self.specs[name]
         return spec.binding, spec.cls.__name__
 
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        return self.specs[name].schedules
+
     def spec(self, workflow: str) -> WorkflowSpec:
         return self.specs[self.workflow(workflow)]
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from wf.engine.cron import Cron
+from wf.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from wf.engine.controller import Controller
@@ -74,6 +75,8 @@ class Firings:
             self._changed.clear()
             try:
                 wake = await self.fire_due()
+            except StoreUnavailable:  # the store says once when it goes and once when it is back
+                wake = clock.now() + RETRY_SECONDS
             except Exception as exc:  # the loop must outlive any one bad round
                 log.error("cannot fire cron schedules: %s", exc)
                 wake = clock.now() + RETRY_SECONDS

@@ -96,7 +96,12 @@ class Deployer:
                 "one of the files deployed"
             )
         workflows = [
-            {"name": w.name, "binding": w.binding, "class_name": w.class_name}
+            {
+                "name": w.name,
+                "binding": w.binding,
+                "class_name": w.class_name,
+                "schedules": list(w.schedules),
+            }
             for w in project.workflows
         ]
         secrets = await self.store.secret_values()
