@@ -49,8 +49,9 @@ class FastClock:
 
 class Tick(WorkflowEntrypoint):
     async def run(self, event: WorkflowEvent, step: WorkflowStep) -> Any:
-        assert event.schedule is not None
-        return await step.do("tick", lambda: event.schedule and event.schedule["scheduledTime"])
+        schedule = event.schedule
+        assert schedule is not None
+        return await step.do("tick", lambda: schedule["scheduledTime"])
 
 
 def mark(path: Path, line: str) -> None:
