@@ -95,13 +95,9 @@ class Deployer:
                 f'wf.toml: main "{project.main_label}" is outside the bundle; the module must be '
                 "one of the files deployed"
             )
-        workflows = [
-            {
-                "name": w.name,
-                "binding": w.binding,
-                "class_name": w.class_name,
-                "schedules": list(w.schedules),
-            }
+        workflows: list[dict[str, Any]] = [
+            {"name": w.name, "binding": w.binding, "class_name": w.class_name}
+            | ({"schedules": list(w.schedules)} if w.schedules else {})
             for w in project.workflows
         ]
         secrets = await self.store.secret_values()
