@@ -12,6 +12,7 @@ from wf.engine.model import RetryConfig as RetryConfig
 from wf.engine.model import StepConfig as StepConfig
 from wf.engine.model import StepContext as StepContext
 from wf.engine.model import WorkflowEvent as WorkflowEvent
+from wf.engine.model import WorkflowSchedule as WorkflowSchedule
 from wf.engine.model import WorkflowStepEvent as WorkflowStepEvent
 from wf.engine.rollback import RollbackContext as RollbackContext
 from wf.engine.step import WorkflowStep as WorkflowStep
@@ -47,6 +48,7 @@ __all__ = [
     "WorkflowFatalError",
     "WorkflowInstance",
     "WorkflowStep",
+    "WorkflowSchedule",
     "WorkflowStepEvent",
     "__version__",
 ]

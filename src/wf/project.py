@@ -17,6 +17,7 @@ from types import ModuleType
 from typing import Any
 
 from wf.durations import to_seconds
+from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
@@ -74,6 +75,8 @@ class WorkflowConfig:
     class_name: str
     step_limit: int = DEFAULT_LIMITS.steps
     default_retention: Retention = NO_RETENTION
+    # Cron expressions (UTC), each firing creating an instance; spaces normalised.
+    schedules: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def find_config(start: Path | None = None) -> Path | None:
 # ---- reading and validating wf.toml ---------------------------------------------------------
 
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits", "default_retention")
+_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits", "default_retention", "schedules")
 _DEV_KEYS = ("port", "host", "state_dir")
 _ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
 
@@ -350,9 +353,23 @@ def _load_project(config_path: Path) -> Project:
                 step_limit = check.integer(
                     limits["steps"], f"{where}.limits.steps", 1, MAX_STEP_LIMIT
                 )
+        schedules: tuple[str, ...] = ()
+        if "schedules" in entry:
+            try:
+                schedules = tuple(c.expression for c in check_schedules(entry["schedules"]))
+            except BadSchedule as exc:
+                place = f"{where}.schedules" + ("" if exc.index is None else f"[{exc.index}]")
+                raise check.fail(f'{place} (workflow "{wf_name}")', exc.problem) from None
         default_retention = _default_retention(entry.get("default_retention"), where, check)
         workflows.append(
-            WorkflowConfig(wf_name, binding, class_name, step_limit, default_retention)
+            WorkflowConfig(
+                wf_name,
+                binding,
+                class_name,
+                step_limit,
+                default_retention=default_retention,
+                schedules=schedules,
+            )
         )
 
     variables = dict(check.table(data, "vars"))
@@ -543,7 +560,8 @@ def load_workflows(project: Project, module: ModuleType | None = None) -> list[W
                 cls,
                 workflow.binding,
                 workflow.step_limit,
-                workflow.default_retention,
+                default_retention=workflow.default_retention,
+                schedules=workflow.schedules,
             )
         )
     return specs

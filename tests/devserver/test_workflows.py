@@ -55,6 +55,7 @@ async def test_list_workflows(client: Client) -> None:
         "created_on": None,
         "modified_on": None,
         "instances": ZERO,
+        "schedules": [],
     }
     body = await call(client, "GET", "/api/workflows", params={"page": "2", "per_page": "2"})
     assert [w["name"] for w in body["result"]] == ["approval"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 from wf.cli.notices import NoticePrinter
 from wf.devserver.child import DATABASE_VARIABLE, ChildOptions, serve
@@ -28,7 +29,14 @@ class TerminalReporter:
         self.flush()
         workflows = [(w.name, w.binding, w.class_name) for w in state.workflows]
         render.banner(
-            None, url, state.project_name, workflows, state_dir, state.version_id, database
+            None,
+            url,
+            state.project_name,
+            workflows,
+            state_dir,
+            state.version_id,
+            database,
+            _next_firings(state),
         )
 
     def reloaded(self, changes: list[str]) -> None:
@@ -55,6 +63,16 @@ class TerminalReporter:
     def flush(self) -> None:
         """Print the notices held so far."""
         self._notices.flush()
+
+
+def _next_firings(state: ServerState) -> list[tuple[str, str, float | None]]:
+    """Each schedule of the project with its next firing (UTC), for the banner."""
+    from wf.engine.cron import Cron
+
+    now = time.time()
+    return [
+        (w.name, cron, Cron(cron).next_after(now)) for w in state.workflows for cron in w.schedules
+    ]
 
 
 def main() -> None:

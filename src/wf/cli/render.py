@@ -843,9 +843,28 @@ def describe_workflow(workflow: dict[str, Any], tz: tzinfo | None = None) -> Gro
     count_rows: list[tuple[str, Text | str]] = [
         (name, str(counts.get(status, 0))) for status, name in STATUS_NAMES.items()
     ]
-    return Group(
-        Labelled(rows), Text("Instance Status Counts:", style="bold"), Labelled(count_rows, 2)
-    )
+    parts: list[RenderableType] = [
+        Labelled(rows),
+        Text("Instance Status Counts:", style="bold"),
+        Labelled(count_rows, 2),
+    ]
+    schedules = workflow.get("schedules")
+    if isinstance(schedules, list) and schedules:
+        parts.append(Text("Schedules (UTC):", style="bold"))
+        parts.append(Labelled([_schedule_row(s) for s in schedules], 2))
+    return Group(*parts)
+
+
+def _schedule_row(schedule: object) -> tuple[str, Text | str]:
+    """One schedule of ``wf workflows describe``: its cron, then its next firing in UTC and
+    what it means in words."""
+    found = schedule if isinstance(schedule, dict) else {}
+    text = Text("next ")
+    moment = parse_time(found.get("next"))
+    text.append(_utc(moment.timestamp()) if moment is not None else "never", style="bold")
+    if found.get("description"):
+        text.append(f"  ({clean(found['description'])})", style="dim")
+    return clean(found.get("cron", "?")), text
 
 
 # ---- wf serve: deploy, versions, secrets -----------------------------------------------------
@@ -951,10 +970,11 @@ def banner(
     state_dir: str,
     version_id: str | None,
     database: str | None = None,
+    schedules: list[tuple[str, str, float | None]] | None = None,
 ) -> None:
     """What ``wf dev`` prints once it listens: where, which workflows, where the state is
     (``database``: the database, when it is not the state folder's SQLite file, its password
-    already hidden)."""
+    already hidden), and the cron schedules as (workflow, cron, next firing)."""
     console = console_or_none or _console()
     title = Text.assemble(("wf dev", "bold cyan"), "  project ", (f'"{clean(project)}"', "bold"))
     if version_id:
@@ -988,6 +1008,23 @@ def banner(
             Text(clean(name)), Text(clean(binding), style="magenta"), Text(clean(class_name))
         )
     console.print(_Indented(grid, 4))
+    if schedules:
+        console.print(Text.assemble("  ➜ ", ("Schedules:", "bold"), " (UTC)"))
+        table = Table.grid(padding=(0, 3, 0, 0))
+        for name, cron, next_at in schedules:
+            table.add_row(
+                Text(clean(name), style="bold"),
+                Text(clean(cron), style="cyan"),
+                Text(f"next {_utc(next_at)}", style="dim"),
+            )
+        console.print(_Indented(table, 4))
+
+
+def _utc(epoch: float | None) -> str:
+    """A firing time as the schedules' own clock says it: ``2026-07-03 09:00:00 UTC``."""
+    if epoch is None:
+        return "never"
+    return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def _hhmmss(moment: datetime) -> str:
@@ -1036,7 +1073,13 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
     )
     name = _quoted(step) if step is not None else ""
     error = _one_line(error_text(detail["error"])) if detail.get("error") else ""
-    if kind == "queued":
+    if kind == "queued" and detail.get("cron"):
+        text = f"⏰ queued by cron {_quoted(detail['cron'])}"
+        next_at = _number(detail.get("next"))
+        if next_at is not None:
+            text += f"; next firing {_at(next_at, now)}"
+        line.append(text, style="dim")
+    elif kind == "queued":
         source = detail.get("trigger")
         line.append("⌛ queued" + (f" via {clean(source)}" if source else ""), style="dim")
     elif kind == "started":

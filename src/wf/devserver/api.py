@@ -34,6 +34,7 @@ from wf.devserver.security import host_middleware, origin_middleware, token_midd
 from wf.devserver.state import ServerState
 from wf.engine import codec
 from wf.engine.controller import Controller, EncodedParams
+from wf.engine.cron import schedules_json
 from wf.engine.details import iso, trigger_source
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
@@ -368,6 +369,7 @@ class _WorkflowInfo:
     name: str
     binding: str | None
     class_name: str
+    schedules: tuple[str, ...] = ()
 
 
 def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
@@ -377,9 +379,10 @@ def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
     for name in engine.workflow_names():
         config = configs.get(name)
         if config is not None:
-            found.append(_WorkflowInfo(name, config.binding, config.class_name))
+            found.append(_WorkflowInfo(name, config.binding, config.class_name, config.schedules))
         else:
-            found.append(_WorkflowInfo(name, *engine.describe_workflow(name)))
+            binding, class_name = engine.describe_workflow(name)
+            found.append(_WorkflowInfo(name, binding, class_name, engine.workflow_schedules(name)))
     return found
 
 
@@ -404,6 +407,7 @@ async def _workflow_json(
         "created_on": created_on,
         "modified_on": modified_on,
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
+        "schedules": schedules_json(info.schedules, engine.clock.now()),
     }
 
 

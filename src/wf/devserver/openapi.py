@@ -271,7 +271,20 @@ _SCHEMAS: dict[str, Schema] = {
             "created_on": _nullable(ISO | {"description": "oldest instance's creation"}),
             "modified_on": _nullable(ISO | {"description": "latest instance modification"}),
             "instances": _ref("InstanceCounts"),
+            "schedules": {
+                "type": "array",
+                "items": _ref("Schedule"),
+                "description": "its cron schedules (wf.toml's schedules), UTC",
+            },
         }
+    ),
+    "Schedule": _object(
+        {
+            "cron": {"type": "string", "examples": ["*/15 * * * *"]},
+            "next": _nullable(ISO | {"description": "the next firing (null: none in 50 years)"}),
+            "description": {"type": "string", "description": "the schedule in words"},
+        },
+        required=["cron", "next"],
     ),
     "DeletedWorkflow": _object({"name": {"type": "string"}, "deleted": {"type": "integer"}}),
     "InstanceStatus": {"enum": STATUSES},
@@ -961,7 +974,9 @@ _SERVE_SCHEMAS: dict[str, Schema] = {
                         "name": {"type": "string"},
                         "binding": {"type": "string"},
                         "class_name": {"type": "string"},
-                    }
+                        "schedules": {"type": "array", "items": {"type": "string"}},
+                    },
+                    required=["name", "binding", "class_name"],
                 ),
             },
             "files": {"type": "integer"},

@@ -61,3 +61,6 @@ class Standby(Controller):
 
     def describe_workflow(self, name: str) -> tuple[str | None, str]:
         return self.engine.describe_workflow(name)
+
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        return self.engine.workflow_schedules(name)

@@ -15,6 +15,7 @@ from wf.engine import codec, details
 from wf.engine import rollback as rollbacks
 from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
+from wf.engine.cron import Cron
 from wf.engine.history_json import history_json
 from wf.engine.limits import Limits, check_identifier
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
@@ -113,6 +114,10 @@ class Controller:
         """The version a restarted instance moves to should its own be unloaded (None: refuse)."""
         return None
 
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        """The cron schedules of a workflow (those new firings use), for listings."""
+        return ()
+
     def workflow(self, name: str) -> str:
         """``name`` if such a workflow exists, else ``WorkflowNotFound`` listing the known ones."""
         names = self.workflow_names()
@@ -182,6 +187,32 @@ class Controller:
         self.notifier.created(name, version)
         self._notice("queued", name, new.id, trigger=trigger)
         return WorkflowInstance(self, name, new.id)
+
+    async def create_scheduled(
+        self, workflow: str, cron: Cron, scheduled: float, next_at: float | None = None
+    ) -> bool:
+        """Create the instance a firing of ``cron`` at ``scheduled`` makes, unless it exists
+        already (another node or an earlier process fired it): True if this call created it.
+        Its id is made from the cron and the time (``Cron.instance_id``), its params are ``{}``
+        and its trigger ``cron``. ``next_at``: the next firing, for the terminal."""
+        name = self.workflow(workflow)
+        version = self.new_instance_version(name)
+        new = NewInstance(
+            name,
+            cron.instance_id(scheduled),
+            codec.encode_payload({}, "params", self.limits.payload_bytes),
+            Trigger.CRON.value,
+            version,
+            self.clock.now(),
+        )
+        rows = await self.store.create_instances([new], skip_existing=True)
+        if not rows:
+            return False
+        self.notifier.created(name, version)
+        self._notice(
+            "queued", name, new.id, trigger=Trigger.CRON.value, cron=cron.expression, next=next_at
+        )
+        return True
 
     async def create_batch(
         self,

@@ -13,7 +13,9 @@ from wf.durations import Duration, to_seconds
 from wf.engine.bindings import Env, WorkflowBinding
 from wf.engine.clock import Clock, SystemClock
 from wf.engine.controller import Controller
+from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.firing import Firings, schedules_of
 from wf.engine.intercept import Interceptor
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier
 from wf.engine.model import InstanceRow
@@ -39,6 +41,7 @@ class WorkflowSpec:
     binding: str | None = None
     step_limit: int = DEFAULT_LIMITS.steps
     default_retention: Retention = NO_RETENTION  # wf.toml's default_retention
+    schedules: tuple[str, ...] = ()  # cron expressions (UTC): each firing creates an instance
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,12 @@ def check_spec(spec: WorkflowSpec, limits: Limits) -> None:
         )
     if isinstance(spec.step_limit, bool) or not isinstance(spec.step_limit, int):
         raise ValidationError(f'workflow "{spec.name}": limits.steps must be an integer')
+    if spec.schedules:
+        try:
+            check_schedules(spec.schedules)
+        except BadSchedule as exc:
+            where = "schedules" if exc.index is None else f"schedules[{exc.index}]"
+            raise ValidationError(f'workflow "{spec.name}": {where} {exc.problem}') from None
     if not 1 <= spec.step_limit <= MAX_STEP_LIMIT:
         raise ValidationError(
             f'workflow "{spec.name}": limits.steps must be from 1 to {MAX_STEP_LIMIT}, '
@@ -154,6 +163,9 @@ class Engine(Controller):
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)
         self.notifier = LocalNotifier(self)
+        # A pinned engine is a wf serve worker: its server fires the schedules.
+        planned = schedules_of([(s.name, s.schedules) for s in self.specs.values()])
+        self.firings = None if pinned or not planned else Firings(self, lambda: planned)
 
     # ---- lifecycle ----------------------------------------------------------------------------
     async def start(self, after_crash: bool = False) -> None:
@@ -165,12 +177,16 @@ class Engine(Controller):
         except BaseException:
             await self.store.close()
             raise
+        if self.firings is not None:
+            self.firings.start()
 
     async def stop(self, grace: float = 0.0, cause: StopCause | None = None) -> None:
         """Stop running instances and close the store. With ``grace``, step attempts already
         running get up to that many seconds to finish (no new one starts), so a reload does not
         cut them short; whatever is still running then is interrupted and retried next start,
         its error saying the ``cause`` (a reload, a shutdown, a restart) when it is given."""
+        if self.firings is not None:
+            await self.firings.stop()
         await self.scheduler.stop(grace, cause)
         await self.store.close()
 
@@ -201,6 +217,9 @@ class Engine(Controller):
     def default_retention(self, workflow: str) -> Retention:
         spec = self.specs.get(workflow)
         return spec.default_retention if spec is not None else NO_RETENTION
+
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        return self.specs[name].schedules
 
     def spec(self, workflow: str) -> WorkflowSpec:
         return self.specs[self.workflow(workflow)]

@@ -62,6 +62,7 @@ class Trigger(str, enum.Enum):
     BINDING = "binding"
     CLI = "cli"
     EVENT = "event"
+    CRON = "cron"
     UNKNOWN = "unknown"
 
 
@@ -154,15 +155,36 @@ def _words(duration: Duration) -> Any:
 
 
 @dataclass(frozen=True)
+class WorkflowSchedule:
+    """``event.schedule`` of an instance a cron schedule created: which cron, and the firing
+    time it was created for (an aware UTC datetime; Cloudflare's ``scheduledTime`` is the same
+    moment in epoch milliseconds, and ``schedule["scheduledTime"]`` reads it so)."""
+
+    cron: str
+    scheduled_time: datetime
+
+    def __getitem__(self, key: str) -> Any:
+        if key == "cron":
+            return self.cron
+        if key == "scheduled_time":
+            return self.scheduled_time
+        if key == "scheduledTime":
+            return round(self.scheduled_time.timestamp() * 1000)
+        raise KeyError(key)
+
+
+@dataclass(frozen=True)
 class WorkflowEvent(ReadsAsDict):
     """The first argument of ``run()``: the params the instance was created with, and who it is.
     It also reads as Cloudflare's dict: ``event["payload"]``, ``event["instanceId"]``,
-    ``event["timestamp"]``, ``event["workflowName"]``."""
+    ``event["timestamp"]``, ``event["workflowName"]``, ``event["schedule"]``. ``schedule``: the
+    cron and firing time, for an instance a schedule created (else None)."""
 
     payload: Any
     timestamp: datetime
     instance_id: str
     workflow_name: str
+    schedule: WorkflowSchedule | None = None
 
 
 @dataclass(frozen=True)

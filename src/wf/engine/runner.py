@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
+from wf.engine.cron import schedule_of
 from wf.engine.entrypoint import ExecutionContext
 from wf.engine.intercept import Interceptor, StepCall
 from wf.engine.limits import Limits
@@ -440,6 +441,7 @@ async def run_life(host: Host, life: Life) -> None:
                 timestamp=to_datetime(row.created),
                 instance_id=row.id,
                 workflow_name=row.workflow,
+                schedule=schedule_of(row.trigger, row.id),
             )
             coro = entry.run(event, WorkflowStep(life))
         except Exception as exc:

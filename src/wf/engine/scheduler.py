@@ -187,6 +187,9 @@ class Scheduler:
         then, as Temporal's time-skipping does)."""
         if not self._claims_idle or self._wakeup.is_set():
             return False
+        firings = self.engine.firings
+        if firings is not None and not firings.idle:  # a cron firing is being made
+            return False
         if len(self._life_tasks) != len(self.lives):  # a life is writing how it ended
             return False
         return all(life.blocked() for life in self.lives.values())

@@ -41,6 +41,17 @@ class Catalog:
                     return workflow["binding"], workflow["class_name"]
         return None, ""
 
+    def schedules(self, name: str) -> tuple[str, ...]:
+        """The cron schedules of a workflow in the active version (older versions' do not fire)."""
+        for workflow in self.active.workflows if self.active else ():
+            if workflow["name"] == name:
+                return tuple(workflow.get("schedules", ()))
+        return ()
+
+    def active_schedules(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(workflow, cron expressions) of the active version, for the firing loop."""
+        return [(name, self.schedules(name)) for name in self.active_workflows()]
+
     def bindings(self) -> dict[str, str]:
         """Binding name → workflow, over the loaded versions (a secret must not take one)."""
         return {w["binding"]: w["name"] for v in self.versions.values() for w in v.workflows}
@@ -68,6 +79,9 @@ class ServerController(Controller):
 
     def describe_workflow(self, name: str) -> tuple[str | None, str]:
         return self.catalog.describe(name)
+
+    def workflow_schedules(self, name: str) -> tuple[str, ...]:
+        return self.catalog.schedules(name)
 
     def new_instance_version(self, workflow: str) -> str:
         active = self.catalog.active

@@ -98,6 +98,7 @@ class Deployer:
             )
         workflows: list[dict[str, Any]] = [
             {"name": w.name, "binding": w.binding, "class_name": w.class_name}
+            | ({"schedules": list(w.schedules)} if w.schedules else {})
             for w in project.workflows
         ]
         for entry, workflow in zip(workflows, project.workflows, strict=True):

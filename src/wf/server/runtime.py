@@ -19,6 +19,7 @@ from typing import Any
 
 from wf.durations import to_seconds
 from wf.engine.clock import Clock, SystemClock
+from wf.engine.firing import Firings, schedules_of
 from wf.engine.limits import Limits
 from wf.engine.scheduler import purge_forever
 from wf.engine.store.base import ServerStore
@@ -72,6 +73,12 @@ class Runtime:
         self.deployer = Deployer(
             state, self.store, self.workers, self.catalog, self.clock, self.changing
         )
+        # The active version's cron schedules fire here (on every node: a firing's id makes it
+        # happen once); they are looked at again whenever another version becomes active.
+        self.firings = Firings(
+            self.controller, lambda: schedules_of(self.catalog.active_schedules())
+        )
+        self._fired_version: str | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._chores: set[asyncio.Task[None]] = set()  # started by other nodes' messages
         self._round_wanted = asyncio.Event()
@@ -99,6 +106,8 @@ class Runtime:
             await self.workers.stop_all()
             await self.store.close()
             raise
+        self._fired_version = self._active()[0]
+        self.firings.start()
         self._tasks = [
             asyncio.create_task(self._keep_right(), name="wf serve workers"),
             asyncio.create_task(self._purge_old(), name="wf serve retention"),
@@ -115,6 +124,7 @@ class Runtime:
         for task in [*self._tasks, *self._chores]:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.firings.stop()
         await self.workers.stop_all()
         await self.store.close()
 
@@ -169,6 +179,9 @@ class Runtime:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._round_wanted.wait(), RECONCILE_SECONDS)
             self._round_wanted.clear()
+            if self._active()[0] != self._fired_version:  # a deploy, here or on another node
+                self._fired_version = self._active()[0]
+                self.firings.replan()
             try:
                 await self.reconcile()
             except StoreUnavailable:

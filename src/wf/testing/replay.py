@@ -23,6 +23,7 @@ from typing import Any
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import config
 from wf.engine.bindings import Env
+from wf.engine.cron import schedule_of
 from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
 from wf.engine.entrypoint import ExecutionContext, WorkflowEntrypoint
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier, check_step_name
@@ -102,6 +103,7 @@ async def replay(
         timestamp=recorded.created,
         instance_id=recorded.id,
         workflow_name=recorded.workflow,
+        schedule=schedule_of(str(recorded.raw.get("trigger", "")), recorded.id),
     )
     output: Any = None
     error: BaseException | None = None

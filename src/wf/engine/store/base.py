@@ -261,6 +261,15 @@ class Store(Protocol):
         error: ErrorInfo | None,
     ) -> PendingWrite: ...
 
+    # ---- cron schedules ------------------------------------------------------------------------
+    async def last_firing(self, workflow: str, cron: str) -> float | None:
+        """Up to when ``cron`` of ``workflow`` has fired (None: never seen)."""
+        ...
+
+    async def record_firing(self, workflow: str, cron: str, fired: float) -> None:
+        """``cron`` of ``workflow`` fired (or was first seen) at ``fired``; never moves back."""
+        ...
+
 
 class ServerStore(Store, Protocol):
     """**Protocol:** what ``wf serve`` keeps beside the instances, for one node or a cluster of

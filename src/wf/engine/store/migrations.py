@@ -238,6 +238,16 @@ MIGRATIONS: list[str] = [
     DROP TABLE attempts;
     ALTER TABLE attempts_by_kind RENAME TO attempts;
     """,
+    # cron schedules: up to when each (workflow, cron) has fired, so a restart makes up a
+    # firing it missed, once, and never fires one twice.
+    """
+    CREATE TABLE schedule_firings (
+        workflow TEXT NOT NULL,
+        cron TEXT NOT NULL,
+        fired REAL NOT NULL,
+        PRIMARY KEY (workflow, cron)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

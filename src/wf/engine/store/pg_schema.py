@@ -178,6 +178,18 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE wf.attempts DROP CONSTRAINT attempts_pkey",
         "ALTER TABLE wf.attempts ADD PRIMARY KEY (instance, kind, name, count, number)",
     ],
+    # cron schedules: up to when each (workflow, cron) has fired, shared by every node, so a
+    # restart makes up a firing it missed, once, and never fires one twice.
+    [
+        """
+        CREATE TABLE wf.schedule_firings (
+            workflow text NOT NULL,
+            cron text NOT NULL,
+            fired double precision NOT NULL,
+            PRIMARY KEY (workflow, cron)
+        )
+        """,
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

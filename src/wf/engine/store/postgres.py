@@ -39,6 +39,7 @@ from wf.engine.model import (
 from wf.engine.store import pg_controls as controls
 from wf.engine.store import pg_deploys as deploys
 from wf.engine.store import pg_runs as runs
+from wf.engine.store import pg_schedules as schedules
 from wf.engine.store.base import Listener
 from wf.engine.store.pg_connect import Conn, Health, Link, cause, connect, is_disconnect
 from wf.engine.store.pg_messages import Inbox, Outbox
@@ -467,6 +468,13 @@ class PostgresStore:
     ) -> Pending[bool]:
         row = (pk, epoch, status.value, now, output, dump_error(error))
         return self._row(runs.FINISH, pk, row)
+
+    # ---- cron schedules --------------------------------------------------------------------------
+    async def last_firing(self, workflow: str, cron: str) -> float | None:
+        return await self._read(lambda conn: schedules.last_firing(conn, workflow, cron))
+
+    async def record_firing(self, workflow: str, cron: str, fired: float) -> None:
+        await self._write(schedules.record_firing(workflow, cron, fired))
 
     # ---- what wf serve keeps ------------------------------------------------------------------
     async def list_versions(self) -> list[VersionRow]:

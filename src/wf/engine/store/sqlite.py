@@ -38,6 +38,7 @@ from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_deploys as deploys
 from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
+from wf.engine.store import sqlite_schedules as schedules
 from wf.engine.store.base import Listener
 from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
@@ -593,6 +594,15 @@ class SqliteStore:
                 output=output,
                 error_text=dump_error(error),
             )
+        )
+
+    # ---- cron schedules --------------------------------------------------------------------------
+    async def last_firing(self, workflow: str, cron: str) -> float | None:
+        return await self._read(lambda conn: schedules.last_firing(conn, workflow, cron))
+
+    async def record_firing(self, workflow: str, cron: str, fired: float) -> None:
+        await self._write(
+            functools.partial(schedules.record_firing, workflow=workflow, cron=cron, fired=fired)
         )
 
     # ---- what wf serve keeps: versions, bundles, secrets, settings ------------------------------
