@@ -47,8 +47,8 @@ __all__ = [
     "WorkflowEvent",
     "WorkflowFatalError",
     "WorkflowInstance",
-    "WorkflowStep",
     "WorkflowSchedule",
+    "WorkflowStep",
     "WorkflowStepEvent",
     "__version__",
 ]
