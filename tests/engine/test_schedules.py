@@ -13,6 +13,7 @@ import pytest
 from tests.conftest import Harness, wait_for, wait_status
 from wf import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from wf.engine import Engine, ManualClock, WorkflowSpec
+from wf.engine.retention import Retention
 
 QUARTER = "*/15 * * * *"
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: the next quarter is 22:15:00
@@ -170,3 +171,17 @@ async def test_the_firing_record_is_in_the_store(harness: Harness) -> None:
     assert await engine.store.last_firing("report", QUARTER) == FIRST_TICK
     first = f"{QUARTER}-{round(FIRST_TICK * 1000)}"
     await wait_for(lambda: harness.kinds(first)[-1:] == ["completed"])
+
+
+async def test_a_fired_instance_keeps_its_workflows_default_retention(harness: Harness) -> None:
+    clock = ManualClock(START)
+    kept = Retention(success=3600.0, error=7200.0)
+    engine = await harness.start(
+        [WorkflowSpec("report", Report, "REPORT", schedules=(QUARTER,), default_retention=kept)],
+        clock=clock,
+    )
+    await advance_to(clock, engine, FIRST_TICK)
+    first = f"{QUARTER}-{round(FIRST_TICK * 1000)}"
+    await wait_status(engine, "report", first)
+    details = await engine.details("report", first)
+    assert details["retention"] == {"success_retention": "1 hour", "error_retention": "2 hours"}

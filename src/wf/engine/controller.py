@@ -197,13 +197,16 @@ class Controller:
         and its trigger ``cron``. ``next_at``: the next firing, for the terminal."""
         name = self.workflow(workflow)
         version = self.new_instance_version(name)
+        kept = self.default_retention(name)  # as for any other new instance
         new = NewInstance(
             name,
-            cron.instance_id(scheduled),
+            cron.instance_id(scheduled),  # not a user's id: its cron's characters are allowed
             codec.encode_payload({}, "params", self.limits.payload_bytes),
             Trigger.CRON.value,
             version,
             self.clock.now(),
+            kept.success,
+            kept.error,
         )
         rows = await self.store.create_instances([new], skip_existing=True)
         if not rows:
