@@ -6,6 +6,7 @@ from __future__ import annotations
 from tests.conftest import wait_status
 from tests.devserver.conftest import Client, call, fails
 from wf.engine import Engine
+from wf.engine.cron import Cron
 
 BASE = "/api/workflows"
 
@@ -92,3 +93,19 @@ async def test_create_batch_object_form(client: Client, engine: Engine) -> None:
     await fails(client, "POST", path, 400, 10002, json={"count": 101})
     await fails(client, "POST", path, 400, 10002, json={"instances": [{"bad": 1}]})
     assert len((await call(client, "POST", path, 201, json=[{"id": "y"}]))["result"]) == 1
+
+
+async def test_a_cron_firings_instance_is_deleted_in_a_batch(
+    client: Client, engine: Engine
+) -> None:
+    cron = Cron.parse("*/15 * * * *")
+    await engine.create_scheduled("napper", cron, 1_700_000_100.0)
+    fired = cron.instance_id(1_700_000_100.0)  # "*/15 * * * *-1700000100000"
+    body = {"instances": [fired, "0 9 * * MON-FRI-1700000000000"]}
+    path = f"{BASE}/napper/instances/batch/delete"
+    result = (await call(client, "POST", path, json=body))["result"]
+    assert result["deleted"] == [{"id": fired}]
+    assert [(e["id"], e["code"]) for e in result["errors"]] == [
+        ("0 9 * * MON-FRI-1700000000000", 10400)
+    ]
+    await fails(client, "POST", path, 400, 10002, json={"instances": ["* * * * *"]})

@@ -14,6 +14,7 @@ from tests.conftest import Harness, wait_for, wait_status
 from wf import WorkflowEntrypoint, WorkflowEvent, WorkflowStep
 from wf.engine import Engine, ManualClock, WorkflowSpec
 from wf.engine.retention import Retention
+from wf.errors import ValidationError
 
 QUARTER = "*/15 * * * *"
 START = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC: the next quarter is 22:15:00
@@ -185,3 +186,22 @@ async def test_a_fired_instance_keeps_its_workflows_default_retention(harness: H
     await wait_status(engine, "report", first)
     details = await engine.details("report", first)
     assert details["retention"] == {"success_retention": "1 hour", "error_retention": "2 hours"}
+
+
+async def test_fired_instances_are_deleted_by_their_ids_one_by_one_and_in_batches(
+    harness: Harness,
+) -> None:
+    clock = ManualClock(START)
+    engine = await harness.start([spec(QUARTER)], clock=clock)
+    await advance_to(clock, engine, FIRST_TICK + 1800)
+    first, second, third = await ids(engine)
+    for instance_id in (first, second, third):
+        await wait_status(engine, "report", instance_id)
+    binding = engine.env.REPORT
+    result = await binding.delete_batch([first, second, "nothing-here"])
+    assert result["deleted"] == [{"id": first}, {"id": second}]
+    assert [e["id"] for e in result["errors"]] == ["nothing-here"]
+    await (await binding.get(third)).delete()
+    assert await ids(engine) == []
+    with pytest.raises(ValidationError, match="may only contain"):  # still refused: not an id
+        await binding.delete_batch(["a b"])

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from wf import __version__
+from wf.engine.cron import FIRING_ID_PATTERN
 from wf.engine.limits import ID_PATTERN
 from wf.engine.model import Status
 
@@ -399,7 +400,15 @@ _SCHEMAS: dict[str, Schema] = {
         {
             "instances": {
                 "type": "array",
-                "items": {"type": "string", "pattern": ID_REGEX, "maxLength": 100},
+                "items": {
+                    "anyOf": [
+                        {"type": "string", "pattern": ID_REGEX, "maxLength": 100},
+                        {  # the id a cron firing gave its instance
+                            "type": "string",
+                            "pattern": f"^{FIRING_ID_PATTERN.pattern}$",
+                        },
+                    ]
+                },
                 "minItems": 1,
                 "maxItems": 100,
             }

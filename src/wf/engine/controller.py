@@ -15,7 +15,7 @@ from wf.engine import codec, details
 from wf.engine import rollback as rollbacks
 from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
-from wf.engine.cron import Cron
+from wf.engine.cron import Cron, is_firing_id
 from wf.engine.history_json import history_json
 from wf.engine.limits import Limits, check_identifier
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
@@ -501,6 +501,8 @@ class Controller:
                 f"a delete batch holds from 1 to {self.limits.batch_size} ids, got {len(ids)}"
             )
         for index, instance_id in enumerate(ids):
+            if is_firing_id(instance_id):  # a cron firing's instance: deleted like any other
+                continue
             try:
                 check_identifier(instance_id, "instance id", self.limits.id_length)
             except ValidationError as exc:

@@ -25,6 +25,8 @@ MAX_CRON_LENGTH = 256  # Cloudflare's limit
 # What Cloudflare allows in an id made from a cron (letters: MON-FRI, JAN, L, W).
 _CRON_CHARACTERS = re.compile(r"[a-zA-Z0-9, */#_-]+")
 _CRON_ID = re.compile(r"(.+)-([0-9]{1,15})")
+# The shape of a firing's instance id: a cron's characters, then "-" and the time in ms.
+FIRING_ID_PATTERN = re.compile(r"[a-zA-Z0-9, */#_-]{1,256}-[0-9]{1,15}")
 _UTC = timezone.utc
 
 
@@ -142,6 +144,13 @@ def check_schedules(value: object) -> tuple[Cron, ...]:
             raise BadSchedule(f'"{cron.expression}" is listed twice', where)
         crons.append(cron)
     return tuple(crons)
+
+
+def is_firing_id(value: object) -> bool:
+    """True for what may be the id a firing gives its instance (``"<cron>-<ms>"``): no user's
+    id looks like it (a cron has spaces, ``*`` and ``/``), but it names an instance all the
+    same. Checked by its shape only (``FIRING_ID_PATTERN``, as the OpenAPI document says)."""
+    return isinstance(value, str) and FIRING_ID_PATTERN.fullmatch(value) is not None
 
 
 def schedule_of(trigger: str, instance_id: str) -> WorkflowSchedule | None:
