@@ -36,6 +36,20 @@ _UNITS: dict[str, float] = {
 _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([a-zA-Z]+)\s*$")
 
 
+def positive_text_pattern() -> str:
+    """A regular expression (ECMAScript's, for JSON Schema) of the duration strings longer than
+    zero that ``to_seconds`` accepts: a number, then a unit in any case (plural or not)."""
+
+    def any_case(word: str) -> str:
+        return "".join(f"[{c.lower()}{c.upper()}]" for c in word)
+
+    words = sorted(_UNITS, key=lambda w: (-len(w), w))
+    units = "|".join(any_case(w) + ("[sS]?" if len(w) > 1 else "") for w in words)
+    # Not zero: a digit from 1 somewhere in the number.
+    number = r"[0-9]*[1-9][0-9]*(\.[0-9]+)?|[0-9]+\.[0-9]*[1-9][0-9]*|\.[0-9]*[1-9][0-9]*"
+    return rf"^\s*({number})\s*({units})\s*$"
+
+
 def _unit_seconds(word: str) -> float | None:
     word = word.lower()
     if word in _UNITS:

@@ -109,3 +109,33 @@ async def test_a_cron_firings_instance_is_deleted_in_a_batch(
         ("0 9 * * MON-FRI-1700000000000", 10400)
     ]
     await fails(client, "POST", path, 400, 10002, json={"instances": ["* * * * *"]})
+
+
+async def test_whole_numbers_written_as_json_floats_are_whole_numbers(
+    client: Client, engine: Engine
+) -> None:
+    """JSON has one number type (a JavaScript client may send 2.0): as Cloudflare's API reads
+    them, and as the OpenAPI document's "integer" allows."""
+    path = f"{BASE}/quick/instances/batch"
+    result = (await call(client, "POST", path, 201, json={"count": 2.0}))["result"]
+    assert len(result["created"]) == 2
+    await call(client, "POST", f"{BASE}/quick/instances", 201, json={"id": "f"})
+    await wait_status(engine, "quick", "f")
+    body = {"status": "restart", "from": {"name": "double", "count": 1.0}}
+    await call(client, "PATCH", f"{BASE}/quick/instances/f/status", json=body)
+    await fails(client, "POST", path, 400, 10002, json={"count": 2.5})
+
+
+async def test_a_retention_too_long_for_a_float_is_a_bad_request(client: Client) -> None:
+    huge = "1" + "0" * 400  # milliseconds, as Cloudflare's API takes them
+    text = '{"id": "h", "instance_retention": {"success_retention": ' + huge + "}}"
+    message = await fails(
+        client,
+        "POST",
+        f"{BASE}/quick/instances",
+        400,
+        10002,
+        data=text,
+        headers={"Content-Type": "application/json"},
+    )
+    assert "success_retention" in message and "too long" in message

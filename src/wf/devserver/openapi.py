@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from wf import __version__
+from wf.durations import positive_text_pattern
 from wf.engine.cron import FIRING_ID_PATTERN
 from wf.engine.limits import ID_PATTERN
 from wf.engine.model import Status
@@ -19,6 +20,16 @@ Schema = dict[str, Any]
 
 STATUSES = [s.value for s in Status]
 ID_REGEX = f"^{ID_PATTERN.pattern}$"
+
+
+def _status_is(action: str) -> Schema:
+    """A status change asking for ``action`` (as "status", or as "action")."""
+    return {
+        "anyOf": [
+            {"required": ["status"], "properties": {"status": {"const": action}}},
+            {"required": ["action"], "properties": {"action": {"const": action}}},
+        ]
+    }
 
 
 def _ref(name: str) -> Schema:
@@ -72,8 +83,13 @@ _STEP_CONFIG = _object(
 )
 _STEP_STATE: Schema = {"enum": ["running", "succeeded", "failed"]}
 _DURATION_MS: Schema = {
-    "type": ["integer", "string"],
-    "description": 'milliseconds, or a duration such as "7 days"',
+    "anyOf": [
+        {"type": "number", "exclusiveMinimum": 0},
+        {"type": "string", "pattern": positive_text_pattern()},
+        {"type": "null"},
+    ],
+    "description": 'milliseconds, or a duration such as "7 days"; longer than zero (null: '
+    "the default)",
 }
 
 
@@ -615,6 +631,17 @@ _SCHEMAS: dict[str, Schema] = {
             },
         },
         "oneOf": [{"required": ["status"]}, {"required": ["action"]}],
+        # "from" and "params" go with a restart only, "rollback": true with a terminate only.
+        "allOf": [
+            {
+                "if": {"anyOf": [{"required": ["from"]}, {"required": ["params"]}]},
+                "then": _status_is("restart"),
+            },
+            {
+                "if": {"required": ["rollback"], "properties": {"rollback": {"const": True}}},
+                "then": _status_is("terminate"),
+            },
+        ],
         "additionalProperties": False,
     },
     "StatusChanged": _object({"status": _ref("InstanceStatus"), "timestamp": ISO}),

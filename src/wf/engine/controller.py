@@ -17,7 +17,7 @@ from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
 from wf.engine.cron import Cron, is_firing_id
 from wf.engine.history_json import history_json
-from wf.engine.limits import Limits, check_identifier
+from wf.engine.limits import Limits, check_identifier, whole_number
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
 from wf.engine.restarts import parse_from_step, restart_record
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
@@ -341,8 +341,8 @@ class Controller:
             unknown = keys - {"count", "params", "retention"}
             if unknown:
                 raise ValidationError(f"{usage}; unknown key {sorted(unknown)[0]!r}")
-            count = request["count"]
-            if isinstance(count, bool) or not isinstance(count, int):
+            count = whole_number(request["count"])
+            if count is None:
                 raise ValidationError(f"count must be a whole number from 1 to {limit}")
             shared = {k: request[k] for k in ("params", "retention") if k in request}
             items = [shared] * max(count, 0)

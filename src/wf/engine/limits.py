@@ -61,3 +61,16 @@ def check_step_name(value: object, limits: Limits = DEFAULT_LIMITS) -> str:
     if _SURROGATE.search(value):
         raise ValidationError(f"step name {quote(value)} is not valid text (a lone surrogate)")
     return value
+
+
+def whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number, else None. JSON has one number type, so
+    ``2.0`` (what a JavaScript client may send) is 2, as Cloudflare's API reads it; a bool is
+    not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from wf.engine.limits import DEFAULT_LIMITS
+from wf.engine.limits import DEFAULT_LIMITS, whole_number
 from wf.engine.model import RESTART_TYPES, RestartFrom
 from wf.errors import ValidationError
 
@@ -35,11 +35,10 @@ def parse_from_step(value: Any, where: str = "from_step") -> RestartFrom | None:
             f"{where}.name is {len(name)} characters long; the limit is "
             f"{DEFAULT_LIMITS.step_name_length}"
         )
-    count = value.get("count", 1)
-    if count is None:
-        count = 1
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValidationError(f"{where}.count must be a whole number from 1, got {count!r}")
+    given = value.get("count", 1)
+    count = 1 if given is None else whole_number(given)
+    if count is None or count < 1:
+        raise ValidationError(f"{where}.count must be a whole number from 1, got {given!r}")
     kind_name = value.get("type", "do")
     if kind_name is None:
         kind_name = "do"

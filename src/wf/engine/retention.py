@@ -66,7 +66,10 @@ def parse_retention(
         if raw is None:
             continue
         if numbers_are_ms and isinstance(raw, (int, float)) and not isinstance(raw, bool):
-            raw = raw / 1000
+            try:
+                raw = raw / 1000
+            except OverflowError:  # an int beyond any float
+                raise ValidationError(f"{where}.{key} is far too long") from None
         seconds = to_seconds(raw, f"{where}.{key}")
         if seconds <= 0:
             raise ValidationError(f"{where}.{key} must be longer than zero")
