@@ -341,9 +341,10 @@ class Controller:
             unknown = keys - {"count", "params", "retention"}
             if unknown:
                 raise ValidationError(f"{usage}; unknown key {sorted(unknown)[0]!r}")
-            count = whole_number(request["count"])
-            if count is None:
+            asked = whole_number(request["count"])
+            if asked is None:
                 raise ValidationError(f"count must be a whole number from 1 to {limit}")
+            count = asked
             shared = {k: request[k] for k in ("params", "retention") if k in request}
             items = [shared] * max(count, 0)
         else:
