@@ -373,3 +373,89 @@ async def test_a_history_with_rollback_steps_replays(harness: Harness) -> None:
     result = await replay(Flow, history)
     assert result.complete and result.replayed == 2
     assert isinstance(result.error, StepError)
+
+
+async def test_restart_from_a_step_after_a_rollback_runs_the_chain_afresh(
+    harness: Harness,
+) -> None:
+    """A rolled-back instance restarted from its second step: the first stays cached, the
+    rollback records and their attempts are wiped with the later steps, and a second failure
+    runs every handler again (the first step's too: its rollback started after the target)."""
+    undone: list[tuple[str, Any]] = []
+    ran: list[str] = []
+
+    def undo(context: RollbackContext) -> None:
+        undone.append((context.ctx.step_name, context.output))
+
+    def body(name: str, value: Any) -> Any:
+        ran.append(name)
+        return value
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("reserve", lambda: body("reserve", "room"), rollback=undo)
+            await step.do("charge", lambda: body("charge", event.payload), rollback=undo)
+            if event.payload == "bad":
+                raise ValueError("out of stock")
+            return "ok"
+
+    engine = await harness.start(spec(Flow))
+    await engine.create("wf", "r", "bad")
+    status = await wait_status(engine, "wf", "r")
+    assert status["rollback"] == {"outcome": "complete", "error": None}
+    assert undone == [("charge", "bad"), ("reserve", "room")]
+    await engine.restart("wf", "r", {"name": "charge"})
+    status = await wait_status(engine, "wf", "r")
+    assert (status["status"], status["rollback"]) == (
+        "errored",
+        {"outcome": "complete", "error": None},
+    )
+    assert ran == ["reserve", "charge", "charge"]
+    assert undone == [("charge", "bad"), ("reserve", "room")] * 2
+    details = await engine.details("wf", "r")
+    assert [(s["type"], s["name"]) for s in details["steps"]] == [
+        ("step", "reserve-1"),
+        ("step", "charge-1"),
+        ("rollback", "charge-1"),
+        ("rollback", "reserve-1"),
+    ]
+    assert [len(s["attempts"]) for s in details["steps"]] == [1, 1, 1, 1]
+    await engine.restart("wf", "r", {"name": "charge"}, params="fine")
+    status = await wait_status(engine, "wf", "r")
+    assert status == {"status": "complete", "error": None, "output": "ok", "rollback": None}
+    assert len(undone) == 4
+    kinds = harness.query("SELECT kind, name FROM attempts ORDER BY kind, name")
+    assert kinds == [("do", "charge"), ("do", "reserve")]
+
+
+async def test_a_delete_during_the_chain_stops_it_and_leaves_nothing_behind(
+    harness: Harness,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    undone: list[str] = []
+
+    def slow_undo(context: RollbackContext) -> None:
+        started.set()
+        release.wait(10)
+        undone.append(context.ctx.step_name)
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("a", lambda: 1, rollback=lambda c: undone.append("a"))
+            await step.do("b", lambda: 2, rollback=slow_undo)
+            raise ValueError("no")
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf", "doomed")
+    await wait_for(started.is_set)
+    await inst.delete()
+    release.set()
+    await wait_for(lambda: undone == ["b"])  # the running handler ends; no older one begins
+    await asyncio.sleep(0.2)
+    assert undone == ["b"]
+    for table in ("instances", "steps", "attempts"):
+        assert harness.query(f"SELECT count(*) FROM {table}") == [(0,)], table
+    await engine.create("wf", "doomed")  # its id is free again, and it runs afresh
+    release.set()
+    status = await wait_status(engine, "wf", "doomed")
+    assert status["rollback"] == {"outcome": "complete", "error": None}

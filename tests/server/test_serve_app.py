@@ -323,3 +323,94 @@ async def test_restart_from_delete_and_retention_under_wf_serve(
     assert [d["id"] for d in result["deleted"]] == ids[:3]
     assert [e["id"] for e in result["errors"]] == ["a"]
     assert await runtime.store.get_instance("greet", "b") is None
+
+
+SAGA_TOML = """
+name = "served"
+main = "workflows.py"
+
+[[workflows]]
+name = "saga"
+binding = "SAGA"
+class_name = "Saga"
+"""
+
+SAGA = """
+import json
+
+from wf import WorkflowEntrypoint
+
+
+def undo(context):
+    with open(LOG, "a") as out:
+        out.write(json.dumps(context.output) + "\\n")
+
+
+def charge(ctx):
+    if ctx.attempt == 1:
+        raise RuntimeError("card network busy")
+    return {"card": "4242"}
+
+
+CHARGE = {"sensitive": "output", "retries": {"limit": 2, "delay": lambda ctx, error: "10 ms"}}
+UNDO = {"retries": {"limit": 1, "delay": lambda ctx, error: 0.01}}
+
+
+class Saga(WorkflowEntrypoint):
+    async def run(self, event, step):
+        card = await step.do("charge", CHARGE, charge, rollback=undo, rollback_config=UNDO)
+        if event.payload.get("mode") == "fail":
+            raise ValueError("out of stock")
+        if event.payload.get("mode") == "wait":
+            await step.wait_for_event("go", "go", "1 hour")
+        return card
+"""
+
+
+async def test_rollbacks_sensitive_outputs_and_delay_functions_under_wf_serve(
+    served: tuple[Client, Runtime], tmp_path: Path
+) -> None:
+    """Issue 12's rollbacks, sensitive outputs, retry-delay functions and delete through wf
+    serve's worker processes and its REST API."""
+    client, runtime = served
+    log = tmp_path / "undone.log"
+    folder = tmp_path / "saga"
+    folder.mkdir()
+    (folder / "wf.toml").write_text(SAGA_TOML)
+    (folder / "workflows.py").write_text(SAGA.replace("LOG", repr(str(log))))
+    bundle = build_bundle(load_project(folder / "wf.toml")).data
+    await result_of(client, "POST", "/api/deploy", data=bundle)
+    base = "/api/workflows/saga/instances"
+    for instance_id, mode in (("failed", "fail"), ("held", "wait"), ("gone", "wait")):
+        await result_of(client, "POST", base, json={"id": instance_id, "params": {"mode": mode}})
+
+    failed = await wait_complete(client, "saga", "failed")
+    assert failed["error"] == {"name": "ValueError", "message": "out of stock"}
+    assert failed["rollback"] == {"outcome": "complete", "error": None}
+    charge, undone = failed["steps"]
+    assert (charge["type"], charge["output"], len(charge["attempts"])) == ("step", "[REDACTED]", 2)
+    assert charge["config"]["retries"]["delay"] == "[dynamic]"
+    assert (undone["type"], undone["name"], undone["success"]) == ("rollback", "charge-1", True)
+    history = await result_of(client, "GET", f"{base}/failed/history")
+    assert [s["output"] for s in history["steps"] if s["kind"] == "do"] == ["[REDACTED]"]
+    # The handler got the real output.
+    assert log.read_text().splitlines() == ['{"card": "4242"}']
+
+    async def reached(instance_id: str, wanted: str) -> None:
+        async def there() -> bool:
+            details = await result_of(client, "GET", f"{base}/{instance_id}")
+            return bool(details["status"] == wanted)
+
+        await wait_for(there)
+
+    await reached("held", "waiting")
+    await reached("gone", "waiting")
+    body = {"status": "terminate", "rollback": True}
+    await result_of(client, "PATCH", f"{base}/held/status", json=body)
+    await reached("held", "terminated")
+    held = await result_of(client, "GET", f"{base}/held")
+    assert held["rollback"] == {"outcome": "complete", "error": None}
+    assert log.read_text().splitlines() == ['{"card": "4242"}'] * 2
+    assert await result_of(client, "DELETE", f"{base}/gone") == {"id": "gone", "deleted": True}
+    assert await runtime.store.get_instance("saga", "gone") is None
+    assert log.read_text().splitlines() == ['{"card": "4242"}'] * 2  # no rollback on delete
