@@ -14,6 +14,7 @@ from collections.abc import Callable
 from wf.devserver.database import joined_store
 from wf.engine.controller import Controller, NobodyToTell
 from wf.engine.engine import Engine
+from wf.engine.retention import Retention
 from wf.engine.runner import Notice
 from wf.engine.store.base import Store
 from wf.errors import WfError
@@ -64,3 +65,6 @@ class Standby(Controller):
 
     def workflow_schedules(self, name: str) -> tuple[str, ...]:
         return self.engine.workflow_schedules(name)
+
+    def default_retention(self, workflow: str) -> Retention:
+        return self.engine.default_retention(workflow)
