@@ -459,3 +459,64 @@ async def test_a_delete_during_the_chain_stops_it_and_leaves_nothing_behind(
     release.set()
     status = await wait_status(engine, "wf", "doomed")
     assert status["rollback"] == {"outcome": "complete", "error": None}
+
+
+async def test_a_second_terminate_with_rollback_leaves_the_running_handler_alone(
+    harness: Harness,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    undone: list[str] = []
+
+    def slow_undo(context: RollbackContext) -> None:
+        started.set()
+        release.wait(10)
+        undone.append(context.ctx.step_name)
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("a", lambda: 1, rollback=lambda c: undone.append("a"))
+            await step.do("b", lambda: 2, rollback=slow_undo, rollback_config=FAST)
+            await step.sleep("long", "1 hour")
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf", "twice")
+    await wait_status(engine, "wf", "twice", "waiting")
+    await inst.terminate(rollback=True)
+    await wait_for(started.is_set)
+    await inst.terminate(rollback=True)  # asked again while b's handler runs
+    release.set()
+    status = await wait_status(engine, "wf", "twice")
+    assert status["status"] == "terminated"
+    assert status["rollback"] == {"outcome": "complete", "error": None}
+    assert undone == ["b", "a"]
+
+
+async def test_terminate_with_rollback_during_a_failures_rollback_changes_nothing(
+    harness: Harness,
+) -> None:
+    started, release = threading.Event(), threading.Event()
+    undone: list[str] = []
+
+    def slow_undo(context: RollbackContext) -> None:
+        started.set()
+        release.wait(10)
+        undone.append(context.ctx.step_name)
+
+    class Flow(WorkflowEntrypoint):
+        async def run(self, event, step):
+            await step.do("a", lambda: 1, rollback=lambda c: undone.append("a"))
+            await step.do("b", lambda: 2, rollback=slow_undo, rollback_config=FAST)
+            raise ValueError("out of stock")
+
+    engine = await harness.start(spec(Flow))
+    inst = await engine.create("wf", "failing")
+    await wait_for(started.is_set)
+    row = await engine.terminate("wf", "failing", rollback=True)
+    assert row.status.value == "running"
+    release.set()
+    status = await wait_status(engine, "wf", "failing")
+    assert status["status"] == "errored"
+    assert status["error"] == {"name": "ValueError", "message": "out of stock"}
+    assert status["rollback"] == {"outcome": "complete", "error": None}
+    assert undone == ["b", "a"]
+    assert inst.id == "failing"

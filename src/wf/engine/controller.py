@@ -440,6 +440,8 @@ class Controller:
         before = await self.row(workflow, instance_id)
         phase = rollbacks.begin(rollbacks.TERMINATED) if rollback else None
         row = await self.store.terminate(before.pk, self.clock.now(), source, phase)
+        if row.epoch == before.epoch:  # rolling back already: left as it was
+            return row
         self.notifier.changed(before, "terminate")
         if row.status is Status.TERMINATED:
             self._notice("terminated", row.workflow, row.id, source=source)

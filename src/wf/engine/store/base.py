@@ -153,8 +153,8 @@ class Store(Protocol):
     ) -> InstanceRow:
         """Terminate now; with ``rollback`` (JSON of the rollback phase to begin), an instance
         that ran a do step goes back to ``running``, unclaimed and ready, with ``termination``
-        and that phase set (an instance already rolling back keeps its own phase): its next
-        life runs its rollback handlers, then ends it ``terminated``."""
+        and that phase set: its next life runs its rollback handlers, then ends it
+        ``terminated``. An instance already rolling back is returned unchanged (same epoch)."""
         ...
 
     async def restart(

@@ -482,6 +482,8 @@ def terminate(pk: int, now: float, source: str, rollback: str | None) -> Apply[I
     async def apply(conn: Conn) -> Finish[InstanceRow]:
         row = await select_instance(conn, pk)
         _unfinished(row, "terminate")
+        if rollback is not None and row.rollback is not None:
+            return _done(row)  # rolling back already: its running handler goes on undisturbed
         if rollback is not None:
             cur = await conn.execute(
                 "SELECT 1 FROM wf.steps WHERE instance = %s AND kind = 'do' LIMIT 1", (pk,)
@@ -490,7 +492,7 @@ def terminate(pk: int, now: float, source: str, rollback: str | None) -> Apply[I
                 return await _row_after(
                     conn,
                     "UPDATE wf.instances SET status = 'running', modified = %s, "
-                    "termination = %s, rollback = coalesce(rollback, %s), owner = NULL, "
+                    "termination = %s, rollback = %s, owner = NULL, "
                     "lease_until = NULL, wake_at = %s, waiting_for = NULL, paused_at = NULL, "
                     f"epoch = epoch + 1 WHERE pk = %s RETURNING {INSTANCE_COLUMNS}",
                     (now, source, rollback, now, pk),

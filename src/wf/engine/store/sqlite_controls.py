@@ -391,9 +391,12 @@ def terminate(
 ) -> InstanceRow:
     """Terminate now; with ``rollback`` (the rollback phase to begin, as JSON), an instance that
     ran a do step is handed back to a runner instead, to run its rollback handlers and then end
-    terminated (one already rolling back keeps its phase)."""
+    terminated. One already rolling back is left as it is (same epoch: nobody is told), so a
+    second ask does not cut its running handler short."""
     row = select_instance(conn, pk)
     _unfinished(row, "terminate")
+    if rollback is not None and row.rollback is not None:
+        return row  # rolling back already: its running handler goes on undisturbed
     if (
         rollback is not None
         and conn.execute(
@@ -402,7 +405,7 @@ def terminate(
     ):
         conn.execute(
             "UPDATE instances SET status = 'running', modified = ?, termination = ?, "
-            "rollback = coalesce(rollback, ?), owner = NULL, lease_until = NULL, wake_at = ?, "
+            "rollback = ?, owner = NULL, lease_until = NULL, wake_at = ?, "
             "waiting_for = NULL, paused_at = NULL, epoch = epoch + 1 WHERE pk = ?",
             (now, source, rollback, now, pk),
         )
