@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from wf.engine.cron import Cron
+
 from .conftest import LiveServer, wait_status
 from .test_commands import failed, ok, trigger, wf
 
@@ -68,3 +70,21 @@ def test_delete_ids_latest_and_a_file(server: LiveServer, tmp_path: Path) -> Non
     trigger(client, "napper", "e")
     out = ok(wf(server, "instances", "delete", "napper", "e", "--json"))
     assert json.loads(out) == {"deleted": [{"id": "e"}], "errors": []}
+
+
+def test_a_cron_firings_instance_by_its_id(server: LiveServer) -> None:
+    """A firing's id has spaces, "*" and "/": describe, restart from a step and delete take it
+    as it is (quoted on the wire)."""
+    cron = Cron.parse("*/15 * * * *")
+    server.run(lambda engine: engine.create_scheduled("quick", cron, 1_700_000_100.0))
+    fired = cron.instance_id(1_700_000_100.0)
+    client = server.client()
+    wait_status(client, "quick", fired)
+    described = ok(wf(server, "instances", "describe", "quick", fired))
+    assert fired in described
+    out = ok(wf(server, "instances", "restart", "quick", fired, "--from-step-name", "double"))
+    assert out == f'🥷 The instance "{fired}" from quick was restarted successfully\n'
+    wait_status(client, "quick", fired)
+    out = ok(wf(server, "instances", "delete", "quick", fired))
+    assert out == f'🗑️  Deleted workflow instances from "quick": "{fired}"\n'
+    assert client.list_instances("quick")[0] == []
