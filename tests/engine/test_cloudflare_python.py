@@ -33,7 +33,12 @@ async def run_mode(harness: Harness, mode: str) -> tuple[dict[str, Any], dict[st
 
 async def test_cloudflares_concurrent_example(harness: Harness) -> None:
     status, details = await run_mode(harness, "concurrent")
-    assert status == {"status": "complete", "error": None, "output": {"combined": 6}}
+    assert status == {
+        "status": "complete",
+        "error": None,
+        "output": {"combined": 6},
+        "rollback": None,
+    }
     named = {s["name"]: s["output"] for s in details["steps"]}
     assert named == {"left-1": 2, "right-1": 3, "combined-1": 6}  # each dependency ran once
 
