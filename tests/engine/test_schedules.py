@@ -133,9 +133,8 @@ async def test_missed_firings_are_made_up_once_as_the_latest(harness: Harness) -
     assert len(await ids(engine)) == 3  # and then on time again
 
 
+@pytest.mark.parametrize("harness", ["postgres"], indirect=True)  # SQLite: one process a file
 async def test_two_engines_on_one_database_fire_once(harness: Harness) -> None:
-    if harness.backend == "sqlite":
-        pytest.skip("one process at a time holds a SQLite file")
     clock = ManualClock(START)
     one = await harness.start([spec(QUARTER, "0 * * * *")], clock=clock)
     two = await harness.start([spec(QUARTER, "0 * * * *")], clock=clock)

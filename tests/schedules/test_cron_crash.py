@@ -101,7 +101,9 @@ def test_sigkill_around_cron_firings_leaves_one_instance_per_minute(
     assert len(times) == len(set(times))
     first = (cron_child.BASE + 30) * 1000
     assert times == [first + 60_000 * n for n in range(len(times))], times  # no gap
-    assert len(times) >= len(LIVES)
+    # ... up to the last life's end: how many minutes that is depends on how fast the lives
+    # came and went (a loaded machine makes more), not on the kills.
+    assert times[-1] >= (until - 120) * 1000, (times, until)
     ids = {instance_id for instance_id, _, _ in rows}
     for _, where, instance_id in kills:  # each killed firing has its instance, once
         assert instance_id in ids, (where, instance_id)
