@@ -244,17 +244,7 @@ class Controller:
             unknown = set(item) - {"id", "params", "retention"}
             if unknown:
                 raise ValidationError(f"batch[{index}] has unknown key {sorted(unknown)[0]!r}")
-            try:
-                one = self._new(
-                    name,
-                    item.get("id"),
-                    item.get("params"),
-                    trigger,
-                    version,
-                    item.get("retention"),
-                )
-            except ValidationError as exc:
-                raise ValidationError(f"batch[{index}]: {exc}") from None
+            one = self._new_item(name, item, trigger, version, f"batch[{index}]")
             if one.id not in seen:
                 seen.add(one.id)
                 new.append(one)
@@ -263,6 +253,17 @@ class Controller:
         for row in rows:
             self._notice("queued", name, row.id, trigger=trigger)
         return [WorkflowInstance(self, name, row.id) for row in rows]
+
+    def _new_item(
+        self, name: str, item: Mapping[str, Any], trigger: str, version: str, where: str
+    ) -> NewInstance:
+        """One ``{"id", "params", "retention"}`` of a batch; its errors say where it is."""
+        try:
+            return self._new(
+                name, item.get("id"), item.get("params"), trigger, version, item.get("retention")
+            )
+        except ValidationError as exc:
+            raise ValidationError(f"{where}: {exc}") from None
 
     async def create_many(
         self,
@@ -282,17 +283,7 @@ class Controller:
         errors: list[dict[str, Any]] = []
         at: dict[str, int] = {}  # id → index of the instance that creates it
         for index, item in enumerate(items):
-            try:
-                one = self._new(
-                    name,
-                    item.get("id"),
-                    item.get("params"),
-                    trigger,
-                    version,
-                    item.get("retention"),
-                )
-            except ValidationError as exc:
-                raise ValidationError(f"instances[{index}]: {exc}") from None
+            one = self._new_item(name, item, trigger, version, f"instances[{index}]")
             if one.id in at:
                 errors.append(_batch_error(index, one.id, "appears twice in the batch"))
                 continue
