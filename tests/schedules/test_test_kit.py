@@ -38,7 +38,7 @@ def project(tmp_path: Path) -> Path:
 async def test_advancing_an_hour_fires_a_quarter_hourly_schedule_four_times(
     tmp_path: Path,
 ) -> None:
-    async with WorkflowTestEnv(project(tmp_path), time="manual") as env:
+    async with WorkflowTestEnv(project(tmp_path), time="manual", schedules=True) as env:
         start = env.now().timestamp()
         assert await env.instances("digest") == []
         await env.advance("1 hour")
@@ -55,3 +55,9 @@ async def test_advancing_an_hour_fires_a_quarter_hourly_schedule_four_times(
         assert len(await env.instances("digest")) == quarters_by_then
         created = [n for n in env.notices if n.kind == "queued"]
         assert all(n.detail["trigger"] == "cron" for n in created)
+
+
+async def test_schedules_do_not_fire_in_a_test_unless_asked(tmp_path: Path) -> None:
+    async with WorkflowTestEnv(project(tmp_path), time="manual") as env:
+        await env.advance("1 hour")
+        assert await env.instances("digest") == []

@@ -4,6 +4,7 @@ finished instance is replayed against the same code when the env closes)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import shutil
 import sys
@@ -54,6 +55,8 @@ class WorkflowTestEnv:
     ``replay_on_exit``: when the env closes, replay every instance that finished against the
     same code (a ``wf.NonDeterminismError`` fails the test). ``database``: a PostgreSQL URL or
     a SQLite path (default: a SQLite file in a temporary folder, removed on close).
+    ``schedules``: fire the project's cron schedules on the env's clock (off by default: in
+    auto time every skip would fire them, creating instances the test did not ask for).
 
     Use it as ``async with WorkflowTestEnv(...) as env:``.
     """
@@ -70,6 +73,7 @@ class WorkflowTestEnv:
         strict: bool = False,
         replay_on_exit: bool = True,
         database: str | Path | None = None,
+        schedules: bool = False,
     ) -> None:
         if (project is None) == (workflows is None):
             raise TestKitError("give WorkflowTestEnv a project folder or workflows={name: Class}")
@@ -82,6 +86,7 @@ class WorkflowTestEnv:
         self.strict = strict
         self.replay_on_exit = replay_on_exit
         self._database = None if database is None else str(database)
+        self._schedules = schedules
         self._tempdir: str | None = None
         self.mocks = Mocks(strict, self._deliver_event)
         self.specs: list[WorkflowSpec] = []
@@ -334,6 +339,8 @@ class WorkflowTestEnv:
             project = load_project(config)
             module = _loaded_module(project.main) or import_main(project)
             self.specs = load_workflows(project, module)
+            if not self._schedules:
+                self.specs = [dataclasses.replace(spec, schedules=()) for spec in self.specs]
             self._vars = {**project.vars, **read_dev_vars(project), **self._given_vars}
         except WfError as exc:
             raise TestKitError(str(exc)) from None
