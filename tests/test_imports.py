@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg")
+HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg", "jinja2")
 
 SCRIPT = """
 import json, sys
