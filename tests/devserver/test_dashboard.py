@@ -252,3 +252,17 @@ async def test_the_api_is_unchanged_beside_the_dashboard(ui: Client) -> None:
     openapi = await ui.get("/api/openapi.json")
     assert openapi.status == 200
     await call(ui, "GET", "/api/nothing-here", 404)
+
+
+async def test_a_project_that_does_not_load_is_said_on_the_page(
+    aiohttp_client: AiohttpClient,
+) -> None:
+    broken = ServerState(project_name="demo", load_error="workflows.py:3: SyntaxError: oops")
+    app = create_app(broken)
+    install(app)
+    ui = await aiohttp_client(app)
+    elements = await page(ui, "/", expect=503)
+    assert elements.text("error-message") == "workflows.py:3: SyntaxError: oops"
+    resp = await ui.post("/w/quick/i/q1/pause")
+    assert resp.status == 503
+    assert "SyntaxError" in await resp.text()
