@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg")
+HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg", "jinja2")
 
 SCRIPT = """
 import json, sys
@@ -40,8 +40,8 @@ def heavy(modules: list[str]) -> list[str]:
 
 def test_the_heavy_libraries_are_installed(tmp_path: Path) -> None:
     # Otherwise the tests below would pass for the wrong reason.
-    modules = loaded_by("import aiohttp, typer, rich, watchfiles", tmp_path)
-    assert {"aiohttp", "typer", "rich", "watchfiles"} <= set(modules)
+    modules = loaded_by("import aiohttp, typer, rich, watchfiles, jinja2", tmp_path)
+    assert {"aiohttp", "typer", "rich", "watchfiles", "jinja2"} <= set(modules)
 
 
 @pytest.mark.parametrize(

@@ -990,6 +990,11 @@ def banner(
             ("  (OpenAPI at /api/openapi.json)", "dim"),
         )
     )
+    console.print(
+        Text.assemble(
+            "  ➜ ", ("Dashboard:", "bold"), " ", (clean(url.rstrip("/") + "/"), "cyan underline")
+        )
+    )
     console.print(Text.assemble("  ➜ ", ("State:", "bold"), "   ", clean(state_dir)))
     if database:
         console.print(Text.assemble("  ➜ ", ("Database:", "bold"), " ", clean(database)))

@@ -286,6 +286,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 
 
 async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
+    from wf.dashboard.routes import install as install_dashboard
     from wf.devserver.api import create_app
 
     _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
@@ -325,6 +326,7 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
 
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
+    install_dashboard(app)
     closing = handoff.Closing()
     closing.install(app)
     runner = handoff.HandoffRunner(app, handle_signals=False, access_log=None, shutdown_timeout=5.0)

@@ -1,0 +1,60 @@
+"""The dashboard's one Jinja2 environment (the only module that imports Jinja2).
+
+Templates ship as package data; autoescaping is on, so a value from a workflow (params, outputs,
+errors) can never become markup.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from functools import cache
+from typing import Any
+
+from jinja2 import Environment, PackageLoader
+
+import wf
+from wf.engine.details import iso
+
+
+def pretty_json(value: Any) -> str:
+    """A value as indented JSON for a ``<pre>`` (escaped by the template, not here)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
+
+
+def _parse(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def duration(start: str | None, end: str | None) -> str:
+    """``1.234 s`` / ``3 min 4 s`` between two ISO times of the API; empty when either is."""
+    if not start or not end:
+        return ""
+    seconds = (_parse(end) - _parse(start)).total_seconds()
+    if seconds < 60:
+        return f"{seconds:.3f} s"
+    minutes, rest = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {rest} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+@cache
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("wf.dashboard", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["pretty_json"] = pretty_json
+    env.globals["duration"] = duration
+    env.globals["iso"] = iso
+    env.globals["static"] = f"/ui/static/{wf.__version__}"
+    env.globals["wf_version"] = wf.__version__
+    return env
+
+
+def page(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
