@@ -59,7 +59,7 @@ def test_the_option_comes_before_the_variable_before_wf_toml_before_the_state_fo
             "option": "option.db",
         }[name]
         banner = [line for line in server.output().splitlines() if "Database:" in line]
-        assert banner == ([] if shown is None else [f"  ➜ Database: {shown}"]), server.output()
+        assert banner == ([] if shown is None else [f"  ➜ Database:  {shown}"]), server.output()
     assert {name: instances_in(path) for name, path in files.items()} == {
         name: [name] for name in files
     }

@@ -962,6 +962,11 @@ def secrets_table(secrets: Sequence[dict[str, Any]], tz: tzinfo | None = None) -
 # ---- the dev server's terminal --------------------------------------------------------------
 
 
+def _banner_line(console: Console, label: str, value: Text) -> None:
+    """``  ➜ Label:     value``, the values of every line in one column."""
+    console.print(Text.assemble("  ➜ ", (label, "bold"), " " * (11 - len(label)), value))
+
+
 def banner(
     console_or_none: Console | None,
     url: str,
@@ -980,24 +985,17 @@ def banner(
     if version_id:
         title.append(f"  version {clean(version_id)}", style="dim")
     console.print(title)
-    console.print(Text.assemble("  ➜ ", ("Server:", "bold"), "  ", (clean(url), "cyan underline")))
-    console.print(
-        Text.assemble(
-            "  ➜ ",
-            ("API:", "bold"),
-            "     ",
-            clean(url.rstrip("/") + "/api"),
-            ("  (OpenAPI at /api/openapi.json)", "dim"),
-        )
+    base = url.rstrip("/")
+    _banner_line(console, "Server:", Text(clean(url), "cyan underline"))
+    _banner_line(
+        console,
+        "API:",
+        Text.assemble(clean(base + "/api"), ("  (OpenAPI at /api/openapi.json)", "dim")),
     )
-    console.print(
-        Text.assemble(
-            "  ➜ ", ("Dashboard:", "bold"), " ", (clean(url.rstrip("/") + "/"), "cyan underline")
-        )
-    )
-    console.print(Text.assemble("  ➜ ", ("State:", "bold"), "   ", clean(state_dir)))
+    _banner_line(console, "Dashboard:", Text(clean(base + "/"), "cyan underline"))
+    _banner_line(console, "State:", Text(clean(state_dir)))
     if database:
-        console.print(Text.assemble("  ➜ ", ("Database:", "bold"), " ", clean(database)))
+        _banner_line(console, "Database:", Text(clean(database)))
     if not workflows:
         console.print(Text("  no workflows", style="yellow"))
         return
