@@ -97,7 +97,7 @@ async def next_event(resp: ClientResponse, timeout: float = 10.0) -> tuple[str, 
 
 async def events_until(resp: ClientResponse, last: str) -> list[tuple[str, Any, str | None]]:
     """The events up to the first that summary() shows as ``last`` (included)."""
-    found = []
+    found: list[tuple[str, Any, str | None]] = []
     while True:
         item = await next_event(resp)
         assert item[0] != "eof", found
@@ -214,7 +214,7 @@ async def test_closing_the_streams_ends_them_without_an_end_event(
     resp = await client.get(f"{BASE}/o-4/subscribe")
     try:
         await events_until(resp, "status waiting")
-        subscribe.close_streams(client.server.app)  # as wf dev does before a reload's drain
+        subscribe.close_streams(client.app)  # as wf dev does before a reload's drain
         assert (await next_event(resp))[0] == "eof"
     finally:
         resp.close()
