@@ -151,6 +151,7 @@ def facts(details: dict[str, Any]) -> list[Fact]:
                     "start": step.get("start"),
                     "end": step.get("end"),
                     "error": step.get("error"),
+                    **({"event_type": step["event_type"]} if step.get("event_type") else {}),
                 },
             )
     found.sort(key=lambda entry: (entry[0], entry[1]))  # ISO times in UTC sort as text
