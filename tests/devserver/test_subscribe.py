@@ -18,6 +18,7 @@ from wf import WorkflowEntrypoint
 from wf.devserver import subscribe
 from wf.devserver.state import ServerState
 from wf.engine import Engine, EngineSettings, WorkflowSpec
+from wf.engine.store import Store
 from wf.engine.store.sqlite import SqliteStore
 from wf.project import WorkflowConfig
 
@@ -37,10 +38,18 @@ class Order(WorkflowEntrypoint):
         return {"approved": got.payload}
 
 
-@pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+@pytest.fixture(params=["sqlite", "postgres"])
+async def engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Engine]:
+    """The same engine on SQLite, then on PostgreSQL: the stream only reads the store."""
+    store: Store
+    if request.param == "postgres":
+        from wf.engine.store.postgres import PostgresStore
+
+        store = PostgresStore(request.getfixturevalue("pg_url"), durability="os")
+    else:
+        store = SqliteStore(tmp_path / "wf.db", durability="os")
     engine = Engine(
-        SqliteStore(tmp_path / "wf.db", durability="os"),
+        store,
         [WorkflowSpec("order", Order, "ORDER")],
         settings=EngineSettings(poll_interval=0.2),
     )
@@ -198,6 +207,68 @@ async def test_resume_after_an_event_with_last_event_id_or_cursor(
     # An id the history does not hold (say, from before a restart) replays it all.
     async with client.get(f"{BASE}/o-3/subscribe", params={"cursor": "nope"}) as resp:
         assert summary(await events_until_end(resp)) == summary(items)
+
+
+async def test_the_stream_is_guarded_like_every_read(
+    make_client: MakeClient, engine: Engine
+) -> None:
+    state = ServerState(
+        project_name="demo",
+        workflows=(WorkflowConfig("order", "ORDER", "Order"),),
+        engine=engine,
+        token="s3cret",
+    )
+    client = await make_client(state)
+    await engine.create("order", "o-7")
+    path = f"{BASE}/o-7/subscribe"
+    await fails(client, "GET", path, 401, 10006)
+    await fails(client, "GET", path, 401, 10006, headers={"Authorization": "Bearer nope"})
+    good = {"Authorization": "Bearer s3cret"}
+    await fails(client, "GET", path, 403, 10005, headers={**good, "Host": "evil.example"})
+    async with client.get(path, headers=good) as resp:
+        assert resp.status == 200
+        assert (await next_event(resp))[0] == "step"
+
+
+async def test_a_restart_replays_the_new_run_and_parallel_steps_are_in_order(
+    client: Client, engine: Engine
+) -> None:
+    await engine.create("order", "o-8")
+    await at_approval(engine, "o-8")
+    resp = await client.get(f"{BASE}/o-8/subscribe")
+    try:
+        before = await events_until(resp, "status waiting")
+        await engine.restart("order", "o-8")
+        again = await events_until(resp, "step approval-1 running")
+        # The new run's steps come again, with new ids (a cursor from the old run replays all).
+        assert steps_of(again)[-4:] == steps_of(before)
+        assert not {i for _, _, i in again} & {i for _, _, i in before[:4]}
+    finally:
+        resp.close()
+
+
+def test_facts_follow_time_so_a_parallel_step_ending_later_extends_the_list() -> None:
+    def step(name: str, start: str, end: str | None) -> dict[str, Any]:
+        done = end is not None
+        return {
+            "type": "step",
+            "name": name,
+            "start": start,
+            "end": end,
+            "success": True if done else None,
+            "attempts": [],
+        }
+
+    early = {"created": "c", "steps": [step("a-1", "T1", None), step("b-1", "T2", None)]}
+    later = {"created": "c", "steps": [step("a-1", "T1", "T3"), step("b-1", "T2", None)]}
+    first = [f.id for f in subscribe.facts(early)]
+    second = subscribe.facts(later)
+    assert [f.id for f in second][:2] == first
+    assert (second[2].event, second[2].data["name"], second[2].data["state"]) == (
+        "step",
+        "a-1",
+        "succeeded",
+    )
 
 
 async def test_unknown_workflow_or_instance_is_404_before_any_stream(client: Client) -> None:
