@@ -18,7 +18,7 @@ from wf import WorkflowEntrypoint
 from wf.devserver import subscribe
 from wf.devserver.state import ServerState
 from wf.engine import Engine, EngineSettings, WorkflowSpec
-from wf.engine.store import Store
+from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
 from wf.project import WorkflowConfig
 
