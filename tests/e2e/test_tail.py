@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import WF, DevServer, api, dev_server, wait_until, wf
+from tests.e2e.serve_helpers import serving, write_project
 
 pytestmark = pytest.mark.slow
 
@@ -192,3 +193,52 @@ def test_ctrl_c_stops_tail_quietly(tmp_path: Path) -> None:
                 tail.wait()
             lines.thread.join(10)
             _close(tail)
+
+
+def test_tail_on_wf_serve_needs_the_token_and_a_stop_ends_the_streams(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    project = write_project(tmp_path / "project")
+    home.mkdir()
+    with serving(home) as server:
+        server.deploy(project)
+        server.trigger(project, "s-1", {"wait": True})
+        refused = server.wf("instances", "tail", "pin", "s-1", cwd=home, token=None, check=False)
+        assert refused.returncode == 1 and refused.stderr.count("\n") == 1
+        assert "API token" in refused.stderr, refused.stderr
+        env = {"NO_COLOR": "1", "COLUMNS": "200", "PATH": "/usr/bin:/bin"}
+        tail = subprocess.Popen(
+            [*WF, "instances", "tail", "pin", "s-1", "--url", server.url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**env, "WF_API_TOKEN": server.token},
+        )
+        lines = Lines(tail)
+        try:
+            wait_until(lambda: lines.saw('waiting for event "go"'), what="the wait")
+            server.go("s-1")
+            assert tail.wait(30) == 0
+        finally:
+            if tail.poll() is None:
+                tail.kill()
+                tail.wait()
+            lines.thread.join(10)
+            _close(tail)
+        assert lines.lines[-1].endswith("✅ completed"), lines.lines
+        assert any('step "answer-1" done' in line for line in lines.lines), lines.lines
+
+        # A stream still open when the server stops ends (no "end": the client may reconnect).
+        server.trigger(project, "s-2", {"wait": True})
+        request = urllib.request.Request(
+            f"{server.url}/api/workflows/pin/instances/s-2/subscribe",
+            headers={"Authorization": f"Bearer {server.token}"},
+        )
+        raw: list[str] = []
+        with urllib.request.urlopen(request, timeout=30) as stream:
+            while not raw or "event: status" not in raw[-1]:
+                raw.append(stream.readline().decode())
+            server.stop()
+            raw.extend(line.decode() for line in stream)
+        assert server.process is not None and server.process.returncode == 0
+        assert not any("event: end" in line for line in raw)
+        assert "Traceback" not in server.output()
