@@ -220,6 +220,7 @@ async def test_the_stream_is_guarded_like_every_read(
     )
     client = await make_client(state)
     await engine.create("order", "o-7")
+    await at_approval(engine, "o-7")
     path = f"{BASE}/o-7/subscribe"
     await fails(client, "GET", path, 401, 10006)
     await fails(client, "GET", path, 401, 10006, headers={"Authorization": "Bearer nope"})
