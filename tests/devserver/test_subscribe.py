@@ -292,6 +292,17 @@ async def test_closing_the_streams_ends_them_without_an_end_event(
         resp.close()
 
 
+async def test_a_client_that_goes_away_ends_its_stream(client: Client, engine: Engine) -> None:
+    await engine.create("order", "o-9")
+    await at_approval(engine, "o-9")
+    streams = client.app[subscribe.STREAMS_KEY]
+    resp = await client.get(f"{BASE}/o-9/subscribe")
+    await events_until(resp, "status waiting")
+    assert streams.open == 1
+    resp.close()
+    await wait_for(lambda: streams.open == 0)
+
+
 async def test_a_deleted_instance_ends_its_stream(client: Client, engine: Engine) -> None:
     await engine.create("order", "o-5")
     await at_approval(engine, "o-5")

@@ -62,6 +62,7 @@ class Streams:
 
     def __init__(self) -> None:
         self.closing = asyncio.Event()
+        self.open = 0  # streams being served now
 
     def close_all(self) -> None:
         self.closing.set()
@@ -226,39 +227,58 @@ async def subscribe(request: web.Request, reads: Controller) -> web.StreamRespon
         }
     )
     await response.prepare(request)
-    subscription = _Subscription(cursor)
+    streams.open += 1
+    try:
+        await _stream(request, response, reads, details, _Subscription(cursor), streams)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the client went away
+    finally:
+        streams.open -= 1
+    return response
+
+
+async def _stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    reads: Controller,
+    details: dict[str, Any],
+    subscription: _Subscription,
+    streams: Streams,
+) -> None:
+    """Send the changes of ``details`` until the instance finishes, the client goes or the
+    server closes its streams."""
+    name, instance_id = request.match_info["name"], request.match_info["id"]
     loop = asyncio.get_running_loop()
     await response.write(f"retry: {RETRY_MS}\n\n".encode())
     last_write = loop.time()
-    try:
-        while True:
-            frames = b"".join(_frame(*change) for change in subscription.changes(details))
-            if subscription.status in FINISHED:
-                end = {"status": subscription.status, "error": details.get("error")}
-                await response.write(frames + _frame("end", end, subscription.cursor))
-                break
-            if frames:
-                await response.write(frames)
-                last_write = loop.time()
-            elif loop.time() - last_write >= PING_SECONDS:
-                await response.write(b": ping\n\n")
-                last_write = loop.time()
-            if await _closing(streams, POLL_SECONDS):
-                break
-            try:
-                details = await reads.details(name, instance_id)
-            except InstanceNotFound:
-                gone = {"status": None, "deleted": True}
-                await response.write(_frame("end", gone, subscription.cursor))
-                break
-            except StoreUnavailable:
-                continue  # the database went away: the next poll tries again
-            except WfError:
-                break  # said in the log by whoever raised it; the client reconnects
-    except ConnectionResetError:
-        return response  # the client went away
-    await response.write_eof()
-    return response
+    while True:
+        frames = b"".join(_frame(*change) for change in subscription.changes(details))
+        if subscription.status in FINISHED:
+            end = {"status": subscription.status, "error": details.get("error")}
+            await response.write(frames + _frame("end", end, subscription.cursor))
+            break
+        if frames:
+            await response.write(frames)
+            last_write = loop.time()
+        elif loop.time() - last_write >= PING_SECONDS:
+            await response.write(b": ping\n\n")
+            last_write = loop.time()
+        if await _closing(streams, POLL_SECONDS):
+            break
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            break  # the client went away: no need to wait for a write to fail
+        try:
+            details = await reads.details(name, instance_id)
+        except InstanceNotFound:
+            gone = {"status": None, "deleted": True}
+            await response.write(_frame("end", gone, subscription.cursor))
+            break
+        except StoreUnavailable:
+            continue  # the database went away: the next poll tries again
+        except WfError:
+            break  # said in the log by whoever raised it; the client reconnects
 
 
 async def _closing(streams: Streams, seconds: float) -> bool:
