@@ -15,9 +15,12 @@ import http.client
 import ipaddress
 import json
 import socket
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from wf.errors import WfError
@@ -55,6 +58,19 @@ INVALID_TRANSITION = 10406
 BUNDLE_INVALID = 10008
 BUNDLE_IMPORT_FAILED = 10009
 SECRET_NOT_FOUND = 10404
+
+
+# A stream sends a ping every 15 s: silence three times that long means the server is gone.
+STREAM_READ_TIMEOUT = 45.0
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One server-sent event of ``subscribe``: its type, its JSON data and its id."""
+
+    event: str
+    data: dict[str, Any]
+    id: str | None
 
 
 class ClientError(WfError):
@@ -334,6 +350,51 @@ class Client:
         )
         return result
 
+    def subscribe(
+        self, name: str, instance_id: str, cursor: str | None = None, reconnect_for: float = 30.0
+    ) -> Iterator[StreamEvent]:
+        """The instance's progress as it happens (``GET .../subscribe``): its history first, then
+        each change, until the ``end`` event (the last one yielded). A stream that ends without
+        it (the server reloaded or stopped) is resumed after the last event seen, for up to
+        ``reconnect_for`` seconds of failing to get an answer."""
+        path = f"/workflows/{_segment(name)}/instances/{_segment(instance_id)}/subscribe"
+        retry = 1.0
+        failing_since: float | None = None
+        while True:
+            headers = {**self._headers(), "Accept": "text/event-stream"}
+            if cursor:
+                headers["Last-Event-ID"] = cursor
+            req = urllib.request.Request(f"{self.url}/api{path}", headers=headers)
+            try:
+                response = self._opener.open(req, timeout=STREAM_READ_TIMEOUT)
+            except urllib.error.HTTPError as error:
+                with error:
+                    self._unwrap(error.code, error.read())  # raises the server's one line
+                raise ClientError(f"the server refused the stream (HTTP {error.code})") from None
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
+                reason = error.reason if isinstance(error, urllib.error.URLError) else error
+                now = time.monotonic()
+                failing_since = failing_since or now
+                if now - failing_since >= reconnect_for:
+                    raise self._unreachable(reason, STREAM_READ_TIMEOUT) from None
+                time.sleep(retry)
+                continue
+            failing_since = None
+            try:
+                with response:
+                    for event in read_events(response):
+                        if event.event == "retry":
+                            retry = float(event.data["ms"]) / 1000
+                            continue
+                        if event.id:
+                            cursor = event.id
+                        yield event
+                        if event.event == "end":
+                            return
+            except (OSError, http.client.HTTPException):
+                pass  # the connection broke: resume after the last event seen
+            time.sleep(min(retry, 0.5))
+
     def change_status(
         self,
         name: str,
@@ -461,6 +522,35 @@ class Client:
     def delete_secret(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request("DELETE", f"/secrets/{_segment(name)}")[0]
         return result
+
+
+def read_events(lines: Iterator[bytes] | Any) -> Iterator[StreamEvent]:
+    """Server-sent events from a stream of lines (comments skipped; a ``retry:`` line comes as
+    an event of type ``retry`` with ``{"ms"}``)."""
+    event, data, event_id = "message", "", None
+    for raw in lines:
+        line = raw.decode("utf-8").rstrip("\r\n")
+        if not line:
+            if data:
+                try:
+                    parsed = json.loads(data)
+                except json.JSONDecodeError:
+                    parsed = {"text": data}
+                yield StreamEvent(event, parsed if isinstance(parsed, dict) else {}, event_id)
+            event, data = "message", ""
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            event = value
+        elif field == "data":
+            data = f"{data}\n{value}" if data else value
+        elif field == "id":
+            event_id = value
+        elif field == "retry" and value.isdigit():
+            yield StreamEvent("retry", {"ms": int(value)}, None)
 
 
 def _query_value(value: Any) -> str:

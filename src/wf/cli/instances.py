@@ -1,4 +1,4 @@
-"""``wf instances list | describe | export | pause | resume | terminate | restart | delete |
+"""``wf instances list | describe | tail | export | pause | resume | terminate | restart | delete |
 send-event | upgrade``.
 
 Every command that takes an instance id also takes ``latest``: the newest instance. ``upgrade``
@@ -154,6 +154,47 @@ def describe(
         step_output=step_output,
         truncate_output_limit=truncate_output_limit,
     )
+
+
+@app.command("tail")
+@exits
+def tail(
+    name: NameArgument,
+    instance_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="ID", help='Id of the instance, or "latest" (the default) for the newest.'
+        ),
+    ] = LATEST,
+    url: UrlOption = None,
+    token: TokenOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Follow an instance live: its steps so far, then each as it happens, until it ends.
+    Exits 0 when it completes, 1 when it errors, is terminated or deleted. --json prints each
+    event as one JSON line."""
+    from wf.cli import render
+    from wf.cli.exit import EXIT_FAILURE, EXIT_INTERRUPTED, error_line
+    from wf.cli.tail import FAILED_ENDS, notices
+
+    client = make_client(url, token)
+    resolved = resolve_id(client, name, instance_id)
+    ended: object = None
+    try:
+        for event in client.subscribe(name, resolved):
+            if json_output:
+                typer.echo(compact_json({"event": event.event, "id": event.id, "data": event.data}))
+            else:
+                render.print_notices(notices(event, name, resolved))
+            if event.event == "end":
+                ended = event.data.get("status")
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None  # the user stopped following: no more
+    if ended == "complete":
+        return
+    said = f"ended {ended}" if ended in FAILED_ENDS else "was deleted"
+    typer.echo(error_line(f'instance "{resolved}" of workflow "{name}" {said}'), err=True)
+    raise typer.Exit(EXIT_FAILURE)
 
 
 @app.command("export")

@@ -1087,6 +1087,12 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         line.append("⌛ queued" + (f" via {clean(source)}" if source else ""), style="dim")
     elif kind == "started":
         line.append("▶ started", style="yellow")
+    elif kind == "step_started":
+        line.append(f"▸ step {name} started", style="dim")
+    elif kind == "woke":
+        line.append(f"⏰ {name} woke", style="blue")
+    elif kind == "deleted":
+        line.append("🗑 deleted", style="red")
     elif kind == "step_done":
         # The attempt that succeeded, then the time since the first (waits, downtime), as
         # describe shows an attempt's duration and the step's.

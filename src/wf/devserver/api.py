@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from wf.devserver import openapi
+from wf.devserver import openapi, subscribe
 from wf.devserver.bad_requests import unreadable_body
 from wf.devserver.batch_body import NotAnArray, array_items
 from wf.devserver.envelope import (
@@ -611,6 +611,11 @@ async def get_history(request: web.Request) -> web.Response:
     return ok(await engine.history(name, instance_id))
 
 
+async def subscribe_instance(request: web.Request) -> web.StreamResponse:
+    """The instance's progress as server-sent events (see ``wf.devserver.subscribe``)."""
+    return await subscribe.subscribe(request, _reads(request))
+
+
 async def change_status(request: web.Request) -> web.Response:
     engine = _engine(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
@@ -676,6 +681,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/workflows/{name}/instances/{id}", get_instance),
     ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
     ("GET", "/api/workflows/{name}/instances/{id}/history", get_history),
+    ("GET", "/api/workflows/{name}/instances/{id}/subscribe", subscribe_instance),
     ("PATCH", "/api/workflows/{name}/instances/{id}/status", change_status),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
 )
@@ -693,6 +699,7 @@ def create_app(state: ServerState) -> web.Application:
         ],
     )
     app[STATE_KEY] = state
+    subscribe.install(app)
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     return app

@@ -288,6 +288,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     from wf.dashboard.routes import install as install_dashboard
     from wf.devserver.api import create_app
+    from wf.devserver.subscribe import close_streams
 
     _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
     inbox = handoff.Inbox(socket.socket(fileno=options.inbox_fd))
@@ -345,6 +346,9 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
         await stop.event.wait()
     finally:
         await handoff.stop_accepting(site, sock)
+        # Event streams never come to rest by themselves: end them so the drain below does not
+        # wait on them (their clients reconnect, to the next child).
+        close_streams(app)
         if stop.successor is not None:
             # A reload: every open connection goes to the next child once its request in
             # progress (if any) is answered here, so a client keeping it sees nothing.

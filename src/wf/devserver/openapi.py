@@ -211,6 +211,66 @@ _HISTORY_SCHEMAS: dict[str, Schema] = {
     ),
 }
 
+# The events of GET .../subscribe (wf.devserver.subscribe): each one's "data:" line.
+_STEP_NAME: Schema = {
+    "type": "string",
+    "description": 'the step as the details name it, "charge-1"',
+}
+_STEP_TYPE: Schema = {"enum": ["step", "sleep", "waitForEvent", "rollback"]}
+_STREAM_SCHEMAS: dict[str, Schema] = {
+    "StreamStep": _object(
+        {
+            "index": {"type": "integer", "description": "the step's place in the details' steps"},
+            "name": _STEP_NAME,
+            "type": _STEP_TYPE,
+            "state": {"enum": ["running", "succeeded", "failed", "finished"]},
+            "attempt": _nullable({"type": "integer"}),
+            "start": _nullable(ISO),
+            "end": _nullable(ISO),
+            "error": _nullable(_ref("ErrorInfo")),
+            "wake_at": ISO,
+            "timeout_at": ISO,
+            "event_type": {"type": "string"},
+        },
+        required=["index", "name", "type", "state", "start"],
+        description=(
+            'event "step": a step started (state running; a sleep says wake_at, a wait its '
+            "event_type and timeout_at) or finished (succeeded or failed for a do or rollback "
+            "step, finished or failed for a sleep or wait)"
+        ),
+    ),
+    "StreamAttempt": _object(
+        {
+            "index": {"type": "integer"},
+            "name": _STEP_NAME,
+            "type": _STEP_TYPE,
+            "attempt": {"type": "integer", "minimum": 1},
+            "start": _nullable(ISO),
+            "end": _nullable(ISO),
+            "error": _nullable(_ref("ErrorInfo")),
+            "retries_at": _nullable(ISO),
+        },
+        description='event "attempt": an attempt of a step failed and the step will retry',
+    ),
+    "StreamStatus": _object(
+        {"status": _ref("InstanceStatus"), "error": _nullable(_ref("ErrorInfo"))},
+        description='event "status": the status, first and whenever it changes',
+    ),
+    "StreamEnd": _object(
+        {
+            "status": _nullable(_ref("InstanceStatus")),
+            "error": _nullable(_ref("ErrorInfo")),
+            "deleted": {"const": True},
+        },
+        required=["status"],
+        description=(
+            'event "end", the last: the instance finished (complete, errored or terminated), '
+            "or was deleted (status null, deleted true)"
+        ),
+    ),
+}
+
+
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object(
         {"code": {"type": "integer", "examples": [10200]}, "message": {"type": "string"}}
@@ -645,6 +705,7 @@ _SCHEMAS: dict[str, Schema] = {
         "additionalProperties": False,
     },
     "StatusChanged": _object({"status": _ref("InstanceStatus"), "timestamp": ISO}),
+    **_STREAM_SCHEMAS,
     "EventSent": _object({"type": {"type": "string"}, "instance_id": {"type": "string"}}),
     **_HISTORY_SCHEMAS,
 }
@@ -713,6 +774,20 @@ def _param(name: str) -> Schema:
 
 
 _PARAMETERS: dict[str, Schema] = {
+    "cursor": {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "resume after the event with this id (as Last-Event-ID)",
+        "schema": {"type": "string"},
+    },
+    "last_event_id": {
+        "name": "Last-Event-ID",
+        "in": "header",
+        "required": False,
+        "description": "resume after the event with this id (browsers send it on reconnecting)",
+        "schema": {"type": "string"},
+    },
     "name": {
         "name": "name",
         "in": "path",
@@ -966,6 +1041,46 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "parameters": _INSTANCE,
             "responses": {
                 "200": _reply("the history", _ref("History")),
+                **_errors("NotFound", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/{id}/subscribe": {
+        "get": {
+            "operationId": "subscribeInstance",
+            "summary": (
+                "An instance's progress as server-sent events (Cloudflare's subscribe): its "
+                "retained history first, then each change, until it is complete, errored or "
+                "terminated"
+            ),
+            "description": (
+                "Events: step, attempt, status, end (their data in StreamStep, StreamAttempt, "
+                "StreamStatus, StreamEnd). step and attempt events have an id naming them in "
+                "the history, in the order they happened; status and end repeat the last id "
+                "(0 before any). Last-Event-ID or cursor resumes after an event; an id the "
+                "history no longer holds (after a restart) replays it all. The stream starts "
+                "with retry: 1000 and sends a ': ping' comment after 15 s of silence. A server "
+                "that stops or reloads ends the stream without an end event: reconnect."
+            ),
+            "parameters": [*_INSTANCE, _param("cursor"), _param("last_event_id")],
+            "responses": {
+                "200": {
+                    "description": "the event stream",
+                    "content": {
+                        "text/event-stream": {
+                            "schema": {
+                                "type": "string",
+                                "description": "id:, event: and data: lines (data is JSON)",
+                            },
+                            "x-events": {
+                                "step": _ref("StreamStep"),
+                                "attempt": _ref("StreamAttempt"),
+                                "status": _ref("StreamStatus"),
+                                "end": _ref("StreamEnd"),
+                            },
+                        }
+                    },
+                },
                 **_errors("NotFound", "ProjectBroken"),
             },
         }

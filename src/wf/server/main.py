@@ -17,6 +17,7 @@ from wf.devserver.api import create_app
 from wf.devserver.child import is_loopback
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
+from wf.devserver.subscribe import close_streams
 from wf.server import tokens
 from wf.server.database import Database
 from wf.server.routes import add_serve_routes
@@ -145,6 +146,7 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 # Idle connections end now; a request in progress is answered first (aiohttp's own
                 # shutdown would drop the rest of its body), saying that the connection ends too.
                 await site.stop()
+                close_streams(app)  # event streams end now rather than hold the stop up
                 assert runner.server is not None
                 await handoff.close_all(runner.server, closing, STOP_SECONDS)
                 await runner.cleanup()
