@@ -92,7 +92,7 @@ def test_the_dev_loop_on_postgresql(tmp_path: Path, pg_url: str) -> None:
     server = DevServer(project, port, args=("--database", pg_url)).start()
     try:
         url = server.url
-        assert f"  ➜ Database: {redact(pg_url)} (schema wf)" in server.output()
+        assert f"  ➜ Database:  {redact(pg_url)} (schema wf)" in server.output()
         wf("trigger", NAME, '{"cool": 6}', "--id", "first", "--url", url, cwd=project)
         wait_until(lambda: status(url, "first") == "waiting", what="first waits for its event")
         wf(*send_event("first"), "--url", url, cwd=project)
@@ -277,7 +277,7 @@ def test_the_right_password_serves(tmp_path: Path, guarded: Cluster) -> None:
         wf("trigger", NAME, "--id", "one", "--url", server.url, cwd=tmp_path / "proj")
         wait_until(functools.partial(has_step, server.url, "one", "my first step-1"), what="runs")
         assert PASSWORD not in server.output()
-        assert f"Database: {redact(url)} (schema wf)" in server.output()
+        assert f"Database:  {redact(url)} (schema wf)" in server.output()
 
 
 @pytest.mark.parametrize("source", ["option", "variable"])

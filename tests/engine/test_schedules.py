@@ -52,7 +52,9 @@ async def settle(engine: Engine) -> None:
     for _ in range(500):
         await asyncio.sleep(0.005)
         if firings.idle:
-            return
+            await asyncio.sleep(0.01)  # and still so a moment later: not between two rounds
+            if firings.idle:
+                return
     raise AssertionError("the firing loop stayed busy")
 
 

@@ -117,8 +117,9 @@ class Firings:
         waiters: list[asyncio.Future[Any]] = [asyncio.ensure_future(self._changed.wait())]
         if wake is not None:
             waiters.append(asyncio.ensure_future(self.controller.clock.sleep_until(wake)))
-        self.idle = True
         try:
+            await asyncio.sleep(0)  # the timer is set (a test's clock sees it) before we say idle
+            self.idle = True
             await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
         finally:
             self.idle = False
