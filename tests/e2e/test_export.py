@@ -47,6 +47,21 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return line
 
 
+def run_cart_1(project: Path, url: str, *other_events: str) -> None:
+    """Trigger cart-1 through the CLI, send it ``other_events`` (nobody waits for those) and its
+    "shipped" event, and wait until it completes."""
+    flag = ["--url", url]
+    wf("trigger", NAME, '{"cartId": "cart-1"}', "--id", "cart-1", *flag, cwd=project)
+    for event_type in other_events:
+        wf("instances", "send-event", NAME, "cart-1", "--type", event_type, *flag, cwd=project)
+    shipped = ["--type", "shipped", "--payload", '{"carrier": "DHL"}']
+    wf("instances", "send-event", NAME, "cart-1", *shipped, *flag, cwd=project)
+    wait_until(
+        lambda: api(url, f"/api/workflows/{NAME}/instances/cart-1")["status"] == "complete",
+        what="cart-1 complete",
+    )
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     wf("init", "proj", cwd=tmp_path)
@@ -58,26 +73,7 @@ def project(tmp_path: Path) -> Path:
 def test_export_a_finished_instance_to_stdout_and_to_a_file(project: Path) -> None:
     with dev_server(project) as server:
         url = ["--url", server.url]
-        wf("trigger", NAME, '{"cartId": "cart-1"}', "--id", "cart-1", *url, cwd=project)
-        wf("instances", "send-event", NAME, "cart-1", "--type", "gift-wrap", *url, cwd=project)
-        wf(
-            "instances",
-            "send-event",
-            NAME,
-            "cart-1",
-            "--type",
-            "shipped",
-            "--payload",
-            '{"carrier": "DHL"}',
-            *url,
-            cwd=project,
-        )
-        wait_until(
-            lambda: (
-                api(server.url, f"/api/workflows/{NAME}/instances/cart-1")["status"] == "complete"
-            ),
-            what="cart-1 complete",
-        )
+        run_cart_1(project, server.url, "gift-wrap")
         printed = wf("instances", "export", NAME, "cart-1", *url, cwd=project)
         target = project / "history.json"
         target.write_text("an older export\n")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import api, dev_server, wait_until, wf
-from tests.e2e.test_export import NAME, WORKFLOW, project  # noqa: F401 - the fixture
+from tests.e2e.helpers import dev_server, wf
+from tests.e2e.test_export import NAME, WORKFLOW, project, run_cart_1  # noqa: F401
 from wf import NonDeterminismError, WorkflowEntrypoint
 from wf.testing import History, replay
 
@@ -35,25 +35,7 @@ def workflow_class(folder: Path, source: str) -> type[WorkflowEntrypoint]:
 def exported(project: Path) -> Path:  # noqa: F811 - the fixture imported above
     with dev_server(project) as server:
         url = ["--url", server.url]
-        wf("trigger", NAME, '{"cartId": "cart-1"}', "--id", "cart-1", *url, cwd=project)
-        wf(
-            "instances",
-            "send-event",
-            NAME,
-            "cart-1",
-            "--type",
-            "shipped",
-            "--payload",
-            '{"carrier": "DHL"}',
-            *url,
-            cwd=project,
-        )
-        wait_until(
-            lambda: (
-                api(server.url, f"/api/workflows/{NAME}/instances/cart-1")["status"] == "complete"
-            ),
-            what="cart-1 complete",
-        )
+        run_cart_1(project, server.url)
         wf("instances", "export", NAME, "cart-1", "-o", "history.json", *url, cwd=project)
     return project / "history.json"
 

@@ -99,7 +99,9 @@ class WorkflowStep:
         the instance fails for good (or is terminated with rollbacks) once this step started;
         ``rollback_config``: its retries and timeout (see ``wf.engine.rollback``).
         """
-        options = rollback_options(name, rollback, rollback_config)
+        options = None  # the common case costs no call: step.do is the hot path
+        if rollback is not None or rollback_config is not None:
+            options = rollback_options(name, rollback, rollback_config)
         with self._life.branch():
             return await _do(self._life, name, args, retries, timeout, options)
 
