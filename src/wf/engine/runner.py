@@ -38,7 +38,7 @@ from wf.engine.model import (
 )
 from wf.engine.replay import Identities
 from wf.engine.rollback import Rollbacks, refuse_step, run_then_roll_back
-from wf.engine.store.base import Store
+from wf.engine.store.base import PendingWrite, Store
 from wf.engine.threads import StepThreadPool
 from wf.errors import EngineSignal, StoreError, error_info, exception_info
 
@@ -163,6 +163,10 @@ class _Branch:
         self.life.poke()
 
 
+class _Fenced(Exception):
+    """A lazy write was refused: this life's claim is gone."""
+
+
 class Life:
     def __init__(self, host: Host, claim: Claim, spec: WorkflowSpec, generation: int) -> None:
         self.host = host
@@ -190,6 +194,8 @@ class Life:
         self.pause_requested = False
         self.ending: str | None = None
         self.final_write: Any = None
+        # Writes submitted and not awaited (see ``lazily``), checked at the next commit.
+        self.lazy: list[PendingWrite] = []
         self.poison: EngineSignal | None = None
         self.task: asyncio.Task[Any] | None = None
         self.op_tasks: set[asyncio.Task[Any]] = set()
@@ -249,18 +255,46 @@ class Life:
         if self.ending is not None:
             raise asyncio.CancelledError()
 
+    def lazily(self, write: PendingWrite) -> None:
+        """A write this life goes on without awaiting (an attempt's start, a sleep's end): the
+        writer keeps writes in order, so the next commit settles it too and checks it. One lost
+        to a store failure must end the life before a later write (the finish) lands without it;
+        the next life replays from what was written."""
+        self.lazy.append(write)
+
     async def commit(self, pending: Any) -> Any:
         """Await a write; a fenced write (the claim is gone) or a store failure ends this life."""
         try:
             result = await pending
+            if self.lazy:
+                await self._settle_lazy()
         except StoreError as exc:
             log.error("instance %s/%s: %s", self.row.workflow, self.row.id, exc)
             self.end("store-failure")
             raise asyncio.CancelledError() from None
+        except _Fenced:
+            result = False
         if result is False:
             self.end("fenced")
             raise asyncio.CancelledError()
         return result
+
+    async def _settle_lazy(self) -> None:
+        """Await the lazy writes: raise the ``StoreError`` one ended with, ``_Fenced`` if one
+        was refused."""
+        lazy, self.lazy = self.lazy, []
+        for write in lazy:
+            if await write is False:
+                raise _Fenced()
+
+    async def lazy_writes_landed(self) -> bool:
+        """Whether every lazy write was committed (the finish checks before it is written)."""
+        try:
+            await self._settle_lazy()
+        except (StoreError, _Fenced) as exc:
+            log.error("instance %s/%s: a write was lost: %s", self.row.workflow, self.row.id, exc)
+            return False
+        return True
 
     async def begin_op(self) -> asyncio.Task[Any] | None:
         """Start new step work: wait at a requested pause or a stop, hold a concurrency slot.
@@ -502,6 +536,11 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
     status = Status.ERRORED if error else Status.COMPLETE
     if life.rollbacks.ends_terminated:  # a terminate that asked for the rollbacks
         status, output, error = Status.TERMINATED, None, None
+    if life.lazy and not await life.lazy_writes_landed():
+        # Finishing now would leave a step as it was before that write: give the claim back,
+        # and the next life replays it.
+        life.final_write = life.store.release(life.pk, life.epoch)
+        return
     try:
         ok = await life.store.finish(life.pk, life.epoch, status, life.now(), output, error)
     except StoreError as problem:

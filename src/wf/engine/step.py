@@ -181,11 +181,11 @@ async def _sleep(life: Life, name: str, duration: Duration) -> None:
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=now + seconds)
         record.duration = seconds
         _maybe_skip_sleep(life, record)
-        life.store.start_step(life.pk, life.epoch, record)
+        life.lazily(life.store.start_step(life.pk, life.epoch, record))
     elif record.duration is not None and not math.isclose(record.duration, seconds):
         # The code now asks for another duration (an edit and a reload): sleep anew from now.
         record.wake_at, record.duration, record.started = now + seconds, seconds, now
-        life.store.update_step_timer(life.pk, life.epoch, record, started=now)
+        life.lazily(life.store.update_step_timer(life.pk, life.epoch, record, started=now))
     await _finish_sleep(life, record)
 
 
@@ -201,7 +201,7 @@ async def _sleep_until(life: Life, name: str, when: datetime | float) -> None:
         _check_max_sleep(life, name, target - now)
         record = StepRecord(name, count, StepKind.SLEEP, now, wake_at=target)
         _maybe_skip_sleep(life, record)
-        life.store.start_step(life.pk, life.epoch, record)
+        life.lazily(life.store.start_step(life.pk, life.epoch, record))
     await _finish_sleep(life, record)
 
 
@@ -227,7 +227,7 @@ async def _wait_for_event(
         now = life.now()
         record = StepRecord(name, count, StepKind.WAIT, now, wake_at=now + seconds)
         record.event_type, record.duration = event_type, seconds
-        life.store.start_step(life.pk, life.epoch, record)
+        life.lazily(life.store.start_step(life.pk, life.epoch, record))
         life.emit("waiting_event", record.display_name, event_type=event_type, until=record.wake_at)
         if life.intercept is not None:
             begun = await life.intercept.wait_begins(_call(life, record), event_type)
@@ -320,7 +320,7 @@ def _close_interrupted(life: Life, record: StepRecord, resolved: ResolvedConfig)
         attempt.uncounted = True
         attempt.error = dict(STORE_REFUSED)
     record.wake_at = now  # the engine's crash says nothing about the dependency: no backoff
-    life.store.end_attempt(life.pk, life.epoch, record, attempt)
+    life.lazily(life.store.end_attempt(life.pk, life.epoch, record, attempt))
     if retries_left(record, resolved):
         life.emit(
             "attempt_failed",
@@ -421,7 +421,7 @@ async def _attempt(
         if life.intercept is not None and life.intercept.skip_retry_delay(_call(life, record)):
             delay = 0.0
         record.wake_at = now + delay
-        life.store.end_attempt(life.pk, life.epoch, record, attempt)
+        life.lazily(life.store.end_attempt(life.pk, life.epoch, record, attempt))
         life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
         return record
     finally:
@@ -777,6 +777,7 @@ async def _finish_sleep(life: Life, record: StepRecord) -> None:
             await wait.sleep()
     record.state, record.ended = StepState.SUCCEEDED, life.now()
     ended = life.store.end_step(life.pk, life.epoch, record, record.state)
+    life.lazily(ended)
     if life.intercept is not None and life.intercept.kill_after(_call(life, record)):
         await life.commit(ended)
         life.kill()
