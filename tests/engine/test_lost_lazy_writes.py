@@ -29,7 +29,8 @@ class NapThenWork(WorkflowEntrypoint):
 
 def lose_the_first_sleep_end(store: Any) -> list[str]:
     """The store's first sleep end is never applied, and its outcome is unknown."""
-    end_step, lost = store.end_step, []
+    end_step = store.end_step
+    lost: list[str] = []
 
     def end_step_losing_one(pk: int, epoch: int, record: Any, state: Any) -> Any:
         if record.kind is StepKind.SLEEP and not lost:

@@ -7,14 +7,28 @@ errors) can never become markup.
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from datetime import datetime
 from functools import cache
 from typing import Any
 
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup, escape
 
 import wf
 from wf.engine.details import iso
+
+# The signed-in session's CSRF token for the page being rendered: set per request by wf serve's
+# session middleware. None on wf dev, which has no sessions and checks Origin instead.
+csrf_token: ContextVar[str | None] = ContextVar("wf_dashboard_csrf", default=None)
+
+
+def csrf_field() -> Markup:
+    """The hidden input every POST form carries (nothing when there is no session)."""
+    token = csrf_token.get()
+    if not token:
+        return Markup("")
+    return Markup('<input type="hidden" name="csrf" value="{}">').format(escape(token))
 
 
 def pretty_json(value: Any) -> str:
@@ -51,6 +65,7 @@ def environment() -> Environment:
     env.filters["pretty_json"] = pretty_json
     env.globals["duration"] = duration
     env.globals["iso"] = iso
+    env.globals["csrf_field"] = csrf_field
     env.globals["static"] = f"/ui/static/{wf.__version__}"
     env.globals["wf_version"] = wf.__version__
     return env
