@@ -537,3 +537,11 @@ def test_banner() -> None:
         "3f2a9c1d",
     )
     check_golden("banner", console.file.getvalue())  # type: ignore[attr-defined]
+
+
+def test_serving_banner(capsys: pytest.CaptureFixture[str]) -> None:
+    render.print_serving("http://127.0.0.1:8788", "/srv/wf/.wf-serve", "node n1 on postgresql://db")
+    text = capsys.readouterr().out
+    # The dashboard line has the column wf dev's banner has (``  ➜ Dashboard: ``).
+    assert "\n  ➜ Dashboard: http://127.0.0.1:8788/\n" in text
+    check_golden("serve_banner", text)

@@ -1311,6 +1311,7 @@ def print_serving(url: str, state_dir: str, cluster: str | None = None) -> None:
     """``cluster``: which node this is and which database the nodes share (password hidden)."""
     console = _console()
     console.print(Text.assemble(("wf serve", "bold"), "  ", ("➜ ", "green"), url))
+    _banner_line(console, "Dashboard:", Text(clean(url.rstrip("/") + "/"), "cyan underline"))
     console.print(Text(f"  state: {state_dir}", style="dim"))
     if cluster:
         console.print(Text(f"  cluster: {clean(cluster)}", style="dim"))

@@ -31,6 +31,11 @@ def csrf_field() -> Markup:
     return Markup('<input type="hidden" name="csrf" value="{}">').format(escape(token))
 
 
+def signed_in() -> bool:
+    """A signed-in session renders this page (wf serve): its header shows Versions and Sign out."""
+    return bool(csrf_token.get())
+
+
 def pretty_json(value: Any) -> str:
     """A value as indented JSON for a ``<pre>`` (escaped by the template, not here)."""
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
@@ -66,6 +71,7 @@ def environment() -> Environment:
     env.globals["duration"] = duration
     env.globals["iso"] = iso
     env.globals["csrf_field"] = csrf_field
+    env.globals["signed_in"] = signed_in
     env.globals["static"] = f"/ui/static/{wf.__version__}"
     env.globals["wf_version"] = wf.__version__
     return env

@@ -16,6 +16,7 @@ from aiohttp import web
 
 import wf
 from wf.dashboard.render import page
+from wf.dashboard.serve_info import add_active_versions
 from wf.devserver.api import STATE_KEY, _engine, _reads
 from wf.devserver.envelope import BAD_REQUEST, ApiError, from_wf_error
 from wf.engine.controller import Controller
@@ -61,6 +62,7 @@ async def workflows_view(request: web.Request) -> web.Response:
         for name in engine.workflow_names():
             counts = await engine.store.count_statuses(name)
             rows.append({"name": name, "counts": counts, "total": sum(counts.values())})
+        await add_active_versions(request, rows)
     except (WfError, ApiError) as exc:
         return _error_page(_failure(exc))
     project = request.app[STATE_KEY].project_name

@@ -10,7 +10,11 @@ A web page on another site can make a browser send requests to ``127.0.0.1``. Tw
   ``Origin`` (curl, the CLI, same-origin GETs) pass.
 
 The token check (``wf serve``, issue 4) applies only when ``state.token`` (a token known in full)
-or ``state.token_check`` (one known by its hash, as a cluster of nodes keeps it) is set.
+or ``state.token_check`` (one known by its hash, as a cluster of nodes keeps it) is set. When the
+app has dashboard sessions (``wf.devserver.sessions``, wf serve's dashboard), a signed-in browser
+may also read the API with its session cookie, and write to it with the session's CSRF token in
+``X-WF-CSRF`` from a page of this server; the dashboard's pages (every path outside ``/api/``)
+are left to the dashboard's own guard, which sends a browser without a session to sign in.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 from aiohttp import web
 
 from wf.devserver.envelope import FORBIDDEN, UNAUTHORIZED, ApiError
+from wf.devserver.sessions import CSRF_HEADER, SESSIONS_KEY, session_of
 from wf.devserver.state import ServerState
 
 if TYPE_CHECKING:
@@ -82,12 +87,43 @@ def allowed_origins(state: ServerState) -> frozenset[str]:
     return frozenset(_origin_of(h, state.port) for h in hosts)
 
 
-def origin_allowed(origin: str, state: ServerState) -> bool:
-    return origin.strip().lower().rstrip("/") in allowed_origins(state)
+def origin_allowed(origin: str, state: ServerState, host_header: str | None = None) -> bool:
+    """``origin`` is this server. On wf serve beyond loopback (behind a TLS proxy, say) that is
+    also any origin naming the host the request was sent to (``host_header``), whatever the
+    scheme: there the Host check is off, and the proxy's name is not known in advance."""
+    shown = origin.strip().lower().rstrip("/")
+    if shown in allowed_origins(state):
+        return True
+    if state.serve and not state.host_check and host_header:
+        _, sep, authority = shown.partition("://")
+        return bool(sep) and authority == host_header.strip().lower()
+    return False
+
+
+def _origin_of_referer(referer: str | None) -> str | None:
+    """``scheme://host[:port]`` of a ``Referer`` URL."""
+    if not referer:
+        return None
+    scheme, sep, rest = referer.strip().partition("://")
+    if not sep or not scheme.isalpha():
+        return None
+    authority = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{authority}" if authority else None
+
+
+def same_origin(request: web.Request, state: ServerState) -> bool:
+    """A write a signed-in browser makes must say it comes from a page of this server:
+    ``Origin`` (every browser sends it on a POST), else ``Referer``. Neither: refused."""
+    origin = request.headers.get("Origin") or _origin_of_referer(request.headers.get("Referer"))
+    if not origin or origin.strip().lower() == "null":
+        return False
+    return origin_allowed(origin, state, request.headers.get("Host"))
 
 
 class TokenCheck(Protocol):
     """**Protocol:** tells a right token from a wrong one without holding the token itself."""
+
+    digest: str  # the token's sha256 (hex): dashboard sessions are signed with a key from it
 
     async def matches(self, supplied: bytes) -> bool: ...
 
@@ -107,6 +143,14 @@ def token_matches(header: str | None, token: str) -> bool:
     """``Authorization: Bearer <token>``, compared in constant time."""
     supplied = bearer(header)
     return supplied is not None and hmac.compare_digest(supplied, token.encode("utf-8"))
+
+
+async def token_accepted(supplied: bytes, state: ServerState) -> bool:
+    """``supplied`` is the API token (``state.token``, or one ``state.token_check`` accepts),
+    compared in constant time; False when the server has none."""
+    if state.token_check is not None:
+        return await state.token_check.matches(supplied)
+    return state.token is not None and hmac.compare_digest(supplied, state.token.encode("utf-8"))
 
 
 def host_middleware(state: ServerState) -> Middleware:
@@ -133,7 +177,7 @@ def origin_middleware(state: ServerState) -> Middleware:
         if (
             origin is not None
             and request.method not in SAFE_METHODS
-            and not origin_allowed(origin, state)
+            and not origin_allowed(origin, state, request.headers.get("Host"))
         ):
             raise ApiError(
                 403,
@@ -145,33 +189,55 @@ def origin_middleware(state: ServerState) -> Middleware:
     return check_origin
 
 
+def is_api_path(path: str) -> bool:
+    return path == "/api" or path.startswith("/api/")
+
+
+def _session_may_use_api(request: web.Request, state: ServerState) -> bool:
+    """A signed-in browser reads the API with its cookie alone; it writes with the session's
+    CSRF token in ``X-WF-CSRF``, from a page of this server."""
+    session = session_of(request)
+    if session is None:
+        return False
+    if request.method in SAFE_METHODS:
+        return True
+    sessions = request.app[SESSIONS_KEY]
+    return sessions.csrf_ok(session, request.headers.get(CSRF_HEADER)) and same_origin(
+        request, state
+    )
+
+
 def token_middleware(state: ServerState, exempt: Iterable[str] = ()) -> Middleware:
     """Require ``Authorization: Bearer <state.token>`` (or one ``state.token_check`` accepts) on
-    every path but ``exempt`` ones.
+    every path but ``exempt`` ones; with dashboard sessions (``SESSIONS_KEY`` set on the app), a
+    live session cookie does on ``/api/`` (writes need its CSRF token), and the dashboard's own
+    guard answers for the other paths.
 
     Does nothing while neither is set (``wf dev``)."""
     open_paths = frozenset(exempt)
 
-    async def accepted(header: str | None) -> bool:
-        if state.token_check is not None:
-            supplied = bearer(header)
-            return supplied is not None and await state.token_check.matches(supplied)
-        return state.token is not None and token_matches(header, state.token)
-
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
         guarded = bool(state.token) or state.token_check is not None
-        if guarded and request.path not in open_paths:
-            header = request.headers.get("Authorization")
-            if not await accepted(header):
-                problem = "missing" if header is None else "wrong"
-                raise ApiError(
-                    401,
-                    UNAUTHORIZED,
-                    f"{problem} API token: send Authorization: Bearer <token> "
-                    "(wf: --token or WF_API_TOKEN)",
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-        return await handler(request)
+        if not guarded or request.path in open_paths:
+            return await handler(request)
+        header = request.headers.get("Authorization")
+        if header is not None:
+            supplied = bearer(header)
+            if supplied is not None and await token_accepted(supplied, state):
+                return await handler(request)
+        elif SESSIONS_KEY in request.app:
+            if not is_api_path(request.path):
+                return await handler(request)  # a dashboard page: its guard signs the user in
+            if _session_may_use_api(request, state):
+                return await handler(request)
+        problem = "missing" if header is None else "wrong"
+        raise ApiError(
+            401,
+            UNAUTHORIZED,
+            f"{problem} API token: send Authorization: Bearer <token> "
+            "(wf: --token or WF_API_TOKEN)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     return check_token

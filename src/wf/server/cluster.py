@@ -10,6 +10,7 @@ payload carries the ``node`` that sent it, and a node ignores its own):
 * ``created`` {version}: new instances; the version's workers on every node look for work.
 * ``deleted`` {workflow}: a workflow's instances were deleted; their lives end everywhere.
 * ``token``: the API token was rotated; every node rereads its hash.
+* ``signout`` {session}: a dashboard session was signed out; every node refuses it from now on.
 
 A SQLite store drops every message (one node, nothing to tell); polling is the fallback anyway.
 """

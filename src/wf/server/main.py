@@ -19,6 +19,7 @@ from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
 from wf.devserver.subscribe import close_streams
 from wf.server import tokens
+from wf.server.dashboard import install_dashboard
 from wf.server.database import Database
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
@@ -121,6 +122,7 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
             )
             app = create_app(server_state)
             add_serve_routes(app, runtime)
+            install_dashboard(app, server_state, runtime)
             closing = handoff.Closing()
             closing.install(app)
             # wf dev's runner: malformed requests answered in the envelope, and each connection

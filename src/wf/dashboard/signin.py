@@ -1,0 +1,90 @@
+"""Signing in to wf serve's dashboard with the API token, and out again.
+
+``POST /signin`` checks the token (in constant time, as the API does) and sets the session
+cookie: HttpOnly (no script reads it), SameSite=Strict (no other site's page sends it), Path=/,
+Secure when the request came over https. The token itself never goes into a URL, a page or a
+cookie. ``next`` (where to go once signed in) must be a path of this server.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from wf.dashboard.guard import PAGE_HEADERS, SIGNIN, SIGNOUT
+from wf.dashboard.render import page
+from wf.devserver.api import STATE_KEY
+from wf.devserver.security import token_accepted
+from wf.devserver.sessions import COOKIE, LIFETIME, SESSIONS_KEY, Sessions
+
+MAX_TOKEN = 1024
+HOME = "/"
+
+
+def local_path(raw: object) -> str:
+    """``raw`` when it is a path of this server (``/w/x?status=running``), else ``/``: never
+    another site (``//evil.example``, ``https://…``, ``/\\evil.example``)."""
+    if not isinstance(raw, str) or not raw.startswith("/") or raw.startswith("//"):
+        return HOME
+    if "\\" in raw or any(ord(c) < 0x21 or ord(c) == 0x7F for c in raw) or len(raw) > 2000:
+        return HOME
+    parts = urlsplit(raw)
+    if parts.scheme or parts.netloc or parts.path in (SIGNIN, SIGNOUT):
+        return HOME
+    return raw
+
+
+def _form(next_path: str, error: str | None = None, status: int = 200) -> web.Response:
+    response = web.Response(
+        text=page("signin.html", next=next_path, error=error),
+        status=status,
+        content_type="text/html",
+        charset="utf-8",
+    )
+    response.headers.update(PAGE_HEADERS)
+    return response
+
+
+def _is_https(request: web.Request) -> bool:
+    """The request came over TLS, here or at a proxy that says so."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.secure or forwarded == "https"
+
+
+async def signin_page(request: web.Request) -> web.Response:
+    return _form(local_path(request.query.get("next")))
+
+
+async def signin(request: web.Request) -> web.Response:
+    form = await request.post()
+    next_path = local_path(form.get("next"))
+    token = form.get("token")
+    supplied = token.strip().encode("utf-8", "replace") if isinstance(token, str) else b""
+    state = request.app[STATE_KEY]
+    if not supplied or len(supplied) > MAX_TOKEN or not await token_accepted(supplied, state):
+        # The page again, without what was typed: the token is never echoed.
+        return _form(next_path, "That is not this server's API token.", 401)
+    sessions: Sessions = request.app[SESSIONS_KEY]
+    response = web.HTTPSeeOther(next_path)
+    response.set_cookie(
+        COOKIE,
+        sessions.issue(),
+        path="/",
+        max_age=LIFETIME,
+        httponly=True,
+        samesite="Strict",
+        secure=_is_https(request),
+    )
+    raise response
+
+
+async def signout(request: web.Request) -> web.Response:
+    """Reached only with a live session and its CSRF token (the guard checks both)."""
+    sessions: Sessions = request.app[SESSIONS_KEY]
+    session = sessions.check(request.cookies.get(COOKIE))
+    if session is not None:
+        sessions.revoke(session)
+    gone = web.HTTPSeeOther(SIGNIN)
+    gone.del_cookie(COOKIE, path="/")
+    raise gone
