@@ -130,3 +130,20 @@ async def test_token_required_when_set(make_client: MakeClient, state: ServerSta
     await call(client, "POST", CREATE, 201, headers=good, json={"id": "t"})
     # the Host check still comes first
     await fails(client, "GET", "/api/health", 403, 10005, headers={**good, "Host": "evil.example"})
+
+
+def test_origin_of_the_requested_host_only_for_serve_beyond_loopback() -> None:
+    """Behind a TLS proxy, wf serve's dashboard is https://its.name: its forms' Origin names the
+    Host the request was sent to. wf dev (and wf serve on loopback, Host checked) keep the list."""
+    proxied = ServerState(project_name="p", bound_host="0.0.0.0", port=8788)
+    proxied.serve, proxied.host_check = True, False
+    assert origin_allowed("https://wf.example.com", proxied, "wf.example.com")
+    assert origin_allowed("http://wf.example.com:8788", proxied, "wf.example.com:8788")
+    assert not origin_allowed("https://evil.example", proxied, "wf.example.com")
+    assert not origin_allowed("https://wf.example.com", proxied, None)
+    assert not origin_allowed("wf.example.com", proxied, "wf.example.com")
+    for state in (
+        ServerState(project_name="p", bound_host="0.0.0.0", port=8788, host_check=False),
+        ServerState(project_name="p", port=8788, serve=True),
+    ):
+        assert not origin_allowed("https://wf.example.com", state, "wf.example.com")

@@ -353,7 +353,7 @@ def test_every_route_needs_the_token_and_rotation_replaces_it(tmp_path: Path) ->
         }
         assert not missing, f"routes missing from /api/openapi.json: {missing}"
 
-        paths = sorted({*documented, *CONTRACT_ROUTES, "/api/no-such-route", "/"})
+        paths = sorted({*documented, *CONTRACT_ROUTES, "/api/no-such-route"})
         checked = 0
         for path in paths:
             for method in METHODS:
@@ -366,6 +366,17 @@ def test_every_route_needs_the_token_and_rotation_replaces_it(tmp_path: Path) ->
                     assert server.token not in reply.text
                     checked += 1
         assert checked >= len(CONTRACT_ROUTES) * len(METHODS) * 7
+        # The dashboard's pages: without a session, a browser is sent to sign in (GET) or
+        # refused; a wrong token is refused as on the API.
+        for path in ("/", "/w/pin", "/versions", "/no-such-page"):
+            for method in METHODS:
+                reply = server.request(method, path, token=None)
+                expected = 303 if method == "GET" else 403
+                assert reply.status == expected, f"{method} {path}: {reply.status}"
+                if method == "GET":
+                    assert reply.headers["Location"].startswith("/signin?next=")
+                wrong = server.request(method, path, token="wrong-token")
+                assert wrong.status == 401, f"{method} {path} with a wrong token"
         for path, methods in documented.items():
             if "get" in methods:
                 assert server.request("GET", concrete(path)).status != 401, path
