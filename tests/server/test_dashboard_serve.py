@@ -18,10 +18,18 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 
+from tests.e2e.cluster_helpers import cluster
 from tests.e2e.helpers import wait_until
 from tests.e2e.serve_helpers import Serve, serving, write_project
+from tests.server.test_serve_app import bundle_of
+from wf.dashboard.serve_info import SERVE_INFO_KEY, add_active_versions
 from wf.devserver.sessions import LIFETIME, Sessions
+from wf.server.dashboard import RuntimeInfo
+from wf.server.runtime import Runtime
+from wf.server.state import StateDir
 
 pytestmark = pytest.mark.slow
 
@@ -349,6 +357,67 @@ def test_token_rotation_signs_everyone_out(tmp_path: Path) -> None:
         server.start("--rotate-token")
         assert browser.get("/").status == 303
         assert browser.get("/api/workflows").status == 401
+
+
+def test_a_cluster_shares_sessions_sign_outs_and_rotations(tmp_path: Path, pg_url: str) -> None:
+    """Nodes on one PostgreSQL database know the token by its hash only: a session signed in on
+    one node is good on the other, a sign-out on one ends it on both, a rotation on either ends
+    every session."""
+    with cluster(tmp_path, pg_url) as (a, b):
+        a.start()
+        assert a.printed_token is not None
+        b.start(token=a.printed_token)
+        on_a = Browser(a)
+        on_a.sign_in()
+        on_b = Browser(b, dict(on_a.cookies))
+        assert on_b.get("/").status == 200
+        assert on_b.get("/api/workflows").status == 200
+        assert on_a.post("/signout", {"csrf": on_a.csrf()}).status == 303
+        wait_until(lambda: on_b.get("/").status == 303, timeout=10, what="b to end the session")
+
+        on_a = Browser(a)
+        on_a.sign_in()
+        on_b = Browser(b, dict(on_a.cookies))
+        assert on_b.get("/").status == 200
+        b.stop()
+        b.start("--rotate-token")
+        assert on_b.get("/").status == 303
+        wait_until(lambda: on_a.get("/").status == 303, timeout=10, what="a to end the session")
+
+
+async def test_active_versions_and_the_versions_of_a_runtime(tmp_path: Path) -> None:
+    """What the pages show of a real runtime (SQLite, bundles, workers): each workflow's active
+    version, and every version with its unfinished instances, newest first."""
+    state = StateDir(tmp_path / "state")
+    state.prepare()
+    runtime = Runtime(state, "os", lambda notice: None)
+    await runtime.start()
+    try:
+        info = RuntimeInfo(runtime)
+        app = web.Application()
+        app[SERVE_INFO_KEY] = info
+        rows: list[dict[str, object]] = [{"name": "greet"}, {"name": "gone"}]
+        await add_active_versions(make_mocked_request("GET", "/", app=app), rows)
+        # Nothing deployed: no workflow has an active version.
+        assert [row["active_version"] for row in rows] == [None, None]
+
+        first = await runtime.deployer.deploy(bundle_of(tmp_path / "v1", "v1"))
+        second = await runtime.deployer.deploy(bundle_of(tmp_path / "v2", "v2"))
+        assert first.version.id != second.version.id
+        assert await info.active_versions() == {"greet": second.version.id}
+        rows = [{"name": "greet"}]
+        await add_active_versions(make_mocked_request("GET", "/", app=app), rows)
+        assert rows == [{"name": "greet", "active_version": second.version.id}]
+
+        shown = await info.versions()
+        assert [(v["id"], v["active"], v["workflows"]) for v in shown] == [
+            (second.version.id, True, ["greet"]),
+            (first.version.id, False, ["greet"]),
+        ]
+        assert all(v["unfinished"] == 0 and v["created"].endswith("Z") for v in shown)
+        assert await info.secrets() == []
+    finally:
+        await runtime.stop()
 
 
 def test_sessions_expire_and_refuse_tampering() -> None:
