@@ -8,17 +8,19 @@ cookie. ``next`` (where to go once signed in) must be a path of this server.
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
 from wf.dashboard.guard import PAGE_HEADERS, SIGNIN, SIGNOUT
 from wf.dashboard.render import page
-from wf.devserver.api import STATE_KEY
+from wf.devserver.api import STATE_KEY, read_body
 from wf.devserver.security import token_accepted
 from wf.devserver.sessions import COOKIE, LIFETIME, SESSIONS_KEY, Sessions
 
 MAX_TOKEN = 1024
+# Anyone may post the sign-in form: its body is read up to this much, not the app's 100 MiB.
+MAX_FORM = 16 * 1024
 HOME = "/"
 
 
@@ -56,11 +58,20 @@ async def signin_page(request: web.Request) -> web.Response:
     return _form(local_path(request.query.get("next")))
 
 
+def _field(form: dict[str, list[str]], name: str) -> str | None:
+    values = form.get(name)
+    return values[0] if values else None
+
+
 async def signin(request: web.Request) -> web.Response:
-    form = await request.post()
-    next_path = local_path(form.get("next"))
-    token = form.get("token")
-    supplied = token.strip().encode("utf-8", "replace") if isinstance(token, str) else b""
+    body = await read_body(request, MAX_FORM, f"a sign-in form of at most {MAX_FORM} bytes")
+    try:
+        form = parse_qs(body.decode("utf-8", "replace"), max_num_fields=10)
+    except ValueError:  # more fields than a sign-in form has
+        form = {}
+    next_path = local_path(_field(form, "next"))
+    token = _field(form, "token")
+    supplied = token.strip().encode("utf-8", "replace") if token else b""
     state = request.app[STATE_KEY]
     if not supplied or len(supplied) > MAX_TOKEN or not await token_accepted(supplied, state):
         # The page again, without what was typed: the token is never echoed.
