@@ -155,6 +155,9 @@ async def test_the_live_region_holds_status_facts_timeline_and_steps(
         assert f'data-testid="{testid}"' in forms, testid  # never re-rendered under the user
     elements = Elements(html)
     assert elements.text("fact-status") == "complete"
+    for testid, form_id in (("event-form", "event-form"), ("restart-from-form", "restart-from")):
+        form = elements.all(testid)[0]
+        assert form["id"] == form_id and "data-live-form" in form  # refreshed when untouched
     # A final instance opens no stream; the script that would is on the page.
     assert elements.all("live")[0].get("data-subscribe") is None
     assert f"/ui/static/{wf.__version__}/live.js" in html
@@ -224,6 +227,7 @@ async def test_the_timeline_shows_attempts_retry_waits_and_an_open_sleep(
     for mark in ("█ success", "▓ failed attempt", "─ retry wait", "┈ sleep"):
         assert mark in " ".join(legend.split()), mark
     assert elements.text("timeline-caption").endswith("→ now")
+    assert elements.count()["step-output"] == 1  # the fetch's; a sleep has no output
 
 
 async def test_the_timeline_of_a_finished_instance_and_a_terminated_one(

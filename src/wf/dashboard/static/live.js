@@ -1,26 +1,17 @@
 // The instance page, live: one EventSource on the instance's subscribe stream (its URL on
 // #live, an element outside every swapped region). Each event re-fetches the page's live region
-// with htmx, at most once per DEBOUNCE_MS; the forms are re-fetched too, but swapped only while
-// nobody is typing in them. The stream ends once the instance is final: then it is closed (on an
-// error the browser reconnects by itself, resuming after the last event it had).
+// with htmx, at most once per DEBOUNCE_MS. The same response brings the forms up to date (the
+// steps to restart from, the event a wait expects), each form only while nobody uses it: what
+// the user types is never replaced. The stream ends once the instance is final, and is closed
+// then; on an error the browser reconnects by itself, resuming after the last event it had.
 (function () {
   "use strict";
   var DEBOUNCE_MS = 150;
   var LIVE = "#instance-live";
-  var FORMS = "#instance-forms";
+  var FORMS = "[data-live-form]";
 
-  function refetch(selector) {
-    if (!document.querySelector(selector)) return;
-    window.htmx.ajax("GET", window.location.href, {
-      source: selector,
-      target: selector,
-      select: selector,
-      swap: "outerHTML",
-    });
-  }
-
-  function inUse(forms) {
-    return forms.dataset.touched === "true" || forms.contains(document.activeElement);
+  function inUse(form) {
+    return form.dataset.touched === "true" || form.contains(document.activeElement);
   }
 
   function start() {
@@ -33,9 +24,13 @@
 
     function refresh() {
       timer = null;
-      refetch(LIVE);
-      var forms = document.querySelector(FORMS);
-      if (forms && !inUse(forms)) refetch(FORMS);
+      if (!document.querySelector(LIVE)) return;
+      window.htmx.ajax("GET", window.location.href, {
+        source: LIVE,
+        target: LIVE,
+        select: LIVE,
+        swap: "outerHTML",
+      });
     }
     function soon() {
       if (timer === null) timer = window.setTimeout(refresh, DEBOUNCE_MS);
@@ -60,15 +55,21 @@
     });
   }
 
-  // What the user types is never replaced: a form they touched stays as it is, and a swap
-  // that arrives while they use it is dropped.
+  // A form the user typed in, or is in, keeps its state until the page is loaded again.
   document.addEventListener("input", function (event) {
-    var forms = event.target.closest && event.target.closest(FORMS);
-    if (forms) forms.dataset.touched = "true";
+    var form = event.target.closest && event.target.closest(FORMS);
+    if (form) form.dataset.touched = "true";
   });
   document.addEventListener("htmx:beforeSwap", function (event) {
-    var target = event.detail.target;
-    if (target && target.matches(FORMS) && inUse(target)) event.detail.shouldSwap = false;
+    var detail = event.detail;
+    if (!detail.target || !detail.target.matches(LIVE) || !detail.shouldSwap) return;
+    document.querySelectorAll(FORMS).forEach(function (form) {
+      if (form.id && !inUse(form)) {
+        window.htmx.swap(form, detail.serverResponse, { swapStyle: "outerHTML" }, {
+          select: "#" + form.id,
+        });
+      }
+    });
   });
 
   if (document.readyState === "loading") {
