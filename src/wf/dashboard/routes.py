@@ -15,6 +15,13 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 import wf
+from wf.dashboard.instance import (
+    history_download,
+    instance_page,
+    instance_view,
+    restart_from,
+    value_view,
+)
 from wf.dashboard.render import page
 from wf.dashboard.serve_info import add_active_versions
 from wf.devserver.api import STATE_KEY, _engine, _reads
@@ -27,7 +34,7 @@ STATIC_PREFIX = f"/ui/static/{wf.__version__}"
 # The files are named by wf's version in the URL, so a browser may keep them for a year.
 LONG_CACHE = "public, max-age=31536000, immutable"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
-STATIC_FILES = ("dashboard.css", "vendor/htmx-2.0.4.min.js")
+STATIC_FILES = ("dashboard.css", "vendor/htmx-2.0.4.min.js", "instance.css", "live.js")
 PER_PAGE = 25
 ACTIONS = ("pause", "resume", "terminate", "restart")
 STATUSES = tuple(s.value for s in Status)
@@ -124,33 +131,6 @@ async def _by_id(
     return [found], 1
 
 
-async def _instance_page(
-    request: web.Request, message: str | None = None, status: int = 200
-) -> web.Response:
-    name, instance_id = request.match_info["name"], request.match_info["id"]
-    try:
-        engine = _reads(request)
-        details = await engine.details(name, instance_id)
-    except (WfError, ApiError) as exc:
-        return _error_page(_failure(exc))
-    done = request.query.get("done", "")
-    return _html(
-        page(
-            "instance.html",
-            workflow=details["workflow"],
-            instance=details,
-            actions=ACTIONS,
-            done=done if done in (*ACTIONS, "event") else "",
-            message=message,
-        ),
-        status,
-    )
-
-
-async def instance_view(request: web.Request) -> web.Response:
-    return await _instance_page(request)
-
-
 # ---- actions ---------------------------------------------------------------------------------
 
 
@@ -175,7 +155,7 @@ async def action(request: web.Request) -> web.StreamResponse:
             await engine.restart(name, instance_id, None, None)
     except (WfError, ApiError) as exc:
         error = _failure(exc)
-        return await _instance_page(request, f"{chosen} refused: {error.message}", error.status)
+        return await instance_page(request, f"{chosen} refused: {error.message}", error.status)
     raise _back(name, instance_id, chosen)
 
 
@@ -187,12 +167,12 @@ async def send_event(request: web.Request) -> web.StreamResponse:
     try:
         payload = json.loads(text) if text else None
     except ValueError as exc:
-        return await _instance_page(request, f"payload is not valid JSON: {exc}", 400)
+        return await instance_page(request, f"payload is not valid JSON: {exc}", 400)
     try:
         await _engine(request).send_event(name, instance_id, event_type, payload)
     except (WfError, ApiError) as exc:
         error = _failure(exc)
-        return await _instance_page(request, f"event refused: {error.message}", error.status)
+        return await instance_page(request, f"event refused: {error.message}", error.status)
     raise _back(name, instance_id, "event")
 
 
@@ -219,6 +199,9 @@ def install(app: web.Application) -> None:
     app.router.add_get("/", workflows_view)
     app.router.add_get("/w/{name}", instances_view)
     app.router.add_get("/w/{name}/i/{id}", instance_view)
+    app.router.add_get("/w/{name}/i/{id}/value", value_view)
+    app.router.add_get("/w/{name}/i/{id}/history", history_download)
+    app.router.add_post("/w/{name}/i/{id}/restart-from", restart_from)
     app.router.add_post("/w/{name}/i/{id}/events", send_event)
     app.router.add_post("/w/{name}/i/{id}/{action}", action)
     for relative in STATIC_FILES:
