@@ -18,6 +18,8 @@ from wf.engine.controller import Controller
 from wf.errors import StoreError, WfError
 
 MAX_IDS = 1000
+FORM_ROOM = 16  # fields beside the ids (action, csrf)
+TOO_MANY = f"a bulk action takes at most {MAX_IDS} instances"
 LISTED = 20  # refusals named in the sentence; the rest are counted
 PAST = {"pause": "paused", "resume": "resumed", "terminate": "terminated", "restart": "restarted"}
 
@@ -44,7 +46,11 @@ def summary(action: str, done: int, asked: int, refused: list[tuple[str, str]]) 
 
 
 async def bulk_action(request: web.Request) -> web.StreamResponse:
-    form = await request.post()
+    try:
+        # aiohttp reads at most 1,000 form fields by default: room for the ids and the rest.
+        form = await request.clone(client_max_fields=MAX_IDS + FORM_ROOM).post()
+    except web.HTTPRequestEntityTooLarge:
+        return error_page(ApiError(400, BAD_REQUEST, TOO_MANY))
     action = str(form.get("action", ""))
     raw_ids = [str(v).strip() for v in form.getall("id", [])]
     try:
@@ -55,11 +61,7 @@ async def bulk_action(request: web.Request) -> web.StreamResponse:
                 f'unknown bulk action "{action[:40]}"; use one of ' + ", ".join(BULK_ACTIONS),
             )
         if len(raw_ids) > MAX_IDS:
-            raise ApiError(
-                400,
-                BAD_REQUEST,
-                f"a bulk action takes at most {MAX_IDS} instances, got {len(raw_ids)}",
-            )
+            raise ApiError(400, BAD_REQUEST, f"{TOO_MANY}, got {len(raw_ids)}")
         ids = list(dict.fromkeys(i for i in raw_ids if i))
         if not ids:
             raise ApiError(400, BAD_REQUEST, "select at least one instance first")

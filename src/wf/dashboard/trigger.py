@@ -26,7 +26,8 @@ def _refuse_constant(name: str) -> Any:
 async def trigger(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     instance_id = str(form.get("id", "")).strip()
-    text = str(form.get("params", "")).strip()
+    given = str(form.get("params", ""))  # shown again as it was typed
+    text = given.strip()
     try:
         engine = _engine(request)
         name = engine.workflow(request.match_info["name"])
@@ -41,19 +42,19 @@ async def trigger(request: web.Request) -> web.StreamResponse:
         params = json.loads(text, parse_constant=_refuse_constant) if text else None
     except json.JSONDecodeError as exc:
         message = f"params are not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        return await render(request, TriggerForm(instance_id, text, message), 400)
+        return await render(request, TriggerForm(instance_id, given, message), 400)
     except RecursionError:
         message = "params are not usable JSON: they are nested too deeply"
-        return await render(request, TriggerForm(instance_id, text, message), 400)
+        return await render(request, TriggerForm(instance_id, given, message), 400)
     except ValueError as exc:  # NaN / Infinity
         message = f"params are not usable JSON: {exc}"
-        return await render(request, TriggerForm(instance_id, text, message), 400)
+        return await render(request, TriggerForm(instance_id, given, message), 400)
     try:
         created = await engine.create(name, instance_id or None, params)
     except InstanceAlreadyExists as exc:
-        return await render(request, TriggerForm(instance_id, text, exc.message), 409)
+        return await render(request, TriggerForm(instance_id, given, exc.message), 409)
     except WfError as exc:
         error = from_wf_error(exc)
-        return await render(request, TriggerForm(instance_id, text, error.message), error.status)
+        return await render(request, TriggerForm(instance_id, given, error.message), error.status)
     path = f"/w/{quote(name, safe='')}/i/{quote(created.id, safe='')}"
     raise web.HTTPSeeOther(path)
