@@ -28,7 +28,9 @@ from wf.devserver.state import ServerState
 from wf.engine import Engine, EngineSettings, ManualClock, WorkflowSpec
 from wf.engine.cron import Cron
 from wf.engine.details import iso
+from wf.engine.model import Status
 from wf.engine.store.base import Store
+from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import InstanceNotFound
 from wf.project import WorkflowConfig
@@ -326,8 +328,8 @@ async def test_bulk_actions_act_on_each_instance_and_say_what_was_refused(
 
     resp = await bulk(ui, "/w/napper/bulk", "pause", ["n1", "n2"])
     assert resp.status == 303
-    for n in ("n1", "n2"):
-        await wait_status(engine, "napper", n, "paused")
+    for one in ("n1", "n2"):
+        await wait_status(engine, "napper", one, "paused")
     shown = await page(ui, resp.headers["Location"])
     assert shown.text("bulk-result") == "paused 2 of 2"
 
@@ -336,21 +338,21 @@ async def test_bulk_actions_act_on_each_instance_and_say_what_was_refused(
     assert location.startswith("/w/napper?status=paused&q=n&bulk=")  # the filters are kept
     said = (await page(ui, location)).text("bulk-result")
     assert said.startswith("resumed 2 of 3; 1 refused: n3: ")
-    for n in ("n1", "n2"):
-        await wait_status(engine, "napper", n, "waiting")
+    for one in ("n1", "n2"):
+        await wait_status(engine, "napper", one, "waiting")
 
     resp = await bulk(ui, "/w/napper/bulk", "terminate", ["n1", "n2", "n3", "ghost"])
     said = (await page(ui, resp.headers["Location"])).text("bulk-result")
     assert said.startswith("terminated 2 of 4; 2 refused: n3: ")
     assert '; ghost: instance "ghost" not found' in said
-    for n in ("n1", "n2"):
-        await wait_status(engine, "napper", n, "terminated")
+    for one in ("n1", "n2"):
+        await wait_status(engine, "napper", one, "terminated")
 
     resp = await bulk(ui, "/w/napper/bulk", "restart", ["n1", "n3"])
     said = (await page(ui, resp.headers["Location"])).text("bulk-result")
     assert said == "restarted 2 of 2"
-    for n in ("n1", "n3"):  # running again (no longer terminated)
-        await wait_status(engine, "napper", n, ("queued", "running", "waiting"))
+    for one in ("n1", "n3"):  # running again (no longer terminated)
+        await wait_status(engine, "napper", one, ("queued", "running", "waiting"))
     assert (await engine.status("napper", "n2"))["status"] == "terminated"
     # A token this process never gave shows nothing.
     assert (await page(ui, "/w/napper?bulk=made-up")).count()["bulk-result"] == 0
@@ -494,6 +496,48 @@ def _insert_postgres(url: str) -> None:
         conn.execute("ANALYZE wf.instances")  # what autovacuum does soon after such a load
 
 
+PLANNED = (
+    InstanceFilter(),
+    InstanceFilter(Status.PAUSED),
+    InstanceFilter(None, "i01234"),
+    InstanceFilter(Status.ERRORED, "i01234"),
+    InstanceFilter(None, None, START, START + 100),
+    InstanceFilter(Status.PAUSED, None, START, START + 100),
+)
+
+
+def _plans(backend: str, where: Path | str) -> list[str]:
+    """The database's plan of each page query (its count's too, on SQLite)."""
+    import sqlite3
+    from contextlib import closing
+
+    plans = []
+    for chosen in PLANNED:
+        if backend == "sqlite":
+            sql, args = where_clause("quick", chosen, "?")
+            order = order_clause(chosen, True)
+            with closing(sqlite3.connect(where)) as conn:
+                for query in (
+                    f"SELECT * FROM instances WHERE {sql} ORDER BY {order} LIMIT 25 OFFSET 900",
+                    f"SELECT count(*) FROM instances WHERE {sql}",
+                ):
+                    found = conn.execute(f"EXPLAIN QUERY PLAN {query}", args).fetchall()
+                    plans.append(" / ".join(str(row[-1]) for row in found))
+        else:
+            import psycopg
+
+            sql, args = where_clause("quick", chosen, "%s", 'id COLLATE "C"')
+            order = order_clause(chosen, True, 'id COLLATE "C"')
+            with psycopg.connect(str(where)) as conn:
+                found = conn.execute(
+                    f"EXPLAIN SELECT * FROM wf.instances WHERE {sql} ORDER BY {order} "
+                    "LIMIT 25 OFFSET 900",
+                    args,
+                ).fetchall()
+                plans.append(" / ".join(str(row[0]).strip() for row in found[:3]))
+    return plans
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_hundred_thousand_instances_page_search_and_filter_correctly(
@@ -558,6 +602,14 @@ async def test_a_hundred_thousand_instances_page_search_and_filter_correctly(
         ranged = await timed(f"/w/quick?since={since}&until={until}&page=4")
         assert ids(ranged) == [f"i{n:06d}" for n in range(60_024, 59_999, -1)]
         assert ranged.text("page-info") == "page 4 of 4 · 100 instances"
+
+        for plan in _plans(backend, url if backend == "postgres" else tmp_path / "wf.db"):
+            print(f"[{backend}] plan: {plan}")
+            if backend == "sqlite":  # every page is an index range, in the index's order
+                assert plan.startswith("SEARCH instances USING "), plan
+                assert "TEMP B-TREE" not in plan and "SCAN" not in plan, plan
+            else:
+                assert "Index Scan" in plan and "Sort" not in plan, plan
 
         home = await timed("/")
         assert texts(home, "workflow-total")[0] == "100001"
