@@ -30,7 +30,7 @@ from wf.engine.cron import Cron
 from wf.engine.details import iso
 from wf.engine.model import Status
 from wf.engine.store.base import Store
-from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
+from wf.engine.store.listing import InstanceFilter, order_clause, prefix_end, where_clause
 from wf.engine.store.sqlite import SqliteStore
 from wf.errors import InstanceNotFound
 from wf.project import WorkflowConfig
@@ -620,3 +620,10 @@ async def test_a_hundred_thousand_instances_page_search_and_filter_correctly(
         ]
     finally:
         await engine.stop()
+
+
+def test_a_prefix_ends_at_its_successor_by_code_point() -> None:
+    assert prefix_end("ab") == "ac"
+    assert prefix_end("a\U0010ffff") == "b"
+    assert prefix_end("\U0010ffff") is None
+    assert prefix_end("a\ud7ff") == "a\ue000"  # past the surrogates
