@@ -15,6 +15,7 @@ from aiohttp import web
 
 from wf.dashboard import values
 from wf.dashboard.render import page
+from wf.dashboard.responses import error_page, html
 from wf.dashboard.timeline import timeline
 from wf.devserver.api import _engine, _reads
 from wf.devserver.envelope import BAD_REQUEST, NO_ROUTE, ApiError, from_wf_error
@@ -45,15 +46,6 @@ class RestartForm:
 
     chosen: str = START_OVER
     params: str | None = None  # None: the instance's params
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
-
-
-def _error_page(exc: WfError | ApiError) -> web.Response:
-    error = from_wf_error(exc) if isinstance(exc, WfError) else exc
-    return _html(page("error.html", status=error.status, message=error.message), error.status)
 
 
 async def load(engine: Controller, workflow: str, instance_id: str) -> Loaded:
@@ -122,12 +114,12 @@ async def instance_page(
     try:
         loaded = await load(_reads(request), name, instance_id)
     except (WfError, ApiError) as exc:
-        return _error_page(exc)
+        return error_page(exc)
     details = loaded.details
     restart = restart or RestartForm()
     events = _events(loaded)
     done = request.query.get("done", "")
-    return _html(
+    return html(
         page(
             "instance.html",
             workflow=details["workflow"],
@@ -190,10 +182,10 @@ async def value_view(request: web.Request) -> web.Response:
         loaded = await load(_reads(request), name, instance_id)
         value, testid = values.find(loaded.details, loaded.events, request.query)
     except (WfError, ApiError) as exc:
-        return _error_page(exc)
+        return error_page(exc)
     except values.NoSuchValue as exc:
-        return _error_page(ApiError(404, NO_ROUTE, str(exc)))
-    return _html(page("_value.html", text=values.pretty(value), testid=testid))
+        return error_page(ApiError(404, NO_ROUTE, str(exc)))
+    return html(page("_value.html", text=values.pretty(value), testid=testid))
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -206,7 +198,7 @@ async def history_download(request: web.Request) -> web.StreamResponse:
     try:
         history = await _reads(request).history(name, instance_id)
     except (WfError, ApiError) as exc:
-        return _error_page(exc)
+        return error_page(exc)
     filename = _UNSAFE.sub("_", f"{history['workflow']}-{history['id']}.history.json")
     return web.Response(
         text=json.dumps(history, indent=2, ensure_ascii=False) + "\n",

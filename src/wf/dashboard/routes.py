@@ -15,6 +15,8 @@ from urllib.parse import urlencode
 from aiohttp import web
 
 import wf
+from wf.dashboard import bulk_results
+from wf.dashboard.bulk import bulk_action
 from wf.dashboard.instance import (
     history_download,
     instance_page,
@@ -22,113 +24,26 @@ from wf.dashboard.instance import (
     restart_from,
     value_view,
 )
-from wf.dashboard.render import page
-from wf.dashboard.serve_info import add_active_versions
-from wf.devserver.api import STATE_KEY, _engine, _reads
-from wf.devserver.envelope import BAD_REQUEST, ApiError, from_wf_error
-from wf.engine.controller import Controller
-from wf.engine.model import Status
+from wf.dashboard.instances_page import instances_view
+from wf.dashboard.trigger import trigger
+from wf.dashboard.workflows_page import workflows_view
+from wf.devserver.api import _engine
+from wf.devserver.envelope import ApiError, from_wf_error
 from wf.errors import WfError
 
 STATIC_PREFIX = f"/ui/static/{wf.__version__}"
 # The files are named by wf's version in the URL, so a browser may keep them for a year.
 LONG_CACHE = "public, max-age=31536000, immutable"
 STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
-STATIC_FILES = ("dashboard.css", "vendor/htmx-2.0.4.min.js", "instance.css", "live.js")
-PER_PAGE = 25
+STATIC_FILES = (
+    "dashboard.css",
+    "instance.css",
+    "keys.js",
+    "lists.js",
+    "live.js",
+    "vendor/htmx-2.0.4.min.js",
+)
 ACTIONS = ("pause", "resume", "terminate", "restart")
-STATUSES = tuple(s.value for s in Status)
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
-
-
-def _failure(exc: WfError | ApiError) -> ApiError:
-    return from_wf_error(exc) if isinstance(exc, WfError) else exc
-
-
-def _error_page(error: ApiError) -> web.Response:
-    return _html(page("error.html", status=error.status, message=error.message), error.status)
-
-
-def _page_number(raw: str | None) -> int:
-    text = (raw or "").strip()
-    if text.isascii() and text.isdigit() and 0 < len(text) <= 9:
-        return max(int(text), 1)
-    return 1
-
-
-# ---- views -----------------------------------------------------------------------------------
-
-
-async def workflows_view(request: web.Request) -> web.Response:
-    try:
-        engine = _reads(request)
-        rows = []
-        for name in engine.workflow_names():
-            counts = await engine.store.count_statuses(name)
-            rows.append({"name": name, "counts": counts, "total": sum(counts.values())})
-        await add_active_versions(request, rows)
-    except (WfError, ApiError) as exc:
-        return _error_page(_failure(exc))
-    project = request.app[STATE_KEY].project_name
-    return _html(page("workflows.html", project=project, workflows=rows, statuses=STATUSES))
-
-
-async def instances_view(request: web.Request) -> web.Response:
-    name = request.match_info["name"]
-    status = request.query.get("status", "").strip()
-    search = request.query.get("q", "").strip()
-    page_number = _page_number(request.query.get("page"))
-    try:
-        engine = _reads(request)
-        name = engine.workflow(name)
-        counts = await engine.store.count_statuses(name)
-        if status and status not in STATUSES:
-            shown = ", ".join(STATUSES)
-            raise ApiError(400, BAD_REQUEST, f'unknown status "{status}"; use one of {shown}')
-        if search:
-            rows, total = await _by_id(engine, name, search, status)
-        else:
-            rows, total = await engine.list_instances(
-                name, status=status or None, page=page_number, per_page=PER_PAGE
-            )
-    except (WfError, ApiError) as exc:
-        return _error_page(_failure(exc))
-    pages = max((total + PER_PAGE - 1) // PER_PAGE, 1)
-
-    def link(**changes: Any) -> str:
-        query = {"status": status, "q": search, "page": str(page_number)}
-        query.update({k: str(v) for k, v in changes.items()})
-        kept = {k: v for k, v in query.items() if v and not (k == "page" and v == "1")}
-        return f"/w/{name}" + (f"?{urlencode(kept)}" if kept else "")
-
-    return _html(
-        page(
-            "instances.html",
-            workflow=name,
-            counts=counts,
-            statuses=STATUSES,
-            status=status,
-            search=search,
-            rows=rows,
-            total=total,
-            page_number=page_number,
-            pages=pages,
-            link=link,
-        )
-    )
-
-
-async def _by_id(
-    engine: Controller, name: str, instance_id: str, status: str
-) -> tuple[list[Any], int]:
-    """The instance with exactly this id (and this status, when one is chosen), if any."""
-    found = await engine.store.get_instance(name, instance_id)
-    if found is None or (status and found.status.value != status):
-        return [], 0
-    return [found], 1
 
 
 # ---- actions ---------------------------------------------------------------------------------
@@ -154,7 +69,7 @@ async def action(request: web.Request) -> web.StreamResponse:
         else:
             await engine.restart(name, instance_id, None, None)
     except (WfError, ApiError) as exc:
-        error = _failure(exc)
+        error = from_wf_error(exc) if isinstance(exc, WfError) else exc
         return await instance_page(request, f"{chosen} refused: {error.message}", error.status)
     raise _back(name, instance_id, chosen)
 
@@ -171,7 +86,7 @@ async def send_event(request: web.Request) -> web.StreamResponse:
     try:
         await _engine(request).send_event(name, instance_id, event_type, payload)
     except (WfError, ApiError) as exc:
-        error = _failure(exc)
+        error = from_wf_error(exc) if isinstance(exc, WfError) else exc
         return await instance_page(request, f"event refused: {error.message}", error.status)
     raise _back(name, instance_id, "event")
 
@@ -196,8 +111,11 @@ def _static_handler(relative: str) -> Any:
 
 def install(app: web.Application) -> None:
     """Add the dashboard's routes to the API app (which already checks Host and Origin)."""
+    bulk_results.install(app)
     app.router.add_get("/", workflows_view)
     app.router.add_get("/w/{name}", instances_view)
+    app.router.add_post("/w/{name}/bulk", bulk_action)
+    app.router.add_post("/w/{name}/trigger", trigger)
     app.router.add_get("/w/{name}/i/{id}", instance_view)
     app.router.add_get("/w/{name}/i/{id}/value", value_view)
     app.router.add_get("/w/{name}/i/{id}/history", history_download)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from wf.dashboard.render import page
-from wf.dashboard.routes import _error_page, _failure, _html
+from wf.dashboard.responses import error_page, html
 from wf.dashboard.serve_info import SERVE_INFO_KEY
 from wf.devserver.envelope import ApiError
 from wf.errors import WfError
@@ -18,5 +18,5 @@ async def versions_view(request: web.Request) -> web.Response:
         versions = await info.versions()
         secrets = await info.secrets()
     except (WfError, ApiError) as exc:
-        return _error_page(_failure(exc))
-    return _html(page("versions.html", versions=versions, secrets=secrets))
+        return error_page(exc)
+    return html(page("versions.html", versions=versions, secrets=secrets))

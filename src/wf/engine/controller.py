@@ -383,7 +383,13 @@ class Controller:
         page: int = 1,
         per_page: int = 25,
         newest_first: bool = True,
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> tuple[list[InstanceRow], int]:
+        """A page of instances and how many match: of one ``status``, with ids starting with
+        ``id_prefix`` (then ordered by id: an exact id comes first), created from ``since``
+        (inclusive) until ``until`` (exclusive, epoch seconds)."""
         name = self.workflow(workflow)
         wanted = None
         if status is not None:
@@ -394,12 +400,17 @@ class Controller:
                 raise ValidationError(f'unknown status "{status}"; use one of {names}') from None
         if not 1 <= page <= 1_000_000_000 or not 1 <= per_page <= 1000:
             raise ValidationError("page must be from 1 to 1000000000 and per_page from 1 to 1000")
+        if since is not None and until is not None and since > until:
+            raise ValidationError("the created range is empty: since is after until")
         return await self.store.list_instances(
             name,
             status=wanted,
             offset=(page - 1) * per_page,
             limit=per_page,
             newest_first=newest_first,
+            id_prefix=id_prefix or None,
+            since=since,
+            until=until,
         )
 
     # ---- controls -------------------------------------------------------------------------------

@@ -68,7 +68,15 @@ class Store(Protocol):
         offset: int,
         limit: int,
         newest_first: bool,
-    ) -> tuple[list[InstanceRow], int]: ...
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> tuple[list[InstanceRow], int]:
+        """A page of a workflow's instances and how many match in all: newest (or oldest)
+        first, or by id when ``id_prefix`` is given (ids starting with it); created from
+        ``since`` (inclusive) until ``until`` (exclusive). Every filter is answered from an
+        index (see ``wf.engine.store.listing``)."""
+        ...
 
     async def count_statuses(self, workflow: str) -> dict[str, int]: ...
 

@@ -190,6 +190,12 @@ MIGRATIONS: list[list[str]] = [
         )
         """,
     ],
+    # The dashboard's id search: ids starting with a prefix, as one range of an index in byte
+    # order (the unique (workflow, id) index follows the database's collation, where a prefix
+    # is not a range).
+    [
+        'CREATE INDEX instances_id_prefix ON wf.instances (workflow, id COLLATE "C")',
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -41,6 +41,7 @@ from wf.engine.store import pg_deploys as deploys
 from wf.engine.store import pg_runs as runs
 from wf.engine.store import pg_schedules as schedules
 from wf.engine.store.base import Listener
+from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
 from wf.engine.store.pg_connect import Conn, Health, Link, cause, connect, is_disconnect
 from wf.engine.store.pg_messages import Inbox, Outbox
 from wf.engine.store.pg_rows import (
@@ -66,6 +67,11 @@ TAKEOVER_EVERY = 1.0  # seconds between looks for dead owners' instances, per pr
 
 def node_id() -> str:
     return f"node-{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+
+# Ids compared in byte order, as SQLite does and the index ``instances_id_prefix`` holds them,
+# so an id prefix is one index range under any database collation.
+ID_IN_BYTE_ORDER = 'id COLLATE "C"'
 
 
 class PostgresStore:
@@ -228,10 +234,13 @@ class PostgresStore:
         offset: int,
         limit: int,
         newest_first: bool,
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> tuple[list[InstanceRow], int]:
-        where = "workflow = %s" + (" AND status = %s" if status else "")
-        args: tuple[Any, ...] = (workflow, status.value) if status else (workflow,)
-        order = "DESC" if newest_first else "ASC"
+        chosen = InstanceFilter(status, id_prefix, since, until)
+        where, args = where_clause(workflow, chosen, "%s", ID_IN_BYTE_ORDER)
+        order = order_clause(chosen, newest_first, ID_IN_BYTE_ORDER)
 
         async def read(conn: Conn) -> tuple[list[InstanceRow], int]:
             async with conn.pipeline():
@@ -241,7 +250,7 @@ class PostgresStore:
                 )
                 rows = await conn.execute(
                     f"SELECT {INSTANCE_COLUMNS} FROM wf.instances WHERE {where} "
-                    f"ORDER BY created {order}, pk {order} LIMIT %s OFFSET %s",
+                    f"ORDER BY {order} LIMIT %s OFFSET %s",
                     (*args, limit, offset),
                 )
                 counted = await total.fetchone()

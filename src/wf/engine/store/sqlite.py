@@ -40,6 +40,7 @@ from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
 from wf.engine.store import sqlite_schedules as schedules
 from wf.engine.store.base import Listener
+from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
 from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
     FINISHED_SQL,
@@ -300,16 +301,19 @@ class SqliteStore:
         offset: int,
         limit: int,
         newest_first: bool,
+        id_prefix: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> tuple[list[InstanceRow], int]:
-        where = "workflow = ?" + (" AND status = ?" if status else "")
-        args: tuple[Any, ...] = (workflow, status.value) if status else (workflow,)
-        order = "DESC" if newest_first else "ASC"
+        chosen = InstanceFilter(status, id_prefix, since, until)
+        where, args = where_clause(workflow, chosen, "?")
+        order = order_clause(chosen, newest_first)
 
         def read(conn: sqlite3.Connection) -> tuple[list[InstanceRow], int]:
             total = conn.execute(f"SELECT count(*) FROM instances WHERE {where}", args).fetchone()
             rows = conn.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE {where} "
-                f"ORDER BY created {order}, pk {order} LIMIT ? OFFSET ?",
+                f"ORDER BY {order} LIMIT ? OFFSET ?",
                 (*args, limit, offset),
             ).fetchall()
             return [row_to_instance(r) for r in rows], total[0]
