@@ -91,7 +91,7 @@ def instances(dev: DevServer) -> Instances:
 
 
 @pytest.fixture
-def page(dev: DevServer, open_page: OpenPage) -> Page:
+def page(open_page: OpenPage, dev: DevServer) -> Page:
     """A desktop-sized page on the session's ``wf dev``."""
     return open_page(dev.url)
 

@@ -41,7 +41,9 @@ class Approvals(WorkflowEntrypoint):
         order = await step.do("prepare", lambda: {"order": params.get("order", 1)})
         approval = await step.wait_for_event("approval", type="approval", timeout="1 hour")
         await step.sleep("settle", "300 milliseconds")
-        return await step.do("finish", lambda: {**order, "approval": approval.payload})
+        return await step.do(
+            "finish", lambda: {**order, "approval": approval.payload, "note": params.get("note")}
+        )
 """
 
 
@@ -71,6 +73,10 @@ class Instances:
         url = f"{self.url}{self.base}?status={status}&per_page=1"
         with urllib.request.urlopen(url, timeout=10) as response:
             return int(json.load(response)["result_info"]["total_count"])
+
+    def exists(self, instance_id: str) -> bool:
+        found = api(self.url, f"{self.base}/{instance_id}")
+        return "status" in found  # else the API's error envelope
 
     def status(self, instance_id: str) -> str:
         return str(api(self.url, f"{self.base}/{instance_id}")["status"])

@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import OpenPage, Screenshot
+from tests.browser.pages import body_colors, row
 from tests.browser.project import TALLY_NAME, WORKFLOW_NAME, Instances
 from tests.e2e.helpers import DevServer
 from wf.engine.model import Status
@@ -16,23 +17,6 @@ from wf.engine.model import Status
 pytestmark = pytest.mark.slow
 
 PHONE = {"width": 390, "height": 844}
-
-
-def row(page: Page, instance_id: str) -> Locator:
-    return page.locator(f'[data-testid="instance-row"][data-instance="{instance_id}"]')
-
-
-def luminance(css_color: str) -> float:
-    """0 (black) to 1 (white), from a computed ``rgb(...)``/``rgba(...)`` value."""
-    red, green, blue = (int(part) for part in re.findall(r"\d+", css_color)[:3])
-    return (0.2126 * red + 0.7152 * green + 0.0722 * blue) / 255
-
-
-def body_colors(page: Page) -> tuple[float, float]:
-    background, text = page.evaluate(
-        "() => { const s = getComputedStyle(document.body); return [s.backgroundColor, s.color] }"
-    )
-    return luminance(background), luminance(text)
 
 
 def test_the_workflows_page_lists_each_workflow_with_its_counts(
