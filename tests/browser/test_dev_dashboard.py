@@ -4,6 +4,7 @@ the instance page and its forms, filters in the URL, dark mode, phone width)."""
 from __future__ import annotations
 
 import re
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import Page, expect
@@ -129,10 +130,12 @@ def test_status_filters_and_search_survive_a_reload(
     page.get_by_test_id("filter-complete").click()
     page.get_by_test_id("search-input").fill("filter-ends")
     page.get_by_test_id("search-input").press("Enter")
-    searched = f"{dev.url}/w/{WORKFLOW_NAME}?status=complete&q=filter-ends"
-    expect(page).to_have_url(searched)
+    expect(page).to_have_url(re.compile(r"[?&]q=filter-ends(&|$)"))
+    searched = page.url  # the search form may send more (empty) fields: they are kept too
+    query = parse_qs(urlsplit(searched).query)
+    assert (query["status"], query["q"]) == (["complete"], ["filter-ends"]), searched
     page.reload()
-    expect(page).to_have_url(searched)
+    assert page.url == searched
     expect(page.get_by_test_id("search-input")).to_have_value("filter-ends")
     expect(page.get_by_test_id("instance-row")).to_have_count(1)
     expect(row(page, "filter-ends")).to_have_count(1)
@@ -153,15 +156,35 @@ def test_dark_mode_follows_the_system(
     screenshot(page, "instance-dark")
 
 
+def assert_fit_a_phone(page: Page, paths: tuple[str, ...]) -> None:
+    for path in paths:
+        page.goto(path)
+        # A mobile browser widens its layout viewport to fit wide content (then zooms out), so
+        # the widths are compared with the phone's own.
+        widths = page.evaluate(
+            "() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
+            " window.innerWidth]"
+        )
+        assert max(widths) <= PHONE["width"], (path, widths)
+
+
 def test_every_page_fits_a_phone_without_scrolling_sideways(
     open_page: OpenPage, dev: DevServer, instances: Instances
 ) -> None:
     instances.waiting("phone", {"note": "a long value " * 20})
     page = open_page(dev.url, viewport=PHONE, is_mobile=True, has_touch=True)
-    for path in ("/", f"/w/{WORKFLOW_NAME}", f"/w/{WORKFLOW_NAME}/i/phone"):
-        page.goto(path)
-        widths = page.evaluate(
-            "() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
-            " window.innerWidth]"
-        )
-        assert max(widths[:2]) <= widths[2], (path, widths)
+    assert_fit_a_phone(page, ("/", f"/w/{WORKFLOW_NAME}", f"/w/{WORKFLOW_NAME}/i/phone"))
+
+
+@pytest.mark.xfail(
+    reason="a long unbroken instance id overflows the instance page's breadcrumb and title "
+    "at phone width (found by this suite; needs overflow-wrap)",
+    strict=False,
+)
+def test_a_long_instance_id_still_fits_a_phone(
+    open_page: OpenPage, dev: DevServer, instances: Instances
+) -> None:
+    long_id = "a-long-instance-id-" + "x" * 80  # ids may have up to 100 characters
+    instances.waiting(long_id)
+    page = open_page(dev.url, viewport=PHONE, is_mobile=True, has_touch=True)
+    assert_fit_a_phone(page, ("/", f"/w/{WORKFLOW_NAME}", f"/w/{WORKFLOW_NAME}/i/{long_id}"))
