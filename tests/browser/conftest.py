@@ -1,5 +1,9 @@
-"""The browser suite's fixtures: one Chromium for the session (Debian's, by executable_path),
+"""The browser suite's fixtures: one Chromium for the package (Debian's, by executable_path),
 a fresh context and page per test, and a real ``wf dev`` on a project of its own.
+
+Package scope, not session: Playwright's sync API keeps an event loop running in the main thread
+while it is started, and pytest-asyncio refuses to run the async tests collected after this
+package under it. So Playwright stops when the last browser test is done.
 
 Playwright's sync API is used directly (no pytest-playwright): a few fixtures are all it needs.
 Timeouts are short (a page over loopback answers in milliseconds), so a missing element fails
@@ -33,13 +37,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(line)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as driver:
         yield driver
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     executable = find_chromium()
     if executable is None:
@@ -77,9 +81,9 @@ def open_page(browser: Browser) -> Iterator[OpenPage]:
             context.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def dev(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevServer]:
-    """One ``wf dev`` for the session's dev tests; each test makes instances of its own."""
+    """One ``wf dev`` for the package's dev tests; each test makes instances of its own."""
     project = write_project(tmp_path_factory.mktemp("browser") / "project")
     with dev_server(project) as server:
         yield server
