@@ -1,0 +1,79 @@
+"""The live instance page (agent/inst) in Chromium on a real ``wf dev``: it follows the instance
+without a reload, shows a timeline, restarts from a step with edited params, and downloads the
+history file that ``wf.testing`` replays."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.browser.pages import LIVE_TIMEOUT_MS, present
+from tests.browser.project import WORKFLOW_NAME, Instances
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.xfail(reason="needs agent/inst", strict=False),
+]
+
+
+def finished(instances: Instances, instance_id: str, params: object = None) -> str:
+    instances.waiting(instance_id, params)
+    instances.approve(instance_id, {"ok": True})
+    instances.wait_for(instance_id, "complete")
+    return instance_id
+
+
+def test_the_page_follows_the_instance_without_a_reload(page: Page, instances: Instances) -> None:
+    instances.waiting("live")
+    page.goto(f"/w/{WORKFLOW_NAME}/i/live")
+    status = page.get_by_test_id("fact-status")
+    expect(status).to_have_text("waiting")
+    page.evaluate("() => { window.__notReloaded = true }")  # gone if the page reloads
+
+    instances.approve("live")  # through the API, not the page
+    expect(status).to_have_text("complete", timeout=LIVE_TIMEOUT_MS)
+    assert page.evaluate("() => window.__notReloaded === true"), "the page was reloaded"
+
+
+def test_the_timeline_has_a_row_per_step(page: Page, instances: Instances) -> None:
+    finished(instances, "timeline")
+    page.goto(f"/w/{WORKFLOW_NAME}/i/timeline")
+    timeline = present(page, "timeline")
+    rows = timeline.get_by_test_id("timeline-row")
+    for name in ("prepare", "approval", "settle", "finish"):
+        expect(rows.filter(has_text=name)).to_have_count(1)
+
+
+def test_restart_from_a_step_with_edited_params(page: Page, instances: Instances) -> None:
+    finished(instances, "restarted", {"order": 3, "note": "first"})
+    page.goto(f"/w/{WORKFLOW_NAME}/i/restarted")
+    form = present(page, "restart-from-form")
+    choice = form.get_by_test_id("restart-from-step")
+    labels = choice.locator("option").all_inner_texts()
+    [finish] = [label for label in labels if "finish" in label]
+    choice.select_option(label=finish)
+    params = form.get_by_test_id("restart-from-params")
+    assert json.loads(params.input_value()) == {"order": 3, "note": "first"}  # prefilled
+    params.fill(json.dumps({"order": 3, "note": "again"}))
+    form.get_by_test_id("restart-from-submit").click()
+
+    # Only "finish" runs again (the steps before it stay cached), with the edited params.
+    expect(page.get_by_test_id("fact-status")).to_have_text("complete", timeout=LIVE_TIMEOUT_MS)
+    instances.wait_for("restarted", "complete")
+    page.reload()
+    expect(page.get_by_test_id("instance-output")).to_contain_text('"note": "again"')
+
+
+def test_download_history_gives_the_replay_file(page: Page, instances: Instances) -> None:
+    finished(instances, "downloaded")
+    page.goto(f"/w/{WORKFLOW_NAME}/i/downloaded")
+    link = present(page, "download-history")
+    with page.expect_download() as download:
+        link.click()
+    history = json.loads(download.value.path().read_text())
+    assert history["format"] == "wf-history"
+    assert (history["workflow"], history["id"]) == (WORKFLOW_NAME, "downloaded")
+    names = [step["name"] for step in history["steps"]]
+    assert names == ["prepare", "approval", "settle", "finish"]
