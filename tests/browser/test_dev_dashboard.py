@@ -176,11 +176,6 @@ def test_every_page_fits_a_phone_without_scrolling_sideways(
     assert_fit_a_phone(page, ("/", f"/w/{WORKFLOW_NAME}", f"/w/{WORKFLOW_NAME}/i/phone"))
 
 
-@pytest.mark.xfail(
-    reason="a long unbroken instance id overflows the instance page's breadcrumb and title "
-    "at phone width (found by this suite; needs overflow-wrap)",
-    strict=False,
-)
 def test_a_long_instance_id_still_fits_a_phone(
     open_page: OpenPage, dev: DevServer, instances: Instances
 ) -> None:

@@ -12,10 +12,7 @@ from tests.browser.pages import LIVE_TIMEOUT_MS, present, row
 from tests.browser.project import WORKFLOW_NAME, Instances
 from tests.e2e.helpers import DevServer
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(reason="needs agent/list", strict=False),
-]
+pytestmark = pytest.mark.slow
 
 LIST = f"/w/{WORKFLOW_NAME}"
 

@@ -12,10 +12,7 @@ from playwright.sync_api import Page, expect
 from tests.browser.pages import LIVE_TIMEOUT_MS, present
 from tests.browser.project import WORKFLOW_NAME, Instances
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(reason="needs agent/inst", strict=False),
-]
+pytestmark = pytest.mark.slow
 
 
 def finished(instances: Instances, instance_id: str, params: object = None) -> str:

@@ -15,10 +15,7 @@ from tests.browser.project import WORKFLOW_NAME, write_project
 from tests.e2e.helpers import wait_until
 from tests.e2e.serve_helpers import Serve, serving
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.xfail(reason="needs wf serve sign-in (agent/serve)", strict=False),
-]
+pytestmark = pytest.mark.slow
 
 SIGNIN = re.compile(r"/signin(\?.*)?$")
 
