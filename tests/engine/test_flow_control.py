@@ -128,7 +128,7 @@ async def test_concurrency_per_key(harness: Harness) -> None:
 
     class PerCustomer(WorkflowEntrypoint):
         async def run(self, event, step):
-            customer = event.payload["customer"]["id"]
+            customer = str(event.payload["customer"]["id"])
 
             def work() -> str:
                 with bodies.body(customer):
@@ -197,8 +197,9 @@ async def test_higher_priority_is_claimed_first(harness: Harness) -> None:
         WorkflowSpec("plain", Ordered),
         WorkflowSpec("limited", Ordered, flow=FlowControl(concurrency=1)),
     ]
-    for name, settings in (("plain", {"concurrency": 1}), ("limited", {})):
-        engine = await harness.start(specs, **settings)
+    # One slot in the process for the plain workflow; the flow limit for the other.
+    for name, slots in (("plain", 1), ("limited", 1000)):
+        engine = await harness.start(specs, concurrency=slots)
         gate.clear()
         order.clear()
         blocker = await engine.create(name, params={"block": True, "p": 99})
