@@ -52,7 +52,12 @@ def dev_problem(tmp_path: Path, lines: str) -> str:
     lines_seen: queue.Queue[str] = queue.Queue()
     assert proc.stdout is not None
     stdout = proc.stdout
-    reader = threading.Thread(target=lambda: [lines_seen.put(line) for line in stdout])
+
+    def read() -> None:
+        for line in stdout:
+            lines_seen.put(line)
+
+    reader = threading.Thread(target=read)
     reader.start()
     try:
         while True:
