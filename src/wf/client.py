@@ -305,11 +305,14 @@ class Client:
         params: Any = None,
         has_params: bool | None = None,
         trigger: str | None = None,
+        priority: int | None = None,
     ) -> dict[str, Any]:
         """Queue a new instance. ``params`` is sent when not ``None`` (or when ``has_params``)."""
         body: dict[str, Any] = {}
         if id is not None:
             body["id"] = id
+        if priority is not None:
+            body["priority"] = priority
         if has_params or (has_params is None and params is not None):
             body["params"] = params
         headers = {"X-WF-Trigger": trigger} if trigger else None

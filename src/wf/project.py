@@ -20,6 +20,7 @@ from wf.durations import to_seconds
 from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.engine import MAX_STEP_LIMIT, EngineSettings, WorkflowSpec
 from wf.engine.entrypoint import WorkflowEntrypoint
+from wf.engine.flow import FLOW_KEYS, NO_FLOW, FlowControl, FlowError, parse_flow
 from wf.engine.limits import DEFAULT_LIMITS, check_identifier
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.store.location import BadLocation, database_location
@@ -77,6 +78,7 @@ class WorkflowConfig:
     default_retention: Retention = NO_RETENTION
     # Cron expressions (UTC), each firing creating an instance; spaces normalised.
     schedules: tuple[str, ...] = ()
+    flow: FlowControl = NO_FLOW  # concurrency, concurrency_key, rate_limit
 
 
 @dataclass(frozen=True)
@@ -175,7 +177,15 @@ def find_config(start: Path | None = None) -> Path | None:
 # ---- reading and validating wf.toml ---------------------------------------------------------
 
 _TOP_KEYS = ("name", "main", "workflows", "vars", "dev", "engine")
-_WORKFLOW_KEYS = ("name", "binding", "class_name", "limits", "default_retention", "schedules")
+_WORKFLOW_KEYS = (
+    "name",
+    "binding",
+    "class_name",
+    "limits",
+    "default_retention",
+    "schedules",
+    *FLOW_KEYS,
+)
 _DEV_KEYS = ("port", "host", "state_dir")
 _ENGINE_KEYS = ("concurrency", "retention", "durability", "database", "lease")
 
@@ -361,6 +371,10 @@ def _load_project(config_path: Path) -> Project:
                 place = f"{where}.schedules" + ("" if exc.index is None else f"[{exc.index}]")
                 raise check.fail(f'{place} (workflow "{wf_name}")', exc.problem) from None
         default_retention = _default_retention(entry.get("default_retention"), where, check)
+        try:
+            flow = parse_flow(entry)
+        except FlowError as exc:
+            raise check.fail(f'{where}.{exc.key} (workflow "{wf_name}")', exc.problem) from None
         workflows.append(
             WorkflowConfig(
                 wf_name,
@@ -369,6 +383,7 @@ def _load_project(config_path: Path) -> Project:
                 step_limit,
                 default_retention=default_retention,
                 schedules=schedules,
+                flow=flow,
             )
         )
 
@@ -562,6 +577,7 @@ def load_workflows(project: Project, module: ModuleType | None = None) -> list[W
                 workflow.step_limit,
                 default_retention=workflow.default_retention,
                 schedules=workflow.schedules,
+                flow=workflow.flow,
             )
         )
     return specs

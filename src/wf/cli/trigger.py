@@ -1,4 +1,4 @@
-"""``wf trigger NAME [PARAMS_JSON] [--id ID]``: queue a new instance of a workflow."""
+"""``wf trigger NAME [PARAMS_JSON] [--id ID] [--priority N]``: queue a new instance."""
 
 from __future__ import annotations
 
@@ -27,6 +27,14 @@ def trigger(
         str | None,
         typer.Option("--id", help="Custom instance id (default: a new UUID).", show_default=False),
     ] = None,
+    priority: Annotated[
+        int | None,
+        typer.Option(
+            "--priority",
+            help="Higher is claimed first among ready instances (default 0).",
+            show_default=False,
+        ),
+    ] = None,
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
@@ -35,7 +43,12 @@ def trigger(
     parsed = parse_json(params, "params", plural=True) if params is not None else None
     client = make_client(url, token)
     result = client.create_instance(
-        name, id=instance_id, params=parsed, has_params=params is not None, trigger="cli"
+        name,
+        id=instance_id,
+        params=parsed,
+        has_params=params is not None,
+        trigger="cli",
+        priority=priority,
     )
     if json_output:
         print_json(result)

@@ -36,6 +36,7 @@ from wf.engine import codec
 from wf.engine.controller import Controller, EncodedParams
 from wf.engine.cron import schedules_json
 from wf.engine.details import iso, trigger_source
+from wf.engine.flow import check_priority
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
 from wf.engine.retention import parse_retention
@@ -284,12 +285,14 @@ def _trigger(request: web.Request) -> str:
 
 
 def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """``{"id"?, "params"?, "instance_retention"?}`` with Cloudflare's ``instance_id`` accepted
-    for ``id``; retention durations are strings or (as Cloudflare's) milliseconds."""
+    """``{"id"?, "params"?, "instance_retention"?, "priority"?}`` with Cloudflare's
+    ``instance_id`` accepted for ``id``; retention durations are strings or (as Cloudflare's)
+    milliseconds; ``priority`` a whole number, higher claimed first."""
     for key in body:
-        if key not in ("id", "instance_id", "params", "instance_retention"):
+        if key not in ("id", "instance_id", "params", "instance_retention", "priority"):
             raise bad_request(
-                f'{where} has unknown key "{key}"; expected id, params and instance_retention'
+                f'{where} has unknown key "{key}"; expected id, params, instance_retention '
+                "and priority"
             )
     if "id" in body and "instance_id" in body:
         raise bad_request(f'{where} has both "id" and "instance_id"; give one')
@@ -299,6 +302,11 @@ def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
         item["id"] = instance_id
     if "params" in body:
         item["params"] = body["params"]
+    if body.get("priority") is not None:
+        try:
+            item["priority"] = check_priority(body["priority"])
+        except ValidationError as exc:
+            raise bad_request(f"{where}.{exc}") from None
     if body.get("instance_retention") is not None:
         try:
             item["retention"] = parse_retention(
@@ -526,7 +534,12 @@ async def create_instance(request: web.Request) -> web.Response:
         )
     item = _instance_item(body, "body")
     instance = await engine.create(
-        name, item.get("id"), item.get("params"), trigger, item.get("retention")
+        name,
+        item.get("id"),
+        item.get("params"),
+        trigger,
+        item.get("retention"),
+        item.get("priority"),
     )
     return ok(_created(engine, name, instance.id), status=201)
 

@@ -399,6 +399,12 @@ _SCHEMAS: dict[str, Schema] = {
             },
             "params": ANY | {"description": "the instance's params (at most 1 MiB as JSON)"},
             "instance_retention": _ref("Retention"),
+            "priority": {
+                "type": "integer",
+                "minimum": -1_000_000,
+                "maximum": 1_000_000,
+                "description": "wf only: higher is claimed first among ready instances (default 0)",
+            },
         },
         required=[],
         additionalProperties=False,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from wf.devserver.database import joined_store
 from wf.engine.controller import Controller, NobodyToTell
 from wf.engine.engine import Engine
+from wf.engine.flow import FlowControl
 from wf.engine.retention import Retention
 from wf.engine.runner import Notice
 from wf.engine.store.base import Store
@@ -68,3 +69,6 @@ class Standby(Controller):
 
     def default_retention(self, workflow: str) -> Retention:
         return self.engine.default_retention(workflow)
+
+    def flow_control(self, workflow: str) -> FlowControl:
+        return self.engine.flow_control(workflow)

@@ -79,11 +79,17 @@ class WorkflowBinding:
         self.workflow_name = workflow
 
     async def create(
-        self, id: str | None = None, params: Any = None, *, retention: Any = None
+        self,
+        id: str | None = None,
+        params: Any = None,
+        *,
+        retention: Any = None,
+        priority: int | None = None,
     ) -> WorkflowInstance:
-        """``retention={"success_retention": "7 days", "error_retention": "30 days"}``."""
+        """``retention={"success_retention": "7 days", "error_retention": "30 days"}``;
+        ``priority``: higher is claimed first among ready instances (default 0)."""
         return await self._engine.create(
-            self.workflow_name, id, params, Trigger.BINDING.value, retention
+            self.workflow_name, id, params, Trigger.BINDING.value, retention, priority
         )
 
     @overload

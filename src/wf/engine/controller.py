@@ -16,6 +16,7 @@ from wf.engine import rollback as rollbacks
 from wf.engine.bindings import WorkflowInstance
 from wf.engine.clock import Clock
 from wf.engine.cron import Cron, is_firing_id
+from wf.engine.flow import NO_FLOW, FlowControl, check_priority
 from wf.engine.history_json import history_json
 from wf.engine.limits import Limits, check_identifier, whole_number
 from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
@@ -110,6 +111,10 @@ class Controller:
         """The ``default_retention`` of a workflow's wf.toml entry (for new instances)."""
         return NO_RETENTION
 
+    def flow_control(self, workflow: str) -> FlowControl:
+        """The flow control of a workflow's wf.toml entry (new instances' keys come from it)."""
+        return NO_FLOW
+
     def restart_home(self, row: InstanceRow) -> str | None:
         """The version a restarted instance moves to should its own be unloaded (None: refuse)."""
         return None
@@ -147,6 +152,7 @@ class Controller:
         trigger: str,
         version: str,
         retention: Any = None,
+        priority: Any = None,
     ) -> NewInstance:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
@@ -158,6 +164,7 @@ class Controller:
             text = codec.encode_payload(
                 {} if params is None else params, "params", self.limits.payload_bytes
             )
+        concurrency_key, rate_key = self.flow_control(workflow).keys_of(text)
         return NewInstance(
             workflow,
             instance_id,
@@ -167,6 +174,9 @@ class Controller:
             self.clock.now(),
             kept.success,
             kept.error,
+            check_priority(priority),
+            concurrency_key,
+            rate_key,
         )
 
     async def create(
@@ -176,13 +186,15 @@ class Controller:
         params: Any = None,
         trigger: str = Trigger.API.value,
         retention: Any = None,
+        priority: Any = None,
     ) -> WorkflowInstance:
         """Create an instance; it is on disk when this returns. A duplicate id is an error (an
         id is taken until its instance is purged or deleted). ``retention``:
-        ``{"success_retention", "error_retention"}`` durations, over the workflow's default."""
+        ``{"success_retention", "error_retention"}`` durations, over the workflow's default.
+        ``priority``: a whole number, higher claimed first among ready instances (default 0)."""
         name = self.workflow(workflow)
         version = self.new_instance_version(name)
-        new = self._new(name, id, params, trigger, version, retention)
+        new = self._new(name, id, params, trigger, version, retention, priority)
         await self.store.create_instances([new], skip_existing=False)
         self.notifier.created(name, version)
         self._notice("queued", name, new.id, trigger=trigger)
@@ -207,6 +219,8 @@ class Controller:
             self.clock.now(),
             kept.success,
             kept.error,
+            0,
+            *self.flow_control(name).keys_of("{}"),
         )
         rows = await self.store.create_instances([new], skip_existing=True)
         if not rows:
@@ -241,7 +255,7 @@ class Controller:
         for index, item in enumerate(items):
             if not isinstance(item, Mapping):
                 raise ValidationError(f"batch[{index}] must be an object with id and params")
-            unknown = set(item) - {"id", "params", "retention"}
+            unknown = set(item) - {"id", "params", "retention", "priority"}
             if unknown:
                 raise ValidationError(f"batch[{index}] has unknown key {sorted(unknown)[0]!r}")
             one = self._new_item(name, item, trigger, version, f"batch[{index}]")
@@ -260,7 +274,13 @@ class Controller:
         """One ``{"id", "params", "retention"}`` of a batch; its errors say where it is."""
         try:
             return self._new(
-                name, item.get("id"), item.get("params"), trigger, version, item.get("retention")
+                name,
+                item.get("id"),
+                item.get("params"),
+                trigger,
+                version,
+                item.get("retention"),
+                item.get("priority"),
             )
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc}") from None
@@ -322,7 +342,7 @@ class Controller:
                     raise ValidationError(
                         f"instances[{index}] must be an object with id and params"
                     )
-                unknown = set(item) - {"id", "params", "retention"}
+                unknown = set(item) - {"id", "params", "retention", "priority"}
                 if unknown:
                     raise ValidationError(
                         f"instances[{index}] has unknown key {sorted(unknown)[0]!r}"

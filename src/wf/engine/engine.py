@@ -16,6 +16,7 @@ from wf.engine.controller import Controller
 from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.firing import Firings, schedules_of
+from wf.engine.flow import NO_FLOW, FlowControl
 from wf.engine.intercept import Interceptor
 from wf.engine.limits import DEFAULT_LIMITS, Limits, check_identifier
 from wf.engine.model import InstanceRow
@@ -42,6 +43,7 @@ class WorkflowSpec:
     step_limit: int = DEFAULT_LIMITS.steps
     default_retention: Retention = NO_RETENTION  # wf.toml's default_retention
     schedules: tuple[str, ...] = ()  # cron expressions (UTC): each firing creates an instance
+    flow: FlowControl = NO_FLOW  # concurrency and rate limits (wf.engine.flow)
 
 
 @dataclass(frozen=True)
@@ -217,6 +219,10 @@ class Engine(Controller):
     def default_retention(self, workflow: str) -> Retention:
         spec = self.specs.get(workflow)
         return spec.default_retention if spec is not None else NO_RETENTION
+
+    def flow_control(self, workflow: str) -> FlowControl:
+        spec = self.specs.get(workflow)
+        return spec.flow if spec is not None else NO_FLOW
 
     def workflow_schedules(self, name: str) -> tuple[str, ...]:
         return self.specs[name].schedules

@@ -309,6 +309,9 @@ class NewInstance:
     created: float
     success_retention: float | None = None
     error_retention: float | None = None
+    priority: int = 0  # higher is claimed first
+    concurrency_key: str | None = None  # read from the params (wf.engine.flow)
+    rate_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +343,8 @@ class ClaimRound:
 
     claims: list[Claim]
     crashed: list[InstanceRow] = field(default_factory=list)
+    # Another process was claiming a flow-controlled workflow meanwhile: try again shortly.
+    contended: bool = False
 
 
 def to_datetime(epoch: float) -> datetime:

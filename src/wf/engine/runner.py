@@ -395,7 +395,9 @@ class Life:
         if not self.waits:
             return
         earliest = min(w.until for w in self.waits)
-        if earliest - self.now() > self.host.hibernate_after:
+        # A workflow with a concurrency limit never waits in memory: hibernating frees its
+        # slot in the database, and waking goes through a claim, which honours the limit.
+        if earliest - self.now() > self.host.hibernate_after or self.spec.flow.limits_running:
             self.end("hibernate", wake_at=earliest)
             return
         # A short wait: stay in memory, but give the slot back and show the instance waiting.

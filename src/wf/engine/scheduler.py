@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 import uuid
 from collections import deque
@@ -199,6 +200,7 @@ class Scheduler:
         engine = self.engine
         slots = engine.slots
         names = list(self.specs)
+        flows = {name: spec.flow for name, spec in self.specs.items() if spec.flow.active}
         while not self._stopping:
             self._wakeup.clear()
             wanted = slots.reserve(CLAIM_BATCH)
@@ -220,6 +222,7 @@ class Scheduler:
                             self.version,
                             # Suspects (running when a process died) run one at a time.
                             0 if any(life.suspect for life in self.lives.values()) else 1,
+                            flows,
                         )
                         claims = claimed.claims
                     finally:
@@ -231,7 +234,14 @@ class Scheduler:
                         self._start(claim)
                     if claims and len(claims) == wanted:
                         continue
-                    wake_at = await engine.store.next_wake_at(names, self.version)
+                    wake_at = await engine.store.next_wake_at(
+                        names, self.version, flows, engine.clock.now()
+                    )
+                    if claimed.contended:
+                        # Another process was claiming a flow-controlled workflow: look again
+                        # once it is done (jittered, so two processes do not collide again).
+                        await asyncio.sleep(random.uniform(0.02, 0.1))
+                        continue
             except Exception as exc:  # the loop must outlive any one bad round
                 log.error("cannot claim instances: %s", exc)
                 await asyncio.sleep(min(1.0, engine.settings.poll_interval))

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from wf.engine.clock import Clock
 from wf.engine.controller import Controller
+from wf.engine.flow import NO_FLOW, FlowControl
 from wf.engine.limits import Limits
 from wf.engine.model import InstanceRow, VersionRow
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
@@ -110,6 +111,14 @@ class ServerController(Controller):
             if entry["name"] == workflow:
                 return parse_retention(entry.get("default_retention"))
         return NO_RETENTION
+
+    def flow_control(self, workflow: str) -> FlowControl:
+        """From the active version's wf.toml (new instances run on it)."""
+        active = self.catalog.active
+        for entry in active.workflows if active else ():
+            if entry["name"] == workflow:
+                return FlowControl.from_json(entry.get("flow"))
+        return NO_FLOW
 
 
 class WorkerNotifier:

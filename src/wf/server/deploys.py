@@ -104,6 +104,8 @@ class Deployer:
         for entry, workflow in zip(workflows, project.workflows, strict=True):
             if workflow.default_retention != NO_RETENTION:  # seconds, for ServerController
                 entry["default_retention"] = workflow.default_retention.as_json()
+            if workflow.flow.active:  # for ServerController: new instances' keys
+                entry["flow"] = workflow.flow.as_json()
         secrets = await self.store.secret_values()
         for workflow in project.workflows:
             if workflow.binding in secrets:

@@ -14,9 +14,10 @@ where durability is not needed before going on (a status flip, a sleep's start).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Generator, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
     ClaimRound,
@@ -102,17 +103,26 @@ class Store(Protocol):
         lease: float,
         version: str | None = None,
         suspects: int = 0,
+        flows: Mapping[str, FlowControl] | None = None,
     ) -> ClaimRound:
         """Claim up to ``limit`` ready instances of ``workflows`` (of ``version`` only, if
-        given): woken or recovered ones first, then queued ones, oldest first. Leases last
-        ``lease`` seconds of wall-clock time. At most ``suspects`` instances that were running
-        when their process died are among them; one that killed it too often is errored."""
+        given): woken or recovered ones first, then queued ones, higher priority first, then
+        oldest first. Leases last ``lease`` seconds of wall-clock time. At most ``suspects``
+        instances that were running when their process died are among them; one that killed
+        it too often is errored. A workflow in ``flows`` is claimed within its limits, counted
+        over every process on the database (``wf.engine.store.flow_sql``)."""
         ...
 
     async def next_wake_at(
-        self, workflows: Sequence[str], version: str | None = None
+        self,
+        workflows: Sequence[str],
+        version: str | None = None,
+        flows: Mapping[str, FlowControl] | None = None,
+        now: float = 0.0,
     ) -> float | None:
-        """The earliest timer of an unclaimed waiting instance of ``workflows`` (and version)."""
+        """The earliest timer of an unclaimed waiting instance of ``workflows`` (and version),
+        or the earliest time a rate-limited workflow of ``flows`` with queued instances may
+        start one again (its window counted back from ``now``)."""
         ...
 
     async def renew_leases(self, owner: str, lease: float) -> dict[int, tuple[Status, int]]:

@@ -248,6 +248,18 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow, cron)
     ) WITHOUT ROWID;
     """,
+    # Flow control (issue 14): each instance's priority (higher is claimed first; the queue
+    # index follows it), and its concurrency and rate-limit keys, read from its params when it
+    # was created (NULL: no key configured, or the path led nowhere). Starts are counted per
+    # workflow by when they happened, for rate limits.
+    """
+    ALTER TABLE instances ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE instances ADD COLUMN concurrency_key TEXT;
+    ALTER TABLE instances ADD COLUMN rate_key TEXT;
+    DROP INDEX instances_queue;
+    CREATE INDEX instances_queue ON instances (status, priority DESC, queued);
+    CREATE INDEX instances_started ON instances (workflow, started) WHERE started IS NOT NULL;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

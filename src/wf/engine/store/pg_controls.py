@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from wf.engine.flow import FlowControl
 from wf.engine.model import (
     FINISHED,
     Claim,
@@ -18,6 +19,7 @@ from wf.engine.model import (
     RestartFrom,
     Status,
 )
+from wf.engine.store.flow_sql import FLOW_LOCK, choose_sql
 from wf.engine.store.pg_connect import Conn
 from wf.engine.store.pg_rows import FINISHED_SQL, INSTANCE_COLUMNS, row_to_instance, select_instance
 from wf.engine.store.pg_writer import DBNOW, Apply, Finish
@@ -74,16 +76,22 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
         "c": [n.created for n in items],
         "sr": [n.success_retention for n in items],
         "er": [n.error_retention for n in items],
+        "pr": [n.priority for n in items],
+        "ck": [n.concurrency_key for n in items],
+        "rk": [n.rate_key for n in items],
     }
     rows = (
         "n AS (SELECT * FROM unnest(%(w)s::text[], %(i)s::text[], %(p)s::text[], %(t)s::text[], "
-        "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[]) WITH ORDINALITY "
-        "AS n(workflow, id, params, trigger, version_id, created, sr, er, ord))"
+        "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[], %(pr)s::int[], "
+        "%(ck)s::text[], %(rk)s::text[]) WITH ORDINALITY "
+        "AS n(workflow, id, params, trigger, version_id, created, sr, er, pr, ck, rk, ord))"
     )
     insert = (
         "INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
-        "queued, modified, success_retention, error_retention) SELECT workflow, id, 'queued', "
-        "params, trigger, version_id, created, created, created, sr, er FROM n"
+        "queued, modified, success_retention, error_retention, priority, concurrency_key, "
+        "rate_key) "
+        "SELECT workflow, id, 'queued', params, trigger, version_id, created, created, created, "
+        "sr, er, pr, ck, rk FROM n"
     )
     if skip_existing:
         sql = (
@@ -204,10 +212,19 @@ def claim_ready(
     version: str | None,
     suspects: int,
     takeover: bool,
+    flows: Mapping[str, FlowControl] | None = None,
 ) -> Apply[ClaimRound]:
     """See ``sqlite_controls.claim_ready``. Here the owner's heartbeat is renewed, instances of
     dead owners are taken over (their epoch goes up: the old holder's writes are refused), and
-    the claim itself is one statement of ``FOR UPDATE SKIP LOCKED`` selections."""
+    the claim itself is one statement of ``FOR UPDATE SKIP LOCKED`` selections.
+
+    A flow-controlled workflow is claimed first, by a statement of its own, under its advisory
+    transaction lock (``pg_try_advisory_xact_lock``, taken by a statement before it, so that
+    the claim's snapshot sees what the previous holder committed). If another process holds
+    the lock, the workflow is skipped this round and the round says so (``contended``): never
+    waiting for the lock keeps the writer's batch from stalling or deadlocking on it."""
+    limited = {n: f for n, f in (flows or {}).items() if f.active and n in workflows}
+    workflows = [n for n in workflows if n not in limited]
     args: dict[str, Any] = {
         "owner": owner,
         "node": node,
@@ -220,22 +237,30 @@ def claim_ready(
         "max": MAX_CRASHES,
         "crashed_error": CRASHED_ERROR,
     }
-    mine = "workflow = ANY(%(names)s) AND (%(version)s::text IS NULL OR version_id = %(version)s)"
+    args["names"] = list(workflows)
+    args["all_names"] = [*workflows, *limited]
+    pin = "(%(version)s::text IS NULL OR version_id = %(version)s)"
+    mine = f"workflow = ANY(%(names)s) AND {pin}"
     lock = "FOR NO KEY UPDATE SKIP LOCKED"
     fresh = "pk, started IS NULL AS fresh"
+    # With flow-controlled workflows claimed first in this transaction, what is left to claim.
+    n = "%(n)s"
+    if limited:
+        n = f"greatest(0, %(n)s - {_CLAIMED_HERE})"
     claim = (
         f"WITH a AS MATERIALIZED (SELECT {fresh} FROM wf.instances WHERE owner IS NULL "
-        f"AND status = 'running' AND crashes = 0 AND {mine} ORDER BY pk LIMIT %(n)s {lock}), "
+        f"AND status = 'running' AND crashes = 0 AND {mine} ORDER BY pk LIMIT {n} {lock}), "
         f"b AS MATERIALIZED (SELECT {fresh} FROM wf.instances WHERE owner IS NULL "
         f"AND status = 'waiting' AND wake_at <= %(now)s AND crashes = 0 AND {mine} "
-        f"ORDER BY wake_at LIMIT greatest(0, %(n)s - (SELECT count(*) FROM a)) {lock}), "
+        f"ORDER BY wake_at LIMIT greatest(0, {n} - (SELECT count(*) FROM a)) {lock}), "
         f"s AS MATERIALIZED (SELECT {fresh} FROM wf.instances WHERE crashes > 0 "
         "AND owner IS NULL AND status IN ('running', 'waiting') "
         "AND (wake_at <= %(now)s OR (status = 'running' AND wake_at IS NULL)) "
-        f"AND {mine} ORDER BY crashes, wake_at LIMIT least(%(suspects)s, greatest(0, %(n)s "
+        f"AND {mine} ORDER BY crashes, wake_at LIMIT least(%(suspects)s, greatest(0, {n} "
         f"- (SELECT count(*) FROM a) - (SELECT count(*) FROM b))) {lock}), "
         f"q AS MATERIALIZED (SELECT {fresh} FROM wf.instances WHERE owner IS NULL "
-        f"AND status = 'queued' AND {mine} ORDER BY queued, pk LIMIT greatest(0, %(n)s "
+        f"AND status = 'queued' AND {mine} ORDER BY priority DESC, queued, pk "
+        f"LIMIT greatest(0, {n} "
         "- (SELECT count(*) FROM a) - (SELECT count(*) FROM b) - (SELECT count(*) FROM s)) "
         f"{lock}), "
         "c AS (SELECT * FROM a UNION ALL SELECT * FROM b UNION ALL SELECT * FROM s "
@@ -249,7 +274,8 @@ def claim_ready(
         "UPDATE wf.instances SET status = 'errored', error = %(crashed_error)s, ended = %(now)s, "
         "modified = %(now)s, owner = NULL, lease_until = NULL, wake_at = NULL "
         "WHERE pk IN (SELECT pk FROM wf.instances WHERE crashes > 0 AND crashes >= %(max)s "
-        f"AND owner IS NULL AND {mine} AND status IN ('running', 'waiting', 'queued') {lock}) "
+        f"AND owner IS NULL AND workflow = ANY(%(all_names)s) AND {pin} "
+        f"AND status IN ('running', 'waiting', 'queued') {lock}) "
         f"RETURNING {INSTANCE_COLUMNS}"
     )
 
@@ -265,20 +291,60 @@ def claim_ready(
             args,
         )
         errored_cur = await conn.execute(errored, args)
-        claimed_cur = await conn.execute(claim, args)
+        locks = []
+        claimed_curs = []
+        for name, flow in limited.items():
+            flow_args = args | {"w": name, "since": now - (flow.rate_period or 0.0)}
+            locks.append(await conn.execute(_TRY_FLOW_LOCK, flow_args))
+            claimed_curs.append(await conn.execute(_flow_claim(flow, pin), flow_args))
+        if workflows:
+            claimed_curs.append(await conn.execute(claim, args))
 
         async def finish() -> ClaimRound:
             crashed = [row_to_instance(r) for r in await errored_cur.fetchall()]
+            contended = False
+            for cur in locks:
+                got = await cur.fetchone()
+                contended = contended or got is None or got[0] != "true"
             claims = []
-            for r in await claimed_cur.fetchall():
-                row = row_to_instance(r)
-                claims.append(Claim(row, row.epoch, bool(r[-1])))
+            for cur in claimed_curs:
+                for r in await cur.fetchall():
+                    row = row_to_instance(r)
+                    claims.append(Claim(row, row.epoch, bool(r[-1])))
             claims.sort(key=lambda c: c.row.pk)
-            return ClaimRound(claims, crashed)
+            return ClaimRound(claims, crashed, contended)
 
         return finish
 
     return apply
+
+
+# How many instances this transaction claimed so far (the rows it wrote with this owner).
+_CLAIMED_HERE = (
+    "(SELECT count(*) FROM wf.instances WHERE owner = %(owner)s "
+    "AND xmin = pg_current_xact_id()::xid)"
+)
+# Whether this transaction holds the workflow's flow lock, kept for the claim that follows.
+_TRY_FLOW_LOCK = (
+    "SELECT set_config('wf.flow_lock', "
+    f"pg_try_advisory_xact_lock({FLOW_LOCK}, hashtext(%(w)s))::text, true)"
+)
+
+
+def _flow_claim(flow: FlowControl, pin: str) -> str:
+    """Claim what ``choose_sql`` lets start, if this transaction holds the flow lock. The
+    update checks each row again: a control may have changed it since the choice was read."""
+    chosen = choose_sql(flow, postgres=True, pin=pin, free="owner IS NULL")
+    return (
+        f"WITH chosen AS MATERIALIZED ({chosen}), c AS (SELECT pk, fresh FROM chosen "
+        "WHERE current_setting('wf.flow_lock', true) = 'true' "
+        f"LIMIT greatest(0, %(n)s - {_CLAIMED_HERE})) "
+        f"UPDATE wf.instances i SET owner = %(owner)s, lease_until = {DBNOW} + %(lease)s, "
+        "epoch = i.epoch + 1, status = 'running', started = coalesce(i.started, %(now)s), "
+        "wake_at = NULL, waiting_for = NULL, modified = %(now)s FROM c WHERE i.pk = c.pk "
+        "AND i.owner IS NULL AND i.status IN ('running', 'waiting', 'queued') "
+        f"RETURNING {_I_COLUMNS}, c.fresh = 1"
+    )
 
 
 def renew_leases(owner: str, node: str, lease: float) -> Apply[dict[int, tuple[Status, int]]]:

@@ -196,6 +196,20 @@ MIGRATIONS: list[list[str]] = [
     [
         'CREATE INDEX instances_id_prefix ON wf.instances (workflow, id COLLATE "C")',
     ],
+    # Flow control (issue 14): each instance's priority (higher is claimed first; the queue
+    # index follows it), and its concurrency and rate-limit keys, read from its params when it
+    # was created (NULL: no key configured, or the path led nowhere). Starts are counted per
+    # workflow by when they happened, for rate limits.
+    [
+        "ALTER TABLE wf.instances ADD COLUMN priority integer NOT NULL DEFAULT 0",
+        "ALTER TABLE wf.instances ADD COLUMN concurrency_key text",
+        "ALTER TABLE wf.instances ADD COLUMN rate_key text",
+        "DROP INDEX wf.instances_queue",
+        "CREATE INDEX instances_queue ON wf.instances (priority DESC, queued, pk) "
+        "WHERE status = 'queued' AND owner IS NULL",
+        "CREATE INDEX instances_started ON wf.instances (workflow, started) "
+        "WHERE started IS NOT NULL",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

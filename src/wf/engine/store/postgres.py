@@ -17,11 +17,12 @@ import asyncio
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 import psycopg
 
+from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
     ClaimRound,
@@ -41,6 +42,7 @@ from wf.engine.store import pg_deploys as deploys
 from wf.engine.store import pg_runs as runs
 from wf.engine.store import pg_schedules as schedules
 from wf.engine.store.base import Listener
+from wf.engine.store.flow_sql import next_start_sql
 from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
 from wf.engine.store.pg_connect import Conn, Health, Link, cause, connect, is_disconnect
 from wf.engine.store.pg_messages import Inbox, Outbox
@@ -311,19 +313,26 @@ class PostgresStore:
         lease: float,
         version: str | None = None,
         suspects: int = 0,
+        flows: Mapping[str, FlowControl] | None = None,
     ) -> ClaimRound:
         takeover = time.monotonic() >= self._next_takeover
         if takeover:
             self._next_takeover = time.monotonic() + self.takeover_every
         return await self._write(
             controls.claim_ready(
-                owner, self.node, now, limit, workflows, lease, version, suspects, takeover
+                owner, self.node, now, limit, workflows, lease, version, suspects, takeover, flows
             )
         )
 
     async def next_wake_at(
-        self, workflows: Sequence[str], version: str | None = None
+        self,
+        workflows: Sequence[str],
+        version: str | None = None,
+        flows: Mapping[str, FlowControl] | None = None,
+        now: float = 0.0,
     ) -> float | None:
+        rated = [(n, f) for n, f in (flows or {}).items() if f.rate_limit and n in workflows]
+
         async def read(conn: Conn) -> float | None:
             cur = await conn.execute(
                 "SELECT wake_at FROM wf.instances WHERE status = 'waiting' AND owner IS NULL "
@@ -332,7 +341,17 @@ class PostgresStore:
                 (list(workflows), version, version),
             )
             row = await cur.fetchone()
-            return None if row is None else float(row[0])
+            times = [] if row is None else [float(row[0])]
+            for name, flow in rated:
+                period = flow.rate_period or 0.0
+                cur = await conn.execute(
+                    next_start_sql(flow, postgres=True),
+                    {"w": name, "since": now - period, "period": period},
+                )
+                allowed = await cur.fetchone()
+                if allowed is not None and allowed[0] is not None:
+                    times.append(float(allowed[0]))
+            return min(times, default=None)
 
         return await self._read(read)
 

@@ -15,11 +15,12 @@ import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
     ClaimRound,
@@ -40,6 +41,7 @@ from wf.engine.store import sqlite_file
 from wf.engine.store import sqlite_runs as runs
 from wf.engine.store import sqlite_schedules as schedules
 from wf.engine.store.base import Listener
+from wf.engine.store.flow_sql import next_start_sql
 from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
 from wf.engine.store.migrations import LATEST, migrate
 from wf.engine.store.sqlite_rows import (
@@ -369,10 +371,12 @@ class SqliteStore:
         lease: float,
         version: str | None = None,
         suspects: int = 0,
+        flows: Mapping[str, FlowControl] | None = None,
     ) -> ClaimRound:
         return await self._write(
             functools.partial(
                 controls.claim_ready,
+                flows=flows,
                 owner=owner,
                 now=now,
                 limit=limit,
@@ -384,9 +388,14 @@ class SqliteStore:
         )
 
     async def next_wake_at(
-        self, workflows: Sequence[str], version: str | None = None
+        self,
+        workflows: Sequence[str],
+        version: str | None = None,
+        flows: Mapping[str, FlowControl] | None = None,
+        now: float = 0.0,
     ) -> float | None:
         names = list(workflows)
+        rated = [(n, f) for n, f in (flows or {}).items() if f.rate_limit and n in names]
         marks = ",".join("?" * len(names))
         pin = " AND +version_id = ?" if version is not None else ""
         args = [*names, *([version] if version is not None else [])]
@@ -398,7 +407,16 @@ class SqliteStore:
                 "ORDER BY wake_at LIMIT 1",
                 args,
             ).fetchone()
-            return None if row is None else float(row[0])
+            times = [] if row is None else [float(row[0])]
+            for name, flow in rated:
+                period = flow.rate_period or 0.0
+                allowed = conn.execute(
+                    next_start_sql(flow, postgres=False),
+                    {"w": name, "since": now - period, "period": period},
+                ).fetchone()
+                if allowed is not None and allowed[0] is not None:
+                    times.append(float(allowed[0]))
+            return min(times, default=None)
 
         return await self._read(read)
 

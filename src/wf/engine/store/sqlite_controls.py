@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from wf.engine.flow import FlowControl
 from wf.engine.model import (
     FINISHED,
     Claim,
@@ -18,6 +19,7 @@ from wf.engine.model import (
     RestartFrom,
     Status,
 )
+from wf.engine.store.flow_sql import choose_sql
 from wf.engine.store.sqlite_rows import (
     FINISHED_SQL,
     HAS_OWN_RETENTION_SQL,
@@ -77,8 +79,8 @@ def create_instances(
             )
         cursor = conn.execute(
             "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
-            "queued, modified, success_retention, error_retention) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "queued, modified, success_retention, error_retention, priority, concurrency_key, "
+            "rate_key) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.workflow,
                 item.id,
@@ -90,6 +92,9 @@ def create_instances(
                 item.created,
                 item.success_retention,
                 item.error_retention,
+                item.priority,
+                item.concurrency_key,
+                item.rate_key,
             ),
         )
         assert cursor.lastrowid is not None
@@ -121,8 +126,10 @@ def claim_ready(
     lease: float,
     version: str | None = None,
     suspects: int = 0,
+    flows: Mapping[str, FlowControl] | None = None,
 ) -> ClaimRound:
-    """Woken or recovered instances first, then queued ones, oldest first.
+    """Woken or recovered instances first, then queued ones, higher priority first, then
+    oldest first. Workflows with flow control (``flows``) are claimed within their limits.
 
     Leases are wall-clock time (they are about live processes, not the engine's clock), and a
     process never takes over its own claims: a lapsed lease of ours after a clock jump means we
@@ -135,6 +142,7 @@ def claim_ready(
     """
     real_now = time.time()
     names = list(workflows)
+    limited = {n: f for n, f in (flows or {}).items() if f.active and n in names}
     # "+workflow": keep the planner on the status indexes; the listing index would read every
     # instance of the workflow, finished ones included, on every claim.
     mine = f"+workflow IN ({','.join('?' * len(names))})"
@@ -143,6 +151,8 @@ def claim_ready(
         mine += " AND +version_id = ?"
         pinned = (version,)
     free = "(owner IS NULL OR (owner != ? AND lease_until < ?))"
+    free_named = "(owner IS NULL OR (owner != :owner AND lease_until < :real_now))"
+    pin_named = "+version_id = :version" if version is not None else "1"
     # An instance that was pausing when its process died has reached its boundary.
     conn.execute(
         "UPDATE instances SET status = 'paused', paused_at = ?, modified = ?, owner = NULL "
@@ -158,15 +168,39 @@ def claim_ready(
             (MAX_CRASHES, owner, real_now, *names, *pinned),
         ).fetchall()
     ]
+    pks: list[int] = []
+    for name, flow in limited.items():
+        chosen = conn.execute(
+            choose_sql(flow, postgres=False, pin=pin_named, free=free_named),
+            {
+                "w": name,
+                "now": now,
+                "since": now - (flow.rate_period or 0.0),
+                "n": limit - len(pks),
+                "suspects": suspects,
+                "max": MAX_CRASHES,
+                "owner": owner,
+                "real_now": real_now,
+                "version": version,
+            },
+        ).fetchall()
+        pks.extend(pk for pk, _ in chosen)
+        suspects = max(0, suspects - len(chosen))  # (counts them all: fewer, never more)
+    names = [n for n in names if n not in limited]
+    if not names:
+        return ClaimRound(_claim(conn, pks, owner, now, real_now, lease), crashed)
+    mine = f"+workflow IN ({','.join('?' * len(names))})"
+    if version is not None:
+        mine += " AND +version_id = ?"
     ready = "(status = 'running' OR (status = 'waiting' AND wake_at <= ?))"
-    pks = [
+    pks.extend(
         row[0]
         for row in conn.execute(
             f"SELECT pk FROM instances WHERE {free} AND {mine} AND {ready} AND crashes = 0 "
             "ORDER BY wake_at LIMIT ?",
-            (owner, real_now, *names, *pinned, now, limit),
+            (owner, real_now, *names, *pinned, now, limit - len(pks)),
         )
-    ]
+    )
     if suspects > 0 and len(pks) < limit:
         # A running one without wake_at (let go by anything but a crash) is due now.
         pks.extend(
@@ -184,10 +218,16 @@ def claim_ready(
             row[0]
             for row in conn.execute(
                 f"SELECT pk FROM instances WHERE status = 'queued' AND {free} AND {mine} "
-                "ORDER BY queued, pk LIMIT ?",
+                "ORDER BY priority DESC, queued, pk LIMIT ?",
                 (owner, real_now, *names, *pinned, limit - len(pks)),
             )
         )
+    return ClaimRound(_claim(conn, pks, owner, now, real_now, lease), crashed)
+
+
+def _claim(
+    conn: sqlite3.Connection, pks: list[int], owner: str, now: float, real_now: float, lease: float
+) -> list[Claim]:
     claims = []
     for pk in pks:
         fresh = conn.execute("SELECT started IS NULL FROM instances WHERE pk = ?", (pk,)).fetchone()
@@ -199,7 +239,7 @@ def claim_ready(
         )
         row = select_instance(conn, pk)
         claims.append(Claim(row, row.epoch, bool(fresh[0])))
-    return ClaimRound(claims, crashed)
+    return claims
 
 
 def _crash_errored(conn: sqlite3.Connection, pk: int, now: float) -> InstanceRow:
