@@ -39,6 +39,7 @@ from wf.engine.details import iso, trigger_source
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
 from wf.engine.retention import parse_retention
+from wf.engine.tracing import valid_traceparent
 from wf.errors import StoreUnavailable, ValidationError, WfError, quote
 
 if TYPE_CHECKING:
@@ -281,6 +282,12 @@ def _trigger(request: web.Request) -> str:
     if value not in TRIGGERS:
         raise bad_request(f'{TRIGGER_HEADER} must be "api" or "cli", got "{raw}"')
     return value
+
+
+def _traceparent(request: web.Request) -> str | None:
+    """The W3C trace context the request came with: stored with the instances it creates, so
+    their spans join the caller's trace (malformed: ignored, as the W3C spec says)."""
+    return valid_traceparent(request.headers.get("traceparent"))
 
 
 def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -526,7 +533,12 @@ async def create_instance(request: web.Request) -> web.Response:
         )
     item = _instance_item(body, "body")
     instance = await engine.create(
-        name, item.get("id"), item.get("params"), trigger, item.get("retention")
+        name,
+        item.get("id"),
+        item.get("params"),
+        trigger,
+        item.get("retention"),
+        traceparent=_traceparent(request),
     )
     return ok(_created(engine, name, instance.id), status=201)
 
@@ -538,15 +550,18 @@ async def create_batch(request: web.Request) -> web.Response:
     text = _body_text(await read_body(request, MAX_BATCH_BODY, BATCH_ROOM))
     if text is None:
         raise bad_request('body must be a JSON array of {"id", "params"} objects, got nothing')
+    traceparent = _traceparent(request)
     if text.lstrip().startswith("{"):
-        return await _create_many(engine, name, text, trigger)
+        return await _create_many(engine, name, text, trigger, traceparent)
     items = _read_batch(text, engine.limits)
     del text  # up to 100 MiB: let it go before the instances are written
-    instances = await engine.create_batch(name, items, trigger)
+    instances = await engine.create_batch(name, items, trigger, traceparent)
     return ok([_created(engine, name, i.id) for i in instances], status=201)
 
 
-async def _create_many(engine: Controller, name: str, text: str, trigger: str) -> web.Response:
+async def _create_many(
+    engine: Controller, name: str, text: str, trigger: str, traceparent: str | None
+) -> web.Response:
     """The object form: ``{"count": N, "params"}`` or ``{"instances": [{"instance_id",
     "params", "instance_retention"}]}`` → ``{"created": [...], "errors": [...]}``."""
     try:
@@ -569,7 +584,7 @@ async def _create_many(engine: Controller, name: str, text: str, trigger: str) -
         request["retention"] = _instance_item(
             {"instance_retention": request.pop("instance_retention")}, "body"
         ).get("retention")
-    created, errors = await engine.create_many(name, request, trigger)
+    created, errors = await engine.create_many(name, request, trigger, traceparent)
     result = {"created": [_created(engine, name, i.id) for i in created], "errors": errors}
     return ok(result, status=201 if created else 200)
 

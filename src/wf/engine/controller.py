@@ -147,6 +147,7 @@ class Controller:
         trigger: str,
         version: str,
         retention: Any = None,
+        traceparent: str | None = None,
     ) -> NewInstance:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
@@ -167,6 +168,7 @@ class Controller:
             self.clock.now(),
             kept.success,
             kept.error,
+            traceparent,
         )
 
     async def create(
@@ -176,13 +178,15 @@ class Controller:
         params: Any = None,
         trigger: str = Trigger.API.value,
         retention: Any = None,
+        traceparent: str | None = None,
     ) -> WorkflowInstance:
         """Create an instance; it is on disk when this returns. A duplicate id is an error (an
         id is taken until its instance is purged or deleted). ``retention``:
-        ``{"success_retention", "error_retention"}`` durations, over the workflow's default."""
+        ``{"success_retention", "error_retention"}`` durations, over the workflow's default.
+        ``traceparent``: the W3C trace context of the request creating it (for tracing)."""
         name = self.workflow(workflow)
         version = self.new_instance_version(name)
-        new = self._new(name, id, params, trigger, version, retention)
+        new = self._new(name, id, params, trigger, version, retention, traceparent)
         await self.store.create_instances([new], skip_existing=False)
         self.notifier.created(name, version)
         self._notice("queued", name, new.id, trigger=trigger)
@@ -222,6 +226,7 @@ class Controller:
         workflow: str,
         items: Sequence[Mapping[str, Any]],
         trigger: str = Trigger.API.value,
+        traceparent: str | None = None,
     ) -> list[WorkflowInstance]:
         """Create up to 100 instances in one commit. Ids that exist already are skipped and left
         out of the result, as Cloudflare does, so a batch can be retried safely."""
@@ -244,7 +249,7 @@ class Controller:
             unknown = set(item) - {"id", "params", "retention"}
             if unknown:
                 raise ValidationError(f"batch[{index}] has unknown key {sorted(unknown)[0]!r}")
-            one = self._new_item(name, item, trigger, version, f"batch[{index}]")
+            one = self._new_item(name, item, trigger, version, f"batch[{index}]", traceparent)
             if one.id not in seen:
                 seen.add(one.id)
                 new.append(one)
@@ -255,12 +260,24 @@ class Controller:
         return [WorkflowInstance(self, name, row.id) for row in rows]
 
     def _new_item(
-        self, name: str, item: Mapping[str, Any], trigger: str, version: str, where: str
+        self,
+        name: str,
+        item: Mapping[str, Any],
+        trigger: str,
+        version: str,
+        where: str,
+        traceparent: str | None = None,
     ) -> NewInstance:
         """One ``{"id", "params", "retention"}`` of a batch; its errors say where it is."""
         try:
             return self._new(
-                name, item.get("id"), item.get("params"), trigger, version, item.get("retention")
+                name,
+                item.get("id"),
+                item.get("params"),
+                trigger,
+                version,
+                item.get("retention"),
+                traceparent,
             )
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc}") from None
@@ -270,6 +287,7 @@ class Controller:
         workflow: str,
         request: Mapping[str, Any],
         trigger: str = Trigger.API.value,
+        traceparent: str | None = None,
     ) -> tuple[list[WorkflowInstance], list[dict[str, Any]]]:
         """``create_batch``'s object form: ``{"count": N, "params": ...}`` (N instances with new
         ids) or ``{"instances": [{"id", "params", "retention"}, ...]}``; up to 100 in one
@@ -283,7 +301,7 @@ class Controller:
         errors: list[dict[str, Any]] = []
         at: dict[str, int] = {}  # id → index of the instance that creates it
         for index, item in enumerate(items):
-            one = self._new_item(name, item, trigger, version, f"instances[{index}]")
+            one = self._new_item(name, item, trigger, version, f"instances[{index}]", traceparent)
             if one.id in at:
                 errors.append(_batch_error(index, one.id, "appears twice in the batch"))
                 continue

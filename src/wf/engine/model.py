@@ -273,6 +273,7 @@ class InstanceRow:
     error_retention: float | None = None  # seconds kept once errored or terminated
     restarted: str | None = None  # JSON of its latest restart (``RestartRecord``)
     rollback: str | None = None  # JSON: the rollback phase, once one began (see engine.rollback)
+    traceparent: str | None = None  # W3C trace context of the request that created it
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
@@ -309,6 +310,7 @@ class NewInstance:
     created: float
     success_retention: float | None = None
     error_retention: float | None = None
+    traceparent: str | None = None  # W3C trace context of the request that creates it
 
 
 @dataclass(frozen=True)

@@ -248,6 +248,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow, cron)
     ) WITHOUT ROWID;
     """,
+    # Tracing: the W3C trace context (traceparent) of the request that created an instance, so
+    # the spans of its lives join that request's trace.
+    """
+    ALTER TABLE instances ADD COLUMN traceparent TEXT;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -74,16 +74,18 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
         "c": [n.created for n in items],
         "sr": [n.success_retention for n in items],
         "er": [n.error_retention for n in items],
+        "tp": [n.traceparent for n in items],
     }
     rows = (
         "n AS (SELECT * FROM unnest(%(w)s::text[], %(i)s::text[], %(p)s::text[], %(t)s::text[], "
-        "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[]) WITH ORDINALITY "
-        "AS n(workflow, id, params, trigger, version_id, created, sr, er, ord))"
+        "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[], %(tp)s::text[]) "
+        "WITH ORDINALITY AS n(workflow, id, params, trigger, version_id, created, sr, er, tp, "
+        "ord))"
     )
     insert = (
         "INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
-        "queued, modified, success_retention, error_retention) SELECT workflow, id, 'queued', "
-        "params, trigger, version_id, created, created, created, sr, er FROM n"
+        "queued, modified, success_retention, error_retention, traceparent) SELECT workflow, id, "
+        "'queued', params, trigger, version_id, created, created, created, sr, er, tp FROM n"
     )
     if skip_existing:
         sql = (
@@ -135,6 +137,7 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
                             queued=item.created,
                             success_retention=item.success_retention,
                             error_retention=item.error_retention,
+                            traceparent=item.traceparent,
                         )
                     )
             return created

@@ -196,6 +196,10 @@ MIGRATIONS: list[list[str]] = [
     [
         'CREATE INDEX instances_id_prefix ON wf.instances (workflow, id COLLATE "C")',
     ],
+    # Tracing: the W3C trace context (traceparent) of the request that created an instance.
+    [
+        "ALTER TABLE wf.instances ADD COLUMN traceparent text",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

@@ -77,8 +77,8 @@ def create_instances(
             )
         cursor = conn.execute(
             "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
-            "queued, modified, success_retention, error_retention) "
-            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?)",
+            "queued, modified, success_retention, error_retention, traceparent) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.workflow,
                 item.id,
@@ -90,6 +90,7 @@ def create_instances(
                 item.created,
                 item.success_retention,
                 item.error_retention,
+                item.traceparent,
             ),
         )
         assert cursor.lastrowid is not None
@@ -107,6 +108,7 @@ def create_instances(
                 queued=item.created,
                 success_retention=item.success_retention,
                 error_retention=item.error_retention,
+                traceparent=item.traceparent,
             )
         )
     return created
