@@ -32,6 +32,7 @@ from wf.devserver.envelope import (
 )
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
 from wf.devserver.state import ServerState
+from wf.durations import to_seconds
 from wf.engine import codec
 from wf.engine.controller import Controller, EncodedParams
 from wf.engine.cron import schedules_json
@@ -59,6 +60,7 @@ BATCH_ROOM = (
 MAX_PER_PAGE = 1000
 MAX_PAGE = 1_000_000_000  # keeps offsets within SQLite's integers
 DEFAULT_PER_PAGE = 25
+DEFAULT_STATS_WINDOW = "1h"
 TRIGGER_HEADER = "X-WF-Trigger"
 TRIGGERS = ("api", "cli")
 ACTIONS = ("pause", "resume", "terminate", "restart")
@@ -475,6 +477,17 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.Response(text=openapi.document_text(serve), content_type="application/json")
 
 
+async def get_stats(request: web.Request) -> web.Response:
+    """``wf stats``: a summary per workflow over the window ``since`` (default 1h)."""
+    engine = _reads(request)
+    since = request.query.get("since", DEFAULT_STATS_WINDOW)
+    try:
+        window = to_seconds(since, "since")
+    except ValidationError as exc:
+        raise bad_request(str(exc)) from None
+    return ok(await engine.stats(request.query.get("workflow") or None, window))
+
+
 async def list_workflows(request: web.Request) -> web.Response:
     engine = _reads(request)
     state = _state(request)
@@ -686,6 +699,7 @@ async def send_event(request: web.Request) -> web.Response:
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/health", health),
     ("GET", "/api/openapi.json", openapi_document),
+    ("GET", "/api/stats", get_stats),
     ("GET", "/api/workflows", list_workflows),
     ("GET", "/api/workflows/{name}", get_workflow),
     ("DELETE", "/api/workflows/{name}", delete_workflow),

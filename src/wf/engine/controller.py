@@ -22,6 +22,7 @@ from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
 from wf.engine.restarts import parse_from_step, restart_record
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.runner import Notice
+from wf.engine.stats import summarize
 from wf.engine.store.base import Store
 from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, WorkflowNotFound
 
@@ -430,6 +431,17 @@ class Controller:
             since=since,
             until=until,
         )
+
+    async def stats(self, workflow: str | None, window: float) -> dict[str, Any]:
+        """``wf stats``: a summary of one workflow (or each) over the last ``window`` seconds
+        (see ``wf.engine.stats``)."""
+        names = [self.workflow(workflow)] if workflow is not None else self.workflow_names()
+        if not window > 0:
+            raise ValidationError(f"the window must be longer than zero, got {window!r} seconds")
+        now = self.clock.now()
+        since = max(0.0, now - window)  # "100 years" means since the epoch
+        rows = await self.store.read_stats(names, since)
+        return summarize(rows, names, since, now)
 
     # ---- controls -------------------------------------------------------------------------------
     async def pause(self, workflow: str, instance_id: str) -> InstanceRow:
