@@ -265,6 +265,11 @@ class Client:
         result, info = self.request("GET", "/workflows", query=query)
         return list(result or []), info or {}
 
+    def stats(self, workflow: str | None = None, since: str = "1h") -> dict[str, Any]:
+        """``GET /api/stats``: a summary per workflow over the last ``since``."""
+        result: dict[str, Any] = self._get("/stats", workflow=workflow, since=since)
+        return result
+
     def get_workflow(self, name: str) -> dict[str, Any]:
         result: dict[str, Any] = self._get(f"/workflows/{_segment(name)}")
         return result

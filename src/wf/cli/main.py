@@ -5,7 +5,18 @@ from __future__ import annotations
 import typer
 
 from wf import __version__
-from wf.cli import deploy, dev, init, instances, secret, serve, trigger, versions, workflows
+from wf.cli import (
+    deploy,
+    dev,
+    init,
+    instances,
+    secret,
+    serve,
+    stats,
+    trigger,
+    versions,
+    workflows,
+)
 
 app = typer.Typer(
     name="wf",
@@ -24,6 +35,7 @@ app.command("serve")(serve.serve)
 app.command("deploy")(deploy.deploy)
 app.add_typer(versions.app, name="versions")
 app.add_typer(secret.app, name="secret")
+app.command("stats")(stats.stats)
 
 
 def _version(value: bool) -> None:

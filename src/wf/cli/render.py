@@ -1322,3 +1322,103 @@ def print_serving(url: str, state_dir: str, cluster: str | None = None) -> None:
 
 def print_warning(message: str) -> None:
     _console(stderr=True).print(Text(f"⚠️  {message}", style="yellow"))
+
+
+# ---- wf stats -----------------------------------------------------------------------------------
+
+NOT_MEASURED = "—"  # a figure with nothing behind it (no attempt yet, CPU time not recorded)
+
+
+def _ms_text(value: object) -> str:
+    number = _number(value)
+    return NOT_MEASURED if number is None else short_duration(number / 1000)
+
+
+def _stat_line(label: str, value: str) -> Text:
+    line = Text(f"{label:<11}", style="bold")
+    line.append(value)
+    return line
+
+
+def stats_view(stats: dict[str, Any], window: str, tz: tzinfo | None = None) -> Group:
+    """``wf stats``: per workflow, its counts, throughput and durations, then its slowest and
+    most failing steps (the JSON of ``GET /api/stats``)."""
+    since, until = parse_time(stats.get("since")), parse_time(stats.get("until"))
+    span = ""
+    if since is not None and until is not None:
+        span = f" ({format_date(stats.get('since'), tz)} → {format_date(stats.get('until'), tz)})"
+    parts: list[RenderableType] = []
+    for workflow in stats.get("workflows") or []:
+        if parts:
+            parts.append(Text(""))
+        parts.extend(_workflow_stats(workflow, f"last {window}{span}"))
+    if not parts:
+        parts.append(Text("No workflows."))
+    return Group(*parts)
+
+
+def _workflow_stats(workflow: dict[str, Any], window: str) -> list[RenderableType]:
+    counts = {k: v for k, v in (workflow.get("counts") or {}).items() if _is_count(v)}
+    by_status = ", ".join(
+        f"{counts[s]} {STATUS_NAMES[s].lower()}" for s in STATUS_NAMES if counts.get(s)
+    )
+    finished = workflow.get("finished") or {}
+    durations = workflow.get("duration_ms") or {}
+    attempts = workflow.get("attempts") or {}
+    title = Text(f"📊 {clean(workflow.get('workflow', ''))}", style="bold")
+    title.append(f" · {window}", style="dim")
+    total = sum(counts.values())
+    lines: list[RenderableType] = [
+        title,
+        _stat_line("Instances", f"{total}" + (f" · {by_status}" if by_status else "")),
+        _stat_line(
+            "Finished",
+            f"{finished.get('total', 0)} ({finished.get('complete', 0)} completed, "
+            f"{finished.get('errored', 0)} errored, {finished.get('terminated', 0)} terminated)"
+            f" · {_trim(float(workflow.get('throughput_per_minute') or 0))}/min",
+        ),
+        _stat_line(
+            "Duration",
+            " · ".join(f"p{p} {_ms_text(durations.get(f'p{p}_ms'))}" for p in (50, 95, 99)),
+        ),
+        _stat_line(
+            "Attempts",
+            f"{attempts.get('total', 0)} ({attempts.get('failed', 0)} failed) · wall "
+            f"{_ms_text(attempts.get('wall_ms'))} · CPU {_ms_text(attempts.get('cpu_ms'))}",
+        ),
+    ]
+    slowest = workflow.get("slowest_steps") or []
+    if slowest:
+        lines.append(Text("Slowest steps (by p95 of attempt wall time)", style="bold"))
+        table = Table(box=box.SQUARE, header_style="bold")
+        table.add_column("Step", overflow="fold")
+        for heading in ("Attempts", "p50", "p95", "Max", "CPU p95"):
+            table.add_column(heading, justify="right", no_wrap=True)
+        for step in slowest:
+            table.add_row(
+                clean(step.get("step", "")),
+                str(step.get("attempts", 0)),
+                *(_ms_text(step.get(k)) for k in ("p50_ms", "p95_ms", "max_ms", "cpu_p95_ms")),
+            )
+        lines.append(table)
+    failing = workflow.get("failing_steps") or []
+    if failing:
+        lines.append(Text("Most failing steps", style="bold"))
+        table = Table(box=box.SQUARE, header_style="bold")
+        table.add_column("Step", overflow="fold")
+        table.add_column("Failures", justify="right", no_wrap=True)
+        table.add_column("Attempts", justify="right", no_wrap=True)
+        table.add_column("Last error", overflow="fold", ratio=1)
+        for step in failing:
+            table.add_row(
+                clean(step.get("step", "")),
+                str(step.get("failures", 0)),
+                str(step.get("attempts", 0)),
+                Text(error_text(step.get("last_error") or "")),
+            )
+        lines.append(table)
+    return lines
+
+
+def print_stats(stats: dict[str, Any], window: str) -> None:
+    show(stats_view(stats, window))

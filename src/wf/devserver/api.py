@@ -32,6 +32,7 @@ from wf.devserver.envelope import (
 )
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
 from wf.devserver.state import ServerState
+from wf.durations import to_seconds
 from wf.engine import codec
 from wf.engine.controller import Controller, EncodedParams
 from wf.engine.cron import schedules_json
@@ -40,6 +41,7 @@ from wf.engine.flow import check_priority
 from wf.engine.limits import DEFAULT_LIMITS, MIB, Limits, check_identifier
 from wf.engine.model import InstanceRow, Status
 from wf.engine.retention import parse_retention
+from wf.engine.tracing import valid_traceparent
 from wf.errors import StoreUnavailable, ValidationError, WfError, quote
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ BATCH_ROOM = (
 MAX_PER_PAGE = 1000
 MAX_PAGE = 1_000_000_000  # keeps offsets within SQLite's integers
 DEFAULT_PER_PAGE = 25
+DEFAULT_STATS_WINDOW = "1h"
 TRIGGER_HEADER = "X-WF-Trigger"
 TRIGGERS = ("api", "cli")
 ACTIONS = ("pause", "resume", "terminate", "restart")
@@ -284,6 +287,12 @@ def _trigger(request: web.Request) -> str:
     return value
 
 
+def _traceparent(request: web.Request) -> str | None:
+    """The W3C trace context the request came with: stored with the instances it creates, so
+    their spans join the caller's trace (malformed: ignored, as the W3C spec says)."""
+    return valid_traceparent(request.headers.get("traceparent"))
+
+
 def _instance_item(body: Mapping[str, Any], where: str) -> dict[str, Any]:
     """``{"id"?, "params"?, "instance_retention"?, "priority"?}`` with Cloudflare's
     ``instance_id`` accepted for ``id``; retention durations are strings or (as Cloudflare's)
@@ -476,6 +485,17 @@ async def openapi_document(request: web.Request) -> web.Response:
     return web.Response(text=openapi.document_text(serve), content_type="application/json")
 
 
+async def get_stats(request: web.Request) -> web.Response:
+    """``wf stats``: a summary per workflow over the window ``since`` (default 1h)."""
+    engine = _reads(request)
+    since = request.query.get("since", DEFAULT_STATS_WINDOW)
+    try:
+        window = to_seconds(since, "since")
+    except ValidationError as exc:
+        raise bad_request(str(exc)) from None
+    return ok(await engine.stats(request.query.get("workflow") or None, window))
+
+
 async def list_workflows(request: web.Request) -> web.Response:
     engine = _reads(request)
     state = _state(request)
@@ -540,6 +560,7 @@ async def create_instance(request: web.Request) -> web.Response:
         trigger,
         item.get("retention"),
         item.get("priority"),
+        traceparent=_traceparent(request),
     )
     return ok(_created(engine, name, instance.id), status=201)
 
@@ -551,15 +572,18 @@ async def create_batch(request: web.Request) -> web.Response:
     text = _body_text(await read_body(request, MAX_BATCH_BODY, BATCH_ROOM))
     if text is None:
         raise bad_request('body must be a JSON array of {"id", "params"} objects, got nothing')
+    traceparent = _traceparent(request)
     if text.lstrip().startswith("{"):
-        return await _create_many(engine, name, text, trigger)
+        return await _create_many(engine, name, text, trigger, traceparent)
     items = _read_batch(text, engine.limits)
     del text  # up to 100 MiB: let it go before the instances are written
-    instances = await engine.create_batch(name, items, trigger)
+    instances = await engine.create_batch(name, items, trigger, traceparent)
     return ok([_created(engine, name, i.id) for i in instances], status=201)
 
 
-async def _create_many(engine: Controller, name: str, text: str, trigger: str) -> web.Response:
+async def _create_many(
+    engine: Controller, name: str, text: str, trigger: str, traceparent: str | None
+) -> web.Response:
     """The object form: ``{"count": N, "params"}`` or ``{"instances": [{"instance_id",
     "params", "instance_retention"}]}`` → ``{"created": [...], "errors": [...]}``."""
     try:
@@ -582,7 +606,7 @@ async def _create_many(engine: Controller, name: str, text: str, trigger: str) -
         request["retention"] = _instance_item(
             {"instance_retention": request.pop("instance_retention")}, "body"
         ).get("retention")
-    created, errors = await engine.create_many(name, request, trigger)
+    created, errors = await engine.create_many(name, request, trigger, traceparent)
     result = {"created": [_created(engine, name, i.id) for i in created], "errors": errors}
     return ok(result, status=201 if created else 200)
 
@@ -684,6 +708,7 @@ async def send_event(request: web.Request) -> web.Response:
 ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/health", health),
     ("GET", "/api/openapi.json", openapi_document),
+    ("GET", "/api/stats", get_stats),
     ("GET", "/api/workflows", list_workflows),
     ("GET", "/api/workflows/{name}", get_workflow),
     ("DELETE", "/api/workflows/{name}", delete_workflow),

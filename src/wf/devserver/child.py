@@ -22,7 +22,7 @@ from typing import Protocol
 
 from aiohttp import web
 
-from wf.devserver import handoff
+from wf.devserver import handoff, tracing
 from wf.devserver.database import engine_store, held_elsewhere
 from wf.devserver.reads import open_reader
 from wf.devserver.signals import stop_on_signals
@@ -180,6 +180,7 @@ def project_engine(
         settings=project.engine_settings(),
         version_id=project.version_id(),
         on_notice=on_notice,
+        tracer=tracing.from_environment(),
     )
 
 

@@ -271,6 +271,67 @@ _STREAM_SCHEMAS: dict[str, Schema] = {
 }
 
 
+_MS: Schema = _nullable({"type": "number", "minimum": 0})  # milliseconds; null: nothing measured
+# GET /api/stats (wf stats): a summary per workflow over a window.
+_STATS_SCHEMAS: dict[str, Schema] = {
+    "Stats": _object(
+        {
+            "since": ISO,
+            "until": ISO,
+            "window_seconds": {"type": "number"},
+            "workflows": {"type": "array", "items": _ref("WorkflowStats")},
+        }
+    ),
+    "WorkflowStats": _object(
+        {
+            "workflow": {"type": "string"},
+            "counts": _ref("InstanceCounts"),
+            "finished": _object(
+                {
+                    k: {"type": "integer", "minimum": 0}
+                    for k in ("total", "complete", "errored", "terminated")
+                }
+            ),
+            "throughput_per_minute": {"type": "number", "description": "finished per minute"},
+            "duration_ms": _object(
+                {"count": {"type": "integer"}, "p50_ms": _MS, "p95_ms": _MS, "p99_ms": _MS},
+                description="from creation to end, of the instances finished in the window",
+            ),
+            "attempts": _object(
+                {
+                    "total": {"type": "integer"},
+                    "failed": {"type": "integer"},
+                    "wall_ms": _MS,
+                    "cpu_ms": _MS | {"description": "null while CPU time is not recorded"},
+                }
+            ),
+            "slowest_steps": {"type": "array", "items": _ref("SlowStep"), "maxItems": 5},
+            "failing_steps": {"type": "array", "items": _ref("FailingStep"), "maxItems": 5},
+        },
+        description="counts: by status, the instances created, finished or unfinished in the "
+        "window",
+    ),
+    "SlowStep": _object(
+        {
+            "step": {"type": "string"},
+            "attempts": {"type": "integer"},
+            "p50_ms": _MS,
+            "p95_ms": _MS,
+            "max_ms": _MS,
+            "cpu_p95_ms": _MS,
+        }
+    ),
+    "FailingStep": _object(
+        {
+            "step": {"type": "string"},
+            "failures": {"type": "integer"},
+            "attempts": {"type": "integer"},
+            "last_error": _nullable(_ref("ErrorInfo")),
+            "last_failed": ISO,
+        }
+    ),
+}
+
 _SCHEMAS: dict[str, Schema] = {
     "Error": _object(
         {"code": {"type": "integer", "examples": [10200]}, "message": {"type": "string"}}
@@ -714,6 +775,7 @@ _SCHEMAS: dict[str, Schema] = {
     **_STREAM_SCHEMAS,
     "EventSent": _object({"type": {"type": "string"}, "instance_id": {"type": "string"}}),
     **_HISTORY_SCHEMAS,
+    **_STATS_SCHEMAS,
 }
 
 
@@ -844,6 +906,30 @@ _PARAMETERS: dict[str, Schema] = {
         "description": "oldest first (the default is newest first)",
         "schema": {"type": "boolean", "default": False},
     },
+    "traceparent": {
+        "name": "traceparent",
+        "in": "header",
+        "required": False,
+        "description": (
+            "W3C trace context of the caller: stored with the instances created, whose spans "
+            "(when the server traces, see README) join this trace; a malformed one is ignored"
+        ),
+        "schema": {"type": "string"},
+    },
+    "stats_workflow": {
+        "name": "workflow",
+        "in": "query",
+        "required": False,
+        "description": "only this workflow (default: every workflow)",
+        "schema": {"type": "string"},
+    },
+    "since": {
+        "name": "since",
+        "in": "query",
+        "required": False,
+        "description": 'the window: the last "1h", "30 minutes", "7d"… (default 1h)',
+        "schema": {"type": "string", "pattern": positive_text_pattern(), "default": "1h"},
+    },
     "trigger": {
         "name": "X-WF-Trigger",
         "in": "header",
@@ -889,6 +975,20 @@ _PATHS: dict[str, dict[str, Schema]] = {
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 **_errors(),
+            },
+        }
+    },
+    "/api/stats": {
+        "get": {
+            "operationId": "getStats",
+            "summary": (
+                "wf stats: per workflow over a window, counts by status, throughput, instance "
+                "duration percentiles, the slowest and the most failing steps"
+            ),
+            "parameters": [_param("stats_workflow"), _param("since")],
+            "responses": {
+                "200": _reply("the summary", _ref("Stats")),
+                **_errors("BadRequest", "NotFound", "ProjectBroken"),
             },
         }
     },
@@ -948,7 +1048,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
         "post": {
             "operationId": "createInstance",
             "summary": "Create (queue) an instance",
-            "parameters": [*_NAME, _param("trigger")],
+            "parameters": [*_NAME, _param("trigger"), _param("traceparent")],
             "requestBody": _json_body(_ref("NewInstance"), "id and params; an empty body is {}"),
             "responses": {
                 "201": _reply("the instance was queued", _ref("CreatedInstance")),
@@ -963,7 +1063,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
                 "Create up to 100 instances at once, each with up to 1 MiB of params; existing "
                 "ids are skipped; a refused batch creates nothing"
             ),
-            "parameters": [*_NAME, _param("trigger")],
+            "parameters": [*_NAME, _param("trigger"), _param("traceparent")],
             "requestBody": _json_body(
                 {
                     "oneOf": [

@@ -23,6 +23,7 @@ from wf.engine.model import InstanceRow, NewInstance, Status, Trigger
 from wf.engine.restarts import parse_from_step, restart_record
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
 from wf.engine.runner import Notice
+from wf.engine.stats import summarize
 from wf.engine.store.base import Store
 from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, WorkflowNotFound
 
@@ -153,6 +154,7 @@ class Controller:
         version: str,
         retention: Any = None,
         priority: Any = None,
+        traceparent: str | None = None,
     ) -> NewInstance:
         if instance_id is None:
             instance_id = str(uuid.uuid4())
@@ -177,6 +179,7 @@ class Controller:
             check_priority(priority),
             concurrency_key,
             rate_key,
+            traceparent,
         )
 
     async def create(
@@ -187,14 +190,16 @@ class Controller:
         trigger: str = Trigger.API.value,
         retention: Any = None,
         priority: Any = None,
+        traceparent: str | None = None,
     ) -> WorkflowInstance:
         """Create an instance; it is on disk when this returns. A duplicate id is an error (an
         id is taken until its instance is purged or deleted). ``retention``:
         ``{"success_retention", "error_retention"}`` durations, over the workflow's default.
-        ``priority``: a whole number, higher claimed first among ready instances (default 0)."""
+        ``priority``: a whole number, higher claimed first among ready instances (default 0).
+        ``traceparent``: the W3C trace context of the request creating it (for tracing)."""
         name = self.workflow(workflow)
         version = self.new_instance_version(name)
-        new = self._new(name, id, params, trigger, version, retention, priority)
+        new = self._new(name, id, params, trigger, version, retention, priority, traceparent)
         await self.store.create_instances([new], skip_existing=False)
         self.notifier.created(name, version)
         self._notice("queued", name, new.id, trigger=trigger)
@@ -236,6 +241,7 @@ class Controller:
         workflow: str,
         items: Sequence[Mapping[str, Any]],
         trigger: str = Trigger.API.value,
+        traceparent: str | None = None,
     ) -> list[WorkflowInstance]:
         """Create up to 100 instances in one commit. Ids that exist already are skipped and left
         out of the result, as Cloudflare does, so a batch can be retried safely."""
@@ -258,7 +264,7 @@ class Controller:
             unknown = set(item) - {"id", "params", "retention", "priority"}
             if unknown:
                 raise ValidationError(f"batch[{index}] has unknown key {sorted(unknown)[0]!r}")
-            one = self._new_item(name, item, trigger, version, f"batch[{index}]")
+            one = self._new_item(name, item, trigger, version, f"batch[{index}]", traceparent)
             if one.id not in seen:
                 seen.add(one.id)
                 new.append(one)
@@ -269,7 +275,13 @@ class Controller:
         return [WorkflowInstance(self, name, row.id) for row in rows]
 
     def _new_item(
-        self, name: str, item: Mapping[str, Any], trigger: str, version: str, where: str
+        self,
+        name: str,
+        item: Mapping[str, Any],
+        trigger: str,
+        version: str,
+        where: str,
+        traceparent: str | None = None,
     ) -> NewInstance:
         """One ``{"id", "params", "retention"}`` of a batch; its errors say where it is."""
         try:
@@ -281,6 +293,7 @@ class Controller:
                 version,
                 item.get("retention"),
                 item.get("priority"),
+                traceparent,
             )
         except ValidationError as exc:
             raise ValidationError(f"{where}: {exc}") from None
@@ -290,6 +303,7 @@ class Controller:
         workflow: str,
         request: Mapping[str, Any],
         trigger: str = Trigger.API.value,
+        traceparent: str | None = None,
     ) -> tuple[list[WorkflowInstance], list[dict[str, Any]]]:
         """``create_batch``'s object form: ``{"count": N, "params": ...}`` (N instances with new
         ids) or ``{"instances": [{"id", "params", "retention"}, ...]}``; up to 100 in one
@@ -303,7 +317,7 @@ class Controller:
         errors: list[dict[str, Any]] = []
         at: dict[str, int] = {}  # id → index of the instance that creates it
         for index, item in enumerate(items):
-            one = self._new_item(name, item, trigger, version, f"instances[{index}]")
+            one = self._new_item(name, item, trigger, version, f"instances[{index}]", traceparent)
             if one.id in at:
                 errors.append(_batch_error(index, one.id, "appears twice in the batch"))
                 continue
@@ -432,6 +446,17 @@ class Controller:
             since=since,
             until=until,
         )
+
+    async def stats(self, workflow: str | None, window: float) -> dict[str, Any]:
+        """``wf stats``: a summary of one workflow (or each) over the last ``window`` seconds
+        (see ``wf.engine.stats``)."""
+        names = [self.workflow(workflow)] if workflow is not None else self.workflow_names()
+        if not window > 0:
+            raise ValidationError(f"the window must be longer than zero, got {window!r} seconds")
+        now = self.clock.now()
+        since = max(0.0, now - window)  # "100 years" means since the epoch
+        rows = await self.store.read_stats(names, since)
+        return summarize(rows, names, since, now)
 
     # ---- controls -------------------------------------------------------------------------------
     async def pause(self, workflow: str, instance_id: str) -> InstanceRow:

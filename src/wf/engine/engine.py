@@ -25,6 +25,7 @@ from wf.engine.runner import Notice, StopCause
 from wf.engine.scheduler import Scheduler, Slots
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
+from wf.engine.tracing import Tracer
 from wf.engine.version import version_of_classes
 from wf.errors import ValidationError
 
@@ -120,7 +121,8 @@ class Engine(Controller):
     worker runs one version; ``wf dev`` runs every instance on the current code). ``owns_store``:
     this process owns the database, so it frees every claim on start and purges instances past
     retention (workers sharing a database leave both to their server). ``owner``: this process's
-    claim owner id. ``interceptor``: a test kit's hooks (``wf.testing``).
+    claim owner id. ``interceptor``: a test kit's hooks (``wf.testing``). ``tracer``: told of
+    every life and step attempt (``wf.server.tracing``); None, the default, traces nothing.
     """
 
     def __init__(
@@ -137,6 +139,7 @@ class Engine(Controller):
         owns_store: bool = True,
         owner: str | None = None,
         interceptor: Interceptor | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self.settings = settings or EngineSettings()
         self.settings.check()
@@ -160,6 +163,7 @@ class Engine(Controller):
         self.version_id = version_id or version_of_classes([s.cls for s in workflows])
         self.pinned = pinned
         self.interceptor = interceptor
+        self.tracer = tracer
         self.owns_store = owns_store
         self.threads = StepThreadPool()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)

@@ -273,6 +273,7 @@ class InstanceRow:
     error_retention: float | None = None  # seconds kept once errored or terminated
     restarted: str | None = None  # JSON of its latest restart (``RestartRecord``)
     rollback: str | None = None  # JSON: the rollback phase, once one began (see engine.rollback)
+    traceparent: str | None = None  # W3C trace context of the request that created it
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
@@ -312,6 +313,7 @@ class NewInstance:
     priority: int = 0  # higher is claimed first
     concurrency_key: str | None = None  # read from the params (wf.engine.flow)
     rate_key: str | None = None
+    traceparent: str | None = None  # W3C trace context of the request that creates it
 
 
 @dataclass(frozen=True)

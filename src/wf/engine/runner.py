@@ -40,6 +40,7 @@ from wf.engine.replay import Identities
 from wf.engine.rollback import Rollbacks, refuse_step, run_then_roll_back
 from wf.engine.store.base import PendingWrite, Store
 from wf.engine.threads import StepThreadPool
+from wf.engine.tracing import Tracer
 from wf.errors import EngineSignal, StoreError, error_info, exception_info
 
 if TYPE_CHECKING:
@@ -101,6 +102,7 @@ class Host(Protocol):
     observed: bool  # whether anyone listens to notices (so they are not built for nobody)
     scheduler: Scheduler
     interceptor: Interceptor | None  # a test kit's hooks (wf.testing); None in production
+    tracer: Tracer | None  # told of lives and attempts (wf.server.tracing); None: not tracing
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -193,6 +195,9 @@ class Life:
         self.shown = Status.RUNNING
         self.pause_requested = False
         self.ending: str | None = None
+        self.ended_as: str | None = None  # the instance's end, once this life wrote it
+        self.ended_error: ErrorInfo | None = None  # and its error
+        self.trace: object = None  # the tracer's handle for this life
         self.final_write: Any = None
         # Writes submitted and not awaited (see ``lazily``), checked at the next commit.
         self.lazy: list[PendingWrite] = []
@@ -459,6 +464,8 @@ async def run_life(host: Host, life: Life) -> None:
 
     row, spec = life.row, life.spec
     coro: Any = None
+    if host.tracer is not None:
+        life.trace = host.tracer.life_began(row, life.claim.fresh)
     try:
         if not life.claim.fresh:
             try:
@@ -510,6 +517,16 @@ async def run_life(host: Host, life: Life) -> None:
         if life.holds_slot:
             life.holds_slot = False
             host.slots.release()
+        if host.tracer is not None:
+            _trace_end(host.tracer, life)
+
+
+def _trace_end(tracer: Tracer, life: Life) -> None:
+    """Tell the tracer how the life ended: the instance's end, or why the life let go."""
+    reason = life.ended_as or life.ending or "stop"
+    if reason == "finished":  # run() ended but its end was not written: the claim was given back
+        reason = "released"
+    tracer.life_ended(life.trace, reason, life.ended_error)
 
 
 async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseException | None) -> None:
@@ -551,6 +568,8 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         life.final_write = life.store.release(life.pk, life.epoch)
         return
     if ok:
+        life.ended_as = status.value
+        life.ended_error = error
         if status is Status.TERMINATED:
             life.emit("terminated", source=life.row.termination)
         elif error:

@@ -49,6 +49,7 @@ from wf.engine.replay import (
 )
 from wf.engine.rollback import options as rollback_options
 from wf.engine.threads import Job
+from wf.engine.tracing import attempt_outcome
 from wf.errors import (
     EngineSignal,
     EscapedBaseException,
@@ -343,6 +344,8 @@ async def _attempt(
     """Run one attempt; its start is recorded before the body runs, its outcome durable before
     we return."""
     task = await life.begin_op()
+    tracer = life.host.tracer
+    traced: tuple[object, StepRecord, AttemptRecord] | None = None
     try:
         now = life.now()
         first = record is None or not record.attempts  # a rollback's record comes new
@@ -352,6 +355,8 @@ async def _attempt(
             record.config = config.to_json(resolved)
         attempt = AttemptRecord(number, now)
         record.attempts.append(attempt)
+        if tracer is not None:
+            traced = (tracer.attempt_began(life.trace, name, count, number), record, attempt)
         await life.commit(
             life.store.start_attempt(life.pk, life.epoch, record, attempt, first=first)
         )
@@ -426,6 +431,11 @@ async def _attempt(
         return record
     finally:
         life.end_op(task)
+        if traced is not None:
+            assert tracer is not None
+            span, traced_record, traced_attempt = traced
+            outcome = attempt_outcome(traced_record, traced_attempt)
+            tracer.attempt_ended(span, outcome, traced_attempt.error)
 
 
 async def _next_delay(

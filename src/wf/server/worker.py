@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, get_args
 
+from wf.devserver import tracing
 from wf.devserver.logs import configure
 from wf.devserver.signals import stop_on_signals
 from wf.engine.engine import Engine, EngineSettings, LocalNotifier, WorkflowSpec
@@ -122,6 +123,7 @@ def load(config: WorkerConfig) -> WorkerEngine:
         specs,
         vars={**project.vars, **config.secrets},
         settings=_settings(project, config),
+        tracer=tracing.from_environment(),
     )
 
 

@@ -32,6 +32,7 @@ from wf.engine.model import (
     StepState,
     VersionRow,
 )
+from wf.engine.store.stats_sql import StatsRows
 
 # A message between the processes sharing a database: (topic, payload). See ``ServerStore.publish``.
 Listener = Callable[[str, dict[str, Any]], None]
@@ -80,6 +81,11 @@ class Store(Protocol):
         ...
 
     async def count_statuses(self, workflow: str) -> dict[str, int]: ...
+
+    async def read_stats(self, workflows: Sequence[str], since: float) -> StatsRows:
+        """What ``wf stats`` summarises over the window from ``since`` (see
+        ``wf.engine.store.stats_sql``): status counts, finished instances, ended attempts."""
+        ...
 
     async def workflow_times(self, workflow: str) -> tuple[float | None, float | None]:
         """(oldest creation, latest modification) among a workflow's instances."""

@@ -260,6 +260,11 @@ MIGRATIONS: list[str] = [
     CREATE INDEX instances_queue ON instances (status, priority DESC, queued);
     CREATE INDEX instances_started ON instances (workflow, started) WHERE started IS NOT NULL;
     """,
+    # Tracing: the W3C trace context (traceparent) of the request that created an instance, so
+    # the spans of its lives join that request's trace.
+    """
+    ALTER TABLE instances ADD COLUMN traceparent TEXT;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

@@ -79,19 +79,20 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
         "pr": [n.priority for n in items],
         "ck": [n.concurrency_key for n in items],
         "rk": [n.rate_key for n in items],
+        "tp": [n.traceparent for n in items],
     }
     rows = (
         "n AS (SELECT * FROM unnest(%(w)s::text[], %(i)s::text[], %(p)s::text[], %(t)s::text[], "
         "%(v)s::text[], %(c)s::float8[], %(sr)s::float8[], %(er)s::float8[], %(pr)s::int[], "
-        "%(ck)s::text[], %(rk)s::text[]) WITH ORDINALITY "
-        "AS n(workflow, id, params, trigger, version_id, created, sr, er, pr, ck, rk, ord))"
+        "%(ck)s::text[], %(rk)s::text[], %(tp)s::text[]) WITH ORDINALITY "
+        "AS n(workflow, id, params, trigger, version_id, created, sr, er, pr, ck, rk, tp, ord))"
     )
     insert = (
         "INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
         "queued, modified, success_retention, error_retention, priority, concurrency_key, "
-        "rate_key) "
+        "rate_key, traceparent) "
         "SELECT workflow, id, 'queued', params, trigger, version_id, created, created, created, "
-        "sr, er, pr, ck, rk FROM n"
+        "sr, er, pr, ck, rk, tp FROM n"
     )
     if skip_existing:
         sql = (
@@ -143,6 +144,7 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
                             queued=item.created,
                             success_retention=item.success_retention,
                             error_retention=item.error_retention,
+                            traceparent=item.traceparent,
                         )
                     )
             return created

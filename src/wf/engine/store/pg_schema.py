@@ -210,6 +210,10 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX instances_started ON wf.instances (workflow, started) "
         "WHERE started IS NOT NULL",
     ],
+    # Tracing: the W3C trace context (traceparent) of the request that created an instance.
+    [
+        "ALTER TABLE wf.instances ADD COLUMN traceparent text",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

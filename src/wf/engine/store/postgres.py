@@ -41,6 +41,7 @@ from wf.engine.store import pg_controls as controls
 from wf.engine.store import pg_deploys as deploys
 from wf.engine.store import pg_runs as runs
 from wf.engine.store import pg_schedules as schedules
+from wf.engine.store import stats_sql
 from wf.engine.store.base import Listener
 from wf.engine.store.flow_sql import next_start_sql
 from wf.engine.store.listing import InstanceFilter, order_clause, where_clause
@@ -57,6 +58,7 @@ from wf.engine.store.pg_rows import (
 from wf.engine.store.pg_schema import migrate
 from wf.engine.store.pg_writer import Apply, Group, PgWriter
 from wf.engine.store.sqlite_rows import OWN_RETENTION_SQL, dump_error
+from wf.engine.store.stats_sql import StatsRows
 from wf.engine.store.urls import redact
 from wf.engine.store.writer import Pending
 from wf.errors import StoreError, StoreUnavailable
@@ -258,6 +260,16 @@ class PostgresStore:
                 counted = await total.fetchone()
                 found = await rows.fetchall()
             return [row_to_instance(r) for r in found], int(counted[0]) if counted else 0
+
+        return await self._read(read)
+
+    async def read_stats(self, workflows: Sequence[str], since: float) -> StatsRows:
+        async def read(conn: Conn) -> StatsRows:
+            found = []
+            for sql, args in stats_sql.queries("postgres", workflows, since):
+                cur = await conn.execute(sql, args)
+                found.append(await cur.fetchall())
+            return stats_sql.rows_of(found)
 
         return await self._read(read)
 

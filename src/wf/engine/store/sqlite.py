@@ -37,7 +37,7 @@ from wf.engine.model import (
 )
 from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_deploys as deploys
-from wf.engine.store import sqlite_file
+from wf.engine.store import sqlite_file, stats_sql
 from wf.engine.store import sqlite_runs as runs
 from wf.engine.store import sqlite_schedules as schedules
 from wf.engine.store.base import Listener
@@ -53,6 +53,7 @@ from wf.engine.store.sqlite_rows import (
     read_history,
     row_to_instance,
 )
+from wf.engine.store.stats_sql import StatsRows
 from wf.engine.store.writer import GroupCommitWriter, InlineWriter, Pending
 from wf.errors import StoreError
 
@@ -319,6 +320,16 @@ class SqliteStore:
                 (*args, limit, offset),
             ).fetchall()
             return [row_to_instance(r) for r in rows], total[0]
+
+        return await self._read(read)
+
+    async def read_stats(self, workflows: Sequence[str], since: float) -> StatsRows:
+        def read(conn: sqlite3.Connection) -> StatsRows:
+            found = [
+                conn.execute(sql, args).fetchall()
+                for sql, args in stats_sql.queries("sqlite", workflows, since)
+            ]
+            return stats_sql.rows_of(found)
 
         return await self._read(read)
 

@@ -80,7 +80,7 @@ def create_instances(
         cursor = conn.execute(
             "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
             "queued, modified, success_retention, error_retention, priority, concurrency_key, "
-            "rate_key) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rate_key, traceparent) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.workflow,
                 item.id,
@@ -95,6 +95,7 @@ def create_instances(
                 item.priority,
                 item.concurrency_key,
                 item.rate_key,
+                item.traceparent,
             ),
         )
         assert cursor.lastrowid is not None
@@ -112,6 +113,7 @@ def create_instances(
                 queued=item.created,
                 success_retention=item.success_retention,
                 error_retention=item.error_retention,
+                traceparent=item.traceparent,
             )
         )
     return created

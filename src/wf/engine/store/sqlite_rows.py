@@ -25,7 +25,7 @@ from wf.errors import InstanceNotFound, error_info
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
     "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes, "
-    "success_retention, error_retention, restarted, rollback"
+    "success_retention, error_retention, restarted, rollback, traceparent"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
 # The retention a finished instance set for the way it ended (NULL: the default applies).
@@ -78,6 +78,7 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         error_retention=row[22],
         restarted=row[23],
         rollback=row[24],
+        traceparent=row[25],
     )
 
 
