@@ -4,8 +4,10 @@ instance and redirect back, the Origin check on forms, and HTML escaping."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -17,6 +19,7 @@ from wf.dashboard.routes import install
 from wf.devserver.api import create_app
 from wf.devserver.state import ServerState
 from wf.engine import Engine
+from wf.engine.cron import Cron
 
 
 class Elements(HTMLParser):
@@ -178,6 +181,33 @@ async def test_an_action_changes_the_instance_and_redirects_back(
     resp = await ui.post("/w/napper/i/n1/terminate", allow_redirects=False)
     assert resp.status == 303
     await wait_status(engine, "napper", "n1", "terminated")
+
+
+async def test_a_cron_firings_instance_is_reachable_from_every_link(
+    ui: Client, engine: Engine
+) -> None:
+    """A firing's id holds its cron ("*/5 * * * *-<ms>"): each "/" in it must be escaped in the
+    links, the forms and the redirect after an action, or they name another path."""
+    cron = Cron.parse("*/5 * * * *")
+    await engine.create_scheduled("napper", cron, 1_700_000_100.0)
+    firing = cron.instance_id(1_700_000_100.0)
+    await wait_status(engine, "napper", firing, "waiting")
+    listed = await page(ui, "/w/napper")
+    (link,) = [a["href"] for a in listed.all("instance-link")]
+    assert link is not None and "/" not in link.removeprefix("/w/napper/i/"), link
+    shown = await page(ui, link)
+    assert shown.text("instance-id") == firing
+    resp = await ui.get(link)
+    forms = re.findall(r'<form method="post" action="([^"]+)"', await resp.text())
+    assert f"{link}/pause" in forms and f"{link}/restart-from" in forms, forms
+    origin = {"Origin": f"http://127.0.0.1:{PORT}"}
+    resp = await ui.post(f"{link}/pause", headers=origin, allow_redirects=False)
+    assert resp.status == 303
+    where, _, query = resp.headers["Location"].partition("?")
+    escaped = where.removeprefix("/w/napper/i/")
+    assert "/" not in escaped and unquote(escaped) == firing and query == "done=pause", where
+    await wait_status(engine, "napper", firing, "paused")
+    assert (await page(ui, resp.headers["Location"])).text("fact-status") == "paused"
 
 
 async def test_a_refused_action_says_why_on_the_page(ui: Client, engine: Engine) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -50,7 +50,8 @@ ACTIONS = ("pause", "resume", "terminate", "restart")
 
 
 def _back(name: str, instance_id: str, done: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/w/{name}/i/{instance_id}?{urlencode({'done': done})}")
+    where = f"/w/{quote(name, safe='')}/i/{quote(instance_id, safe='')}"
+    return web.HTTPSeeOther(f"{where}?{urlencode({'done': done})}")
 
 
 async def action(request: web.Request) -> web.StreamResponse:
