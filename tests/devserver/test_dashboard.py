@@ -225,6 +225,11 @@ async def test_the_event_form_sends_a_json_payload(ui: Client, engine: Engine) -
     bad = await ui.post("/w/approval/i/a1/events", data={"type": "approve", "payload": "{oops"})
     assert bad.status == 400
     assert "payload is not valid JSON" in Elements(await bad.text()).text("action-error")
+    deep = await ui.post(
+        "/w/approval/i/a1/events", data={"type": "approve", "payload": "[" * 100_000}
+    )
+    assert deep.status == 400  # Python's JSON parser gives up: a page that says so, not a 500
+    assert "nested too deeply" in Elements(await deep.text()).text("action-error")
     resp = await ui.post(
         "/w/approval/i/a1/events",
         data={"type": "approve", "payload": '{"by": "ana"}'},

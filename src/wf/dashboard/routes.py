@@ -84,6 +84,8 @@ async def send_event(request: web.Request) -> web.StreamResponse:
         payload = json.loads(text) if text else None
     except ValueError as exc:
         return await instance_page(request, f"payload is not valid JSON: {exc}", 400)
+    except RecursionError:
+        return await instance_page(request, "payload is not usable JSON: nested too deeply", 400)
     try:
         await _engine(request).send_event(name, instance_id, event_type, payload)
     except (WfError, ApiError) as exc:
