@@ -263,6 +263,18 @@ async def test_values_from_a_workflow_are_escaped(ui: Client, engine: Engine) ->
     assert '"x": "<script>alert(1)</script>"' in Elements(html).text("instance-params")
 
 
+async def test_wf_dev_pages_refuse_to_be_framed(ui: Client, engine: Engine) -> None:
+    """Another site could frame a page and trick a click on Terminate: the form's POST would
+    come from the framed page itself, so the Origin check passes. No page may be framed."""
+    await engine.create("napper", "n1")
+    await wait_status(engine, "napper", "n1", "waiting")
+    for path, status in (("/", 200), ("/w/napper", 200), ("/w/napper/i/n1", 200), ("/w/x", 404)):
+        resp = await ui.get(path)
+        assert resp.status == status, path
+        assert resp.headers.get("X-Frame-Options") == "DENY", path
+        assert "frame-ancestors 'none'" in resp.headers.get("Content-Security-Policy", ""), path
+
+
 async def test_static_files_are_versioned_and_cached_long(ui: Client) -> None:
     html = await (await ui.get("/")).text()
     base = f"/ui/static/{wf.__version__}"
