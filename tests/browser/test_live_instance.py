@@ -74,3 +74,24 @@ def test_download_history_gives_the_replay_file(page: Page, instances: Instances
     assert (history["workflow"], history["id"]) == (WORKFLOW_NAME, "downloaded")
     names = [step["name"] for step in history["steps"]]
     assert names == ["prepare", "approval", "settle", "finish"]
+
+
+def test_what_the_user_opened_stays_open_across_live_refreshes(
+    page: Page, instances: Instances
+) -> None:
+    """The live region is replaced on each event: a step's output the user opened (or a failed
+    step's attempts they closed) must stay as they left it."""
+    instances.waiting("kept-open")
+    page.goto(f"/w/{WORKFLOW_NAME}/i/kept-open")
+    output = page.locator('details:has([data-testid="step-output"])').first
+    output.locator("summary").click()
+    expect(output).to_have_attribute("open", "")
+    page.evaluate(
+        """() => { window.__swaps = 0;
+        document.addEventListener("htmx:afterSwap", () => { window.__swaps += 1 }) }"""
+    )
+    instances.approve("kept-open")
+    expect(page.get_by_test_id("fact-status")).to_have_text("complete", timeout=LIVE_TIMEOUT_MS)
+    assert page.evaluate("() => window.__swaps") > 0, "no live refresh happened"
+    output = page.locator('details:has([data-testid="step-output"])').first
+    expect(output).to_have_attribute("open", "")

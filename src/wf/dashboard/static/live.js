@@ -9,6 +9,7 @@
   var DEBOUNCE_MS = 150;
   var LIVE = "#instance-live";
   var FORMS = "[data-live-form]";
+  var DETAILS = LIVE + " details[id]";
 
   function inUse(form) {
     return form.dataset.touched === "true" || form.contains(document.activeElement);
@@ -60,9 +61,23 @@
     var form = event.target.closest && event.target.closest(FORMS);
     if (form) form.dataset.touched = "true";
   });
+  // What the user opened or closed (a step's output, its attempts) stays so after a refresh.
+  var opened = {};
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (!event.detail.target || !event.detail.target.matches(LIVE)) return;
+    document.querySelectorAll(DETAILS).forEach(function (details) {
+      if (Object.prototype.hasOwnProperty.call(opened, details.id)) {
+        details.open = opened[details.id];
+      }
+    });
+  });
   document.addEventListener("htmx:beforeSwap", function (event) {
     var detail = event.detail;
     if (!detail.target || !detail.target.matches(LIVE) || !detail.shouldSwap) return;
+    opened = {};
+    document.querySelectorAll(DETAILS).forEach(function (details) {
+      opened[details.id] = details.open;
+    });
     document.querySelectorAll(FORMS).forEach(function (form) {
       if (form.id && !inUse(form)) {
         window.htmx.swap(form, detail.serverResponse, { swapStyle: "outerHTML" }, {
