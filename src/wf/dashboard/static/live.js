@@ -23,15 +23,33 @@
     var timer = null;
     var source = new EventSource(url);
 
+    // One refresh at a time, and one more after it for what came meanwhile: htmx would queue
+    // it on the element the first one replaces, and then drop it (its source is gone).
+    var busy = false;
+    var again = false;
+    function refreshed() {
+      busy = false;
+      if (again) {
+        again = false;
+        soon();
+      }
+    }
     function refresh() {
       timer = null;
+      if (busy) {
+        again = true;
+        return;
+      }
       if (!document.querySelector(LIVE)) return;
-      window.htmx.ajax("GET", window.location.href, {
-        source: LIVE,
-        target: LIVE,
-        select: LIVE,
-        swap: "outerHTML",
-      });
+      busy = true;
+      window.htmx
+        .ajax("GET", window.location.href, {
+          source: LIVE,
+          target: LIVE,
+          select: LIVE,
+          swap: "outerHTML",
+        })
+        .then(refreshed, refreshed);
     }
     function soon() {
       if (timer === null) timer = window.setTimeout(refresh, DEBOUNCE_MS);
