@@ -94,5 +94,9 @@ class Instances:
         self.wait_for(instance_id, "waiting")
         return instance_id
 
+    def status_change(self, instance_id: str, action: str) -> None:
+        """pause, resume, terminate or restart."""
+        api(self.url, f"{self.base}/{instance_id}/status", "PATCH", {"status": action})
+
     def approve(self, instance_id: str, payload: Any = True) -> None:
         api(self.url, f"{self.base}/{instance_id}/events/approval", "POST", payload)

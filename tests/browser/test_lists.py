@@ -82,3 +82,21 @@ def test_keyboard_shortcuts(page: Page, instances: Instances, dev: DevServer) ->
     page.keyboard.press("j")
     page.keyboard.press("Enter")
     expect(page).to_have_url(re.compile(rf"/w/{WORKFLOW_NAME}/i/{first}$"))
+
+
+def test_keyboard_focus_survives_the_live_refresh(page: Page, instances: Instances) -> None:
+    """The list's live region is replaced every 2 s: a keyboard user on a row's checkbox must
+    stay there, not be thrown back to the top of the page."""
+    instances.waiting("focus-1")
+    page.goto(LIST)
+    box = row(page, "focus-1").get_by_test_id("select-row")
+    box.focus()
+    page.evaluate(
+        """() => { window.__swaps = 0;
+        document.addEventListener("htmx:afterSwap", () => { window.__swaps += 1 }) }"""
+    )
+    page.wait_for_function("() => window.__swaps >= 2", timeout=LIVE_TIMEOUT_MS)
+    focused = page.evaluate(
+        "() => [document.activeElement.dataset.testid, document.activeElement.value]"
+    )
+    assert focused == ["select-row", "focus-1"]

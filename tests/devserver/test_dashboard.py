@@ -4,8 +4,10 @@ instance and redirect back, the Origin check on forms, and HTML escaping."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 import pytest
 from pytest_aiohttp import AiohttpClient
@@ -17,6 +19,7 @@ from wf.dashboard.routes import install
 from wf.devserver.api import create_app
 from wf.devserver.state import ServerState
 from wf.engine import Engine
+from wf.engine.cron import Cron
 
 
 class Elements(HTMLParser):
@@ -180,6 +183,33 @@ async def test_an_action_changes_the_instance_and_redirects_back(
     await wait_status(engine, "napper", "n1", "terminated")
 
 
+async def test_a_cron_firings_instance_is_reachable_from_every_link(
+    ui: Client, engine: Engine
+) -> None:
+    """A firing's id holds its cron ("*/5 * * * *-<ms>"): each "/" in it must be escaped in the
+    links, the forms and the redirect after an action, or they name another path."""
+    cron = Cron.parse("*/5 * * * *")
+    await engine.create_scheduled("napper", cron, 1_700_000_100.0)
+    firing = cron.instance_id(1_700_000_100.0)
+    await wait_status(engine, "napper", firing, "waiting")
+    listed = await page(ui, "/w/napper")
+    (link,) = [a["href"] for a in listed.all("instance-link")]
+    assert link is not None and "/" not in link.removeprefix("/w/napper/i/"), link
+    shown = await page(ui, link)
+    assert shown.text("instance-id") == firing
+    resp = await ui.get(link)
+    forms = re.findall(r'<form method="post" action="([^"]+)"', await resp.text())
+    assert f"{link}/pause" in forms and f"{link}/restart-from" in forms, forms
+    origin = {"Origin": f"http://127.0.0.1:{PORT}"}
+    resp = await ui.post(f"{link}/pause", headers=origin, allow_redirects=False)
+    assert resp.status == 303
+    where, _, query = resp.headers["Location"].partition("?")
+    escaped = where.removeprefix("/w/napper/i/")
+    assert "/" not in escaped and unquote(escaped) == firing and query == "done=pause", where
+    await wait_status(engine, "napper", firing, "paused")
+    assert (await page(ui, resp.headers["Location"])).text("fact-status") == "paused"
+
+
 async def test_a_refused_action_says_why_on_the_page(ui: Client, engine: Engine) -> None:
     await engine.create("quick", "q1")
     await wait_status(engine, "quick", "q1", "complete")
@@ -195,6 +225,11 @@ async def test_the_event_form_sends_a_json_payload(ui: Client, engine: Engine) -
     bad = await ui.post("/w/approval/i/a1/events", data={"type": "approve", "payload": "{oops"})
     assert bad.status == 400
     assert "payload is not valid JSON" in Elements(await bad.text()).text("action-error")
+    deep = await ui.post(
+        "/w/approval/i/a1/events", data={"type": "approve", "payload": "[" * 100_000}
+    )
+    assert deep.status == 400  # Python's JSON parser gives up: a page that says so, not a 500
+    assert "nested too deeply" in Elements(await deep.text()).text("action-error")
     resp = await ui.post(
         "/w/approval/i/a1/events",
         data={"type": "approve", "payload": '{"by": "ana"}'},
@@ -226,6 +261,18 @@ async def test_values_from_a_workflow_are_escaped(ui: Client, engine: Engine) ->
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "<script>alert" not in html
     assert '"x": "<script>alert(1)</script>"' in Elements(html).text("instance-params")
+
+
+async def test_wf_dev_pages_refuse_to_be_framed(ui: Client, engine: Engine) -> None:
+    """Another site could frame a page and trick a click on Terminate: the form's POST would
+    come from the framed page itself, so the Origin check passes. No page may be framed."""
+    await engine.create("napper", "n1")
+    await wait_status(engine, "napper", "n1", "waiting")
+    for path, status in (("/", 200), ("/w/napper", 200), ("/w/napper/i/n1", 200), ("/w/x", 404)):
+        resp = await ui.get(path)
+        assert resp.status == status, path
+        assert resp.headers.get("X-Frame-Options") == "DENY", path
+        assert "frame-ancestors 'none'" in resp.headers.get("Content-Security-Policy", ""), path
 
 
 async def test_static_files_are_versioned_and_cached_long(ui: Client) -> None:

@@ -406,6 +406,9 @@ async def test_restart_from_with_bad_json_or_an_unknown_step_restarts_nothing(
     assert elements.text("restart-from-params") == '{"n": 5'  # kept, to be fixed
     chosen = [o for o in (await bad.text()).split("<option") if "selected" in o]
     assert len(chosen) == 1 and 'value="do:1:two"' in chosen[0]
+    deep = await ui.post("/w/pair/i/p1/restart-from", data={"from": "", "params": "[" * 100_000})
+    assert deep.status == 400  # Python's JSON parser gives up: a page that says so, not a 500
+    assert "nested too deeply" in Elements(await deep.text()).text("action-error")
 
     for choice, code, words in (
         ("do:1:nope", 409, 'Step "nope" not found'),  # as the REST API answers it

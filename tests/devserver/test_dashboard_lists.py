@@ -230,6 +230,10 @@ async def test_the_created_range_filters_and_is_shown_again_in_its_inputs(
         ("since=2024-05-01T10:00&until=2024-05-01T09:59", "the created range is empty"),
         ("status=sleepy", 'unknown status "sleepy"'),
         ("q=" + "x" * 300, "the id search is 300 characters"),
+        # The ends of the calendar: no time past them to stand for (was a 500).
+        ("until=9999-12-31", "until is out of range"),
+        ("since=9999-12-31T23:59:59.999999", "since is out of range"),
+        ("since=0001-01-01", "since is out of range"),
     ],
 )
 async def test_a_bad_filter_is_a_400_page_that_says_why(ui: Client, query: str, said: str) -> None:

@@ -20,6 +20,7 @@ from wf.errors import StoreError, WfError
 
 MAX_IDS = 1000
 FORM_ROOM = 16  # fields beside the ids (action, csrf)
+FORM_FIELDS = MAX_IDS + FORM_ROOM  # the most fields a dashboard form may send
 TOO_MANY = f"a bulk action takes at most {MAX_IDS} instances"
 LISTED = 20  # refusals named in the sentence; the rest are counted
 PAST = {"pause": "paused", "resume": "resumed", "terminate": "terminated", "restart": "restarted"}
@@ -48,8 +49,11 @@ def summary(action: str, done: int, asked: int, refused: list[tuple[str, str]]) 
 
 async def bulk_action(request: web.Request) -> web.StreamResponse:
     try:
-        # aiohttp reads at most 1,000 form fields by default: room for the ids and the rest.
-        form = await request.clone(client_max_fields=MAX_IDS + FORM_ROOM).post()
+        # aiohttp reads at most 1,000 form fields by default: room for the ids and the rest
+        # (wf serve's guard has read the form already, for its CSRF field, with that room).
+        if request.client_max_fields < FORM_FIELDS:
+            request = request.clone(client_max_fields=FORM_FIELDS)
+        form = await request.post()
     except web.HTTPRequestEntityTooLarge:
         return error_page(ApiError(400, BAD_REQUEST, TOO_MANY))
     action = str(form.get("action", ""))

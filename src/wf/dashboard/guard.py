@@ -14,6 +14,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from wf.dashboard.bulk import FORM_FIELDS
 from wf.dashboard.render import csrf_token, page
 from wf.dashboard.routes import STATIC_PREFIX
 from wf.devserver.security import SAFE_METHODS, is_api_path, same_origin
@@ -76,7 +77,17 @@ def guard_middleware(state: ServerState, sessions: Sessions) -> Middleware:
                 )
             given: object = request.headers.get(CSRF_HEADER)
             if given is None:
-                given = (await request.post()).get(CSRF_FIELD)
+                # Read once, as the bulk form needs it (a request read cannot be cloned): the
+                # handler gets this request, its form already parsed.
+                request = request.clone(client_max_fields=FORM_FIELDS)
+                try:
+                    given = (await request.post()).get(CSRF_FIELD)
+                except web.HTTPRequestEntityTooLarge:
+                    return refused(
+                        f"Refused: this form is larger than any of the dashboard's (at most "
+                        f"{FORM_FIELDS} fields). Nothing was done.",
+                        413,
+                    )
             if not sessions.csrf_ok(session, given):
                 return refused(
                     "Refused: the form's CSRF token is missing or wrong (a page from before a "

@@ -160,6 +160,9 @@ async def restart_from(request: web.Request) -> web.StreamResponse:
     except ValueError as exc:
         message = f"params are not valid JSON: {exc}; nothing was restarted"
         return await instance_page(request, message, 400, kept)
+    except RecursionError:
+        message = "params are not usable JSON: nested too deeply; nothing was restarted"
+        return await instance_page(request, message, 400, kept)
     try:
         engine = _engine(request)
         from_step = parse_choice(chosen)

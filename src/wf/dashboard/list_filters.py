@@ -56,7 +56,12 @@ def parse_time(raw: str, name: str, *, end: bool) -> float | None:
         step = timedelta(minutes=1)
     else:
         step = timedelta(days=1)
-    return (moment + step if end else moment).timestamp()
+    try:
+        seconds = (moment + step if end else moment).timestamp()
+        datetime.fromtimestamp(seconds, timezone.utc)  # the page shows it again
+    except (OverflowError, ValueError):  # the calendar's ends (years 1 and 9999)
+        raise _bad(f'{name} is out of range ("{text[:40]}")') from None
+    return seconds
 
 
 def input_value(seconds: float | None, *, end: bool) -> str:

@@ -11,6 +11,7 @@ from contextvars import ContextVar
 from datetime import datetime
 from functools import cache
 from typing import Any
+from urllib.parse import quote
 
 from jinja2 import Environment, PackageLoader
 from markupsafe import Markup, escape
@@ -41,6 +42,12 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, default=str)
 
 
+def segment(value: object) -> str:
+    """A value as one segment of a URL path: unlike Jinja's ``urlencode``, "/" is escaped too (a
+    cron firing's instance id holds its cron: ``*/5 * * * *-1700000100000``)."""
+    return quote(str(value), safe="")
+
+
 def _parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
@@ -68,6 +75,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["pretty_json"] = pretty_json
+    env.filters["segment"] = segment
     env.globals["duration"] = duration
     env.globals["iso"] = iso
     env.globals["csrf_field"] = csrf_field

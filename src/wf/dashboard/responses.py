@@ -8,9 +8,15 @@ from wf.dashboard.render import page
 from wf.devserver.envelope import ApiError, from_wf_error
 from wf.errors import WfError
 
+# No page may be framed by another site (on wf dev too): a framed page's forms post from the
+# page itself, so the Origin check would not stop a click tricked onto "Terminate".
+NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+
 
 def html(text: str, status: int = 200) -> web.Response:
-    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+    return web.Response(
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=NO_FRAMING
+    )
 
 
 def error_page(exc: WfError | ApiError) -> web.Response:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from importlib import resources
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -50,7 +50,8 @@ ACTIONS = ("pause", "resume", "terminate", "restart")
 
 
 def _back(name: str, instance_id: str, done: str) -> web.HTTPSeeOther:
-    return web.HTTPSeeOther(f"/w/{name}/i/{instance_id}?{urlencode({'done': done})}")
+    where = f"/w/{quote(name, safe='')}/i/{quote(instance_id, safe='')}"
+    return web.HTTPSeeOther(f"{where}?{urlencode({'done': done})}")
 
 
 async def action(request: web.Request) -> web.StreamResponse:
@@ -83,6 +84,8 @@ async def send_event(request: web.Request) -> web.StreamResponse:
         payload = json.loads(text) if text else None
     except ValueError as exc:
         return await instance_page(request, f"payload is not valid JSON: {exc}", 400)
+    except RecursionError:
+        return await instance_page(request, "payload is not usable JSON: nested too deeply", 400)
     try:
         await _engine(request).send_event(name, instance_id, event_type, payload)
     except (WfError, ApiError) as exc:

@@ -9,6 +9,7 @@
   var DEBOUNCE_MS = 150;
   var LIVE = "#instance-live";
   var FORMS = "[data-live-form]";
+  var DETAILS = LIVE + " details[id]";
 
   function inUse(form) {
     return form.dataset.touched === "true" || form.contains(document.activeElement);
@@ -22,15 +23,33 @@
     var timer = null;
     var source = new EventSource(url);
 
+    // One refresh at a time, and one more after it for what came meanwhile: htmx would queue
+    // it on the element the first one replaces, and then drop it (its source is gone).
+    var busy = false;
+    var again = false;
+    function refreshed() {
+      busy = false;
+      if (again) {
+        again = false;
+        soon();
+      }
+    }
     function refresh() {
       timer = null;
+      if (busy) {
+        again = true;
+        return;
+      }
       if (!document.querySelector(LIVE)) return;
-      window.htmx.ajax("GET", window.location.href, {
-        source: LIVE,
-        target: LIVE,
-        select: LIVE,
-        swap: "outerHTML",
-      });
+      busy = true;
+      window.htmx
+        .ajax("GET", window.location.href, {
+          source: LIVE,
+          target: LIVE,
+          select: LIVE,
+          swap: "outerHTML",
+        })
+        .then(refreshed, refreshed);
     }
     function soon() {
       if (timer === null) timer = window.setTimeout(refresh, DEBOUNCE_MS);
@@ -60,9 +79,23 @@
     var form = event.target.closest && event.target.closest(FORMS);
     if (form) form.dataset.touched = "true";
   });
+  // What the user opened or closed (a step's output, its attempts) stays so after a refresh.
+  var opened = {};
+  document.addEventListener("htmx:afterSwap", function (event) {
+    if (!event.detail.target || !event.detail.target.matches(LIVE)) return;
+    document.querySelectorAll(DETAILS).forEach(function (details) {
+      if (Object.prototype.hasOwnProperty.call(opened, details.id)) {
+        details.open = opened[details.id];
+      }
+    });
+  });
   document.addEventListener("htmx:beforeSwap", function (event) {
     var detail = event.detail;
     if (!detail.target || !detail.target.matches(LIVE) || !detail.shouldSwap) return;
+    opened = {};
+    document.querySelectorAll(DETAILS).forEach(function (details) {
+      opened[details.id] = details.open;
+    });
     document.querySelectorAll(FORMS).forEach(function (form) {
       if (form.id && !inUse(form)) {
         window.htmx.swap(form, detail.serverResponse, { swapStyle: "outerHTML" }, {
