@@ -224,3 +224,16 @@ async def _link_when_created(engine: Any, parent_id: str) -> dict[str, Any]:
             return found
         await asyncio.sleep(0.01)
     pytest.fail("the child was never created")
+
+
+async def test_the_test_kit_replays_a_parent_from_its_history(harness: Harness) -> None:
+    from wf.testing import History, replay
+
+    engine = await harness.start(specs())
+    await engine.create("parent", "p1", {"child": {"n": 4}})
+    await wait_status(engine, "parent", "p1")
+    exported = await engine.history("parent", "p1")
+    (child_step,) = [s for s in exported["steps"] if s["kind"] == "child"]
+    assert child_step["config"]["workflow"] == "child"
+    result = await replay(Parent, History.from_json(exported))
+    assert result.complete and result.output == {"child": {"doubled": 8}, "after": "after"}
