@@ -199,7 +199,7 @@ async def test_the_page_script_and_styles_are_served(ui: Client) -> None:
     script = await ui.get(f"{base}/live.js")
     assert script.status == 200 and script.content_type == "text/javascript"
     text = await script.text()
-    assert "new EventSource(" in text and "#instance-live" in text and "htmx.ajax" in text
+    assert "new EventSource(" in text and "#instance-live" in text and ".ajax(" in text
     css = await ui.get(f"{base}/instance.css")
     assert css.status == 200 and css.content_type == "text/css"
 

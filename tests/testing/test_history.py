@@ -152,7 +152,7 @@ BAD_FILES: list[tuple[str, str | bytes, str]] = [
     (
         "bad kind",
         changed(lambda d: d["steps"][0].update(kind="run")),
-        'steps[0].kind must be one of do, sleep, wait, rollback, got "run"',
+        'steps[0].kind must be one of do, sleep, wait, rollback, child, got "run"',
     ),
     (
         "count text",

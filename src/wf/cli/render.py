@@ -63,6 +63,7 @@ STEP_TYPE_LABELS = {
     "waitForEvent": "👀 Waiting for event",
     "termination": "🚫 Termination",
     "rollback": "↩️ Rollback",
+    "runWorkflow": "🧩 Child workflow",
 }
 UNKNOWN = "❓ Unknown"
 
@@ -233,6 +234,11 @@ def _json_text(value: Any) -> str:
         return str(value)
 
 
+def _instance_link(link: dict[str, Any]) -> str:
+    """``workflow/id`` of a parent or a child, as ``wf instances describe`` takes them."""
+    return f"{clean(str(link.get('workflow')))} {clean(str(link.get('id')))}"
+
+
 def truncate_output(text: str, limit: int) -> str:
     return text[: max(limit, 0)] + TRUNCATED if len(text) > limit else text
 
@@ -245,6 +251,7 @@ def last_successful_step(details: dict[str, Any]) -> str | None:
             (kind == "step" and step.get("success") is True)
             or (kind == "sleep" and step.get("end") is not None)
             or (kind == "waitForEvent" and step.get("finished") and not step.get("error"))
+            or (kind == "runWorkflow" and step.get("success") is True)
         ):
             found = step.get("name")
     return clean(found) if found is not None else None
@@ -300,6 +307,11 @@ def _restart_and_retention_rows(
             text += " from the beginning"
         text += ", with new params" if restarted.get("new_params") else ", same params"
         rows.append(("Restarted", text))
+    parent = details.get("parent")
+    if isinstance(parent, dict):
+        rows.append(
+            ("Parent", _instance_link(parent) + f" (step {clean(str(parent.get('step')))})")
+        )
     retention = details.get("retention")
     if isinstance(retention, dict):
         sides = [
@@ -366,6 +378,11 @@ def _step_rows(
         wake = parse_time(step.get("wake_at"))
         if wake is not None and not step.get("finished") and not ended:
             rows.append(("Wakes At", f"{format_date(wake, tz)} ({_relative(wake, now)})"))
+    elif kind == "runWorkflow":
+        child = step.get("child")
+        if isinstance(child, dict) and child.get("id"):
+            rows.append(("Child", _instance_link(child)))
+        rows.append(("Success", success_label(step.get("success"))))
     elif kind == "waitForEvent":
         if step.get("event_type"):
             rows.append(("Event Type", clean(step["event_type"])))
@@ -374,7 +391,7 @@ def _step_rows(
             rows.append(
                 ("Times Out At", f"{format_date(deadline, tz)} ({_relative(deadline, now)})")
             )
-    if kind in ("step", "waitForEvent") and step_output and _has_output(step):
+    if kind in ("step", "waitForEvent", "runWorkflow") and step_output and _has_output(step):
         text = truncate_output(clean(_json_text(step.get("output"))), limit)
         rows.append(("Output", text))
     error = step.get("error")
@@ -611,7 +628,11 @@ class Timeline:
                     name = error.get("name") if isinstance(error, dict) else error
                     mark, status = "wait_failed", Text(f"✗ {clean(name)}", "red")
                 elif step.get("finished"):
-                    mark, status = "wait", Text(f"✓ event after {took}", "green")
+                    what = "child" if kind == "runWorkflow" else "event"
+                    mark, status = "wait", Text(f"✓ {what} after {took}", "green")
+                elif kind == "runWorkflow":
+                    word = "unfinished" if ended else "for its child"
+                    mark, status = "waiting", Text(f"… {word}", "yellow")
                 else:
                     event = clean(step.get("event_type") or "event")
                     word = "unfinished" if ended else f'for "{event}"'

@@ -180,7 +180,11 @@ class _Builder:
                 name = error.get("name") if isinstance(error, dict) else error
                 mark, status, tone = "wait_failed", f"✗ {name}", "bad"
             elif step.get("finished"):
-                mark, status, tone = "wait", f"✓ event after {took}", "ok"
+                what = "child" if kind == "runWorkflow" else "event"
+                mark, status, tone = "wait", f"✓ {what} after {took}", "ok"
+            elif kind == "runWorkflow":
+                word = "unfinished" if self.ended else "for its child"
+                mark, status, tone = "waiting", f"… {word}", "pending"
             else:
                 event = step.get("event_type") or "event"
                 word = "unfinished" if self.ended else f'for "{event}"'

@@ -216,7 +216,7 @@ _STEP_NAME: Schema = {
     "type": "string",
     "description": 'the step as the details name it, "charge-1"',
 }
-_STEP_TYPE: Schema = {"enum": ["step", "sleep", "waitForEvent", "rollback"]}
+_STEP_TYPE: Schema = {"enum": ["step", "sleep", "waitForEvent", "rollback", "runWorkflow"]}
 _STREAM_SCHEMAS: dict[str, Schema] = {
     "StreamStep": _object(
         {
@@ -433,7 +433,11 @@ _SCHEMAS: dict[str, Schema] = {
     "InstanceTrigger": _object(
         {
             "source": _ref("Trigger"),
-            "via": {"const": "cli", "description": "wf's CLI asked (an api call to Cloudflare)"},
+            "via": {
+                "enum": ["cli", "parent"],
+                "description": "wf's CLI asked (an api call to Cloudflare), or a parent "
+                "workflow's step.run_workflow (or the parent's termination)",
+            },
         },
         required=["source"],
     ),
@@ -487,7 +491,10 @@ _SCHEMAS: dict[str, Schema] = {
         {
             "name": {"type": "string", "minLength": 1, "maxLength": 256},
             "count": {"type": "integer", "minimum": 1, "description": "1-based; default 1"},
-            "type": {"enum": ["do", "sleep", "waitForEvent"], "description": "default do"},
+            "type": {
+                "enum": ["do", "sleep", "waitForEvent", "runWorkflow"],
+                "description": "default do",
+            },
         },
         required=["name"],
         additionalProperties=False,
@@ -672,6 +679,24 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=["type", "name", "start", "end", "finished", "error", "output", "event_type"],
     ),
+    "StepRunWorkflow": _object(
+        {
+            "type": {"const": "runWorkflow"},
+            "name": {"type": "string"},
+            "start": ISO,
+            "end": _nullable(ISO),
+            "finished": {"type": "boolean"},
+            "success": _nullable({"type": "boolean"}),
+            "error": _nullable(_ref("ErrorInfo")),
+            "output": ANY,
+            "child": _object(
+                {"workflow": {"type": "string"}, "id": _nullable({"type": "string"})},
+                description="the child instance (id null when it could not be created)",
+            ),
+        },
+        required=["type", "name", "start", "end", "finished", "success", "error", "child"],
+        description="wf only: step.run_workflow, a child instance waited for",
+    ),
     "StepTermination": _object(
         {"type": {"const": "termination"}, "trigger": _ref("InstanceTrigger")}
     ),
@@ -682,6 +707,7 @@ _SCHEMAS: dict[str, Schema] = {
             _ref("StepWaitForEvent"),
             _ref("StepTermination"),
             _ref("StepRollback"),
+            _ref("StepRunWorkflow"),
         ],
         "discriminator": {
             "propertyName": "type",
@@ -691,6 +717,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "sleep": "#/components/schemas/StepSleep",
                 "waitForEvent": "#/components/schemas/StepWaitForEvent",
                 "termination": "#/components/schemas/StepTermination",
+                "runWorkflow": "#/components/schemas/StepRunWorkflow",
             },
         },
     },
@@ -713,6 +740,14 @@ _SCHEMAS: dict[str, Schema] = {
             "step_count": {"type": "integer"},
             "steps": {"type": "array", "items": _ref("Step")},
             "restarted": _ref("Restarted"),
+            "parent": _object(
+                {
+                    "workflow": {"type": "string"},
+                    "id": {"type": "string"},
+                    "step": {"type": "string"},
+                },
+                description="wf only: the parent whose step.run_workflow created this instance",
+            ),
             "retention": _object(
                 {
                     "success_retention": _nullable({"type": "string"}),

@@ -5,6 +5,7 @@ worker processes (``wf serve``)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -483,8 +484,15 @@ class Controller:
         rollback: bool = False,
     ) -> InstanceRow:
         """Stop an instance for good. With ``rollback``, one that ran a step is handed to a
-        runner to run its rollback handlers first, then it ends ``terminated``."""
+        runner to run its rollback handlers first, then it ends ``terminated``.
+
+        Its unfinished children (``step.run_workflow``) are terminated too, the same way, and
+        theirs in turn, with the source ``parent``. A terminated child's parent wakes: its step
+        raises ``StepError``."""
         before = await self.row(workflow, instance_id)
+        return await self._terminate(before, source, rollback)
+
+    async def _terminate(self, before: InstanceRow, source: str, rollback: bool) -> InstanceRow:
         phase = rollbacks.begin(rollbacks.TERMINATED) if rollback else None
         row = await self.store.terminate(before.pk, self.clock.now(), source, phase)
         if row.epoch == before.epoch:  # rolling back already: left as it was
@@ -495,7 +503,22 @@ class Controller:
         else:  # rolling back first: whoever runs instances claims it again
             self.notifier.created(row.workflow, row.version_id)
             self._notice("rolling_back", row.workflow, row.id, source=source)
+        for child in await self.store.children(row.pk):
+            if not child.status.finished:
+                with contextlib.suppress(InvalidTransition, InstanceNotFound):  # ended meanwhile
+                    await self._terminate(child, Trigger.PARENT.value, rollback)
+        await self._tell_parent(row)
         return row
+
+    async def _tell_parent(self, child: InstanceRow) -> None:
+        """``child`` ended (or went) by a control: its commit woke its parent if it was
+        hibernating; whoever holds or runs the parent hears of it."""
+        link = child.parent
+        if link is None:
+            return
+        parent = await self.store.get_instance(link.workflow, link.id)
+        if parent is not None and parent.pk == link.pk and not parent.status.finished:
+            self.notifier.changed(parent, "child")
 
     async def restart(
         self,
@@ -537,6 +560,8 @@ class Controller:
             )
         self.notifier.changed(before, "delete")
         self._notice("deleted", before.workflow, before.id)
+        if not before.status.finished:
+            await self._tell_parent(before)
 
     async def delete_batch(self, workflow: str, ids: Sequence[str]) -> dict[str, Any]:
         """Delete up to 100 instances in one commit: ``{"deleted": [{"id"}], "errors": [{"id",
@@ -581,6 +606,8 @@ class Controller:
             if row.pk in gone:
                 self.notifier.changed(row, "delete")
                 self._notice("deleted", row.workflow, row.id)
+                if not row.status.finished:
+                    await self._tell_parent(row)
         return {"deleted": deleted, "errors": errors}
 
     async def send_event(

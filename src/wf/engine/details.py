@@ -32,17 +32,21 @@ def iso(epoch: float | None) -> str | None:
 
 
 def trigger_source(recorded: str | None) -> str:
-    """A recorded trigger source as Cloudflare's enum shows it."""
+    """A recorded trigger source as Cloudflare's enum shows it (a parent workflow's step is
+    code calling a binding, for Cloudflare)."""
     if recorded in CLOUDFLARE_TRIGGERS:
         return recorded
+    if recorded == Trigger.PARENT.value:
+        return "binding"
     return "api" if recorded == Trigger.CLI.value else "unknown"
 
 
 def trigger_json(recorded: str | None) -> dict[str, str]:
-    """Cloudflare's ``{"source"}``, plus ``"via": "cli"`` when wf's CLI asked (describe says so)."""
+    """Cloudflare's ``{"source"}``, plus ``"via": "cli"`` when wf's CLI asked, or ``"via":
+    "parent"`` for a parent's ``run_workflow`` (or its termination) (describe says so)."""
     shown = {"source": trigger_source(recorded)}
-    if recorded == Trigger.CLI.value:
-        shown["via"] = Trigger.CLI.value
+    if recorded in (Trigger.CLI.value, Trigger.PARENT.value):
+        shown["via"] = recorded
     return shown
 
 
@@ -97,6 +101,15 @@ def _step(record: StepRecord) -> dict[str, Any]:
         )
         if record.state is StepState.RUNNING and record.wake_at is not None:
             base["retries_at"] = iso(record.wake_at)
+    elif record.kind is StepKind.CHILD:
+        config = record.config or {}
+        base.update(
+            finished=record.state is not StepState.RUNNING,
+            success=_success(record.state),
+            output=codec.decode(record.output),
+            error=record.error,
+            child={"workflow": config.get("workflow"), "id": config.get("id")},
+        )
     elif record.kind is StepKind.SLEEP:
         base["finished"] = record.state is StepState.SUCCEEDED
         if record.state is StepState.RUNNING:
@@ -143,8 +156,14 @@ def instance_details(row: InstanceRow, history: History) -> dict[str, Any]:
 
 def extras(row: InstanceRow) -> dict[str, Any]:
     """What wf keeps beyond Cloudflare's shape, present only when there is something to say:
-    the instance's latest restart and the retention it set."""
+    the instance's latest restart, the retention it set, the parent that created it."""
     found: dict[str, Any] = {}
+    if row.parent is not None:
+        found["parent"] = {
+            "workflow": row.parent.workflow,
+            "id": row.parent.id,
+            "step": row.parent.step,
+        }
     record = read_record(row.restarted)
     if record is not None:
         at = record.get("at")

@@ -168,7 +168,7 @@ class Engine(Controller):
         self.threads = StepThreadPool()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)
-        self.notifier = LocalNotifier(self)
+        self.notifier: LocalNotifier = LocalNotifier(self)
         # A pinned engine is a wf serve worker: its server fires the schedules.
         planned = schedules_of([(s.name, s.schedules) for s in self.specs.values()])
         self.firings = None if pinned or not planned else Firings(self, lambda: planned)
@@ -234,6 +234,20 @@ class Engine(Controller):
     def spec(self, workflow: str) -> WorkflowSpec:
         return self.specs[self.workflow(workflow)]
 
+    # ---- child workflows ------------------------------------------------------------------------
+    def child_ended(self, child: InstanceRow) -> None:
+        """A child ended in this process: the commit that ended it woke its parent if it was
+        hibernating (a database trigger). A parent in memory here looks at its child again;
+        this process's runner looks for the woken parent; on PostgreSQL, so does every
+        process running the version (the parent may be held on another node)."""
+        parent = child.parent
+        if parent is None:
+            return
+        self.notifier.changed_parent(parent.pk)
+        publish = getattr(self.store, "publish", None)
+        if publish is not None:
+            publish("created", {"version": child.version_id})
+
 
 class LocalNotifier:
     """Changes reach the lives of this process (from any thread: they run on the engine's loop)."""
@@ -255,11 +269,17 @@ class LocalNotifier:
 
         self.engine.scheduler.on_loop(end_all)
 
+    def changed_parent(self, pk: int) -> None:
+        """A child of instance ``pk`` ended (on the engine's loop)."""
+        self.apply(pk, "child")
+
     def apply(self, pk: int, change: str, event_type: str | None = None) -> None:
         """Act on a change to instance ``pk`` (on the engine's loop)."""
         life = self.engine.scheduler.lives.get(pk)
         if life is not None:
-            if change == "pause":
+            if change == "child":
+                life.notify_child()
+            elif change == "pause":
                 life.request_pause()
             elif change == "resume":
                 life.cancel_pause()

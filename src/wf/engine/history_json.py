@@ -72,6 +72,8 @@ def step_json(record: StepRecord, *, redact: bool = True) -> dict[str, Any]:
                 for a in record.attempts
             ],
         )
+    elif record.kind is StepKind.CHILD:  # config: the child's {workflow, id}
+        shown.update(output=codec.decode(record.output), error=record.error, config=record.config)
     elif record.kind is StepKind.SLEEP:
         # ``duration`` is None for a sleep_until: it asked for a time, not a length.
         shown.update(duration=record.duration, wake_at=iso(record.wake_at))

@@ -35,20 +35,34 @@ class StepKind(str, enum.Enum):
     SLEEP = "sleep"
     WAIT = "wait"
     ROLLBACK = "rollback"  # a do step's rollback handler, run as a durable step of its own
+    CHILD = "child"  # step.run_workflow: a child instance, created and waited for
 
     @property
     def cloudflare_type(self) -> str:
-        return {"do": "step", "sleep": "sleep", "wait": "waitForEvent", "rollback": "rollback"}[
-            self.value
-        ]
+        return _CLOUDFLARE_TYPES[self.value]
 
     @property
     def restart_type(self) -> str:
         """The name ``restart({from: {type}})`` gives this kind."""
-        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent"}[self.value]
+        return {"do": "do", "sleep": "sleep", "wait": "waitForEvent", "child": "runWorkflow"}[
+            self.value
+        ]
 
 
-RESTART_TYPES = {"do": StepKind.DO, "sleep": StepKind.SLEEP, "waitForEvent": StepKind.WAIT}
+_CLOUDFLARE_TYPES = {
+    "do": "step",
+    "sleep": "sleep",
+    "wait": "waitForEvent",
+    "rollback": "rollback",
+    "child": "runWorkflow",
+}
+
+RESTART_TYPES = {
+    "do": StepKind.DO,
+    "sleep": StepKind.SLEEP,
+    "waitForEvent": StepKind.WAIT,
+    "runWorkflow": StepKind.CHILD,
+}
 
 
 class StepState(str, enum.Enum):
@@ -63,6 +77,7 @@ class Trigger(str, enum.Enum):
     CLI = "cli"
     EVENT = "event"
     CRON = "cron"
+    PARENT = "parent"  # a parent's step.run_workflow created it, or its termination ended it
     UNKNOWN = "unknown"
 
 
@@ -274,6 +289,7 @@ class InstanceRow:
     restarted: str | None = None  # JSON of its latest restart (``RestartRecord``)
     rollback: str | None = None  # JSON: the rollback phase, once one began (see engine.rollback)
     traceparent: str | None = None  # W3C trace context of the request that created it
+    parent: ParentLink | None = None  # the instance whose step.run_workflow created it
 
 
 # What a wait's attempt to take a buffered event gets while a pause is acknowledged: nothing
@@ -301,6 +317,17 @@ class History:
 
 
 @dataclass(frozen=True)
+class ParentLink:
+    """Who created a child instance: its parent (by pk, workflow and id) and the parent's step
+    (``"<name>-<count>"``) that waits for it."""
+
+    pk: int
+    workflow: str
+    id: str
+    step: str
+
+
+@dataclass(frozen=True)
 class NewInstance:
     workflow: str
     id: str
@@ -314,6 +341,7 @@ class NewInstance:
     concurrency_key: str | None = None  # read from the params (wf.engine.flow)
     rate_key: str | None = None
     traceparent: str | None = None  # W3C trace context of the request that creates it
+    parent: ParentLink | None = None
 
 
 @dataclass(frozen=True)

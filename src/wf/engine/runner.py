@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -29,6 +30,7 @@ from wf.engine.model import (
     AttemptRecord,
     Claim,
     ErrorInfo,
+    InstanceRow,
     Status,
     StepKey,
     StepKind,
@@ -80,7 +82,8 @@ class Notice:
 
     # queued, started, step_done, attempt_failed, step_failed, sleeping, waiting_event,
     # event_sent, event_received, hibernated, paused, resumed, terminated, restarted,
-    # completed, errored
+    # completed, errored, child_started (a run_workflow step created its child: detail
+    # {workflow, id}; the child itself gets "queued" with trigger "parent")
     kind: str
     workflow: str
     instance_id: str
@@ -103,19 +106,28 @@ class Host(Protocol):
     scheduler: Scheduler
     interceptor: Interceptor | None  # a test kit's hooks (wf.testing); None in production
     tracer: Tracer | None  # told of lives and attempts (wf.server.tracing); None: not tracing
+    version_id: str  # the version this engine's code is: children are created under it
 
     def emit(self, notice: Notice) -> None: ...
 
+    def child_ended(self, child: InstanceRow) -> None:
+        """A child instance (one with a parent) ended here: wake its parent wherever it is."""
+        ...
+
 
 class Wait:
-    """One pending wait of a life: a timer, and for ``wait_for_event`` an event type too."""
+    """One pending wait of a life: a timer, and for ``wait_for_event`` an event type too; for
+    ``run_workflow``, the child's pk and no timer (``until`` is infinite)."""
 
-    __slots__ = ("_wakeup", "event_seen", "event_type", "life", "until")
+    __slots__ = ("_wakeup", "child", "event_seen", "event_type", "life", "until")
 
-    def __init__(self, life: Life, until: float, event_type: str | None) -> None:
+    def __init__(
+        self, life: Life, until: float, event_type: str | None, child: int | None = None
+    ) -> None:
         self.life = life
         self.until = until
         self.event_type = event_type
+        self.child = child
         self.event_seen = False
         self._wakeup: asyncio.Future[None] | None = None
 
@@ -130,16 +142,19 @@ class Wait:
         await life.hold_at_pause()
         if not self.event_seen and self.until > life.clock.now():
             self._wakeup = asyncio.get_running_loop().create_future()
-            timer = asyncio.ensure_future(life.clock.sleep_until(self.until))
+            waiting: set[asyncio.Future[Any]] = {self._wakeup}
+            if math.isfinite(self.until):
+                waiting.add(asyncio.ensure_future(life.clock.sleep_until(self.until)))
             life.waits.add(self)
             life.busy -= 1
             life.poke()
             try:
-                await asyncio.wait({timer, self._wakeup}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             finally:
                 life.busy += 1
                 life.waits.discard(self)
-                timer.cancel()
+                for waited in waiting:
+                    waited.cancel()
                 self._wakeup = None
             await life.hold_at_pause()  # it ended just as a pause was asked for
             await life.take_slot()
@@ -190,6 +205,7 @@ class Life:
         self.parked = 0  # branches parked at a requested pause
         self.waits: set[Wait] = set()
         self.event_waits: set[Wait] = set()
+        self.child_waits: set[Wait] = set()
         self.attempts: dict[StepKey, tuple[StepRecord, AttemptRecord]] = {}
         self.holds_slot = True
         self.shown = Status.RUNNING
@@ -345,14 +361,19 @@ class Life:
             self.op_tasks.discard(task)
 
     @contextlib.contextmanager
-    def waiter(self, until: float, event_type: str | None = None) -> Iterator[Wait]:
-        wait = Wait(self, until, event_type)
+    def waiter(
+        self, until: float, event_type: str | None = None, child: int | None = None
+    ) -> Iterator[Wait]:
+        wait = Wait(self, until, event_type, child)
         if event_type is not None:
             self.event_waits.add(wait)
+        if child is not None:
+            self.child_waits.add(wait)
         try:
             yield wait
         finally:
             self.event_waits.discard(wait)
+            self.child_waits.discard(wait)
 
     async def take_slot(self) -> None:
         if not self.holds_slot:
@@ -369,6 +390,12 @@ class Life:
     def notify_event(self, event_type: str) -> None:
         for wait in list(self.event_waits):
             if wait.event_type == event_type:
+                wait.notify()
+
+    def notify_child(self, child: int | None = None) -> None:
+        """A child ended (``child``: its pk; None: any of them): its waits look again."""
+        for wait in list(self.child_waits):
+            if child is None or wait.child == child:
                 wait.notify()
 
     def request_pause(self) -> None:
@@ -403,7 +430,8 @@ class Life:
         # A workflow with a concurrency limit never waits in memory: hibernating frees its
         # slot in the database, and waking goes through a claim, which honours the limit.
         if earliest - self.now() > self.host.hibernate_after or self.spec.flow.limits_running:
-            self.end("hibernate", wake_at=earliest)
+            # Waiting for children only: no timer, their ends wake it.
+            self.end("hibernate", wake_at=earliest if math.isfinite(earliest) else None)
             return
         # A short wait: stay in memory, but give the slot back and show the instance waiting.
         if self.holds_slot:
@@ -424,7 +452,10 @@ class Life:
         now = self.now()
         if reason == "hibernate":
             types = [w.event_type for w in self.event_waits if w.event_type is not None]
-            self.final_write = self.store.hibernate(self.pk, self.epoch, wake_at, now, types)
+            children = [w.child for w in self.child_waits if w.child is not None]
+            self.final_write = self.store.hibernate(
+                self.pk, self.epoch, wake_at, now, types, children
+            )
             self.emit("hibernated", wake_at=wake_at)
         elif reason == "pause":
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
@@ -570,6 +601,8 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
     if ok:
         life.ended_as = status.value
         life.ended_error = error
+        if life.row.parent is not None:
+            life.host.child_ended(life.row)
         if status is Status.TERMINATED:
             life.emit("terminated", source=life.row.termination)
         elif error:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config, retry_delays, rollback
+from wf.engine.child_step import run_workflow
 from wf.engine.clock import SystemClock
 from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
 from wf.engine.intercept import MockedError, MockedResult, StepCall
@@ -116,6 +117,21 @@ class WorkflowStep:
         """Sleep until an aware ``datetime`` (or epoch seconds); a past time returns at once."""
         with self._life.branch():
             return await _sleep_until(self._life, name, when)
+
+    async def run_workflow(
+        self, workflow: str, params: Any = None, *, id: str | None = None, name: str | None = None
+    ) -> Any:
+        """Run an instance of another workflow of this project as a child, and wait for it.
+
+        The child is created once (with this step's record, in one commit: a replay after a
+        crash finds it), with ``params`` (checked as ``create`` checks them) and ``id`` (by
+        default ``<this id>-<step name>-<count>-<random>``). The parent leaves memory while it
+        waits; the child's end wakes it. Returns the child's output (as decoded from its stored
+        JSON); raises ``StepError`` with the child's error name and message if it errored,
+        ``WorkflowTerminated`` if it was terminated, ``WorkflowNotFound`` for an unknown
+        workflow. The step is named ``name`` (default: the workflow's name)."""
+        with self._life.branch():
+            return await run_workflow(self._life, name or workflow, workflow, params, id)
 
     @accepts_positional_event_type
     async def wait_for_event(

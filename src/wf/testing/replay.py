@@ -186,6 +186,19 @@ class ReplayStep:
         to_epoch(when, name)
         self._replayer.identify(StepKind.SLEEP, name)
 
+    async def run_workflow(
+        self, workflow: str, params: Any = None, *, id: str | None = None, name: str | None = None
+    ) -> Any:
+        """The recorded output of the child this step waited for, or its recorded
+        ``StepError`` raised again; no child runs."""
+        step_name = name or workflow
+        check_step_name(step_name)
+        recorded = self._replayer.identify(StepKind.CHILD, step_name)
+        if recorded.state is StepState.SUCCEEDED:
+            return copy.deepcopy(recorded.output)
+        error = recorded.error or INTERRUPTED
+        raise StepError(step_name, error["name"], error["message"], 1)
+
     @accepts_positional_event_type
     async def wait_for_event(
         self, name: str, *, type: str, timeout: Duration = "24 hours"

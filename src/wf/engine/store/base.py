@@ -93,6 +93,11 @@ class Store(Protocol):
 
     async def load_history(self, pk: int) -> History: ...
 
+    async def children(self, pk: int) -> list[InstanceRow]:
+        """The instances whose parent is instance ``pk`` (its ``run_workflow`` steps), oldest
+        first."""
+        ...
+
     async def load_events(self, pk: int) -> list[EventRecord]:
         """Every event sent to the instance's current run, consumed or not, oldest first."""
         ...
@@ -257,9 +262,20 @@ class Store(Protocol):
         wake_at: float | None,
         now: float,
         event_types: Sequence[str] = (),
+        children: Sequence[int] = (),
     ) -> PendingWrite:
         """Give up the claim; the instance waits (``wake_at``) with nothing in memory. If an event
-        of one of ``event_types`` is already buffered, it wakes at once instead."""
+        of one of ``event_types`` is already buffered, or one of the instances ``children`` (pks)
+        has finished or is gone, it wakes at once instead."""
+        ...
+
+    def start_child(
+        self, pk: int, epoch: int, step: StepRecord, child: NewInstance
+    ) -> Awaitable[InstanceRow | Literal[False] | None]:
+        """Create ``child`` (whose ``parent`` is this instance) and insert ``step`` (a
+        ``run_workflow`` step naming it) in one commit: the child's row; ``False`` when fenced;
+        ``None``, writing nothing, when the child's id is taken. A child that ends, or is
+        deleted unfinished, wakes its hibernated parent (``wake_at``) in the same commit."""
         ...
 
     def set_rollback(self, pk: int, epoch: int, state: str) -> PendingWrite:

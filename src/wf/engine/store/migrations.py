@@ -265,6 +265,32 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE instances ADD COLUMN traceparent TEXT;
     """,
+    # Child workflows (step.run_workflow): each child names its parent (pk, workflow, id, and
+    # the parent's step waiting for it); a parent's children are found by their own index. A
+    # child that ends (finished, terminated, errored by its crashes) or is deleted unfinished
+    # wakes its hibernated parent in the same transaction, whichever write ended it.
+    """
+    ALTER TABLE instances ADD COLUMN parent_pk INTEGER;
+    ALTER TABLE instances ADD COLUMN parent_workflow TEXT;
+    ALTER TABLE instances ADD COLUMN parent_id TEXT;
+    ALTER TABLE instances ADD COLUMN parent_step TEXT;
+    CREATE INDEX instances_children ON instances (parent_pk) WHERE parent_pk IS NOT NULL;
+    CREATE TRIGGER instances_child_ended AFTER UPDATE OF status ON instances
+        WHEN NEW.parent_pk IS NOT NULL
+         AND NEW.status IN ('complete', 'errored', 'terminated')
+         AND OLD.status NOT IN ('complete', 'errored', 'terminated')
+    BEGIN
+        UPDATE instances SET wake_at = min(coalesce(wake_at, NEW.modified), NEW.modified)
+        WHERE pk = NEW.parent_pk AND status = 'waiting' AND owner IS NULL;
+    END;
+    CREATE TRIGGER instances_child_deleted AFTER DELETE ON instances
+        WHEN OLD.parent_pk IS NOT NULL
+         AND OLD.status NOT IN ('complete', 'errored', 'terminated')
+    BEGIN
+        UPDATE instances SET wake_at = min(coalesce(wake_at, OLD.modified), OLD.modified)
+        WHERE pk = OLD.parent_pk AND status = 'waiting' AND owner IS NULL;
+    END;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)
@@ -295,4 +321,13 @@ def migrate(conn: sqlite3.Connection) -> None:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The statements of a script; a trigger's body (``BEGIN ...; END``) stays whole."""
+    statements: list[str] = []
+    current = ""
+    for piece in script.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                statements.append(current.strip())
+            current = ""
+    return statements

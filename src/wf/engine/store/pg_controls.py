@@ -6,7 +6,7 @@ writer job (see ``pg_writer``); the semantics are SqliteStore's (``sqlite_contro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 from wf.engine.flow import FlowControl
 from wf.engine.model import (
@@ -18,6 +18,7 @@ from wf.engine.model import (
     NewInstance,
     RestartFrom,
     Status,
+    StepRecord,
 )
 from wf.engine.store.flow_sql import FLOW_LOCK, choose_sql
 from wf.engine.store.pg_connect import Conn
@@ -31,6 +32,7 @@ from wf.engine.store.sqlite_controls import (
     step_not_found,
 )
 from wf.engine.store.sqlite_rows import HAS_OWN_RETENTION_SQL, OWN_RETENTION_SQL
+from wf.engine.store.sqlite_runs import config_text
 from wf.errors import InstanceAlreadyExists, InvalidTransition
 
 PURGE_BATCH = 1000  # instances deleted per transaction: short transactions, no long locks
@@ -93,7 +95,7 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
         "rate_key, traceparent) "
         "SELECT workflow, id, 'queued', params, trigger, version_id, created, created, created, "
         "sr, er, pr, ck, rk, tp FROM n"
-    )
+    )  # a child (with a parent) is created by start_child, alone
     if skip_existing:
         sql = (
             f"WITH {rows} {insert} ORDER BY ord ON CONFLICT (workflow, id) DO NOTHING "
@@ -148,6 +150,84 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
                         )
                     )
             return created
+
+        return finish
+
+    return apply
+
+
+_START_CHILD = (
+    "WITH f AS (SELECT pk FROM wf.instances WHERE pk = %(pk)s AND epoch = %(epoch)s "
+    "FOR NO KEY UPDATE), "
+    "c AS (INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
+    "queued, modified, success_retention, error_retention, priority, concurrency_key, rate_key, "
+    "traceparent, parent_pk, parent_workflow, parent_id, parent_step) SELECT %(workflow)s, "
+    "%(id)s, 'queued', %(params)s, %(trigger)s, %(version)s, %(created)s, %(created)s, "
+    "%(created)s, %(sr)s, %(er)s, %(priority)s, %(ck)s, %(rk)s, %(tp)s, f.pk, "
+    "%(parent_workflow)s, %(parent_id)s, %(parent_step)s FROM f "
+    "ON CONFLICT (workflow, id) DO NOTHING RETURNING pk), "
+    "s AS (INSERT INTO wf.steps (instance, name, count, kind, state, started, config) "
+    "SELECT f.pk, %(name)s, %(count)s, %(kind)s, %(state)s, %(started)s, %(config)s "
+    "FROM f, c RETURNING 1) "
+    "SELECT (SELECT count(*) FROM f), (SELECT pk FROM c)"
+)
+
+
+def start_child(
+    pk: int, epoch: int, step: StepRecord, child: NewInstance
+) -> Apply[InstanceRow | Literal[False] | None]:
+    """See ``sqlite_controls.start_child``: one statement, fenced by the parent's row."""
+    assert child.parent is not None
+    args = {
+        "pk": pk,
+        "epoch": epoch,
+        "workflow": child.workflow,
+        "id": child.id,
+        "params": child.params,
+        "trigger": child.trigger,
+        "version": child.version_id,
+        "created": child.created,
+        "sr": child.success_retention,
+        "er": child.error_retention,
+        "priority": child.priority,
+        "ck": child.concurrency_key,
+        "rk": child.rate_key,
+        "tp": child.traceparent,
+        "parent_workflow": child.parent.workflow,
+        "parent_id": child.parent.id,
+        "parent_step": child.parent.step,
+        "name": step.name,
+        "count": step.count,
+        "kind": step.kind.value,
+        "state": step.state.value,
+        "started": step.started,
+        "config": config_text(step.config),
+    }
+
+    async def apply(conn: Conn) -> Finish[InstanceRow | Literal[False] | None]:
+        cur = await conn.execute(_START_CHILD, args)
+
+        async def finish() -> InstanceRow | Literal[False] | None:
+            row = await cur.fetchone()
+            if row is None or row[0] != 1:
+                return False
+            if row[1] is None:
+                return None
+            return InstanceRow(
+                pk=int(row[1]),
+                workflow=child.workflow,
+                id=child.id,
+                status=Status.QUEUED,
+                params=child.params,
+                trigger=child.trigger,
+                version_id=child.version_id,
+                created=child.created,
+                modified=child.created,
+                queued=child.created,
+                success_retention=child.success_retention,
+                error_retention=child.error_retention,
+                parent=child.parent,
+            )
 
         return finish
 

@@ -21,6 +21,7 @@ from wf.errors import InstanceNotFound
 __all__ = [
     "INSTANCE_COLUMNS",
     "find_instance",
+    "find_instances",
     "read_events",
     "read_history",
     "row_to_instance",
@@ -37,6 +38,11 @@ async def find_instance(conn: Conn, where: str, args: Sequence[Any]) -> Instance
     )
     row = await cur.fetchone()
     return None if row is None else row_to_instance(row)
+
+
+async def find_instances(conn: Conn, where: str, args: Sequence[Any]) -> list[InstanceRow]:
+    cur = await conn.execute(f"SELECT {INSTANCE_COLUMNS} FROM wf.instances WHERE {where}", args)
+    return [row_to_instance(r) for r in await cur.fetchall()]
 
 
 async def select_instance(conn: Conn, pk: int, lock: bool = True) -> InstanceRow:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from wf.engine.model import PAUSING, AttemptRecord, EventRecord, Status, StepRecord, StepState
 from wf.engine.store.pg_connect import Conn
+from wf.engine.store.pg_rows import FINISHED_SQL
 from wf.engine.store.pg_writer import Apply, Finish, Group
 from wf.engine.store.sqlite_rows import dump_error
 from wf.engine.store.sqlite_runs import config_text
@@ -346,8 +347,16 @@ def end_attempt_row(
     )
 
 
+# An awaited child (pks, comma-separated) that finished or is gone: it wakes the parent at once.
+_CHILD_ENDED = (
+    "({children} IS NOT NULL AND (SELECT count(*) FROM wf.instances c "
+    "WHERE c.pk = ANY(string_to_array({children}, ',')::bigint[]) "
+    f"AND c.status NOT IN {FINISHED_SQL}) < cardinality(string_to_array({{children}}, ',')))"
+)
+
+_HIBERNATE_COLUMNS = {**_KEY, "now": "float8", "wake_at": "float8", "types": "text"}
 HIBERNATE = Group(
-    f"WITH {_unnest({**_KEY, 'now': 'float8', 'wake_at': 'float8', 'types': 'text'})} "
+    f"WITH {_unnest({**_HIBERNATE_COLUMNS, 'children': 'text'})} "
     "UPDATE wf.instances i SET "
     "paused_at = CASE WHEN i.status = 'waitingForPause' THEN u.now ELSE i.paused_at END, "
     "status = CASE i.status WHEN 'running' THEN 'waiting' "
@@ -355,10 +364,11 @@ HIBERNATE = Group(
     # An awaited event that arrived while the life was ending wakes it at once.
     "wake_at = CASE WHEN u.types IS NOT NULL AND EXISTS (SELECT 1 FROM wf.events e "
     "WHERE e.instance = u.pk AND e.consumed_name IS NULL "
-    "AND e.type = ANY(string_to_array(u.types, ','))) THEN u.now ELSE u.wake_at END, "
+    "AND e.type = ANY(string_to_array(u.types, ','))) THEN u.now "
+    f"WHEN {_CHILD_ENDED.format(children='u.children')} THEN u.now ELSE u.wake_at END, "
     "waiting_for = u.types, owner = NULL, lease_until = NULL, modified = u.now, crashes = 0 "
     "FROM u WHERE i.pk = u.pk AND i.epoch = u.epoch RETURNING i.pk",
-    ("pk", "epoch", "now", "wake_at", "types"),
+    ("pk", "epoch", "now", "wake_at", "types", "children"),
     "UPDATE wf.instances SET "
     "paused_at = CASE WHEN status = 'waitingForPause' THEN %(now)s ELSE paused_at END, "
     "status = CASE status WHEN 'running' THEN 'waiting' "
@@ -366,6 +376,7 @@ HIBERNATE = Group(
     "wake_at = CASE WHEN %(types)s::text IS NOT NULL AND EXISTS (SELECT 1 FROM wf.events e "
     "WHERE e.instance = %(pk)s AND e.consumed_name IS NULL "
     "AND e.type = ANY(string_to_array(%(types)s, ','))) THEN %(now)s "
+    f"WHEN {_CHILD_ENDED.format(children='%(children)s::text')} THEN %(now)s "
     "ELSE %(wake_at)s::float8 END, waiting_for = %(types)s, owner = NULL, lease_until = NULL, "
     "modified = %(now)s, crashes = 0 WHERE pk = %(pk)s AND epoch = %(epoch)s RETURNING pk",
     # Its look for an awaited event must see one whose sender held the row as it arrived.

@@ -214,6 +214,36 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE wf.instances ADD COLUMN traceparent text",
     ],
+    # Child workflows (step.run_workflow): each child names its parent; a child that ends or
+    # is deleted unfinished wakes its hibernated parent in the same transaction (see SQLite's).
+    [
+        "ALTER TABLE wf.instances ADD COLUMN parent_pk bigint",
+        "ALTER TABLE wf.instances ADD COLUMN parent_workflow text",
+        "ALTER TABLE wf.instances ADD COLUMN parent_id text",
+        "ALTER TABLE wf.instances ADD COLUMN parent_step text",
+        "CREATE INDEX instances_children ON wf.instances (parent_pk) WHERE parent_pk IS NOT NULL",
+        """
+        CREATE FUNCTION wf.wake_parent() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE
+            child wf.instances;
+        BEGIN
+            IF TG_OP = 'DELETE' THEN child := OLD; ELSE child := NEW; END IF;
+            UPDATE wf.instances SET wake_at = LEAST(wake_at, child.modified)
+            WHERE pk = child.parent_pk AND status = 'waiting' AND owner IS NULL;
+            RETURN NULL;
+        END
+        $$
+        """,
+        "CREATE TRIGGER child_ended AFTER UPDATE OF status ON wf.instances FOR EACH ROW "
+        "WHEN (NEW.parent_pk IS NOT NULL "
+        "AND NEW.status IN ('complete', 'errored', 'terminated') "
+        "AND OLD.status NOT IN ('complete', 'errored', 'terminated')) "
+        "EXECUTE FUNCTION wf.wake_parent()",
+        "CREATE TRIGGER child_deleted AFTER DELETE ON wf.instances FOR EACH ROW "
+        "WHEN (OLD.parent_pk IS NOT NULL "
+        "AND OLD.status NOT IN ('complete', 'errored', 'terminated')) "
+        "EXECUTE FUNCTION wf.wake_parent()",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

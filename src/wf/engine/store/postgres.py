@@ -51,6 +51,7 @@ from wf.engine.store.pg_rows import (
     FINISHED_SQL,
     INSTANCE_COLUMNS,
     find_instance,
+    find_instances,
     read_events,
     read_history,
     row_to_instance,
@@ -484,9 +485,21 @@ class PostgresStore:
         wake_at: float | None,
         now: float,
         event_types: Sequence[str] = (),
+        children: Sequence[int] = (),
     ) -> Pending[bool]:
         types = ",".join(sorted(set(event_types))) or None
-        return self._row(runs.HIBERNATE, pk, (pk, epoch, now, wake_at, types))
+        awaited = ",".join(str(c) for c in sorted(set(children))) or None
+        return self._row(runs.HIBERNATE, pk, (pk, epoch, now, wake_at, types, awaited))
+
+    def start_child(
+        self, pk: int, epoch: int, step: StepRecord, child: NewInstance
+    ) -> Pending[InstanceRow | Literal[False] | None]:
+        return self._write(controls.start_child(pk, epoch, step, child), (pk,))
+
+    async def children(self, pk: int) -> list[InstanceRow]:
+        return await self._read(
+            lambda conn: find_instances(conn, "parent_pk = %s ORDER BY pk", (pk,))
+        )
 
     def release(self, pk: int, epoch: int) -> Pending[bool]:
         return self._row(runs.RELEASE, pk, (pk, epoch))

@@ -587,6 +587,7 @@ class SqliteStore:
         wake_at: float | None,
         now: float,
         event_types: Sequence[str] = (),
+        children: Sequence[int] = (),
     ) -> Pending[bool]:
         return self._write(
             functools.partial(
@@ -596,8 +597,19 @@ class SqliteStore:
                 wake_at=wake_at,
                 now=now,
                 event_types=tuple(event_types),
+                children=tuple(children),
             )
         )
+
+    def start_child(
+        self, pk: int, epoch: int, step: StepRecord, child: NewInstance
+    ) -> Pending[InstanceRow | Literal[False] | None]:
+        return self._write(
+            functools.partial(controls.start_child, pk=pk, epoch=epoch, step=step, child=child)
+        )
+
+    async def children(self, pk: int) -> list[InstanceRow]:
+        return await self._read(functools.partial(controls.children, pk=pk))
 
     def release(self, pk: int, epoch: int) -> Pending[bool]:
         return self._write(functools.partial(runs.release, pk=pk, epoch=epoch))

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from typing import Literal
 
 from wf.engine.flow import FlowControl
 from wf.engine.model import (
@@ -18,13 +19,17 @@ from wf.engine.model import (
     NewInstance,
     RestartFrom,
     Status,
+    StepRecord,
 )
+from wf.engine.store import sqlite_runs as runs
 from wf.engine.store.flow_sql import choose_sql
 from wf.engine.store.sqlite_rows import (
     FINISHED_SQL,
     HAS_OWN_RETENTION_SQL,
+    INSTANCE_COLUMNS,
     OWN_RETENTION_SQL,
     delete_instances,
+    row_to_instance,
     select_instance,
 )
 from wf.errors import CannotRestart, InstanceAlreadyExists, InvalidTransition
@@ -77,10 +82,12 @@ def create_instances(
             raise InstanceAlreadyExists(
                 f'an instance with id "{item.id}" already exists in workflow "{item.workflow}"'
             )
+        parent = item.parent
         cursor = conn.execute(
             "INSERT INTO instances (workflow, id, status, params, trigger, version_id, created, "
             "queued, modified, success_retention, error_retention, priority, concurrency_key, "
-            "rate_key, traceparent) VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "rate_key, traceparent, parent_pk, parent_workflow, parent_id, parent_step) "
+            "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 item.workflow,
                 item.id,
@@ -96,6 +103,10 @@ def create_instances(
                 item.concurrency_key,
                 item.rate_key,
                 item.traceparent,
+                parent and parent.pk,
+                parent and parent.workflow,
+                parent and parent.id,
+                parent and parent.step,
             ),
         )
         assert cursor.lastrowid is not None
@@ -114,9 +125,35 @@ def create_instances(
                 success_retention=item.success_retention,
                 error_retention=item.error_retention,
                 traceparent=item.traceparent,
+                parent=item.parent,
             )
         )
     return created
+
+
+def start_child(
+    conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, child: NewInstance
+) -> InstanceRow | Literal[False] | None:
+    """A parent's ``run_workflow`` step and its child instance, written together: the child
+    row; ``False`` when the parent is fenced; ``None`` (nothing written) when the child's id
+    is taken."""
+    if not runs.fenced(conn, pk, epoch):
+        return False
+    created = create_instances(conn, [child], skip_existing=True)
+    if not created:
+        return None
+    runs.start_step(conn, pk, epoch, step)
+    return created[0]
+
+
+def children(conn: sqlite3.Connection, pk: int) -> list[InstanceRow]:
+    """The instances whose parent is ``pk``, oldest first."""
+    return [
+        row_to_instance(r)
+        for r in conn.execute(
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE parent_pk = ? ORDER BY pk", (pk,)
+        )
+    ]
 
 
 def claim_ready(

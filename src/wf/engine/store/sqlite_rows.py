@@ -14,6 +14,7 @@ from wf.engine.model import (
     EventRecord,
     History,
     InstanceRow,
+    ParentLink,
     Status,
     StepKey,
     StepKind,
@@ -25,7 +26,8 @@ from wf.errors import InstanceNotFound, error_info
 INSTANCE_COLUMNS = (
     "pk, workflow, id, status, params, trigger, version_id, created, modified, started, ended, "
     "output, error, wake_at, paused_at, owner, lease_until, epoch, queued, termination, crashes, "
-    "success_retention, error_retention, restarted, rollback, traceparent"
+    "success_retention, error_retention, restarted, rollback, traceparent, parent_pk, "
+    "parent_workflow, parent_id, parent_step"
 )
 FINISHED_SQL = "('complete', 'errored', 'terminated')"
 # The retention a finished instance set for the way it ended (NULL: the default applies).
@@ -79,6 +81,7 @@ def row_to_instance(row: Sequence[Any]) -> InstanceRow:
         restarted=row[23],
         rollback=row[24],
         traceparent=row[25],
+        parent=None if row[26] is None else ParentLink(row[26], row[27], row[28], row[29]),
     )
 
 

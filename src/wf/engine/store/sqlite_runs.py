@@ -21,7 +21,8 @@ from wf.engine.model import (
 from wf.engine.store.sqlite_rows import dump_error
 
 
-def _fenced(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
+def fenced(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
+    """Whether ``epoch`` is the instance's (its writes may go on)."""
     row = conn.execute("SELECT epoch FROM instances WHERE pk = ?", (pk,)).fetchone()
     return row is not None and row[0] == epoch
 
@@ -119,7 +120,7 @@ def start_step(conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord) 
 def update_step_timer(
     conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, started: float | None
 ) -> bool:
-    if not _fenced(conn, pk, epoch):
+    if not fenced(conn, pk, epoch):
         return False
     conn.execute(
         f"UPDATE steps SET wake_at = ?, duration = ?, started = coalesce(?, started) WHERE {_STEP}",
@@ -207,7 +208,7 @@ def end_attempt(
 def end_step(
     conn: sqlite3.Connection, pk: int, epoch: int, step: StepRecord, state: StepState
 ) -> bool:
-    if not _fenced(conn, pk, epoch):
+    if not fenced(conn, pk, epoch):
         return False
     _end_step(conn, pk, step, state)
     return True
@@ -252,9 +253,12 @@ def hibernate(
     wake_at: float | None,
     now: float,
     event_types: Sequence[str],
+    children: Sequence[int] = (),
 ) -> bool:
     types = sorted(set(event_types))
     when = wake_at
+    if children and _child_ended(conn, children):
+        when = now  # an awaited child ended while this life was ending
     if types:
         marks = ",".join("?" * len(types))
         if conn.execute(
@@ -273,6 +277,18 @@ def hibernate(
         (now, when, ",".join(types) or None, now, pk, epoch),
     )
     return cursor.rowcount == 1
+
+
+def _child_ended(conn: sqlite3.Connection, children: Sequence[int]) -> bool:
+    """Whether one of these instances finished or is gone."""
+    wanted = sorted(set(children))
+    marks = ",".join("?" * len(wanted))
+    (unfinished,) = conn.execute(
+        f"SELECT count(*) FROM instances WHERE pk IN ({marks}) "
+        "AND status NOT IN ('complete', 'errored', 'terminated')",
+        wanted,
+    ).fetchone()
+    return bool(unfinished < len(wanted))
 
 
 def release(conn: sqlite3.Connection, pk: int, epoch: int) -> bool:
