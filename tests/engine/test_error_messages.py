@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Harness, wait_status
+from tests.conftest import Harness, wait_for, wait_status
 from wf import NonRetryableError, StepError, WorkflowEntrypoint
 from wf.engine import WorkflowSpec
 
@@ -56,7 +56,8 @@ async def test_run_raising_an_exception_whose_str_fails_errors_the_instance(
     status = await wait_status(engine, "flow", inst.id)
     assert status["status"] == "errored"
     assert status["error"] == {"name": name, "message": message}
-    errored = [n for n in harness.notices if n.kind == "errored"]
+    # The notice follows the commit a moment later (the status may be read in between).
+    errored = await wait_for(lambda: [n for n in harness.notices if n.kind == "errored"])
     assert [n.detail["error"] for n in errored] == [{"name": name, "message": message}]
 
 
