@@ -22,6 +22,7 @@ from wf.engine.model import InstanceRow
 from wf.engine.retention import NO_RETENTION, Retention
 from wf.engine.runner import Notice, StopCause
 from wf.engine.scheduler import Scheduler, Slots
+from wf.engine.stats import EngineStats, snapshot
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
 from wf.engine.version import version_of_classes
@@ -160,6 +161,7 @@ class Engine(Controller):
         self.interceptor = interceptor
         self.owns_store = owns_store
         self.threads = StepThreadPool()
+        self.stats = EngineStats()
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)
         self.notifier = LocalNotifier(self)
@@ -196,6 +198,17 @@ class Engine(Controller):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """This engine's figures and its writer's, as JSON (``wf.engine.stats.snapshot``)."""
+        lives = self.scheduler.lives.values()
+        return snapshot(
+            self.stats,
+            self.store.write_stats,
+            lives=len(lives),
+            waiting_lives=sum(1 for life in lives if not life.holds_slot),
+            slots_used=self.slots.used,
+        )
 
     def _slot_freed(self) -> None:
         self.scheduler.poke()

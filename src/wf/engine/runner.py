@@ -38,6 +38,7 @@ from wf.engine.model import (
 )
 from wf.engine.replay import Identities
 from wf.engine.rollback import Rollbacks, refuse_step, run_then_roll_back
+from wf.engine.stats import EngineStats
 from wf.engine.store.base import PendingWrite, Store
 from wf.engine.threads import StepThreadPool
 from wf.errors import EngineSignal, StoreError, error_info, exception_info
@@ -101,6 +102,7 @@ class Host(Protocol):
     observed: bool  # whether anyone listens to notices (so they are not built for nobody)
     scheduler: Scheduler
     interceptor: Interceptor | None  # a test kit's hooks (wf.testing); None in production
+    stats: EngineStats  # figures for metrics
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -418,6 +420,7 @@ class Life:
         if reason == "hibernate":
             types = [w.event_type for w in self.event_waits if w.event_type is not None]
             self.final_write = self.store.hibernate(self.pk, self.epoch, wake_at, now, types)
+            self.host.stats.hibernations += 1
             self.emit("hibernated", wake_at=wake_at)
         elif reason == "pause":
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)

@@ -31,6 +31,7 @@ from wf.engine.model import (
     StepState,
     VersionRow,
 )
+from wf.engine.stats import WriteStats
 
 # A message between the processes sharing a database: (topic, payload). See ``ServerStore.publish``.
 Listener = Callable[[str, dict[str, Any]], None]
@@ -48,6 +49,12 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """This process's writer's figures (commits, writes per commit, commit time), None
+        while the store is closed or read-only."""
+        ...
 
     # ---- instances --------------------------------------------------------------------------
     async def create_instances(

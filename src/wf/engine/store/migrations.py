@@ -248,6 +248,11 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (workflow, cron)
     ) WITHOUT ROWID;
     """,
+    # The CPU time each attempt's body used (seconds; NULL when not measured), beside its wall
+    # time: describe, the dashboard and the metrics show both.
+    """
+    ALTER TABLE attempts ADD COLUMN cpu REAL;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

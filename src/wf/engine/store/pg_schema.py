@@ -196,6 +196,11 @@ MIGRATIONS: list[list[str]] = [
     [
         'CREATE INDEX instances_id_prefix ON wf.instances (workflow, id COLLATE "C")',
     ],
+    # The CPU time each attempt's body used (seconds; NULL when not measured), beside its wall
+    # time: describe, the dashboard and the metrics show both.
+    [
+        "ALTER TABLE wf.attempts ADD COLUMN cpu double precision",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

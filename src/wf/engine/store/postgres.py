@@ -36,6 +36,7 @@ from wf.engine.model import (
     StepState,
     VersionRow,
 )
+from wf.engine.stats import WriteStats
 from wf.engine.store import pg_controls as controls
 from wf.engine.store import pg_deploys as deploys
 from wf.engine.store import pg_runs as runs
@@ -164,6 +165,11 @@ class PostgresStore:
     def jobs(self) -> int:
         """Writes applied."""
         return 0 if self._writer is None else self._writer.jobs
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """Commits, the writes each served and how long each took (for metrics)."""
+        return None if self._writer is None else self._writer.stats
 
     # ---- plumbing -----------------------------------------------------------------------------
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:

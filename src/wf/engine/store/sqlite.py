@@ -34,6 +34,7 @@ from wf.engine.model import (
     StepState,
     VersionRow,
 )
+from wf.engine.stats import WriteStats
 from wf.engine.store import sqlite_controls as controls
 from wf.engine.store import sqlite_deploys as deploys
 from wf.engine.store import sqlite_file
@@ -272,6 +273,11 @@ class SqliteStore:
     def jobs(self) -> int:
         """Writes applied."""
         return 0 if self._writer is None else self._writer.jobs
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """Commits, the writes each served and how long each took (for metrics)."""
+        return None if self._writer is None else self._writer.stats
 
     # ---- instances ----------------------------------------------------------------------------
     async def create_instances(
