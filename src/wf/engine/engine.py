@@ -22,7 +22,7 @@ from wf.engine.model import InstanceRow
 from wf.engine.retention import NO_RETENTION, Retention
 from wf.engine.runner import Notice, StopCause
 from wf.engine.scheduler import Scheduler, Slots
-from wf.engine.stats import EngineStats, snapshot
+from wf.engine.stats import EngineStats, WriteStats, snapshot
 from wf.engine.store.base import Store
 from wf.engine.threads import StepThreadPool
 from wf.engine.version import version_of_classes
@@ -162,6 +162,7 @@ class Engine(Controller):
         self.owns_store = owns_store
         self.threads = StepThreadPool()
         self.stats = EngineStats()
+        self._write_stats: WriteStats | None = None  # kept past the store's close
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)
         self.notifier = LocalNotifier(self)
@@ -174,6 +175,7 @@ class Engine(Controller):
         """Open the store, recover, run. ``after_crash``: the previous process died on its own
         (the dev server's child, say), so what it was running is suspected of killing it."""
         await self.store.open()
+        self._write_stats = self.store.write_stats
         try:
             await self.scheduler.start(after_crash)
         except BaseException:
@@ -204,7 +206,7 @@ class Engine(Controller):
         lives = self.scheduler.lives.values()
         return snapshot(
             self.stats,
-            self.store.write_stats,
+            self.store.write_stats or self._write_stats,
             lives=len(lives),
             waiting_lives=sum(1 for life in lives if not life.holds_slot),
             slots_used=self.slots.used,

@@ -552,9 +552,10 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         life.final_write = life.store.release(life.pk, life.epoch)
         return
     if ok:
+        seconds = max(0.0, life.now() - life.row.created)  # its whole life, for metrics
         if status is Status.TERMINATED:
-            life.emit("terminated", source=life.row.termination)
+            life.emit("terminated", source=life.row.termination, seconds=seconds)
         elif error:
-            life.emit("errored", error=error)
+            life.emit("errored", error=error, seconds=seconds)
         else:
-            life.emit("completed", output=output)
+            life.emit("completed", output=output, seconds=seconds)

@@ -140,3 +140,16 @@ class Totals:
             if isinstance(value, int):
                 setattr(self, name, getattr(self, name) + value)
         return self
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "claim_lag": self.claim_lag.to_json(),
+            "timer_lateness": self.timer_lateness.to_json(),
+            "commit_batch": self.commit_batch.to_json(),
+            "commit_seconds": self.commit_seconds.to_json(),
+            "hibernations": self.hibernations,
+            "commits": self.commits,
+            "lives": self.lives,
+            "waiting_lives": self.waiting_lives,
+            "slots_used": self.slots_used,
+        }
