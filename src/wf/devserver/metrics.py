@@ -90,8 +90,8 @@ class Metrics:
             buckets=INSTANCE_BUCKETS,
             registry=r,
         )
-        r.register(_AtScrape(self))
         self._read: Mapping[str, Mapping[str, int]] = {}
+        r.register(_AtScrape(self))
         # Labelled children, found once per (workflow, step as shown: "name-count").
         self._steps: dict[tuple[str, str], _StepChildren] = {}
         self._ends: dict[tuple[str, str], tuple[Any, Any]] = {}

@@ -23,8 +23,8 @@ class ServeMetrics(Metrics):
     """Metrics whose runtime is known once it exists (it takes the notice observers first)."""
 
     def __init__(self) -> None:
-        super().__init__(self._statuses_now, self._figures_now)
         self._runtime: Runtime | None = None
+        super().__init__(self._statuses_now, self._figures_now)
 
     def watch(self, runtime: Runtime) -> None:
         self._runtime = runtime
