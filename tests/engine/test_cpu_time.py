@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 from tests.conftest import Harness, wait_status
@@ -67,10 +68,8 @@ async def test_a_body_that_raises_or_is_cancelled_still_counts_its_time() -> Non
         raise ValueError("no")
 
     meter = CpuMeter()
-    try:
+    with contextlib.suppress(ValueError):
         await Metered(raises(), meter)
-    except ValueError:
-        pass
     assert meter.measured is not None and meter.measured >= 0.015
 
     async def sleeps() -> None:
@@ -80,8 +79,6 @@ async def test_a_body_that_raises_or_is_cancelled_still_counts_its_time() -> Non
     task = asyncio.ensure_future(Metered(sleeps(), meter))
     await asyncio.sleep(0.01)
     task.cancel()
-    try:
+    with contextlib.suppress(asyncio.CancelledError):
         await task
-    except asyncio.CancelledError:
-        pass
     assert meter.ended and task.cancelled()

@@ -51,7 +51,7 @@ METRICS = "/metrics"  # a scraper's: it checks the API token itself (wf.server.m
 def _open(path: str) -> bool:
     """Paths a browser may load before signing in: the sign-in page and the static files (and
     /metrics, which is no page and wants the token, not a session)."""
-    return path == SIGNIN or path == METRICS or path.startswith(STATIC_PREFIX + "/")
+    return path in (SIGNIN, METRICS) or path.startswith(STATIC_PREFIX + "/")
 
 
 def _signed_out() -> web.HTTPSeeOther:

@@ -243,6 +243,11 @@ class _AtScrape(Collector):
     def collect(self) -> Iterator[Metric]:
         return self._metrics._collect()
 
+    def describe(self) -> Iterator[Metric]:
+        """Nothing: the registry would otherwise collect once as it registers this (before
+        whatever it reads exists)."""
+        return iter(())
+
 
 def _histogram(name: str, doc: str, figures: Figures) -> HistogramMetricFamily:
     buckets: list[tuple[str, float]] = []
