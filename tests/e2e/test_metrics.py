@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.helpers import api, dev_server, free_port, wait_until
+from tests.e2e.helpers import WF, api, dev_server, free_port, wait_until
 from tests.e2e.serve_helpers import Serve
 
 INSTANCES = 4
@@ -59,6 +61,13 @@ def write_project(root: Path) -> Path:
     (root / "wf.toml").write_text(WF_TOML)
     (root / "workflows.py").write_text(WORKFLOWS)
     return root
+
+
+def wf_cli(*args: str) -> str:
+    env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}
+    done = subprocess.run([*WF, *args], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def scrape(port: int, token: str | None = None) -> tuple[int, str]:
@@ -151,6 +160,17 @@ def test_wf_dev_serves_metrics_that_count_what_ran(tmp_path: Path) -> None:
         details = api(server.url, f"/api/workflows/metered/instances/{ids[0]}")
         busy = next(s for s in details["steps"] if s.get("name") == "busy-1")
         assert busy["attempts"][0]["cpu"] >= 0.8 * BUSY
+        # ... and the dashboard's instance page shows it beside the wall time.
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            connection.request("GET", f"/w/metered/i/{ids[0]}")
+            page = connection.getresponse().read().decode()
+        finally:
+            connection.close()
+        assert 'data-testid="attempt-cpu"' in page and 'data-testid="step-cpu"' in page
+        # ... and describe, in a CPU column beside the duration.
+        described = wf_cli("instances", "describe", "metered", ids[0], "--url", server.url)
+        assert "│ CPU" in described
 
 
 def test_wf_dev_without_metrics(tmp_path: Path) -> None:

@@ -18,8 +18,6 @@ from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
-    Histogram,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -48,53 +46,22 @@ Statuses = Callable[[], Awaitable[Mapping[str, Mapping[str, int]]]]
 
 
 class Metrics:
-    """One process's metrics: ``observe`` each notice, ``render`` at each scrape."""
+    """One process's metrics: ``observe`` each notice, ``render`` at each scrape.
+
+    The notices are counted in plain figures (ints, and histograms as bucket counts: no lock,
+    no label lookup, about a microsecond a step) and turned into Prometheus families only when
+    scraped."""
 
     def __init__(self, statuses: Statuses, figures: Callable[[], Totals | None]) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._statuses = statuses
         self._figures = figures
-        r = self.registry
-
-        def by_workflow(name: str, doc: str) -> Counter:
-            return Counter(name, doc, ["workflow"], registry=r)
-
-        def by_step(name: str, doc: str) -> Counter:
-            return Counter(name, doc, ["workflow", "step"], registry=r)
-
-        self.created = by_workflow("wf_instances_created", "Instances created")
-        self.completed = by_workflow("wf_instances_completed", "Instances that completed")
-        self.errored = by_workflow("wf_instances_errored", "Instances that errored")
-        self.terminated = by_workflow("wf_instances_terminated", "Instances terminated")
-        self.attempts = by_step("wf_step_attempts", "Step attempts run (each retry is one)")
-        self.failures = by_step("wf_step_attempt_failures", "Step attempts that failed")
-        self.retries = by_step("wf_step_retries", "Retries scheduled after a failed attempt")
-        self.attempt_seconds = Histogram(
-            "wf_step_attempt_seconds",
-            "Wall time of each step attempt",
-            ["workflow", "step"],
-            buckets=ATTEMPT_BUCKETS,
-            registry=r,
-        )
-        self.attempt_cpu = Histogram(
-            "wf_step_attempt_cpu_seconds",
-            "CPU time each step attempt's body used (beside wf_step_attempt_seconds)",
-            ["workflow", "step"],
-            buckets=ATTEMPT_BUCKETS,
-            registry=r,
-        )
-        self.instance_seconds = Histogram(
-            "wf_instance_duration_seconds",
-            "From creation to the end (complete, errored or terminated)",
-            ["workflow", "status"],
-            buckets=INSTANCE_BUCKETS,
-            registry=r,
-        )
         self._read: Mapping[str, Mapping[str, int]] = {}
-        r.register(_AtScrape(self))
-        # Labelled children, found once per (workflow, step as shown: "name-count").
-        self._steps: dict[tuple[str, str], _StepChildren] = {}
-        self._ends: dict[tuple[str, str], tuple[Any, Any]] = {}
+        # Per workflow, and per (workflow, step as shown: "name-count") found once.
+        self._workflows: dict[str, _WorkflowFigures] = {}
+        self._steps: dict[tuple[str, str], _StepFigures] = {}
+        self._by_name: dict[tuple[str, str], _StepFigures] = {}  # (workflow, step name)
+        self.registry.register(_AtScrape(self))
 
     # ---- notices ---------------------------------------------------------------------------------
     def observe(self, notice: Notice) -> None:
@@ -117,47 +84,40 @@ class Metrics:
                 if isinstance(step, str):
                     self._step(kind, workflow, step, detail)
             elif kind == "queued":
-                self.created.labels(workflow).inc()
+                self._workflow(workflow).created += 1
             elif kind in ("completed", "errored", "terminated"):
-                self._ended(kind, workflow, detail)
+                self._workflow(workflow).ended(kind, detail.get("seconds"))
         except Exception:  # metrics must never break what they watch
             log.exception("cannot count a %s notice", kind)
 
+    def _workflow(self, workflow: str) -> _WorkflowFigures:
+        found = self._workflows.get(workflow)
+        if found is None:
+            found = self._workflows[workflow] = _WorkflowFigures()
+        return found
+
     def _step(self, kind: str, workflow: str, step: str, detail: Mapping[str, Any]) -> None:
-        children = self._steps.get((workflow, step))
-        if children is None:
+        figures = self._steps.get((workflow, step))
+        if figures is None:
             if len(self._steps) > _STEP_CACHE_LIMIT:
-                self._steps.clear()
+                self._steps.clear()  # the figures stay, by name
             name = step.rsplit("-", 1)[0]  # "name-count": the count is not a label
-            children = self._steps[(workflow, step)] = _StepChildren(self, workflow, name)
+            figures = self._by_name.get((workflow, name))
+            if figures is None:
+                figures = self._by_name[(workflow, name)] = _StepFigures()
+            self._steps[(workflow, step)] = figures
         if kind == "attempt_failed":
-            children.retries.inc()
+            figures.retries += 1
         ms = detail.get("ms")
         if ms is None:  # no attempt ran here (one cut short by a crash, a recorded failure)
             return
-        children.attempts.inc()
+        figures.attempts += 1
         if kind != "step_done":
-            children.failures.inc()
-        children.seconds.observe(ms / 1000)
+            figures.failures += 1
+        figures.seconds.observe(ms / 1000)
         cpu = detail.get("cpu_ms")
         if cpu is not None:
-            children.cpu.observe(cpu / 1000)
-
-    def _ended(self, kind: str, workflow: str, detail: Mapping[str, Any]) -> None:
-        ends = self._ends.get((workflow, kind))
-        if ends is None:
-            counter = {"completed": self.completed, "errored": self.errored}.get(
-                kind, self.terminated
-            )
-            status = {"completed": "complete"}.get(kind, kind)
-            ends = self._ends[(workflow, kind)] = (
-                counter.labels(workflow),
-                self.instance_seconds.labels(workflow, status),
-            )
-        ends[0].inc()
-        seconds = detail.get("seconds")
-        if isinstance(seconds, (int, float)):
-            ends[1].observe(seconds)
+            figures.cpu.observe(cpu / 1000)
 
     # ---- scraping --------------------------------------------------------------------------------
     async def render(self) -> bytes:
@@ -168,7 +128,58 @@ class Metrics:
             self._read = {}
         return generate_latest(self.registry)
 
+    def _notice_families(self) -> Iterator[Metric]:
+        workflows = sorted(self._workflows.items())
+        created = CounterMetricFamily(
+            "wf_instances_created", "Instances created", labels=["workflow"]
+        )
+        for workflow, figures in workflows:
+            created.add_metric([workflow], figures.created)
+        yield created
+        for kind, doc in (
+            ("completed", "Instances that completed"),
+            ("errored", "Instances that errored"),
+            ("terminated", "Instances terminated"),
+        ):
+            family = CounterMetricFamily(f"wf_instances_{kind}", doc, labels=["workflow"])
+            for workflow, figures in workflows:
+                family.add_metric([workflow], figures.ends[kind])
+            yield family
+        durations = HistogramMetricFamily(
+            "wf_instance_duration_seconds",
+            "From creation to the end (complete, errored or terminated)",
+            labels=["workflow", "status"],
+        )
+        for workflow, figures in workflows:
+            for kind, status in _ENDS.items():
+                if figures.ends[kind]:
+                    _add_histogram(durations, [workflow, status], figures.durations[kind])
+        yield durations
+        steps = sorted(self._by_name.items())
+        for attribute, name, doc in (
+            ("attempts", "wf_step_attempts", "Step attempts run (each retry is one)"),
+            ("failures", "wf_step_attempt_failures", "Step attempts that failed"),
+            ("retries", "wf_step_retries", "Retries scheduled after a failed attempt"),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["workflow", "step"])
+            for (workflow, step), of_step in steps:
+                family.add_metric([workflow, step], getattr(of_step, attribute))
+            yield family
+        for attribute, name, doc in (
+            ("seconds", "wf_step_attempt_seconds", "Wall time of each step attempt"),
+            (
+                "cpu",
+                "wf_step_attempt_cpu_seconds",
+                "CPU time each step attempt's body used (beside wf_step_attempt_seconds)",
+            ),
+        ):
+            histogram = HistogramMetricFamily(name, doc, labels=["workflow", "step"])
+            for (workflow, step), of_step in steps:
+                _add_histogram(histogram, [workflow, step], getattr(of_step, attribute))
+            yield histogram
+
     def _collect(self) -> Iterator[Metric]:
+        yield from self._notice_families()
         read = self._read
         by_status = GaugeMetricFamily(
             "wf_instances", "Instances by status (the database's)", labels=["workflow", "status"]
@@ -225,15 +236,32 @@ class Metrics:
         )
 
 
-class _StepChildren:
+class _StepFigures:
     __slots__ = ("attempts", "cpu", "failures", "retries", "seconds")
 
-    def __init__(self, metrics: Metrics, workflow: str, step: str) -> None:
-        self.attempts = metrics.attempts.labels(workflow, step)
-        self.failures = metrics.failures.labels(workflow, step)
-        self.retries = metrics.retries.labels(workflow, step)
-        self.seconds = metrics.attempt_seconds.labels(workflow, step)
-        self.cpu = metrics.attempt_cpu.labels(workflow, step)
+    def __init__(self) -> None:
+        self.attempts = 0
+        self.failures = 0
+        self.retries = 0
+        self.seconds = Figures(ATTEMPT_BUCKETS)
+        self.cpu = Figures(ATTEMPT_BUCKETS)
+
+
+_ENDS = {"completed": "complete", "errored": "errored", "terminated": "terminated"}
+
+
+class _WorkflowFigures:
+    __slots__ = ("created", "durations", "ends")
+
+    def __init__(self) -> None:
+        self.created = 0
+        self.ends = dict.fromkeys(_ENDS, 0)
+        self.durations = {kind: Figures(INSTANCE_BUCKETS) for kind in _ENDS}
+
+    def ended(self, kind: str, seconds: object) -> None:
+        self.ends[kind] += 1
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool):
+            self.durations[kind].observe(seconds)
 
 
 class _AtScrape(Collector):
@@ -249,14 +277,22 @@ class _AtScrape(Collector):
         return iter(())
 
 
-def _histogram(name: str, doc: str, figures: Figures) -> HistogramMetricFamily:
+def _buckets(figures: Figures) -> list[tuple[str, float]]:
     buckets: list[tuple[str, float]] = []
     running = 0
     for bound, n in zip(figures.bounds, figures.counts, strict=False):
         running += n
         buckets.append((_le(bound), running))
     buckets.append(("+Inf", figures.count))
-    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=figures.sum)
+    return buckets
+
+
+def _histogram(name: str, doc: str, figures: Figures) -> HistogramMetricFamily:
+    return HistogramMetricFamily(name, doc, buckets=_buckets(figures), sum_value=figures.sum)
+
+
+def _add_histogram(family: HistogramMetricFamily, labels: list[str], figures: Figures) -> None:
+    family.add_metric(labels, _buckets(figures), figures.sum)
 
 
 def _le(bound: float) -> str:

@@ -1,10 +1,14 @@
 """The CPU time a step body uses (Cloudflare bills CPU, not wall time; describe shows both).
 
 A ``def`` body runs in a worker thread: its thread's CPU time around the call is exact
-(``threads.Job.cpu``). An ``async def`` body shares its thread with the event loop and every
-other instance, so ``metered`` drives its coroutine itself and adds up the thread's CPU time
-over each of its resumptions only: what other tasks run while it awaits is not counted, what a
-thread it hands work to (``asyncio.to_thread``) spends is not either.
+(``threads.Job.cpu``, ``time.thread_time``). An ``async def`` body shares its thread with the
+event loop and every other instance, so ``Metered`` drives its coroutine itself and adds up the
+time of each of its resumptions only: what other tasks run while it awaits is not counted, nor
+what a thread it hands work to (``asyncio.to_thread``) spends. Each resumption is timed with
+``perf_counter``, not ``thread_time``: the thread's CPU clock is a system call (about 1.5 µs
+here, twice per resumption, against a whole step's 100 µs), the wall clock is not. The two agree
+while the body computes; a body that blocks the loop in a system call (``time.sleep``, blocking
+I/O) is counted for that time too, which is the time it held every other instance up.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_thread_time = time.thread_time
+_clock = time.perf_counter  # see above: what an async body's resumptions are timed with
 
 
 class CpuMeter:
@@ -48,19 +52,19 @@ class Metered(Awaitable[T]):
         sent: Any = None
         thrown: BaseException | None = None
         while True:
-            began = _thread_time()
+            began = _clock()
             try:
                 yielded = inner.send(sent) if thrown is None else inner.throw(thrown)
             except StopIteration as stop:
-                meter.seconds += _thread_time() - began
+                meter.seconds += _clock() - began
                 meter.ended = True
                 result: T = stop.value
                 return result
             except BaseException:
-                meter.seconds += _thread_time() - began
+                meter.seconds += _clock() - began
                 meter.ended = True
                 raise
-            meter.seconds += _thread_time() - began
+            meter.seconds += _clock() - began
             try:
                 sent, thrown = (yield yielded), None
             except GeneratorExit:
