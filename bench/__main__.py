@@ -230,6 +230,9 @@ def plan(
             for mode in ("fsync", "os") if workload in ("W1", "W1-def") else ("fsync",):
                 wf = [py, "-m", "bench.wf_side", workload, "--durability", mode]
                 add("wf", workload, mode, "", [*wf, *counts[workload]], store)
+                if workload in ("W1", "W2"):  # the cost of counting for /metrics: on vs off
+                    argv = [*wf, *counts[workload], "--metrics"]
+                    add("wf", workload, mode, "metrics on", argv, store)
             if workload in SQLITE_ONLY:  # wf's own comparison: the peers' W1 has both styles
                 continue
             if "dbos" in peers and dbos is not None:

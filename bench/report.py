@@ -162,6 +162,8 @@ class Run:
             return f"DBOS {r.get('dbos_version', '')} ({r['variant']})".replace("  ", " ")
         if r["engine"] == "wrangler":
             return f"wrangler dev {r.get('wrangler', '')}".strip()
+        if r.get("variant") == "metrics on":  # W1, W2 counting for /metrics
+            return "wf, metrics on"
         return str(r["engine"])
 
     @staticmethod

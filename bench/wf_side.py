@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class Finished:
         self.errors: list[str] = []
         self._target = 0
         self._reached: asyncio.Event | None = None
+        self.metrics: Any = None  # wf.devserver.metrics.Metrics, with --metrics
 
     def __call__(self, notice: Notice) -> None:
         if notice.kind == "completed":
@@ -124,9 +126,29 @@ def db_mib(args: argparse.Namespace) -> float:
 def engine_for(
     args: argparse.Namespace, spec: WorkflowSpec, on_notice: Finished | None
 ) -> tuple[Engine, Store]:
+    """The run's engine; with ``--metrics``, its notices and figures are counted for
+    ``GET /metrics`` as ``wf dev`` counts them (and scraped once at the end: ``scrape``)."""
     store = store_for(args)
-    engine = Engine(store, [spec], settings=EngineSettings(), on_notice=on_notice)
+    observe: Callable[[Notice], None] | None = on_notice
+    metrics = None
+    if getattr(args, "metrics", False):
+        from wf.devserver.metrics import Metrics, statuses_of, tee
+        from wf.engine.counters import Totals
+
+        async def statuses() -> dict[str, dict[str, int]]:
+            return await statuses_of(engine.workflow_names, store.count_statuses)
+
+        metrics = Metrics(statuses, lambda: Totals().add(engine.stats_snapshot()))
+        observe = tee(metrics.observe, on_notice)
+    engine = Engine(store, [spec], settings=EngineSettings(), on_notice=observe)
+    if on_notice is not None:
+        on_notice.metrics = metrics
     return engine, store
+
+
+async def scrape(done: Finished) -> int | None:
+    """Render ``/metrics`` once (with ``--metrics``): its size in bytes."""
+    return None if done.metrics is None else len(await done.metrics.render())
 
 
 async def create_many(engine: Engine, workflow: str, count: int) -> None:
@@ -151,12 +173,14 @@ async def w1(args: argparse.Namespace, body: str = "async") -> dict[str, Any]:
         await engine.create("seq", params={"n": args.steps, "body": body})
         ended = await done.reach(2, args.timeout)
         after = commits(store)
+        scraped = await scrape(done)
     finally:
         await engine.stop()
     times = Sequential.step_seconds
     made = None if before is None or after is None else after - before
     return {
         "body": body,
+        "metrics": scraped is not None,
         "steps": args.steps,
         "seconds": ended - started,
         "step_us": (ended - started) / args.steps * 1e6,
@@ -189,12 +213,14 @@ async def w2(args: argparse.Namespace) -> dict[str, Any]:
         created = time.perf_counter() - started
         ended = await done.reach(warm + args.instances, args.timeout)
         after = commits(store)
+        scraped = await scrape(done)
     finally:
         await engine.stop()
     elapsed = ended - started
     made = None if before is None or after is None else after - before
     return {
         "instances": args.instances,
+        "metrics": scraped is not None,
         "seconds": elapsed,
         "instances_per_s": args.instances / elapsed,
         "create_seconds": created,
@@ -616,6 +642,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--role", choices=("scale", "hold", "take"), help="node")
     parser.add_argument("--owner", default="bench", help="node: its claim owner id")
     parser.add_argument("--how", choices=sorted(HOW), default="SIGKILL", help="takeover")
+    parser.add_argument(
+        "--metrics", action="store_true", help="W1, W2: count for /metrics (as wf dev/serve do)"
+    )
     args = parser.parse_args(argv)
     if args.workload in ("W2-scale", "takeover", "node") and not args.database:
         parser.error(f"{args.workload} runs on PostgreSQL: give --database")

@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-HEAVY = ("aiohttp", "typer", "rich", "watchfiles", "click", "psycopg", "jinja2")
+HEAVY = (
+    "aiohttp",
+    "typer",
+    "rich",
+    "watchfiles",
+    "click",
+    "psycopg",
+    "jinja2",
+    "prometheus_client",
+)
 
 SCRIPT = """
 import json, sys
@@ -40,8 +49,10 @@ def heavy(modules: list[str]) -> list[str]:
 
 def test_the_heavy_libraries_are_installed(tmp_path: Path) -> None:
     # Otherwise the tests below would pass for the wrong reason.
-    modules = loaded_by("import aiohttp, typer, rich, watchfiles, jinja2", tmp_path)
-    assert {"aiohttp", "typer", "rich", "watchfiles", "jinja2"} <= set(modules)
+    modules = loaded_by(
+        "import aiohttp, typer, rich, watchfiles, jinja2, prometheus_client", tmp_path
+    )
+    assert {"aiohttp", "typer", "rich", "watchfiles", "jinja2", "prometheus_client"} <= set(modules)
 
 
 @pytest.mark.parametrize(

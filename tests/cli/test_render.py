@@ -47,12 +47,15 @@ def t(clock: str) -> str:
     return f"2024-10-15T{clock}Z"
 
 
-def attempt(start: str, end: str | None, success: bool | None, error: Any = None) -> dict[str, Any]:
+def attempt(
+    start: str, end: str | None, success: bool | None, error: Any = None, cpu: float | None = None
+) -> dict[str, Any]:
     return {
         "start": t(start),
         "end": t(end) if end else None,
         "success": success,
         "error": error,
+        "cpu": cpu,
     }
 
 
@@ -87,7 +90,7 @@ ERRORED: dict[str, Any] = {
             "output": {"sku": "a-1", "qty": 2},
             "error": None,
             "config": CONFIG,
-            "attempts": [attempt("13:55:31.000", "13:55:31.042", True)],
+            "attempts": [attempt("13:55:31.000", "13:55:31.042", True, cpu=0.012)],
         },
         {
             "type": "sleep",
@@ -116,9 +119,9 @@ ERRORED: dict[str, Any] = {
             "error": DECLINED,
             "config": CONFIG,
             "attempts": [
-                attempt("13:55:50.000", "13:55:51.000", False, DECLINED),
-                attempt("13:56:01.000", "13:56:02.000", False, DECLINED),
-                attempt("13:56:22.000", "13:56:31.000", False, DECLINED),
+                attempt("13:55:50.000", "13:55:51.000", False, DECLINED, cpu=0.25),
+                attempt("13:56:01.000", "13:56:02.000", False, DECLINED, cpu=0.003),
+                attempt("13:56:22.000", "13:56:31.000", False, DECLINED),  # timed out in a thread
             ],
         },
     ],

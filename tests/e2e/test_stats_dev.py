@@ -100,7 +100,7 @@ def test_stats_and_traces_of_a_known_workload(tmp_path: Path) -> None:
         view = wf("stats", NAME, "--since", "15m", "--url", server.url, cwd=project).stdout
         assert f"📊 {NAME} · last 15m" in view
         assert "Finished   4 (3 completed, 1 errored, 0 terminated)" in view
-        assert "CPU —" in view
+        assert " · CPU " in view and "CPU —" not in view  # the attempts' CPU time, measured
         assert "Slowest steps (by p95 of attempt wall time)" in view
         assert "NonRetryableError: card declined" in view
 

@@ -28,6 +28,10 @@ def dev(
             "(default: $WF_DATABASE_URL, else [engine].database, else .wf/wf.db).",
         ),
     ] = None,
+    no_metrics: Annotated[
+        bool,
+        typer.Option("--no-metrics", help="Do not serve GET /metrics (nor count for it)."),
+    ] = False,
 ) -> None:
     """Run the project locally with hot reload.
 
@@ -67,6 +71,12 @@ def dev(
             "this server (wf dev has no token); use it only on a network you trust",
             err=True,
         )
+    if no_metrics:
+        import os
+
+        from wf.devserver.metrics import NO_METRICS_VARIABLE
+
+        os.environ[NO_METRICS_VARIABLE] = "1"  # the children read it
     supervisor = Supervisor(
         config_path=config,
         host=bind_host,

@@ -434,8 +434,9 @@ def attempts_table(
     attempts: Sequence[dict[str, Any]], now: datetime, tz: tzinfo | None = None
 ) -> Table:
     with_errors = any(a.get("error") for a in attempts)
+    with_cpu = any(a.get("cpu") is not None for a in attempts)  # older histories have none
     table = Table(box=box.SQUARE, show_edge=True, header_style="bold", pad_edge=True)
-    for column in ("Start", "End", "Duration", "State"):
+    for column in ("Start", "End", "Duration", *(("CPU",) if with_cpu else ()), "State"):
         table.add_column(column, no_wrap=True)
     if with_errors:
         table.add_column("Error", overflow="fold")
@@ -450,6 +451,7 @@ def attempts_table(
             format_date(attempt.get("start"), tz),
             format_date(attempt.get("end"), tz) if attempt.get("end") else "",
             human_duration(duration) if duration is not None else "",
+            *((_cpu_cell(attempt.get("cpu")),) if with_cpu else ()),
             state,
         ]
         if with_errors:
@@ -457,6 +459,13 @@ def attempts_table(
             cells.append(Text(error_text(error), style="red") if error else "")
         table.add_row(*cells)
     return table
+
+
+def _cpu_cell(seconds: object) -> str:
+    """The CPU time an attempt's body used, beside its wall time (blank: not measured)."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return ""
+    return short_duration(seconds)  # "12 ms": short, so the table still fits 100 columns
 
 
 class _Indented:

@@ -43,12 +43,28 @@ def serve(
             'e.g. "10 seconds" or 10 (default: each version\'s [engine] lease, else 30 seconds).',
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            "--metrics-port",
+            show_default=False,
+            min=0,
+            max=65535,
+            help="Also serve GET /metrics without the token on 127.0.0.1 at this port "
+            "(on the main port it needs the token).",
+        ),
+    ] = None,
+    no_metrics: Annotated[
+        bool,
+        typer.Option("--no-metrics", help="Do not serve GET /metrics (nor count for it)."),
+    ] = False,
 ) -> None:
     """Serve deployed versions (token-authenticated, no reload)."""
     from wf.cli import render
     from wf.cli.database import chosen_database
     from wf.cli.exit import fail
     from wf.cli.notices import NoticePrinter
+    from wf.devserver.metrics import metrics_wanted
     from wf.engine.runner import Notice
     from wf.server.main import Reporter, ServeOptions
     from wf.server.main import serve as run_server
@@ -81,6 +97,8 @@ def serve(
         rotate_token=rotate_token,
         database=chosen,
         lease=lease_seconds,
+        metrics=not no_metrics and metrics_wanted(),
+        metrics_port=metrics_port,
     )
     try:
         code = asyncio.run(run_server(options, reporter))

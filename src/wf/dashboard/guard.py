@@ -46,9 +46,13 @@ def refused(message: str, status: int = 403) -> web.Response:
     return response
 
 
+METRICS = "/metrics"  # a scraper's: it checks the API token itself (wf.server.metrics)
+
+
 def _open(path: str) -> bool:
-    """Paths a browser may load before signing in: the sign-in page and the static files."""
-    return path == SIGNIN or path.startswith(STATIC_PREFIX + "/")
+    """Paths a browser may load before signing in: the sign-in page and the static files (and
+    /metrics, which is no page and wants the token, not a session)."""
+    return path in (SIGNIN, METRICS) or path.startswith(STATIC_PREFIX + "/")
 
 
 def _signed_out() -> web.HTTPSeeOther:

@@ -66,6 +66,21 @@ def duration(start: str | None, end: str | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+def cpu_time(seconds: object) -> str:
+    """``0.012 s`` of CPU (``attempt.cpu``); empty when it was not measured."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        return ""
+    return f"{seconds:.3f} s"
+
+
+def step_cpu(attempts: object) -> str:
+    """The CPU time of a step's attempts together; empty when none was measured."""
+    if not isinstance(attempts, list):
+        return ""
+    measured = [a["cpu"] for a in attempts if isinstance(a, dict) and a.get("cpu") is not None]
+    return cpu_time(sum(measured)) if measured else ""
+
+
 @cache
 def environment() -> Environment:
     env = Environment(
@@ -77,6 +92,8 @@ def environment() -> Environment:
     env.filters["pretty_json"] = pretty_json
     env.filters["segment"] = segment
     env.globals["duration"] = duration
+    env.globals["cpu_time"] = cpu_time
+    env.globals["step_cpu"] = step_cpu
     env.globals["iso"] = iso
     env.globals["csrf_field"] = csrf_field
     env.globals["signed_in"] = signed_in

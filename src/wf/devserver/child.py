@@ -24,10 +24,12 @@ from aiohttp import web
 
 from wf.devserver import handoff, tracing
 from wf.devserver.database import engine_store, held_elsewhere
+from wf.devserver.metrics import Metrics, metrics_wanted, statuses_of, tee
 from wf.devserver.reads import open_reader
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.standby import Standby
 from wf.devserver.state import ServerState
+from wf.engine.counters import Totals
 from wf.engine.engine import Engine
 from wf.engine.runner import Notice, StopCause
 from wf.engine.store.urls import is_postgres, redact
@@ -113,6 +115,26 @@ class _Loaded:
     state: ServerState
     engine: Engine | None = None
     database: str | None = None  # where the project's database is, once wf.toml loaded
+    metrics: Metrics | None = None  # GET /metrics, unless turned off
+
+
+def _metrics_of(loaded: _Loaded) -> Metrics | None:
+    """This child's metrics: its engine's notices and figures, the database's statuses."""
+    if not metrics_wanted():
+        return None
+    state = loaded.state
+
+    async def statuses() -> dict[str, dict[str, int]]:
+        controller = state.engine or state.reader
+        if controller is None:
+            return {}
+        return await statuses_of(controller.workflow_names, controller.store.count_statuses)
+
+    def figures() -> Totals | None:
+        engine = loaded.engine
+        return None if engine is None else Totals().add(engine.stats_snapshot())
+
+    return Metrics(statuses, figures)
 
 
 def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
@@ -134,17 +156,22 @@ def _load(options: ChildOptions, reporter: Reporter) -> _Loaded:
     base.project_name = project.name
     base.workflows = project.workflows
     database = project.store_location(options.database)
+    loaded = _Loaded(project, base, database=database)
+    loaded.metrics = _metrics_of(loaded)
+    observe = loaded.metrics.observe if loaded.metrics is not None else None
     try:
         _private_folder(project.state_dir)
-        engine = project_engine(project, on_notice=reporter.notice, database=database)
+        loaded.engine = project_engine(
+            project, on_notice=tee(observe, reporter.notice), database=database
+        )
     except WfError as exc:
         base.load_error = str(exc)
-        return _Loaded(project, base, database=database)
+        return loaded
     except Exception as exc:  # an unexpected problem still leaves a server that says what
         base.load_error = f"{project.main_label}: {type(exc).__name__}: {exc}"
-        return _Loaded(project, base, database=database)
-    base.version_id = engine.version_id
-    return _Loaded(project, base, engine, database)
+        return loaded
+    base.version_id = loaded.engine.version_id
+    return loaded
 
 
 async def _open_reads(loaded: _Loaded) -> None:
@@ -289,6 +316,7 @@ async def serve(options: ChildOptions, reporter: Reporter) -> int:
 async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     from wf.dashboard.routes import install as install_dashboard
     from wf.devserver.api import create_app
+    from wf.devserver.metrics import install as install_metrics
     from wf.devserver.subscribe import close_streams
 
     _watch_supervisor(socket.socket(fileno=options.control_fd), stop)
@@ -328,6 +356,8 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
 
     sock = socket.socket(fileno=options.listen_fd)
     app = create_app(state)
+    if loaded.metrics is not None:
+        install_metrics(app, loaded.metrics)  # open, as the rest of wf dev's API
     install_dashboard(app)
     closing = handoff.Closing()
     closing.install(app)

@@ -595,6 +595,11 @@ _SCHEMAS: dict[str, Schema] = {
             "end": _nullable(ISO),
             "success": _nullable({"type": "boolean"}),
             "error": _nullable(_ref("ErrorInfo")),
+            "cpu": {
+                **_nullable({"type": "number", "minimum": 0}),
+                "description": "CPU seconds the body used (null: not measured, e.g. cut short "
+                "or timed out in a thread)",
+            },
         }
     ),
     "StepDo": _object(

@@ -499,7 +499,8 @@ class Controller:
             return row
         self.notifier.changed(before, "terminate")
         if row.status is Status.TERMINATED:
-            self._notice("terminated", row.workflow, row.id, source=source)
+            seconds = max(0.0, self.clock.now() - row.created)
+            self._notice("terminated", row.workflow, row.id, source=source, seconds=seconds)
         else:  # rolling back first: whoever runs instances claims it again
             self.notifier.created(row.workflow, row.version_id)
             self._notice("rolling_back", row.workflow, row.id, source=source)

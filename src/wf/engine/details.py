@@ -95,6 +95,7 @@ def _step(record: StepRecord) -> dict[str, Any]:
                     "end": iso(a.ended),
                     "success": a.success,
                     "error": a.error,
+                    "cpu": a.cpu,
                 }
                 for a in record.attempts
             ],

@@ -13,6 +13,7 @@ from wf.durations import Duration, to_seconds
 from wf.engine.bindings import Env, WorkflowBinding
 from wf.engine.clock import Clock, SystemClock
 from wf.engine.controller import Controller
+from wf.engine.counters import EngineStats, WriteStats, snapshot
 from wf.engine.cron import BadSchedule, check_schedules
 from wf.engine.entrypoint import WorkflowEntrypoint
 from wf.engine.firing import Firings, schedules_of
@@ -166,6 +167,8 @@ class Engine(Controller):
         self.tracer = tracer
         self.owns_store = owns_store
         self.threads = StepThreadPool()
+        self.counters = EngineStats()
+        self._write_stats: WriteStats | None = None  # kept past the store's close
         self.slots = Slots(self.settings.concurrency, self._slot_freed)
         self.scheduler = Scheduler(self, self.specs, owner)
         self.notifier: LocalNotifier = LocalNotifier(self)
@@ -178,6 +181,7 @@ class Engine(Controller):
         """Open the store, recover, run. ``after_crash``: the previous process died on its own
         (the dev server's child, say), so what it was running is suspected of killing it."""
         await self.store.open()
+        self._write_stats = self.store.write_stats
         try:
             await self.scheduler.start(after_crash)
         except BaseException:
@@ -202,6 +206,17 @@ class Engine(Controller):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+    def stats_snapshot(self) -> dict[str, Any]:
+        """This engine's figures and its writer's, as JSON (``wf.engine.counters.snapshot``)."""
+        lives = self.scheduler.lives.values()
+        return snapshot(
+            self.counters,
+            self.store.write_stats or self._write_stats,
+            lives=len(lives),
+            waiting_lives=sum(1 for life in lives if not life.holds_slot),
+            slots_used=self.slots.used,
+        )
 
     def _slot_freed(self) -> None:
         self.scheduler.poke()

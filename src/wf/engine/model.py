@@ -226,6 +226,7 @@ class AttemptRecord:
     success: bool | None = None
     error: ErrorInfo | None = None
     uncounted: bool = False  # cut short by a graceful stop: does not use up a retry
+    cpu: float | None = None  # CPU seconds the body used (None: not measured, e.g. cut short)
 
 
 @dataclass

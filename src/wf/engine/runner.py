@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from wf.engine import codec
 from wf.engine.clock import Clock
+from wf.engine.counters import EngineStats
 from wf.engine.cron import schedule_of
 from wf.engine.entrypoint import ExecutionContext
 from wf.engine.intercept import Interceptor, StepCall
@@ -107,6 +108,7 @@ class Host(Protocol):
     interceptor: Interceptor | None  # a test kit's hooks (wf.testing); None in production
     tracer: Tracer | None  # told of lives and attempts (wf.server.tracing); None: not tracing
     version_id: str  # the version this engine's code is: children are created under it
+    counters: EngineStats  # figures for metrics (wf.engine.counters)
 
     def emit(self, notice: Notice) -> None: ...
 
@@ -456,6 +458,7 @@ class Life:
             self.final_write = self.store.hibernate(
                 self.pk, self.epoch, wake_at, now, types, children
             )
+            self.host.counters.hibernations += 1
             self.emit("hibernated", wake_at=wake_at)
         elif reason == "pause":
             self.final_write = self.store.reach_pause(self.pk, self.epoch, now)
@@ -603,9 +606,10 @@ async def _finish(life: Life, task: asyncio.Task[Any] | None, early: BaseExcepti
         life.ended_error = error
         if life.row.parent is not None:
             life.host.child_ended(life.row)
+        seconds = max(0.0, life.now() - life.row.created)  # its whole life, for metrics
         if status is Status.TERMINATED:
-            life.emit("terminated", source=life.row.termination)
+            life.emit("terminated", source=life.row.termination, seconds=seconds)
         elif error:
-            life.emit("errored", error=error)
+            life.emit("errored", error=error, seconds=seconds)
         else:
-            life.emit("completed", output=output)
+            life.emit("completed", output=output, seconds=seconds)

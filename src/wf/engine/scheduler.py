@@ -270,6 +270,10 @@ class Scheduler:
 
     def _start(self, claim: Claim) -> None:
         spec = self.specs[claim.row.workflow]
+        if claim.fresh:  # queued (created, restarted) until now
+            self.engine.counters.claim_lag.observe(
+                max(0.0, self.engine.clock.now() - claim.row.queued)
+            )
         # Registered before its task runs, so a control arriving meanwhile finds the life.
         life = Life(self.engine, claim, spec, self._generation)
         self.lives[claim.row.pk] = life

@@ -84,7 +84,7 @@ def _workflow(
             "total": len(attempts),
             "failed": sum(1 for a in attempts if not a.success),
             "wall_ms": _ms(sum(walls)),
-            # None until the store records CPU time (stats_sql.ATTEMPT_CPU_SQL).
+            # None when no attempt of the window has its CPU time measured.
             "cpu_ms": _ms(sum(cpus)) if cpus else None,
         },
         "slowest_steps": _slowest(attempts),

@@ -20,6 +20,7 @@ from wf.durations import Duration, exact_duration, format_duration, to_seconds
 from wf.engine import codec, config, retry_delays, rollback
 from wf.engine.child_step import run_workflow
 from wf.engine.clock import SystemClock
+from wf.engine.cpu import CpuMeter, Metered
 from wf.engine.decorated import accepts_decorator_form, accepts_positional_event_type
 from wf.engine.intercept import MockedError, MockedResult, StepCall
 from wf.engine.limits import check_identifier, check_step_name
@@ -381,6 +382,7 @@ async def _attempt(
         non_retryable = False
         text: str | None = None
         life.attempts[record.key] = (record, attempt)  # a graceful stop records it cut short
+        meter = CpuMeter()
         try:
             scheduler = life.host.scheduler
             while True:
@@ -389,9 +391,9 @@ async def _attempt(
                     await scheduler.confirm_lease(life)
                 try:
                     if life.intercept is None:
-                        value = await _run_callback(life, callback, record, number, resolved)
+                        value = await _run_callback(life, callback, record, number, resolved, meter)
                     else:
-                        value = await _intercepted(life, callback, record, number, resolved)
+                        value = await _intercepted(life, callback, record, number, resolved, meter)
                     break
                 except _LeaseLapsed:  # while it waited for a thread: renew, then begin
                     continue
@@ -411,14 +413,18 @@ async def _attempt(
             life.attempts.pop(record.key, None)
         now = life.now()
         attempt.ended, attempt.success, attempt.error = now, error is None, error
+        attempt.cpu = meter.measured
+        # The attempt's own wall time, and the CPU time its body used.
+        took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
+        if attempt.cpu is not None:
+            took["cpu_ms"] = attempt.cpu * 1000
         if error is None:
             record.state, record.output, record.ended = StepState.SUCCEEDED, text, now
             await life.commit(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
             _maybe_killed(life, record)
-            # The attempt's own time; since the first attempt counts retry waits and downtime.
-            took: dict[str, float] = {"ms": (now - attempt.started) * 1000}
+            # Since the first attempt counts retry waits and downtime.
             if number > 1:
                 took["total_ms"] = (now - record.started) * 1000
             life.emit("step_done", record.display_name, attempt=number, **took)
@@ -437,13 +443,15 @@ async def _attempt(
                 life.store.end_attempt(life.pk, life.epoch, record, attempt, record.state)
             )
             _maybe_killed(life, record)
-            life.emit("step_failed", record.display_name, attempt=number, error=error)
+            life.emit("step_failed", record.display_name, attempt=number, error=error, **took)
             raise StepError(name, error["name"], error["message"], len(record.attempts))
         if life.intercept is not None and life.intercept.skip_retry_delay(_call(life, record)):
             delay = 0.0
         record.wake_at = now + delay
         life.lazily(life.store.end_attempt(life.pk, life.epoch, record, attempt))
-        life.emit("attempt_failed", record.display_name, attempt=number, error=error, delay=delay)
+        life.emit(
+            "attempt_failed", record.display_name, attempt=number, error=error, delay=delay, **took
+        )
         return record
     finally:
         life.end_op(task)
@@ -486,13 +494,14 @@ async def _intercepted(
     record: StepRecord,
     number: int,
     resolved: ResolvedConfig,
+    meter: CpuMeter,
 ) -> Any:
     """An attempt the test kit may answer instead of the body (a mocked result or error, a
     forced timeout)."""
     assert life.intercept is not None
     answer = life.intercept.attempt(_call(life, record), number)
     if answer is None:
-        return await _run_callback(life, callback, record, number, resolved)
+        return await _run_callback(life, callback, record, number, resolved, meter)
     if isinstance(answer, MockedResult):
         return answer.value
     if isinstance(answer, MockedError):
@@ -556,24 +565,27 @@ async def _run_callback(
     record: StepRecord,
     number: int,
     resolved: ResolvedConfig,
+    meter: CpuMeter,
 ) -> Any:
-    """Run the body with a per-attempt timeout. An async body is cancelled when it times out; a
-    sync one runs in a worker thread (see ``_from_thread``) and is abandoned (a thread cannot be
-    killed). Time spent waiting for a free worker thread does not count toward the timeout."""
+    """Run the body with a per-attempt timeout, counting its CPU time in ``meter``. An async
+    body is cancelled when it times out; a sync one runs in a worker thread (see
+    ``_from_thread``) and is abandoned (a thread cannot be killed). Time spent waiting for a
+    free worker thread does not count toward the timeout."""
     is_async, wants_context = _inspect_callback(callback)
     args: tuple[Any, ...] = ()
     if wants_context:
         args = (StepContext(record.name, record.count, number, resolved.as_step_config()),)
     timeout = resolved.timeout
+    awaitable: Awaitable[Any]
     if is_async:
-        awaitable = callback(*args)
+        awaitable = Metered(callback(*args), meter)
     else:
         sync_body = _unless_lapsed(life, functools.partial(callback, *args))
         job = None
         if not life.host.threads.free():  # wait for a thread outside the attempt's time
             job = life.host.threads.submit(sync_body)
             await _thread_started(life, job)
-        awaitable = _from_thread(life, sync_body, _speed_key(callback), job, timeout)
+        awaitable = _from_thread(life, sync_body, _speed_key(callback), job, timeout, meter)
     if isinstance(life.clock, SystemClock):  # the common case: await it right here
         return await _run_here(life, awaitable, timeout)
     body = asyncio.ensure_future(contain(awaitable))  # a test's clock: race it against a timer
@@ -668,7 +680,12 @@ _SLOW: set[object] = set()  # bodies (by code) not to wait for: the last one out
 
 
 async def _from_thread(
-    life: Life, body: Callable[[], Any], key: object, job: Job | None, timeout: float
+    life: Life,
+    body: Callable[[], Any],
+    key: object,
+    job: Job | None,
+    timeout: float,
+    meter: CpuMeter,
 ) -> Any:
     """Run a sync body in a worker thread (``job``: submitted already) in the step's own task,
     with no future chained to another: wait for it in place if it may be quick, else await the
@@ -693,11 +710,14 @@ async def _from_thread(
                 threads.abandon(job)  # it finishes alone
                 raise
     _remember(key, slow=job.seconds > WAIT_IN_PLACE)
+    meter.seconds += job.cpu
+    meter.ended = True
     if job.error is not None:
         raise job.error
     result = job.result
     if inspect.isawaitable(result):  # e.g. lambda: fetch(url) with an async fetch
-        result = await result
+        meter.ended = False
+        result = await Metered(result, meter)
     return result
 
 
@@ -802,6 +822,8 @@ async def _finish_sleep(life: Life, record: StepRecord) -> None:
         with life.waiter(record.wake_at) as wait:
             await wait.sleep()
     record.state, record.ended = StepState.SUCCEEDED, life.now()
+    # Due then, ended now: in memory, or after a wake-up, claim and replay from hibernation.
+    life.host.counters.timer_lateness.observe(max(0.0, record.ended - record.wake_at))
     ended = life.store.end_step(life.pk, life.epoch, record, record.state)
     life.lazily(ended)
     if life.intercept is not None and life.intercept.kill_after(_call(life, record)):

@@ -39,6 +39,7 @@ class Job:
         "abandoned",
         "cancelled",
         "context",
+        "cpu",
         "done",
         "error",
         "finished",
@@ -56,6 +57,7 @@ class Job:
         self.result: Any = None
         self.error: BaseException | None = None
         self.seconds = 0.0  # how long the callable ran
+        self.cpu = 0.0  # the CPU time its thread used meanwhile
         self.abandoned = False  # given up on while running: its thread no longer counts
         self.cancelled = False  # given up on before it started: it never runs
         self.started = False
@@ -183,12 +185,14 @@ class StepThreadPool:
                 if on_start is not None:
                     on_start()
                 started = time.perf_counter()
+                cpu = time.thread_time()
                 try:
                     job.result = job.context.run(job.fn)
                 except Exception as exc:
                     job.error = exc
                 except BaseException as exc:  # sys.exit() in a step must not end the process
                     job.error = EscapedBaseException(exc)
+                job.cpu = time.thread_time() - cpu
                 job.seconds = time.perf_counter() - started
             with self._lock:
                 job.finished = True

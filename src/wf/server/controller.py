@@ -3,6 +3,7 @@ which version a new instance runs on; changes reach the worker that runs the ins
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wf.engine.clock import Clock
@@ -11,6 +12,7 @@ from wf.engine.flow import NO_FLOW, FlowControl
 from wf.engine.limits import Limits
 from wf.engine.model import InstanceRow, VersionRow
 from wf.engine.retention import NO_RETENTION, Retention, parse_retention
+from wf.engine.runner import Notice
 from wf.engine.store.base import ServerStore
 from wf.errors import WorkflowNotFound
 from wf.server.workers import WorkerManager
@@ -66,8 +68,11 @@ class ServerController(Controller):
         limits: Limits,
         catalog: Catalog,
         workers: WorkerManager,
+        on_notice: Callable[[Notice], None] | None = None,
     ) -> None:
-        super().__init__(store, clock, limits)
+        """``on_notice``: what the API does here (creations, terminations), for metrics; what
+        the workers do reaches the server as their messages."""
+        super().__init__(store, clock, limits, on_notice)
         self.catalog = catalog
         self.notifier = WorkerNotifier(workers)
 

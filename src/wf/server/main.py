@@ -15,12 +15,14 @@ from aiohttp import web
 from wf.devserver import handoff
 from wf.devserver.api import create_app
 from wf.devserver.child import is_loopback
+from wf.devserver.metrics import install as install_metrics
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
 from wf.devserver.subscribe import close_streams
 from wf.server import tokens
 from wf.server.dashboard import install_dashboard
 from wf.server.database import Database
+from wf.server.metrics import metrics_listener, serve_metrics, token_guard
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
 from wf.server.state import ServeError, StateDir
@@ -38,6 +40,8 @@ class ServeOptions:
     database: str | None = None  # a PostgreSQL URL; None: wf.db in the state folder
     # How long a worker's claims outlive its last renewal; None: each bundle's [engine] lease.
     lease: float | None = None
+    metrics: bool = True  # GET /metrics (with the token)
+    metrics_port: int | None = None  # and on 127.0.0.1 at this port, without it
 
 
 class Reporter:
@@ -90,9 +94,17 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
     state = StateDir(options.state_dir.resolve())
     state.prepare()
     database = Database(options.database or str(state.database))
+    metrics = serve_metrics() if options.metrics else None
     runtime = Runtime(
-        state, options.durability, reporter.notice, database=database, lease=options.lease
+        state,
+        options.durability,
+        reporter.notice if metrics is None else _both(metrics.observe_dict, reporter.notice),
+        database=database,
+        lease=options.lease,
+        on_controller_notice=None if metrics is None else metrics.observe,
     )
+    if metrics is not None:
+        metrics.watch(runtime)
     # On SQLite this takes the database lock: a second server stops here, token untouched.
     await runtime.start()
     try:
@@ -121,6 +133,8 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 node_status=runtime.node_status,
             )
             app = create_app(server_state)
+            if metrics is not None:
+                install_metrics(app, metrics, token_guard(server_state))
             add_serve_routes(app, runtime)
             install_dashboard(app, server_state, runtime)
             closing = handoff.Closing()
@@ -139,6 +153,13 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 raise ServeError(
                     f"cannot listen on {options.host}:{options.port}: {exc.strerror}"
                 ) from None
+            metrics_runner = None
+            if metrics is not None and options.metrics_port is not None:
+                try:
+                    metrics_runner = await metrics_listener(metrics, options.metrics_port)
+                except ServeError:
+                    await runner.cleanup()
+                    raise
             cluster = f"node {runtime.node} on {database.shown}" if database.clustered else None
             reporter.ready(f"http://{_shown(options.host)}:{options.port}", state.root, cluster)
             try:
@@ -152,9 +173,21 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 assert runner.server is not None
                 await handoff.close_all(runner.server, closing, STOP_SECONDS)
                 await runner.cleanup()
+                if metrics_runner is not None:
+                    await metrics_runner.cleanup()
         finally:
             await runtime.stop()
     return 0
+
+
+def _both(
+    first: Callable[[dict[str, Any]], None], second: Callable[[dict[str, Any]], None]
+) -> Callable[[dict[str, Any]], None]:
+    def both(notice: dict[str, Any]) -> None:
+        first(notice)
+        second(notice)
+
+    return both
 
 
 def _shown(host: str) -> str:

@@ -21,6 +21,7 @@ from wf.durations import to_seconds
 from wf.engine.clock import Clock, SystemClock
 from wf.engine.firing import Firings, schedules_of
 from wf.engine.limits import Limits
+from wf.engine.runner import Notice
 from wf.engine.scheduler import purge_forever
 from wf.engine.store.base import ServerStore
 from wf.errors import StoreUnavailable
@@ -48,6 +49,7 @@ class Runtime:
         database: Database | None = None,
         lease: float | None = None,
         node: str | None = None,
+        on_controller_notice: Callable[[Notice], None] | None = None,
     ) -> None:
         self.state = state
         self.clock: Clock = clock or SystemClock()
@@ -67,7 +69,7 @@ class Runtime:
             lease=lease,
         )
         self.controller = ServerController(
-            self.store, self.clock, Limits(), self.catalog, self.workers
+            self.store, self.clock, Limits(), self.catalog, self.workers, on_controller_notice
         )
         self.changing = asyncio.Lock()
         self.deployer = Deployer(

@@ -47,11 +47,12 @@ def _say(message: dict[str, Any]) -> None:
 HEARTBEAT_SECONDS = 1.0
 
 
-def _beat() -> None:
+def _beat(engine: Engine) -> None:
     """A beat a second while the event loop is free: a worker whose user code blocks it goes
-    silent, and its server replaces it."""
-    _say({"beat": True})
-    asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat)
+    silent, and its server replaces it. Each carries the engine's figures (its server's
+    /metrics adds them up)."""
+    _say({"beat": True, "stats": engine.stats_snapshot()})
+    asyncio.get_running_loop().call_later(HEARTBEAT_SECONDS, _beat, engine)
 
 
 def _cut(value: Any) -> Any:
@@ -177,7 +178,7 @@ async def _main(stopping: asyncio.Event) -> int:
         _say({"error": str(exc)})
         return 1
     _say({"started": True})
-    _beat()
+    _beat(engine)
     order = _StopOrder()
     listening = asyncio.ensure_future(_listen(reader, engine, stopping, order))
     try:
@@ -190,6 +191,7 @@ async def _main(stopping: asyncio.Event) -> int:
         # server's workers take the instances over (and fence whatever this one writes).
         grace = STOP_GRACE_SECONDS if order.told else 0.0
         await engine.stop(grace=grace, cause=order.cause)
+        _say({"stats": engine.stats_snapshot()})  # the last figures, counted after this one
     return 0
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from wf.engine.counters import Totals
 from wf.engine.runner import StopCause
 from wf.engine.store.base import ServerStore
 from wf.server.cluster import Bus
@@ -55,6 +56,7 @@ class Worker:
         self.loaded: asyncio.Future[list[str]] | None = None
         self.running: asyncio.Future[None] | None = None
         self.last_beat: float | None = None
+        self.stats: dict[str, Any] = {}  # its engine's figures, as of its last beat
 
     @property
     def alive(self) -> bool:
@@ -101,6 +103,7 @@ class WorkerManager:
         self.workers: dict[str, Worker] = {}
         self._by_owner: dict[str, Worker] = {}
         self._closing = False
+        self._retired = Totals()  # the counters of workers gone (what /metrics still counts)
 
     # ---- spawning -------------------------------------------------------------------------------
     async def load(self, version_id: str, bundle: Path) -> Worker:
@@ -208,6 +211,8 @@ class WorkerManager:
         )
 
     def _handle(self, worker: Worker, message: dict[str, Any]) -> None:
+        if "stats" in message and isinstance(message["stats"], dict):
+            worker.stats = message["stats"]
         if "beat" in message:
             worker.last_beat = time.monotonic()
         elif "notice" in message:
@@ -278,6 +283,9 @@ class WorkerManager:
         for task in worker.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 5)
+        if worker.stats:  # its counters go on counting; its gauges (lives in memory) end
+            self._retired.add({**worker.stats, "lives": 0, "waiting_lives": 0, "slots_used": 0})
+            worker.stats = {}
         if worker.started:
             # Whatever it still held runs again in another worker. Not waited for long: with the
             # database away the write would wait for it, and the claims lapse with the lease.
@@ -285,6 +293,13 @@ class WorkerManager:
                 await asyncio.wait_for(
                     self.store.release_claims(worker.owner, crashed, time.time()), RELEASE_TIMEOUT
                 )
+
+    def stats(self) -> Totals:
+        """Every worker's figures added up, those of workers gone included."""
+        totals = Totals().add(self._retired.snapshot())
+        for worker in list(self._by_owner.values()):
+            totals.add(worker.stats)
+        return totals
 
     async def stop_all(self) -> None:
         self._closing = True

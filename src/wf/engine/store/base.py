@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from typing import Any, Literal, Protocol
 
+from wf.engine.counters import WriteStats
 from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
@@ -50,6 +51,12 @@ class Store(Protocol):
     async def open(self) -> None: ...
 
     async def close(self) -> None: ...
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """This process's writer's figures (commits, writes per commit, commit time), None
+        while the store is closed or read-only."""
+        ...
 
     # ---- instances --------------------------------------------------------------------------
     async def create_instances(

@@ -291,6 +291,11 @@ MIGRATIONS: list[str] = [
         WHERE pk = OLD.parent_pk AND status = 'waiting' AND owner IS NULL;
     END;
     """,
+    # The CPU time each attempt's body used (seconds; NULL when not measured), beside its wall
+    # time: describe, the dashboard and the metrics show both.
+    """
+    ALTER TABLE attempts ADD COLUMN cpu REAL;
+    """,
 ]
 
 LATEST = len(MIGRATIONS)

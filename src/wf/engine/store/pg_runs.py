@@ -285,6 +285,7 @@ _END_COLUMNS = {
     "success": "boolean",
     "error": "text",
     "uncounted": "boolean",
+    "cpu": "float8",
     "wake_at": "float8",
     "non_retryable": "boolean",
     "state": "text",
@@ -295,8 +296,9 @@ _END_COLUMNS = {
 END_ATTEMPT = Group(
     f"WITH {_unnest(_END_COLUMNS)}, "
     "a AS (UPDATE wf.attempts a SET ended = u.ended, success = u.success, error = u.error, "
-    f"uncounted = u.uncounted FROM u {_EPOCH_OK} WHERE a.instance = u.pk AND a.kind = u.kind "
-    "AND a.name = u.name AND a.count = u.count AND a.number = u.number "
+    "uncounted = u.uncounted, cpu = u.cpu "
+    f"FROM u {_EPOCH_OK} WHERE a.instance = u.pk AND a.kind = u.kind AND a.name = u.name "
+    "AND a.count = u.count AND a.number = u.number "
     "RETURNING a.instance, a.kind, a.name, a.count, u.state, u.step_ended, u.output, u.step_error, "
     "u.wake_at, u.non_retryable), "
     "st AS (UPDATE wf.steps s SET "
@@ -310,7 +312,7 @@ END_ATTEMPT = Group(
     "SELECT instance FROM a",
     tuple(_END_COLUMNS),
     f"WITH {_FENCE}, a AS (UPDATE wf.attempts a SET ended = %(ended)s, success = %(success)s, "
-    "error = %(error)s, uncounted = %(uncounted)s FROM f WHERE a.instance = f.pk "
+    "error = %(error)s, uncounted = %(uncounted)s, cpu = %(cpu)s FROM f WHERE a.instance = f.pk "
     "AND a.kind = %(kind)s AND a.name = %(name)s AND a.count = %(count)s AND a.number = %(number)s "
     "RETURNING a.instance), "
     "st AS (UPDATE wf.steps s SET state = coalesce(%(state)s, s.state), "
@@ -338,6 +340,7 @@ def end_attempt_row(
         attempt.success,
         dump_error(attempt.error),
         attempt.uncounted,
+        attempt.cpu,
         step.wake_at,
         step.non_retryable,
         finish.value if finish is not None else None,

@@ -244,6 +244,11 @@ MIGRATIONS: list[list[str]] = [
         "AND OLD.status NOT IN ('complete', 'errored', 'terminated')) "
         "EXECUTE FUNCTION wf.wake_parent()",
     ],
+    # The CPU time each attempt's body used (seconds; NULL when not measured), beside its wall
+    # time: describe, the dashboard and the metrics show both.
+    [
+        "ALTER TABLE wf.attempts ADD COLUMN cpu double precision",
+    ],
 ]
 
 LATEST = len(MIGRATIONS)

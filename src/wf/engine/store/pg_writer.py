@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -37,6 +38,7 @@ import psycopg
 from psycopg import AsyncPipeline
 from psycopg.pq import PipelineStatus, TransactionStatus
 
+from wf.engine.counters import WriteStats
 from wf.engine.store.pg_connect import Conn, Link, cause, is_disconnect
 from wf.engine.store.pg_messages import Outbox
 from wf.engine.store.writer import Pending, settle
@@ -163,6 +165,7 @@ class PgWriter:
         self.outbox = outbox
         self.commits = 0
         self.jobs = 0
+        self.stats = WriteStats()
         self._queue: list[Job[Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -369,6 +372,7 @@ class PgWriter:
         finishes: list[Finish[Any]] = []
         sent = False
         xid_cur = None
+        began = time.perf_counter()
         try:
             pipeline = await self._pipeline(conn)
             lazy = self.fsync and not any(job.durable for job in batch)
@@ -390,6 +394,7 @@ class PgWriter:
             raise _Failed(exc, sent, healthy, _xid(xid_cur)) from None
         self.commits += 1
         self.jobs += len(batch)
+        self.stats.committed(len(batch), time.perf_counter() - began)
         outcomes: list[tuple[Pending[Any], Any, Any]] = []
         for job, finish in zip(batch, finishes, strict=False):
             try:

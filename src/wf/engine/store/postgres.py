@@ -22,6 +22,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 
+from wf.engine.counters import WriteStats
 from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
@@ -169,6 +170,11 @@ class PostgresStore:
     def jobs(self) -> int:
         """Writes applied."""
         return 0 if self._writer is None else self._writer.jobs
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """Commits, the writes each served and how long each took (for metrics)."""
+        return None if self._writer is None else self._writer.stats
 
     # ---- plumbing -----------------------------------------------------------------------------
     async def _read(self, fn: Callable[[Conn], Awaitable[T]]) -> T:

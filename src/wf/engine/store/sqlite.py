@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from wf.engine.counters import WriteStats
 from wf.engine.flow import FlowControl
 from wf.engine.model import (
     AttemptRecord,
@@ -275,6 +276,11 @@ class SqliteStore:
     def jobs(self) -> int:
         """Writes applied."""
         return 0 if self._writer is None else self._writer.jobs
+
+    @property
+    def write_stats(self) -> WriteStats | None:
+        """Commits, the writes each served and how long each took (for metrics)."""
+        return None if self._writer is None else self._writer.stats
 
     # ---- instances ----------------------------------------------------------------------------
     async def create_instances(

@@ -101,7 +101,7 @@ STEP_COLUMNS = (
     "name, count, kind, state, started, ended, output, error, config, wake_at, duration, "
     "event_type, event_time, non_retryable"
 )
-ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted, kind"
+ATTEMPT_COLUMNS = "name, count, number, started, ended, success, error, uncounted, kind, cpu"
 
 
 def history_from_rows(
@@ -128,7 +128,7 @@ def history_from_rows(
             non_retryable=bool(row[13]),
         )
         steps[record.key] = record
-    for name, count, number, started, ended, success, error, uncounted, kind in attempt_rows:
+    for name, count, number, started, ended, success, error, uncounted, kind, cpu in attempt_rows:
         step = steps.get((StepKind(kind), name, count))  # do steps and their rollbacks
         if step is not None:
             step.attempts.append(
@@ -139,6 +139,7 @@ def history_from_rows(
                     None if success is None else bool(success),
                     load_error(error),
                     bool(uncounted),
+                    cpu,
                 )
             )
     return History(list(steps.values()))

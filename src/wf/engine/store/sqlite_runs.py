@@ -166,13 +166,14 @@ def end_attempt(
     finish: StepState | None,
 ) -> bool:
     cursor = conn.execute(
-        "UPDATE attempts SET ended = ?, success = ?, error = ?, uncounted = ? "
+        "UPDATE attempts SET ended = ?, success = ?, error = ?, uncounted = ?, cpu = ? "
         f"WHERE instance = ? AND kind = ? AND name = ? AND count = ? AND number = ? AND {_FENCE}",
         (
             attempt.ended,
             None if attempt.success is None else int(attempt.success),
             dump_error(attempt.error),
             int(attempt.uncounted),
+            attempt.cpu,
             pk,
             step.kind.value,
             step.name,

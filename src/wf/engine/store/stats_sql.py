@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# The CPU time of an attempt, in seconds, once attempts record it (issue 14 item 1 adds the
-# column): replace NULL with "a.cpu" then. Until it does, every CPU figure reads "—".
-ATTEMPT_CPU_SQL = "NULL"
+# The CPU time of an attempt, in seconds (NULL when it was not measured: a timeout, an attempt
+# cut short, or one recorded before wf measured CPU).
+ATTEMPT_CPU_SQL = "a.cpu"
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from wf.engine.counters import WriteStats
 from wf.errors import StoreError
 
 T = TypeVar("T")
@@ -191,6 +192,7 @@ class _Committer:
         self.broken: StoreError | None = None
         self.commits = 0
         self.jobs = 0
+        self.stats = WriteStats()
 
     def commit(self, batch: list[_Job], here: asyncio.AbstractEventLoop | None = None) -> None:
         try:
@@ -211,6 +213,7 @@ class _Committer:
                 self.fail(batch, exc)
                 return
         durable = self.fsync and any(job.durable for job in batch)
+        began = time.perf_counter()
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
@@ -266,6 +269,7 @@ class _Committer:
             self.unsynced = False  # the sync covers every commit before it too
         elif self.fsync:
             self.unsynced = True
+        self.stats.committed(len(batch), time.perf_counter() - began)
         _settle(outcomes, here)
 
     def sync_log(self) -> None:
@@ -323,6 +327,10 @@ class _Counted:
     @property
     def jobs(self) -> int:
         return 0 if self._committer is None else self._committer.jobs
+
+    @property
+    def stats(self) -> WriteStats | None:
+        return None if self._committer is None else self._committer.stats
 
 
 class InlineWriter(_Counted):
