@@ -21,7 +21,9 @@ from wf.engine.store.sqlite import SqliteStore
 
 class Child(WorkflowEntrypoint):
     async def run(self, event, step):
-        await step.sleep("settle", 0.6)  # outlasts the test's kill delay (up to 0.4 s), so kills land
+        await step.sleep(
+            "settle", 0.6
+        )  # outlasts the test's kill delay (up to 0.4 s), so kills land
         return {"square": await step.do("square", lambda: event.payload["n"] ** 2)}
 
 
