@@ -158,3 +158,20 @@ def exact_duration(seconds: float) -> str:
 def _count(amount: Decimal, unit: str) -> str:
     text = f"{amount.normalize():,f}"
     return f"{text} {unit}" if text == "1" else f"{text} {unit}s"
+
+
+def short_duration(seconds: float) -> str:
+    """``42 ms``, ``20 s``, ``1.5 min``, ``2 h``, ``3 d``: for one-line notices and the timeline."""
+    seconds = max(seconds, 0.0)
+    if seconds < 1:
+        return f"{round(seconds * 1000):d} ms"
+    for size, unit in ((86400.0, "d"), (3600.0, "h"), (60.0, "min")):
+        if seconds >= size:
+            return f"{trim_decimal(seconds / size)} {unit}"
+    return f"{trim_decimal(seconds)} s"
+
+
+def trim_decimal(amount: float) -> str:
+    """``1.5``, ``2`` (not ``2.0``): one decimal, none when it is zero."""
+    text = f"{amount:.1f}"
+    return text[:-2] if text.endswith(".0") else text

@@ -16,6 +16,7 @@ import pytest
 from rich.console import Console
 
 from wf.cli import render
+from wf.durations import short_duration
 from wf.engine.runner import Notice
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -419,7 +420,7 @@ def test_dates_and_durations() -> None:
     assert render.format_date(None) == ""
     assert render.human_duration(60) == "1 minute"
     assert render.human_duration(0.042) == "42 milliseconds"
-    assert [render.short_duration(s) for s in (0.0424, 20, 90, 5400, 86400 * 2)] == [
+    assert [short_duration(s) for s in (0.0424, 20, 90, 5400, 86400 * 2)] == [
         "42 ms",
         "20 s",
         "1.5 min",

@@ -26,7 +26,7 @@ from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderR
 from rich.table import Table
 from rich.text import Text
 
-from wf.durations import format_duration, to_seconds
+from wf.durations import format_duration, short_duration, to_seconds, trim_decimal
 from wf.errors import ValidationError
 
 TRUNCATED = "[...output truncated]"
@@ -161,22 +161,6 @@ def format_clock(
 def human_duration(seconds: float) -> str:
     """``42 milliseconds``, ``3.5 seconds``, ``1 minute``: how describe shows durations."""
     return format_duration(max(seconds, 0.0))
-
-
-def short_duration(seconds: float) -> str:
-    """``42 ms``, ``20 s``, ``1.5 min``, ``2 h``, ``3 d``: for one-line notices and the timeline."""
-    seconds = max(seconds, 0.0)
-    if seconds < 1:
-        return f"{round(seconds * 1000):d} ms"
-    for size, unit in ((86400.0, "d"), (3600.0, "h"), (60.0, "min")):
-        if seconds >= size:
-            return f"{_trim(seconds / size)} {unit}"
-    return f"{_trim(seconds)} s"
-
-
-def _trim(amount: float) -> str:
-    text = f"{amount:.1f}"
-    return text[:-2] if text.endswith(".0") else text
 
 
 def _between(start: object, end: object, now: datetime) -> float | None:
@@ -1405,7 +1389,7 @@ def _workflow_stats(workflow: dict[str, Any], window: str) -> list[RenderableTyp
             "Finished",
             f"{finished.get('total', 0)} ({finished.get('complete', 0)} completed, "
             f"{finished.get('errored', 0)} errored, {finished.get('terminated', 0)} terminated)"
-            f" · {_trim(float(workflow.get('throughput_per_minute') or 0))}/min",
+            f" · {trim_decimal(float(workflow.get('throughput_per_minute') or 0))}/min",
         ),
         _stat_line(
             "Duration",

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from wf.durations import short_duration
+
 
 @dataclass(frozen=True)
 class Mark:
@@ -78,22 +80,6 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
-
-
-def short_duration(seconds: float) -> str:
-    """``42 ms``, ``20 s``, ``1.5 min``, ``2 h``, ``3 d`` (as the terminal's timeline)."""
-    seconds = max(seconds, 0.0)
-    if seconds < 1:
-        return f"{round(seconds * 1000):d} ms"
-    for size, unit in ((86400.0, "d"), (3600.0, "h"), (60.0, "min")):
-        if seconds >= size:
-            return f"{_trim(seconds / size)} {unit}"
-    return f"{_trim(seconds)} s"
-
-
-def _trim(amount: float) -> str:
-    text = f"{amount:.1f}"
-    return text[:-2] if text.endswith(".0") else text
 
 
 def _clock(moment: datetime, reference: datetime) -> str:
