@@ -237,3 +237,15 @@ async def test_the_test_kit_replays_a_parent_from_its_history(harness: Harness) 
     assert child_step["config"]["workflow"] == "child"
     result = await replay(Parent, History.from_json(exported))
     assert result.complete and result.output == {"child": {"doubled": 8}, "after": "after"}
+
+
+async def test_a_child_is_announced_as_queued_by_its_parent(harness: Harness) -> None:
+    # The queued notice is what /metrics counts as wf_instances_created and what wf dev prints:
+    # without it a child workflow's instances ended without ever being created.
+    engine = await harness.start(specs())
+    await engine.create("parent", "p1", {"child": {"n": 1}})
+    await wait_status(engine, "parent", "p1")
+    child_id = (await only_child(engine, "p1"))["id"]
+    queued = [n for n in harness.notices if n.instance_id == child_id and n.kind == "queued"]
+    assert [(n.workflow, n.detail) for n in queued] == [("child", {"trigger": "parent"})]
+    assert harness.kinds(child_id).index("queued") < harness.kinds(child_id).index("completed")

@@ -31,6 +31,7 @@ from wf.engine.model import (
     Trigger,
 )
 from wf.engine.rollback import replayed_do
+from wf.engine.runner import Notice
 from wf.errors import StepError, StoreError, ValidationError
 
 if TYPE_CHECKING:
@@ -122,6 +123,8 @@ async def _create(
             f'workflow "{workflow}"',
         )
     life.emit("child_started", record.display_name, workflow=workflow, id=child_id)
+    if life.host.observed:  # as a create announces its instance (metrics count it as created)
+        life.host.emit(Notice("queued", workflow, child_id, None, {"trigger": new.trigger}, now))
     life.host.scheduler.poke()  # the child is ready: this process may run it at once
     return record
 
