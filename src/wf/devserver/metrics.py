@@ -40,6 +40,10 @@ ATTEMPT_BUCKETS = (0.0001, 0.00025, 0.0005, *LATENCY_BUCKETS, 600.0)
 # Whole instances: from milliseconds to days of sleeping.
 INSTANCE_BUCKETS = (0.01, 0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0, 604800.0)
 _STEP_CACHE_LIMIT = 10_000
+# Step names may be made from data (f"charge {order}"): past this many names in a workflow, its
+# further ones share one label, so the series (and this process's memory) stay bounded.
+MAX_STEP_LABELS = 200
+OTHER_STEPS = "(other)"
 
 # Instances by status per workflow, read from the database at each scrape.
 Statuses = Callable[[], Awaitable[Mapping[str, Mapping[str, int]]]]
@@ -61,6 +65,7 @@ class Metrics:
         self._workflows: dict[str, _WorkflowFigures] = {}
         self._steps: dict[tuple[str, str], _StepFigures] = {}
         self._by_name: dict[tuple[str, str], _StepFigures] = {}  # (workflow, step name)
+        self._names: dict[str, int] = {}  # step names labelled per workflow
         self.registry.register(_AtScrape(self))
 
     # ---- notices ---------------------------------------------------------------------------------
@@ -103,6 +108,13 @@ class Metrics:
                 self._steps.clear()  # the figures stay, by name
             name = step.rsplit("-", 1)[0]  # "name-count": the count is not a label
             figures = self._by_name.get((workflow, name))
+            if figures is None:
+                named = self._names.get(workflow, 0)
+                if named >= MAX_STEP_LABELS:
+                    name = OTHER_STEPS
+                    figures = self._by_name.get((workflow, name))
+                else:
+                    self._names[workflow] = named + 1
             if figures is None:
                 figures = self._by_name[(workflow, name)] = _StepFigures()
             self._steps[(workflow, step)] = figures
