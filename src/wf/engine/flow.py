@@ -159,10 +159,11 @@ def check_priority(value: Any) -> int:
     """A create's ``priority``: a whole number; higher is claimed first (default 0)."""
     if value is None:
         return 0
+    given = value  # shown as given (1e300, not its 301 digits)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or abs(value) > MAX_PRIORITY:
         raise ValidationError(
-            f"priority must be a whole number from {-MAX_PRIORITY} to {MAX_PRIORITY}, got {value!r}"
+            f"priority must be a whole number from {-MAX_PRIORITY} to {MAX_PRIORITY}, got {given!r}"
         )
     return value
