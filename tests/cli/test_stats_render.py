@@ -87,3 +87,15 @@ def test_stats_view() -> None:
 def test_no_workflows() -> None:
     empty = {**STATS, "workflows": []}
     assert rendered(render.stats_view(empty, "1h")) == "No workflows.\n"
+
+
+def test_a_window_of_nothing_is_a_usage_error_before_any_request() -> None:
+    from typer.testing import CliRunner
+
+    from wf.cli.main import app
+
+    # No server listens at this URL: the window is refused before any request is made.
+    for since in ("soon", "0 seconds", "0m"):
+        result = CliRunner().invoke(app, ["stats", "--since", since, "--url", "http://127.0.0.1:9"])
+        assert result.exit_code == 2, (since, result.output)
+        assert result.output.count("\n") == 1 and result.output.startswith("wf: ")

@@ -19,7 +19,8 @@ EXIT_USAGE = 2  # as Typer's usage errors
 def _check_since(value: str) -> str:
     """A bad window is one line and exit 2 (not Typer's four-line usage error)."""
     try:
-        to_seconds(value, "--since")
+        if not to_seconds(value, "--since") > 0:  # the server refuses an empty window too
+            raise ValidationError(f'--since "{value}" is no time at all')
     except ValidationError as exc:
         typer.echo(error_line(f"{exc} (for example 15m, 1h, 7 days)"), err=True)
         raise typer.Exit(EXIT_USAGE) from None
