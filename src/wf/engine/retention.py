@@ -4,6 +4,7 @@ instance is created; the purge reads what was stored."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,8 @@ def parse_retention(
             continue
         if numbers_are_ms and isinstance(raw, (int, float)) and not isinstance(raw, bool):
             try:
-                raw = raw / 1000
+                # A positive count of ms stays positive (5e-324 / 1000 would round to zero).
+                raw = max(raw / 1000, math.ulp(0.0)) if raw > 0 else raw / 1000
             except OverflowError:  # an int beyond any float
                 raise ValidationError(f"{where}.{key} is far too long") from None
         seconds = to_seconds(raw, f"{where}.{key}")
