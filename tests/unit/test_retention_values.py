@@ -24,5 +24,5 @@ def test_the_smallest_positive_number_of_milliseconds_is_still_longer_than_zero(
 
 @pytest.mark.parametrize("value", [0, -1, 0.0, "0 seconds"])
 def test_zero_or_less_is_refused(value: object) -> None:
-    with pytest.raises(ValidationError, match="longer than zero|non-negative"):
+    with pytest.raises(ValidationError, match=r"longer than zero|non-negative"):
         parse_retention({"success_retention": value}, numbers_are_ms=True)
