@@ -293,6 +293,14 @@ def _result_info(page: int, per_page: int, count: int, total: int) -> dict[str, 
     return {"page": page, "per_page": per_page, "count": count, "total_count": total}
 
 
+def page_of(request: web.Request, items: list[Any]) -> web.Response:
+    """The page of ``items`` the request asks for (?page, ?per_page): clients page until one
+    comes back empty (Cloudflare's SDKs do)."""
+    page, per_page = _paging(request)
+    chosen = items[(page - 1) * per_page : page * per_page]
+    return ok(chosen, result_info=_result_info(page, per_page, len(chosen), len(items)))
+
+
 def _trigger(request: web.Request) -> str:
     raw = request.headers.get(TRIGGER_HEADER)
     if raw is None:
@@ -763,8 +771,7 @@ async def list_dev_versions(request: web.Request) -> web.Response:
     engine = _reads(request)
     name = engine.workflow(request.match_info["name"])
     found = _dev_version_json(_state(request), engine, name)
-    result = [] if found is None else [found]
-    return ok(result, result_info=_result_info(1, max(len(result), 1), len(result), len(result)))
+    return page_of(request, [] if found is None else [found])
 
 
 async def get_dev_version(request: web.Request) -> web.Response:

@@ -1322,7 +1322,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
         "get": {
             "operationId": "listVersions",
             "summary": "The versions of a workflow, newest first (wf dev: its current one)",
-            "parameters": _NAME,
+            "parameters": [*_NAME, _param("page"), _param("per_page")],
             "responses": {
                 "200": _reply(
                     "the versions", {"type": "array", "items": _ref("Version")}, info=True

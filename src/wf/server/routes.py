@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from wf.devserver.api import EMPTY, bad_request, read_json
+from wf.devserver.api import EMPTY, bad_request, page_of, read_json
 from wf.devserver.cloudflare_paths import mirrored_routes
 from wf.devserver.envelope import INTERNAL, NO_ROUTE, TOO_LARGE, ApiError, ok
 from wf.engine.details import iso
@@ -97,9 +97,7 @@ async def _versions(request: web.Request) -> list[dict[str, Any]]:
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    result = await _versions(request)
-    info = {"page": 1, "per_page": max(len(result), 1), "count": len(result)}
-    return ok(result, result_info={**info, "total_count": len(result)})
+    return page_of(request, await _versions(request))
 
 
 async def get_version(request: web.Request) -> web.Response:
