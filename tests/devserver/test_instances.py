@@ -34,6 +34,7 @@ async def test_create_answers_201_and_the_instance_runs(client: Client, engine: 
         "version_id": engine.version_id,
         "workflow_id": "quick",  # Cloudflare's key; a workflow's id is its name
         "workflow": "quick",
+        "trigger_source": "api",
     }
     assert (await wait_status(engine, "quick", "a1"))["output"] == {"double": 42}
 
@@ -153,7 +154,7 @@ async def test_batch_creates_and_skips_existing_ids(client: Client, engine: Engi
     assert [c["id"] for c in created[:2]] == ["b1", "b2"]
     assert str(uuid.UUID(created[2]["id"])) == created[2]["id"]
     assert all(
-        set(c) == {"id", "status", "version_id", "workflow_id", "workflow"}
+        set(c) == {"id", "status", "version_id", "workflow_id", "workflow", "trigger_source"}
         and c["status"] == "queued"
         and c["workflow_id"] == c["workflow"] == "quick"
         and c["version_id"] == engine.version_id
@@ -222,7 +223,10 @@ async def test_list_pages_newest_first_and_reverses(client: Client, engine: Engi
         "workflow",
         "created_on",
         "modified_on",
+        "started_on",
+        "ended_on",
         "trigger",
+        "trigger_source",
     }
     assert first["workflow_id"] == first["workflow"] == "quick" and first["trigger"] == "api"
     assert first["version_id"] == engine.version_id
@@ -391,7 +395,9 @@ async def test_event_wakes_a_waiting_instance(client: Client, engine: Engine) ->
     body = await call(
         client, "POST", f"{BASE}/approval/instances/e1/events/approve", json={"by": "ann"}
     )
-    assert body["result"] == {"type": "approve", "instance_id": "e1"}
+    result = body["result"]
+    assert ISO.match(result.pop("timestamp")), result
+    assert result == {"type": "approve", "instance_id": "e1", "instanceId": "e1"}
     assert (await wait_status(engine, "approval", "e1"))["output"] == {
         "approved_with": {"by": "ann"}
     }

@@ -119,7 +119,9 @@ async def test_every_route_needs_the_token(served: tuple[Client, Runtime]) -> No
     client, _ = served
     for route in client.app.router.routes():
         assert route.resource is not None
-        path = route.resource.canonical.format(name="greet", id="x", type="t")
+        path = route.resource.canonical.format(
+            name="greet", id="x", type="t", account_id="acc", version_id="v"
+        )
         for headers in ({}, {"Authorization": "Bearer wrong"}):
             response = await client.request(route.method, path, headers=headers)
             assert response.status == 401, (route.method, path)

@@ -54,6 +54,15 @@ def serve(
             "(on the main port it needs the token).",
         ),
     ] = None,
+    account_id: Annotated[
+        str | None,
+        typer.Option(
+            "--account-id",
+            show_default=False,
+            help="The account id Cloudflare's clients must name in /client/v4/accounts/<id>/ "
+            "(CLOUDFLARE_ACCOUNT_ID for wrangler); default: any.",
+        ),
+    ] = None,
     no_metrics: Annotated[
         bool,
         typer.Option("--no-metrics", help="Do not serve GET /metrics (nor count for it)."),
@@ -99,6 +108,7 @@ def serve(
         lease=lease_seconds,
         metrics=not no_metrics and metrics_wanted(),
         metrics_port=metrics_port,
+        account_id=account_id,
     )
     try:
         code = asyncio.run(run_server(options, reporter))

@@ -4,7 +4,8 @@ A browser without a live session is sent to ``/signin?next=<the page>`` (GET) or
 other method). A signed-in write must come from a page of this server (``Origin``, else
 ``Referer``) and carry the session's CSRF token (the ``csrf`` field ``csrf_field()`` renders, or
 the ``X-WF-CSRF`` header); otherwise it is refused with a 403 page and nothing is done. The API
-(``/api/``) is the token middleware's (``wf.devserver.security``), which runs before this.
+(``/api/``, and Cloudflare's ``/client/v4/``) is the token middleware's
+(``wf.devserver.security``), which runs before this.
 """
 
 from __future__ import annotations

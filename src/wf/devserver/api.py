@@ -12,11 +12,12 @@ import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from wf.devserver import openapi, subscribe
+from wf.devserver import cloudflare_paths, openapi, subscribe
 from wf.devserver.bad_requests import unreadable_body
 from wf.devserver.batch_body import NotAnArray, array_items
 from wf.devserver.envelope import (
@@ -267,6 +268,21 @@ def _bool_param(request: web.Request, name: str, default: bool) -> bool:
     raise bad_request(f'{name} must be true or false, got "{raw}"')
 
 
+def _date_param(request: web.Request, name: str) -> float | None:
+    """An ISO 8601 date (UTC when it names no offset) as epoch seconds, or None."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    text = raw.strip()
+    try:
+        stamp = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+    except ValueError:
+        raise bad_request(f'{name} must be an ISO 8601 date, got "{raw}"') from None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=timezone.utc)
+    return stamp.timestamp()
+
+
 def _paging(request: web.Request) -> tuple[int, int]:
     page = _int_param(request, "page", 1, MAX_PAGE)
     per_page = _int_param(request, "per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
@@ -275,6 +291,14 @@ def _paging(request: web.Request) -> tuple[int, int]:
 
 def _result_info(page: int, per_page: int, count: int, total: int) -> dict[str, int]:
     return {"page": page, "per_page": per_page, "count": count, "total_count": total}
+
+
+def page_of(request: web.Request, items: list[Any]) -> web.Response:
+    """The page of ``items`` the request asks for (?page, ?per_page): clients page until one
+    comes back empty (Cloudflare's SDKs do)."""
+    page, per_page = _paging(request)
+    chosen = items[(page - 1) * per_page : page * per_page]
+    return ok(chosen, result_info=_result_info(page, per_page, len(chosen), len(items)))
 
 
 def _trigger(request: web.Request) -> str:
@@ -409,11 +433,18 @@ async def _instance_times(engine: Controller, name: str) -> tuple[str | None, st
     return iso(created), iso(modified)
 
 
+async def _triggered_on(engine: Controller, name: str) -> str | None:
+    """When the workflow's newest instance was created (None: it has none)."""
+    rows, _ = await engine.list_instances(name, per_page=1)
+    return iso(rows[0].created) if rows else None
+
+
 async def _workflow_json(
     state: ServerState, engine: Controller, info: _WorkflowInfo
 ) -> dict[str, Any]:
     counts = await engine.store.count_statuses(info.name)
     created_on, modified_on = await _instance_times(engine, info.name)
+    loaded = iso(state.started)
     return {
         "id": info.name,  # Cloudflare's workflows have an id besides the name; wf's is the name
         "name": info.name,
@@ -421,8 +452,10 @@ async def _workflow_json(
         "class_name": info.class_name,
         "script_name": state.project_name,
         "version_id": _version(state, engine),
-        "created_on": created_on,
-        "modified_on": modified_on,
+        # Never null: Cloudflare's clients sort and parse these (wrangler's workflows list).
+        "created_on": created_on or loaded,
+        "modified_on": modified_on or loaded,
+        "triggered_on": await _triggered_on(engine, info.name),
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
         "schedules": schedules_json(info.schedules, engine.clock.now()),
     }
@@ -443,17 +476,23 @@ def _summary(row: InstanceRow) -> dict[str, Any]:
         "workflow": row.workflow,
         "created_on": iso(row.created),
         "modified_on": iso(row.modified),
+        "started_on": iso(row.started),
+        "ended_on": iso(row.ended),
         "trigger": trigger_source(row.trigger),
+        "trigger_source": trigger_source(row.trigger),
     }
 
 
-def _created(engine: Controller, workflow: str, instance_id: str) -> dict[str, Any]:
+def _created(
+    engine: Controller, workflow: str, instance_id: str, trigger: str = "api"
+) -> dict[str, Any]:
     return {
         "id": instance_id,
         "status": Status.QUEUED.value,
         "version_id": engine.new_instance_version(workflow),
         "workflow_id": workflow,
         "workflow": workflow,
+        "trigger_source": trigger_source(trigger),
     }
 
 
@@ -520,7 +559,7 @@ async def delete_workflow(request: web.Request) -> web.Response:
     name = engine.workflow(request.match_info["name"])
     deleted = await engine.delete_workflow_instances(name)
     log.info("deleted %d instance(s) of workflow %s", deleted, name)
-    return ok({"name": name, "deleted": deleted})
+    return ok({"status": "ok", "name": name, "deleted": deleted})
 
 
 async def list_instances(request: web.Request) -> web.Response:
@@ -535,6 +574,8 @@ async def list_instances(request: web.Request) -> web.Response:
         page=page,
         per_page=per_page,
         newest_first=not oldest_first,
+        since=_date_param(request, "date_start"),
+        until=_date_param(request, "date_end"),
     )
     result = [_summary(row) for row in rows]
     return ok(result, result_info=_result_info(page, per_page, len(result), total))
@@ -700,7 +741,47 @@ async def send_event(request: web.Request) -> web.Response:
     body = await read_json(request)
     payload = None if body is EMPTY else body
     row = await engine.send_event(name, instance_id, event_type, payload)
-    return ok({"type": event_type, "instance_id": row.id})
+    # instanceId and timestamp: Cloudflare's answer, as its SDKs read it.
+    result = {"type": event_type, "instance_id": row.id, "instanceId": row.id}
+    return ok({**result, "timestamp": iso(engine.clock.now())})
+
+
+def _dev_version_json(state: ServerState, engine: Controller, name: str) -> dict[str, Any] | None:
+    """wf dev's one version of workflow ``name``: the code it runs now."""
+    version = _version(state, engine)
+    if version is None:
+        return None
+    info = next(w for w in _workflows(state, engine) if w.name == name)
+    loaded = iso(state.started)
+    return {
+        "id": version,
+        "workflow_id": name,
+        "workflow": name,
+        "class_name": info.class_name,
+        "created_on": loaded,
+        "modified_on": loaded,
+        "active": True,
+        "has_dag": False,
+        "language": "python",
+    }
+
+
+async def list_dev_versions(request: web.Request) -> web.Response:
+    """wf dev runs one version, the project's code as it is now (wf serve keeps every deploy)."""
+    engine = _reads(request)
+    name = engine.workflow(request.match_info["name"])
+    found = _dev_version_json(_state(request), engine, name)
+    return page_of(request, [] if found is None else [found])
+
+
+async def get_dev_version(request: web.Request) -> web.Response:
+    engine = _reads(request)
+    name = engine.workflow(request.match_info["name"])
+    found = _dev_version_json(_state(request), engine, name)
+    wanted = request.match_info["version_id"]
+    if found is None or found["id"] != wanted:
+        raise ApiError(404, NO_ROUTE, f'no version "{wanted}" of workflow "{name}"')
+    return ok(found)
 
 
 # ---- the app ---------------------------------------------------------------------------------
@@ -723,6 +804,11 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("PATCH", "/api/workflows/{name}/instances/{id}/status", change_status),
     ("POST", "/api/workflows/{name}/instances/{id}/events/{type}", send_event),
 )
+# wf serve has its own (wf.server.routes): every deployed version.
+DEV_ROUTES: tuple[tuple[str, str, Handler], ...] = (
+    ("GET", "/api/workflows/{name}/versions", list_dev_versions),
+    ("GET", "/api/workflows/{name}/versions/{version_id}", get_dev_version),
+)
 
 
 def create_app(state: ServerState) -> web.Application:
@@ -738,6 +824,8 @@ def create_app(state: ServerState) -> web.Application:
     )
     app[STATE_KEY] = state
     subscribe.install(app)
-    for method, path, handler in ROUTES:
+    routes = ROUTES if state.serve else (*ROUTES, *DEV_ROUTES)
+    for method, path, handler in routes:
         app.router.add_route(method, path, handler)
+    cloudflare_paths.install(app, state, routes)
     return app

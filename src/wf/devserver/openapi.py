@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any
 
 from wf import __version__
+from wf.devserver.cloudflare_paths import CLIENT_PREFIX, MIRRORED, cloudflare_path
 from wf.durations import positive_text_pattern
 from wf.engine.cron import FIRING_ID_PATTERN
 from wf.engine.limits import ID_PATTERN
@@ -406,8 +407,11 @@ _SCHEMAS: dict[str, Schema] = {
             "class_name": {"type": "string"},
             "script_name": {"type": "string", "description": "the project's name"},
             "version_id": _nullable({"type": "string"}),
-            "created_on": _nullable(ISO | {"description": "oldest instance's creation"}),
-            "modified_on": _nullable(ISO | {"description": "latest instance modification"}),
+            "created_on": ISO
+            | {"description": "oldest instance's creation (none yet: when the code loaded)"},
+            "modified_on": ISO
+            | {"description": "latest instance modification (none yet: when the code loaded)"},
+            "triggered_on": _nullable(ISO | {"description": "newest instance's creation"}),
             "instances": _ref("InstanceCounts"),
             "schedules": {
                 "type": "array",
@@ -424,7 +428,9 @@ _SCHEMAS: dict[str, Schema] = {
         },
         required=["cron", "next"],
     ),
-    "DeletedWorkflow": _object({"name": {"type": "string"}, "deleted": {"type": "integer"}}),
+    "DeletedWorkflow": _object(
+        {"status": {"const": "ok"}, "name": {"type": "string"}, "deleted": {"type": "integer"}}
+    ),
     "InstanceStatus": {"enum": STATUSES},
     "Trigger": {
         "enum": ["api", "binding", "event", "cron", "unknown"],
@@ -450,7 +456,10 @@ _SCHEMAS: dict[str, Schema] = {
             "workflow": {"type": "string"},
             "created_on": ISO,
             "modified_on": ISO,
+            "started_on": _nullable(ISO),
+            "ended_on": _nullable(ISO),
             "trigger": _ref("Trigger"),
+            "trigger_source": _ref("Trigger"),
         }
     ),
     "NewInstance": _object(
@@ -587,6 +596,7 @@ _SCHEMAS: dict[str, Schema] = {
             "version_id": {"type": "string"},
             "workflow_id": _WORKFLOW_ID,
             "workflow": {"type": "string"},
+            "trigger_source": _ref("Trigger"),
         }
     ),
     "Attempt": _object(
@@ -813,7 +823,42 @@ _SCHEMAS: dict[str, Schema] = {
     },
     "StatusChanged": _object({"status": _ref("InstanceStatus"), "timestamp": ISO}),
     **_STREAM_SCHEMAS,
-    "EventSent": _object({"type": {"type": "string"}, "instance_id": {"type": "string"}}),
+    "EventSent": _object(
+        {
+            "type": {"type": "string"},
+            "instance_id": {"type": "string"},
+            "instanceId": {"type": "string", "description": "the same, as Cloudflare names it"},
+            "timestamp": ISO,
+        }
+    ),
+    "Version": _object(
+        {
+            "id": {"type": "string"},
+            "workflow_id": _WORKFLOW_ID,
+            "workflow": {"type": "string"},
+            "created_on": ISO,
+            "modified_on": ISO,
+            "active": {"type": "boolean"},
+            "class_name": _nullable({"type": "string"}),
+            "has_dag": {"const": False},
+            "language": {"const": "python"},
+            "loaded": {"type": "boolean", "description": "wf serve: a worker process runs it"},
+            "unfinished": {
+                "type": "integer",
+                "description": "wf serve: its instances not finished yet",
+            },
+        },
+        required=[
+            "id",
+            "workflow_id",
+            "created_on",
+            "modified_on",
+            "active",
+            "class_name",
+            "has_dag",
+            "language",
+        ],
+    ),
     **_HISTORY_SCHEMAS,
     **_STATS_SCHEMAS,
 }
@@ -902,6 +947,34 @@ _PARAMETERS: dict[str, Schema] = {
         "required": True,
         "description": "workflow name (from wf.toml)",
         "schema": {"type": "string"},
+    },
+    "account_id": {
+        "name": "account_id",
+        "in": "path",
+        "required": True,
+        "description": "any account id, or the one wf serve was given (--account-id)",
+        "schema": {"type": "string"},
+    },
+    "version_id": {
+        "name": "version_id",
+        "in": "path",
+        "required": True,
+        "description": "a version's id",
+        "schema": {"type": "string"},
+    },
+    "date_start": {
+        "name": "date_start",
+        "in": "query",
+        "required": False,
+        "description": "only instances created at or after this ISO 8601 date (UTC)",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "date_end": {
+        "name": "date_end",
+        "in": "query",
+        "required": False,
+        "description": "only instances created before this ISO 8601 date (UTC)",
+        "schema": {"type": "string", "format": "date-time"},
     },
     "id": {
         "name": "id",
@@ -1075,6 +1148,8 @@ _PATHS: dict[str, dict[str, Schema]] = {
                 _param("page"),
                 _param("per_page"),
                 _param("reverse"),
+                _param("date_start"),
+                _param("date_end"),
             ],
             "responses": {
                 "200": _reply(
@@ -1243,6 +1318,30 @@ _PATHS: dict[str, dict[str, Schema]] = {
             },
         }
     },
+    "/api/workflows/{name}/versions": {
+        "get": {
+            "operationId": "listVersions",
+            "summary": "The versions of a workflow, newest first (wf dev: its current one)",
+            "parameters": [*_NAME, _param("page"), _param("per_page")],
+            "responses": {
+                "200": _reply(
+                    "the versions", {"type": "array", "items": _ref("Version")}, info=True
+                ),
+                **_errors("NotFound"),
+            },
+        }
+    },
+    "/api/workflows/{name}/versions/{version_id}": {
+        "get": {
+            "operationId": "getVersion",
+            "summary": "One version of a workflow",
+            "parameters": [*_NAME, _param("version_id")],
+            "responses": {
+                "200": _reply("the version", _ref("Version")),
+                **_errors("NotFound"),
+            },
+        }
+    },
     "/api/workflows/{name}/instances/{id}/events/{type}": {
         "post": {
             "operationId": "sendEvent",
@@ -1279,18 +1378,6 @@ _SERVE_SCHEMAS: dict[str, Schema] = {
             "files": {"type": "integer"},
             "size": {"type": "integer", "description": "bytes of file data"},
             "already_active": {"type": "boolean"},
-        }
-    ),
-    "Version": _object(
-        {
-            "id": {"type": "string"},
-            "workflow_id": _WORKFLOW_ID,
-            "workflow": {"type": "string"},
-            "created_on": ISO,
-            "active": {"type": "boolean"},
-            "loaded": {"type": "boolean", "description": "a worker process runs it"},
-            "unfinished": {"type": "integer", "description": "its instances not finished yet"},
-            "class_name": _nullable({"type": "string"}),
         }
     ),
     "Upgraded": _object(
@@ -1345,17 +1432,6 @@ _SERVE_PATHS: dict[str, dict[str, Schema]] = {
             },
         }
     },
-    "/api/workflows/{name}/versions": {
-        "get": {
-            "operationId": "listVersions",
-            "summary": "The versions of a workflow, newest first, with their unfinished instances",
-            "parameters": _NAME,
-            "responses": {
-                "200": _reply("the versions", {"type": "array", "items": _ref("Version")}),
-                **_errors("NotFound"),
-            },
-        }
-    },
     "/api/workflows/{name}/instances/{id}/upgrade": {
         "post": {
             "operationId": "upgradeInstance",
@@ -1403,9 +1479,61 @@ _SERVE_PATHS: dict[str, dict[str, Schema]] = {
 }
 
 
+def _under_cloudflare(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str, Schema]]:
+    """The workflows paths again under Cloudflare's /client/v4/accounts/{account_id}, each
+    operation's id prefixed with "cloudflare" (wf.devserver.cloudflare_paths)."""
+    mirrored: dict[str, dict[str, Schema]] = {}
+    for path, item in paths.items():
+        if not (path == MIRRORED or path.startswith(MIRRORED + "/")):
+            continue
+        copied: dict[str, Schema] = {}
+        for method, operation in item.items():
+            op = copy.deepcopy(operation)
+            first, rest = op["operationId"][0], op["operationId"][1:]
+            op["operationId"] = f"cloudflare{first.upper()}{rest}"
+            op["parameters"] = [_param("account_id"), *op.get("parameters", [])]
+            copied[method] = op
+        mirrored[cloudflare_path(path)] = copied
+    return mirrored
+
+
+def _account_route(operation_id: str, summary: str, result: Schema) -> dict[str, Schema]:
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "description": "Answered so Cloudflare's clients (wrangler) find their account: "
+            "this server is the one account.",
+            "responses": {"200": _reply("the answer", result), **_errors()},
+        }
+    }
+
+
+_ACCOUNT = _object({"id": {"type": "string"}, "name": {"type": "string"}}, required=["id"])
+_ACCOUNT_PATHS: dict[str, dict[str, Schema]] = {
+    CLIENT_PREFIX + "/user/tokens/verify": _account_route(
+        "verifyToken",
+        "Is the token good (it is: the token check let the request in)",
+        _object({"id": {"type": "string"}, "status": {"const": "active"}}),
+    ),
+    CLIENT_PREFIX + "/accounts": _account_route(
+        "listAccounts", "The accounts: this server's one", {"type": "array", "items": _ACCOUNT}
+    ),
+    CLIENT_PREFIX + "/memberships": _account_route(
+        "listMemberships",
+        "The token's memberships: this server's one account",
+        {"type": "array", "items": _object({"id": {"type": "string"}, "account": _ACCOUNT})},
+    ),
+    CLIENT_PREFIX + "/user": _account_route(
+        "getUser", "The user (a placeholder: wf has no users)", _object({"id": {"type": "string"}})
+    ),
+}
+
+
 @cache
 def _document(serve: bool = False) -> dict[str, Any]:
     paths = {**_PATHS, **_SERVE_PATHS} if serve else _PATHS
+    paths = {**paths, **_under_cloudflare(paths), **_ACCOUNT_PATHS}
     schemas = {**_SCHEMAS, **_SERVE_SCHEMAS} if serve else _SCHEMAS
     return {
         "openapi": "3.1.0",

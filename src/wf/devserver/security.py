@@ -13,8 +13,9 @@ The token check (``wf serve``, issue 4) applies only when ``state.token`` (a tok
 or ``state.token_check`` (one known by its hash, as a cluster of nodes keeps it) is set. When the
 app has dashboard sessions (``wf.devserver.sessions``, wf serve's dashboard), a signed-in browser
 may also read the API with its session cookie, and write to it with the session's CSRF token in
-``X-WF-CSRF`` from a page of this server; the dashboard's pages (every path outside ``/api/``)
-are left to the dashboard's own guard, which sends a browser without a session to sign in.
+``X-WF-CSRF`` from a page of this server; the dashboard's pages (every path outside ``/api/``
+and ``/client/v4/``) are left to the dashboard's own guard, which sends a browser without a
+session to sign in.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from aiohttp import web
 
+from wf.devserver.cloudflare_paths import CLIENT_PREFIX
 from wf.devserver.envelope import FORBIDDEN, UNAUTHORIZED, ApiError
 from wf.devserver.sessions import CSRF_HEADER, SESSIONS_KEY, session_of
 from wf.devserver.state import ServerState
@@ -190,7 +192,8 @@ def origin_middleware(state: ServerState) -> Middleware:
 
 
 def is_api_path(path: str) -> bool:
-    return path == "/api" or path.startswith("/api/")
+    """``/api/...``, and Cloudflare's own ``/client/v4/...`` (wf.devserver.cloudflare_paths)."""
+    return path in ("/api", CLIENT_PREFIX) or path.startswith(("/api/", CLIENT_PREFIX + "/"))
 
 
 def _session_may_use_api(request: web.Request, state: ServerState) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,3 +34,7 @@ class ServerState:
     serve: bool = False  # wf serve: deploys, versions, secrets and upgrades are served too
     # wf serve: which node answered, and how many the cluster has (added to /api/health).
     node_status: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    # Cloudflare's paths (wf.devserver.cloudflare_paths): the one account id served, or any.
+    account_id: str | None = None
+    # When this server loaded its code: a workflow's dates before it has any instance.
+    started: float = field(default_factory=time.time)

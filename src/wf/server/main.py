@@ -42,6 +42,7 @@ class ServeOptions:
     lease: float | None = None
     metrics: bool = True  # GET /metrics (with the token)
     metrics_port: int | None = None  # and on 127.0.0.1 at this port, without it
+    account_id: str | None = None  # the one Cloudflare's paths accept; None: any
 
 
 class Reporter:
@@ -131,6 +132,7 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
                 host_check=loopback,
                 serve=True,
                 node_status=runtime.node_status,
+                account_id=options.account_id,
             )
             app = create_app(server_state)
             if metrics is not None:

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from wf.devserver.api import EMPTY, bad_request, read_json
-from wf.devserver.envelope import INTERNAL, TOO_LARGE, ApiError, ok
+from wf.devserver.api import EMPTY, bad_request, page_of, read_json
+from wf.devserver.cloudflare_paths import mirrored_routes
+from wf.devserver.envelope import INTERNAL, NO_ROUTE, TOO_LARGE, ApiError, ok
 from wf.engine.details import iso
 from wf.server.deploys import BundleRejected, Deployer, ImportFailed, deployed_json
 
@@ -65,7 +66,7 @@ async def deploy(request: web.Request) -> web.Response:
     return ok(deployed_json(deployed, iso), status=201)
 
 
-async def list_versions(request: web.Request) -> web.Response:
+async def _versions(request: web.Request) -> list[dict[str, Any]]:
     runtime = _runtime(request)
     name = request.match_info["name"]
     known = runtime.controller.workflow(name)
@@ -76,19 +77,36 @@ async def list_versions(request: web.Request) -> web.Response:
         workflow = next((w for w in version.workflows if w["name"] == known), None)
         if workflow is None and version.id not in unfinished:
             continue
+        created = iso(version.created)
         result.append(
             {
                 "id": version.id,
                 "workflow_id": known,
                 "workflow": known,
-                "created_on": iso(version.created),
+                "created_on": created,
+                "modified_on": created,  # a version never changes once deployed
                 "active": version.active,
                 "loaded": version.id in runtime.workers.workers,
                 "unfinished": unfinished.get(version.id, 0),
                 "class_name": workflow["class_name"] if workflow else None,
+                "has_dag": False,
+                "language": "python",
             }
         )
-    return ok(result)
+    return result
+
+
+async def list_versions(request: web.Request) -> web.Response:
+    return page_of(request, await _versions(request))
+
+
+async def get_version(request: web.Request) -> web.Response:
+    wanted = request.match_info["version_id"]
+    found = next((v for v in await _versions(request) if v["id"] == wanted), None)
+    if found is None:
+        name = request.match_info["name"]
+        raise ApiError(404, NO_ROUTE, f'no version "{wanted}" of workflow "{name}"')
+    return ok(found)
 
 
 async def upgrade(request: web.Request) -> web.Response:
@@ -165,6 +183,7 @@ async def delete_secret(request: web.Request) -> web.Response:
 SERVE_ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/deploy", deploy),
     ("GET", "/api/workflows/{name}/versions", list_versions),
+    ("GET", "/api/workflows/{name}/versions/{version_id}", get_version),
     ("POST", "/api/workflows/{name}/instances/{id}/upgrade", upgrade),
     ("GET", "/api/secrets", list_secrets),
     ("PUT", "/api/secrets/{name}", put_secret),
@@ -174,5 +193,5 @@ SERVE_ROUTES: tuple[tuple[str, str, Handler], ...] = (
 
 def add_serve_routes(app: web.Application, runtime: Runtime) -> None:
     app[RUNTIME_KEY] = runtime
-    for method, path, handler in SERVE_ROUTES:
+    for method, path, handler in (*SERVE_ROUTES, *mirrored_routes(SERVE_ROUTES)):
         app.router.add_route(method, path, handler)
