@@ -17,6 +17,7 @@ from aiohttp import web
 
 from wf.dashboard.bulk import FORM_FIELDS
 from wf.dashboard.render import csrf_token, page
+from wf.dashboard.responses import PAGE_HEADERS, html
 from wf.dashboard.routes import STATIC_PREFIX
 from wf.devserver.security import SAFE_METHODS, is_api_path, same_origin
 from wf.devserver.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Sessions
@@ -27,24 +28,10 @@ if TYPE_CHECKING:
 
 SIGNIN = "/signin"
 SIGNOUT = "/signout"
-# Pages of a signed-in dashboard are nobody's to frame, cache or pass on in a Referer elsewhere.
-PAGE_HEADERS = {
-    "X-Frame-Options": "DENY",
-    "Content-Security-Policy": "frame-ancestors 'none'",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
 
 
 def refused(message: str, status: int = 403) -> web.Response:
-    response = web.Response(
-        text=page("error.html", status=status, message=message),
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-    )
-    response.headers.update(PAGE_HEADERS)
-    return response
+    return html(page("error.html", status=status, message=message), status, PAGE_HEADERS)
 
 
 METRICS = "/metrics"  # a scraper's: it checks the API token itself (wf.server.metrics)

@@ -11,11 +11,13 @@ from wf.errors import WfError
 # No page may be framed by another site (on wf dev too): a framed page's forms post from the
 # page itself, so the Origin check would not stop a click tricked onto "Terminate".
 NO_FRAMING = {"X-Frame-Options": "DENY", "Content-Security-Policy": "frame-ancestors 'none'"}
+# Pages of wf serve's signed-in dashboard are also nobody's to cache or pass on in a Referer.
+PAGE_HEADERS = {**NO_FRAMING, "Referrer-Policy": "same-origin", "Cache-Control": "no-store"}
 
 
-def html(text: str, status: int = 200) -> web.Response:
+def html(text: str, status: int = 200, headers: dict[str, str] = NO_FRAMING) -> web.Response:
     return web.Response(
-        text=text, status=status, content_type="text/html", charset="utf-8", headers=NO_FRAMING
+        text=text, status=status, content_type="text/html", charset="utf-8", headers=headers
     )
 
 

@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import web
 
-from wf.dashboard.guard import PAGE_HEADERS, SIGNIN, SIGNOUT
+from wf.dashboard.guard import SIGNIN, SIGNOUT
 from wf.dashboard.render import page
+from wf.dashboard.responses import PAGE_HEADERS, html
 from wf.devserver.api import STATE_KEY, read_body
 from wf.devserver.security import token_accepted
 from wf.devserver.sessions import COOKIE, LIFETIME, SESSIONS_KEY, Sessions
@@ -38,14 +39,7 @@ def local_path(raw: object) -> str:
 
 
 def _form(next_path: str, error: str | None = None, status: int = 200) -> web.Response:
-    response = web.Response(
-        text=page("signin.html", next=next_path, error=error),
-        status=status,
-        content_type="text/html",
-        charset="utf-8",
-    )
-    response.headers.update(PAGE_HEADERS)
-    return response
+    return html(page("signin.html", next=next_path, error=error), status, PAGE_HEADERS)
 
 
 def _is_https(request: web.Request) -> bool:
