@@ -29,7 +29,8 @@ from tests.e2e.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-SHOWN_PORTS = {"dev": 8787, "serve": 8788}
+SHOWN_PORTS = {"dev": 8787, "serve": 8788}  # where wf dev / wf serve listen unless told
+EXTRA_PORTS = (8789, 8790)  # for a second and third node of a cluster
 
 
 class ExampleFailed(AssertionError):
@@ -60,6 +61,7 @@ class PageRun:
     def __post_init__(self) -> None:
         self.cwd = self.folder
         self.ports = {kind: free_port() for kind in SHOWN_PORTS}
+        self.extra_ports = {shown: free_port() for shown in EXTRA_PORTS}
         self.env = {
             **os.environ,
             "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -77,9 +79,12 @@ class PageRun:
     # ---- what the page says, made true for this run
 
     def localise(self, text: str) -> str:
-        for kind, shown in SHOWN_PORTS.items():
-            text = text.replace(f"127.0.0.1:{shown}", f"127.0.0.1:{self.ports[kind]}")
-            text = text.replace(f"localhost:{shown}", f"localhost:{self.ports[kind]}")
+        ports = {shown: self.ports[kind] for kind, shown in SHOWN_PORTS.items()}
+        ports.update(self.extra_ports)
+        for shown, port in ports.items():
+            for host in ("127.0.0.1", "localhost"):
+                text = text.replace(f"{host}:{shown}", f"{host}:{port}")
+            text = text.replace(f"--port {shown}", f"--port {port}")
         if self.page.postgres and self.database_url:
             text = text.replace(self.page.postgres, self.database_url)
         return text
