@@ -1,0 +1,99 @@
+"""The docs runner itself: a page that lies must fail, one that tells the truth must pass."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.docs.matching import mismatch
+from tests.docs.pages import PageError, commands, read_page
+from tests.docs.runner import ExampleFailed, PageRun
+
+
+def test_shown_lines_match_in_order_with_wildcards() -> None:
+    printed = "header\nid: abc-123   status:   complete\n\nfooter\n"
+    assert mismatch(["header", "id: ...  status: complete"], printed) is None
+    assert mismatch(["...", "footer"], printed) is None
+    assert mismatch(["id: ... status: complete"], printed) is not None  # not the first line
+    assert mismatch(["header", "footer"], printed) is not None  # not next to each other
+    assert mismatch(["header", "status: errored"], printed) is not None
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    page = tmp_path / "page.md"
+    page.write_text(text, encoding="utf-8")
+    return page
+
+
+def run(tmp_path: Path, text: str) -> int:
+    project = tmp_path / "project"
+    project.mkdir()
+    return PageRun(read_page(write(tmp_path, text)), project).run()
+
+
+def test_files_scripts_and_commands_run_in_order(tmp_path: Path) -> None:
+    page = """# Page
+
+```python title="hello.py"
+print("hello from a file")
+```
+
+```console
+$ python hello.py
+hello from a file
+```
+
+```python
+import pathlib
+print(pathlib.Path("hello.py").exists())
+```
+
+```text title="Output"
+True
+```
+
+<!-- docs: hidden
+```console
+$ test -f hello.py
+```
+-->
+"""
+    assert run(tmp_path, page) == 3
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        "```console\n$ echo one\ntwo\n```\n",
+        "```console\n$ false\n```\n",
+        "<!-- docs: fails -->\n```console\n$ true\n```\n",
+        "```python\nraise SystemExit(3)\n```\n",
+        "```python\nprint('yes')\n```\n\n```text title=\"Output\"\nno\n```\n",
+        "```toml\nkey = = 1\n```\n",
+    ],
+)
+def test_a_page_that_lies_fails(tmp_path: Path, page: str) -> None:
+    with pytest.raises(ExampleFailed):
+        run(tmp_path, page)
+
+
+def test_skips_need_reasons_and_directives_need_blocks(tmp_path: Path) -> None:
+    with pytest.raises(PageError, match="needs a reason"):
+        read_page(write(tmp_path, "<!-- docs: skip -->\n```sh\nexit 1\n```\n"))
+    with pytest.raises(PageError, match="not followed by a code block"):
+        read_page(write(tmp_path, "<!-- docs: fails -->\nSome prose.\n"))
+    with pytest.raises(PageError, match="unknown docs directive"):
+        read_page(write(tmp_path, "<!-- docs: frobnicate -->\n"))
+    page = "<!-- docs: skip needs a real account -->\n```sh\nexit 1\n```\n"
+    skipped = read_page(write(tmp_path, page))
+    assert skipped.blocks[0].skip == "needs a real account"
+
+
+def test_console_commands_keep_their_output_and_continuations() -> None:
+    from tests.docs.pages import Block
+
+    block = Block("console", None, "$ wf trigger shop \\\n    --params '{}'\nqueued\n$ ls\n", 1)
+    found = commands(block)
+    assert [c.text for c in found] == ["wf trigger shop --params '{}'", "ls"]
+    assert found[0].expected == ["queued"]
