@@ -26,8 +26,8 @@ ERROR_MODULES = (
 )
 # ``NAME = 10400  # 404: what it means`` in wf.devserver.envelope.
 _CODE_LINE = re.compile(
-    r"^(?P<name>[A-Z_]+) = (?P<code>1\d{4})\s+#\s*"
-    r"(?P<status>\d{3}(?: / \d{3})?)[:,]?\s*(?P<note>.*)$",
+    r"^(?P<name>[A-Z_]+) = (?P<code>1\d{4})[ \t]+#[ \t]*"
+    r"(?P<status>\d{3}(?: / \d{3})?)[:,]?[ \t]*(?P<note>.*)$",
     re.M,
 )
 
@@ -52,7 +52,7 @@ def api_codes() -> list[ApiCode]:
 
 
 def _summary(cls: type) -> str:
-    doc = inspect.getdoc(cls) if "__doc__" in vars(cls) else None
+    doc = inspect.cleandoc(vars(cls)["__doc__"]) if vars(cls).get("__doc__") else None
     return " ".join((doc or "").split("\n\n")[0].split())
 
 
