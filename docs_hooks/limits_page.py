@@ -108,7 +108,7 @@ LIMITS: tuple[Limit, ...] = (
     ),
     Limit(
         "Instances and steps",
-        "Longest delay before a retry",
+        "Longest delay before a retry (a longer one is cut to it)",
         "wf.engine.config:MAX_RETRY_DELAY",
         "seconds",
     ),
@@ -141,11 +141,16 @@ LIMITS: tuple[Limit, ...] = (
     # HTTP API
     Limit(
         "REST API",
-        "Request body (1 MiB of params plus the JSON around it)",
+        "Request body: 1 MiB of params or payload, plus room for the JSON around it",
         "wf.devserver.api:MAX_BODY",
         "bytes",
     ),
-    Limit("REST API", "Request body of a batch create", "wf.devserver.api:MAX_BATCH_BODY", "bytes"),
+    Limit(
+        "REST API",
+        "Request body of a batch create: that much for each of 100 instances",
+        "wf.devserver.api:MAX_BATCH_BODY",
+        "bytes",
+    ),
     Limit("REST API", "per_page of a list", "wf.devserver.api:MAX_PER_PAGE", "count"),
     Limit("REST API", "page of a list", "wf.devserver.api:MAX_PAGE", "count"),
     # Projects and deploys
