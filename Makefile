@@ -14,8 +14,8 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs_hooks
+	$(BIN)/ruff format --check src tests bench docs_hooks
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 
@@ -26,8 +26,8 @@ dev: $(STAMP)
 	cd examples/shop && ../../$(BIN)/wf dev
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench docs_hooks
+	$(BIN)/ruff format --check src tests bench docs_hooks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

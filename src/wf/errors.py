@@ -111,22 +111,34 @@ class WfError(Exception):
 
 
 class ValidationError(WfError):
+    """Bad input (an id, a name, params, a duration, a step config); the message names the
+    value."""
+
     code = "wf.invalid"
 
 
 class WorkflowNotFound(WfError):
+    """No workflow of that name in the project (or the deployed version)."""
+
     code = "workflow.not_found"
 
 
 class InstanceNotFound(WfError):
+    """No instance of that id in that workflow."""
+
     code = "instance.not_found"
 
 
 class InstanceAlreadyExists(WfError):
+    """An instance of that workflow already has that id."""
+
     code = "instance.already_exists"
 
 
 class InvalidTransition(WfError):
+    """The instance cannot do that from its status, e.g. terminating one that already
+    finished."""
+
     code = "instance.invalid_transition"
 
 
@@ -137,22 +149,33 @@ class CannotRestart(InvalidTransition):
 
 
 class StepOutputError(WfError):
+    """A step returned something that cannot be stored (not JSON, or over the size limit); the
+    attempt fails with an error of this name."""
+
     code = "step.invalid_output"
 
 
 class StoreError(WfError):
+    """The database cannot be used."""
+
     code = "store.error"
 
 
 class StoreLocked(StoreError):
+    """Another live wf process holds the SQLite database."""
+
     code = "store.locked"
 
 
 class StoreTooNew(StoreError):
+    """The database was written by a newer wf."""
+
     code = "store.too_new"
 
 
 class StoreCorrupt(StoreError):
+    """Not a wf database, or a damaged one."""
+
     code = "store.corrupt"
 
 
@@ -239,6 +262,9 @@ class EngineSignal(BaseException):
 
 
 class StepLimitExceeded(EngineSignal):
+    """The instance reached its step limit (``limits.steps``); it fails with
+    WorkflowFatalError."""
+
     error_name = "WorkflowFatalError"
 
 

@@ -25,18 +25,19 @@ from wf.errors import (
 )
 
 # ---- error codes (the contract's table) ------------------------------------------------------
-INTERNAL = 10001  # 500
+INTERNAL = 10001  # 500: an internal error (the message says which)
 BAD_REQUEST = 10002  # 400: bad body or parameter, or not valid HTTP
-TOO_LARGE = 10003  # 413
+TOO_LARGE = 10003  # 413: the body is over its limit
 PROJECT_BROKEN = 10004  # 503: the project failed to load
 FORBIDDEN = 10005  # 403: Host or Origin refused
 UNAUTHORIZED = 10006  # 401: missing or wrong API token
-NO_ROUTE = 10007  # 404 / 405
+NO_ROUTE = 10007  # 404 / 405: no such path or method (or version of a workflow)
 UNAVAILABLE = 10008  # 503: the database cannot be reached for now; retry
-WORKFLOW_NOT_FOUND = 10200  # 404
-INSTANCE_NOT_FOUND = 10400  # 404
-INSTANCE_EXISTS = 10405  # 400, as Cloudflare answers (its SDKs map the status to a class)
-INVALID_TRANSITION = 10406  # 409
+WORKFLOW_NOT_FOUND = 10200  # 404: no workflow of that name
+INSTANCE_NOT_FOUND = 10400  # 404: no instance of that id in that workflow
+# 400, as Cloudflare answers (its SDKs map the status to a class)
+INSTANCE_EXISTS = 10405  # 400: an instance with that id already exists
+INVALID_TRANSITION = 10406  # 409: the instance cannot do that from its status
 
 # wf's errors → (HTTP status, code); the first matching class wins, so subclasses come first.
 WF_ERRORS: tuple[tuple[type[WfError], int, int], ...] = (

@@ -97,6 +97,8 @@ class _Child:
 
 
 class PortInUse(WfError):
+    """wf dev's port is taken by another program."""
+
     code = "dev.port_in_use"
 
 

@@ -13,6 +13,8 @@ TOKEN_BYTES = 32
 
 
 class ServeError(WfError):
+    """wf serve cannot start or go on: its state folder, token, workers or metrics port."""
+
     code = "serve.error"
 
 
