@@ -486,6 +486,12 @@ def later(seconds: float) -> float:
             {"event_type": "approval", "until": later(3600)},
             '👀 "approval-1" waiting for event "approval" (until 13:01:02)',
         ),
+        (
+            "child_started",
+            "ship-1",
+            {"workflow": "ship", "id": "ship-o-1"},
+            '🧩 step "ship-1" started child ship/ship-o-1',
+        ),
         ("event_sent", None, {"event_type": "approval"}, '📤 event "approval" sent'),
         (
             "event_received",

@@ -1140,6 +1140,9 @@ def notice_line(notice: Any, when: datetime | None = None) -> Text:
         if detail.get("until") is not None:
             text += f" (until {_at(detail['until'], now)})"
         line.append(text, style="magenta")
+    elif kind == "child_started":
+        child = f"{clean(detail.get('workflow', '?'))}/{clean(detail.get('id', '?'))}"
+        line.append(f"🧩 step {name} started child {child}", style="blue")
     elif kind == "event_sent":
         line.append(f"📤 event {_quoted(detail.get('event_type', '?'))} sent", style="magenta")
     elif kind == "event_received":
