@@ -203,11 +203,26 @@ def commands(block: Block) -> list[Command]:
 
 
 def is_server(command: str) -> str | None:
-    """'dev' or 'serve' when the command starts a server the page keeps running."""
+    """'dev' or 'serve' when the command starts a server the page keeps running, with or
+    without variables set for it first (``NODE=a wf serve ...``)."""
     words = shlex.split(command)
+    while words and _ASSIGNMENT.fullmatch(words[0]):
+        words = words[1:]
     if len(words) >= 2 and words[0] == "wf" and words[1] in ("dev", "serve"):
         return words[1]
     return None
+
+
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*", re.DOTALL)
+_LEADING_ASSIGNMENTS = re.compile(r"((?:[A-Za-z_][A-Za-z0-9_]*=\S*\s+)*)(.*)", re.DOTALL)
+
+
+def exec_form(command: str) -> str:
+    """The command for ``bash -c`` so that bash becomes the server (``exec``), after the
+    variables set for it: ``NODE=a exec wf serve`` (``exec NODE=a ...`` would not run)."""
+    found = _LEADING_ASSIGNMENTS.fullmatch(command.strip())
+    assert found is not None  # the pattern matches any text
+    return f"{found[1]}exec {found[2]}"
 
 
 def pages(root: Path) -> list[Path]:

@@ -24,7 +24,7 @@ else:  # pragma: no cover - the docs tests run on 3.11 or newer
     import tomli as tomllib
 
 from tests.docs.matching import mismatch, normalise
-from tests.docs.pages import Block, Command, Page, Step, commands, is_server
+from tests.docs.pages import Block, Command, Page, Step, commands, exec_form, is_server
 from tests.e2e.helpers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -219,7 +219,7 @@ class PageRun:
         log = self.folder.parent / f"{kind}-{len(self.servers)}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
-                ["bash", "-c", f"exec {text}"],
+                ["bash", "-c", exec_form(text)],
                 cwd=self.cwd,
                 env=self.env,
                 stdout=sink,

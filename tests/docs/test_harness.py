@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.docs.matching import mismatch
-from tests.docs.pages import PageError, commands, read_page
+from tests.docs.pages import PageError, commands, exec_form, is_server, read_page
 from tests.docs.runner import ExampleFailed, PageRun
 
 
@@ -97,3 +97,49 @@ def test_console_commands_keep_their_output_and_continuations() -> None:
     found = commands(block)
     assert [c.text for c in found] == ["wf trigger shop --params '{}'", "ls"]
     assert found[0].expected == ["queued"]
+
+
+def test_a_server_command_may_set_variables_first() -> None:
+    assert is_server("wf serve --state s") == "serve"
+    assert is_server("NODE=a LOG_DIR=$PWD wf serve --lease 3") == "serve"
+    assert is_server("WF_DEV_RELOAD_GRACE=1 wf dev") == "dev"
+    assert is_server("NODE=a wf trigger order") is None
+    assert is_server("echo wf serve") is None
+    assert exec_form("wf serve --port 1") == "exec wf serve --port 1"
+    assert exec_form("NODE=a LOG_DIR=$PWD wf serve") == "NODE=a LOG_DIR=$PWD exec wf serve"
+
+
+def test_variables_set_before_a_server_reach_it(tmp_path: Path) -> None:
+    page = """# Page
+
+```toml title="wf.toml"
+name = "env"
+main = "workflows.py"
+
+[[workflows]]
+name = "show"
+binding = "SHOW"
+class_name = "Show"
+```
+
+```python title="workflows.py"
+import os
+
+from wf import WorkflowEntrypoint
+
+print("NODE is", os.environ.get("NODE"), flush=True)
+
+
+class Show(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return None
+```
+
+```console
+$ NODE=a wf dev
+...
+```
+
+<!-- docs: wait-for NODE is a -->
+"""
+    assert run(tmp_path, page) == 1
