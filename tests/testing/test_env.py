@@ -426,6 +426,16 @@ async def test_a_crash_after_a_step_is_recovered_without_running_it_again() -> N
         assert BODIES == ["charge card", "ship"]
 
 
+async def test_restarting_right_after_create_lets_the_crash_happen_first() -> None:
+    # Without settling first, the restart stopped the life before its step; the new engine then
+    # crashed it, and nothing recovered it: it stayed "running".
+    async with WorkflowTestEnv(workflows={"order": Order}) as env:
+        inst = await env.create("order", crash_after="charge card")
+        await env.restart_engine()
+        assert await inst.result(timeout=10) == ["charged", "shipped"]
+        assert env.calls("order", "charge card") == 1
+
+
 async def test_a_crash_after_a_sleep_is_recovered_too() -> None:
     async with WorkflowTestEnv(workflows={"order": Order}) as env:
         inst = await env.create("order", crash_after="settle")

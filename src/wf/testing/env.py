@@ -151,8 +151,14 @@ class WorkflowTestEnv:
         """Stop the engine and start a new one on the same database, as after a crash when an
         instance was killed (``crash_after``): its recovery runs as it would in a new ``wf
         serve`` process (which starts with ``after_crash`` False: the crash is not counted
-        against the instance, and it runs again at once)."""
+        against the instance, and it runs again at once).
+
+        With a ``crash_after`` still armed, the engine first settles (no time moves), so an
+        instance created just before gets to its crash instead of being stopped short of it
+        and crashing in the new engine, where nothing would recover it."""
         engine = self.engine
+        if self.mocks.crashes_armed():
+            await self.settle()
         await engine.stop()
         self._engine = self._new_engine()
         await self._engine.start()

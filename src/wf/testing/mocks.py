@@ -189,6 +189,9 @@ class Mocks:
                 break
         return None
 
+    def crashes_armed(self) -> bool:
+        return bool(self._crashes)
+
     def kill_after(self, call: StepCall) -> bool:
         for selector in self._crashes:
             if selector.matches(call):
