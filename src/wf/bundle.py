@@ -139,7 +139,18 @@ def _excluded_file(name: str) -> bool:
 def _excluded_dir(name: str, path: str) -> bool:
     if name.startswith(".") or name in IGNORED_DIRS:
         return True
+    if _is_wf_state(path):
+        return True
     return os.path.isfile(os.path.join(path, "pyvenv.cfg"))  # a virtualenv under any name
+
+
+def _is_wf_state(path: str) -> bool:
+    """A state folder of wf dev or wf serve under any name (``wf serve --state var``): its
+    database and bundles are no code, and a serve folder's ``token`` file is a secret."""
+    if os.path.isfile(os.path.join(path, "wf.db")):
+        return True
+    token = os.path.join(path, "token")
+    return os.path.isfile(token) and os.path.isdir(os.path.join(path, "bundles"))
 
 
 class _Collector:

@@ -176,9 +176,10 @@ class PageRun:
         if words and words[0] == "cd":
             self.cwd = (self.cwd / words[1]).resolve()
             return
-        if words and words[0] == "export" and len(words) == 2 and "=" in words[1]:
-            name, _, value = words[1].partition("=")
-            self.env[name] = os.path.expandvars(value)
+        if words and words[0] == "export" and len(words) >= 2 and "=" in words[1]:
+            # bash works the value out, as the reader's shell would: $VARS, $(commands)
+            name = words[1].partition("=")[0]
+            self.env[name] = self.shell(f'{text}\nprintf %s "${{{name}}}"', block, True)
             return
         kind = is_server(text)
         if kind:

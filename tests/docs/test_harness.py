@@ -62,6 +62,20 @@ $ test -f hello.py
     assert run(tmp_path, page) == 3
 
 
+def test_export_takes_what_bash_makes_of_the_value(tmp_path: Path) -> None:
+    page = """# Page
+
+```console
+$ echo s3cret > token
+$ export TOKEN=$(cat token)
+$ export WHERE="$TOKEN at $HOME"
+$ echo "$WHERE"
+s3cret at ...
+```
+"""
+    assert run(tmp_path, page) == 1
+
+
 @pytest.mark.parametrize(
     "page",
     [

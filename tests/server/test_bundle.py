@@ -142,6 +142,20 @@ def test_build_leaves_out_a_custom_state_dir_and_includes_a_main_module_in_a_sub
     ]
 
 
+def test_build_leaves_out_a_serve_state_folder_under_any_name(tmp_path):
+    # `wf serve --state var` run in the project folder: its token must never be deployed.
+    project = starter(tmp_path)
+    write(project.root / "var" / "token", "s3cret-token")
+    (project.root / "var" / "bundles").mkdir()
+    write(project.root / "var" / "bundles" / "v1" / "wf.toml", "")
+    write(project.root / "dev-state" / "wf.db", "")
+    write(project.root / "dev-state" / "notes.txt", "state")
+    write(project.root / "tokens" / "token", "a file the workflows read")
+    names = [name for name, _ in build_bundle(project).files]
+    assert not [name for name in names if name.startswith(("var/", "dev-state/"))]
+    assert "tokens/token" in names
+
+
 def test_build_is_deterministic(tmp_path):
     project = starter(tmp_path)
     write(project.root / "helpers" / "util.py", "X = 1\n")
