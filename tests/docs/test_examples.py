@@ -15,6 +15,7 @@ PAGES = pages(DOCS)
 pytestmark = pytest.mark.slow
 
 
+@pytest.mark.timeout(600)  # a page may start servers and run pytest several times
 @pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
 def test_page_examples_run(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     page = read_page(path)
