@@ -57,6 +57,7 @@ class PageRun:
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path = field(init=False)
     ran: int = 0
+    started: int = 0
 
     def __post_init__(self) -> None:
         self.cwd = self.folder
@@ -217,7 +218,8 @@ class PageRun:
     def start_server(self, kind: str, text: str, command: Command, block: Block) -> None:
         if "--port" not in text:
             text += f" --port {self.ports[kind]}"
-        log = self.folder.parent / f"{kind}-{len(self.servers)}.log"
+        self.started += 1  # a server started after a kill keeps the crashed one's log
+        log = self.folder.parent / f"{kind}-{self.started}.log"
         with log.open("wb") as sink:
             process = subprocess.Popen(
                 ["bash", "-c", exec_form(text)],
