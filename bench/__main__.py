@@ -27,7 +27,6 @@ import contextlib
 import datetime
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -39,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.common import RESULT_MARK, fsync_micros, machine_info, median
+from bench.npm import node_and_npm, npm_ci, npm_installed
 from bench.report import RESULTS_FILE, Run, body_ratios, render, results_markdown
 
 if TYPE_CHECKING:
@@ -124,45 +124,14 @@ def dbos_python() -> Path:
     return python
 
 
-def npm_installed(project: Path) -> bool:
-    """Whether ``project``'s node_modules holds every package of its lock file, at the locked
-    version. (Not by file times: a fresh checkout's lock file is newer than any install, and
-    ``npm ci`` through a node_modules linked from another checkout empties that one.)"""
-    lock = json.loads((project / "package-lock.json").read_text())
-    for path, package in lock.get("packages", {}).items():
-        if not path.startswith("node_modules/") or package.get("link"):
-            continue
-        manifest = project / path / "package.json"
-        if not manifest.exists() and (package.get("optional") or package.get("peer")):
-            continue  # another platform's build, or a peer nothing here asks for
-        try:
-            version = json.loads(manifest.read_text()).get("version")
-        except (OSError, ValueError):
-            return False
-        if version != package.get("version"):
-            return False
-    return True
-
-
 def wrangler_ready() -> str:
     """Install wrangler in bench/cloudflare (``npm ci``) if needed; its version."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if node is None or npm is None:
-        raise RuntimeError("node and npm are not installed")
-    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
-    match = re.match(r"v(\d+)\.(\d+)", version)
-    if match is None or (int(match[1]), int(match[2])) < (20, 3):
-        raise RuntimeError(f"wrangler 4.86 needs Node.js 20.3 or newer, found {version or 'none'}")
+    _, npm, node_version = node_and_npm()
     if not npm_installed(CF_PROJECT):
         log("installing wrangler in bench/cloudflare: npm ci ...")
-        subprocess.run(
-            [npm, "ci", "--no-audit", "--no-fund", "--loglevel", "error"],
-            cwd=CF_PROJECT,
-            check=True,
-            timeout=900,
-        )
+        npm_ci(CF_PROJECT, npm)
     package = json.loads((CF_PROJECT / "node_modules" / "wrangler" / "package.json").read_text())
-    return f"{package['version']} (Node.js {version.lstrip('v')})"
+    return f"{package['version']} (Node.js {node_version})"
 
 
 # ---- the plan ---------------------------------------------------------------------------------

@@ -734,6 +734,18 @@ async def change_status(request: web.Request) -> web.Response:
     return ok({"status": row.status.value, "timestamp": iso(engine.clock.now())})
 
 
+async def terminate_all(request: web.Request) -> web.Response:
+    """Terminate every unfinished instance (``?status=`` one unfinished status): the route of
+    wrangler's ``workflows instances terminate-all``. Cloudflare starts a job and answers
+    ``{"status": "ok"}``; wf terminates them before answering, and says how many."""
+    engine = _engine(request)
+    name = engine.workflow(request.match_info["name"])
+    status = request.query.get("status") or None
+    terminated = await engine.terminate_all(name, status, _trigger(request))
+    log.info("terminated %d instance(s) of workflow %s", terminated, name)
+    return ok({"status": "ok", "terminated": terminated})
+
+
 async def send_event(request: web.Request) -> web.Response:
     engine = _engine(request)
     name, instance_id = request.match_info["name"], request.match_info["id"]
@@ -797,6 +809,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("POST", "/api/workflows/{name}/instances", create_instance),
     ("POST", "/api/workflows/{name}/instances/batch", create_batch),
     ("POST", "/api/workflows/{name}/instances/batch/delete", delete_batch),
+    ("PUT", "/api/workflows/{name}/instances/terminate", terminate_all),
     ("GET", "/api/workflows/{name}/instances/{id}", get_instance),
     ("DELETE", "/api/workflows/{name}/instances/{id}", delete_instance),
     ("GET", "/api/workflows/{name}/instances/{id}/history", get_history),

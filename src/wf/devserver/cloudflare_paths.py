@@ -26,6 +26,9 @@ CLIENT_PREFIX = "/client/v4"
 ACCOUNT_PREFIX = CLIENT_PREFIX + "/accounts/{account_id}"
 MIRRORED = "/api/workflows"  # the routes Cloudflare also has, under ACCOUNT_PREFIX
 DEFAULT_ACCOUNT = "wf"  # the account id named when the server was given none
+# Routes wrangler asks for with a trailing slash: `wrangler workflows instances describe <name>`
+# (id "latest", the default) lists the instances as GET .../instances/ to find the newest.
+SLASHED = frozenset({("GET", "/api/workflows/{name}/instances")})
 
 _STATE_KEY: web.AppKey[ServerState] = web.AppKey("wf_cloudflare_state", ServerState)
 
@@ -62,10 +65,13 @@ def _checking_account(handler: Handler) -> Handler:
 def mirrored_routes(
     routes: Iterable[tuple[str, str, Handler]],
 ) -> Iterator[tuple[str, str, Handler]]:
-    """The ``/api/workflows`` routes among ``routes`` under Cloudflare's path."""
+    """The ``/api/workflows`` routes among ``routes`` under Cloudflare's path (and again with a
+    trailing slash, for those in ``SLASHED``)."""
     for method, path, handler in routes:
         if path == MIRRORED or path.startswith(MIRRORED + "/"):
             yield method, cloudflare_path(path), _checking_account(handler)
+            if (method, path) in SLASHED:
+                yield method, cloudflare_path(path) + "/", _checking_account(handler)
 
 
 # ---- who the token is (wrangler's questions besides the workflows) --------------------------

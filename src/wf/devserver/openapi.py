@@ -11,7 +11,7 @@ from functools import cache
 from typing import Any
 
 from wf import __version__
-from wf.devserver.cloudflare_paths import CLIENT_PREFIX, MIRRORED, cloudflare_path
+from wf.devserver.cloudflare_paths import CLIENT_PREFIX, MIRRORED, SLASHED, cloudflare_path
 from wf.durations import positive_text_pattern
 from wf.engine.cron import FIRING_ID_PATTERN
 from wf.engine.limits import ID_PATTERN
@@ -20,6 +20,7 @@ from wf.engine.model import Status
 Schema = dict[str, Any]
 
 STATUSES = [s.value for s in Status]
+UNFINISHED_STATUSES = [s.value for s in Status if not s.finished]
 ID_REGEX = f"^{ID_PATTERN.pattern}$"
 
 
@@ -554,6 +555,9 @@ _SCHEMAS: dict[str, Schema] = {
             "errors": {"type": "array", "items": _ref("BatchError")},
         }
     ),
+    "TerminatedInstances": _object(
+        {"status": {"const": "ok"}, "terminated": {"type": "integer", "minimum": 0}}
+    ),
     "DeletedInstance": _object({"id": {"type": "string"}, "deleted": {"const": True}}),
     "DeleteBatch": _object(
         {
@@ -1007,6 +1011,12 @@ _PARAMETERS: dict[str, Schema] = {
         "description": "only instances in this status",
         "schema": _ref("InstanceStatus"),
     },
+    "terminate_status": {
+        "name": "status",
+        "in": "query",
+        "description": "only instances in this status (all unfinished ones if absent)",
+        "schema": {"enum": UNFINISHED_STATUSES},
+    },
     "search": {
         "name": "search",
         "in": "query",
@@ -1225,6 +1235,24 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "responses": {
                 "200": _reply("what was deleted, and the ids not found", _ref("BatchDeleted")),
                 **_errors("BadRequest", "NotFound", "TooLarge", "ProjectBroken"),
+            },
+        }
+    },
+    "/api/workflows/{name}/instances/terminate": {
+        "put": {
+            "operationId": "terminateInstances",
+            "summary": (
+                "Terminate every unfinished instance, or those in one unfinished status "
+                "(wrangler's workflows instances terminate-all); done before the answer"
+            ),
+            "parameters": [
+                *_NAME,
+                _param("terminate_status"),
+                _param("trigger"),
+            ],
+            "responses": {
+                "200": _reply("how many were terminated", _ref("TerminatedInstances")),
+                **_errors("BadRequest", "NotFound", "ProjectBroken"),
             },
         }
     },
@@ -1493,6 +1521,11 @@ def _under_cloudflare(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str
             op["operationId"] = f"cloudflare{first.upper()}{rest}"
             op["parameters"] = [_param("account_id"), *op.get("parameters", [])]
             copied[method] = op
+            if (method.upper(), path) in SLASHED:  # served with a trailing slash too
+                slashed = copy.deepcopy(op)
+                slashed["operationId"] += "Slashed"
+                slashed["summary"] += " (the same, as wrangler asks for it: trailing slash)"
+                mirrored.setdefault(cloudflare_path(path) + "/", {})[method] = slashed
         mirrored[cloudflare_path(path)] = copied
     return mirrored
 
