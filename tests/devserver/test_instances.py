@@ -419,3 +419,18 @@ async def test_event_errors(client: Client, engine: Engine) -> None:
         client, "POST", f"{BASE}/approval/instances/e3/events/bad%20type", 400, 10002
     )
     assert "event type" in message
+
+
+async def test_created_date_filters(client: Client) -> None:
+    made = await create(client, "quick", params={"n": 1})
+    path = f"{BASE}/quick/instances"
+    found = await call(client, "GET", f"{path}?date_start=2000-01-01T00:00:00Z")
+    assert made in [row["id"] for row in found["result"]]
+    gone = await call(client, "GET", f"{path}?date_end=2000-01-01T00:00:00Z")
+    assert gone["result"] == [] and gone["result_info"]["total_count"] == 0
+    # A range that ends before it starts holds nothing; it is no malformed request.
+    empty = f"{path}?date_start=2030-01-02T00:00:00Z&date_end=2030-01-01T00:00:00Z"
+    assert (await call(client, "GET", empty))["result"] == []
+    for bad in ("", "yesterday", "2024-13-01"):
+        message = await fails(client, "GET", f"{path}?date_start={bad}", 400, 10002)
+        assert message.startswith("date_start must be an ISO 8601 date"), message

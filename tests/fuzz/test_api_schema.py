@@ -172,7 +172,13 @@ def _fill(path: str, values: dict[str, str]) -> str:
     return path
 
 
-KNOWN = {"name": "approval", "id": "seed-1", "type": "approve"}
+KNOWN = {
+    "name": "approval",
+    "id": "seed-1",
+    "type": "approve",
+    "version_id": "no-such-version",
+    "account_id": "any-account",
+}
 
 
 @st.composite
@@ -180,7 +186,7 @@ def calls(draw: st.DrawFn) -> tuple[str, str, str, dict[str, str], Any]:
     """One operation; one of its path parameters (or its body) odd, the others real, so that
     the odd one reaches as deep into the engine as it can."""
     path, method = draw(st.sampled_from(OPERATIONS))
-    params = [key for key in ("name", "id", "type") if "{" + key + "}" in path]
+    params = [key for key in KNOWN if "{" + key + "}" in path]
     odd = draw(st.sampled_from([*params, "body"]))
     values = {key: draw(path_texts()) if key == odd else KNOWN[key] for key in params}
     body = draw(_body(path, method)) if odd == "body" or draw(st.booleans()) else None

@@ -271,7 +271,7 @@ def _bool_param(request: web.Request, name: str, default: bool) -> bool:
 def _date_param(request: web.Request, name: str) -> float | None:
     """An ISO 8601 date (UTC when it names no offset) as epoch seconds, or None."""
     raw = request.query.get(name)
-    if not raw:
+    if raw is None:
         return None
     text = raw.strip()
     try:

@@ -1355,7 +1355,7 @@ _PATHS: dict[str, dict[str, Schema]] = {
                 "200": _reply(
                     "the versions", {"type": "array", "items": _ref("Version")}, info=True
                 ),
-                **_errors("NotFound"),
+                **_errors("BadRequest", "NotFound"),
             },
         }
     },
@@ -1520,6 +1520,8 @@ def _under_cloudflare(paths: dict[str, dict[str, Schema]]) -> dict[str, dict[str
             first, rest = op["operationId"][0], op["operationId"][1:]
             op["operationId"] = f"cloudflare{first.upper()}{rest}"
             op["parameters"] = [_param("account_id"), *op.get("parameters", [])]
+            # Another account than wf serve --account-id's is not found, whatever the route.
+            op["responses"] = dict(sorted({**op["responses"], **_errors("NotFound")}.items()))
             copied[method] = op
             if (method.upper(), path) in SLASHED:  # served with a trailing slash too
                 slashed = copy.deepcopy(op)
