@@ -1,6 +1,6 @@
 """Cloudflare's ``wrangler`` (pinned in package-lock.json here), installed once a session with
 ``npm ci --ignore-scripts`` into tests/cloudflare_clients/node_modules and run as a user runs it,
-with the three variables README "Use Cloudflare's tools with wf" gives.
+with the variables docs/how-to/cloudflare-tools.md gives.
 
 No lifecycle scripts run: wrangler's ``workflows`` commands need no workerd (its binary still
 comes from the registry, as an optional package wrangler loads at start-up: ``--omit=optional``

@@ -10,13 +10,13 @@ from tests.docs.pages import pages, read_page
 from tests.docs.runner import REPO, PageRun
 
 DOCS = REPO / "docs"
-PAGES = pages(DOCS)
+PAGES = [*pages(DOCS), REPO / "README.md"]  # the README is the front door: it runs too
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.timeout(600)  # a page may start servers and run pytest several times
-@pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(DOCS)) for p in PAGES])
+@pytest.mark.parametrize("path", PAGES, ids=[str(p.relative_to(REPO)) for p in PAGES])
 def test_page_examples_run(path: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     page = read_page(path)
     if page.skip:

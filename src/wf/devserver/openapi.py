@@ -1035,7 +1035,8 @@ _PARAMETERS: dict[str, Schema] = {
         "required": False,
         "description": (
             "W3C trace context of the caller: stored with the instances created, whose spans "
-            "(when the server traces, see README) join this trace; a malformed one is ignored"
+            "(when the server traces: the docs' how-to/observability) join this trace; a "
+            "malformed one is ignored"
         ),
         "schema": {"type": "string"},
     },

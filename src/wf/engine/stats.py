@@ -40,7 +40,7 @@ def _spread(seconds: list[float]) -> dict[str, float | None]:
 def summarize(
     rows: StatsRows, workflows: Sequence[str], since: float, now: float
 ) -> dict[str, Any]:
-    """The document ``GET /api/stats`` answers (README "wf stats" shows its shape)."""
+    """The document ``GET /api/stats`` answers (docs/how-to/observability.md shows its shape)."""
     window = max(now - since, 1e-9)
     statuses: dict[str, dict[str, int]] = defaultdict(dict)
     for workflow, status, count in rows.statuses:
