@@ -176,3 +176,30 @@ def test_workflows_delete(target: Target, client: cloudflare.Cloudflare) -> None
     _strict(deleted)
     assert deleted.status == "ok"
     assert "doomed" not in target.wf("instances", "list", WORKFLOW)
+
+
+def test_workflows_update(target: Target, client: cloudflare.Cloudflare) -> None:
+    # wf.toml and the code define a workflow: an update that matches them answers it...
+    script = client.workflows.get(WORKFLOW, account_id=target.account).script_name
+    same = client.workflows.update(
+        WORKFLOW, account_id=target.account, class_name="PinWorkflow", script_name=script
+    )
+    _strict(same)
+    assert same.name == WORKFLOW and same.class_name == "PinWorkflow"
+    # ...and one that would change them is refused, saying where they are changed.
+    with pytest.raises(cloudflare.ConflictError, match=r'class_name is "PinWorkflow"'):
+        client.workflows.update(
+            WORKFLOW, account_id=target.account, class_name="Other", script_name=script
+        )
+    with pytest.raises(cloudflare.ConflictError, match=r"concurrency is set in wf\.toml"):
+        client.workflows.update(
+            WORKFLOW,
+            account_id=target.account,
+            class_name="PinWorkflow",
+            script_name=script,
+            concurrency={"limit": 2},
+        )
+    with pytest.raises(cloudflare.NotFoundError):
+        client.workflows.update(
+            "no-such", account_id=target.account, class_name="X", script_name=script
+        )

@@ -26,6 +26,7 @@ from wf.devserver.envelope import (
     NO_ROUTE,
     PROJECT_BROKEN,
     TOO_LARGE,
+    WORKFLOW_IN_CONFIG,
     ApiError,
     error_response,
     from_wf_error,
@@ -554,6 +555,45 @@ async def get_workflow(request: web.Request) -> web.Response:
     return ok(await _workflow_json(state, engine, info))
 
 
+# What Cloudflare's update (PUT) may set that wf takes from wf.toml alone.
+CONFIG_ONLY = ("concurrency", "default_retention", "limits", "schedules")
+
+
+async def put_workflow(request: web.Request) -> web.Response:
+    """Cloudflare's "create or update a workflow" (its SDK's ``workflows.update``). A wf
+    workflow is its code and wf.toml, so an update that matches them answers the workflow, and
+    one that would change them is refused (409), naming what differs."""
+    engine = _reads(request)
+    state = _state(request)
+    name = engine.workflow(request.match_info["name"])
+    info = next(w for w in _workflows(state, engine) if w.name == name)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise bad_request("the body must be a JSON object with class_name and script_name")
+    wanted = {"class_name": info.class_name, "script_name": state.project_name}
+    for key, value in wanted.items():
+        if key not in body:
+            raise bad_request(f"{key} is missing from the body")
+        if body[key] != value:
+            raise _defined_in_config(name, f'{key} is "{value}", not {json.dumps(body[key])}')
+    for key in CONFIG_ONLY:
+        if key in body:
+            raise _defined_in_config(name, f"{key} is set in wf.toml")
+    # Cloudflare's update answer also says whether the workflow is deleted and whether a
+    # terminate-all job runs (as 0/1): neither, here (wf's terminate-all ends before it answers).
+    workflow = await _workflow_json(state, engine, info)
+    return ok({**workflow, "is_deleted": 0, "terminator_running": 0})
+
+
+def _defined_in_config(name: str, detail: str) -> ApiError:
+    return ApiError(
+        409,
+        WORKFLOW_IN_CONFIG,
+        f'workflow "{name}" is defined by the project: {detail}; change wf.toml or the code and '
+        "deploy it (wf deploy), or let wf dev reload it",
+    )
+
+
 async def delete_workflow(request: web.Request) -> web.Response:
     engine = _engine(request)
     name = engine.workflow(request.match_info["name"])
@@ -804,6 +844,7 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", "/api/stats", get_stats),
     ("GET", "/api/workflows", list_workflows),
     ("GET", "/api/workflows/{name}", get_workflow),
+    ("PUT", "/api/workflows/{name}", put_workflow),
     ("DELETE", "/api/workflows/{name}", delete_workflow),
     ("GET", "/api/workflows/{name}/instances", list_instances),
     ("POST", "/api/workflows/{name}/instances", create_instance),

@@ -34,6 +34,7 @@ UNAUTHORIZED = 10006  # 401: missing or wrong API token
 NO_ROUTE = 10007  # 404 / 405: no such path or method (or version of a workflow)
 UNAVAILABLE = 10008  # 503: the database cannot be reached for now; retry
 WORKFLOW_NOT_FOUND = 10200  # 404: no workflow of that name
+WORKFLOW_IN_CONFIG = 10201  # 409: an update asks for what only wf.toml and wf deploy change
 INSTANCE_NOT_FOUND = 10400  # 404: no instance of that id in that workflow
 # 400, as Cloudflare answers (its SDKs map the status to a class)
 INSTANCE_EXISTS = 10405  # 400: an instance with that id already exists

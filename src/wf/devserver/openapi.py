@@ -400,6 +400,23 @@ _SCHEMAS: dict[str, Schema] = {
         required=["status", "project", "version_id", "workflows", "error"],
     ),
     "InstanceCounts": _object({s: {"type": "integer", "minimum": 0} for s in STATUSES}),
+    "WorkflowUpdate": _object(
+        {
+            "class_name": {"type": "string"},
+            "script_name": {"type": "string", "description": "the project's name (wf.toml)"},
+            "concurrency": {"description": "set in wf.toml: giving it is a 409"},
+            "default_retention": {"description": "set in wf.toml: giving it is a 409"},
+            "limits": {"description": "set in wf.toml: giving it is a 409"},
+            "schedules": {"description": "set in wf.toml: giving it is a 409"},
+        },
+        required=["class_name", "script_name"],
+    ),
+    "UpdatedWorkflow": {
+        "allOf": [
+            _ref("Workflow"),
+            _object({"is_deleted": {"type": "integer"}, "terminator_running": {"type": "integer"}}),
+        ]
+    },
     "Workflow": _object(
         {
             "id": _WORKFLOW_ID,
@@ -1137,6 +1154,20 @@ _PATHS: dict[str, dict[str, Schema]] = {
             "responses": {
                 "200": _reply("the workflow", _ref("Workflow")),
                 **_errors("NotFound", "ProjectBroken"),
+            },
+        },
+        "put": {
+            "operationId": "updateWorkflow",
+            "summary": (
+                "Cloudflare's create-or-update: answers the workflow when class_name and "
+                "script_name match the project; 409 for any change (wf.toml and wf deploy "
+                "define workflows)"
+            ),
+            "parameters": _NAME,
+            "requestBody": _json_body(_ref("WorkflowUpdate"), "the workflow", required=True),
+            "responses": {
+                "200": _reply("the workflow, unchanged", _ref("UpdatedWorkflow")),
+                **_errors("BadRequest", "NotFound", "Conflict", "TooLarge", "ProjectBroken"),
             },
         },
         "delete": {
