@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http.server
+import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from unittest.mock import ANY
 
 import pytest
 
@@ -22,6 +24,8 @@ from wf.client import (
 from wf.errors import WfError
 
 from .conftest import LiveServer, unused_port, wait_status
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 def test_every_route(server: LiveServer) -> None:
@@ -57,10 +61,10 @@ def test_every_route(server: LiveServer) -> None:
     assert client.restart("napper", "n1")["status"] in ("queued", "running")
 
     client.create_instance("approval", id="a1")
-    assert client.send_event("approval", "a1", "approve", [1, 2]) == {
-        "type": "approve",
-        "instance_id": "a1",
-    }
+    sent = client.send_event("approval", "a1", "approve", [1, 2])
+    # Cloudflare's clients read instanceId and timestamp too.
+    assert sent == {"type": "approve", "instance_id": "a1", "instanceId": "a1", "timestamp": ANY}
+    assert ISO_MS.match(sent["timestamp"]), sent
     assert wait_status(client, "approval", "a1")["output"] == {"approved_with": [1, 2]}
     history = client.get_history("approval", "a1")
     assert (history["format"], history["id"], history["output"]) == (
@@ -69,7 +73,8 @@ def test_every_route(server: LiveServer) -> None:
         {"approved_with": [1, 2]},
     )
     assert history["events"][0]["payload"] == [1, 2]
-    assert client.delete_workflow("quick") == {"name": "quick", "deleted": 2}
+    deleted = client.delete_workflow("quick")
+    assert deleted == {"status": "ok", "name": "quick", "deleted": 2}  # Cloudflare's status too
 
 
 def test_errors_carry_the_server_code_and_status(server: LiveServer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest.mock import ANY
 
 import pytest
 from typer.testing import CliRunner
@@ -77,6 +78,7 @@ def test_trigger_json_prints_the_api_result(server: LiveServer) -> None:
         "version_id": "v-test",
         "workflow_id": "quick",
         "workflow": "quick",
+        "trigger_source": "api",  # Cloudflare's field: the CLI is an API client
     }
     assert out.startswith('{\n  "id"')  # pretty, two spaces
 
@@ -387,7 +389,8 @@ def test_send_event_default_payload_and_json(server: LiveServer) -> None:
     out = ok(
         wf(server, "instances", "send-event", "approval", "latest", "--type", "approve", "--json")
     )
-    assert json.loads(out) == {"type": "approve", "instance_id": "a2"}
+    sent = json.loads(out)
+    assert sent == {"type": "approve", "instance_id": "a2", "instanceId": "a2", "timestamp": ANY}
     assert wait_status(client, "approval", "a2")["output"] == {"approved_with": {}}
 
 

@@ -197,7 +197,9 @@ async def test_a_project_that_never_ran_reads_as_empty(
         listed = await call(client, "GET", BASE)
         assert [w["name"] for w in listed["result"]] == ["quick", "napper", "approval"]
         assert listed["result"][0]["instances"]["complete"] == 0
-        assert listed["result"][0]["created_on"] is None
+        # Never null (wrangler sorts on it): with no instance, when the server loaded the project.
+        first = listed["result"][0]
+        assert first["created_on"] == first["modified_on"] and first["triggered_on"] is None
         empty = await call(client, "GET", f"{BASE}/quick/instances")
         assert empty["result"] == [] and empty["result_info"]["total_count"] == 0
     finally:
