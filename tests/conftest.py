@@ -14,13 +14,20 @@ from typing import Any
 import pytest
 
 from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
-from tests.postgres_skips import pytest_report_teststatus, pytest_terminal_summary  # noqa: F401
+from tests.postgres_skips import pytest_report_teststatus  # noqa: F401
+from tests.postgres_skips import pytest_terminal_summary as postgres_skips_summary
+from tests.summary_lines import pytest_runtest_logreport, write_summary_lines  # noqa: F401
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
 from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
 
 FINISHED = ("complete", "errored", "terminated")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    write_summary_lines(terminalreporter)
+    postgres_skips_summary(terminalreporter)
 
 
 class Harness:
