@@ -25,6 +25,14 @@ from wf.engine.store.sqlite import SqliteStore
 FINISHED = ("complete", "errored", "terminated")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers (``make test``), the files marked slow come first: files are
+    handed out in this order, so the long ones start at once and the many quick ones even out
+    the end, instead of one worker running a minute-long file alone while the other idles."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     write_summary_lines(terminalreporter)
     postgres_skips_summary(terminalreporter)
