@@ -5,6 +5,11 @@ STAMP := $(VENV)/.installed
 
 .PHONY: test lint typecheck pytest bench dev docs clean
 
+# The suite mostly waits (on subprocesses, servers, timers): two pytest-xdist workers, each with its
+# own PostgreSQL cluster, overlap those waits. A file's tests stay on one worker (loadfile): they
+# share module-scoped servers. PYTEST_PARALLEL= runs it in one process.
+PYTEST_PARALLEL ?= -n 2 --dist loadfile
+
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -17,7 +22,7 @@ test: $(STAMP)
 	$(BIN)/ruff check src tests bench docs_hooks
 	$(BIN)/ruff format --check src tests bench docs_hooks
 	$(BIN)/mypy
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 docs: $(STAMP)
 	$(BIN)/mkdocs serve --dev-addr 127.0.0.1:8000
@@ -33,7 +38,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q $(PYTEST_PARALLEL)
 
 # The benchmark suite (bench/README.md): every workload, wf against DBOS Transact and wrangler dev,
 # on SQLite and on a throwaway durable PostgreSQL cluster of its own, 3 runs each; installs DBOS

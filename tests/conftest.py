@@ -14,13 +14,28 @@ from typing import Any
 import pytest
 
 from tests.postgres import HOW_TO, SKIP_REASON, TestServer, required, start_test_server
-from tests.postgres_skips import pytest_report_teststatus, pytest_terminal_summary  # noqa: F401
+from tests.postgres_skips import pytest_report_teststatus  # noqa: F401
+from tests.postgres_skips import pytest_terminal_summary as postgres_skips_summary
+from tests.summary_lines import pytest_runtest_logreport, write_summary_lines  # noqa: F401
 from wf.engine import Engine, EngineSettings, ManualClock, Notice, WorkflowSpec
 from wf.engine.clock import Clock
 from wf.engine.store.base import Store
 from wf.engine.store.sqlite import SqliteStore
 
 FINISHED = ("complete", "errored", "terminated")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On pytest-xdist's workers (``make test``), the files marked slow come first: files are
+    handed out in this order, so the long ones start at once and the many quick ones even out
+    the end, instead of one worker running a minute-long file alone while the other idles."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    write_summary_lines(terminalreporter)
+    postgres_skips_summary(terminalreporter)
 
 
 class Harness:

@@ -73,7 +73,9 @@ class Snapshot:
 
 
 def snapshot(db: Path) -> Snapshot:
-    if not db.exists():
+    # A life killed while it opened the file, before its schema was committed, leaves an empty
+    # database: nothing was written yet. (A schema only half there still fails the queries.)
+    if not db.exists() or not query(db, "SELECT 1 FROM sqlite_master WHERE name = 'instances'"):
         return Snapshot({}, {}, {}, {})
     statuses, outputs = {}, {}
     for instance, status, output in query(db, "SELECT id, status, output FROM instances"):

@@ -22,19 +22,13 @@ from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwrig
 from tests.browser.chromium import HOW_TO, SKIP_REASON, find_chromium, required
 from tests.browser.project import Instances, write_project
 from tests.e2e.helpers import REPO, DevServer, dev_server
+from tests.summary_lines import add_summary_line
 
 TIMEOUT_MS = 5_000
 SCREENSHOTS = REPO / "docs" / "screenshots"
 DESKTOP = {"width": 1280, "height": 800}
 
 expect.set_options(timeout=TIMEOUT_MS)
-
-_BROWSER_LINE: list[str] = []  # what the session ran on, for the summary
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    for line in _BROWSER_LINE:
-        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="package")
@@ -51,7 +45,6 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
             pytest.fail(f"{SKIP_REASON} and WF_REQUIRE_BROWSER is set: {HOW_TO}")
         pytest.skip(f"{SKIP_REASON}: {HOW_TO}")
     launched = playwright.chromium.launch(executable_path=executable)
-    _BROWSER_LINE.append(f"browser tests ran on Chromium {launched.version} ({executable})")
     try:
         yield launched
     finally:
@@ -62,9 +55,13 @@ OpenPage = Callable[..., Page]
 
 
 @pytest.fixture
-def open_page(browser: Browser) -> Iterator[OpenPage]:
+def open_page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[OpenPage]:
     """``open_page(base_url, **context options)``: a page in a context of its own (its own
     cookies), closed at the end of the test."""
+    # What the run's tests ran on, for its closing summary.
+    add_summary_line(
+        request.node, f"browser tests ran on Chromium {browser.version} ({find_chromium()})"
+    )
     contexts = []
 
     def open_(base_url: str, **options: object) -> Page:

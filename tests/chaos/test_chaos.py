@@ -29,6 +29,7 @@ import pytest
 from tests.chaos import checks, workload
 from tests.chaos.harness import NO_ANSWER, Client, Server, request
 from tests.e2e.helpers import free_port
+from tests.summary_lines import add_summary_line
 
 FULL = os.environ.get("WF_CHAOS", "").strip().lower() == "full"
 FORM = "full" if FULL else "quick"
@@ -71,7 +72,7 @@ def unfinished(url: str) -> dict[str, int] | None:
 
 
 def test_wf_dev_survives_sigkills_of_the_whole_server(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     seed = int(os.environ.get("WF_CHAOS_SEED", random.randrange(2**32)))
     print(f"chaos ({FORM}) seed {seed} (replay with WF_CHAOS_SEED={seed})")
@@ -203,8 +204,8 @@ def test_wf_dev_survives_sigkills_of_the_whole_server(
         f"{', '.join(f'{k} {v}' for k, v in sorted(landing.items()))}; "
         f"{elapsed:.1f}s; seed {seed}"
     )
-    with capsys.disabled():
-        print(f"\n{summary}")
+    print(summary)
+    add_summary_line(request.node, summary)
     if FULL:
         assert kills >= 200 and len(numbers) >= 1000, fail(summary)
         for place in ("child startup", "request in flight", "mid-step", "mid-commit"):

@@ -38,6 +38,7 @@ from tests.chaos import checks, pg_state, workload
 from tests.chaos.harness import Client
 from tests.e2e.cluster_helpers import Node
 from tests.postgres import HOW_TO, SKIP_REASON, Cluster, find_binaries, own_cluster, required
+from tests.summary_lines import add_summary_line
 
 FULL = os.environ.get("WF_CHAOS", "").strip().lower() == "full"
 FORM = "full" if FULL else "quick"
@@ -177,7 +178,7 @@ def release(clients: list[Client], fraction: float) -> None:
 
 
 def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_restarts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     if find_binaries() is None:
         if required():
@@ -326,8 +327,9 @@ def test_a_cluster_of_three_wf_serve_nodes_survives_kills_freezes_and_postgres_r
         f"{', '.join(f'{k} {v}' for k, v in sorted(chaos.landed.items()))}; "
         f"{elapsed:.1f}s; seed {seed}"
     )
-    with capsys.disabled():
-        print(f"\n{summary}\n  " + "\n  ".join(chaos.events))
+    told = f"{summary}\n  " + "\n  ".join(chaos.events)
+    print(told)
+    add_summary_line(request.node, told)
     if FULL:
         assert len(acked) >= 1000, fail(summary)
         assert all(chaos.done[what] >= 3 for what in PLAN), fail(summary)

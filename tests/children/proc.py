@@ -42,10 +42,12 @@ async def main(db: Path, round_number: int, parents: int) -> None:
     )
     await engine.start()  # no suspects: a kill here is the test's, not the code's
     try:
-        print("started", flush=True)
         await engine.create_batch(
             "parent", [{"id": f"r{round_number}p{i}", "params": {"n": i}} for i in range(parents)]
         )
+        # Only now: the test's kill comes after this line, and this round's parents must exist
+        # (on a loaded machine a kill could land before create_batch, losing the round).
+        print("started", flush=True)
         while True:
             rows, _ = await engine.list_instances("parent", per_page=1000)
             if all(row.status.finished for row in rows):

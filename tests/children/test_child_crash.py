@@ -48,7 +48,7 @@ def test_sigkill_around_run_workflow_creates_each_child_once(tmp_path: Path) -> 
         )
         assert proc.stdout is not None
         try:
-            first = proc.stdout.readline()  # "started": the engine recovered and runs
+            first = proc.stdout.readline()  # "started": recovered, its parents created
             if life < KILLS:  # the last life runs to its end
                 time.sleep(rng.uniform(0.0, 0.4))
                 if proc.poll() is None:

@@ -23,6 +23,8 @@ import pytest
 from tests.recovery.helpers import Child
 from tests.schedules import cron_child
 
+pytestmark = pytest.mark.slow
+
 CHILD = Path(cron_child.__file__)
 LIVES = ["after_create", "before_create", "random", "after_record", "after_create", "random"]
 
