@@ -125,7 +125,27 @@ def read_page(path: Path) -> Page:
         index += 1
     if pending:
         raise PageError(f"{path}:{pending[0][2]}: directive {pending[0][0]!r} ends the page")
+    _check_outputs(page)
     return page
+
+
+def _check_outputs(page: Page) -> None:
+    """An ``Output`` block is what the script right before it prints; anywhere else it would
+    be checked against nothing."""
+    previous: Block | Step | None = None
+    for item in page.items:
+        if isinstance(item, Block) and item.title == "Output":
+            script = (
+                isinstance(previous, Block)
+                and previous.lang in ("python", "py")
+                and previous.title is None
+            )
+            if not script:
+                raise PageError(
+                    f"{page.path}:{item.line}: an Output block must follow the python script "
+                    "whose output it is"
+                )
+        previous = item
 
 
 def _set_page_directive(page: Page, name: str, argument: str, where: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -17,6 +18,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeGuard
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -33,6 +35,23 @@ SHOWN_PORTS = {"dev": 8787, "serve": 8788}  # where wf dev / wf serve listen unl
 EXTRA_PORTS = (8789, 8790)  # for a second and third node of a cluster
 
 
+WAIT_SECONDS = 30.0  # how long a wait-for waits for its line
+
+TIMES = re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:\.\d+)?\b")
+DURATIONS = re.compile(r"\b\d+(?:\.\d+)? ?ms\b")
+
+
+def mask(text: str) -> str:
+    """Clock times and millisecond durations as placeholders: a log shown on a page was
+    printed at another time, at another speed."""
+    return DURATIONS.sub("N ms", TIMES.sub("HH:MM:SS", text))
+
+
+def is_log(item: Block | Step | None) -> TypeGuard[Block]:
+    """A plain ``text`` block right after a ``wait-for``: lines the servers printed."""
+    return isinstance(item, Block) and item.lang == "text" and item.title is None
+
+
 class ExampleFailed(AssertionError):
     """An example on the page did not do what the page says."""
 
@@ -42,6 +61,9 @@ class Server:
     kind: str
     process: subprocess.Popen[bytes]
     log: Path
+    # Per text waited for: the line after the one that matched. Waiting again for the same text
+    # waits for a new line; another text may be found anywhere (waits need not come in order).
+    seen: dict[str, int] = field(default_factory=dict)
 
     def output(self) -> str:
         return self.log.read_text(encoding="utf-8", errors="replace")
@@ -99,14 +121,34 @@ class PageRun:
 
     def run(self) -> int:
         try:
-            for item in self.page.items:
+            items = self.page.items
+            for index, item in enumerate(items):
                 if isinstance(item, Step):
                     self.step(item)
-                elif item.skip is None and self.block(item):
+                    following = items[index + 1] if index + 1 < len(items) else None
+                    if item.name == "wait-for" and is_log(following):
+                        self.check_log(following)
+                        self.ran += 1
+                elif item.skip is None and not is_log(item) and self.block(item):
                     self.ran += 1
+            self.stop_servers(check=True)
         finally:
-            self.stop_servers()
+            self.stop_servers(check=False)
         return self.ran
+
+    def check_log(self, block: Block) -> None:
+        """What the servers printed must show the block's lines (times masked), in order; other
+        lines may come between them (servers interleave concurrent instances' lines)."""
+        expected = ["..."]
+        for line in block.code.splitlines():
+            expected += [mask(self.localise(line)), "..."]
+        deadline = time.monotonic() + 15
+        while mismatch(expected, self.logs()) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.check(expected, self.logs(), block.line)
+
+    def logs(self) -> str:
+        return mask("\n".join(server.output() for server in self.servers))
 
     def step(self, step: Step) -> None:
         if step.name == "kill":
@@ -175,6 +217,8 @@ class PageRun:
         text = self.localise(command.text)
         words = shlex.split(text)
         if words and words[0] == "cd":
+            if len(words) != 2:
+                raise ExampleFailed(f"{self.where(block.line)}: `cd` takes one folder here")
             self.cwd = (self.cwd / words[1]).resolve()
             return
         if words and words[0] == "export" and len(words) >= 2 and "=" in words[1]:
@@ -200,6 +244,8 @@ class PageRun:
             stdin=subprocess.DEVNULL,
         )
         printed = done.stdout + done.stderr
+        if done.returncode in (126, 127):  # not found or not runnable: no example "fails" so
+            raise ExampleFailed(f"{self.where(block.line)}: `{text}`: {printed.strip()}")
         if check_exit and (done.returncode != 0) != block.fails:
             wanted = "fail" if block.fails else "succeed"
             raise ExampleFailed(
@@ -234,7 +280,7 @@ class PageRun:
         self.servers.append(server)
         if kind == "dev":
             self.env["WF_URL"] = f"http://127.0.0.1:{self.ports['dev']}"
-        self.wait_for("Dashboard:", self.where(block.line), [server])
+        self.wait_for("Dashboard:", self.where(block.line), [server], advance=False)
         expected = [self.localise(line) for line in command.expected]
         deadline = time.monotonic() + 15
         while mismatch(expected, server.output()) and time.monotonic() < deadline:
@@ -242,22 +288,36 @@ class PageRun:
         self.check(expected, server.output(), block.line)
 
     def wait_for(
-        self, text: str, where: str, servers: list[Server] | None = None, timeout: float = 30
+        self, text: str, where: str, servers: list[Server] | None = None, advance: bool = True
     ) -> None:
-        deadline = time.monotonic() + timeout
+        """Until a server prints ``text``; ``advance``: a later wait for the same text looks only
+        past that line (the page's wait-for steps do; the runner's own start-up wait does not)."""
+        deadline = time.monotonic() + WAIT_SECONDS
         wanted = normalise(self.localise(text))
         while time.monotonic() < deadline:
             for server in servers or self.servers:
-                if wanted in normalise(server.output().replace("\n", " ")):
-                    return
+                lines = server.output().splitlines()
+                for number in range(server.seen.get(wanted, 0), len(lines)):
+                    if wanted in normalise(lines[number]):
+                        if advance:
+                            server.seen[wanted] = number + 1
+                        return
                 if server.process.poll() is not None:
                     raise ExampleFailed(f"{where}: the server exited:\n{server.output()}")
             time.sleep(0.05)
         logs = "\n".join(server.output() for server in self.servers)
         raise ExampleFailed(f"{where}: the server never printed {text!r}:\n{logs}")
 
-    def stop_servers(self) -> None:
+    def stop_servers(self, check: bool) -> None:
+        """Stop what the page left running (Ctrl-C, as a reader would). ``check``: each must
+        still have been running, and must stop cleanly, without a traceback."""
         for server in self.servers:
+            died = server.process.poll()
+            if check and died is not None:
+                raise ExampleFailed(
+                    f"{self.page.path.name}: wf {server.kind} exited ({died}) before the page "
+                    f"ended:\n{server.output()}"
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(server.process.pid, signal.SIGINT)
                 try:
@@ -265,4 +325,9 @@ class PageRun:
                 finally:  # whatever is left of its group
                     os.killpg(server.process.pid, signal.SIGKILL)
                     server.process.wait(10)
+            if check and "Traceback (most recent call last)" in server.output():
+                raise ExampleFailed(
+                    f"{self.page.path.name}: wf {server.kind} printed a traceback:\n"
+                    f"{server.output()}"
+                )
         self.servers.clear()

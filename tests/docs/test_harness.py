@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.docs import runner
 from tests.docs.matching import mismatch
 from tests.docs.pages import PageError, commands, exec_form, is_server, read_page
 from tests.docs.runner import ExampleFailed, PageRun
@@ -28,7 +29,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def run(tmp_path: Path, text: str) -> int:
     project = tmp_path / "project"
-    project.mkdir()
+    project.mkdir(parents=True)
     return PageRun(read_page(write(tmp_path, text)), project).run()
 
 
@@ -85,6 +86,8 @@ s3cret at ...
         "```python\nraise SystemExit(3)\n```\n",
         "```python\nprint('yes')\n```\n\n```text title=\"Output\"\nno\n```\n",
         "```toml\nkey = = 1\n```\n",
+        "<!-- docs: fails -->\n```console\n$ no-such-command-anywhere\n```\n",
+        "```console\n$ cd\n```\n",
     ],
 )
 def test_a_page_that_lies_fails(tmp_path: Path, page: str) -> None:
@@ -157,3 +160,65 @@ $ NODE=a wf dev
 <!-- docs: wait-for NODE is a -->
 """
     assert run(tmp_path, page) == 1
+
+
+def test_an_output_block_belongs_to_the_script_before_it(tmp_path: Path) -> None:
+    page = '```console\n$ echo hi\n```\n\n```text title="Output"\nhi\n```\n'
+    with pytest.raises(PageError, match="must follow the python script"):
+        read_page(write(tmp_path, page))
+
+
+SERVER_PAGE = """# Page
+
+```toml title="wf.toml"
+name = "logs"
+main = "workflows.py"
+
+[[workflows]]
+name = "hello"
+binding = "HELLO"
+class_name = "Hello"
+```
+
+```python title="workflows.py"
+from wf import WorkflowEntrypoint
+
+
+class Hello(WorkflowEntrypoint):
+    async def run(self, event, step):
+        return await step.do("say", lambda: "hi")
+```
+
+```console
+$ wf dev
+...
+```
+
+```console
+$ wf trigger hello --id h1
+...
+```
+
+<!-- docs: wait-for completed -->
+
+```text
+SHOWN
+```
+"""
+
+
+def test_a_log_shown_after_a_wait_is_what_the_server_printed(tmp_path: Path) -> None:
+    truth = SERVER_PAGE.replace("SHOWN", 'HH:MM:SS hello/h1 ✓ step "say-1" done in N ms')
+    assert run(tmp_path / "a", truth) == 3
+    lie = SERVER_PAGE.replace("SHOWN", 'HH:MM:SS hello/h1 ✓ step "shout-1" done in N ms')
+    with pytest.raises(ExampleFailed, match="does not show what the page does"):
+        run(tmp_path / "b", lie)
+
+
+def test_waiting_twice_for_one_line_waits_for_a_second_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(runner, "WAIT_SECONDS", 3.0)
+    page = SERVER_PAGE.replace("```text\nSHOWN\n```\n", "<!-- docs: wait-for completed -->\n")
+    with pytest.raises(ExampleFailed, match="never printed 'completed'"):
+        run(tmp_path, page)
