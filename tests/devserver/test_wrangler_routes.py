@@ -4,6 +4,10 @@ slash (how ``instances describe`` and the other commands find the instance "late
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from tests.conftest import wait_status
 from tests.devserver.conftest import Client, call, fails
 from wf.engine import Engine
@@ -69,3 +73,27 @@ async def test_instances_listed_with_a_trailing_slash_as_wrangler_asks(
     assert sorted(i["id"] for i in slashed["result"]) == ["n1", "n2"]
     # Only under Cloudflare's prefix: wf's own paths stay as they are.
     await fails(client, "GET", f"{BASE}/napper/instances/", 404, 10007)
+
+
+async def test_terminate_all_sweeps_again_for_an_instance_it_did_not_see(
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An instance moving between statuses while the listing pages through them (or rows
+    # shifting under its offsets) is missing from one sweep: the next one finds it.
+    await _start(client, engine, "n1", "n2")
+    store = engine.store
+    listed = store.list_instances
+    hidden = {"n2"}
+
+    async def list_missing_n2_once(*args: Any, **kwargs: Any) -> tuple[list[Any], int]:
+        rows, total = await listed(*args, **kwargs)
+        shown = [row for row in rows if row.id not in hidden]
+        if len(shown) < len(rows):
+            hidden.clear()
+        return shown, total
+
+    monkeypatch.setattr(store, "list_instances", list_missing_n2_once)
+    body = await call(client, "PUT", f"{BASE}/napper/instances/terminate")
+    assert body["result"] == {"status": "ok", "terminated": 2}
+    for instance_id in ("n1", "n2"):
+        assert (await engine.status("napper", instance_id))["status"] == "terminated"

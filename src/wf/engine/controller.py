@@ -32,6 +32,7 @@ from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, Work
 # REST API answers with the same ones).
 ALREADY_EXISTS_CODE = 10405
 NOT_FOUND_CODE = 10400
+TERMINATE_ALL_SWEEPS = 3  # passes of terminate_all over the unfinished instances
 
 log = logging.getLogger("wf.engine")
 
@@ -494,6 +495,20 @@ class Controller:
         before = await self.row(workflow, instance_id)
         return await self._terminate(before, source, rollback)
 
+    async def _unfinished_ids(self, name: str, statuses: list[Status]) -> list[str]:
+        ids: list[str] = []
+        for one in statuses:
+            offset, page = 0, 1000
+            while True:
+                rows, _ = await self.store.list_instances(
+                    name, status=one, offset=offset, limit=page, newest_first=False
+                )
+                ids.extend(r.id for r in rows)
+                if len(rows) < page:
+                    break
+                offset += page
+        return ids
+
     async def terminate_all(
         self, workflow: str, status: str | None = None, source: str = Trigger.API.value
     ) -> int:
@@ -506,25 +521,22 @@ class Controller:
             names = ", ".join(s.value for s in unfinished)
             raise ValidationError(f'cannot terminate by status "{status}"; use one of {names}')
         wanted = [Status(status)] if status is not None else unfinished
-        ids: list[str] = []
-        for one in wanted:
-            offset, page = 0, 1000
-            while True:
-                rows, _ = await self.store.list_instances(
-                    name, status=one, offset=offset, limit=page, newest_first=False
-                )
-                ids.extend(r.id for r in rows)
-                if len(rows) < page:
-                    break
-                offset += page
         terminated = 0
-        for instance_id in ids:
-            row = await self.store.get_instance(name, instance_id)
-            if row is None or row.status.finished:
-                continue
-            with contextlib.suppress(InvalidTransition, InstanceNotFound):  # ended meanwhile
-                await self._terminate(row, source, False)
-                terminated += 1
+        # Listing pages by status while instances move between statuses (and rows shift under
+        # the offsets) can miss one; a later sweep finds it still unfinished. Bounded: instances
+        # created while it runs need not all end.
+        for _sweep in range(TERMINATE_ALL_SWEEPS):
+            ended = 0
+            for instance_id in await self._unfinished_ids(name, wanted):
+                row = await self.store.get_instance(name, instance_id)
+                if row is None or row.status.finished:
+                    continue
+                with contextlib.suppress(InvalidTransition, InstanceNotFound):  # ended meanwhile
+                    await self._terminate(row, source, False)
+                    ended += 1
+            terminated += ended
+            if not ended:
+                break
         return terminated
 
     async def _terminate(self, before: InstanceRow, source: str, rollback: bool) -> InstanceRow:
