@@ -199,3 +199,24 @@ async def test_broken_project_is_503_but_health_answers(make_client: MakeClient)
         assert await fails(client, method, path, 503, 10004, data=b"{not json") == error
     resp = await client.get("/api/openapi.json")
     assert resp.status == 200 and (await resp.json())["openapi"] == "3.1.0"
+
+
+async def test_update_answers_when_it_matches_the_project_and_refuses_changes(
+    client: Client,
+) -> None:
+    workflow = (await call(client, "GET", "/api/workflows/quick"))["result"]
+    same = {"class_name": workflow["class_name"], "script_name": workflow["script_name"]}
+    # Cloudflare's create-or-update: nothing to change (a null config key asks for nothing).
+    body = await call(client, "PUT", "/api/workflows/quick", json={**same, "limits": None})
+    assert body["result"]["name"] == "quick" and body["result"]["is_deleted"] == 0
+    message = await fails(
+        client, "PUT", "/api/workflows/quick", 409, 10201, json={**same, "class_name": "Other"}
+    )
+    assert "change wf.toml or the code and deploy it" in message, message
+    message = await fails(
+        client, "PUT", "/api/workflows/quick", 409, 10201, json={**same, "schedules": []}
+    )
+    assert "schedules is set in wf.toml" in message
+    await fails(client, "PUT", "/api/workflows/quick", 400, 10002, json=[same])
+    await fails(client, "PUT", "/api/workflows/quick", 400, 10002, json={"class_name": "X"})
+    await fails(client, "PUT", "/api/workflows/nope", 404, 10200, json=same)

@@ -75,12 +75,14 @@ async def test_instances_listed_with_a_trailing_slash_as_wrangler_asks(
     await fails(client, "GET", f"{BASE}/napper/instances/", 404, 10007)
 
 
+@pytest.mark.parametrize("started", [("n1", "n2"), ("n2",)])
 async def test_terminate_all_sweeps_again_for_an_instance_it_did_not_see(
-    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch, started: tuple[str, ...]
 ) -> None:
     # An instance moving between statuses while the listing pages through them (or rows
-    # shifting under its offsets) is missing from one sweep: the next one finds it.
-    await _start(client, engine, "n1", "n2")
+    # shifting under its offsets) is missing from one sweep: the next one finds it, also when
+    # it is the only one (the first sweep then terminated nothing).
+    await _start(client, engine, *started)
     store = engine.store
     listed = store.list_instances
     hidden = {"n2"}
@@ -94,6 +96,6 @@ async def test_terminate_all_sweeps_again_for_an_instance_it_did_not_see(
 
     monkeypatch.setattr(store, "list_instances", list_missing_n2_once)
     body = await call(client, "PUT", f"{BASE}/napper/instances/terminate")
-    assert body["result"] == {"status": "ok", "terminated": 2}
-    for instance_id in ("n1", "n2"):
+    assert body["result"] == {"status": "ok", "terminated": len(started)}
+    for instance_id in started:
         assert (await engine.status("napper", instance_id))["status"] == "terminated"

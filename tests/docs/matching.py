@@ -8,6 +8,7 @@ may go on after the last shown line.
 
 from __future__ import annotations
 
+import functools
 import re
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
@@ -27,9 +28,7 @@ def mismatch(shown: list[str], printed: str) -> str | None:
     """None when the output agrees; else which shown line was not found, and the output."""
     wanted = [normalise(line) for line in shown if line.strip()]
     got = [normalise(line) for line in printed.splitlines() if line.strip()]
-    if not wanted:
-        return None
-    if _match(wanted, got, 0, 0, anchored=True):
+    if not wanted or _matches(wanted, got):
         return None
     return (
         "the output does not show what the page does.\n--- page shows\n"
@@ -39,19 +38,22 @@ def mismatch(shown: list[str], printed: str) -> str | None:
     )
 
 
-def _match(wanted: list[str], got: list[str], w: int, g: int, anchored: bool) -> bool:
-    """Match wanted[w:] against got[g:]; anchored means wanted[w] must be got[g]."""
-    if w == len(wanted):
-        return True
-    if wanted[w] == ELLIPSIS:
-        return _match(wanted, got, w + 1, g, anchored=False)
-    pattern = _pattern(wanted[w])
-    starts = [g] if anchored else range(g, len(got))
-    for start in starts:
-        if (
-            start < len(got)
-            and pattern.match(got[start])
-            and _match(wanted, got, w + 1, start + 1, anchored=True)
-        ):
+def _matches(wanted: list[str], got: list[str]) -> bool:
+    patterns = [None if line == ELLIPSIS else _pattern(line) for line in wanted]
+
+    # Remembered: with many "..." lines, retrying every split again would take exponential time.
+    @functools.cache
+    def match(w: int, g: int, anchored: bool) -> bool:
+        """wanted[w:] against got[g:]; anchored means wanted[w] must be got[g]."""
+        if w == len(wanted):
             return True
-    return False
+        pattern = patterns[w]
+        if pattern is None:
+            return match(w + 1, g, False)
+        starts = [g] if anchored else range(g, len(got))
+        return any(
+            start < len(got) and pattern.match(got[start]) and match(w + 1, start + 1, True)
+            for start in starts
+        )
+
+    return match(0, 0, True)

@@ -126,7 +126,7 @@ class PageRun:
                 if isinstance(item, Step):
                     self.step(item)
                     following = items[index + 1] if index + 1 < len(items) else None
-                    if item.name == "wait-for" and is_log(following):
+                    if item.name == "wait-for" and is_log(following) and following.skip is None:
                         self.check_log(following)
                         self.ran += 1
                 elif item.skip is None and not is_log(item) and self.block(item):

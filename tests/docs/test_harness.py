@@ -95,6 +95,14 @@ def test_a_page_that_lies_fails(tmp_path: Path, page: str) -> None:
         run(tmp_path, page)
 
 
+def test_many_wildcards_against_a_long_log_still_answer() -> None:
+    # Every split is tried once: without memory, this took minutes before failing.
+    shown = [line for n in range(30) for line in ("...", f"line {n} ... done")] + ["missing"]
+    printed = "\n".join(f"line {n} step done" for n in range(200))
+    assert mismatch(shown, printed) is not None
+    assert mismatch(shown[:-1], printed) is None
+
+
 def test_skips_need_reasons_and_directives_need_blocks(tmp_path: Path) -> None:
     with pytest.raises(PageError, match="needs a reason"):
         read_page(write(tmp_path, "<!-- docs: skip -->\n```sh\nexit 1\n```\n"))

@@ -571,13 +571,14 @@ async def put_workflow(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with class_name and script_name")
     wanted = {"class_name": info.class_name, "script_name": state.project_name}
-    for key, value in wanted.items():
+    for key in wanted:
         if key not in body:
             raise bad_request(f"{key} is missing from the body")
+    for key, value in wanted.items():
         if body[key] != value:
             raise _defined_in_config(name, f'{key} is "{value}", not {json.dumps(body[key])}')
     for key in CONFIG_ONLY:
-        if key in body:
+        if body.get(key) is not None:  # null asks for no change
             raise _defined_in_config(name, f"{key} is set in wf.toml")
     # Cloudflare's update answer also says whether the workflow is deleted and whether a
     # terminate-all job runs (as 0/1): neither, here (wf's terminate-all ends before it answers).

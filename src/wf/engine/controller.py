@@ -522,10 +522,11 @@ class Controller:
             raise ValidationError(f'cannot terminate by status "{status}"; use one of {names}')
         wanted = [Status(status)] if status is not None else unfinished
         terminated = 0
-        # Listing pages by status while instances move between statuses (and rows shift under
-        # the offsets) can miss one; a later sweep finds it still unfinished. Bounded: instances
-        # created while it runs need not all end.
-        for _sweep in range(TERMINATE_ALL_SWEEPS):
+        # Listing status after status while instances move between them (and rows shift under
+        # the offsets) can miss one; the next sweep finds it still unfinished. So a sweep that
+        # terminated nothing ends it only after the first. Bounded: instances created while it
+        # runs need not all end.
+        for sweep in range(TERMINATE_ALL_SWEEPS):
             ended = 0
             for instance_id in await self._unfinished_ids(name, wanted):
                 row = await self.store.get_instance(name, instance_id)
@@ -535,7 +536,7 @@ class Controller:
                     await self._terminate(row, source, False)
                     ended += 1
             terminated += ended
-            if not ended:
+            if not ended and sweep > 0:
                 break
         return terminated
 
