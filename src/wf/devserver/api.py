@@ -428,6 +428,11 @@ def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
     return found
 
 
+def _workflow_info(state: ServerState, engine: Controller, name: str) -> _WorkflowInfo:
+    """One served workflow (``name`` already checked by ``engine.workflow``)."""
+    return next(w for w in _workflows(state, engine) if w.name == name)
+
+
 async def _instance_times(engine: Controller, name: str) -> tuple[str | None, str | None]:
     """(oldest creation, latest modification) of a workflow's instances."""
     created, modified = await engine.store.workflow_times(name)
@@ -551,7 +556,7 @@ async def get_workflow(request: web.Request) -> web.Response:
     engine = _reads(request)
     state = _state(request)
     name = engine.workflow(request.match_info["name"])
-    info = next(w for w in _workflows(state, engine) if w.name == name)
+    info = _workflow_info(state, engine, name)
     return ok(await _workflow_json(state, engine, info))
 
 
@@ -566,7 +571,7 @@ async def put_workflow(request: web.Request) -> web.Response:
     engine = _reads(request)
     state = _state(request)
     name = engine.workflow(request.match_info["name"])
-    info = next(w for w in _workflows(state, engine) if w.name == name)
+    info = _workflow_info(state, engine, name)
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with class_name and script_name")
@@ -804,7 +809,7 @@ def _dev_version_json(state: ServerState, engine: Controller, name: str) -> dict
     version = _version(state, engine)
     if version is None:
         return None
-    info = next(w for w in _workflows(state, engine) if w.name == name)
+    info = _workflow_info(state, engine, name)
     loaded = iso(state.started)
     return {
         "id": version,

@@ -86,15 +86,19 @@ async def verify_token(request: web.Request) -> web.Response:
     return ok({"id": "wf", "status": "active", "not_before": None, "expires_on": None})
 
 
+# The one page of a one-item list.
+ONE_ITEM = {"page": 1, "per_page": 20, "count": 1, "total_count": 1}
+
+
 async def list_accounts(request: web.Request) -> web.Response:
     account = _account_json(request.app[_STATE_KEY])
-    return ok([account], result_info={"page": 1, "per_page": 20, "count": 1, "total_count": 1})
+    return ok([account], result_info=ONE_ITEM)
 
 
 async def list_memberships(request: web.Request) -> web.Response:
     account = _account_json(request.app[_STATE_KEY])
     membership = {"id": account["id"], "status": "accepted", "account": account}
-    return ok([membership], result_info={"page": 1, "per_page": 20, "count": 1, "total_count": 1})
+    return ok([membership], result_info=ONE_ITEM)
 
 
 async def get_user(request: web.Request) -> web.Response:
