@@ -1,6 +1,6 @@
 """A real ``wf dev`` and a real ``wf serve`` (with its token), each serving workflow "pin"
-(tests/e2e/serve_helpers.py: with ``{"wait": true}`` it waits for a "go" event), for Cloudflare's
-own clients to drive through ``/client/v4``."""
+(tests/e2e/serve_helpers.py: with ``{"wait": true}`` it waits for a "go" event; here its first
+step also has a rollback handler), for Cloudflare's own clients to drive through ``/client/v4``."""
 
 from __future__ import annotations
 
@@ -15,11 +15,23 @@ from typing import Any
 import pytest
 
 from tests.e2e.helpers import WF, dev_server, wait_until
-from tests.e2e.serve_helpers import FINISHED, serving, write_project
+from tests.e2e.serve_helpers import FINISHED, PIN_WORKFLOW, serving, write_project
 
 pytestmark = pytest.mark.slow
 
 WORKFLOW = "pin"
+
+# "pin" with an undo for its first step: params["undo"] names a file it appends the error to.
+UNDO = """
+        def undo(context):
+            if params.get("undo"):
+                with open(params["undo"], "a") as out:
+                    out.write(context.error.message + "\\n")
+
+        await step.do("before", mark, rollback=undo)
+"""
+SOURCE = PIN_WORKFLOW.replace('\n        await step.do("before", mark)\n', UNDO)
+assert SOURCE != PIN_WORKFLOW
 
 
 @dataclass
@@ -79,7 +91,7 @@ def target(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Target]:
     home = tmp_path_factory.mktemp(request.param)
-    project = write_project(home / "proj")
+    project = write_project(home / "proj", source=SOURCE)
     if request.param == "dev":
         with dev_server(project) as dev:
             yield Target("dev", dev.url, "any-token", "any-account", project)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -167,6 +168,46 @@ def test_status_edit_pause_resume_terminate_restart(
         "go", account_id=account, workflow_name=WORKFLOW, instance_id=instance_id, body={}
     )
     assert target.wait_finished(instance_id) == "complete"
+
+
+def test_terminate_with_rollback_and_restart_from_a_step(
+    target: Target, client: cloudflare.Cloudflare, tmp_path: Path
+) -> None:
+    account, instance_id = target.account, f"rb-{target.kind}"
+    mark, undo = tmp_path / "mark", tmp_path / "undo"
+    client.workflows.instances.create(
+        WORKFLOW,
+        account_id=account,
+        instance_id=instance_id,
+        params={"wait": True, "mark": str(mark), "undo": str(undo)},  # type: ignore[arg-type]
+    )
+    target.wait_status(instance_id, "waiting")
+    statuses = client.workflows.instances.status
+
+    ended = statuses.edit(
+        instance_id, account_id=account, workflow_name=WORKFLOW, status="terminate", rollback=True
+    )
+    _strict(ended)
+    assert target.wait_finished(instance_id) == "terminated"
+    assert undo.read_text() == "Instance terminated during rollback\n"  # the handler ran, once
+    assert target.instance(instance_id)["rollback"] == {"outcome": "complete", "error": None}
+
+    again = statuses.edit(
+        instance_id,
+        account_id=account,
+        workflow_name=WORKFLOW,
+        status="restart",
+        from_={"name": "go", "count": 1, "type": "waitForEvent"},
+    )
+    _strict(again)
+    assert target.wait_status(instance_id, "waiting") == "waiting"
+    client.workflows.instances.events.create(
+        "go", account_id=account, workflow_name=WORKFLOW, instance_id=instance_id, body={}
+    )
+    assert target.wait_finished(instance_id) == "complete"
+    assert mark.read_text() == "ran\n"  # the step before "go" kept its result: not run again
+    steps = [s["name"] for s in target.instance(instance_id)["steps"]]
+    assert steps == ["before-1", "go-1", "nap-1", "answer-1"]
 
 
 def test_workflows_delete(target: Target, client: cloudflare.Cloudflare) -> None:
