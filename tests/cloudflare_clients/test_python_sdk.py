@@ -222,6 +222,7 @@ def test_workflows_delete(target: Target, client: cloudflare.Cloudflare) -> None
 def test_workflows_update(target: Target, client: cloudflare.Cloudflare) -> None:
     # wf.toml and the code define a workflow: an update that matches them answers it...
     script = client.workflows.get(WORKFLOW, account_id=target.account).script_name
+    assert script == "pin"  # wf.toml's name, of the project deployed on wf serve
     same = client.workflows.update(
         WORKFLOW, account_id=target.account, class_name="PinWorkflow", script_name=script
     )

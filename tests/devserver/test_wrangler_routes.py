@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import wait_status
 from tests.devserver.conftest import Client, call, fails
-from wf.engine import Engine
+from wf.engine import Engine, controller
 
 BASE = "/api/workflows"
 CLOUDFLARE = "/client/v4/accounts/any-account/workflows"
@@ -75,27 +75,31 @@ async def test_instances_listed_with_a_trailing_slash_as_wrangler_asks(
     await fails(client, "GET", f"{BASE}/napper/instances/", 404, 10007)
 
 
-@pytest.mark.parametrize("started", [("n1", "n2"), ("n2",)])
-async def test_terminate_all_sweeps_again_for_an_instance_it_did_not_see(
-    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch, started: tuple[str, ...]
+async def test_terminate_all_walks_past_status_changes_and_spares_newer_instances(
+    client: Client, engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # An instance moving between statuses while the listing pages through them (or rows
-    # shifting under its offsets) is missing from one sweep: the next one finds it, also when
-    # it is the only one (the first sweep then terminated nothing).
-    await _start(client, engine, *started)
+    # One instance a page: while the walk is on n1, n3 moves from waiting to paused (a
+    # listing status by status would have passed "paused" already), and n9 is created (after
+    # the call began: not asked for).
+    await _start(client, engine, "n1", "n2", "n3")
+    monkeypatch.setattr(controller, "TERMINATE_ALL_PAGE", 1)
     store = engine.store
-    listed = store.list_instances
-    hidden = {"n2"}
+    walk = store.list_after
+    pages = 0
 
-    async def list_missing_n2_once(*args: Any, **kwargs: Any) -> tuple[list[Any], int]:
-        rows, total = await listed(*args, **kwargs)
-        shown = [row for row in rows if row.id not in hidden]
-        if len(shown) < len(rows):
-            hidden.clear()
-        return shown, total
+    async def changing_meanwhile(*args: Any) -> list[Any]:
+        nonlocal pages
+        pages += 1
+        if pages == 2:
+            await engine.pause("napper", "n3")
+            await wait_status(engine, "napper", "n3", "paused")
+            await engine.create("napper", "n9", {})
+        return await walk(*args)
 
-    monkeypatch.setattr(store, "list_instances", list_missing_n2_once)
+    monkeypatch.setattr(store, "list_after", changing_meanwhile)
     body = await call(client, "PUT", f"{BASE}/napper/instances/terminate")
-    assert body["result"] == {"status": "ok", "terminated": len(started)}
-    for instance_id in started:
+    assert body["result"] == {"status": "ok", "terminated": 3}
+    for instance_id in ("n1", "n2", "n3"):
         assert (await engine.status("napper", instance_id))["status"] == "terminated"
+    assert (await engine.status("napper", "n9"))["status"] != "terminated"
+    assert pages >= 4  # a page each, and the empty one that ends the walk

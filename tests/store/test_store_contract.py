@@ -226,7 +226,7 @@ async def test_listing_counting_and_the_latest_instance(store: Any) -> None:
     assert (await store.count_statuses(WF))["queued"] == 5
     latest = await store.latest_instance(WF)
     assert latest is not None and latest.id == "i4"
-    assert await store.workflow_times(WF) == (1000.0, 1004.0)
+    assert await store.workflow_times(WF) == (1000.0, 1004.0, 1004.0)
     assert await store.count_unfinished_by_version(WF) == {"v1": 5}
     assert await store.workflows_with_instances() == [WF]
 

@@ -411,6 +411,7 @@ class _WorkflowInfo:
     name: str
     binding: str | None
     class_name: str
+    script_name: str
     schedules: tuple[str, ...] = ()
 
 
@@ -421,10 +422,16 @@ def _workflows(state: ServerState, engine: Controller) -> list[_WorkflowInfo]:
     for name in engine.workflow_names():
         config = configs.get(name)
         if config is not None:
-            found.append(_WorkflowInfo(name, config.binding, config.class_name, config.schedules))
+            found.append(
+                _WorkflowInfo(
+                    name, config.binding, config.class_name, state.project_name, config.schedules
+                )
+            )
         else:
             binding, class_name = engine.describe_workflow(name)
-            found.append(_WorkflowInfo(name, binding, class_name, engine.workflow_schedules(name)))
+            script = engine.script_name(name) or state.project_name
+            schedules = engine.workflow_schedules(name)
+            found.append(_WorkflowInfo(name, binding, class_name, script, schedules))
     return found
 
 
@@ -433,35 +440,24 @@ def _workflow_info(state: ServerState, engine: Controller, name: str) -> _Workfl
     return next(w for w in _workflows(state, engine) if w.name == name)
 
 
-async def _instance_times(engine: Controller, name: str) -> tuple[str | None, str | None]:
-    """(oldest creation, latest modification) of a workflow's instances."""
-    created, modified = await engine.store.workflow_times(name)
-    return iso(created), iso(modified)
-
-
-async def _triggered_on(engine: Controller, name: str) -> str | None:
-    """When the workflow's newest instance was created (None: it has none)."""
-    rows, _ = await engine.list_instances(name, per_page=1)
-    return iso(rows[0].created) if rows else None
-
-
 async def _workflow_json(
     state: ServerState, engine: Controller, info: _WorkflowInfo
 ) -> dict[str, Any]:
     counts = await engine.store.count_statuses(info.name)
-    created_on, modified_on = await _instance_times(engine, info.name)
+    # Oldest creation, newest creation (the last trigger), latest change of its instances.
+    created, triggered, modified = await engine.store.workflow_times(info.name)
     loaded = iso(state.started)
     return {
         "id": info.name,  # Cloudflare's workflows have an id besides the name; wf's is the name
         "name": info.name,
         "binding": info.binding,
         "class_name": info.class_name,
-        "script_name": state.project_name,
+        "script_name": info.script_name,
         "version_id": _version(state, engine),
         # Never null: Cloudflare's clients sort and parse these (wrangler's workflows list).
-        "created_on": created_on or loaded,
-        "modified_on": modified_on or loaded,
-        "triggered_on": await _triggered_on(engine, info.name),
+        "created_on": iso(created) or loaded,
+        "modified_on": iso(modified) or loaded,
+        "triggered_on": iso(triggered),
         "instances": {s.value: counts.get(s.value, 0) for s in Status},
         "schedules": schedules_json(info.schedules, engine.clock.now()),
     }
@@ -575,7 +571,7 @@ async def put_workflow(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise bad_request("the body must be a JSON object with class_name and script_name")
-    wanted = {"class_name": info.class_name, "script_name": state.project_name}
+    wanted = {"class_name": info.class_name, "script_name": info.script_name}
     for key in wanted:
         if key not in body:
             raise bad_request(f"{key} is missing from the body")

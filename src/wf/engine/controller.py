@@ -32,7 +32,7 @@ from wf.errors import InstanceNotFound, InvalidTransition, ValidationError, Work
 # REST API answers with the same ones).
 ALREADY_EXISTS_CODE = 10405
 NOT_FOUND_CODE = 10400
-TERMINATE_ALL_SWEEPS = 3  # passes of terminate_all over the unfinished instances
+TERMINATE_ALL_PAGE = 500  # instances terminate_all reads at once
 
 log = logging.getLogger("wf.engine")
 
@@ -109,6 +109,10 @@ class Controller:
     def describe_workflow(self, name: str) -> tuple[str | None, str]:
         """(binding, class name) of a workflow, for listings."""
         return None, ""
+
+    def script_name(self, workflow: str) -> str | None:
+        """The name of the project that deployed the workflow (None: the server's own)."""
+        return None
 
     def default_retention(self, workflow: str) -> Retention:
         """The ``default_retention`` of a workflow's wf.toml entry (for new instances)."""
@@ -495,49 +499,33 @@ class Controller:
         before = await self.row(workflow, instance_id)
         return await self._terminate(before, source, rollback)
 
-    async def _unfinished_ids(self, name: str, statuses: list[Status]) -> list[str]:
-        ids: list[str] = []
-        for one in statuses:
-            offset, page = 0, 1000
-            while True:
-                rows, _ = await self.store.list_instances(
-                    name, status=one, offset=offset, limit=page, newest_first=False
-                )
-                ids.extend(r.id for r in rows)
-                if len(rows) < page:
-                    break
-                offset += page
-        return ids
-
     async def terminate_all(
         self, workflow: str, status: str | None = None, source: str = Trigger.API.value
     ) -> int:
         """Terminate every unfinished instance of ``workflow`` (those of one unfinished
-        ``status`` if given), as Cloudflare's "terminate all" does; how many it terminated. The
-        ids are read first, then each is terminated: one that ended meanwhile is left alone."""
+        ``status`` if given) created before the call, as Cloudflare's "terminate all" does; how
+        many it terminated. One walk in pk order over the statuses wanted, a page at a time:
+        an instance moving from one unfinished status to another is still found, one that
+        ended meanwhile is left alone."""
         name = self.workflow(workflow)
         unfinished = [s for s in Status if not s.finished]
         if status is not None and status not in {s.value for s in unfinished}:
             names = ", ".join(s.value for s in unfinished)
             raise ValidationError(f'cannot terminate by status "{status}"; use one of {names}')
         wanted = [Status(status)] if status is not None else unfinished
-        terminated = 0
-        # Listing status after status while instances move between them (and rows shift under
-        # the offsets) can miss one; the next sweep finds it still unfinished. So a sweep that
-        # terminated nothing ends it only after the first. Bounded: instances created while it
-        # runs need not all end.
-        for sweep in range(TERMINATE_ALL_SWEEPS):
-            ended = 0
-            for instance_id in await self._unfinished_ids(name, wanted):
-                row = await self.store.get_instance(name, instance_id)
+        began = self.clock.now()
+        terminated, after = 0, 0
+        while page := await self.store.list_after(name, wanted, after, TERMINATE_ALL_PAGE):
+            after = page[-1].pk
+            for listed in page:
+                if listed.created > began:  # created while this runs: not asked for
+                    continue
+                row = await self.store.get_instance(name, listed.id)
                 if row is None or row.status.finished:
                     continue
                 with contextlib.suppress(InvalidTransition, InstanceNotFound):  # ended meanwhile
                     await self._terminate(row, source, False)
-                    ended += 1
-            terminated += ended
-            if not ended and sweep > 0:
-                break
+                    terminated += 1
         return terminated
 
     async def _terminate(self, before: InstanceRow, source: str, rollback: bool) -> InstanceRow:

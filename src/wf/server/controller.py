@@ -44,6 +44,15 @@ class Catalog:
                     return workflow["binding"], workflow["class_name"]
         return None, ""
 
+    def script_name(self, name: str) -> str | None:
+        """The project name of the newest version that has the workflow (None: deployed before
+        versions kept it)."""
+        for version in [self.active, *self.known]:
+            for workflow in version.workflows if version else ():
+                if workflow["name"] == name:
+                    return workflow.get("script_name")
+        return None
+
     def schedules(self, name: str) -> tuple[str, ...]:
         """The cron schedules of a workflow in the active version (older versions' do not fire)."""
         for workflow in self.active.workflows if self.active else ():
@@ -88,6 +97,9 @@ class ServerController(Controller):
 
     def workflow_schedules(self, name: str) -> tuple[str, ...]:
         return self.catalog.schedules(name)
+
+    def script_name(self, workflow: str) -> str | None:
+        return self.catalog.script_name(workflow)
 
     def new_instance_version(self, workflow: str) -> str:
         active = self.catalog.active

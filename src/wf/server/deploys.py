@@ -98,6 +98,7 @@ class Deployer:
             )
         workflows: list[dict[str, Any]] = [
             {"name": w.name, "binding": w.binding, "class_name": w.class_name}
+            | {"script_name": project.name}  # Cloudflare's name for the project deployed
             | ({"schedules": list(w.schedules)} if w.schedules else {})
             for w in project.workflows
         ]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from wf.devserver.metrics import install as install_metrics
 from wf.devserver.signals import stop_on_signals
 from wf.devserver.state import ServerState
 from wf.devserver.subscribe import close_streams
+from wf.engine.runner import Notice
 from wf.server import tokens
 from wf.server.dashboard import install_dashboard
 from wf.server.database import Database
@@ -96,13 +97,20 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
     state.prepare()
     database = Database(options.database or str(state.database))
     metrics = serve_metrics() if options.metrics else None
+
+    def controller_notice(notice: Notice) -> None:
+        """What the API did here (queued, paused, terminated...): printed as wf dev does."""
+        reporter.notice(asdict(notice))
+        if metrics is not None:
+            metrics.observe(notice)
+
     runtime = Runtime(
         state,
         options.durability,
         reporter.notice if metrics is None else _both(metrics.observe_dict, reporter.notice),
         database=database,
         lease=options.lease,
-        on_controller_notice=None if metrics is None else metrics.observe,
+        on_controller_notice=controller_notice,
     )
     if metrics is not None:
         metrics.watch(runtime)

@@ -87,6 +87,14 @@ class Store(Protocol):
         index (see ``wf.engine.store.listing``)."""
         ...
 
+    async def list_after(
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+    ) -> list[InstanceRow]:
+        """Up to ``limit`` of a workflow's instances in one of ``statuses`` whose pk is above
+        ``after_pk``, in pk order: a keyset walk that misses none that stays in them while
+        others change status."""
+        ...
+
     async def count_statuses(self, workflow: str) -> dict[str, int]: ...
 
     async def read_stats(self, workflows: Sequence[str], since: float) -> StatsRows:
@@ -94,8 +102,11 @@ class Store(Protocol):
         ``wf.engine.store.stats_sql``): status counts, finished instances, ended attempts."""
         ...
 
-    async def workflow_times(self, workflow: str) -> tuple[float | None, float | None]:
-        """(oldest creation, latest modification) among a workflow's instances."""
+    async def workflow_times(
+        self, workflow: str
+    ) -> tuple[float | None, float | None, float | None]:
+        """(oldest creation, newest creation, latest modification) among a workflow's
+        instances."""
         ...
 
     async def load_history(self, pk: int) -> History: ...

@@ -280,6 +280,19 @@ class PostgresStore:
 
         return await self._read(read)
 
+    async def list_after(
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+    ) -> list[InstanceRow]:
+        async def read(conn: Conn) -> list[InstanceRow]:
+            cur = await conn.execute(
+                f"SELECT {INSTANCE_COLUMNS} FROM wf.instances WHERE workflow = %s "
+                "AND status = ANY(%s) AND pk > %s ORDER BY pk LIMIT %s",
+                (workflow, [s.value for s in statuses], after_pk, limit),
+            )
+            return [row_to_instance(r) for r in await cur.fetchall()]
+
+        return await self._read(read)
+
     async def count_statuses(self, workflow: str) -> dict[str, int]:
         async def read(conn: Conn) -> dict[str, int]:
             counts = {s.value: 0 for s in Status}
@@ -293,14 +306,17 @@ class PostgresStore:
 
         return await self._read(read)
 
-    async def workflow_times(self, workflow: str) -> tuple[float | None, float | None]:
-        async def read(conn: Conn) -> tuple[float | None, float | None]:
+    async def workflow_times(
+        self, workflow: str
+    ) -> tuple[float | None, float | None, float | None]:
+        async def read(conn: Conn) -> tuple[float | None, float | None, float | None]:
             cur = await conn.execute(
-                "SELECT min(created), max(modified) FROM wf.instances WHERE workflow = %s",
+                "SELECT min(created), max(created), max(modified) FROM wf.instances "
+                "WHERE workflow = %s",
                 (workflow,),
             )
             row = await cur.fetchone()
-            return (row[0], row[1]) if row else (None, None)
+            return (row[0], row[1], row[2]) if row else (None, None, None)
 
         return await self._read(read)
 

@@ -329,6 +329,19 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def list_after(
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+    ) -> list[InstanceRow]:
+        marks = ", ".join("?" * len(statuses))
+        sql = (
+            f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND status IN ({marks}) "
+            "AND pk > ? ORDER BY pk LIMIT ?"
+        )
+        args = (workflow, *(s.value for s in statuses), after_pk, limit)
+        return await self._read(
+            lambda conn: [row_to_instance(r) for r in conn.execute(sql, args).fetchall()]
+        )
+
     async def read_stats(self, workflows: Sequence[str], since: float) -> StatsRows:
         def read(conn: sqlite3.Connection) -> StatsRows:
             found = [
@@ -351,12 +364,16 @@ class SqliteStore:
 
         return await self._read(read)
 
-    async def workflow_times(self, workflow: str) -> tuple[float | None, float | None]:
-        def read(conn: sqlite3.Connection) -> tuple[float | None, float | None]:
+    async def workflow_times(
+        self, workflow: str
+    ) -> tuple[float | None, float | None, float | None]:
+        def read(conn: sqlite3.Connection) -> tuple[float | None, float | None, float | None]:
             row = conn.execute(
-                "SELECT min(created), max(modified) FROM instances WHERE workflow = ?", (workflow,)
+                "SELECT min(created), max(created), max(modified) FROM instances "
+                "WHERE workflow = ?",
+                (workflow,),
             ).fetchone()
-            return (row[0], row[1]) if row else (None, None)
+            return (row[0], row[1], row[2]) if row else (None, None, None)
 
         return await self._read(read)
 
