@@ -134,7 +134,11 @@ async def test_deploy_run_redeploy_and_versions(
 ) -> None:
     client, runtime = served
     first = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v1", "v1"))
-    assert first["workflows"] == [{"name": "greet", "binding": "GREET", "class_name": "Greet"}]
+    assert first["workflows"] == [
+        {"name": "greet", "binding": "GREET", "class_name": "Greet", "script_name": "served"}
+    ]
+    workflow = await result_of(client, "GET", "/api/workflows/greet")
+    assert workflow["script_name"] == "served"  # the deployed project's name, as Cloudflare's
     again = await result_of(client, "POST", "/api/deploy", data=bundle_of(tmp_path / "v1", "v1"))
     assert again["already_active"] is True and again["version_id"] == first["version_id"]
     created = await result_of(

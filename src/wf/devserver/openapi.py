@@ -1430,6 +1430,10 @@ _SERVE_SCHEMAS: dict[str, Schema] = {
                         "name": {"type": "string"},
                         "binding": {"type": "string"},
                         "class_name": {"type": "string"},
+                        "script_name": {
+                            "type": "string",
+                            "description": "the project's name in its wf.toml",
+                        },
                         "schedules": {"type": "array", "items": {"type": "string"}},
                     },
                     required=["name", "binding", "class_name"],
