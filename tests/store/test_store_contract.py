@@ -231,6 +231,18 @@ async def test_listing_counting_and_the_latest_instance(store: Any) -> None:
     assert await store.workflows_with_instances() == [WF]
 
 
+async def test_list_after_walks_the_statuses_asked_for_in_pk_order(store: Any) -> None:
+    items = [NewInstance(WF, f"i{n}", "{}", "api", "v1", 1000.0 + n) for n in range(5)]
+    await store.create_instances(items, skip_existing=False)
+    first = await store.list_after(WF, [Status.QUEUED], 0, 2)
+    assert [r.id for r in first] == ["i0", "i1"]
+    rest = await store.list_after(WF, [Status.PAUSED, Status.QUEUED], first[-1].pk, 10)
+    assert [r.id for r in rest] == ["i2", "i3", "i4"]
+    assert await store.list_after(WF, [Status.QUEUED], rest[-1].pk, 10) == []
+    assert await store.list_after(WF, [Status.RUNNING], 0, 10) == []
+    assert await store.list_after("other", [Status.QUEUED], 0, 10) == []
+
+
 # ---- claims ------------------------------------------------------------------------------------
 
 
