@@ -660,3 +660,33 @@ def test_a_workflow_of_an_unloaded_version_still_has_its_versions_and_instances(
         assert [(v["id"], v["loaded"], v["unfinished"]) for v in reply.result] == [(v1, False, 0)]
         # The finished instance is still in the store: its details stay readable.
         assert server.instance("A")["output"] == {"version": "v1"}
+
+
+def test_the_terminal_shows_what_the_api_did_once(tmp_path: Path) -> None:
+    # The API's own changes (queued, paused, event sent, terminated) are printed by the
+    # server, as wf dev prints them; the worker's (started, steps) beside them; none twice.
+    project = write_project(tmp_path / "proj")
+    with serving(tmp_path) as server:
+
+        def reaches(status: str) -> None:
+            wait_until(lambda: server.status("told") == status, what=f"told to be {status}")
+
+        server.deploy(project)
+        server.api("/api/workflows/pin/instances", "POST", {"id": "told", "params": {"wait": True}})
+        reaches("waiting")
+        server.api("/api/workflows/pin/instances/told/status", "PATCH", {"status": "pause"})
+        reaches("paused")
+        server.go("told")
+        server.api("/api/workflows/pin/instances/told/status", "PATCH", {"status": "terminate"})
+        reaches("terminated")
+        said = {
+            "queued": "pin/told ⌛ queued via api",
+            "started": "pin/told ▶ started",
+            "paused": "pin/told ⏸ paused",
+            "event": 'pin/told 📤 event "go" sent',
+            "terminated": "pin/told 🚫 terminated via api",
+        }
+        wait_until(lambda: said["terminated"] in server.output(), what="the terminated line")
+        output = server.output()
+        for what, line in said.items():
+            assert output.count(line) == 1, (what, output)

@@ -24,6 +24,7 @@ from wf.devserver.api import create_app
 from wf.devserver.openapi import document
 from wf.devserver.state import ServerState
 from wf.project import load_project
+from wf.server.deploys import refresh
 from wf.server.routes import add_serve_routes
 from wf.server.runtime import Runtime
 from wf.server.state import StateDir
@@ -127,6 +128,26 @@ async def test_every_route_needs_the_token(served: tuple[Client, Runtime]) -> No
             assert response.status == 401, (route.method, path)
             body = await response.json()
             assert body["errors"][0]["code"] == 10006
+
+
+async def test_a_version_deployed_before_script_name_was_kept_gets_it_when_deployed_again(
+    served: tuple[Client, Runtime], tmp_path: Path
+) -> None:
+    client, runtime = served
+    data = bundle_of(tmp_path / "v1", "v1")
+    await result_of(client, "POST", "/api/deploy", data=data)
+    with contextlib.closing(sqlite3.connect(runtime.state.database)) as db, db:
+        old = [{"name": "greet", "binding": "GREET", "class_name": "Greet"}]  # as wf kept it
+        db.execute("UPDATE versions SET workflows = ?", (json.dumps(old),))
+    await refresh(runtime.store, runtime.catalog)
+    workflow = await result_of(client, "GET", "/api/workflows/greet")
+    assert workflow["script_name"] == "wf serve"  # unknown: the server's own name
+    again = await result_of(client, "POST", "/api/deploy", data=data)
+    assert again["already_active"] is False  # the same bundle, recorded again, whole
+    assert again["workflows"][0]["script_name"] == "served"
+    workflow = await result_of(client, "GET", "/api/workflows/greet")
+    assert workflow["script_name"] == "served"
+    assert (await result_of(client, "POST", "/api/deploy", data=data))["already_active"] is True
 
 
 async def test_deploy_run_redeploy_and_versions(

@@ -226,21 +226,26 @@ async def test_listing_counting_and_the_latest_instance(store: Any) -> None:
     assert (await store.count_statuses(WF))["queued"] == 5
     latest = await store.latest_instance(WF)
     assert latest is not None and latest.id == "i4"
-    assert await store.workflow_times(WF) == (1000.0, 1004.0, 1004.0)
+    await store.pause(latest.pk, 2000.0)  # a change after the newest creation
+    assert await store.workflow_times(WF) == (1000.0, 1004.0, 2000.0)
     assert await store.count_unfinished_by_version(WF) == {"v1": 5}
     assert await store.workflows_with_instances() == [WF]
 
 
 async def test_list_after_walks_the_statuses_asked_for_in_pk_order(store: Any) -> None:
+    assert await store.newest_pk(WF) == 0
     items = [NewInstance(WF, f"i{n}", "{}", "api", "v1", 1000.0 + n) for n in range(5)]
     await store.create_instances(items, skip_existing=False)
-    first = await store.list_after(WF, [Status.QUEUED], 0, 2)
+    upto = await store.newest_pk(WF)
+    first = await store.list_after(WF, [Status.QUEUED], 0, upto, 2)
     assert [r.id for r in first] == ["i0", "i1"]
-    rest = await store.list_after(WF, [Status.PAUSED, Status.QUEUED], first[-1].pk, 10)
-    assert [r.id for r in rest] == ["i2", "i3", "i4"]
-    assert await store.list_after(WF, [Status.QUEUED], rest[-1].pk, 10) == []
-    assert await store.list_after(WF, [Status.RUNNING], 0, 10) == []
-    assert await store.list_after("other", [Status.QUEUED], 0, 10) == []
+    rest = await store.list_after(WF, [Status.PAUSED, Status.QUEUED], first[-1].pk, upto, 10)
+    assert [r.id for r in rest] == ["i2", "i3", "i4"] and rest[-1].pk == upto
+    assert await store.list_after(WF, [Status.QUEUED], rest[-1].pk, upto, 10) == []
+    bounded = await store.list_after(WF, [Status.QUEUED], 0, rest[1].pk, 10)
+    assert [r.id for r in bounded] == ["i0", "i1", "i2", "i3"]
+    assert await store.list_after(WF, [Status.RUNNING], 0, upto, 10) == []
+    assert await store.list_after("other", [Status.QUEUED], 0, upto, 10) == []
 
 
 # ---- claims ------------------------------------------------------------------------------------

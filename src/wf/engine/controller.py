@@ -513,15 +513,16 @@ class Controller:
             names = ", ".join(s.value for s in unfinished)
             raise ValidationError(f'cannot terminate by status "{status}"; use one of {names}')
         wanted = [Status(status)] if status is not None else unfinished
-        began = self.clock.now()
+        # Up to the newest instance when the call began (a new one gets a higher pk; the clocks
+        # of a cluster's nodes may differ): those created while it runs were not asked for.
+        upto = await self.store.newest_pk(name)
         terminated, after = 0, 0
-        while page := await self.store.list_after(name, wanted, after, TERMINATE_ALL_PAGE):
+        while page := await self.store.list_after(name, wanted, after, upto, TERMINATE_ALL_PAGE):
             after = page[-1].pk
             for listed in page:
-                if listed.created > began:  # created while this runs: not asked for
-                    continue
                 row = await self.store.get_instance(name, listed.id)
-                if row is None or row.status.finished:
+                # Gone, ended meanwhile, or deleted and its id taken again by a newer one.
+                if row is None or row.pk != listed.pk or row.status.finished:
                     continue
                 with contextlib.suppress(InvalidTransition, InstanceNotFound):  # ended meanwhile
                     await self._terminate(row, source, False)

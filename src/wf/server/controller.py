@@ -79,8 +79,8 @@ class ServerController(Controller):
         workers: WorkerManager,
         on_notice: Callable[[Notice], None] | None = None,
     ) -> None:
-        """``on_notice``: what the API does here (creations, terminations), for metrics; what
-        the workers do reaches the server as their messages."""
+        """``on_notice``: what the API does here (creations, terminations), for the terminal
+        and the metrics; what the workers do reaches the server as their messages."""
         super().__init__(store, clock, limits, on_notice)
         self.catalog = catalog
         self.notifier = WorkerNotifier(workers)

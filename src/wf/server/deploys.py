@@ -115,7 +115,12 @@ class Deployer:
                     "the same name as a secret; rename one (wf secret delete removes a secret)"
                 )
         active = self.catalog.active
-        if active is not None and active.id == version_id and version_id in self.workers.workers:
+        if (
+            active is not None
+            and active.id == version_id
+            and version_id in self.workers.workers
+            and active.workflows == workflows  # else an older wf recorded less: record it again
+        ):
             return Deployed(active, len(files), size, already_active=True)
         target = self.state.bundle(version_id)
         fresh = not target.exists()

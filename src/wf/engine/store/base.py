@@ -87,12 +87,17 @@ class Store(Protocol):
         index (see ``wf.engine.store.listing``)."""
         ...
 
+    async def newest_pk(self, workflow: str) -> int:
+        """The highest pk among a workflow's instances (0: none); a new instance gets a pk
+        above every existing one."""
+        ...
+
     async def list_after(
-        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, upto_pk: int, limit: int
     ) -> list[InstanceRow]:
         """Up to ``limit`` of a workflow's instances in one of ``statuses`` whose pk is above
-        ``after_pk``, in pk order: a keyset walk that misses none that stays in them while
-        others change status."""
+        ``after_pk`` and at most ``upto_pk``, in pk order: a keyset walk that misses none that
+        stays in them while others change status."""
         ...
 
     async def count_statuses(self, workflow: str) -> dict[str, int]: ...

@@ -45,7 +45,8 @@ def activate_version(
         cur = await conn.execute(
             "INSERT INTO wf.versions (id, created, active, workflows, files, size, retention) "
             "VALUES (%s, %s, true, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET active = true, "
-            "unloaded = NULL, created = excluded.created, retention = excluded.retention "
+            "unloaded = NULL, created = excluded.created, retention = excluded.retention, "
+            "workflows = excluded.workflows "  # what wf keeps of the same bundle may have grown
             f"RETURNING {_COLUMNS}",
             (version_id, created, json.dumps(workflows), files, size, retention),
         )

@@ -280,14 +280,24 @@ class PostgresStore:
 
         return await self._read(read)
 
+    async def newest_pk(self, workflow: str) -> int:
+        async def read(conn: Conn) -> int:
+            cur = await conn.execute(
+                "SELECT max(pk) FROM wf.instances WHERE workflow = %s", (workflow,)
+            )
+            row = await cur.fetchone()
+            return int(row[0] or 0) if row else 0
+
+        return await self._read(read)
+
     async def list_after(
-        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, upto_pk: int, limit: int
     ) -> list[InstanceRow]:
         async def read(conn: Conn) -> list[InstanceRow]:
             cur = await conn.execute(
                 f"SELECT {INSTANCE_COLUMNS} FROM wf.instances WHERE workflow = %s "
-                "AND status = ANY(%s) AND pk > %s ORDER BY pk LIMIT %s",
-                (workflow, [s.value for s in statuses], after_pk, limit),
+                "AND status = ANY(%s) AND pk > %s AND pk <= %s ORDER BY pk LIMIT %s",
+                (workflow, [s.value for s in statuses], after_pk, upto_pk, limit),
             )
             return [row_to_instance(r) for r in await cur.fetchall()]
 

@@ -329,15 +329,24 @@ class SqliteStore:
 
         return await self._read(read)
 
+    async def newest_pk(self, workflow: str) -> int:
+        def read(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT max(pk) FROM instances WHERE workflow = ?", (workflow,)
+            ).fetchone()
+            return int(row[0] or 0)
+
+        return await self._read(read)
+
     async def list_after(
-        self, workflow: str, statuses: Sequence[Status], after_pk: int, limit: int
+        self, workflow: str, statuses: Sequence[Status], after_pk: int, upto_pk: int, limit: int
     ) -> list[InstanceRow]:
         marks = ", ".join("?" * len(statuses))
         sql = (
             f"SELECT {INSTANCE_COLUMNS} FROM instances WHERE workflow = ? AND status IN ({marks}) "
-            "AND pk > ? ORDER BY pk LIMIT ?"
+            "AND pk > ? AND pk <= ? ORDER BY pk LIMIT ?"
         )
-        args = (workflow, *(s.value for s in statuses), after_pk, limit)
+        args = (workflow, *(s.value for s in statuses), after_pk, upto_pk, limit)
         return await self._read(
             lambda conn: [row_to_instance(r) for r in conn.execute(sql, args).fetchall()]
         )

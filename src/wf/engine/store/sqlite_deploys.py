@@ -39,9 +39,10 @@ def activate_version(
     exists = conn.execute("SELECT 1 FROM versions WHERE id = ?", (version_id,)).fetchone()
     if exists:
         conn.execute(
-            "UPDATE versions SET active = 1, unloaded = NULL, created = ?, retention = ? "
-            "WHERE id = ?",
-            (created, retention, version_id),
+            # Its workflows again: the same bundle, but what wf keeps of them may have grown.
+            "UPDATE versions SET active = 1, unloaded = NULL, created = ?, retention = ?, "
+            "workflows = ? WHERE id = ?",
+            (created, retention, json.dumps(workflows), version_id),
         )
     else:
         conn.execute(
