@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import json
 import re
 import socket
 import time
@@ -22,13 +23,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from tests.e2e.cluster_helpers import cluster
+from tests.e2e.cluster_helpers import cluster, query
 from tests.e2e.helpers import wait_until
 from tests.e2e.serve_helpers import Serve, serving, write_project
 from tests.server.test_serve_app import bundle_of
 from wf.dashboard.serve_info import SERVE_INFO_KEY, add_active_versions
 from wf.devserver.sessions import LIFETIME, Sessions
-from wf.server.dashboard import RuntimeInfo
+from wf.server.dashboard import SIGNOUTS_SETTING, RuntimeInfo, SignOuts
 from wf.server.runtime import Runtime
 from wf.server.state import StateDir
 
@@ -400,6 +401,21 @@ def test_token_rotation_signs_everyone_out(tmp_path: Path) -> None:
         assert browser.get("/api/workflows").status == 401
 
 
+def test_a_sign_out_outlives_a_restart(tmp_path: Path) -> None:
+    with serving(tmp_path) as server:
+        leaving, staying = Browser(server), Browser(server)
+        leaving.sign_in()
+        staying.sign_in()
+        copy = Browser(server, dict(leaving.cookies))
+        assert leaving.post("/signout", {"csrf": leaving.csrf()}).status == 303
+        assert copy.get("/").status == 303
+        server.stop()
+        server.start()
+        assert copy.get("/").status == 303  # still refused, by the pages and by the API
+        assert copy.get("/api/workflows").status == 401
+        assert staying.get("/").status == 200  # the other session goes on
+
+
 def test_a_cluster_shares_sessions_sign_outs_and_rotations(tmp_path: Path, pg_url: str) -> None:
     """Nodes on one PostgreSQL database know the token by its hash only: a session signed in on
     one node is good on the other, a sign-out on one ends it on both, a rotation on either ends
@@ -415,6 +431,11 @@ def test_a_cluster_shares_sessions_sign_outs_and_rotations(tmp_path: Path, pg_ur
         assert on_b.get("/api/workflows").status == 200
         assert on_a.post("/signout", {"csrf": on_a.csrf()}).status == 303
         wait_until(lambda: on_b.get("/").status == 303, timeout=10, what="b to end the session")
+        # The database keeps the sign-out: a node started afterwards refuses the session too.
+        assert query(pg_url, f"SELECT 1 FROM wf.settings WHERE name = '{SIGNOUTS_SETTING}'")
+        b.stop()
+        b.start(token=a.printed_token)
+        assert on_b.get("/").status == 303
 
         on_a = Browser(a)
         on_a.sign_in()
@@ -424,6 +445,30 @@ def test_a_cluster_shares_sessions_sign_outs_and_rotations(tmp_path: Path, pg_ur
         b.start("--rotate-token")
         assert on_b.get("/").status == 303
         wait_until(lambda: on_a.get("/").status == 303, timeout=10, what="a to end the session")
+
+
+async def test_sign_outs_kept_drop_the_expired_and_outlive_a_broken_setting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = StateDir(tmp_path / "state")
+    state.prepare()
+    runtime = Runtime(state, "os", lambda notice: None)
+    await runtime.start()
+    try:
+        signouts = SignOuts(runtime.store)
+        assert await signouts.load() == []
+        now = int(time.time())
+        live, over = f"{now}.live", f"{now - LIFETIME - 1}.over"
+        await runtime.store.put_setting(SIGNOUTS_SETTING, json.dumps([over]))
+        await signouts.remember(live)
+        assert await signouts.load() == [live]  # the one over is dropped
+        await runtime.store.put_setting(SIGNOUTS_SETTING, "{broken")
+        assert await signouts.load() == []
+        assert "not a list of session ids" in caplog.text
+        await signouts.remember(live)  # written anew
+        assert await signouts.load() == [live]
+    finally:
+        await runtime.stop()
 
 
 async def test_active_versions_and_the_versions_of_a_runtime(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ async def signout(request: web.Request) -> web.Response:
     sessions: Sessions = request.app[SESSIONS_KEY]
     session = sessions.check(request.cookies.get(COOKIE))
     if session is not None:
-        sessions.revoke(session)
+        await sessions.sign_out(session)
     gone = web.HTTPSeeOther(SIGNIN)
     gone.del_cookie(COOKIE, path="/")
     raise gone

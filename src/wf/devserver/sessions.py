@@ -10,8 +10,8 @@ Each session has its CSRF token, HMAC of the session's id under the same key: a 
 it, a page on another site cannot know it.
 
 Signing out drops the cookie in the browser and revokes the session's id on this node (and, in a
-cluster, on the nodes that hear the message) until it would have expired. That list is kept in
-memory: after a restart a copied cookie would be accepted again until its 12 hours are over.
+cluster, on the nodes that hear the message) until it would have expired. ``wf serve`` also keeps
+the list in its database (``wf.server.dashboard``), so a restarted or new node refuses it too.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -43,6 +43,14 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
+def expires_at(session_id: str) -> int | None:
+    """When a session ends (unix seconds), read from its id; None for an id of no session."""
+    issued_text = session_id.partition(".")[0]
+    if not (issued_text.isascii() and issued_text.isdigit() and len(issued_text) <= 12):
+        return None
+    return int(issued_text) + LIFETIME
+
+
 class Sessions:
     """Issues and checks session cookies and their CSRF tokens.
 
@@ -55,7 +63,8 @@ class Sessions:
         self._token_digest = token_digest
         self._clock = clock
         self._revoked: dict[str, float] = {}  # session id → when it would have expired
-        self.on_revoke: Callable[[str], None] | None = None  # tells the other nodes
+        # Tells the other nodes of a sign-out, and keeps it (wf.server.dashboard).
+        self.on_sign_out: Callable[[str], Awaitable[None]] | None = None
 
     @classmethod
     def for_state(cls, state: ServerState) -> Sessions:
@@ -103,18 +112,22 @@ class Sessions:
     def csrf_ok(self, session_id: str, given: object) -> bool:
         return isinstance(given, str) and hmac.compare_digest(given, self.csrf(session_id))
 
-    def revoke(self, session_id: str, tell: bool = True) -> None:
-        """Refuse this session from now on (signing out)."""
+    async def sign_out(self, session_id: str) -> None:
+        """Refuse this session from now on, here and (through ``on_sign_out``) everywhere."""
+        if self.revoke(session_id) and self.on_sign_out is not None:
+            await self.on_sign_out(session_id)
+
+    def revoke(self, session_id: str) -> bool:
+        """Refuse this session from now on, on this node; False if it was over anyway."""
         now = self._clock()
-        for old, until in list(self._revoked.items()):
-            if until <= now:
+        for old, ends in list(self._revoked.items()):
+            if ends <= now:
                 del self._revoked[old]
-        issued_text = session_id.partition(".")[0]
-        if not (issued_text.isascii() and issued_text.isdigit() and len(issued_text) <= 12):
-            return
-        self._revoked[session_id] = int(issued_text) + LIFETIME
-        if tell and self.on_revoke is not None:
-            self.on_revoke(session_id)
+        until = expires_at(session_id)
+        if until is None or until <= now:  # no session, or over anyway
+            return False
+        self._revoked[session_id] = until
+        return True
 
 
 SESSIONS_KEY = web.AppKey("wf_sessions", Sessions)

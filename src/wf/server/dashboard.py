@@ -3,6 +3,10 @@ and its sessions, signed with the API token and revoked on every node at sign-ou
 
 from __future__ import annotations
 
+import asyncio
+import json
+import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from wf.engine.details import iso
@@ -11,9 +15,45 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from wf.devserver.state import ServerState
+    from wf.engine.store.base import ServerStore
     from wf.server.runtime import Runtime
 
+log = logging.getLogger("wf.serve")
+
 SIGNED_OUT = "signout"  # bus topic: {session}: a session ended on another node
+SIGNOUTS_SETTING = "dashboard_signouts"  # the ids of sessions signed out, as a JSON list
+
+
+class SignOuts:
+    """The sessions signed out, kept in the database until they would have expired, so a node
+    that starts later (or again) refuses them too. Two nodes signing out at the same instant may
+    each write the list without the other's id; the bus still told the nodes then running."""
+
+    def __init__(self, store: ServerStore) -> None:
+        self.store = store
+        self._writing = asyncio.Lock()  # one read-change-write at a time on this node
+
+    async def load(self) -> list[str]:
+        """The ids still to refuse."""
+        from wf.devserver.sessions import expires_at
+
+        text = await self.store.get_setting(SIGNOUTS_SETTING)
+        try:
+            ids = json.loads(text) if text else []
+        except ValueError:
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            log.error("the %s setting is not a list of session ids; ignoring it", SIGNOUTS_SETTING)
+            return []
+        now = time.time()
+        return [i for i in ids if (expires_at(i) or 0) > now]
+
+    async def remember(self, session_id: str) -> None:
+        async with self._writing:
+            ids = await self.load()
+            if session_id not in ids:
+                ids.append(session_id)
+            await self.store.put_setting(SIGNOUTS_SETTING, json.dumps(ids))
 
 
 class RuntimeInfo:
@@ -51,12 +91,26 @@ class RuntimeInfo:
         }
 
 
-def install_dashboard(app: web.Application, state: ServerState, runtime: Runtime) -> None:
+async def install_dashboard(app: web.Application, state: ServerState, runtime: Runtime) -> None:
     from wf.dashboard.serve import install
     from wf.devserver.sessions import Sessions
 
     sessions = Sessions.for_state(state)
+    signouts = SignOuts(runtime.store)
+    for session_id in await signouts.load():
+        sessions.revoke(session_id)
     bus = runtime.bus
-    sessions.on_revoke = lambda session: bus.publish(SIGNED_OUT, session=session)
-    bus.on(SIGNED_OUT, lambda message: sessions.revoke(str(message["session"]), tell=False))
+
+    async def signed_out(session_id: str) -> None:
+        bus.publish(SIGNED_OUT, session=session_id)
+        try:  # kept before the answer: a restart right after still refuses it
+            await signouts.remember(session_id)
+        except Exception as exc:  # the sign-out still holds on the nodes running now
+            log.error("could not keep the sign-out of a dashboard session: %s", exc)
+
+    def heard(message: dict[str, Any]) -> None:
+        sessions.revoke(str(message["session"]))
+
+    sessions.on_sign_out = signed_out
+    bus.on(SIGNED_OUT, heard)
     install(app, sessions, RuntimeInfo(runtime))

@@ -146,7 +146,7 @@ async def serve(options: ServeOptions, reporter: Reporter) -> int:
             if metrics is not None:
                 install_metrics(app, metrics, token_guard(server_state))
             add_serve_routes(app, runtime)
-            install_dashboard(app, server_state, runtime)
+            await install_dashboard(app, server_state, runtime)
             closing = handoff.Closing()
             closing.install(app)
             # wf dev's runner: malformed requests answered in the envelope, and each connection
