@@ -249,3 +249,13 @@ async def test_a_child_is_announced_as_queued_by_its_parent(harness: Harness) ->
     queued = [n for n in harness.notices if n.instance_id == child_id and n.kind == "queued"]
     assert [(n.workflow, n.detail) for n in queued] == [("child", {"trigger": "parent"})]
     assert harness.kinds(child_id).index("queued") < harness.kinds(child_id).index("completed")
+
+
+async def test_a_child_takes_its_parents_priority(harness: Harness) -> None:
+    # Waiting on its child, the parent has the same claim to go first as the child has.
+    engine = await harness.start(specs())
+    await engine.create("parent", "p1", {"child": {"n": 1}}, priority=7)
+    await wait_status(engine, "parent", "p1")
+    link = await only_child(engine, "p1")
+    rows = harness.query(f"SELECT id, priority FROM instances WHERE id IN ('p1', '{link['id']}')")
+    assert sorted(rows) == [("p1", 7), (link["id"], 7)]

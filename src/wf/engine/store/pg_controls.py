@@ -157,13 +157,13 @@ def create_instances(new: Sequence[NewInstance], skip_existing: bool) -> Apply[l
 
 
 _START_CHILD = (
-    "WITH f AS (SELECT pk FROM wf.instances WHERE pk = %(pk)s AND epoch = %(epoch)s "
+    "WITH f AS (SELECT pk, priority FROM wf.instances WHERE pk = %(pk)s AND epoch = %(epoch)s "
     "FOR NO KEY UPDATE), "
     "c AS (INSERT INTO wf.instances (workflow, id, status, params, trigger, version_id, created, "
     "queued, modified, success_retention, error_retention, priority, concurrency_key, rate_key, "
     "traceparent, parent_pk, parent_workflow, parent_id, parent_step) SELECT %(workflow)s, "
     "%(id)s, 'queued', %(params)s, %(trigger)s, %(version)s, %(created)s, %(created)s, "
-    "%(created)s, %(sr)s, %(er)s, %(priority)s, %(ck)s, %(rk)s, %(tp)s, f.pk, "
+    "%(created)s, %(sr)s, %(er)s, f.priority, %(ck)s, %(rk)s, %(tp)s, f.pk, "
     "%(parent_workflow)s, %(parent_id)s, %(parent_step)s FROM f "
     "ON CONFLICT (workflow, id) DO NOTHING RETURNING pk), "
     "s AS (INSERT INTO wf.steps (instance, name, count, kind, state, started, config) "
@@ -176,7 +176,8 @@ _START_CHILD = (
 def start_child(
     pk: int, epoch: int, step: StepRecord, child: NewInstance
 ) -> Apply[InstanceRow | Literal[False] | None]:
-    """See ``sqlite_controls.start_child``: one statement, fenced by the parent's row."""
+    """See ``sqlite_controls.start_child``: one statement, fenced by the parent's row (whose
+    priority the child takes)."""
     assert child.parent is not None
     args = {
         "pk": pk,
@@ -189,7 +190,6 @@ def start_child(
         "created": child.created,
         "sr": child.success_retention,
         "er": child.error_retention,
-        "priority": child.priority,
         "ck": child.concurrency_key,
         "rk": child.rate_key,
         "tp": child.traceparent,

@@ -7,6 +7,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Literal
 
 from wf.engine.flow import FlowControl
@@ -136,10 +137,12 @@ def start_child(
 ) -> InstanceRow | Literal[False] | None:
     """A parent's ``run_workflow`` step and its child instance, written together: the child
     row; ``False`` when the parent is fenced; ``None`` (nothing written) when the child's id
-    is taken."""
+    is taken. The child takes its parent's priority (waiting on it, the parent has the same
+    claim to go first: Temporal's children inherit theirs too)."""
     if not runs.fenced(conn, pk, epoch):
         return False
-    created = create_instances(conn, [child], skip_existing=True)
+    (priority,) = conn.execute("SELECT priority FROM instances WHERE pk = ?", (pk,)).fetchone()
+    created = create_instances(conn, [replace(child, priority=priority)], skip_existing=True)
     if not created:
         return None
     runs.start_step(conn, pk, epoch, step)
