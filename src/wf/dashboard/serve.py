@@ -10,8 +10,8 @@ from wf.dashboard.guard import SIGNIN, SIGNOUT, guard_middleware
 from wf.dashboard.serve_info import SERVE_INFO_KEY, ServeInfo
 from wf.dashboard.signin import signin, signin_page, signout
 from wf.dashboard.versions import versions_view
-from wf.devserver.api import STATE_KEY
 from wf.devserver.sessions import SESSIONS_KEY, Sessions
+from wf.devserver.state import STATE_KEY
 
 
 def install(app: web.Application, sessions: Sessions, info: ServeInfo) -> None:

@@ -15,9 +15,10 @@ from aiohttp import web
 from wf.dashboard.guard import SIGNIN, SIGNOUT
 from wf.dashboard.render import page
 from wf.dashboard.responses import PAGE_HEADERS, html
-from wf.devserver.api import STATE_KEY, read_body
+from wf.devserver.api import read_body
 from wf.devserver.security import token_accepted
 from wf.devserver.sessions import COOKIE, LIFETIME, SESSIONS_KEY, Sessions
+from wf.devserver.state import STATE_KEY
 
 MAX_TOKEN = 1024
 # Anyone may post the sign-in form: its body is read up to this much, not the app's 100 MiB.

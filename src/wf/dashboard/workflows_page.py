@@ -11,8 +11,9 @@ from wf.dashboard.list_filters import STATUSES
 from wf.dashboard.render import page
 from wf.dashboard.responses import error_page, html
 from wf.dashboard.serve_info import add_active_versions
-from wf.devserver.api import STATE_KEY, _reads, _workflows
+from wf.devserver.api import _reads, _workflows
 from wf.devserver.envelope import ApiError
+from wf.devserver.state import STATE_KEY
 from wf.engine.controller import Controller
 from wf.engine.cron import schedules_json
 from wf.engine.model import Status

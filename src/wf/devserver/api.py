@@ -33,7 +33,7 @@ from wf.devserver.envelope import (
     ok,
 )
 from wf.devserver.security import host_middleware, origin_middleware, token_middleware
-from wf.devserver.state import ServerState
+from wf.devserver.state import STATE_KEY, ServerState
 from wf.durations import to_seconds
 from wf.engine import codec
 from wf.engine.controller import Controller, EncodedParams
@@ -68,8 +68,6 @@ TRIGGER_HEADER = "X-WF-Trigger"
 TRIGGERS = ("api", "cli")
 ACTIONS = ("pause", "resume", "terminate", "restart")
 RESTART_KEYS = ("from", "params")  # restart from a step; new params (beyond Cloudflare)
-
-STATE_KEY = web.AppKey("wf_state", ServerState)
 
 
 class _Empty:
@@ -883,5 +881,5 @@ def create_app(state: ServerState) -> web.Application:
     routes = ROUTES if state.serve else (*ROUTES, *DEV_ROUTES)
     for method, path, handler in routes:
         app.router.add_route(method, path, handler)
-    cloudflare_paths.install(app, state, routes)
+    cloudflare_paths.install(app, routes)
     return app

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from wf.devserver.envelope import NO_ROUTE, ApiError, ok
-from wf.devserver.state import ServerState
+from wf.devserver.state import STATE_KEY, ServerState
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -29,8 +29,6 @@ DEFAULT_ACCOUNT = "wf"  # the account id named when the server was given none
 # Routes wrangler asks for with a trailing slash: `wrangler workflows instances describe <name>`
 # (id "latest", the default) lists the instances as GET .../instances/ to find the newest.
 SLASHED = frozenset({("GET", "/api/workflows/{name}/instances")})
-
-_STATE_KEY: web.AppKey[ServerState] = web.AppKey("wf_cloudflare_state", ServerState)
 
 
 def is_client_path(path: str) -> bool:
@@ -48,7 +46,7 @@ def _account(state: ServerState) -> str:
 
 def _checking_account(handler: Handler) -> Handler:
     async def checked(request: web.Request) -> web.StreamResponse:
-        wanted = request.app[_STATE_KEY].account_id
+        wanted = request.app[STATE_KEY].account_id
         given = request.match_info["account_id"]
         if wanted is not None and given != wanted:
             raise ApiError(
@@ -91,12 +89,12 @@ ONE_ITEM = {"page": 1, "per_page": 20, "count": 1, "total_count": 1}
 
 
 async def list_accounts(request: web.Request) -> web.Response:
-    account = _account_json(request.app[_STATE_KEY])
+    account = _account_json(request.app[STATE_KEY])
     return ok([account], result_info=ONE_ITEM)
 
 
 async def list_memberships(request: web.Request) -> web.Response:
-    account = _account_json(request.app[_STATE_KEY])
+    account = _account_json(request.app[STATE_KEY])
     membership = {"id": account["id"], "status": "accepted", "account": account}
     return ok([membership], result_info=ONE_ITEM)
 
@@ -113,10 +111,7 @@ ACCOUNT_ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def install(
-    app: web.Application, state: ServerState, routes: Iterable[tuple[str, str, Handler]]
-) -> None:
+def install(app: web.Application, routes: Iterable[tuple[str, str, Handler]]) -> None:
     """Serve ``routes``' workflows routes under Cloudflare's paths, and the account routes."""
-    app[_STATE_KEY] = state
     for method, path, handler in (*mirrored_routes(routes), *ACCOUNT_ROUTES):
         app.router.add_route(method, path, handler)

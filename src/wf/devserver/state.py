@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
+
 from wf.engine.controller import Controller
 from wf.project import WorkflowConfig
 
@@ -38,3 +40,7 @@ class ServerState:
     account_id: str | None = None
     # When this server loaded its code: a workflow's dates before it has any instance.
     started: float = field(default_factory=time.time)
+
+
+# Where an app keeps its ServerState (every handler and middleware reads it from there).
+STATE_KEY = web.AppKey("wf_state", ServerState)
