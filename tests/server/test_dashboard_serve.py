@@ -8,6 +8,7 @@ the 303 itself), and carry cookies only as a browser would: the ones the server 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
@@ -29,6 +31,7 @@ from tests.e2e.serve_helpers import Serve, serving, write_project
 from tests.server.test_serve_app import bundle_of
 from wf.dashboard.serve_info import SERVE_INFO_KEY, add_active_versions
 from wf.devserver.sessions import LIFETIME, Sessions
+from wf.server import dashboard
 from wf.server.dashboard import SIGNOUTS_SETTING, RuntimeInfo, SignOuts
 from wf.server.runtime import Runtime
 from wf.server.state import StateDir
@@ -448,7 +451,7 @@ def test_a_cluster_shares_sessions_sign_outs_and_rotations(tmp_path: Path, pg_ur
 
 
 async def test_sign_outs_kept_drop_the_expired_and_outlive_a_broken_setting(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state = StateDir(tmp_path / "state")
     state.prepare()
@@ -462,11 +465,26 @@ async def test_sign_outs_kept_drop_the_expired_and_outlive_a_broken_setting(
         await runtime.store.put_setting(SIGNOUTS_SETTING, json.dumps([over]))
         await signouts.remember(live)
         assert await signouts.load() == [live]  # the one over is dropped
-        await runtime.store.put_setting(SIGNOUTS_SETTING, "{broken")
-        assert await signouts.load() == []
-        assert "not a list of session ids" in caplog.text
+        for broken in ("{broken", "[" * 100_000, json.dumps([1, 2])):
+            await runtime.store.put_setting(SIGNOUTS_SETTING, broken)
+            assert await signouts.load() == []
+        assert caplog.text.count("not a list of session ids") == 3
         await signouts.remember(live)  # written anew
         assert await signouts.load() == [live]
+        monkeypatch.setattr(dashboard, "MOST_SIGNOUTS", 2)
+        for n in range(3):
+            await signouts.remember(f"{now}.{n}")
+        assert await signouts.load() == [f"{now}.1", f"{now}.2"]  # the newest, at most 2
+
+        # A database that does not answer holds a sign-out up a few seconds at most.
+        async def never(*args: Any, **kwargs: Any) -> bool:
+            await asyncio.Event().wait()
+            return False
+
+        monkeypatch.setattr(dashboard, "KEEP_SECONDS", 0.2)
+        monkeypatch.setattr(runtime.store, "put_setting", never)
+        await asyncio.wait_for(dashboard._keep(signouts, f"{now}.late"), 5)
+        assert "the database took too long" in caplog.text
     finally:
         await runtime.stop()
 

@@ -118,13 +118,14 @@ class Sessions:
             await self.on_sign_out(session_id)
 
     def revoke(self, session_id: str) -> bool:
-        """Refuse this session from now on, on this node; False if it was over anyway."""
+        """Refuse this session from now on, on this node; False if it was refused already, or
+        over anyway."""
         now = self._clock()
         for old, ends in list(self._revoked.items()):
             if ends <= now:
                 del self._revoked[old]
         until = expires_at(session_id)
-        if until is None or until <= now:  # no session, or over anyway
+        if until is None or until <= now or session_id in self._revoked:
             return False
         self._revoked[session_id] = until
         return True

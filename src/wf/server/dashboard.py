@@ -18,16 +18,19 @@ if TYPE_CHECKING:
     from wf.engine.store.base import ServerStore
     from wf.server.runtime import Runtime
 
-log = logging.getLogger("wf.serve")
+log = logging.getLogger("wf.server")
 
 SIGNED_OUT = "signout"  # bus topic: {session}: a session ended on another node
 SIGNOUTS_SETTING = "dashboard_signouts"  # the ids of sessions signed out, as a JSON list
+MOST_SIGNOUTS = 10_000  # kept at once (the newest); each id is about 40 bytes
+KEEP_SECONDS = 5.0  # a sign-out waits this long at most for the database to keep it
 
 
 class SignOuts:
     """The sessions signed out, kept in the database until they would have expired, so a node
-    that starts later (or again) refuses them too. Two nodes signing out at the same instant may
-    each write the list without the other's id; the bus still told the nodes then running."""
+    that starts later (or again) refuses them too. Two nodes writing the list at the same
+    instant may each leave the other's id out: every node that hears of a sign-out writes it
+    again if it is missing, so the list is whole once any of them has."""
 
     def __init__(self, store: ServerStore) -> None:
         self.store = store
@@ -37,10 +40,11 @@ class SignOuts:
         """The ids still to refuse."""
         from wf.devserver.sessions import expires_at
 
-        text = await self.store.get_setting(SIGNOUTS_SETTING)
+        text = await self.store.get_setting(SIGNOUTS_SETTING) or "[]"
         try:
-            ids = json.loads(text) if text else []
-        except ValueError:
+            # Bounded before it is parsed: a list nested deep enough would not parse at all.
+            ids = json.loads(text) if len(text) <= 64 * MOST_SIGNOUTS else None
+        except (ValueError, RecursionError):
             ids = None
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             log.error("the %s setting is not a list of session ids; ignoring it", SIGNOUTS_SETTING)
@@ -51,9 +55,21 @@ class SignOuts:
     async def remember(self, session_id: str) -> None:
         async with self._writing:
             ids = await self.load()
-            if session_id not in ids:
-                ids.append(session_id)
+            if session_id in ids:
+                return
+            ids = [*ids, session_id][-MOST_SIGNOUTS:]
             await self.store.put_setting(SIGNOUTS_SETTING, json.dumps(ids))
+
+
+async def _keep(signouts: SignOuts, session_id: str) -> None:
+    """Write a sign-out to the database, waiting for it a few seconds at most: it already holds
+    on the nodes running now (revoked here, told to the others)."""
+    try:
+        await asyncio.wait_for(signouts.remember(session_id), KEEP_SECONDS)
+    except asyncio.TimeoutError:
+        log.error("could not keep the sign-out of a dashboard session: the database took too long")
+    except Exception as exc:
+        log.error("could not keep the sign-out of a dashboard session: %s", exc)
 
 
 class RuntimeInfo:
@@ -97,20 +113,19 @@ async def install_dashboard(app: web.Application, state: ServerState, runtime: R
 
     sessions = Sessions.for_state(state)
     signouts = SignOuts(runtime.store)
-    for session_id in await signouts.load():
-        sessions.revoke(session_id)
     bus = runtime.bus
 
     async def signed_out(session_id: str) -> None:
         bus.publish(SIGNED_OUT, session=session_id)
-        try:  # kept before the answer: a restart right after still refuses it
-            await signouts.remember(session_id)
-        except Exception as exc:  # the sign-out still holds on the nodes running now
-            log.error("could not keep the sign-out of a dashboard session: %s", exc)
+        await _keep(signouts, session_id)  # before the answer: a restart right after refuses it
 
     def heard(message: dict[str, Any]) -> None:
-        sessions.revoke(str(message["session"]))
+        session_id = str(message["session"])
+        if sessions.revoke(session_id):
+            runtime.chore(_keep(signouts, session_id))  # in case its own write lost a race
 
     sessions.on_sign_out = signed_out
-    bus.on(SIGNED_OUT, heard)
+    bus.on(SIGNED_OUT, heard)  # before the list is read: a sign-out meanwhile is heard
+    for session_id in await signouts.load():
+        sessions.revoke(session_id)
     install(app, sessions, RuntimeInfo(runtime))
