@@ -91,7 +91,7 @@ class DevConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     concurrency: int = 1000
-    retention: str | float = "30 days"
+    retention: str | float = "7 days"  # Cloudflare's default (EngineSettings')
     durability: str = "fsync"
     # A PostgreSQL URL, or a SQLite file's absolute path; None: <state_dir>/wf.db.
     database: str | None = None

@@ -157,7 +157,7 @@ def test_each_version_keeps_its_finished_instances_for_its_own_retention(tmp_pat
         server.deploy(project)
         server.trigger(project, "brief", {})
         ended = server.finished("brief")["end"]
-        write_project(project, "v2")  # no [engine] table: 30 days
+        write_project(project, "v2")  # no [engine] table: 7 days
         server.deploy(project)
         server.trigger(project, "kept", {})
         server.finished("kept")

@@ -264,7 +264,7 @@ async def test_retention_per_instance_and_per_workflow_drives_the_purge(
     await binding.create("wf-default")
     await binding.create("own-long", retention={"success_retention": "60 days"})
     await binding.create("failed", "fail", retention={"error_retention": "2 minutes"})
-    await binding.create("failed-default", "fail")  # the engine's 30 days
+    await binding.create("failed-default", "fail")  # the engine's 7 days
     for i in ("own-short", "wf-default", "own-long", "failed", "failed-default"):
         await wait_status(engine, "wf", i)
     details = await engine.details("wf", "own-short")
@@ -289,8 +289,8 @@ async def test_retention_per_instance_and_per_workflow_drives_the_purge(
     await purged_after(90, ["failed", "failed-default", "own-long", "wf-default"])
     await purged_after(60, ["failed-default", "own-long", "wf-default"])
     await purged_after(3600, ["failed-default", "own-long"])
-    await purged_after(31 * 86400, ["own-long"])
-    await purged_after(30 * 86400, [])
+    await purged_after(7 * 86400, ["own-long"])
+    await purged_after(60 * 86400, [])
     engine = await harness.start(spec(Flow), clock=clock)
     await engine.create("wf", "own-short")  # purged: the id can be used again
     with pytest.raises(ValidationError, match="success_retention"):

@@ -41,7 +41,7 @@ def test_defaults_pass() -> None:
     settings = EngineSettings()
     settings.check()
     assert settings.concurrency == 1000
-    assert settings.retention_seconds == 30 * 86400.0
+    assert settings.retention_seconds == 7 * 86400.0  # Cloudflare's default
 
 
 def test_good_values_pass() -> None:

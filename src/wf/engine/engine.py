@@ -53,7 +53,7 @@ class EngineSettings:
     """Tunables; every one has Cloudflare's default (or DESIGN's) and is validated by the engine."""
 
     concurrency: int = 1000
-    retention: Duration = "30 days"
+    retention: Duration = "7 days"  # Cloudflare's for workflows made since 2026-09-10
     hibernate_after: Duration = 1.0
     lease: float = 30.0
     poll_interval: float = 2.0

@@ -35,7 +35,7 @@ from wf.server.workers import WorkerManager
 log = logging.getLogger("wf.server")
 
 RECONCILE_SECONDS = 1.0
-RETENTION = "30 days"  # for a version deployed before versions kept their own
+RETENTION = "30 days"  # for a version deployed before versions kept their own (the default then)
 
 
 class Runtime:
