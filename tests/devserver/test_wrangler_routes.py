@@ -60,6 +60,15 @@ async def test_terminate_all_refuses_a_finished_status_and_an_unknown_workflow(
         "queued, running, paused, waiting, waitingForPause"
     )
     await fails(client, "PUT", f"{CLOUDFLARE}/nope/instances/terminate", 404, 10200)
+    # A misspelt filter, an empty one, or a body: refused, not taken for "every instance".
+    path = f"{BASE}/napper/instances/terminate"
+    message = await fails(client, "PUT", f"{path}?stauts=paused", 400, 10002)
+    assert message == 'unknown query parameter "stauts"; only "status" filters'
+    message = await fails(client, "PUT", f"{path}?status=", 400, 10002)
+    assert message == '"status" is empty; leave it out to terminate every unfinished one'
+    message = await fails(client, "PUT", path, 400, 10002, json={"status": "paused"})
+    assert message == "the body must be empty; filter with ?status="
+    await fails(client, "PUT", path, 400, 10002, data=b"{")
     assert (await engine.status("napper", "n1"))["status"] == "waiting"
 
 

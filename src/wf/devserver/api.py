@@ -780,7 +780,16 @@ async def terminate_all(request: web.Request) -> web.Response:
     ``{"status": "ok"}``; wf terminates them before answering, and says how many."""
     engine = _engine(request)
     name = engine.workflow(request.match_info["name"])
-    status = request.query.get("status") or None
+    # It ends every unfinished instance: anything it would not understand (a misspelt filter,
+    # a body) is refused before it ends any, not taken for "all".
+    unknown = sorted(set(request.query) - {"status"})
+    if unknown:
+        raise bad_request(f'unknown query parameter "{unknown[0]}"; only "status" filters')
+    status = request.query.get("status")
+    if status == "":
+        raise bad_request('"status" is empty; leave it out to terminate every unfinished one')
+    if await read_json(request) is not EMPTY:
+        raise bad_request("the body must be empty; filter with ?status=")
     terminated = await engine.terminate_all(name, status, _trigger(request))
     log.info("terminated %d instance(s) of workflow %s", terminated, name)
     return ok({"status": "ok", "terminated": terminated})
