@@ -9,9 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pytest_aiohttp import AiohttpClient
 
 from tests.conftest import wait_for, wait_status
 from tests.devserver.conftest import CONFIGS, SPECS, Client, MakeClient, call, fails
+from wf.dashboard.routes import install as install_dashboard
+from wf.devserver.api import create_app
 from wf.devserver.reads import StoreReader, open_reader
 from wf.devserver.state import ServerState
 from wf.engine import Engine, EngineSettings
@@ -242,3 +245,21 @@ async def test_a_running_engine_is_asked_rather_than_a_reader(
         assert [i["id"] for i in listed] == ["x"]
     finally:
         await state.reader.store.close()
+
+
+async def test_the_dashboard_pages_say_the_project_does_not_load(
+    reader: StoreReader, aiohttp_client: AiohttpClient
+) -> None:
+    app = create_app(broken(reader))
+    install_dashboard(app)
+    client = await aiohttp_client(app)
+    for path in ("/", "/w/quick", "/w/quick/i/q1"):
+        response = await client.get(path)
+        text = await response.text()
+        assert response.status == 200, (path, text)
+        assert 'data-testid="project-problem"' in text and LOAD_ERROR in text, path
+    # Without a load problem there is no such line.
+    running = create_app(ServerState(project_name="demo", workflows=CONFIGS, reader=reader))
+    install_dashboard(running)
+    fine = await (await aiohttp_client(running)).get("/")
+    assert 'data-testid="project-problem"' not in await fine.text()

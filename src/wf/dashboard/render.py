@@ -24,6 +24,15 @@ from wf.engine.details import iso
 csrf_token: ContextVar[str | None] = ContextVar("wf_dashboard_csrf", default=None)
 
 
+# Why wf dev's project does not load, for the page being rendered (its pages then read the
+# database, and every page says so): set per request by wf.dashboard.routes' middleware.
+load_problem: ContextVar[str | None] = ContextVar("wf_dashboard_load_problem", default=None)
+
+
+def project_problem() -> str | None:
+    return load_problem.get()
+
+
 def csrf_field() -> Markup:
     """The hidden input every POST form carries (nothing when there is no session)."""
     token = csrf_token.get()
@@ -97,6 +106,7 @@ def environment() -> Environment:
     env.globals["iso"] = iso
     env.globals["csrf_field"] = csrf_field
     env.globals["signed_in"] = signed_in
+    env.globals["project_problem"] = project_problem
     env.globals["static"] = f"/ui/static/{wf.__version__}"
     env.globals["wf_version"] = wf.__version__
     return env

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 import wf
-from wf.dashboard import bulk_results
+from wf.dashboard import bulk_results, render
 from wf.dashboard.bulk import bulk_action
 from wf.dashboard.instance import (
     history_download,
@@ -29,7 +29,11 @@ from wf.dashboard.trigger import trigger
 from wf.dashboard.workflows_page import workflows_view
 from wf.devserver.api import _engine
 from wf.devserver.envelope import ApiError, from_wf_error
+from wf.devserver.state import STATE_KEY
 from wf.errors import WfError
+
+if TYPE_CHECKING:
+    from aiohttp.typedefs import Handler
 
 STATIC_PREFIX = f"/ui/static/{wf.__version__}"
 # The files are named by wf's version in the URL, so a browser may keep them for a year.
@@ -112,8 +116,21 @@ def _static_handler(relative: str) -> Any:
     return serve
 
 
+@web.middleware
+async def _say_load_problem(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """While wf dev's project does not load, its pages (read from the database) say why."""
+    state = request.app[STATE_KEY]
+    shown = state.engine is None and state.reader is not None
+    token = render.load_problem.set(state.load_error if shown else None)
+    try:
+        return await handler(request)
+    finally:
+        render.load_problem.reset(token)
+
+
 def install(app: web.Application) -> None:
     """Add the dashboard's routes to the API app (which already checks Host and Origin)."""
+    app.middlewares.append(_say_load_problem)
     bulk_results.install(app)
     app.router.add_get("/", workflows_view)
     app.router.add_get("/w/{name}", instances_view)
