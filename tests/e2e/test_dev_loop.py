@@ -227,6 +227,8 @@ def test_a_broken_module_keeps_its_history_readable_until_it_is_fixed(tmp_path: 
         wait_until(lambda: server.health()["status"] == "error", what="the broken module")
         line = f"workflows.py:{WORKFLOW.count(chr(10)) + 2}: SyntaxError: invalid syntax"
         assert server.health()["error"] == line
+        said = "without the project's code: fix the error above and save"
+        wait_until(lambda: said in server.output(), what="the terminal to say the reload is broken")
 
         for read in reads:
             assert wf(*read, *url, cwd=project).stdout == before[read], read

@@ -371,6 +371,12 @@ async def _serve(options: ChildOptions, reporter: Reporter, stop: _Stop) -> int:
     state_dir = str(loaded.project.state_dir) if loaded.project else ""
     if options.generation == 0 or not options.changes:
         reporter.ready(state, url, state_dir, options.generation == 0, _shown_database(loaded))
+    elif state.load_error:
+        changed = ", ".join(options.changes)
+        reporter.info(
+            f"reloaded after changes to {changed}, without the project's code: fix the error "
+            "above and save (instances wait meanwhile)"
+        )
     else:
         reporter.reloaded(options.changes)
     try:
