@@ -10,7 +10,7 @@ from wf.cli.exit import exits
 from wf.cli.options import JsonOption, TokenOption, UrlOption, make_client, print_json
 
 app = typer.Typer(
-    help="List, describe and clear the workflows of the project.",
+    help="List and describe the workflows of the project, or delete their instances.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
