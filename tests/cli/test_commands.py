@@ -52,8 +52,10 @@ def test_trigger_queues_an_instance_and_says_how_to_describe_it(server: LiveServ
     out = ok(wf(server, "trigger", "quick", '{"n": 21}', "--id", "first"))
     assert out == (
         '🚀 Workflow instance "first" has been queued successfully\n'
-        "   wf instances describe quick first\n"
+        f"   wf instances describe quick first --url {server.url}\n"  # the server it asked
     )
+    from_env = ok(wf(None, "trigger", "quick", "--id", "second", env={"WF_URL": server.url}))
+    assert from_env.splitlines()[1] == "   wf instances describe quick second"  # WF_URL holds
     details = wait_status(server.client(), "quick", "first")
     assert details["status"] == "complete"
     assert details["output"] == {"double": 42}

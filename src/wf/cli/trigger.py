@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -55,4 +56,6 @@ def trigger(
         return
     new_id = result.get("id", instance_id or "?")
     typer.echo(f'🚀 Workflow instance "{new_id}" has been queued successfully')
-    typer.echo(f"   wf instances describe {name} {new_id}")
+    # The server named by --url is the one to ask again (WF_URL, the next command reads too).
+    elsewhere = f" --url {url}" if url and url != os.environ.get("WF_URL") else ""
+    typer.echo(f"   wf instances describe {name} {new_id}{elsewhere}")
