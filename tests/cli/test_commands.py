@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
 
@@ -88,6 +89,35 @@ def test_trigger_json_prints_the_api_result(server: LiveServer) -> None:
 def test_trigger_refuses_invalid_json_with_its_position() -> None:
     line = failed(wf(None, "trigger", "quick", '{"a": 1 "b": 2}', "--url", "http://127.0.0.1:9"))
     assert line == "wf: params are not valid JSON: Expecting ',' delimiter (line 1, column 9)"
+
+
+def test_params_and_payloads_come_from_a_file_or_standard_input(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    # Beyond what a command line holds (about 128 KiB): the server takes 1 MiB of params.
+    big = {"n": 2, "pad": "x" * 300_000}
+    (tmp_path / "params.json").write_text(json.dumps(big))
+    ok(wf(server, "trigger", "quick", f"@{tmp_path / 'params.json'}", "--id", "from-file"))
+    piped = runner.invoke(
+        app, ["trigger", "quick", "-", "--id", "from-stdin", "--url", server.url], input='{"n": 5}'
+    )
+    assert piped.exit_code == 0, piped.stderr
+    client = server.client()
+    assert wait_status(client, "quick", "from-file")["params"] == big
+    assert wait_status(client, "quick", "from-stdin")["output"] == {"double": 10}
+    trigger(client, "approval", "a-file")
+    wait_status(client, "approval", "a-file", ("waiting",))
+    (tmp_path / "event.json").write_text('{"by": "file"}')
+    payload = f"@{tmp_path / 'event.json'}"
+    sent = ("instances", "send-event", "approval", "a-file", "--type", "approve")
+    ok(wf(server, *sent, "--payload", payload))
+    assert wait_status(client, "approval", "a-file")["output"] == {"approved_with": {"by": "file"}}
+    missing = tmp_path / "nope.json"
+    line = failed(wf(server, "trigger", "quick", f"@{missing}"))
+    assert line == f"wf: cannot read the params from {missing}: No such file or directory"
+    (tmp_path / "bad.json").write_text("{")
+    line = failed(wf(server, "trigger", "quick", f"@{tmp_path / 'bad.json'}"))
+    assert line.startswith(f"wf: params in {tmp_path / 'bad.json'} are not valid JSON: ")
 
 
 def test_trigger_unknown_workflow_lists_the_known_ones(server: LiveServer) -> None:

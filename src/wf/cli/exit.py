@@ -13,6 +13,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, ParamSpec, TypeVar
 
 import typer
@@ -48,6 +49,23 @@ def fail(message: str) -> NoReturn:
     """Stop the command with one error line (for code that cannot raise through ``@exits``)."""
     typer.echo(error_line(message), err=True)
     raise typer.Exit(EXIT_FAILURE)
+
+
+def json_argument(text: str, noun: str, *, plural: bool = False) -> Any:
+    """JSON given on the command line, or ``@FILE`` (read from that file), or ``-`` (read
+    from standard input): a command line holds about 128 KiB, a payload may be 1 MiB. Neither
+    form is ever valid JSON, so nothing that was valid before changes meaning."""
+    if text == "-":
+        return parse_json(sys.stdin.read(), noun, plural=plural)
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CliError(f"cannot read the {noun} from {path}: {reason}") from None
+        return parse_json(content, f"{noun} in {path}", plural=plural)
+    return parse_json(text, noun, plural=plural)
 
 
 def parse_json(text: str, noun: str, *, plural: bool = False) -> Any:

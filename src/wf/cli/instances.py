@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from wf.cli.exit import CliError, exits, parse_json
+from wf.cli.exit import CliError, exits, json_argument, parse_json
 from wf.cli.options import (
     JsonOption,
     ServeUrlOption,
@@ -361,7 +361,10 @@ def restart(
         str | None,
         typer.Option(
             "--params",
-            help="New params for the restarted run, as a JSON string (default: the old ones).",
+            help=(
+                "New params for the restarted run, as a JSON string, @FILE or - (default: "
+                "the old ones)."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -379,7 +382,7 @@ def restart(
             from_step["count"] = from_step_count
         if from_step_type is not None:
             from_step["type"] = from_step_type
-    new_params = None if params is None else parse_json(params, "params", plural=True)
+    new_params = None if params is None else json_argument(params, "params", plural=True)
     client = make_client(url, token)
     resolved = resolve_id(client, name, instance_id)
     extra: dict[str, object] = {}
@@ -473,14 +476,18 @@ def send_event(
         ),
     ],
     payload: Annotated[
-        str, typer.Option("--payload", help="Payload of the event, as a JSON string.")
+        str,
+        typer.Option(
+            "--payload",
+            help="Payload of the event, as a JSON string, @FILE or - (standard input).",
+        ),
     ] = "{}",
     url: UrlOption = None,
     token: TokenOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Send an event to an instance (received by step.wait_for_event)."""
-    parsed = parse_json(payload, "payload")
+    parsed = json_argument(payload, "payload")
     client = make_client(url, token)
     resolved = resolve_id(client, name, instance_id)
     result = client.send_event(name, resolved, event_type, parsed)

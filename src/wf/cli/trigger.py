@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from wf.cli.exit import exits, parse_json
+from wf.cli.exit import exits, json_argument
 from wf.cli.options import JsonOption, TokenOption, UrlOption, make_client, print_json
 
 
@@ -20,7 +20,10 @@ def trigger(
         str | None,
         typer.Argument(
             metavar="PARAMS_JSON",
-            help="Params as a JSON string; run() gets them as event.payload.",
+            help=(
+                "Params as a JSON string, @FILE to read them from a file, or - from standard "
+                "input; run() gets them as event.payload."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -41,7 +44,7 @@ def trigger(
     json_output: JsonOption = False,
 ) -> None:
     """Trigger a workflow: queue a new instance with the given params."""
-    parsed = parse_json(params, "params", plural=True) if params is not None else None
+    parsed = json_argument(params, "params", plural=True) if params is not None else None
     client = make_client(url, token)
     result = client.create_instance(
         name,
