@@ -842,7 +842,7 @@ def test_deploy_refused_import_is_one_line_and_changes_nothing(
     line = error_line(result)
     broken_line = WORKFLOWS_PY.count("\n") + 2
     assert line == f"wf: workflows.py:{broken_line}: SyntaxError: invalid syntax"
-    assert result.stdout.startswith("Uploading ")  # what was sent, then the refusal
+    assert result.stdout == ""  # found before anything was uploaded
     assert fake.state.active == before
 
 

@@ -8,6 +8,7 @@ import is refused (one line naming file and line) and the active version stays.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wf.cli.exit import CliError, exits
 from wf.cli.options import (
@@ -18,6 +19,9 @@ from wf.cli.options import (
     print_json,
     serve_errors,
 )
+
+if TYPE_CHECKING:
+    from wf.project import Project
 
 
 @exits
@@ -41,6 +45,7 @@ def deploy(
             f"no wf.toml in {Path.cwd()} or its parents; create a project with `wf init`"
         )
     project = load_project(config)
+    _parses(project)
     with serve_errors(client):
         client.health()  # a cheap authenticated call: a wrong token or address is told first
     bundle = build_bundle(project)
@@ -54,3 +59,15 @@ def deploy(
         print_json(result)
         return
     render.print_deployed(result)
+
+
+def _parses(project: Project) -> None:
+    """Refuse a main module that does not parse before anything is uploaded (the server would
+    refuse it only after the upload, in the same words)."""
+    try:
+        compile(project.main.read_bytes(), project.main_label, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        where = f"{project.main_label}:{exc.lineno}" if exc.lineno else project.main_label
+        raise CliError(f"{where}: SyntaxError: {exc.msg}") from None
+    except (OSError, ValueError):
+        return  # unreadable here, or null bytes: the server says what it makes of it
