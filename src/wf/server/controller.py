@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wf.engine.clock import Clock
 from wf.engine.controller import Controller
@@ -36,22 +37,24 @@ class Catalog:
             names.extend(w["name"] for w in version.workflows if w["name"] not in names)
         return names
 
-    def describe(self, name: str) -> tuple[str | None, str]:
-        """(binding, class name) of a workflow in the newest version that has it."""
+    def _newest_entry(self, name: str) -> dict[str, Any] | None:
+        """A workflow's wf.toml entry in the newest version that has it."""
         for version in [self.active, *self.known]:
             for workflow in version.workflows if version else ():
                 if workflow["name"] == name:
-                    return workflow["binding"], workflow["class_name"]
-        return None, ""
+                    return workflow
+        return None
+
+    def describe(self, name: str) -> tuple[str | None, str]:
+        """(binding, class name) of a workflow in the newest version that has it."""
+        entry = self._newest_entry(name)
+        return (entry["binding"], entry["class_name"]) if entry else (None, "")
 
     def script_name(self, name: str) -> str | None:
         """The project name of the newest version that has the workflow (None: deployed before
         versions kept it)."""
-        for version in [self.active, *self.known]:
-            for workflow in version.workflows if version else ():
-                if workflow["name"] == name:
-                    return workflow.get("script_name")
-        return None
+        entry = self._newest_entry(name)
+        return entry.get("script_name") if entry else None
 
     def schedules(self, name: str) -> tuple[str, ...]:
         """The cron schedules of a workflow in the active version (older versions' do not fire)."""
